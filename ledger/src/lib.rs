@@ -1,0 +1,41 @@
+//! # ledger — Suanpan's deterministic double-entry state machine
+//!
+//! The ledger turns a batch of commands, stamped by the Raft leader with a timestamp and a seed, into one
+//! result per command and one atomic store write. It performs no I/O of its own, reads no clock, draws no
+//! randomness and knows nothing of Raft or protobuf: a replica's state is a pure function of the log.
+//!
+//! ## Invariants (checked with assertions that stay on in release builds)
+//! - **Conservation**: for every currency, the debits and credits a batch adds are equal, posted and
+//!   pending separately; an account with "debits must not exceed credits" never goes past its overdraft.
+//! - **Atomicity**: all legs of a transfer apply or none does; a batch's changes, its applied index and
+//!   its digest are persisted in one store write.
+//! - **Strict idempotency**: the first outcome for a command id (success or business failure) is stored
+//!   for ever and returned unchanged on retry; the same id with another body is `IdempotencyConflict`
+//!   and changes nothing.
+//! - **Log time only**: daily limits and two-phase expiry use the batch timestamp, made strictly
+//!   increasing by the ledger itself.
+//! - **Digest**: a hash chain over each batch's index, timestamp, seed, command fingerprints and results.
+//!   Replicas that applied the same log have equal digests at equal applied indexes.
+//!
+//! ## Map
+//! - [`command`]: commands, batches, result codes (stable numbers).
+//! - [`money`]: currencies and the one conversion from decimal amounts to minor units.
+//! - [`types`]: accounts, transfers, postings, clients.
+//! - [`state`]: [`Ledger`], the state machine and its queries.
+//! - [`store`]: the narrow [`Store`] trait and [`MemStore`]; [`rocks`]: [`RocksStore`].
+//! - [`codec`]: the binary encoding of commands, results and records.
+
+pub mod codec;
+pub mod command;
+pub mod money;
+pub mod rocks;
+pub mod state;
+pub mod store;
+pub mod types;
+
+pub use command::*;
+pub use money::{Currency, MAX_MINOR};
+pub use rocks::{open_db, RocksStore};
+pub use state::{BatchOutput, CurrencyTotals, Ledger, LedgerError, HISTORY_PAGE_MAX};
+pub use store::{Cf, MemStore, Store, StoreError, WriteBatch};
+pub use types::*;

@@ -1,0 +1,135 @@
+//! The RocksDB store: one column family per record type, in a database the caller may share (the Raft
+//! log lives in other column families of the same database, so one WAL and one fsync cover both).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, Options, WriteOptions, DB};
+
+use crate::store::{Cf, Store, StoreError, WriteBatch};
+
+/// Exclusive upper bound of every ledger key (keys are at most 24 bytes).
+const KEY_END: [u8; 32] = [0xFF; 32];
+
+fn io(e: rocksdb::Error) -> StoreError {
+    StoreError::Io(e.into_string())
+}
+
+/// Database options tuned for the ledger's write pattern (large atomic batches, point reads).
+pub fn db_options() -> Options {
+    let mut o = Options::default();
+    o.create_if_missing(true);
+    o.create_missing_column_families(true);
+    o.set_max_background_jobs(2);
+    o.set_bytes_per_sync(1 << 20);
+    o.set_write_buffer_size(64 << 20);
+    o.set_max_write_buffer_number(4);
+    o.increase_parallelism(2);
+    o
+}
+
+/// Opens (or creates) a database with the ledger's column families plus `extra_cfs` (for example the
+/// Raft log's), ready to be shared between the ledger and the consensus layer.
+pub fn open_db(path: &Path, extra_cfs: &[&str]) -> Result<Arc<DB>, StoreError> {
+    let opts = db_options();
+    let mut cfs: Vec<ColumnFamilyDescriptor> = Cf::ALL
+        .iter()
+        .map(|cf| ColumnFamilyDescriptor::new(cf.name(), Options::default()))
+        .collect();
+    for name in extra_cfs {
+        cfs.push(ColumnFamilyDescriptor::new(*name, Options::default()));
+    }
+    let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(io)?;
+    Ok(Arc::new(db))
+}
+
+pub struct RocksStore {
+    db: Arc<DB>,
+    sync: bool,
+}
+
+impl RocksStore {
+    /// Uses the ledger's families of a database opened by [`open_db`]. Writes go through the WAL but are
+    /// not fsynced by default: under Raft, the log append that follows every apply is synced, and that
+    /// sync covers the shared WAL; a crash loses at most unsynced applies, which replay from the log.
+    pub fn new(db: Arc<DB>) -> Result<RocksStore, StoreError> {
+        for cf in Cf::ALL {
+            if db.cf_handle(cf.name()).is_none() {
+                return Err(StoreError::Io(format!("column family {} missing", cf.name())));
+            }
+        }
+        Ok(RocksStore { db, sync: false })
+    }
+
+    /// Opens a database of its own at `path`.
+    pub fn open(path: &Path) -> Result<RocksStore, StoreError> {
+        RocksStore::new(open_db(path, &[])?)
+    }
+
+    /// fsync every write (for use without a Raft log in front).
+    pub fn set_sync(&mut self, sync: bool) {
+        self.sync = sync;
+    }
+
+    pub fn db(&self) -> &Arc<DB> {
+        &self.db
+    }
+
+    fn handle(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(cf.name()).expect("column families checked at open")
+    }
+
+    fn write_opts(&self) -> WriteOptions {
+        let mut w = WriteOptions::default();
+        w.set_sync(self.sync);
+        w
+    }
+}
+
+impl Store for RocksStore {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.handle(cf), key).map_err(io)
+    }
+
+    fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let h = self.handle(cf);
+        self.db
+            .batched_multi_get_cf(h, keys.iter(), false)
+            .into_iter()
+            .map(|r| r.map(|o| o.map(|s| s.to_vec())).map_err(io))
+            .collect()
+    }
+
+    fn for_each(&self, cf: Cf, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        for item in self.db.iterator_cf(self.handle(cf), rocksdb::IteratorMode::Start) {
+            let (k, v) = item.map_err(io)?;
+            f(&k, &v)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut wb = rocksdb::WriteBatch::default();
+        for (cf, k, v) in &batch.ops {
+            match v {
+                Some(v) => wb.put_cf(self.handle(*cf), k, v),
+                None => wb.delete_cf(self.handle(*cf), k),
+            }
+        }
+        self.db.write_opt(wb, &self.write_opts()).map_err(io)
+    }
+
+    fn replace_all(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut wb = rocksdb::WriteBatch::default();
+        for cf in Cf::ALL {
+            wb.delete_range_cf(self.handle(cf), &[][..], &KEY_END[..]);
+        }
+        for (cf, k, v) in &batch.ops {
+            match v {
+                Some(v) => wb.put_cf(self.handle(*cf), k, v),
+                None => wb.delete_cf(self.handle(*cf), k),
+            }
+        }
+        self.db.write_opt(wb, &self.write_opts()).map_err(io)
+    }
+}

@@ -1,0 +1,136 @@
+//! The narrow storage trait and the in-memory store.
+//!
+//! The ledger sees storage as a few key-value column families plus one atomic multi-key write. That is
+//! all RocksDB and the in-memory map need to share, so the two are interchangeable and give equal
+//! digests (a property test checks it).
+
+use rustc_hash::FxHashMap;
+
+/// Column families, one per record type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Cf {
+    /// Applied index, digest, last timestamp.
+    Meta,
+    /// Account id → account record.
+    Accounts,
+    /// Command id → fingerprint, result, and the transfer for transfer commands.
+    Commands,
+    /// (account id, posting sequence) → posting with the resulting balances.
+    Postings,
+    /// Pending transfer id → expiry; the set of holds still open.
+    Pending,
+    /// Ed25519 public key → API client.
+    Clients,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 6] = [Cf::Meta, Cf::Accounts, Cf::Commands, Cf::Postings, Cf::Pending, Cf::Clients];
+
+    /// Column family name in RocksDB (prefixed so the Raft log's families can share the database).
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Meta => "ledger_meta",
+            Cf::Accounts => "ledger_accounts",
+            Cf::Commands => "ledger_commands",
+            Cf::Postings => "ledger_postings",
+            Cf::Pending => "ledger_pending",
+            Cf::Clients => "ledger_clients",
+        }
+    }
+}
+
+/// Node-local storage failure. The node must stop: it can no longer prove what it applied.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage I/O: {0}")]
+    Io(String),
+    #[error("corrupt record in {cf:?}: {reason}")]
+    Corrupt { cf: Cf, reason: String },
+}
+
+/// Puts and deletes applied together or not at all.
+#[derive(Default, Debug)]
+pub struct WriteBatch {
+    pub ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl WriteBatch {
+    pub fn with_capacity(n: usize) -> WriteBatch {
+        WriteBatch { ops: Vec::with_capacity(n) }
+    }
+    #[inline]
+    pub fn put(&mut self, cf: Cf, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push((cf, key, Some(value)));
+    }
+    #[inline]
+    pub fn delete(&mut self, cf: Cf, key: Vec<u8>) {
+        self.ops.push((cf, key, None));
+    }
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+pub trait Store: Send {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Several point reads at once (RocksDB batches them); results in key order.
+    fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|k| self.get(cf, k)).collect()
+    }
+    /// Visits every record of a family (in no particular order).
+    fn for_each(&self, cf: Cf, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError>;
+    /// Applies every operation atomically.
+    fn write(&mut self, batch: WriteBatch) -> Result<(), StoreError>;
+    /// Atomically replaces the whole ledger state with `batch` (snapshot install).
+    fn replace_all(&mut self, batch: WriteBatch) -> Result<(), StoreError>;
+}
+
+/// The in-memory store: hash maps, no ordering needed (postings are read by dense sequence number).
+#[derive(Default)]
+pub struct MemStore {
+    maps: [FxHashMap<Vec<u8>, Vec<u8>>; 6],
+}
+
+impl MemStore {
+    pub fn new() -> MemStore {
+        MemStore::default()
+    }
+    fn idx(cf: Cf) -> usize {
+        cf as usize
+    }
+}
+
+impl Store for MemStore {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.maps[Self::idx(cf)].get(key).cloned())
+    }
+    fn for_each(&self, cf: Cf, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        for (k, v) in &self.maps[Self::idx(cf)] {
+            f(k, v)?;
+        }
+        Ok(())
+    }
+    fn write(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        for (cf, k, v) in batch.ops {
+            let m = &mut self.maps[Self::idx(cf)];
+            match v {
+                Some(v) => {
+                    m.insert(k, v);
+                }
+                None => {
+                    m.remove(&k);
+                }
+            }
+        }
+        Ok(())
+    }
+    fn replace_all(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        for m in &mut self.maps {
+            m.clear();
+        }
+        self.write(batch)
+    }
+}

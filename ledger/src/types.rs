@@ -1,0 +1,353 @@
+//! Records the ledger keeps: accounts, transfers, postings (history), API clients.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+
+use crate::money::Currency;
+
+/// A 128-bit identifier (a UUID or ULID as an integer). Zero is never a valid id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Id(pub u128);
+
+impl Id {
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0.to_be_bytes()
+    }
+    pub fn from_bytes(b: [u8; 16]) -> Id {
+        Id(u128::from_be_bytes(b))
+    }
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl std::fmt::Display for Id {
+    /// Canonical UUID text form (8-4-4-4-12, lower-case hex).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = format!("{:032x}", self.0);
+        write!(f, "{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    }
+}
+
+impl std::str::FromStr for Id {
+    type Err = &'static str;
+    /// Accepts the canonical UUID form or 32 hex digits.
+    fn from_str(s: &str) -> Result<Id, Self::Err> {
+        let hex: String = if s.len() == 36 {
+            let b = s.as_bytes();
+            if b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
+                return Err("malformed UUID");
+            }
+            s.chars().filter(|c| *c != '-').collect()
+        } else if s.len() == 32 {
+            s.to_string()
+        } else {
+            return Err("an id is a UUID (8-4-4-4-12 hex) or 32 hex digits");
+        };
+        if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err("an id contains only hex digits");
+        }
+        u128::from_str_radix(&hex, 16).map(Id).map_err(|_| "malformed id")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum AccountKind {
+    Wallet = 0,
+    Merchant = 1,
+    System = 2,
+}
+
+impl AccountKind {
+    pub fn from_u8(v: u8) -> Option<AccountKind> {
+        match v {
+            0 => Some(AccountKind::Wallet),
+            1 => Some(AccountKind::Merchant),
+            2 => Some(AccountKind::System),
+            _ => None,
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            AccountKind::Wallet => "wallet",
+            AccountKind::Merchant => "merchant",
+            AccountKind::System => "system",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum AccountStatus {
+    Open = 0,
+    /// No debits; credits still arrive (a frozen wallet can be refunded).
+    Frozen = 1,
+    /// No movement at all. Only an account with zero balances and no holds can close.
+    Closed = 2,
+}
+
+impl AccountStatus {
+    pub fn from_u8(v: u8) -> Option<AccountStatus> {
+        match v {
+            0 => Some(AccountStatus::Open),
+            1 => Some(AccountStatus::Frozen),
+            2 => Some(AccountStatus::Closed),
+            _ => None,
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            AccountStatus::Open => "open",
+            AccountStatus::Frozen => "frozen",
+            AccountStatus::Closed => "closed",
+        }
+    }
+}
+
+/// Role of an API client key, decided by the replicated log so every node authorizes alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ClientRole {
+    Payments = 0,
+    FinanceRead = 1,
+    Admin = 2,
+}
+
+impl ClientRole {
+    pub fn from_u8(v: u8) -> Option<ClientRole> {
+        match v {
+            0 => Some(ClientRole::Payments),
+            1 => Some(ClientRole::FinanceRead),
+            2 => Some(ClientRole::Admin),
+            _ => None,
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientRole::Payments => "payments",
+            ClientRole::FinanceRead => "finance",
+            ClientRole::Admin => "admin",
+        }
+    }
+}
+
+pub const FLAG_DEBITS_MUST_NOT_EXCEED_CREDITS: u8 = 1;
+pub const FLAG_CREDITS_MUST_NOT_EXCEED_DEBITS: u8 = 2;
+
+/// The four running totals of an account, in minor units.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Balances {
+    pub debits_posted: u128,
+    pub credits_posted: u128,
+    pub debits_pending: u128,
+    pub credits_pending: u128,
+}
+
+/// Limits in minor units.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub per_transfer_max: Option<u128>,
+    pub daily_outflow_max: Option<u128>,
+    pub daily_outflow_count_max: Option<u32>,
+    pub balance_max: Option<u128>,
+}
+
+/// What an account is; fixed at creation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountInfo {
+    pub id: Id,
+    pub currency: Currency,
+    pub kind: AccountKind,
+    pub flags: u8,
+    pub overdraft: u128,
+    pub limits: Limits,
+    pub reference: String,
+    pub metadata: BTreeMap<String, String>,
+    pub created_ns: u64,
+}
+
+/// What changes as money moves: small and `Copy`, so a transfer works on copies and commits them only
+/// when every leg passed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccountState {
+    pub status_raw: u8,
+    pub balances: Balances,
+    /// Number of postings recorded for the account; the last posting's sequence number.
+    pub posting_seq: u64,
+    /// UTC day number (log time) that `day_outflow*` refer to.
+    pub day: u32,
+    pub day_outflow: u128,
+    pub day_outflow_count: u32,
+    /// Pending transfers that still hold funds on this account.
+    pub pending_count: u32,
+}
+
+impl AccountState {
+    pub fn status(&self) -> AccountStatus {
+        AccountStatus::from_u8(self.status_raw).unwrap_or(AccountStatus::Closed)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub info: AccountInfo,
+    pub state: AccountState,
+}
+
+impl Account {
+    pub fn status(&self) -> AccountStatus {
+        self.state.status()
+    }
+    /// Balance of a credit-normal account (wallets, merchants): credits minus debits, posted only.
+    pub fn balance(&self) -> Decimal {
+        let b = &self.state.balances;
+        self.info
+            .currency
+            .to_decimal_signed(b.credits_posted as i128 - b.debits_posted as i128)
+    }
+    /// Posted balance minus funds held by pending debits: what a payment may still use.
+    pub fn available(&self) -> Decimal {
+        let b = &self.state.balances;
+        self.info.currency.to_decimal_signed(
+            b.credits_posted as i128 - b.debits_posted as i128 - b.debits_pending as i128,
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leg {
+    pub debit: Id,
+    pub credit: Id,
+    pub amount: u128,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TransferState {
+    /// Applied in full at once (or a post/void record of a pending transfer).
+    Posted = 0,
+    /// Funds held until posted, voided or expired.
+    Pending = 1,
+    /// A pending transfer that was posted (possibly partially, see `posted_amount`).
+    PendingPosted = 2,
+    PendingVoided = 3,
+    PendingExpired = 4,
+    /// The record of a void command (moves no money).
+    Void = 5,
+}
+
+impl TransferState {
+    pub fn from_u8(v: u8) -> Option<TransferState> {
+        match v {
+            0 => Some(TransferState::Posted),
+            1 => Some(TransferState::Pending),
+            2 => Some(TransferState::PendingPosted),
+            3 => Some(TransferState::PendingVoided),
+            4 => Some(TransferState::PendingExpired),
+            5 => Some(TransferState::Void),
+            _ => None,
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            TransferState::Posted => "posted",
+            TransferState::Pending => "pending",
+            TransferState::PendingPosted => "pending_posted",
+            TransferState::PendingVoided => "pending_voided",
+            TransferState::PendingExpired => "pending_expired",
+            TransferState::Void => "void",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transfer {
+    pub id: Id,
+    pub legs: Vec<Leg>,
+    pub state: TransferState,
+    /// For post and void records: the pending transfer they resolve.
+    pub pending_id: Option<Id>,
+    /// For pending transfers: log time at which the hold expires.
+    pub expires_ns: Option<u64>,
+    /// For posted pending transfers: the amount posted (single-leg partial posts).
+    pub posted_amount: Option<u128>,
+    pub reference: String,
+    pub timestamp_ns: u64,
+}
+
+/// Why a posting happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PostingKind {
+    Posted = 0,
+    PendingHold = 1,
+    /// Pending hold released and the (partial) amount posted.
+    PendingPost = 2,
+    PendingVoid = 3,
+    PendingExpire = 4,
+}
+
+impl PostingKind {
+    pub fn from_u8(v: u8) -> Option<PostingKind> {
+        match v {
+            0 => Some(PostingKind::Posted),
+            1 => Some(PostingKind::PendingHold),
+            2 => Some(PostingKind::PendingPost),
+            3 => Some(PostingKind::PendingVoid),
+            4 => Some(PostingKind::PendingExpire),
+            _ => None,
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            PostingKind::Posted => "posted",
+            PostingKind::PendingHold => "pending_hold",
+            PostingKind::PendingPost => "pending_post",
+            PostingKind::PendingVoid => "pending_void",
+            PostingKind::PendingExpire => "pending_expire",
+        }
+    }
+}
+
+/// One line of an account's history: a change of its balances, with the balances that resulted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Posting {
+    pub account: Id,
+    pub seq: u64,
+    pub transfer: Id,
+    pub leg: u8,
+    pub kind: PostingKind,
+    pub is_debit: bool,
+    pub amount: u128,
+    pub timestamp_ns: u64,
+    pub balances_after: Balances,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Client {
+    pub public_key: [u8; 32],
+    pub role: ClientRole,
+    pub name: String,
+    pub revoked: bool,
+    pub registered_ns: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_text_forms() {
+        let id: Id = "0190a0b8-7c1e-7d2a-9f00-0123456789ab".parse().unwrap();
+        assert_eq!(id.to_string(), "0190a0b8-7c1e-7d2a-9f00-0123456789ab");
+        let id2: Id = "0190a0b87c1e7d2a9f000123456789ab".parse().unwrap();
+        assert_eq!(id, id2);
+        assert!("0190a0b8-7c1e-7d2a-9f00-0123456789a".parse::<Id>().is_err());
+        assert!("0190a0b8x7c1e-7d2a-9f00-0123456789ab".parse::<Id>().is_err());
+        assert!("0190a0b8-7c1e-7d2a-9f00-0123456789ag".parse::<Id>().is_err());
+        assert!("+190a0b87c1e7d2a9f000123456789ab".parse::<Id>().is_err());
+        assert_eq!(Id::from_bytes(id.to_bytes()), id);
+    }
+}

@@ -1,0 +1,235 @@
+//! `suanpan`: the one binary — replica node, local dev cluster, operator and finance CLI, demo.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+mod cli;
+mod demo;
+mod dev;
+
+#[derive(Parser)]
+#[command(name = "suanpan", version, about = "Replicated double-entry ledger for mobile payments", propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one replica: Raft over RocksDB plus the gRPC API (client, admin and peer traffic on one port).
+    Node(NodeArgs),
+    /// Start a local N-node cluster as child processes; Ctrl-C stops it.
+    Dev {
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        #[arg(long, default_value = ".suanpan-dev")]
+        data_dir: PathBuf,
+        /// Node i listens on base-port + i - 1.
+        #[arg(long, default_value_t = 7400)]
+        base_port: u16,
+        /// Extra flags passed to every node (e.g. --node-arg=--snapshot-threshold-entries=1000).
+        #[arg(long = "node-arg", allow_hyphen_values = true)]
+        node_args: Vec<String>,
+    },
+    /// Key files.
+    #[command(subcommand)]
+    Keys(cli::KeysCmd),
+    /// API clients (keys and roles), registered through the replicated log.
+    Clients {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::ClientsCmd,
+    },
+    /// Accounts.
+    Account {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::AccountCmd,
+    },
+    /// An account's postings, oldest first, paged by cursor.
+    History {
+        #[command(flatten)]
+        conn: cli::Conn,
+        account: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Cursor: the last posting sequence number already seen.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Move money (`--id --from --to --amount`, `--pending` to hold), or post/void/get.
+    Transfer {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(flatten)]
+        args: cli::TransferArgs,
+    },
+    /// Stream applied commands and their results from a log index.
+    Watch {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Cluster membership and status.
+    Cluster {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::ClusterCmd,
+    },
+    /// Single-node embedded demo on RocksDB (no network): create wallets, move money, print balances.
+    Demo {
+        /// Keep the data here (default: a temporary directory).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// Optional TOML configuration for `suanpan node`; flags override it. Keys match the flag names
+/// with underscores (see docs/operations.md).
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NodeToml {
+    tick_interval_ms: Option<u64>,
+    election_tick: Option<usize>,
+    heartbeat_tick: Option<usize>,
+    snapshot_threshold_entries: Option<u64>,
+    max_proposals_per_entry: Option<usize>,
+    max_entry_bytes: Option<usize>,
+}
+
+#[derive(Args)]
+struct NodeArgs {
+    /// Raft id of this node (non-zero, never reused).
+    #[arg(long)]
+    id: u64,
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address for client, admin and peer traffic.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Another member: ID=HOST:PORT (repeat). Without --join these form the initial voters with this node.
+    #[arg(long = "peer")]
+    peers: Vec<String>,
+    /// Start as a non-member and wait to be added (`suanpan cluster add-node`).
+    #[arg(long)]
+    join: bool,
+    /// Address others use to reach this node (default: the listen address).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Cluster admin key (all nodes of a cluster share it); default DATA_DIR/admin.key, created on first start.
+    #[arg(long)]
+    admin_key_file: Option<PathBuf>,
+    /// TOML file with Raft tuning (flags override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    tick_interval_ms: Option<u64>,
+    /// Election timeout, in ticks.
+    #[arg(long)]
+    election_tick: Option<usize>,
+    /// Heartbeat interval, in ticks.
+    #[arg(long)]
+    heartbeat_tick: Option<usize>,
+    /// Applied entries between snapshots (the log is compacted behind each snapshot).
+    #[arg(long)]
+    snapshot_threshold_entries: Option<u64>,
+    /// Group commit: most client batches per Raft entry.
+    #[arg(long)]
+    max_proposals_per_entry: Option<usize>,
+    /// Largest Raft entry, in bytes.
+    #[arg(long)]
+    max_entry_bytes: Option<usize>,
+}
+
+fn parse_peer(s: &str) -> Result<(u64, String)> {
+    let (id, addr) = s.split_once('=').ok_or_else(|| anyhow!("--peer takes ID=HOST:PORT, got {s:?}"))?;
+    let id: u64 = id.parse().map_err(|_| anyhow!("bad peer id in {s:?}"))?;
+    if id == 0 || addr.is_empty() {
+        bail!("bad peer {s:?}");
+    }
+    Ok((id, addr.to_string()))
+}
+
+async fn run_node(a: NodeArgs) -> Result<()> {
+    if a.id == 0 {
+        bail!("--id must be non-zero");
+    }
+    let file: NodeToml = match &a.config {
+        Some(p) => toml::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+            .with_context(|| format!("parsing {}", p.display()))?,
+        None => NodeToml::default(),
+    };
+    let mut cfg = api::node::NodeConfig::new(a.id, &a.data_dir, a.listen);
+    cfg.peers = a.peers.iter().map(|p| parse_peer(p)).collect::<Result<_>>()?;
+    cfg.join = a.join;
+    cfg.advertise = a.advertise;
+    cfg.admin_key_file = a.admin_key_file;
+    let r = &mut cfg.raft;
+    macro_rules! set {
+        ($f:ident) => {
+            if let Some(v) = a.$f.or(file.$f) {
+                r.$f = v;
+            }
+        };
+    }
+    set!(tick_interval_ms);
+    set!(election_tick);
+    set!(heartbeat_tick);
+    set!(snapshot_threshold_entries);
+    set!(max_proposals_per_entry);
+    set!(max_entry_bytes);
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    api::node::run(cfg, shutdown).await.map_err(|e| anyhow!("{e}"))
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SUANPAN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let r: Result<cli::Exit> = rt.block_on(async {
+        match cli.command {
+            Cmd::Node(a) => {
+                init_tracing();
+                run_node(a).await.map(|()| cli::Exit(0))
+            }
+            Cmd::Dev { nodes, data_dir, base_port, node_args } => {
+                dev::run(dev::DevOpts { nodes, data_dir, base_port, extra_node_args: node_args }).await.map(|()| cli::Exit(0))
+            }
+            Cmd::Keys(k) => cli::keys(k),
+            Cmd::Clients { conn, cmd } => cli::clients(&conn, cmd).await,
+            Cmd::Account { conn, cmd } => cli::account(&conn, cmd).await,
+            Cmd::History { conn, account, limit, after } => cli::history(&conn, account, limit, after).await,
+            Cmd::Transfer { conn, args } => cli::transfer(&conn, args).await,
+            Cmd::Watch { conn, from, count } => cli::watch(&conn, from, count).await,
+            Cmd::Cluster { conn, cmd } => cli::cluster(&conn, cmd).await,
+            Cmd::Demo { data_dir } => demo::run(data_dir).map(|()| cli::Exit(0)),
+        }
+    });
+    match r {
+        Ok(cli::Exit(code)) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! A real cluster of `suanpan node` processes on 127.0.0.1 for integration tests: ports chosen at run
+//! time, data in a temporary directory, nodes killed with SIGKILL and restarted at will.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use api::client::{Client, ClientConfig};
+use api::pb;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_suanpan");
+
+/// The seed of a randomized test: `SUANPAN_SEED` or the clock; always printed so a failure replays.
+pub fn seed() -> u64 {
+    let s = std::env::var("SUANPAN_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
+    eprintln!("seed={s} (replay with SUANPAN_SEED={s})");
+    s
+}
+
+pub struct Node {
+    pub id: u64,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    pub child: Option<Child>,
+    pub join: bool,
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub key: PathBuf,
+    pub nodes: Vec<Node>,
+    pub initial: Vec<u64>,
+    pub extra_args: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Cluster {
+    /// Starts `n` nodes forming one cluster. `extra` flags go to every node.
+    pub fn start(n: u64, extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("admin.key");
+        let out = Command::new(BIN).args(["keys", "gen", "--out"]).arg(&key).output().unwrap();
+        assert!(out.status.success(), "keys gen: {}", String::from_utf8_lossy(&out.stderr));
+        let mut c = Cluster {
+            nodes: Vec::new(),
+            key,
+            initial: (1..=n).collect(),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            dir,
+        };
+        for id in 1..=n {
+            let addr = format!("127.0.0.1:{}", free_port());
+            let data_dir = c.dir.path().join(format!("node-{id}"));
+            c.nodes.push(Node { id, addr, data_dir, child: None, join: false });
+        }
+        for id in 1..=n {
+            c.spawn(id);
+        }
+        c
+    }
+
+    pub fn node(&self, id: u64) -> &Node {
+        self.nodes.iter().find(|n| n.id == id).expect("node id")
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut Node {
+        self.nodes.iter_mut().find(|n| n.id == id).expect("node id")
+    }
+
+    /// Starts (or restarts) node `id` with its data dir.
+    pub fn spawn(&mut self, id: u64) {
+        let n = self.node(id);
+        let mut args: Vec<String> = vec![
+            "node".into(),
+            "--id".into(),
+            id.to_string(),
+            "--data-dir".into(),
+            n.data_dir.display().to_string(),
+            "--listen".into(),
+            n.addr.clone(),
+            "--admin-key-file".into(),
+            self.key.display().to_string(),
+            "--tick-interval-ms".into(),
+            "50".into(),
+        ];
+        for p in &self.nodes {
+            if p.id != id && (self.initial.contains(&p.id) || !n.join) {
+                args.push("--peer".into());
+                args.push(format!("{}={}", p.id, p.addr));
+            }
+        }
+        if n.join {
+            args.push("--join".into());
+        }
+        args.extend(self.extra_args.iter().cloned());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("node-{id}.log")))
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(&args)
+            .env("SUANPAN_LOG", "info")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.node_mut(id).child = Some(child);
+    }
+
+    /// Adds a new node process (not yet a member) started with --join.
+    pub fn spawn_joining(&mut self, id: u64) -> String {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let data_dir = self.dir.path().join(format!("node-{id}"));
+        self.nodes.push(Node { id, addr: addr.clone(), data_dir, child: None, join: true });
+        self.spawn(id);
+        addr
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut c) = self.node_mut(id).child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn wipe(&mut self, id: u64) {
+        let d = self.node(id).data_dir.clone();
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.addr.clone()).collect()
+    }
+
+    pub fn key(&self) -> ed25519_dalek::SigningKey {
+        api::client::load_key_file(&self.key).unwrap()
+    }
+
+    /// A client over every running node.
+    pub fn client(&self) -> Client {
+        Client::connect(ClientConfig::new(self.endpoints()), self.key()).unwrap()
+    }
+
+    /// A client pinned to one node, reading its local state (stale reads allowed).
+    pub fn local_client(&self, id: u64) -> Client {
+        let mut cfg = ClientConfig::new([self.node(id).addr.clone()]);
+        cfg.stale_reads = true;
+        cfg.max_attempts = 2;
+        cfg.request_timeout_ms = 2_000;
+        Client::connect(cfg, self.key()).unwrap()
+    }
+
+    pub async fn info(&self, id: u64) -> Option<pb::NodeInfoResponse> {
+        self.local_client(id).node_info().await.ok()
+    }
+
+    /// Waits until some running node reports itself leader and the admin key is registered
+    /// (a write succeeds), up to `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for n in &self.nodes {
+                if n.child.is_none() {
+                    continue;
+                }
+                if let Some(i) = self.info(n.id).await {
+                    if i.role == pb::NodeRole::Leader as i32 {
+                        let c = self.client();
+                        if c.list_clients().await.map(|l| !l.is_empty()).unwrap_or(false) {
+                            return n.id;
+                        }
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "cluster not ready in {timeout:?}; logs in {}", self.dir.path().display());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn leader(&self) -> Option<u64> {
+        for n in &self.nodes {
+            if n.child.is_some() {
+                if let Some(i) = self.info(n.id).await {
+                    if i.role == pb::NodeRole::Leader as i32 {
+                        return Some(n.id);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Waits until every running node reports the same applied index and digest; returns them.
+    pub async fn wait_converged(&self, timeout: Duration) -> (u64, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut seen = Vec::new();
+            for n in &self.nodes {
+                if n.child.is_some() {
+                    seen.push(self.info(n.id).await.map(|i| (i.applied_index, i.digest)));
+                }
+            }
+            if let Some(Some(first)) = seen.first() {
+                if seen.iter().all(|s| s.as_ref() == Some(first)) {
+                    return first.clone();
+                }
+            }
+            assert!(Instant::now() < deadline, "replicas did not converge: {seen:?}; logs in {}", self.dir.path().display());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Runs the CLI against this cluster with `--json`; returns the process output.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--endpoint")
+            .arg(self.endpoints().join(","))
+            .arg("--key")
+            .arg(&self.key)
+            .arg("--json")
+            .output()
+            .unwrap()
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if std::thread::panicking() {
+            // Keep the logs of a failed test.
+            let p = self.dir.path().to_path_buf();
+            eprintln!("node logs kept in {}", p.display());
+            std::mem::forget(std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()));
+        }
+    }
+}
+
+/// Parses the CLI's JSON output, failing with its stderr.
+pub fn json(out: &Output) -> serde_json::Value {
+    let s = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(s.lines().last().unwrap_or("")).unwrap_or_else(|e| {
+        panic!("not JSON ({e}): stdout={s} stderr={}", String::from_utf8_lossy(&out.stderr))
+    })
+}
