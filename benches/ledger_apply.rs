@@ -9,6 +9,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use ledger::*;
 use rust_decimal::Decimal;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WALLETS: u128 = 10_000;
 const BANK: u128 = 1;
 

@@ -6,6 +6,11 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+/// mimalloc: the ledger's batch apply is allocation-heavy and glibc malloc showed up as half the profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod bench;
 mod cli;
 mod demo;
 mod dev;
@@ -86,6 +91,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::ClusterCmd,
     },
+    /// Load generator: throughput, latency percentiles, CPU per 1 000 transfers, and a final check.
+    Bench(bench::BenchArgs),
     /// Single-node embedded demo on RocksDB (no network): create wallets, move money, print balances.
     Demo {
         /// Keep the data here (default: a temporary directory).
@@ -203,6 +210,11 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
+fn init_tracing_quiet() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SUANPAN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
 fn main() {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
@@ -222,6 +234,10 @@ fn main() {
             Cmd::Transfer { conn, args } => cli::transfer(&conn, args).await,
             Cmd::Watch { conn, from, count } => cli::watch(&conn, from, count).await,
             Cmd::Cluster { conn, cmd } => cli::cluster(&conn, cmd).await,
+            Cmd::Bench(a) => {
+                init_tracing_quiet();
+                bench::run(a).await.map(|()| cli::Exit(0))
+            }
             Cmd::Demo { data_dir } => demo::run(data_dir).map(|()| cli::Exit(0)),
         }
     });

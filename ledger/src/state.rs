@@ -189,13 +189,15 @@ impl<S: Store> Ledger<S> {
             ts,
             day: (ts / NS_PER_DAY) as u32,
             wb: WriteBatch::with_capacity(batch.commands.len() * 4 + 8),
-            before: FxHashMap::default(),
-            records: FxHashMap::default(),
+            before: FxHashMap::with_capacity_and_hasher(batch.commands.len() * 2, Default::default()),
+            records: FxHashMap::with_capacity_and_hasher(batch.commands.len() + 16, Default::default()),
             scratch: Enc::with_capacity(256),
         };
 
         self.expire_due(&mut ctx)?;
-        self.prefetch(&mut ctx, &batch.commands)?;
+        if self.store.batched_reads_pay() {
+            self.prefetch(&mut ctx, &batch.commands)?;
+        }
 
         let mut hasher = blake3::Hasher::new();
         hasher.update(&self.digest);
@@ -278,12 +280,19 @@ impl<S: Store> Ledger<S> {
             // No key to store an outcome under: reported, never recorded.
             return Ok(CommandResult { code: ResultCode::InvalidId, timestamp_ns: ctx.ts });
         }
-        if let Some(Some(rec)) = ctx.records.get(&id) {
-            let code = if rec.fingerprint == fp { None } else { Some(ResultCode::IdempotencyConflict) };
-            return Ok(match code {
-                None => rec.result,
-                Some(code) => CommandResult { code, timestamp_ns: ctx.ts },
-            });
+        let existing = match ctx.records.get(&id) {
+            Some(r) => r.as_ref().map(|r| (r.fingerprint, r.result)),
+            // Not cached: a plain read (no cache entry for the common miss).
+            None => match self.store.get(Cf::Commands, &id.to_bytes())? {
+                Some(b) => {
+                    let r = codec::decode_command_record(&b)?;
+                    Some((r.fingerprint, r.result))
+                }
+                None => None,
+            },
+        };
+        if let Some((stored_fp, result)) = existing {
+            return Ok(if stored_fp == fp { result } else { CommandResult { code: ResultCode::IdempotencyConflict, timestamp_ns: ctx.ts } });
         }
         let outcome = match cmd {
             Command::CreateAccount(c) => self.create_account(ctx, c).map(|()| None),

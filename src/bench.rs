@@ -1,0 +1,383 @@
+//! `suanpan bench`: a load generator against a running cluster (`--endpoint`) or one it starts itself
+//! (`--spawn N`, durable, in a temporary data dir). It creates its accounts, drives transfers from
+//! concurrent tasks through the batching client, and reports throughput, latency percentiles (HDR
+//! histogram), rejected and retried counts and cluster CPU per 1 000 transfers; at the end it checks
+//! that money was conserved and that acknowledged transfers exist.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use api::client::{self, ops, Client, ClientConfig, ClientError};
+use api::pb;
+use clap::Args;
+use hdrhistogram::Histogram;
+use ledger::Id;
+use parking_lot::Mutex;
+use rust_decimal::Decimal;
+use serde_json::json;
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Node(s) of a running cluster (comma-separated). Ignored with --spawn.
+    #[arg(long, default_value = "127.0.0.1:7400")]
+    pub endpoint: String,
+    /// Key file (an admin or payments key of that cluster).
+    #[arg(long, default_value = ".suanpan-dev/admin.key")]
+    pub key: PathBuf,
+    /// Start an N-node durable cluster of our own in a temporary directory.
+    #[arg(long)]
+    pub spawn: Option<u64>,
+    /// Wallets to create (plus one bank and one hot merchant).
+    #[arg(long, default_value_t = 10_000)]
+    pub accounts: u64,
+    /// Transfers to submit (after warm-up), unless --duration-s is given.
+    #[arg(long, default_value_t = 200_000)]
+    pub transfers: u64,
+    /// Run for this many seconds instead of a transfer count.
+    #[arg(long)]
+    pub duration_s: Option<u64>,
+    /// Concurrent submitting tasks.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Transfers per submit call.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Share of transfers paying the one hot merchant account (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    pub hot_share: f64,
+    /// Share of transfers that are two-phase (a hold, then a post in a later batch).
+    #[arg(long, default_value_t = 0.0)]
+    pub two_phase_share: f64,
+    /// Warm-up seconds (not measured).
+    #[arg(long, default_value_t = 2)]
+    pub warmup_s: u64,
+    /// Acknowledged transfers to look up at the end (0 = all).
+    #[arg(long, default_value_t = 2_000)]
+    pub verify_sample: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+struct Spawned {
+    _dir: tempfile::TempDir,
+    children: Vec<Child>,
+    endpoints: Vec<String>,
+    key: PathBuf,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            crate::dev::terminate(c);
+        }
+        for c in &mut self.children {
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn_cluster(n: u64) -> Result<Spawned> {
+    let dir = tempfile::tempdir()?;
+    let key = dir.path().join("admin.key");
+    client::generate_key_file(&key)?;
+    let ports: Vec<u16> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()))
+        .collect::<std::io::Result<_>>()?;
+    let endpoints: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    for id in 1..=n {
+        let mut args = vec![
+            "node".to_string(),
+            "--id".into(),
+            id.to_string(),
+            "--data-dir".into(),
+            dir.path().join(format!("node-{id}")).display().to_string(),
+            "--listen".into(),
+            endpoints[id as usize - 1].clone(),
+            "--admin-key-file".into(),
+            key.display().to_string(),
+        ];
+        for p in 1..=n {
+            if p != id {
+                args.push("--peer".into());
+                args.push(format!("{p}={}", endpoints[p as usize - 1]));
+            }
+        }
+        let log = std::fs::File::create(dir.path().join(format!("node-{id}.log")))?;
+        children.push(Command::new(&exe).args(args).stdout(Stdio::null()).stderr(Stdio::from(log)).spawn()?);
+    }
+    Ok(Spawned { _dir: dir, children, endpoints, key })
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+async fn submit_retrying(c: &Client, cmds: Vec<pb::Command>, retried: &AtomicU64) -> Result<Vec<client::CommandOutcome>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match c.submit(cmds.clone()).await {
+            Ok(r) => return Ok(r),
+            Err(e @ (ClientError::OutcomeUnknown { .. } | ClientError::Unavailable { .. })) if Instant::now() < deadline => {
+                retried.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("retrying with the same ids: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    acked: Mutex<Vec<Id>>,
+    hist: Mutex<Option<Histogram<u64>>>,
+}
+
+pub async fn run(a: BenchArgs) -> Result<()> {
+    if !(0.0..=1.0).contains(&a.hot_share) || !(0.0..=1.0).contains(&a.two_phase_share) {
+        bail!("--hot-share and --two-phase-share are fractions in [0, 1]");
+    }
+    if a.accounts < 2 || a.batch_size == 0 || a.concurrency == 0 {
+        bail!("need at least 2 accounts, a batch size and a concurrency above zero");
+    }
+    let spawned = match a.spawn {
+        Some(n) if (1..=9).contains(&n) => Some(spawn_cluster(n)?),
+        Some(_) => bail!("--spawn takes 1 to 9 nodes"),
+        None => None,
+    };
+    let (endpoints, key_path) = match &spawned {
+        Some(s) => (s.endpoints.clone(), s.key.clone()),
+        None => (a.endpoint.split(',').map(|s| s.trim().to_string()).collect(), a.key.clone()),
+    };
+    let key = client::load_key_file(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+    let mut cfg = ClientConfig::new(endpoints.clone());
+    cfg.max_in_flight_batches = (a.concurrency / 2).clamp(4, 64);
+    let c = Client::connect(cfg, key)?;
+
+    // Wait for a leader with the key registered.
+    let ready_by = Instant::now() + Duration::from_secs(60);
+    while c.list_clients().await.is_err() {
+        if Instant::now() > ready_by {
+            bail!("cluster at {} not ready within 60 s", endpoints.join(","));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Accounts: a bank, a hot merchant, wallets; wallets funded generously so transfers succeed.
+    let bank = client::new_id();
+    let hot = client::new_id();
+    let wallets: Arc<Vec<Id>> = Arc::new((0..a.accounts).map(|_| client::new_id()).collect());
+    let retried = Arc::new(AtomicU64::new(0));
+    let mut setup = vec![ops::create_account(bank, "CNY", pb::AccountKind::System), ops::create_account(hot, "CNY", pb::AccountKind::Merchant)];
+    for w in wallets.iter() {
+        setup.push(ops::create_account(*w, "CNY", pb::AccountKind::Wallet));
+    }
+    for chunk in setup.chunks(4_000) {
+        let r = submit_retrying(&c, chunk.to_vec(), &retried).await?;
+        if let Some(bad) = r.iter().find(|o| !o.is_ok()) {
+            bail!("account setup failed: {bad:?}");
+        }
+    }
+    let fund: Vec<pb::Command> = wallets.iter().map(|w| ops::transfer(client::new_id(), bank, *w, "100000000.00", "CNY")).collect();
+    for chunk in fund.chunks(4_000) {
+        submit_retrying(&c, chunk.to_vec(), &retried).await?;
+    }
+
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let submitted = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let rejected = Arc::new(AtomicU64::new(0));
+    let shared = Arc::new(Shared { hist: Mutex::new(Some(Histogram::new_with_bounds(1, 60_000_000, 3)?)), ..Default::default() });
+    let target = a.transfers;
+    let bar = if a.json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(target) };
+    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} transfers {per_sec}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+    let mut tasks = Vec::new();
+    for t in 0..a.concurrency {
+        let (c, wallets, measuring, stop, submitted, done, rejected, retried, shared, bar) =
+            (c.clone(), wallets.clone(), measuring.clone(), stop.clone(), submitted.clone(), done.clone(), rejected.clone(), retried.clone(), shared.clone(), bar.clone());
+        let a = a.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng(a.seed ^ ((t as u64 + 1) << 32));
+            let mut holds: Vec<Id> = Vec::new();
+            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+            let mut acked = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let measured = measuring.load(Ordering::Relaxed);
+                if measured && a.duration_s.is_none() && submitted.fetch_add(a.batch_size as u64, Ordering::Relaxed) >= target {
+                    break;
+                }
+                let mut cmds = Vec::with_capacity(a.batch_size);
+                for p in holds.drain(..) {
+                    cmds.push(ops::post_pending(client::new_id(), p, None));
+                }
+                let mut new_holds = Vec::new();
+                while cmds.len() < a.batch_size {
+                    let from = wallets[(rng.next() % wallets.len() as u64) as usize];
+                    let to = if rng.unit() < a.hot_share {
+                        hot
+                    } else {
+                        let mut b = wallets[(rng.next() % wallets.len() as u64) as usize];
+                        if b == from {
+                            b = hot;
+                        }
+                        b
+                    };
+                    let amount = format!("{}.{:02}", 1 + rng.next() % 100, rng.next() % 100);
+                    let id = client::new_id();
+                    if rng.unit() < a.two_phase_share {
+                        new_holds.push(id);
+                        cmds.push(ops::pending_transfer(id, from, to, &amount, "CNY", 600));
+                    } else {
+                        cmds.push(ops::transfer(id, from, to, &amount, "CNY"));
+                    }
+                }
+                let n = cmds.len() as u64;
+                let ids: Vec<String> = cmds.iter().map(command_id).collect();
+                let t0 = Instant::now();
+                let r = match submit_retrying(&c, cmds, &retried).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("submit failed: {e:#}");
+                        stop.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                };
+                let us = t0.elapsed().as_micros() as u64;
+                let bad = r.iter().filter(|o| !o.is_ok()).count() as u64;
+                holds = new_holds;
+                if measured {
+                    let _ = local.record(us.max(1));
+                    done.fetch_add(n, Ordering::Relaxed);
+                    rejected.fetch_add(bad, Ordering::Relaxed);
+                    bar.inc(n);
+                    for (id, o) in ids.into_iter().zip(&r) {
+                        if o.is_ok() {
+                            if let Ok(id) = Id::from_str(&id) {
+                                acked.push(id);
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(h) = shared.hist.lock().as_mut() {
+                let _ = h.add(&local);
+            }
+            shared.acked.lock().extend(acked);
+        }));
+    }
+
+    tokio::time::sleep(Duration::from_secs(a.warmup_s)).await;
+    let pids: Vec<u32> = spawned.as_ref().map(|s| s.children.iter().map(|c| c.id()).collect()).unwrap_or_default();
+    let cpu0: f64 = pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
+    measuring.store(true, Ordering::Relaxed);
+    let t0 = Instant::now();
+    if let Some(d) = a.duration_s {
+        bar.set_length(0);
+        tokio::time::sleep(Duration::from_secs(d)).await;
+        stop.store(true, Ordering::Relaxed);
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu1: f64 = pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
+    bar.finish_and_clear();
+    let n = done.load(Ordering::Relaxed);
+    let hist = shared.hist.lock().take().ok_or_else(|| anyhow!("histogram"))?;
+
+    // Verification: money conserved over the bench's accounts; acknowledged transfers exist.
+    let mut all = vec![bank, hot];
+    all.extend(wallets.iter().copied());
+    let mut sum = Decimal::ZERO;
+    for chunk in all.chunks(1_000) {
+        for acct in c.get_accounts(chunk).await?.accounts {
+            sum += Decimal::from_str(&acct.balance).map_err(|e| anyhow!("bad balance {}: {e}", acct.balance))?;
+        }
+    }
+    let acked = shared.acked.lock().clone();
+    let sample: Vec<Id> = if a.verify_sample == 0 || a.verify_sample >= acked.len() {
+        acked.clone()
+    } else {
+        let step = acked.len() / a.verify_sample;
+        acked.iter().step_by(step.max(1)).take(a.verify_sample).copied().collect()
+    };
+    let mut missing = 0usize;
+    for chunk in sample.chunks(1_000) {
+        missing += c.get_transfers(chunk).await?.not_found.len();
+    }
+    let conserved = sum.is_zero();
+    let cpu_per_k = if pids.is_empty() || n == 0 { None } else { Some((cpu1 - cpu0) / n as f64 * 1000.0) };
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let report = json!({
+        "transfers": n,
+        "seconds": elapsed,
+        "transfers_per_second": n as f64 / elapsed,
+        "latency_ms": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999), "max": hist.max() as f64 / 1000.0},
+        "rejected": rejected.load(Ordering::Relaxed),
+        "retried_batches": retried.load(Ordering::Relaxed),
+        "cluster_cpu_seconds_per_1000_transfers": cpu_per_k,
+        "params": {"nodes": a.spawn, "accounts": a.accounts, "concurrency": a.concurrency, "batch_size": a.batch_size,
+                   "hot_share": a.hot_share, "two_phase_share": a.two_phase_share},
+        "verification": {"money_conserved": conserved, "acknowledged": acked.len(), "checked": sample.len(), "missing": missing},
+    });
+    if a.json {
+        println!("{report}");
+    } else {
+        println!("transfers         {n} in {elapsed:.2} s  →  {:.0} transfers/s", n as f64 / elapsed);
+        println!("latency per call  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms  max {:.2} ms", ms(0.5), ms(0.9), ms(0.99), ms(0.999), hist.max() as f64 / 1000.0);
+        println!("rejected {}  retried batches {}", rejected.load(Ordering::Relaxed), retried.load(Ordering::Relaxed));
+        match cpu_per_k {
+            Some(v) => println!("cluster CPU       {v:.3} s per 1 000 transfers"),
+            None => println!("cluster CPU       n/a (only measured with --spawn)"),
+        }
+        println!(
+            "verification      money conserved: {}; acknowledged transfers checked: {} of {}, missing: {missing}",
+            if conserved { "yes" } else { "NO" },
+            sample.len(),
+            acked.len()
+        );
+    }
+    if !conserved || missing > 0 {
+        bail!("verification failed: conserved={conserved}, missing={missing}");
+    }
+    Ok(())
+}
+
+fn command_id(c: &pb::Command) -> String {
+    use pb::command::Kind as K;
+    match &c.kind {
+        Some(K::CreateTransfer(t)) => t.id.clone(),
+        Some(K::PostPending(p)) => p.id.clone(),
+        _ => String::new(),
+    }
+}
