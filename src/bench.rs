@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use api::client::{self, ops, Client, ClientConfig, ClientError};
+use api::client::{self, cmd as ops, Client, ClientConfig, ClientError};
 use api::pb;
 use clap::Args;
 use hdrhistogram::Histogram;

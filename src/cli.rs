@@ -2,10 +2,10 @@
 //! `--json` for scripts. Exit codes: 0 success; 1 error (transport, auth, invalid input — a one-line
 //! reason on stderr); 2 usage; 3 the command was applied but its result code is not `ok`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
-use api::client::{self, ops, Client, ClientConfig, CommandOutcome};
+use api::client::{self, cmd as ops, Client, ClientConfig, CommandOutcome};
 use api::pb;
 use clap::{Args, Subcommand, ValueEnum};
 use ledger::Id;
@@ -678,7 +678,3 @@ fn print_done(conn: &Conn, v: Value, human: &str) {
     }
 }
 
-/// Reads a key file's public key (used by `dev` to print it).
-pub fn public_key_hex(path: &Path) -> Result<String> {
-    Ok(hex::encode(client::load_key_file(path)?.verifying_key().to_bytes()))
-}

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api::client::{ops, Client, ClientError, CommandOutcome};
+use api::client::{cmd as ops, Client, ClientError, CommandOutcome};
 use api::pb;
 use common::*;
 use ledger::Id;

@@ -1,0 +1,525 @@
+//! Request authentication: Ed25519 request signatures, replay protection, roles, key files.
+//!
+//! ## Signing scheme (version 1)
+//! 1. Encode the request message with protobuf; take the SHA-256 of exactly the bytes sent as the
+//!    gRPC message (the payload of the single length-prefixed gRPC frame, uncompressed).
+//! 2. Pick `ts` = current Unix time in milliseconds and a fresh `nonce` (8 ..= 64 characters of
+//!    `[A-Za-z0-9_-]`, e.g. 32 hex digits of randomness).
+//! 3. Build the canonical string (UTF-8, `\n` separators, no trailing newline):
+//!    `suanpan-v1\n{method path}\n{ts}\n{nonce}\n{lower-case hex SHA-256}` where the method path is
+//!    the HTTP/2 `:path`, e.g. `/suanpan.v1.Ledger/Submit`.
+//! 4. Sign the canonical string's bytes with the client's Ed25519 key (RFC 8032, pure Ed25519).
+//! 5. Send metadata `x-suanpan-key` (hex public key, 64 digits), `x-suanpan-ts`, `x-suanpan-nonce`,
+//!    `x-suanpan-sig` (hex signature, 128 digits).
+//!
+//! The server checks, in order: metadata present and well-formed, `|now - ts| <= window`
+//! (default 60 s), key registered and not revoked, signature valid, nonce not seen for this key
+//! within the window (then remembers it) → otherwise `UNAUTHENTICATED`; then the key's role allows
+//! the method → otherwise `PERMISSION_DENIED`. Until the first client key is registered in the
+//! ledger (bootstrap), an unknown key gets `UNAVAILABLE` (`x-suanpan-error: bootstrapping`).
+//!
+//! ## Peer streams
+//! `/suanpan.v1.Peer/*` streams are authenticated once at stream open with metadata
+//! `x-suanpan-peer-from` (sender node id), `x-suanpan-peer-ts` (Unix ms) and `x-suanpan-peer-sig`:
+//! an Ed25519 signature by the cluster admin key over `suanpan-peer-v1\n{from}\n{to}\n{ts}`, checked
+//! against the receiving node's admin public key within the same time window. Every node of a
+//! cluster must therefore be given the same admin key file. Stream opens are not nonce-checked: a
+//! replayed stream can only replay Raft frames, which Raft tolerates (terms and indexes).
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use http_body_util::BodyExt;
+use ledger::ClientRole;
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use tonic::body::Body;
+use tonic::Status;
+
+pub const HEADER_KEY: &str = "x-suanpan-key";
+pub const HEADER_TS: &str = "x-suanpan-ts";
+pub const HEADER_NONCE: &str = "x-suanpan-nonce";
+pub const HEADER_SIG: &str = "x-suanpan-sig";
+pub const HEADER_PEER_FROM: &str = "x-suanpan-peer-from";
+pub const HEADER_PEER_TS: &str = "x-suanpan-peer-ts";
+pub const HEADER_PEER_SIG: &str = "x-suanpan-peer-sig";
+/// Stable machine-readable error reason (see [`crate::ErrorReason`]).
+pub const HEADER_ERROR: &str = "x-suanpan-error";
+
+pub const NONCE_CHARS_MIN: usize = 8;
+pub const NONCE_CHARS_MAX: usize = 64;
+
+pub const LEDGER_PREFIX: &str = "/suanpan.v1.Ledger/";
+pub const ADMIN_PREFIX: &str = "/suanpan.v1.Admin/";
+pub const PEER_PREFIX: &str = "/suanpan.v1.Peer/";
+pub const SUBMIT_PATH: &str = "/suanpan.v1.Ledger/Submit";
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The canonical string a client signs.
+pub fn canonical_string(method_path: &str, ts_ms: u64, nonce: &str, body_sha256: &[u8; 32]) -> String {
+    format!("suanpan-v1\n{method_path}\n{ts_ms}\n{nonce}\n{}", hex::encode(body_sha256))
+}
+
+pub fn peer_canonical_string(from: u64, to: u64, ts_ms: u64) -> String {
+    format!("suanpan-peer-v1\n{from}\n{to}\n{ts_ms}")
+}
+
+/// The four metadata values of a signed request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedHeaders {
+    pub public_key_hex: String,
+    pub ts_ms: u64,
+    pub nonce: String,
+    pub signature_hex: String,
+}
+
+impl SignedHeaders {
+    /// Signs a request whose protobuf encoding is `message_bytes`, at time `ts_ms`.
+    pub fn sign(key: &SigningKey, method_path: &str, message_bytes: &[u8], ts_ms: u64, nonce: String) -> SignedHeaders {
+        let digest: [u8; 32] = Sha256::digest(message_bytes).into();
+        let sig = key.sign(canonical_string(method_path, ts_ms, &nonce, &digest).as_bytes());
+        SignedHeaders {
+            public_key_hex: hex::encode(key.verifying_key().as_bytes()),
+            ts_ms,
+            nonce,
+            signature_hex: hex::encode(sig.to_bytes()),
+        }
+    }
+
+    /// Signs now with a random nonce.
+    pub fn sign_now(key: &SigningKey, method_path: &str, message_bytes: &[u8]) -> SignedHeaders {
+        SignedHeaders::sign(key, method_path, message_bytes, now_ms(), random_nonce())
+    }
+
+    pub fn apply(&self, md: &mut tonic::metadata::MetadataMap) {
+        let put = |md: &mut tonic::metadata::MetadataMap, k: &'static str, v: &str| {
+            if let Ok(v) = v.parse() {
+                md.insert(k, v);
+            }
+        };
+        put(md, HEADER_KEY, &self.public_key_hex);
+        put(md, HEADER_TS, &self.ts_ms.to_string());
+        put(md, HEADER_NONCE, &self.nonce);
+        put(md, HEADER_SIG, &self.signature_hex);
+    }
+}
+
+pub fn random_nonce() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// Metadata for opening a peer stream from `from` to `to`.
+pub fn peer_headers(cluster_key: &SigningKey, from: u64, to: u64) -> [(&'static str, String); 3] {
+    let ts = now_ms();
+    let sig = cluster_key.sign(peer_canonical_string(from, to, ts).as_bytes());
+    [(HEADER_PEER_FROM, from.to_string()), (HEADER_PEER_TS, ts.to_string()), (HEADER_PEER_SIG, hex::encode(sig.to_bytes()))]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key files
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("key file {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("key file {path}: {reason}")]
+    Format { path: String, reason: String },
+}
+
+/// Generates a new Ed25519 key, writes it to `path` as PKCS#8 PEM with mode 0600 (fails if the
+/// file exists) and returns it.
+pub fn generate_key_file(path: &Path) -> Result<SigningKey, KeyFileError> {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    save_key_file(path, &key)?;
+    Ok(key)
+}
+
+/// Writes `key` to a new file `path` as PKCS#8 PEM, mode 0600.
+pub fn save_key_file(path: &Path, key: &SigningKey) -> Result<(), KeyFileError> {
+    use std::io::Write;
+    let io = |source| KeyFileError::Io { path: path.display().to_string(), source };
+    let pem = key
+        .to_pkcs8_pem(Default::default())
+        .map_err(|e| KeyFileError::Format { path: path.display().to_string(), reason: e.to_string() })?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(io)?;
+    f.write_all(pem.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    Ok(())
+}
+
+/// Loads a key file: PKCS#8 PEM, or 64 hex digits (the 32-byte secret seed).
+pub fn load_key_file(path: &Path) -> Result<SigningKey, KeyFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Io { path: path.display().to_string(), source })?;
+    parse_key(&text).map_err(|reason| KeyFileError::Format { path: path.display().to_string(), reason })
+}
+
+pub fn parse_key(text: &str) -> Result<SigningKey, String> {
+    let t = text.trim();
+    if t.starts_with("-----BEGIN") {
+        return SigningKey::from_pkcs8_pem(t).map_err(|e| format!("not a PKCS#8 Ed25519 key: {e}"));
+    }
+    let bytes = hex::decode(t).map_err(|_| "neither PKCS#8 PEM nor hex".to_string())?;
+    let seed: [u8; 32] = bytes.try_into().map_err(|_| "a hex key is 32 bytes (64 hex digits)".to_string())?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server-side verification
+
+/// Where keys and roles come from (the replicated ledger).
+pub trait ClientDirectory: Send + Sync + 'static {
+    /// `(role, revoked)` of a registered key.
+    fn lookup(&self, public_key: &[u8; 32]) -> Option<(ClientRole, bool)>;
+    /// True while no client key at all is registered (bootstrap in progress).
+    fn is_empty(&self) -> bool;
+}
+
+/// Who called, inserted into the request extensions of authenticated calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub public_key: [u8; 32],
+    pub role: ClientRole,
+}
+
+/// Which roles may call a method.
+pub fn role_allows(role: ClientRole, path: &str) -> bool {
+    match role {
+        ClientRole::Admin => true,
+        ClientRole::Payments => path.starts_with(LEDGER_PREFIX),
+        ClientRole::FinanceRead => path.starts_with(LEDGER_PREFIX) && path != SUBMIT_PATH,
+    }
+}
+
+/// Bounded replay cache: remembers (key, nonce) pairs until their timestamp leaves the window.
+pub struct NonceCache {
+    seen: HashSet<[u8; 16]>,
+    by_expiry: BTreeSet<(u64, [u8; 16])>,
+    capacity: usize,
+}
+
+impl NonceCache {
+    pub fn new(capacity: usize) -> NonceCache {
+        NonceCache { seen: HashSet::new(), by_expiry: BTreeSet::new(), capacity: capacity.max(1) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Records a nonce valid until `expires_ms`. `Ok(false)` = replay; `Err(())` = cache full of
+    /// unexpired entries (the request must be refused: evicting would allow replays).
+    #[allow(clippy::result_unit_err)]
+    pub fn insert(&mut self, public_key: &[u8; 32], nonce: &str, now_ms: u64, expires_ms: u64) -> Result<bool, ()> {
+        while let Some(&(exp, h)) = self.by_expiry.first() {
+            if exp >= now_ms {
+                break;
+            }
+            self.by_expiry.pop_first();
+            self.seen.remove(&h);
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(public_key);
+        hasher.update(nonce.as_bytes());
+        let h: [u8; 16] = hasher.finalize()[..16].try_into().expect("16 of 32 bytes");
+        if self.seen.contains(&h) {
+            return Ok(false);
+        }
+        if self.seen.len() >= self.capacity {
+            return Err(());
+        }
+        self.seen.insert(h);
+        self.by_expiry.insert((expires_ms, h));
+        Ok(true)
+    }
+}
+
+/// Settings of the verifier.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    /// Accepted clock skew either way, in milliseconds.
+    pub window_ms: u64,
+    /// Most remembered nonces.
+    pub nonce_cache_entries: usize,
+    /// Largest request message accepted, in bytes (larger: `INVALID_ARGUMENT`).
+    pub max_request_bytes: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { window_ms: 60_000, nonce_cache_entries: 1 << 20, max_request_bytes: 8 << 20 }
+    }
+}
+
+/// Shared verifier state.
+pub struct Authenticator {
+    cfg: AuthConfig,
+    directory: Arc<dyn ClientDirectory>,
+    nonces: Mutex<NonceCache>,
+    /// The cluster admin public key (peer streams) and this node's id.
+    peer_key: VerifyingKey,
+    node_id: u64,
+}
+
+pub(crate) fn status_with_reason(code: tonic::Code, msg: impl Into<String>, reason: &str) -> Status {
+    let mut s = Status::new(code, msg);
+    if let Ok(v) = reason.parse() {
+        s.metadata_mut().insert(HEADER_ERROR, v);
+    }
+    s
+}
+
+fn header<'a>(h: &'a http::HeaderMap, name: &str) -> Result<&'a str, Status> {
+    h.get(name)
+        .ok_or_else(|| Status::unauthenticated(format!("missing {name} metadata")))?
+        .to_str()
+        .map_err(|_| Status::unauthenticated(format!("malformed {name} metadata")))
+}
+
+impl Authenticator {
+    pub fn new(cfg: AuthConfig, directory: Arc<dyn ClientDirectory>, peer_key: VerifyingKey, node_id: u64) -> Authenticator {
+        let nonces = Mutex::new(NonceCache::new(cfg.nonce_cache_entries));
+        Authenticator { cfg, directory, nonces, peer_key, node_id }
+    }
+
+    fn check_ts(&self, ts: &str, now: u64) -> Result<u64, Status> {
+        let ts: u64 = ts.parse().map_err(|_| Status::unauthenticated("timestamp is not unix milliseconds"))?;
+        if ts.abs_diff(now) > self.cfg.window_ms {
+            return Err(Status::unauthenticated(format!(
+                "timestamp {ts} is outside the accepted window of ±{} ms around {now}",
+                self.cfg.window_ms
+            )));
+        }
+        Ok(ts)
+    }
+
+    /// Verifies a client request given its headers, method path and message bytes.
+    pub fn verify_request(&self, path: &str, headers: &http::HeaderMap, message: &[u8]) -> Result<Caller, Status> {
+        let key_hex = header(headers, HEADER_KEY)?;
+        let ts = header(headers, HEADER_TS)?;
+        let nonce = header(headers, HEADER_NONCE)?;
+        let sig_hex = header(headers, HEADER_SIG)?;
+        let now = now_ms();
+        let ts = self.check_ts(ts, now)?;
+        if nonce.len() < NONCE_CHARS_MIN
+            || nonce.len() > NONCE_CHARS_MAX
+            || !nonce.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        {
+            return Err(Status::unauthenticated("nonce must be 8..=64 characters of [A-Za-z0-9_-]"));
+        }
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(key_hex, &mut key).map_err(|_| Status::unauthenticated("public key is not 64 hex digits"))?;
+        let role = match self.directory.lookup(&key) {
+            Some((_, true)) => return Err(Status::unauthenticated("client key revoked")),
+            Some((role, false)) => role,
+            None if self.directory.is_empty() => {
+                return Err(status_with_reason(
+                    tonic::Code::Unavailable,
+                    "cluster is bootstrapping: no client key registered yet, retry shortly",
+                    "bootstrapping",
+                ))
+            }
+            None => return Err(Status::unauthenticated("unknown client key")),
+        };
+        let mut sig = [0u8; 64];
+        hex::decode_to_slice(sig_hex, &mut sig).map_err(|_| Status::unauthenticated("signature is not 128 hex digits"))?;
+        let vk = VerifyingKey::from_bytes(&key).map_err(|_| Status::unauthenticated("invalid public key"))?;
+        let digest: [u8; 32] = Sha256::digest(message).into();
+        vk.verify_strict(canonical_string(path, ts, nonce, &digest).as_bytes(), &Signature::from_bytes(&sig))
+            .map_err(|_| Status::unauthenticated("bad signature"))?;
+        match self.nonces.lock().insert(&key, nonce, now, ts.saturating_add(self.cfg.window_ms)) {
+            Ok(true) => {}
+            Ok(false) => return Err(Status::unauthenticated("replayed nonce")),
+            Err(()) => return Err(status_with_reason(tonic::Code::Unavailable, "replay cache full, retry later", "overloaded")),
+        }
+        if !role_allows(role, path) {
+            return Err(Status::permission_denied(format!("role {} may not call {path}", role.name())));
+        }
+        Ok(Caller { public_key: key, role })
+    }
+
+    pub fn verify_peer(&self, headers: &http::HeaderMap) -> Result<u64, Status> {
+        let from: u64 = header(headers, HEADER_PEER_FROM)?.parse().map_err(|_| Status::unauthenticated("bad peer id"))?;
+        let ts = self.check_ts(header(headers, HEADER_PEER_TS)?, now_ms())?;
+        let mut sig = [0u8; 64];
+        hex::decode_to_slice(header(headers, HEADER_PEER_SIG)?, &mut sig).map_err(|_| Status::unauthenticated("bad peer signature"))?;
+        self.peer_key
+            .verify(peer_canonical_string(from, self.node_id, ts).as_bytes(), &Signature::from_bytes(&sig))
+            .map_err(|_| Status::unauthenticated("bad peer signature"))?;
+        Ok(from)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tower layer: runs before tonic decodes anything, so a rejected call never reaches a handler.
+
+#[derive(Clone)]
+pub struct AuthLayer {
+    auth: Arc<Authenticator>,
+}
+
+impl AuthLayer {
+    pub fn new(auth: Arc<Authenticator>) -> AuthLayer {
+        AuthLayer { auth }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+    fn layer(&self, inner: S) -> AuthService<S> {
+        AuthService { inner, auth: self.auth.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    auth: Arc<Authenticator>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+
+/// Reads a unary request body (bounded), returning the raw bytes and the concatenated message
+/// payloads of its gRPC frames.
+async fn read_body(body: Body, max_bytes: usize) -> Result<(Bytes, Vec<u8>), Status> {
+    let limited = http_body_util::Limited::new(body, max_bytes.saturating_add(5));
+    let raw = match limited.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                return Err(Status::invalid_argument(format!("request exceeds the {max_bytes}-byte limit")));
+            }
+            return Err(Status::cancelled(format!("reading request: {e}")));
+        }
+    };
+    let mut message = Vec::with_capacity(raw.len().saturating_sub(5));
+    let mut rest = &raw[..];
+    while !rest.is_empty() {
+        if rest.len() < 5 {
+            return Err(Status::invalid_argument("truncated gRPC frame"));
+        }
+        if rest[0] != 0 {
+            return Err(Status::invalid_argument("compressed requests are not supported"));
+        }
+        let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        if rest.len() < 5 + len {
+            return Err(Status::invalid_argument("truncated gRPC frame"));
+        }
+        message.extend_from_slice(&rest[5..5 + len]);
+        rest = &rest[5 + len..];
+    }
+    Ok((raw, message))
+}
+
+impl<S> tower::Service<http::Request<Body>> for AuthService<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            let path = req.uri().path().to_string();
+            if path.starts_with(PEER_PREFIX) {
+                let mut req = req;
+                return match auth.verify_peer(req.headers()) {
+                    Ok(from) => {
+                        req.extensions_mut().insert(crate::server::PeerId(from));
+                        inner.call(req).await
+                    }
+                    Err(s) => Ok(s.into_http()),
+                };
+            }
+            if !(path.starts_with(LEDGER_PREFIX) || path.starts_with(ADMIN_PREFIX)) {
+                return inner.call(req).await; // reflection, or unknown (tonic answers UNIMPLEMENTED)
+            }
+            let (mut parts, body) = req.into_parts();
+            let (raw, message) = match read_body(body, auth.cfg.max_request_bytes).await {
+                Ok(x) => x,
+                Err(s) => return Ok(s.into_http()),
+            };
+            match auth.verify_request(&path, &parts.headers, &message) {
+                Ok(caller) => {
+                    parts.extensions.insert(caller);
+                    let body = Body::new(http_body_util::Full::new(raw));
+                    inner.call(http::Request::from_parts(parts, body)).await
+                }
+                Err(s) => Ok(s.into_http()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonce_cache_rejects_replays_and_expires() {
+        let mut c = NonceCache::new(2);
+        let k = [1u8; 32];
+        assert_eq!(c.insert(&k, "aaaaaaaa", 0, 10), Ok(true));
+        assert_eq!(c.insert(&k, "aaaaaaaa", 5, 15), Ok(false));
+        assert_eq!(c.insert(&[2u8; 32], "aaaaaaaa", 5, 15), Ok(true));
+        assert_eq!(c.insert(&k, "bbbbbbbb", 5, 15), Err(()));
+        // After expiry the first entry is dropped and room is made.
+        assert_eq!(c.insert(&k, "bbbbbbbb", 11, 20), Ok(true));
+    }
+
+    #[test]
+    fn key_files_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.pem");
+        let k = generate_key_file(&p).unwrap();
+        assert_eq!(load_key_file(&p).unwrap().to_bytes(), k.to_bytes());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        assert!(generate_key_file(&p).is_err(), "never overwrites");
+        let hexp = dir.path().join("k.hex");
+        std::fs::write(&hexp, hex::encode(k.to_bytes())).unwrap();
+        assert_eq!(load_key_file(&hexp).unwrap().to_bytes(), k.to_bytes());
+    }
+
+    #[test]
+    fn roles() {
+        assert!(role_allows(ClientRole::Payments, SUBMIT_PATH));
+        assert!(!role_allows(ClientRole::FinanceRead, SUBMIT_PATH));
+        assert!(role_allows(ClientRole::FinanceRead, "/suanpan.v1.Ledger/GetAccounts"));
+        assert!(!role_allows(ClientRole::Payments, "/suanpan.v1.Admin/AddNode"));
+        assert!(role_allows(ClientRole::Admin, "/suanpan.v1.Admin/AddNode"));
+    }
+}

@@ -1,0 +1,365 @@
+//! Node assembly: one RocksDB, the ledger, the consensus runtime and the gRPC server on one port.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use consensus::{NodeHandle, NodeRuntime, RaftLogStore, RAFT_COLUMN_FAMILIES};
+use ed25519_dalek::SigningKey;
+use ledger::{ClientRole, Command, Id, Ledger, RocksStore};
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+use crate::auth::{AuthConfig, AuthLayer, Authenticator, ClientDirectory, KeyFileError};
+use crate::events::{EventLog, EventLogConfig};
+use crate::server::{AdminService, ApiLimits, LedgerService, NodeContext, PeerBook, PeerService};
+use crate::state_machine::{encode_proposal, LedgerStateMachine, SharedLedger};
+use crate::transport::{GrpcTransport, TransportConfig};
+use crate::{pb, FILE_DESCRIPTOR_SET};
+
+/// Raft tuning (see `consensus::Config` for the meaning of each field).
+#[derive(Clone, Debug)]
+pub struct RaftTuning {
+    pub tick_interval_ms: u64,
+    pub election_tick: usize,
+    pub heartbeat_tick: usize,
+    pub snapshot_threshold_entries: u64,
+    /// Group commit: most `Submit` batches packed into one log entry.
+    pub max_proposals_per_entry: usize,
+    /// Largest log entry, in bytes.
+    pub max_entry_bytes: usize,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        let c = consensus::Config::default();
+        RaftTuning {
+            tick_interval_ms: c.tick_interval_ms,
+            election_tick: c.election_tick,
+            heartbeat_tick: c.heartbeat_tick,
+            snapshot_threshold_entries: c.snapshot_threshold_entries,
+            max_proposals_per_entry: c.max_proposals_per_entry,
+            max_entry_bytes: c.max_entry_bytes,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Raft id, non-zero, never reused.
+    pub id: u64,
+    /// Holds `db/` (RocksDB: ledger + Raft log) and, unless `admin_key_file` is set, `admin.key`.
+    pub data_dir: PathBuf,
+    /// gRPC listen address for client, admin and peer traffic (port 0 = any free port).
+    pub listen: SocketAddr,
+    /// Address other nodes and redirected clients use to reach this node (default: the bound
+    /// listen address).
+    pub advertise: Option<String>,
+    /// The other members of the cluster's INITIAL configuration as (id, host:port). With
+    /// `join = false` the initial voters are these plus this node. With `join = true` this
+    /// node starts as a non-member (it must be added with `AddNode`) and `peers` must list
+    /// the cluster's initial voters.
+    pub peers: Vec<(u64, String)>,
+    pub join: bool,
+    pub raft: RaftTuning,
+    pub limits: ApiLimits,
+    pub auth: AuthConfig,
+    pub events: EventLogConfig,
+    pub transport: TransportConfig,
+    /// The cluster admin key (PKCS#8 PEM or hex). Must exist if set. If unset, `data_dir/admin.key`
+    /// is used, generated (mode 0600) on first start. All nodes of a cluster need the same key:
+    /// it authenticates peer streams.
+    pub admin_key_file: Option<PathBuf>,
+}
+
+impl NodeConfig {
+    pub fn new(id: u64, data_dir: impl Into<PathBuf>, listen: SocketAddr) -> NodeConfig {
+        NodeConfig {
+            id,
+            data_dir: data_dir.into(),
+            listen,
+            advertise: None,
+            peers: Vec::new(),
+            join: false,
+            raft: RaftTuning::default(),
+            limits: ApiLimits::default(),
+            auth: AuthConfig::default(),
+            events: EventLogConfig::default(),
+            transport: TransportConfig::default(),
+            admin_key_file: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+    #[error("storage: {0}")]
+    Store(#[from] ledger::StoreError),
+    #[error("ledger: {0}")]
+    Ledger(#[from] ledger::LedgerError),
+    #[error("consensus: {0}")]
+    Consensus(#[from] consensus::ConsensusError),
+    #[error("grpc server: {0}")]
+    Server(#[from] tonic::transport::Error),
+    #[error("raft node stopped: {0}")]
+    RaftStopped(String),
+}
+
+struct LedgerDirectory(SharedLedger);
+
+impl ClientDirectory for LedgerDirectory {
+    fn lookup(&self, public_key: &[u8; 32]) -> Option<(ClientRole, bool)> {
+        self.0.lock().client(public_key).map(|c| (c.role, c.revoked))
+    }
+    fn is_empty(&self) -> bool {
+        self.0.lock().clients().is_empty()
+    }
+}
+
+/// A started node. Dropping it does not stop it: call [`RunningNode::shutdown`].
+pub struct RunningNode {
+    pub id: u64,
+    /// The bound listen address (useful with port 0).
+    pub local_addr: SocketAddr,
+    /// The admin key in use (load it in a client to administer the cluster).
+    pub admin_key: SigningKey,
+    pub raft: NodeHandle,
+    pub ledger: SharedLedger,
+    ctx: Arc<NodeContext>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn load_or_create_admin_key(cfg: &NodeConfig) -> Result<SigningKey, NodeError> {
+    match &cfg.admin_key_file {
+        Some(p) => Ok(crate::auth::load_key_file(p)?),
+        None => {
+            let p = cfg.data_dir.join("admin.key");
+            if p.exists() {
+                Ok(crate::auth::load_key_file(&p)?)
+            } else {
+                Ok(crate::auth::generate_key_file(&p)?)
+            }
+        }
+    }
+}
+
+/// Idempotency id of the bootstrap registration of `key` (same on every node and every retry).
+pub fn bootstrap_command_id(key: &[u8; 32]) -> Id {
+    let mut h = Sha256::new();
+    h.update(b"suanpan-bootstrap-admin\n");
+    h.update(key);
+    let d = h.finalize();
+    Id(u128::from_be_bytes(d[..16].try_into().expect("16 bytes")) | 1)
+}
+
+/// Starts a node: opens storage, starts Raft and serves gRPC. Returns once listening.
+pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
+    if cfg.id == 0 {
+        return Err(NodeError::Config("node id must be non-zero".into()));
+    }
+    if cfg.peers.iter().any(|(id, _)| *id == 0 || *id == cfg.id) {
+        return Err(NodeError::Config("peers must have non-zero ids other than this node's".into()));
+    }
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let admin_key = load_or_create_admin_key(&cfg)?;
+
+    let db = ledger::open_db(&cfg.data_dir.join("db"), RAFT_COLUMN_FAMILIES)?;
+    let ledger: SharedLedger = Arc::new(Mutex::new(Ledger::open(RocksStore::new(db.clone())?)?));
+    let events = Arc::new(EventLog::new(cfg.events, ledger.lock().applied_index()));
+
+    let incoming = tonic::transport::server::TcpIncoming::bind(cfg.listen)?.with_nodelay(Some(true));
+    let local_addr = incoming.local_addr()?;
+    let advertise = cfg.advertise.clone().unwrap_or_else(|| local_addr.to_string());
+
+    let peers = Arc::new(PeerBook::new(cfg.peers.iter().cloned().chain([(cfg.id, advertise.clone())])));
+    let mut transport_cfg = cfg.transport.clone();
+    let mut raft_cfg = consensus::Config::new(cfg.id, Vec::new());
+    raft_cfg.tick_interval_ms = cfg.raft.tick_interval_ms;
+    raft_cfg.election_tick = cfg.raft.election_tick;
+    raft_cfg.heartbeat_tick = cfg.raft.heartbeat_tick;
+    raft_cfg.snapshot_threshold_entries = cfg.raft.snapshot_threshold_entries;
+    raft_cfg.max_proposals_per_entry = cfg.raft.max_proposals_per_entry;
+    raft_cfg.max_entry_bytes = cfg.raft.max_entry_bytes;
+    raft_cfg.initial_voters = if cfg.join {
+        cfg.peers.iter().map(|(id, _)| *id).collect()
+    } else {
+        cfg.peers.iter().map(|(id, _)| *id).chain([cfg.id]).collect()
+    };
+    transport_cfg.max_frame_bytes = transport_cfg.max_frame_bytes.max(raft_cfg.max_message_bytes);
+    let single_voter = raft_cfg.initial_voters == [cfg.id];
+    let transport = Arc::new(GrpcTransport::new(
+        cfg.id,
+        advertise.clone(),
+        transport_cfg.clone(),
+        peers.clone(),
+        admin_key.clone(),
+        tokio::runtime::Handle::current(),
+    ));
+    let log_store = RaftLogStore::open(db.clone())?;
+    let sm = LedgerStateMachine::new(ledger.clone(), events.clone());
+    let raft = NodeRuntime::start(raft_cfg, log_store, sm, transport)?;
+    if single_voter {
+        let _ = raft.campaign(); // no need to wait an election timeout alone
+    }
+
+    let ctx = Arc::new(NodeContext {
+        id: cfg.id,
+        advertise,
+        ledger: ledger.clone(),
+        raft: raft.clone(),
+        events,
+        peers,
+        admin_key: admin_key.clone(),
+        limits: cfg.limits.clone(),
+        closing: tokio::sync::watch::channel(false).0,
+    });
+    let mut auth_cfg = cfg.auth.clone();
+    auth_cfg.max_request_bytes = cfg.limits.max_request_bytes;
+    let auth = Arc::new(Authenticator::new(
+        auth_cfg,
+        Arc::new(LedgerDirectory(ledger.clone())),
+        admin_key.verifying_key(),
+        cfg.id,
+    ));
+
+    let max_req = cfg.limits.max_request_bytes;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| NodeError::Config(format!("reflection: {e}")))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| NodeError::Config(format!("reflection: {e}")))?;
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .layer(AuthLayer::new(auth))
+        .add_service(
+            pb::ledger_server::LedgerServer::new(LedgerService::new(ctx.clone()))
+                .max_decoding_message_size(max_req)
+                .max_encoding_message_size(64 << 20),
+        )
+        .add_service(
+            pb::admin_server::AdminServer::new(AdminService::new(ctx.clone()))
+                .max_decoding_message_size(max_req)
+                .max_encoding_message_size(64 << 20),
+        )
+        .add_service(
+            pb::peer_server::PeerServer::new(PeerService::new(ctx.clone()))
+                .max_decoding_message_size(transport_cfg.max_frame_bytes + 4096),
+        )
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+        let _ = stop_rx.await;
+    }));
+
+    let bootstrap = tokio::spawn(bootstrap_admin(ctx.clone(), admin_key.verifying_key().to_bytes()));
+    tracing::info!(node = cfg.id, %local_addr, "suanpan node listening");
+    Ok(RunningNode {
+        id: cfg.id,
+        local_addr,
+        admin_key,
+        raft,
+        ledger,
+        ctx,
+        stop: Some(stop_tx),
+        server: Some(server),
+        background: vec![bootstrap],
+    })
+}
+
+/// Once this node leads and the admin key is not registered yet, registers it through the log.
+async fn bootstrap_admin(ctx: Arc<NodeContext>, key: [u8; 32]) {
+    let cmd = Command::RegisterClient(ledger::RegisterClient {
+        id: bootstrap_command_id(&key),
+        public_key: key,
+        role: ClientRole::Admin,
+        name: "bootstrap-admin".into(),
+    });
+    loop {
+        if ctx.ledger.lock().client(&key).is_some() {
+            return; // registered (or deliberately revoked later): nothing to do
+        }
+        if ctx.raft.status().is_err() {
+            return;
+        }
+        if ctx.raft.is_leader() {
+            let rx = ctx.raft.propose(encode_proposal(std::slice::from_ref(&cmd)));
+            match tokio::time::timeout(Duration::from_secs(5), rx).await {
+                Ok(Ok(consensus::ProposeOutcome::Applied { .. })) => {
+                    tracing::info!(node = ctx.id, "registered the bootstrap admin key");
+                }
+                other => tracing::debug!(node = ctx.id, "bootstrap admin registration not applied yet: {other:?}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How long shutdown waits for in-flight calls before cutting them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+impl RunningNode {
+    /// Stops serving, stops Raft, and waits for both.
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        for b in self.background.drain(..) {
+            b.abort();
+        }
+        self.ctx.closing.send_replace(true);
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let served = match self.server.take() {
+            Some(mut h) => match tokio::time::timeout(SHUTDOWN_GRACE, &mut h).await {
+                Ok(r) => r.unwrap_or(Ok(())),
+                Err(_) => {
+                    tracing::warn!(node = self.id, "server did not stop within the grace period; aborting it");
+                    h.abort();
+                    Ok(())
+                }
+            },
+            None => Ok(()),
+        };
+        let raft = self.raft.clone();
+        let _ = tokio::task::spawn_blocking(move || raft.shutdown()).await;
+        served?;
+        Ok(())
+    }
+
+    /// Resolves when the Raft node stops on its own (fatal error), with the reason.
+    pub async fn stopped(&self) -> String {
+        loop {
+            if let Some(r) = self.raft.fatal_error() {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Runs a node until `shutdown` resolves (or Raft stops on a fatal error), then stops it cleanly.
+pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    let node = start(cfg).await?;
+    let fatal = tokio::select! {
+        _ = shutdown => None,
+        r = node.stopped() => Some(r),
+    };
+    node.shutdown().await?;
+    match fatal {
+        Some(r) => Err(NodeError::RaftStopped(r)),
+        None => Ok(()),
+    }
+}

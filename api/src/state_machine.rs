@@ -1,0 +1,113 @@
+//! The bridge between consensus and the ledger: one committed Raft entry = one ledger batch.
+
+use std::sync::Arc;
+
+use consensus::{CommittedEntry, StateMachine, StateMachineError};
+use ledger::{Batch, Command, Ledger, RocksStore, Store};
+use parking_lot::Mutex;
+
+use crate::events::EventLog;
+use crate::{pb, wire};
+
+/// The ledger shared by the state machine (writes, on the Raft thread) and the query handlers.
+pub type SharedLedger<S = RocksStore> = Arc<Mutex<Ledger<S>>>;
+
+/// Version byte of a proposal payload; the rest is `ledger::codec::encode_commands`.
+pub const PAYLOAD_V1: u8 = 1;
+
+pub fn encode_proposal(commands: &[Command]) -> Vec<u8> {
+    let body = ledger::codec::encode_commands(commands);
+    let mut v = Vec::with_capacity(body.len() + 1);
+    v.push(PAYLOAD_V1);
+    v.extend_from_slice(&body);
+    v
+}
+
+pub fn decode_proposal(payload: &[u8]) -> Option<Vec<Command>> {
+    match payload.split_first() {
+        Some((&PAYLOAD_V1, rest)) => ledger::codec::decode_commands(rest).ok(),
+        _ => None,
+    }
+}
+
+/// Result bytes of a proposal that could not be decoded (never produced by this crate's own
+/// proposals; deterministic on every replica because the payload is).
+pub const UNDECODABLE_RESULT: &[u8] = &[0xFF];
+
+pub struct LedgerStateMachine<S: Store + 'static = RocksStore> {
+    ledger: SharedLedger<S>,
+    events: Arc<EventLog>,
+}
+
+impl<S: Store + 'static> LedgerStateMachine<S> {
+    pub fn new(ledger: SharedLedger<S>, events: Arc<EventLog>) -> Self {
+        LedgerStateMachine { ledger, events }
+    }
+}
+
+impl<S: Store + 'static> StateMachine for LedgerStateMachine<S> {
+    fn apply(&mut self, entries: &[CommittedEntry<'_>]) -> Result<Vec<Vec<Vec<u8>>>, StateMachineError> {
+        let mut out = Vec::with_capacity(entries.len());
+        let mut ledger = self.ledger.lock();
+        for e in entries {
+            if e.index <= ledger.applied_index() {
+                // Already applied by an earlier incarnation (should not happen: the driver starts
+                // after the applied index). Nobody waits for these results.
+                out.push(vec![Vec::new(); e.proposals.len()]);
+                continue;
+            }
+            let mut commands = Vec::new();
+            let mut spans = Vec::with_capacity(e.proposals.len());
+            for p in &e.proposals {
+                match decode_proposal(p.payload) {
+                    Some(cmds) => {
+                        spans.push(Some((commands.len(), cmds.len())));
+                        commands.extend(cmds);
+                    }
+                    None => {
+                        tracing::warn!(index = e.index, "undecodable proposal payload; answering with an error marker");
+                        spans.push(None);
+                    }
+                }
+            }
+            let batch = Batch { timestamp_ns: e.timestamp_ns, seed: e.seed, commands };
+            let output = ledger.apply(e.index, &batch).map_err(|err| StateMachineError::new(format!("ledger apply at {}: {err}", e.index)))?;
+            let per_proposal = spans
+                .iter()
+                .map(|s| match s {
+                    Some((start, len)) => ledger::codec::encode_results(&output.results[*start..*start + *len]),
+                    None => UNDECODABLE_RESULT.to_vec(),
+                })
+                .collect();
+            out.push(per_proposal);
+            if !batch.commands.is_empty() {
+                let currency_of = |id| ledger.account(id).map(|a| a.info.currency);
+                let events = batch
+                    .commands
+                    .iter()
+                    .zip(&output.results)
+                    .map(|(c, r)| pb::CommandEvent {
+                        command: Some(wire::command_to_pb(c, &currency_of)),
+                        result: Some(wire::result_to_pb(c.id(), r)),
+                    })
+                    .collect();
+                self.events.push(pb::WatchEvent { index: e.index, timestamp_ns: output.timestamp_ns, events });
+            }
+        }
+        Ok(out)
+    }
+
+    fn applied_index(&self) -> u64 {
+        self.ledger.lock().applied_index()
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
+        self.ledger.lock().snapshot().map_err(|e| StateMachineError::new(format!("ledger snapshot: {e}")))
+    }
+
+    fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), StateMachineError> {
+        self.ledger.lock().restore(index, data).map_err(|e| StateMachineError::new(format!("ledger restore: {e}")))?;
+        self.events.reset(index);
+        Ok(())
+    }
+}

@@ -1,0 +1,182 @@
+//! Outbound Raft transport over the `Peer` gRPC service.
+//!
+//! One task per destination owns a bounded queue of frames and one long-lived client stream to
+//! the peer. `send` never blocks: when a queue is full the frame is dropped (Raft retransmits).
+//! A broken stream is reopened with exponential backoff; frames queued while disconnected are
+//! discarded before reconnecting (they are stale, and a partial chunked message is discarded by
+//! the receiver's reassembler anyway).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use crate::auth::peer_headers;
+use crate::pb;
+use crate::server::PeerBook;
+
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    /// Frames queued per destination.
+    pub queue_frames: usize,
+    /// Largest frame sent, in bytes (consensus chunks messages below this).
+    pub max_frame_bytes: usize,
+    pub connect_timeout_ms: u64,
+    pub backoff_min_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig { queue_frames: 4_096, max_frame_bytes: 2 << 20, connect_timeout_ms: 1_000, backoff_min_ms: 50, backoff_max_ms: 2_000 }
+    }
+}
+
+pub struct GrpcTransport {
+    me: u64,
+    advertise: String,
+    cfg: TransportConfig,
+    book: Arc<PeerBook>,
+    key: SigningKey,
+    rt: tokio::runtime::Handle,
+    queues: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
+    dropped_frames: AtomicU64,
+}
+
+impl GrpcTransport {
+    pub fn new(me: u64, advertise: String, cfg: TransportConfig, book: Arc<PeerBook>, key: SigningKey, rt: tokio::runtime::Handle) -> Self {
+        GrpcTransport { me, advertise, cfg, book, key, rt, queues: Mutex::new(HashMap::new()), dropped_frames: AtomicU64::new(0) }
+    }
+
+    /// Frames dropped because a destination's queue was full or the peer is unknown.
+    pub fn dropped_frames(&self) -> u64 {
+        self.dropped_frames.load(Ordering::Relaxed)
+    }
+
+    fn queue(&self, to: u64) -> mpsc::Sender<Vec<u8>> {
+        let mut q = self.queues.lock();
+        if let Some(tx) = q.get(&to) {
+            if !tx.is_closed() {
+                return tx.clone();
+            }
+        }
+        let (tx, rx) = mpsc::channel(self.cfg.queue_frames.max(1));
+        let link = Link {
+            me: self.me,
+            to,
+            advertise: self.advertise.clone(),
+            cfg: self.cfg.clone(),
+            book: self.book.clone(),
+            key: self.key.clone(),
+        };
+        self.rt.spawn(link.run(rx));
+        q.insert(to, tx.clone());
+        tx
+    }
+}
+
+impl consensus::Transport for GrpcTransport {
+    fn send(&self, to: u64, msg: Vec<u8>) {
+        if to == self.me || msg.len() > self.cfg.max_frame_bytes {
+            self.dropped_frames.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.queue(to).try_send(msg).is_err() {
+            self.dropped_frames.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+struct Link {
+    me: u64,
+    to: u64,
+    advertise: String,
+    cfg: TransportConfig,
+    book: Arc<PeerBook>,
+    key: SigningKey,
+}
+
+impl Link {
+    async fn run(self, mut rx: mpsc::Receiver<Vec<u8>>) {
+        let mut backoff = Duration::from_millis(self.cfg.backoff_min_ms);
+        let max_backoff = Duration::from_millis(self.cfg.backoff_max_ms);
+        // Wait for the first frame before connecting.
+        let Some(mut pending) = rx.recv().await else { return };
+        loop {
+            let Some(addr) = self.book.get(self.to) else {
+                tracing::debug!(from = self.me, to = self.to, "no address for peer; dropping frame");
+                pending = match rx.recv().await {
+                    Some(f) => f,
+                    None => return,
+                };
+                continue;
+            };
+            let connected = async {
+                let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|e| e.to_string())?
+                    .connect_timeout(Duration::from_millis(self.cfg.connect_timeout_ms))
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(10))
+                    .keep_alive_while_idle(true);
+                ep.connect().await.map_err(|e| e.to_string())
+            }
+            .await;
+            let channel = match connected {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(from = self.me, to = self.to, %addr, "peer connect failed: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(max_backoff);
+                    // Discard what queued up meanwhile, keep the newest frame.
+                    while let Ok(f) = rx.try_recv() {
+                        pending = f;
+                    }
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(self.cfg.backoff_min_ms);
+            let (stx, srx) = mpsc::channel::<pb::PeerFrame>(64);
+            let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(srx));
+            for (k, v) in peer_headers(&self.key, self.me, self.to) {
+                if let Ok(v) = v.parse() {
+                    req.metadata_mut().insert(k, v);
+                }
+            }
+            let mut client = pb::peer_client::PeerClient::new(channel).max_encoding_message_size(self.cfg.max_frame_bytes + 4096);
+            let call = client.stream(req);
+            tokio::pin!(call);
+            let mut first = Some(self.advertise.clone());
+            let mut next = Some(std::mem::take(&mut pending));
+            let ended = loop {
+                if let Some(frame) = next.take() {
+                    let msg = pb::PeerFrame { frame, from_address: first.take().unwrap_or_default() };
+                    tokio::select! {
+                        r = stx.send(msg) => if r.is_err() { break "stream closed".to_string() },
+                        r = &mut call => break format!("stream ended: {:?}", r.err()),
+                    }
+                }
+                tokio::select! {
+                    f = rx.recv() => match f {
+                        Some(f) => next = Some(f),
+                        None => return, // transport dropped: node shutting down
+                    },
+                    r = &mut call => break format!("stream ended: {:?}", r.err()),
+                }
+            };
+            tracing::debug!(from = self.me, to = self.to, "peer stream broke: {ended}");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(max_backoff);
+            pending = match rx.recv().await {
+                Some(f) => f,
+                None => return,
+            };
+            while let Ok(f) = rx.try_recv() {
+                pending = f;
+            }
+        }
+    }
+}

@@ -1,0 +1,488 @@
+//! Strict conversions between the protobuf contract and the ledger's types.
+//!
+//! Everything arriving from the network goes through one of the `parse_*` functions here; they
+//! reject rather than guess (no rounding, no trimming, no alternative spellings), and the caller
+//! rejects the whole request on the first error, so a batch is never partially applied.
+
+use std::collections::BTreeMap;
+
+use ledger::{
+    AccountKind, AccountStatus, Balances, ClientRole, Command, CommandResult, Currency, Id, LimitsSpec, PostingKind,
+    ResultCode, TransferState,
+};
+use rust_decimal::Decimal;
+use tonic::Status;
+
+use crate::pb;
+
+/// Most commands in one `Submit` call.
+pub const SUBMIT_COMMANDS_MAX: usize = 8_192;
+/// Most ids in one `GetAccounts` / `GetTransfers` call.
+pub const READ_IDS_MAX: usize = 1_000;
+/// Default and largest history page.
+pub const HISTORY_PAGE_DEFAULT: u32 = 100;
+pub const HISTORY_PAGE_MAX: u32 = ledger::HISTORY_PAGE_MAX as u32;
+/// Most significant digits of an amount (a `Decimal` mantissa holds 28 digits exactly).
+pub const AMOUNT_DIGITS_MAX: usize = 28;
+/// Longest amount string accepted (leading zeros included).
+pub const AMOUNT_CHARS_MAX: usize = 64;
+
+fn invalid(msg: String) -> Status {
+    Status::invalid_argument(msg)
+}
+
+/// Parses a canonical UUID (8-4-4-4-12 hex digits, either case). The nil UUID is rejected.
+pub fn parse_id(field: &str, s: &str) -> Result<Id, Status> {
+    let b = s.as_bytes();
+    let well_formed = b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    if !well_formed {
+        return Err(invalid(format!("{field}: {s:?} is not a canonical UUID (8-4-4-4-12 hex digits)")));
+    }
+    let id: Id = s.parse().map_err(|e: &str| invalid(format!("{field}: {e}")))?;
+    if id.is_zero() {
+        return Err(invalid(format!("{field}: the nil UUID is not a valid id")));
+    }
+    Ok(id)
+}
+
+pub fn parse_currency(field: &str, s: &str) -> Result<Currency, Status> {
+    Currency::from_code(s).ok_or_else(|| invalid(format!("{field}: unknown currency {s:?} (ISO 4217 upper-case code)")))
+}
+
+/// Parses a non-negative decimal amount in `currency`: `[0-9]+(\.[0-9]+)?`, at most
+/// [`AMOUNT_DIGITS_MAX`] significant digits and at most the currency's exponent in fractional
+/// digits once trailing zeros are dropped ("12.300" CNY is fine, "12.345" CNY is not).
+pub fn parse_amount(field: &str, s: &str, currency: Currency) -> Result<Decimal, Status> {
+    let bad = |why: &str| invalid(format!("{field}: {s:?} is not a valid {} amount: {why}", currency.code()));
+    if s.is_empty() {
+        return Err(bad("empty"));
+    }
+    if s.len() > AMOUNT_CHARS_MAX {
+        return Err(bad("too long"));
+    }
+    if s.starts_with('-') {
+        return Err(bad("amounts must not be negative"));
+    }
+    let (int, frac) = match s.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (s, None),
+    };
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit());
+    if !digits(int) || frac.is_some_and(|f| !digits(f)) {
+        return Err(bad("expected digits with an optional '.' and fraction"));
+    }
+    let frac = frac.unwrap_or("").trim_end_matches('0');
+    if frac.len() > usize::from(currency.exponent()) {
+        return Err(bad(&format!("more than {} fractional digits", currency.exponent())));
+    }
+    let int = int.trim_start_matches('0');
+    let mut mantissa_digits = String::with_capacity(int.len() + frac.len());
+    mantissa_digits.push_str(int);
+    mantissa_digits.push_str(frac);
+    let significant = mantissa_digits.trim_start_matches('0');
+    if significant.len() > AMOUNT_DIGITS_MAX {
+        return Err(bad(&format!("more than {AMOUNT_DIGITS_MAX} significant digits")));
+    }
+    let mantissa: i128 = if significant.is_empty() { 0 } else { significant.parse().map_err(|_| bad("not a number"))? };
+    Ok(Decimal::from_i128_with_scale(mantissa, frac.len() as u32))
+}
+
+fn parse_opt_amount(field: &str, s: &Option<String>, currency: Currency) -> Result<Option<Decimal>, Status> {
+    s.as_deref().map(|s| parse_amount(field, s, currency)).transpose()
+}
+
+pub fn parse_public_key(field: &str, b: &[u8]) -> Result<[u8; 32], Status> {
+    let key: [u8; 32] = b.try_into().map_err(|_| invalid(format!("{field}: an Ed25519 public key is 32 bytes, got {}", b.len())))?;
+    ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|_| invalid(format!("{field}: not a valid Ed25519 public key")))?;
+    Ok(key)
+}
+
+pub fn account_kind_from_pb(v: i32, field: &str) -> Result<AccountKind, Status> {
+    match pb::AccountKind::try_from(v) {
+        Ok(pb::AccountKind::Wallet) => Ok(AccountKind::Wallet),
+        Ok(pb::AccountKind::Merchant) => Ok(AccountKind::Merchant),
+        Ok(pb::AccountKind::System) => Ok(AccountKind::System),
+        _ => Err(invalid(format!("{field}: unknown or unspecified account kind {v}"))),
+    }
+}
+
+pub fn account_kind_to_pb(k: AccountKind) -> pb::AccountKind {
+    match k {
+        AccountKind::Wallet => pb::AccountKind::Wallet,
+        AccountKind::Merchant => pb::AccountKind::Merchant,
+        AccountKind::System => pb::AccountKind::System,
+    }
+}
+
+pub fn account_status_from_pb(v: i32, field: &str) -> Result<AccountStatus, Status> {
+    match pb::AccountStatus::try_from(v) {
+        Ok(pb::AccountStatus::Open) => Ok(AccountStatus::Open),
+        Ok(pb::AccountStatus::Frozen) => Ok(AccountStatus::Frozen),
+        Ok(pb::AccountStatus::Closed) => Ok(AccountStatus::Closed),
+        _ => Err(invalid(format!("{field}: unknown or unspecified account status {v}"))),
+    }
+}
+
+pub fn account_status_to_pb(s: AccountStatus) -> pb::AccountStatus {
+    match s {
+        AccountStatus::Open => pb::AccountStatus::Open,
+        AccountStatus::Frozen => pb::AccountStatus::Frozen,
+        AccountStatus::Closed => pb::AccountStatus::Closed,
+    }
+}
+
+pub fn client_role_from_pb(v: i32, field: &str) -> Result<ClientRole, Status> {
+    match pb::ClientRole::try_from(v) {
+        Ok(pb::ClientRole::Payments) => Ok(ClientRole::Payments),
+        Ok(pb::ClientRole::FinanceRead) => Ok(ClientRole::FinanceRead),
+        Ok(pb::ClientRole::Admin) => Ok(ClientRole::Admin),
+        _ => Err(invalid(format!("{field}: unknown or unspecified client role {v}"))),
+    }
+}
+
+pub fn client_role_to_pb(r: ClientRole) -> pb::ClientRole {
+    match r {
+        ClientRole::Payments => pb::ClientRole::Payments,
+        ClientRole::FinanceRead => pb::ClientRole::FinanceRead,
+        ClientRole::Admin => pb::ClientRole::Admin,
+    }
+}
+
+fn transfer_state_to_pb(s: TransferState) -> pb::TransferState {
+    match s {
+        TransferState::Posted => pb::TransferState::Posted,
+        TransferState::Pending => pb::TransferState::Pending,
+        TransferState::PendingPosted => pb::TransferState::PendingPosted,
+        TransferState::PendingVoided => pb::TransferState::PendingVoided,
+        TransferState::PendingExpired => pb::TransferState::PendingExpired,
+        TransferState::Void => pb::TransferState::Void,
+    }
+}
+
+fn posting_kind_to_pb(k: PostingKind) -> pb::PostingKind {
+    match k {
+        PostingKind::Posted => pb::PostingKind::Posted,
+        PostingKind::PendingHold => pb::PostingKind::PendingHold,
+        PostingKind::PendingPost => pb::PostingKind::PendingPost,
+        PostingKind::PendingVoid => pb::PostingKind::PendingVoid,
+        PostingKind::PendingExpire => pb::PostingKind::PendingExpire,
+    }
+}
+
+/// Converts one `Submit` command. `account_currency` looks up the currency of an existing
+/// account (a leg whose declared currency differs from an existing account's is rejected; an
+/// account created later in the same batch is checked by the ledger itself).
+pub fn command_from_pb(
+    i: usize,
+    c: &pb::Command,
+    account_currency: &dyn Fn(Id) -> Option<Currency>,
+) -> Result<Command, Status> {
+    use pb::command::Kind;
+    let f = |name: &str| format!("commands[{i}].{name}");
+    let Some(kind) = &c.kind else {
+        return Err(invalid(format!("commands[{i}]: empty command (no kind set)")));
+    };
+    Ok(match kind {
+        Kind::CreateAccount(a) => {
+            let currency = parse_currency(&f("create_account.currency"), &a.currency)?;
+            let limits = a.limits.clone().unwrap_or_default();
+            Command::CreateAccount(ledger::CreateAccount {
+                id: parse_id(&f("create_account.id"), &a.id)?,
+                currency: currency.code().to_string(),
+                kind: account_kind_from_pb(a.kind, &f("create_account.kind"))?,
+                debits_must_not_exceed_credits: a.debits_must_not_exceed_credits,
+                credits_must_not_exceed_debits: a.credits_must_not_exceed_debits,
+                overdraft: parse_opt_amount(&f("create_account.overdraft"), &a.overdraft, currency)?,
+                limits: LimitsSpec {
+                    per_transfer_max: parse_opt_amount(&f("create_account.limits.per_transfer_max"), &limits.per_transfer_max, currency)?,
+                    daily_outflow_max: parse_opt_amount(&f("create_account.limits.daily_outflow_max"), &limits.daily_outflow_max, currency)?,
+                    daily_outflow_count_max: limits.daily_outflow_count_max,
+                    balance_max: parse_opt_amount(&f("create_account.limits.balance_max"), &limits.balance_max, currency)?,
+                },
+                reference: a.reference.clone(),
+                metadata: a.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>(),
+            })
+        }
+        Kind::CreateTransfer(t) => {
+            let mut legs = Vec::with_capacity(t.legs.len());
+            for (j, leg) in t.legs.iter().enumerate() {
+                let lf = |name: &str| f(&format!("create_transfer.legs[{j}].{name}"));
+                let currency = parse_currency(&lf("currency"), &leg.currency)?;
+                let debit = parse_id(&lf("debit_account_id"), &leg.debit_account_id)?;
+                let credit = parse_id(&lf("credit_account_id"), &leg.credit_account_id)?;
+                for (name, acct) in [("debit_account_id", debit), ("credit_account_id", credit)] {
+                    if let Some(actual) = account_currency(acct) {
+                        if actual != currency {
+                            return Err(invalid(format!(
+                                "{}: account {acct} is in {}, the leg says {}",
+                                lf(name),
+                                actual.code(),
+                                currency.code()
+                            )));
+                        }
+                    }
+                }
+                legs.push(ledger::LegSpec { debit, credit, amount: parse_amount(&lf("amount"), &leg.amount, currency)? });
+            }
+            Command::CreateTransfer(ledger::CreateTransfer {
+                id: parse_id(&f("create_transfer.id"), &t.id)?,
+                legs,
+                pending_timeout_seconds: t.pending_timeout_seconds,
+                reference: t.reference.clone(),
+            })
+        }
+        Kind::PostPending(p) => {
+            let amount = match &p.amount {
+                None => None,
+                Some(a) => {
+                    let currency = parse_currency(&f("post_pending.currency"), &p.currency)?;
+                    Some(parse_amount(&f("post_pending.amount"), a, currency)?)
+                }
+            };
+            Command::PostPending(ledger::PostPending {
+                id: parse_id(&f("post_pending.id"), &p.id)?,
+                pending_id: parse_id(&f("post_pending.pending_id"), &p.pending_id)?,
+                amount,
+            })
+        }
+        Kind::VoidPending(v) => Command::VoidPending(ledger::VoidPending {
+            id: parse_id(&f("void_pending.id"), &v.id)?,
+            pending_id: parse_id(&f("void_pending.pending_id"), &v.pending_id)?,
+        }),
+        Kind::SetAccountStatus(s) => Command::SetAccountStatus(ledger::SetAccountStatus {
+            id: parse_id(&f("set_account_status.id"), &s.id)?,
+            account: parse_id(&f("set_account_status.account_id"), &s.account_id)?,
+            status: account_status_from_pb(s.status, &f("set_account_status.status"))?,
+        }),
+        Kind::RegisterClient(_) | Kind::RevokeClient(_) => {
+            return Err(invalid(format!("commands[{i}]: client commands go through the Admin service")))
+        }
+    })
+}
+
+/// Converts a whole `Submit` request, all or nothing.
+pub fn submit_from_pb(
+    req: &pb::SubmitRequest,
+    max_commands: usize,
+    account_currency: &dyn Fn(Id) -> Option<Currency>,
+) -> Result<Vec<Command>, Status> {
+    if req.commands.is_empty() {
+        return Err(invalid("empty batch: at least one command is required".into()));
+    }
+    if req.commands.len() > max_commands {
+        return Err(invalid(format!("batch of {} commands exceeds the limit of {max_commands}", req.commands.len())));
+    }
+    let mut out = Vec::with_capacity(req.commands.len());
+    for (i, c) in req.commands.iter().enumerate() {
+        out.push(command_from_pb(i, c, account_currency)?);
+    }
+    Ok(out)
+}
+
+fn amount_str(currency: Currency, minor: u128) -> String {
+    currency.to_decimal(minor.min(ledger::MAX_MINOR)).to_string()
+}
+
+pub fn balances_to_pb(currency: Currency, b: &Balances) -> pb::Balances {
+    pb::Balances {
+        debits_posted: amount_str(currency, b.debits_posted),
+        credits_posted: amount_str(currency, b.credits_posted),
+        debits_pending: amount_str(currency, b.debits_pending),
+        credits_pending: amount_str(currency, b.credits_pending),
+    }
+}
+
+pub fn net_balance(currency: Currency, b: &Balances) -> String {
+    currency.to_decimal_signed(b.credits_posted as i128 - b.debits_posted as i128).to_string()
+}
+
+pub fn account_to_pb(a: &ledger::Account) -> pb::Account {
+    let c = a.info.currency;
+    let l = &a.info.limits;
+    pb::Account {
+        id: a.info.id.to_string(),
+        currency: c.code().to_string(),
+        kind: account_kind_to_pb(a.info.kind) as i32,
+        status: account_status_to_pb(a.status()) as i32,
+        debits_must_not_exceed_credits: a.info.flags & ledger::FLAG_DEBITS_MUST_NOT_EXCEED_CREDITS != 0,
+        credits_must_not_exceed_debits: a.info.flags & ledger::FLAG_CREDITS_MUST_NOT_EXCEED_DEBITS != 0,
+        overdraft: amount_str(c, a.info.overdraft),
+        limits: Some(pb::Limits {
+            per_transfer_max: l.per_transfer_max.map(|m| amount_str(c, m)),
+            daily_outflow_max: l.daily_outflow_max.map(|m| amount_str(c, m)),
+            daily_outflow_count_max: l.daily_outflow_count_max,
+            balance_max: l.balance_max.map(|m| amount_str(c, m)),
+        }),
+        reference: a.info.reference.clone(),
+        metadata: a.info.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        created_ns: a.info.created_ns,
+        balances: Some(balances_to_pb(c, &a.state.balances)),
+        balance: a.balance().to_string(),
+        available: a.available().to_string(),
+        posting_seq: a.state.posting_seq,
+    }
+}
+
+/// `currency_of` resolves the currency of a leg's debit account (accounts are never deleted).
+pub fn transfer_to_pb(t: &ledger::Transfer, currency_of: &dyn Fn(Id) -> Option<Currency>) -> pb::Transfer {
+    let first_currency = t.legs.first().and_then(|l| currency_of(l.debit));
+    let fmt = |c: Option<Currency>, minor: u128| match c {
+        Some(c) => amount_str(c, minor),
+        None => minor.to_string(),
+    };
+    pb::Transfer {
+        id: t.id.to_string(),
+        legs: t
+            .legs
+            .iter()
+            .map(|l| {
+                let c = currency_of(l.debit);
+                pb::TransferLeg {
+                    debit_account_id: l.debit.to_string(),
+                    credit_account_id: l.credit.to_string(),
+                    amount: fmt(c, l.amount),
+                    currency: c.map(|c| c.code().to_string()).unwrap_or_default(),
+                }
+            })
+            .collect(),
+        state: transfer_state_to_pb(t.state) as i32,
+        pending_id: t.pending_id.map(|i| i.to_string()),
+        expires_ns: t.expires_ns,
+        posted_amount: t.posted_amount.map(|m| fmt(first_currency, m)),
+        reference: t.reference.clone(),
+        timestamp_ns: t.timestamp_ns,
+    }
+}
+
+pub fn posting_to_pb(currency: Currency, p: &ledger::Posting) -> pb::Posting {
+    pb::Posting {
+        seq: p.seq,
+        transfer_id: p.transfer.to_string(),
+        leg: u32::from(p.leg),
+        kind: posting_kind_to_pb(p.kind) as i32,
+        is_debit: p.is_debit,
+        amount: amount_str(currency, p.amount),
+        timestamp_ns: p.timestamp_ns,
+        balances_after: Some(balances_to_pb(currency, &p.balances_after)),
+    }
+}
+
+pub fn result_to_pb(id: Id, r: &CommandResult) -> pb::CommandResult {
+    pb::CommandResult { id: id.to_string(), code: i32::from(r.code as u16), name: r.code.name().to_string(), timestamp_ns: r.timestamp_ns }
+}
+
+/// Typed view of a result code received on the wire (unknown numbers from a newer server are
+/// kept as `None`).
+pub fn result_code_from_wire(code: i32) -> Option<ResultCode> {
+    u16::try_from(code).ok().and_then(ResultCode::from_u16)
+}
+
+/// The reverse conversion, for `WatchEvents` (leg currencies resolved from the accounts).
+pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) -> pb::Command {
+    use pb::command::Kind;
+    let dec = |d: &Decimal| d.to_string();
+    let kind = match c {
+        Command::CreateAccount(a) => Kind::CreateAccount(pb::CreateAccount {
+            id: a.id.to_string(),
+            currency: a.currency.clone(),
+            kind: account_kind_to_pb(a.kind) as i32,
+            debits_must_not_exceed_credits: a.debits_must_not_exceed_credits,
+            credits_must_not_exceed_debits: a.credits_must_not_exceed_debits,
+            overdraft: a.overdraft.as_ref().map(dec),
+            limits: Some(pb::Limits {
+                per_transfer_max: a.limits.per_transfer_max.as_ref().map(dec),
+                daily_outflow_max: a.limits.daily_outflow_max.as_ref().map(dec),
+                daily_outflow_count_max: a.limits.daily_outflow_count_max,
+                balance_max: a.limits.balance_max.as_ref().map(dec),
+            }),
+            reference: a.reference.clone(),
+            metadata: a.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        }),
+        Command::CreateTransfer(t) => Kind::CreateTransfer(pb::CreateTransfer {
+            id: t.id.to_string(),
+            legs: t
+                .legs
+                .iter()
+                .map(|l| pb::Leg {
+                    debit_account_id: l.debit.to_string(),
+                    credit_account_id: l.credit.to_string(),
+                    amount: l.amount.to_string(),
+                    currency: currency_of(l.debit).map(|c| c.code().to_string()).unwrap_or_default(),
+                })
+                .collect(),
+            pending_timeout_seconds: t.pending_timeout_seconds,
+            reference: t.reference.clone(),
+        }),
+        Command::PostPending(p) => Kind::PostPending(pb::PostPending {
+            id: p.id.to_string(),
+            pending_id: p.pending_id.to_string(),
+            amount: p.amount.as_ref().map(dec),
+            currency: String::new(),
+        }),
+        Command::VoidPending(v) => Kind::VoidPending(pb::VoidPending { id: v.id.to_string(), pending_id: v.pending_id.to_string() }),
+        Command::SetAccountStatus(s) => Kind::SetAccountStatus(pb::SetAccountStatus {
+            id: s.id.to_string(),
+            account_id: s.account.to_string(),
+            status: account_status_to_pb(s.status) as i32,
+        }),
+        Command::RegisterClient(r) => Kind::RegisterClient(pb::RegisterClientCommand {
+            id: r.id.to_string(),
+            public_key: r.public_key.to_vec(),
+            role: client_role_to_pb(r.role) as i32,
+            name: r.name.clone(),
+        }),
+        Command::RevokeClient(r) => {
+            Kind::RevokeClient(pb::RevokeClientCommand { id: r.id.to_string(), public_key: r.public_key.to_vec() })
+        }
+    };
+    pb::Command { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cny() -> Currency {
+        Currency::from_code("CNY").unwrap()
+    }
+
+    #[test]
+    fn amounts_are_strict() {
+        let ok = |s: &str| parse_amount("a", s, cny()).map(|d| d.to_string());
+        assert_eq!(ok("12.34").unwrap(), "12.34");
+        assert_eq!(ok("12.300").unwrap(), "12.3");
+        assert_eq!(ok("0012").unwrap(), "12");
+        assert_eq!(ok("0").unwrap(), "0");
+        assert_eq!(ok("0.00").unwrap(), "0");
+        assert!(ok(&"9".repeat(28)).is_ok());
+        let (nines, forty) = ("9".repeat(29), "1".repeat(40));
+        for bad in ["", "1e5", "NaN", "+1", " 1", "1 ", "-1", "-0", "12.345", "1.", ".5", "1..2", "0x10", "１", nines.as_str(), forty.as_str(), "inf"] {
+            let e = ok(bad).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        }
+        assert!(parse_amount("a", "1.5", Currency::from_code("JPY").unwrap()).is_err());
+        assert!(parse_amount("a", "1.234", Currency::from_code("KWD").unwrap()).is_ok());
+    }
+
+    #[test]
+    fn ids_are_strict() {
+        assert!(parse_id("id", "0190a0b8-7c1e-7d2a-9f00-0123456789ab").is_ok());
+        assert!(parse_id("id", "0190A0B8-7C1E-7D2A-9F00-0123456789AB").is_ok());
+        for bad in ["", "0190a0b87c1e7d2a9f000123456789ab", "0190a0b8-7c1e-7d2a-9f00-0123456789a", "00000000-0000-0000-0000-000000000000", "0190a0b8-7c1e-7d2a-9f00-0123456789ag", "{0190a0b8-7c1e-7d2a-9f00-0123456789ab}", "0190a0b8_7c1e-7d2a-9f00-0123456789ab"] {
+            assert_eq!(parse_id("id", bad).unwrap_err().code(), tonic::Code::InvalidArgument, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn proto_result_codes_match_the_ledger() {
+        for code in ResultCode::ALL {
+            let pbc = pb::ResultCode::try_from(*code as u16 as i32).expect("every ledger code is in the proto enum");
+            let expected = format!("RESULT_CODE_{}", code.name().to_ascii_uppercase());
+            assert_eq!(pbc.as_str_name(), expected);
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! One in-process node on 127.0.0.1 (port chosen at run time): submit, reads, auth, validation,
+//! batching, watch.
+
+mod common;
+
+use std::time::Duration;
+
+use api::auth::{now_ms, random_nonce, SignedHeaders};
+use api::client::{cmd, new_id, Client};
+use api::pb;
+use common::*;
+use futures::StreamExt;
+use ledger::{ClientRole, Id, ResultCode};
+use prost::Message;
+use tonic::Code;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    node: api::node::RunningNode,
+    admin: Client,
+    payments: Client,
+    payments_key: ed25519_dalek::SigningKey,
+    finance: Client,
+    addr: String,
+}
+
+async fn fixture(tweak: impl FnOnce(&mut api::node::NodeConfig)) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, admin) = single_node(dir.path(), tweak).await;
+    let addr = node.local_addr.to_string();
+    let payments_key = new_key();
+    let finance_key = new_key();
+    let r = admin.register_client(&payments_key.verifying_key(), ClientRole::Payments, "payments").await.unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    let r = admin.register_client(&finance_key.verifying_key(), ClientRole::FinanceRead, "finance").await.unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    let payments = Client::connect(client_config(&[addr.clone()]), payments_key.clone()).unwrap();
+    let finance = Client::connect(client_config(&[addr.clone()]), finance_key).unwrap();
+    Fixture { _dir: dir, node, admin, payments, payments_key, finance, addr }
+}
+
+async fn two_accounts(c: &Client) -> (Id, Id) {
+    let (a, b) = (new_id(), new_id());
+    let mut sys = pb::CreateAccount { id: a.to_string(), currency: "CNY".into(), kind: pb::AccountKind::System as i32, ..Default::default() };
+    sys.reference = "bank".into();
+    let r = c
+        .submit_unbatched(vec![cmd::create_account_with(sys), cmd::create_account(b, "CNY", pb::AccountKind::Wallet)])
+        .await
+        .unwrap();
+    assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn submit_and_read_back() {
+    let f = fixture(|_| {}).await;
+    let (bank, wallet) = two_accounts(&f.payments).await;
+    let t1 = new_id();
+    let r = f.payments.submit_unbatched(vec![cmd::transfer(t1, bank, wallet, "12.34", "CNY")]).await.unwrap();
+    assert_eq!(r.len(), 1);
+    assert!(r[0].is_ok(), "{r:?}");
+    assert_eq!(r[0].id, t1.to_string());
+    assert!(r[0].timestamp_ns > 0 && r[0].applied_index > 0);
+
+    // Business failures are per-command results, not errors.
+    let t2 = new_id();
+    let r = f.payments.submit_unbatched(vec![cmd::transfer(t2, wallet, bank, "100", "CNY"), cmd::transfer(new_id(), bank, wallet, "0", "CNY")]).await.unwrap();
+    assert_eq!(r[0].code, Some(ResultCode::InsufficientFunds));
+    assert_eq!(r[0].name, "insufficient_funds");
+    assert_eq!(r[0].code_raw, ResultCode::InsufficientFunds as i32);
+    assert_eq!(r[1].code, Some(ResultCode::AmountZero));
+
+    // Idempotent retry: same id, same body → the first outcome unchanged.
+    let again = f.payments.submit_unbatched(vec![cmd::transfer(t1, bank, wallet, "12.34", "CNY")]).await.unwrap();
+    assert!(again[0].is_ok());
+
+    let acct = f.finance.get_account(wallet).await.unwrap().expect("wallet exists");
+    assert_eq!(acct.balance, "12.34");
+    assert_eq!(acct.currency, "CNY");
+    assert_eq!(acct.kind, pb::AccountKind::Wallet as i32);
+    let missing = new_id();
+    let got = f.finance.get_accounts(&[wallet, missing]).await.unwrap();
+    assert_eq!(got.accounts.len(), 1);
+    assert_eq!(got.not_found, vec![missing.to_string()]);
+
+    let tr = f.finance.get_transfers(&[t1]).await.unwrap();
+    assert_eq!(tr.transfers.len(), 1);
+    assert_eq!(tr.transfers[0].legs[0].amount, "12.34");
+    assert_eq!(tr.transfers[0].legs[0].currency, "CNY");
+
+    let h = f.finance.list_account_history(wallet, 0, 10).await.unwrap();
+    assert_eq!(h.postings.len(), 1);
+    assert_eq!(h.postings[0].amount, "12.34");
+    assert!(!h.has_more);
+    let page = f.finance.list_account_history(wallet, h.next_after_seq, 10).await.unwrap();
+    assert!(page.postings.is_empty());
+
+    let ts = h.postings[0].timestamp_ns;
+    assert_eq!(f.finance.get_balance_at(wallet, ts).await.unwrap().balance, "12.34");
+    assert_eq!(f.finance.get_balance_at(wallet, ts - 1).await.unwrap().balance, "0.00");
+
+    let status = f.admin.cluster_status().await.unwrap();
+    assert_eq!(status.leader_id, 1);
+    assert_eq!(status.members.len(), 1);
+    assert!(status.members[0].reachable);
+    assert_eq!(status.members[0].info.as_ref().unwrap().role, pb::NodeRole::Leader as i32);
+    f.node.shutdown().await.unwrap();
+}
+
+/// Raw signed call through the generated client, with full control over the metadata.
+async fn raw_get_accounts(addr: &str, headers: &SignedHeaders, msg: pb::GetAccountsRequest) -> Result<pb::GetAccountsResponse, tonic::Status> {
+    let mut c = pb::ledger_client::LedgerClient::connect(format!("http://{addr}")).await.unwrap();
+    let mut req = tonic::Request::new(msg);
+    headers.apply(req.metadata_mut());
+    c.get_accounts(req).await.map(|r| r.into_inner())
+}
+
+async fn raw_submit(addr: &str, key: &ed25519_dalek::SigningKey, msg: pb::SubmitRequest) -> Result<pb::SubmitResponse, tonic::Status> {
+    let mut c = pb::ledger_client::LedgerClient::connect(format!("http://{addr}")).await.unwrap();
+    let mut req = tonic::Request::new(msg.clone());
+    SignedHeaders::sign_now(key, "/suanpan.v1.Ledger/Submit", &msg.encode_to_vec()).apply(req.metadata_mut());
+    c.submit(req).await.map(|r| r.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn auth_rejections() {
+    let f = fixture(|_| {}).await;
+    let (_bank, wallet) = two_accounts(&f.payments).await;
+    let msg = pb::GetAccountsRequest { ids: vec![wallet.to_string()], allow_stale: false };
+    let path = "/suanpan.v1.Ledger/GetAccounts";
+    let body = msg.encode_to_vec();
+
+    // A correct request works, and replaying it exactly is refused.
+    let good = SignedHeaders::sign_now(&f.payments_key, path, &body);
+    raw_get_accounts(&f.addr, &good, msg.clone()).await.expect("signed request accepted");
+    let e = raw_get_accounts(&f.addr, &good, msg.clone()).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "replayed nonce: {e:?}");
+    assert!(e.message().contains("replayed"), "{e:?}");
+
+    // Unknown key.
+    let stranger = new_key();
+    let e = raw_get_accounts(&f.addr, &SignedHeaders::sign_now(&stranger, path, &body), msg.clone()).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "unknown key: {e:?}");
+
+    // Bad signature: signed over another body.
+    let other = pb::GetAccountsRequest { ids: vec![new_id().to_string()], allow_stale: false }.encode_to_vec();
+    let e = raw_get_accounts(&f.addr, &SignedHeaders::sign_now(&f.payments_key, path, &other), msg.clone()).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "bad signature: {e:?}");
+    // Bad signature: signed for another method.
+    let e = raw_get_accounts(&f.addr, &SignedHeaders::sign_now(&f.payments_key, "/suanpan.v1.Ledger/GetTransfers", &body), msg.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+
+    // Stale and future timestamps.
+    for ts in [now_ms() - 120_000, now_ms() + 120_000] {
+        let h = SignedHeaders::sign(&f.payments_key, path, &body, ts, random_nonce());
+        let e = raw_get_accounts(&f.addr, &h, msg.clone()).await.unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "timestamp {ts}: {e:?}");
+    }
+
+    // Missing metadata.
+    let mut c = pb::ledger_client::LedgerClient::connect(format!("http://{}", f.addr)).await.unwrap();
+    let e = c.get_accounts(tonic::Request::new(msg.clone())).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+
+    // Wrong role: finance may not submit; payments may not administer. Nothing applied.
+    let (fin_key, t) = (new_key(), new_id());
+    f.admin.register_client(&fin_key.verifying_key(), ClientRole::FinanceRead, "fin2").await.unwrap();
+    let e = raw_submit(&f.addr, &fin_key, pb::SubmitRequest { commands: vec![cmd::create_account(t, "CNY", pb::AccountKind::Wallet)] })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let e = f.payments.list_clients().await.unwrap_err();
+    assert_eq!(e.code(), Some(Code::PermissionDenied), "{e:?}");
+    let e = f.payments.add_node(7, "127.0.0.1:1").await.unwrap_err();
+    assert_eq!(e.code(), Some(Code::PermissionDenied), "{e:?}");
+    assert!(f.admin.get_account(t).await.unwrap().is_none(), "nothing applied");
+
+    // Unknown key on submit: nothing applied.
+    let t2 = new_id();
+    let e = raw_submit(&f.addr, &stranger, pb::SubmitRequest { commands: vec![cmd::create_account(t2, "CNY", pb::AccountKind::Wallet)] })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    assert!(f.admin.get_account(t2).await.unwrap().is_none(), "nothing applied");
+
+    // Revoked key.
+    let r = f.admin.revoke_client(&f.payments_key.verifying_key()).await.unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    let e = f.payments.get_account(wallet).await.unwrap_err();
+    assert_eq!(e.code(), Some(Code::Unauthenticated), "revoked: {e:?}");
+    let clients = f.admin.list_clients().await.unwrap();
+    assert!(clients.iter().any(|c| c.public_key == f.payments_key.verifying_key().as_bytes().to_vec() && c.revoked));
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_rejects_the_whole_batch() {
+    let f = fixture(|_| {}).await;
+    let (bank, wallet) = two_accounts(&f.payments).await;
+    let leg = |amount: &str, currency: &str| cmd::transfer(new_id(), bank, wallet, amount, currency);
+    let bad_uuid = {
+        let mut c = cmd::transfer(new_id(), bank, wallet, "1", "CNY");
+        if let Some(pb::command::Kind::CreateTransfer(t)) = &mut c.kind {
+            t.id = "not-a-uuid".into();
+        }
+        c
+    };
+    let unknown_enum = cmd::create_account_with(pb::CreateAccount { id: new_id().to_string(), currency: "CNY".into(), kind: 99, ..Default::default() });
+    let unspecified_enum = cmd::create_account(new_id(), "CNY", pb::AccountKind::Unspecified);
+    let bad_status = cmd::set_account_status(new_id(), wallet, pb::AccountStatus::Unspecified);
+    let cases: Vec<(&str, pb::Command)> = vec![
+        ("bad uuid", bad_uuid),
+        ("1e5", leg("1e5", "CNY")),
+        ("12.345 CNY", leg("12.345", "CNY")),
+        ("-1", leg("-1", "CNY")),
+        ("NaN", leg("NaN", "CNY")),
+        ("empty amount", leg("", "CNY")),
+        ("+1", leg("+1", "CNY")),
+        ("space", leg(" 1", "CNY")),
+        ("40 digits", leg(&"1".repeat(40), "CNY")),
+        ("unknown currency", leg("1", "XXX")),
+        ("currency mismatch with account", leg("1", "USD")),
+        ("unknown enum", unknown_enum),
+        ("unspecified enum", unspecified_enum),
+        ("bad status", bad_status),
+        ("empty command", pb::Command { kind: None }),
+    ];
+    for (name, bad) in cases {
+        // A valid command first: it must not be applied either.
+        let canary = new_id();
+        let e = f
+            .payments
+            .submit_unbatched(vec![cmd::create_account(canary, "CNY", pb::AccountKind::Wallet), bad])
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some(Code::InvalidArgument), "{name}: {e:?}");
+        assert!(f.finance.get_account(canary).await.unwrap().is_none(), "{name}: canary applied");
+    }
+
+    let e = f.payments.submit_unbatched(vec![]).await.unwrap_err();
+    assert_eq!(e.code(), Some(Code::InvalidArgument), "empty batch");
+
+    let first = new_id();
+    let mut big = vec![cmd::create_account(first, "CNY", pb::AccountKind::Wallet)];
+    big.extend((0..8_192).map(|_| cmd::create_account(new_id(), "CNY", pb::AccountKind::Wallet)));
+    let e = f.payments.submit_unbatched(big).await.unwrap_err();
+    assert_eq!(e.code(), Some(Code::InvalidArgument), "oversize batch");
+    assert!(f.finance.get_account(first).await.unwrap().is_none());
+
+    // The balance never moved.
+    assert_eq!(f.finance.get_account(wallet).await.unwrap().unwrap().balance, "0.00");
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_submits_are_coalesced() {
+    let f = fixture(|_| {}).await;
+    let (bank, wallet) = two_accounts(&f.payments).await;
+    let mut cfg = client_config(&[f.addr.clone()]);
+    cfg.batch_linger_us = 20_000;
+    let c = Client::connect(cfg, f.payments_key.clone()).unwrap();
+    let n = 64;
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.submit(vec![cmd::transfer(new_id(), bank, wallet, "0.01", "CNY")]).await })
+        })
+        .collect();
+    let mut indexes = std::collections::BTreeSet::new();
+    for t in tasks {
+        let r = t.await.unwrap().unwrap();
+        assert_eq!(r.len(), 1);
+        assert!(r[0].is_ok(), "{r:?}");
+        indexes.insert(r[0].applied_index);
+    }
+    assert!(indexes.len() < n / 4, "{n} submits used {} log entries", indexes.len());
+    assert_eq!(f.finance.get_account(wallet).await.unwrap().unwrap().balance, "0.64");
+
+    // One caller's invalid input does not fail the others coalesced with it.
+    let good = {
+        let c = c.clone();
+        tokio::spawn(async move { c.submit(vec![cmd::transfer(new_id(), bank, wallet, "0.01", "CNY")]).await })
+    };
+    let bad = {
+        let c = c.clone();
+        tokio::spawn(async move { c.submit(vec![cmd::transfer(new_id(), bank, wallet, "0.001", "CNY")]).await })
+    };
+    assert!(good.await.unwrap().unwrap()[0].is_ok());
+    assert_eq!(bad.await.unwrap().unwrap_err().code(), Some(Code::InvalidArgument));
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_delivers_events() {
+    let f = fixture(|cfg| cfg.events.max_batches = 8).await;
+    let mut live = f.finance.watch_events(0).await.unwrap();
+    let (bank, wallet) = two_accounts(&f.payments).await;
+    let t = new_id();
+    let r = f.payments.submit_unbatched(vec![cmd::transfer(t, bank, wallet, "5", "CNY")]).await.unwrap();
+    let index = r[0].applied_index;
+
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e: &pb::WatchEvent| e.index == index) {
+        let e = tokio::time::timeout(Duration::from_secs(5), live.next()).await.expect("event in time").unwrap().unwrap();
+        seen.push(e);
+    }
+    let ev = seen.last().unwrap();
+    assert_eq!(ev.events.len(), 1);
+    let ce = &ev.events[0];
+    assert_eq!(ce.result.as_ref().unwrap().id, t.to_string());
+    assert_eq!(ce.result.as_ref().unwrap().code, 0);
+    match &ce.command.as_ref().unwrap().kind {
+        Some(pb::command::Kind::CreateTransfer(tr)) => {
+            assert_eq!(tr.legs[0].amount, "5");
+            assert_eq!(tr.legs[0].currency, "CNY");
+        }
+        other => panic!("unexpected command {other:?}"),
+    }
+
+    // Replay from a past index that is still in the ring.
+    let mut replay = f.finance.watch_events(index).await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), replay.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(e.index, index);
+
+    // Push the ring past its bound: index 1 is gone.
+    for _ in 0..10 {
+        f.payments.submit_unbatched(vec![cmd::transfer(new_id(), bank, wallet, "1", "CNY")]).await.unwrap();
+    }
+    let mut old = f.finance.watch_events(1).await.map(Some).unwrap_or_else(|e| {
+        assert_eq!(e.code(), Some(Code::OutOfRange));
+        None
+    });
+    if let Some(s) = old.as_mut() {
+        let e = s.next().await.unwrap().unwrap_err();
+        assert_eq!(e.code(), Code::OutOfRange);
+    }
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_files_and_restart_keep_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, admin) = single_node(dir.path(), |_| {}).await;
+    let key_path = dir.path().join("node1").join("admin.key");
+    assert_eq!(api::client::load_key_file(&key_path).unwrap().to_bytes(), node.admin_key.to_bytes());
+    let a = new_id();
+    let r = admin.submit_unbatched(vec![cmd::create_account(a, "JPY", pb::AccountKind::Wallet)]).await.unwrap();
+    assert!(r[0].is_ok());
+    node.shutdown().await.unwrap();
+    drop(admin);
+
+    let (node, admin) = single_node(dir.path(), |_| {}).await;
+    assert_eq!(admin.get_account(a).await.unwrap().unwrap().currency, "JPY");
+    node.shutdown().await.unwrap();
+}
+
+/// What `grpcurl -plaintext HOST:PORT list` does: server reflection, no credentials needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reflection_lists_services_without_credentials() {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let f = fixture(|_| {}).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", f.addr)).unwrap().connect().await.unwrap();
+    let mut c = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let mut resp = c.server_reflection_info(futures::stream::iter(vec![req])).await.unwrap().into_inner();
+    let msg = resp.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else { panic!("unexpected {msg:?}") };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for svc in ["suanpan.v1.Ledger", "suanpan.v1.Admin", "suanpan.v1.Peer"] {
+        assert!(names.iter().any(|n| n == svc), "{svc} missing from {names:?}");
+    }
+    drop(resp);
+    f.node.shutdown().await.unwrap();
+}

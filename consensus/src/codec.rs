@@ -1,0 +1,144 @@
+//! Compact binary encoding of raft entry data (what the ledger proposes).
+//!
+//! Layout v1 (all integers big-endian):
+//! `[version u8 = 1][timestamp_ns u64][seed u64][count u32]` then per proposal
+//! `[node_id u64][proposal_id u64][len u32][payload]`.
+//! The leading version byte lets a future format coexist with old entries in the log.
+
+use crate::state_machine::Proposal;
+
+pub const ENTRY_FORMAT_V1: u8 = 1;
+const HEADER_BYTES: usize = 1 + 8 + 8 + 4;
+const PER_PROPOSAL_BYTES: usize = 8 + 8 + 4;
+
+/// Decoded entry data; proposals borrow from the entry bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryData<'a> {
+    pub timestamp_ns: u64,
+    pub seed: u64,
+    pub proposals: Vec<Proposal<'a>>,
+}
+
+/// Encoded size of an entry holding proposals with these payload sizes.
+pub(crate) fn encoded_len(payload_lens: impl IntoIterator<Item = usize>) -> usize {
+    HEADER_BYTES + payload_lens.into_iter().map(|l| PER_PROPOSAL_BYTES + l).sum::<usize>()
+}
+
+pub(crate) fn proposal_overhead_bytes() -> usize {
+    PER_PROPOSAL_BYTES
+}
+
+pub(crate) fn header_bytes() -> usize {
+    HEADER_BYTES
+}
+
+pub fn encode_entry_data(timestamp_ns: u64, seed: u64, proposals: &[Proposal<'_>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(encoded_len(proposals.iter().map(|p| p.payload.len())));
+    out.push(ENTRY_FORMAT_V1);
+    out.extend_from_slice(&timestamp_ns.to_be_bytes());
+    out.extend_from_slice(&seed.to_be_bytes());
+    out.extend_from_slice(&(proposals.len() as u32).to_be_bytes());
+    for p in proposals {
+        out.extend_from_slice(&p.node_id.to_be_bytes());
+        out.extend_from_slice(&p.proposal_id.to_be_bytes());
+        out.extend_from_slice(&(p.payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(p.payload);
+    }
+    out
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.buf.len() < n {
+            return Err(format!("truncated: need {n} bytes, have {}", self.buf.len()));
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Ok(a)
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+}
+
+pub fn decode_entry_data(data: &[u8]) -> Result<EntryData<'_>, String> {
+    let mut c = Cursor { buf: data };
+    let version = c.take(1)?[0];
+    if version != ENTRY_FORMAT_V1 {
+        return Err(format!("unknown entry format version {version}"));
+    }
+    let timestamp_ns = c.u64()?;
+    let seed = c.u64()?;
+    let count = c.u32()? as usize;
+    // Bound the allocation by what the buffer can possibly hold.
+    if count > c.buf.len() / PER_PROPOSAL_BYTES {
+        return Err(format!("proposal count {count} exceeds entry size"));
+    }
+    let mut proposals = Vec::with_capacity(count);
+    for _ in 0..count {
+        let node_id = c.u64()?;
+        let proposal_id = c.u64()?;
+        let len = c.u32()? as usize;
+        let payload = c.take(len)?;
+        proposals.push(Proposal { node_id, proposal_id, payload });
+    }
+    if !c.buf.is_empty() {
+        return Err(format!("{} trailing bytes", c.buf.len()));
+    }
+    Ok(EntryData { timestamp_ns, seed, proposals })
+}
+
+/// Context attached to conf-change entries so the proposer's waiter can be resolved.
+pub(crate) fn encode_cc_context(node_id: u64, proposal_id: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(17);
+    v.push(ENTRY_FORMAT_V1);
+    v.extend_from_slice(&node_id.to_be_bytes());
+    v.extend_from_slice(&proposal_id.to_be_bytes());
+    v
+}
+
+pub(crate) fn decode_cc_context(ctx: &[u8]) -> Option<(u64, u64)> {
+    if ctx.len() != 17 || ctx[0] != ENTRY_FORMAT_V1 {
+        return None;
+    }
+    let node = u64::from_be_bytes(ctx[1..9].try_into().ok()?);
+    let pid = u64::from_be_bytes(ctx[9..17].try_into().ok()?);
+    Some((node, pid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_rejects_garbage() {
+        let ps = [
+            Proposal { node_id: 1, proposal_id: 7, payload: b"abc" },
+            Proposal { node_id: 2, proposal_id: 9, payload: b"" },
+        ];
+        let enc = encode_entry_data(123, 456, &ps);
+        assert_eq!(enc.len(), encoded_len([3, 0]));
+        let dec = decode_entry_data(&enc).unwrap();
+        assert_eq!(dec.timestamp_ns, 123);
+        assert_eq!(dec.seed, 456);
+        assert_eq!(dec.proposals, ps.to_vec());
+        for cut in 0..enc.len() {
+            assert!(decode_entry_data(&enc[..cut]).is_err());
+        }
+        let mut bad = enc.clone();
+        bad[0] = 9;
+        assert!(decode_entry_data(&bad).is_err());
+        let mut huge = enc.clone();
+        huge[17..21].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode_entry_data(&huge).is_err());
+        assert_eq!(decode_cc_context(&encode_cc_context(3, 4)), Some((3, 4)));
+        assert_eq!(decode_cc_context(b"x"), None);
+    }
+}

@@ -1,0 +1,924 @@
+//! Sans-I/O replica core: `RawNode` + state machine + waiters, driven by explicit inputs.
+//!
+//! Nothing here reads a clock, sleeps, spawns, or does network I/O: time (`tick`, `now_ns`)
+//! and randomness (`seed`) are inputs, messages are outputs. The only I/O is the log store and
+//! the state machine, both behind traits. This is what makes [`crate::sim`] deterministic.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use prost011::Message as ProstMessage;
+use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType, Snapshot, SnapshotMetadata};
+use raft::{ProgressState, RawNode, SnapshotStatus, StateRole};
+
+use crate::codec::{self, decode_cc_context, decode_entry_data, encode_cc_context, encode_entry_data};
+use crate::config::Config;
+use crate::error::ConsensusError;
+use crate::state_machine::{CommittedEntry, Proposal, StateMachine};
+use crate::storage::LogStore;
+
+/// Final answer for one proposal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProposeOutcome {
+    /// Committed and applied at `index`; `result` is what `StateMachine::apply` returned for it.
+    Applied { index: u64, result: Vec<u8> },
+    /// This node is not the leader; retry at `leader_id` if known. Nothing was proposed.
+    NotLeader { leader_id: Option<u64> },
+    /// Leadership/term changed or raft dropped the proposal after it may have entered the log:
+    /// it may or may not be applied later. Retry with the same idempotency key.
+    Unknown,
+    /// Refused before entering the log (safe to retry unchanged where it makes sense).
+    Rejected { reason: RejectReason },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Payload exceeds `max_entry_bytes`.
+    TooLarge,
+    /// A bounded queue is full (back-pressure).
+    Overloaded,
+    /// Another membership change is still being applied.
+    ConfChangeInProgress,
+    /// The node stopped (fatal error or shutdown).
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("no known leader to confirm the read (leader hint: {leader_id:?})")]
+    NotLeader { leader_id: Option<u64> },
+    #[error("leadership changed before the read was confirmed")]
+    LeaderChanged,
+    #[error("read was not confirmed in time")]
+    Timeout,
+    #[error("too many pending reads")]
+    Overloaded,
+    #[error("node stopped")]
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipChange {
+    AddVoter(u64),
+    AddLearner(u64),
+    Remove(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+impl From<StateRole> for Role {
+    fn from(r: StateRole) -> Self {
+        match r {
+            StateRole::Follower => Role::Follower,
+            StateRole::PreCandidate => Role::PreCandidate,
+            StateRole::Candidate => Role::Candidate,
+            StateRole::Leader => Role::Leader,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub role: Role,
+    pub term: u64,
+    pub leader_id: Option<u64>,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+}
+
+/// A proposal that is in the raft log at `index` (proposed in `term`), awaiting apply.
+#[derive(Debug, Clone, Copy)]
+struct Waiter {
+    index: u64,
+    term: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PendingRead {
+    /// Set once a quorum confirmed the leader's commit index (ReadState).
+    index: Option<u64>,
+    deadline_tick: u64,
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn read_ctx(node_id: u64, read_id: u64) -> Vec<u8> {
+    // Node id is part of the context because the leader keys pending reads by context.
+    let mut v = Vec::with_capacity(16);
+    v.extend_from_slice(&node_id.to_be_bytes());
+    v.extend_from_slice(&read_id.to_be_bytes());
+    v
+}
+
+/// `index` of the append rejection a follower sends when it finds it lost log entries
+/// (no real log index can be this large).
+const LOST_LOG_MARKER: u64 = u64::MAX;
+
+/// Message sink used by `process_ready_with`: `(to, encoded raft message)`.
+pub type SendFn<'a> = dyn FnMut(u64, Vec<u8>) + 'a;
+
+/// The sans-I/O replica.
+pub struct Driver<S: LogStore, M: StateMachine> {
+    raw: RawNode<S>,
+    sm: M,
+    cfg: Config,
+    next_proposal_id: u64,
+    next_read_id: u64,
+    /// Proposals accepted since the last ready cycle, packed into entries at the next one.
+    queued: VecDeque<(u64, Vec<u8>)>,
+    waiters: BTreeMap<u64, Waiter>,
+    waiters_by_index: BTreeMap<u64, Vec<u64>>,
+    reads: BTreeMap<u64, PendingRead>,
+    completions: Vec<(u64, ProposeOutcome)>,
+    read_completions: Vec<(u64, Result<u64, ReadError>)>,
+    outbox: Vec<(u64, Vec<u8>)>,
+    ticks: u64,
+    /// (role, term, leader) as of the last check; changes fail waiters/reads.
+    observed: (StateRole, u64, u64),
+    last_snapshot_index: u64,
+    /// Peers we sent a snapshot to, with the tick it was sent.
+    snapshots_in_flight: BTreeMap<u64, u64>,
+    fatal: Option<String>,
+}
+
+impl<S: LogStore, M: StateMachine> Driver<S, M> {
+    /// Create a replica. `proposal_id_start` must make proposal ids unique across restarts of
+    /// this node (the runtime uses a random start): committed entries from a previous
+    /// incarnation are re-applied on restart and must not resolve new waiters.
+    pub fn new(cfg: Config, mut store: S, mut sm: M, proposal_id_start: u64, logger: &slog::Logger) -> Result<Self, ConsensusError> {
+        cfg.validate()?;
+        if let Some(e) = store.read_error() {
+            return Err(ConsensusError::Storage(e));
+        }
+        let fresh = store.hard_state() == Default::default()
+            && store.conf_state() == ConfState::default()
+            && store.last_index()? == 0
+            && store.snapshot_metadata().is_none();
+        if fresh && !cfg.initial_voters.is_empty() {
+            // The initial configuration is "log index 0"; every node uses the same one.
+            let mut voters = cfg.initial_voters.clone();
+            voters.sort_unstable();
+            voters.dedup();
+            store.set_conf_state(&ConfState { voters, ..Default::default() })?;
+        }
+        // Crash recovery: a received snapshot is persisted before the state machine restores it.
+        if let Some(meta) = store.snapshot_metadata() {
+            if sm.applied_index() < meta.index {
+                let snap = store
+                    .load_snapshot()?
+                    .ok_or_else(|| ConsensusError::Storage("snapshot metadata without data".into()))?;
+                sm.restore(meta.index, &snap.data)?;
+                if sm.applied_index() != meta.index {
+                    return Err(ConsensusError::Invariant(format!(
+                        "state machine applied {} after restoring snapshot {}",
+                        sm.applied_index(),
+                        meta.index
+                    )));
+                }
+            }
+        }
+        let applied = sm.applied_index();
+        let (truncated, _) = store.truncated();
+        let commit = store.hard_state().commit;
+        if applied < truncated {
+            return Err(ConsensusError::Invariant(format!(
+                "state machine applied index {applied} is behind the compacted log ({truncated})"
+            )));
+        }
+        if applied > commit {
+            return Err(ConsensusError::Invariant(format!("state machine applied {applied} > durable commit {commit}")));
+        }
+        let last_snapshot_index = store.snapshot_metadata().map_or(0, |m| m.index);
+        let raw = RawNode::new(&cfg.raft_config(applied), store, logger)?;
+        let observed = (raw.raft.state, raw.raft.term, raw.raft.leader_id);
+        Ok(Driver {
+            raw,
+            sm,
+            cfg,
+            next_proposal_id: proposal_id_start,
+            next_read_id: splitmix64(proposal_id_start),
+            queued: VecDeque::new(),
+            waiters: BTreeMap::new(),
+            waiters_by_index: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            completions: Vec::new(),
+            read_completions: Vec::new(),
+            outbox: Vec::new(),
+            ticks: 0,
+            observed,
+            last_snapshot_index,
+            snapshots_in_flight: BTreeMap::new(),
+            fatal: None,
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.cfg.id
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn state_machine(&self) -> &M {
+        &self.sm
+    }
+
+    pub fn raw_node(&self) -> &RawNode<S> {
+        &self.raw
+    }
+
+    pub fn store(&self) -> &S {
+        self.raw.store()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    pub fn leader_id(&self) -> Option<u64> {
+        let l = self.raw.raft.leader_id;
+        (l != 0).then_some(l)
+    }
+
+    pub fn fatal_error(&self) -> Option<&str> {
+        self.fatal.as_deref()
+    }
+
+    /// Number of proposals still waiting for an outcome (queued or in the log).
+    pub fn pending_proposals(&self) -> usize {
+        self.queued.len() + self.waiters.len()
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let cs = self.raw.raft.prs().conf().to_conf_state();
+        let mut voters = cs.voters;
+        voters.sort_unstable();
+        let mut learners = cs.learners;
+        learners.sort_unstable();
+        NodeStatus {
+            id: self.cfg.id,
+            role: self.raw.raft.state.into(),
+            term: self.raw.raft.term,
+            leader_id: self.leader_id(),
+            commit_index: self.raw.raft.raft_log.committed,
+            applied_index: self.sm.applied_index(),
+            voters,
+            learners,
+        }
+    }
+
+    /// Encoded messages produced by `process_ready` (not `process_ready_with`).
+    pub fn take_messages(&mut self) -> Vec<(u64, Vec<u8>)> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Resolved proposals: `(proposal_id, outcome)`.
+    pub fn take_completions(&mut self) -> Vec<(u64, ProposeOutcome)> {
+        std::mem::take(&mut self.completions)
+    }
+
+    /// Resolved reads: `(read_id, Ok(read_index) | Err)`.
+    pub fn take_read_completions(&mut self) -> Vec<(u64, Result<u64, ReadError>)> {
+        std::mem::take(&mut self.read_completions)
+    }
+
+    fn stopped(&self) -> Result<(), ConsensusError> {
+        match &self.fatal {
+            Some(e) => Err(ConsensusError::Stopped(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Record a fatal error: the node must stop; all waiters learn it stopped.
+    fn fail<T>(&mut self, r: Result<T, ConsensusError>) -> Result<T, ConsensusError> {
+        if let Err(e) = &r {
+            if self.fatal.is_none() {
+                tracing::error!(node = self.cfg.id, "consensus fatal error: {e}");
+                self.fatal = Some(e.to_string());
+                self.fail_everything(ProposeOutcome::Rejected { reason: RejectReason::Stopped }, ReadError::Stopped);
+            }
+        }
+        r
+    }
+
+    fn fail_everything(&mut self, outcome: ProposeOutcome, read_err: ReadError) {
+        for (pid, _) in self.queued.drain(..) {
+            self.completions.push((pid, outcome.clone()));
+        }
+        for (pid, _) in std::mem::take(&mut self.waiters) {
+            self.completions.push((pid, outcome.clone()));
+        }
+        self.waiters_by_index.clear();
+        for (rid, _) in std::mem::take(&mut self.reads) {
+            self.read_completions.push((rid, Err(read_err.clone())));
+        }
+    }
+
+    fn check_store(&self) -> Result<(), ConsensusError> {
+        match self.raw.store().read_error() {
+            Some(e) => Err(ConsensusError::Storage(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Advance logical time by one tick (election/heartbeat timers, read and snapshot timeouts).
+    pub fn tick(&mut self) -> Result<(), ConsensusError> {
+        self.stopped()?;
+        self.raw.tick();
+        self.ticks += 1;
+        let now = self.ticks;
+        let expired: Vec<u64> = self.reads.iter().filter(|(_, r)| r.deadline_tick <= now).map(|(id, _)| *id).collect();
+        for rid in expired {
+            self.reads.remove(&rid);
+            self.read_completions.push((rid, Err(ReadError::Timeout)));
+        }
+        // A lost snapshot message would leave the follower's progress stuck in Snapshot state;
+        // report failure after a timeout so the leader probes and resends.
+        let timeout = self.cfg.snapshot_timeout_ticks;
+        let due: Vec<u64> = self
+            .snapshots_in_flight
+            .iter()
+            .filter(|(_, sent)| now.saturating_sub(**sent) >= timeout)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            self.snapshots_in_flight.remove(&peer);
+            let stuck = self.raw.raft.prs().get(peer).is_some_and(|p| p.state == ProgressState::Snapshot);
+            if stuck && self.is_leader() {
+                self.raw.report_snapshot(peer, SnapshotStatus::Failure);
+            }
+        }
+        let r = self.check_store();
+        self.fail(r)
+    }
+
+    /// Feed one encoded raft message from a peer. Undecodable or misaddressed messages are
+    /// logged and dropped (never fatal); only storage failures are returned as errors.
+    pub fn step(&mut self, bytes: &[u8]) -> Result<(), ConsensusError> {
+        self.stopped()?;
+        let msg = match Message::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(node = self.cfg.id, "dropping undecodable raft message: {e}");
+                return Ok(());
+            }
+        };
+        self.step_message(msg)
+    }
+
+    pub fn step_message(&mut self, mut msg: Message) -> Result<(), ConsensusError> {
+        self.stopped()?;
+        if msg.to != self.cfg.id {
+            tracing::warn!(node = self.cfg.id, to = msg.to, "dropping misaddressed raft message");
+            return Ok(());
+        }
+        // A heartbeat carries commit = min(leader's view of our match, committed). If our log is
+        // shorter than that (this node's data dir was wiped), raft-rs would panic in commit_to.
+        // Not advancing commit from this heartbeat is always safe: the leader's next append
+        // probes our real log, and falls back to a snapshot.
+        let last = self.raw.raft.raft_log.last_index();
+        let mut lost_log = false;
+        if msg.get_msg_type() == MessageType::MsgHeartbeat && msg.commit > last {
+            tracing::debug!(node = self.cfg.id, commit = msg.commit, last, "heartbeat commit beyond our log; not advancing commit");
+            msg.commit = self.raw.raft.raft_log.committed;
+            lost_log = true;
+        }
+        if msg.get_msg_type() == MessageType::MsgAppendResponse && msg.reject && msg.index == LOST_LOG_MARKER {
+            self.handle_lost_log_report(&msg);
+            let r = self.check_store();
+            return self.fail(r);
+        }
+        let (from, term) = (msg.from, msg.term);
+        if let Err(e) = self.raw.step(msg) {
+            tracing::debug!(node = self.cfg.id, "raft step rejected message: {e}");
+        }
+        if lost_log && self.raw.raft.leader_id == from && self.raw.raft.term == term {
+            // The leader believes we hold entries we no longer have (empty data dir). Its
+            // progress for us is in Replicate state, where it ignores our normal rejections as
+            // stale (rejected index <= matched). A rejection with an index above anything it
+            // can have matched makes it fall back to probing, which walks back to our real
+            // last index and, behind its compacted log, sends a snapshot.
+            let reply = Message {
+                msg_type: MessageType::MsgAppendResponse as i32,
+                to: from,
+                from: self.cfg.id,
+                term,
+                index: LOST_LOG_MARKER,
+                reject: true,
+                reject_hint: last,
+                log_term: 0,
+                commit: self.raw.raft.raft_log.committed,
+                ..Default::default()
+            };
+            self.raw.raft.msgs.push(reply);
+        }
+        let r = self.check_store();
+        self.fail(r)
+    }
+
+    /// Leader side of wiped-follower recovery (see `step_message`): the follower's log ends
+    /// at `reject_hint`, below what it once acknowledged. raft-rs never lowers `matched`, so we
+    /// reset the progress ourselves. Lowering `matched` is safe: the commit index never
+    /// decreases, it only delays further commits until the follower re-acknowledges.
+    fn handle_lost_log_report(&mut self, msg: &Message) {
+        if !self.is_leader() || msg.term != self.raw.raft.term {
+            return;
+        }
+        let (from, hint) = (msg.from, msg.reject_hint);
+        let Some(pr) = self.raw.raft.mut_prs().get_mut(from) else { return };
+        // A snapshot in flight will fix the follower; resetting would restart the transfer.
+        if pr.matched <= hint || pr.state == ProgressState::Snapshot {
+            return;
+        }
+        tracing::warn!(node = self.cfg.id, peer = from, matched = pr.matched, peer_last = hint, "peer lost acknowledged log entries; re-probing it");
+        pr.become_probe();
+        pr.matched = 0;
+        pr.next_idx = hint + 1;
+        self.raw.raft.send_append(from);
+    }
+
+    fn alloc_proposal_id(&mut self) -> u64 {
+        let id = self.next_proposal_id;
+        self.next_proposal_id = self.next_proposal_id.wrapping_add(1);
+        id
+    }
+
+    fn admission(&self) -> Option<ProposeOutcome> {
+        if self.fatal.is_some() {
+            return Some(ProposeOutcome::Rejected { reason: RejectReason::Stopped });
+        }
+        if !self.is_leader() {
+            return Some(ProposeOutcome::NotLeader { leader_id: self.leader_id() });
+        }
+        None
+    }
+
+    /// Queue a proposal for the next ready cycle; returns its proposal id. The outcome is
+    /// reported through `take_completions` (possibly immediately, e.g. `NotLeader`).
+    pub fn propose(&mut self, payload: Vec<u8>) -> u64 {
+        let pid = self.alloc_proposal_id();
+        let outcome = self.admission().or_else(|| {
+            if codec::encoded_len([payload.len()]) > self.cfg.max_entry_bytes {
+                Some(ProposeOutcome::Rejected { reason: RejectReason::TooLarge })
+            } else if self.queued.len() >= self.cfg.max_queued_proposals {
+                Some(ProposeOutcome::Rejected { reason: RejectReason::Overloaded })
+            } else {
+                None
+            }
+        });
+        match outcome {
+            Some(o) => self.completions.push((pid, o)),
+            None => self.queued.push_back((pid, payload)),
+        }
+        pid
+    }
+
+    /// Propose a membership change through the log. Completes with `Applied { result: [] }`
+    /// once the change is applied on this node.
+    pub fn propose_membership_change(&mut self, change: MembershipChange) -> u64 {
+        let pid = self.alloc_proposal_id();
+        if let Some(o) = self.admission() {
+            self.completions.push((pid, o));
+            return pid;
+        }
+        if self.raw.raft.has_pending_conf() {
+            self.completions.push((pid, ProposeOutcome::Rejected { reason: RejectReason::ConfChangeInProgress }));
+            return pid;
+        }
+        let (change_type, node_id) = match change {
+            MembershipChange::AddVoter(id) => (ConfChangeType::AddNode, id),
+            MembershipChange::AddLearner(id) => (ConfChangeType::AddLearnerNode, id),
+            MembershipChange::Remove(id) => (ConfChangeType::RemoveNode, id),
+        };
+        let cc = ConfChange {
+            change_type: change_type as i32,
+            node_id,
+            context: encode_cc_context(self.cfg.id, pid),
+            id: 0,
+        };
+        let before = self.raw.raft.raft_log.last_index();
+        match self.raw.propose_conf_change(Vec::new(), cc) {
+            Ok(()) => self.register_waiter(pid, before),
+            Err(e) => {
+                tracing::debug!(node = self.cfg.id, "conf change dropped: {e}");
+                self.completions.push((pid, ProposeOutcome::Unknown));
+            }
+        }
+        pid
+    }
+
+    /// Ask raft to hand leadership to `to` (only meaningful on the leader).
+    pub fn transfer_leader(&mut self, to: u64) {
+        if self.fatal.is_none() && self.is_leader() {
+            self.raw.transfer_leader(to);
+        }
+    }
+
+    /// Start an election now (tests, operator tooling).
+    pub fn campaign(&mut self) -> Result<(), ConsensusError> {
+        self.stopped()?;
+        self.raw.campaign()?;
+        Ok(())
+    }
+
+    /// Start a linearizable read; returns a read id. Resolves (via `take_read_completions`) to
+    /// the confirmed read index once this node has applied at least that index.
+    pub fn read_index(&mut self) -> u64 {
+        let rid = self.next_read_id;
+        self.next_read_id = self.next_read_id.wrapping_add(1);
+        let err = if self.fatal.is_some() {
+            Some(ReadError::Stopped)
+        } else if self.reads.len() >= self.cfg.max_pending_reads {
+            Some(ReadError::Overloaded)
+        } else if self.raw.raft.leader_id == 0 {
+            Some(ReadError::NotLeader { leader_id: None })
+        } else {
+            None
+        };
+        if let Some(e) = err {
+            self.read_completions.push((rid, Err(e)));
+            return rid;
+        }
+        self.raw.read_index(read_ctx(self.cfg.id, rid));
+        self.reads.insert(rid, PendingRead { index: None, deadline_tick: self.ticks + self.cfg.read_timeout_ticks });
+        rid
+    }
+
+    fn register_waiter(&mut self, pid: u64, last_index_before: u64) {
+        let index = self.raw.raft.raft_log.last_index();
+        if index <= last_index_before {
+            // raft accepted but did not append (should not happen); the outcome is unknowable.
+            self.completions.push((pid, ProposeOutcome::Unknown));
+            return;
+        }
+        self.waiters.insert(pid, Waiter { index, term: self.raw.raft.term });
+        self.waiters_by_index.entry(index).or_default().push(pid);
+    }
+
+    /// Detect leadership loss / term change: in-flight proposals become `Unknown` (they may
+    /// still commit under the new leader — the client retries idempotently), unconfirmed reads
+    /// fail fast.
+    fn check_leadership(&mut self) {
+        let now = (self.raw.raft.state, self.raw.raft.term, self.raw.raft.leader_id);
+        if now == self.observed {
+            return;
+        }
+        let leader_now = now.0 == StateRole::Leader;
+        let stale: Vec<u64> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| !leader_now || w.term != now.1)
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in stale {
+            self.waiters.remove(&pid);
+            self.completions.push((pid, ProposeOutcome::Unknown));
+        }
+        if !leader_now {
+            let hint = self.leader_id();
+            for (pid, _) in self.queued.drain(..) {
+                self.completions.push((pid, ProposeOutcome::NotLeader { leader_id: hint }));
+            }
+        }
+        if now.1 != self.observed.1 || now.2 != self.observed.2 {
+            let unconfirmed: Vec<u64> = self.reads.iter().filter(|(_, r)| r.index.is_none()).map(|(id, _)| *id).collect();
+            for rid in unconfirmed {
+                self.reads.remove(&rid);
+                self.read_completions.push((rid, Err(ReadError::LeaderChanged)));
+            }
+        }
+        self.observed = now;
+    }
+
+    /// Group commit: pack queued proposals into as few entries as the bounds allow.
+    fn flush_proposals(&mut self, now_ns: u64, seed: u64) {
+        if self.queued.is_empty() {
+            return;
+        }
+        let mut k = 0u64;
+        while !self.queued.is_empty() {
+            let mut n = 0usize;
+            let mut bytes = codec::header_bytes();
+            for (_, p) in self.queued.iter() {
+                let add = codec::proposal_overhead_bytes() + p.len();
+                if n > 0 && (n >= self.cfg.max_proposals_per_entry || bytes + add > self.cfg.max_entry_bytes) {
+                    break;
+                }
+                n += 1;
+                bytes += add;
+            }
+            let group: Vec<(u64, Vec<u8>)> = self.queued.drain(..n).collect();
+            let entry_seed = splitmix64(seed ^ k.wrapping_mul(0xD6E8_FEB8_6659_FD93));
+            k += 1;
+            let proposals: Vec<Proposal<'_>> = group
+                .iter()
+                .map(|(pid, p)| Proposal { node_id: self.cfg.id, proposal_id: *pid, payload: p })
+                .collect();
+            let data = encode_entry_data(now_ns, entry_seed, &proposals);
+            let before = self.raw.raft.raft_log.last_index();
+            match self.raw.propose(Vec::new(), data) {
+                Ok(()) => {
+                    for (pid, _) in &group {
+                        self.register_waiter(*pid, before);
+                    }
+                }
+                Err(e) => {
+                    // ProposalDropped: leader transfer in progress, uncommitted-size limit, ...
+                    tracing::debug!(node = self.cfg.id, "proposal dropped: {e}");
+                    let outcome = if self.is_leader() {
+                        ProposeOutcome::Unknown
+                    } else {
+                        ProposeOutcome::NotLeader { leader_id: self.leader_id() }
+                    };
+                    for (pid, _) in group {
+                        self.completions.push((pid, outcome.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Run one ready cycle, collecting outgoing messages in the outbox (`take_messages`).
+    pub fn process_ready(&mut self, now_ns: u64, seed: u64) -> Result<(), ConsensusError> {
+        let mut out = Vec::new();
+        let r = self.process_ready_with(now_ns, seed, &mut |to, m| out.push((to, m)));
+        self.outbox.extend(out);
+        r
+    }
+
+    /// Run one ready cycle, handing each outgoing message to `send` as soon as it may be sent
+    /// (leader messages before the local fsync, others after). `now_ns`/`seed` are only used
+    /// to stamp entries created from queued proposals.
+    pub fn process_ready_with(&mut self, now_ns: u64, seed: u64, send: &mut SendFn<'_>) -> Result<(), ConsensusError> {
+        self.stopped()?;
+        let r = self.ready_cycle(now_ns, seed, send);
+        self.fail(r)
+    }
+
+    fn ready_cycle(&mut self, now_ns: u64, seed: u64, send: &mut SendFn<'_>) -> Result<(), ConsensusError> {
+        self.check_leadership();
+        if self.is_leader() {
+            self.flush_proposals(now_ns, seed);
+        } else if !self.queued.is_empty() {
+            let hint = self.leader_id();
+            for (pid, _) in self.queued.drain(..) {
+                self.completions.push((pid, ProposeOutcome::NotLeader { leader_id: hint }));
+            }
+        }
+        if !self.raw.has_ready() {
+            self.check_store()?;
+            self.complete_reads();
+            return Ok(());
+        }
+        let mut rd = self.raw.ready();
+
+        // 1. Leader messages: may be sent before the leader's own append is durable.
+        self.send_all(rd.take_messages(), send);
+
+        // ReadIndex confirmations.
+        for rs in rd.take_read_states() {
+            if rs.request_ctx.len() == 16 && rs.request_ctx[..8] == self.cfg.id.to_be_bytes() {
+                let rid = u64::from_be_bytes(rs.request_ctx[8..].try_into().expect("8 bytes"));
+                if let Some(r) = self.reads.get_mut(&rid) {
+                    r.index = Some(rs.index);
+                }
+            }
+        }
+
+        // 2. Snapshot from the leader: persist it (log reset), then restore the state machine.
+        if !rd.snapshot().is_empty() {
+            let snap = rd.snapshot().clone();
+            self.install_snapshot(&snap)?;
+        }
+
+        // 3. Entries + hard state, one synced batch. Done *before* applying so the durable
+        //    commit index is never behind the state machine's applied index (see crate docs).
+        self.raw.mut_store().append(rd.entries(), rd.hs())?;
+
+        // 4. Apply committed entries (all durable already: raft only hands out persisted ones).
+        self.apply_committed(rd.take_committed_entries())?;
+
+        // 5. Messages that must wait for persistence (votes, append responses).
+        self.send_all(rd.take_persisted_messages(), send);
+
+        // 6. Advance; the LightReady carries what became valid after persisting.
+        let mut light = self.raw.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit)?;
+        }
+        self.send_all(light.take_messages(), send);
+        self.apply_committed(light.take_committed_entries())?;
+        self.raw.advance_apply();
+
+        self.check_store()?;
+        self.check_invariants()?;
+        self.check_leadership();
+        self.maybe_snapshot()?;
+        self.complete_reads();
+        Ok(())
+    }
+
+    fn check_invariants(&self) -> Result<(), ConsensusError> {
+        let log = &self.raw.raft.raft_log;
+        let sm_applied = self.sm.applied_index();
+        if log.applied > log.committed {
+            return Err(ConsensusError::Invariant(format!("applied {} > committed {}", log.applied, log.committed)));
+        }
+        if sm_applied != log.applied {
+            return Err(ConsensusError::Invariant(format!(
+                "state machine applied {sm_applied} != raft applied {}",
+                log.applied
+            )));
+        }
+        let durable_commit = self.raw.store().hard_state().commit;
+        if sm_applied > durable_commit {
+            return Err(ConsensusError::Invariant(format!("applied {sm_applied} > durable commit {durable_commit}")));
+        }
+        Ok(())
+    }
+
+    fn send_all(&mut self, msgs: Vec<Message>, send: &mut SendFn<'_>) {
+        for m in msgs {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                self.snapshots_in_flight.insert(m.to, self.ticks);
+            }
+            let to = m.to;
+            send(to, m.encode_to_vec());
+        }
+    }
+
+    fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), ConsensusError> {
+        let index = snap.get_metadata().index;
+        self.raw.mut_store().install_snapshot(snap)?;
+        self.sm.restore(index, &snap.data)?;
+        if self.sm.applied_index() != index {
+            return Err(ConsensusError::Invariant(format!(
+                "state machine applied {} after restoring snapshot {index}",
+                self.sm.applied_index()
+            )));
+        }
+        self.last_snapshot_index = index;
+        self.resolve_overwritten(index);
+        Ok(())
+    }
+
+    fn apply_committed(&mut self, entries: Vec<Entry>) -> Result<(), ConsensusError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut batch: Vec<CommittedEntry<'_>> = Vec::new();
+        for e in &entries {
+            match e.get_entry_type() {
+                EntryType::EntryNormal => {
+                    if e.data.is_empty() {
+                        // Leader no-op: still advances the state machine's applied index.
+                        batch.push(CommittedEntry { index: e.index, term: e.term, timestamp_ns: 0, seed: 0, proposals: Vec::new() });
+                    } else {
+                        let d = decode_entry_data(&e.data).map_err(|reason| ConsensusError::Codec { index: e.index, reason })?;
+                        batch.push(CommittedEntry {
+                            index: e.index,
+                            term: e.term,
+                            timestamp_ns: d.timestamp_ns,
+                            seed: d.seed,
+                            proposals: d.proposals,
+                        });
+                    }
+                }
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    self.apply_batch(&mut batch)?;
+                    self.apply_conf_change_entry(e)?;
+                }
+            }
+        }
+        self.apply_batch(&mut batch)
+    }
+
+    fn apply_conf_change_entry(&mut self, e: &Entry) -> Result<(), ConsensusError> {
+        let codec_err = |err: prost011::DecodeError| ConsensusError::Codec { index: e.index, reason: err.to_string() };
+        let (cs, ctx) = if e.get_entry_type() == EntryType::EntryConfChange {
+            let cc = ConfChange::decode(&e.data[..]).map_err(codec_err)?;
+            (self.raw.apply_conf_change(&cc)?, cc.context)
+        } else {
+            let cc = ConfChangeV2::decode(&e.data[..]).map_err(codec_err)?;
+            (self.raw.apply_conf_change(&cc)?, cc.context)
+        };
+        // Persist membership before the state machine records the index as applied, so a
+        // restart never skips a conf change (re-applying one is idempotent).
+        self.raw.mut_store().set_conf_state(&cs)?;
+        // Take our waiter out first: apply_batch resolves leftover waiters at this index as
+        // overwritten.
+        let waiter = decode_cc_context(&ctx)
+            .filter(|(node, _)| *node == self.cfg.id)
+            .and_then(|(_, pid)| self.waiters.remove(&pid).map(|_| pid));
+        let mut one = vec![CommittedEntry { index: e.index, term: e.term, timestamp_ns: 0, seed: 0, proposals: Vec::new() }];
+        self.apply_batch(&mut one)?;
+        if let Some(pid) = waiter {
+            self.completions.push((pid, ProposeOutcome::Applied { index: e.index, result: Vec::new() }));
+        }
+        tracing::info!(node = self.cfg.id, index = e.index, voters = ?cs.voters, learners = ?cs.learners, "membership changed");
+        Ok(())
+    }
+
+    fn apply_batch(&mut self, batch: &mut Vec<CommittedEntry<'_>>) -> Result<(), ConsensusError> {
+        let Some(last) = batch.last().map(|e| e.index) else { return Ok(()) };
+        let results = self.sm.apply(batch)?;
+        if results.len() != batch.len() {
+            return Err(ConsensusError::Invariant(format!(
+                "state machine returned {} results for {} entries",
+                results.len(),
+                batch.len()
+            )));
+        }
+        if self.sm.applied_index() != last {
+            return Err(ConsensusError::Invariant(format!(
+                "state machine applied index {} after applying up to {last}",
+                self.sm.applied_index()
+            )));
+        }
+        for (ce, res) in batch.iter().zip(results) {
+            if res.len() != ce.proposals.len() {
+                return Err(ConsensusError::Invariant(format!(
+                    "entry {}: {} results for {} proposals",
+                    ce.index,
+                    res.len(),
+                    ce.proposals.len()
+                )));
+            }
+            for (p, result) in ce.proposals.iter().zip(res) {
+                if p.node_id != self.cfg.id {
+                    continue;
+                }
+                if let Some(w) = self.waiters.remove(&p.proposal_id) {
+                    if w.index != ce.index {
+                        tracing::warn!(node = self.cfg.id, pid = p.proposal_id, expected = w.index, got = ce.index, "proposal applied at unexpected index");
+                    }
+                    self.completions.push((p.proposal_id, ProposeOutcome::Applied { index: ce.index, result }));
+                }
+            }
+        }
+        batch.clear();
+        self.resolve_overwritten(last);
+        Ok(())
+    }
+
+    /// Waiters whose log slot is now applied without containing their proposal lost the slot
+    /// to another leader's entry.
+    fn resolve_overwritten(&mut self, upto: u64) {
+        while let Some((&idx, _)) = self.waiters_by_index.first_key_value() {
+            if idx > upto {
+                break;
+            }
+            let (_, pids) = self.waiters_by_index.pop_first().expect("non-empty");
+            for pid in pids {
+                if self.waiters.remove(&pid).is_some() {
+                    self.completions.push((pid, ProposeOutcome::Unknown));
+                }
+            }
+        }
+    }
+
+    fn complete_reads(&mut self) {
+        let applied = self.sm.applied_index();
+        let done: Vec<(u64, u64)> = self
+            .reads
+            .iter()
+            .filter_map(|(rid, r)| r.index.filter(|i| *i <= applied).map(|i| (*rid, i)))
+            .collect();
+        for (rid, idx) in done {
+            self.reads.remove(&rid);
+            self.read_completions.push((rid, Ok(idx)));
+        }
+    }
+
+    fn maybe_snapshot(&mut self) -> Result<(), ConsensusError> {
+        let applied = self.sm.applied_index();
+        if applied < self.last_snapshot_index.saturating_add(self.cfg.snapshot_threshold_entries) {
+            return Ok(());
+        }
+        let data = self.sm.snapshot()?;
+        let term = self.raw.store().term(applied)?;
+        let conf_state = self.raw.store().conf_state();
+        let snap = Snapshot { data, metadata: Some(SnapshotMetadata { conf_state: Some(conf_state), index: applied, term }) };
+        let (truncated, _) = self.raw.store().truncated();
+        let compact_to = applied.saturating_sub(self.cfg.log_retain_entries).max(truncated);
+        self.raw.mut_store().save_snapshot_and_compact(&snap, compact_to)?;
+        self.last_snapshot_index = applied;
+        tracing::info!(node = self.cfg.id, index = applied, compact_to, bytes = snap.data.len(), "snapshot taken");
+        Ok(())
+    }
+}

@@ -1,0 +1,99 @@
+//! # Suanpan consensus: a raft-rs driver over RocksDB
+//!
+//! This crate replicates the ledger's command log with Raft (tikv `raft` 0.7, prost codec)
+//! and feeds committed commands, in log order, into a [`StateMachine`] implemented by the
+//! ledger. It has three layers:
+//!
+//! * [`RaftLogStore`] / [`MemLogStore`] — raft-rs [`raft::Storage`] implementations (durable on
+//!   RocksDB column families of a DB shared with the ledger; in-memory for the simulator).
+//! * [`Driver`] — a sans-I/O core around [`raft::RawNode`]. Inputs are explicit (`tick`, `step`,
+//!   `propose`, `read_index`, membership changes, `process_ready(now_ns, seed)`); outputs are
+//!   encoded messages and completion notifications. Time and randomness are injected so the
+//!   same core runs deterministically in [`sim`].
+//! * [`NodeRuntime`] / [`NodeHandle`] — a thin std-thread runtime: tick timer, bounded inbound
+//!   queue, wall clock, framing of outgoing messages into bounded chunks, oneshot replies.
+//!
+//! ## Ready loop order (`Driver::process_ready`)
+//!
+//! 1. Pack proposals queued since the last cycle into raft entries (group commit), stamping each
+//!    entry with the injected `timestamp_ns` and a per-entry seed (only the leader does this).
+//! 2. `ready()`; send `messages()` immediately — only a leader produces these, and a leader may
+//!    replicate in parallel with its own disk write (Raft thesis §10.2.1).
+//! 3. Record `read_states` (ReadIndex confirmations).
+//! 4. If a snapshot arrived: install it in the log store (synced), then `StateMachine::restore`.
+//! 5. Append `entries()` (deleting any conflicting suffix) and the `HardState`, in one synced
+//!    RocksDB write batch.
+//! 6. Apply `committed_entries()` to the state machine.
+//! 7. Send `persisted_messages()` (votes, append responses: only valid after step 5).
+//! 8. `advance()`; persist `LightReady::commit_index` (synced), send its messages, apply its
+//!    committed entries, `advance_apply`.
+//! 9. Maybe take a snapshot + compact the log; resolve ReadIndex reads whose index is applied.
+//!
+//! Steps 5 and 6 are swapped relative to the raft-rs module docs on purpose: the docs themselves
+//! warn that the commit index must be persisted *with or before* applying, otherwise a crash
+//! after applying can leave `applied > commit` on disk and raft-rs panics on restart. Persisting
+//! first is always safe because committed entries handed out by raft-rs are already durable.
+//!
+//! ## Durability points
+//!
+//! * Entries + HardState: one `WriteOptions::set_sync(true)` batch before any message that
+//!   depends on them (votes, append acks) leaves the node.
+//! * Commit index from `LightReady`: synced before the corresponding entries are applied.
+//! * Received snapshots: log reset + snapshot data synced before `StateMachine::restore`; on
+//!   startup a state machine behind the stored snapshot is restored from it (crash recovery).
+//! * Conf state: persisted (synced) before the state machine is told the conf-change entry is
+//!   applied, so on restart raft's membership matches the applied index.
+//! * A client is answered (`ProposeOutcome::Applied`) only after its entry was committed by a
+//!   quorum and `StateMachine::apply` returned, which persists state + applied index atomically.
+//!
+//! ## Invariants (checked in release builds; violation = fatal error, node stops)
+//!
+//! * `applied <= committed`, and the state machine's applied index equals raft's applied index
+//!   after every apply (empty/no-op and conf-change entries are applied as entries with zero
+//!   proposals precisely to keep these equal across restarts).
+//! * Any storage or state-machine error is fatal: the driver returns it and the runtime stops the
+//!   node; it never continues with a state that may have diverged from what it acknowledged.
+//! * Network input never panics the node: undecodable messages/frames are logged and dropped.
+//! * Every queue is bounded (inbound queue, queued proposals, pending reads, reassembly buffers).
+//!
+//! ## Restarted-empty nodes
+//!
+//! A node restarted with an empty data dir (same id, same `initial_voters`) recovers by
+//! snapshot: raft-rs would panic on a heartbeat whose commit is beyond its empty log and the
+//! leader would ignore its rejections (its progress `matched` never decreases), so the driver
+//! clamps such heartbeats and sends the leader a marked rejection that makes it re-probe the
+//! node. Caveat: the wiped node also forgot its vote for the current term, which Raft's
+//! safety argument assumes durable; prefer replacing a lost node with a new id
+//! (remove + add) in production.
+//!
+//! ## Reads
+//!
+//! Linearizable reads use ReadIndex (`ReadOnlyOption::Safe`): the leader confirms its leadership
+//! with a quorum heartbeat round and the read is served once `applied >= read_index`. We do not
+//! use leader leases because they assume bounded clock drift / pauses (a GC or VM pause longer
+//! than the lease silently breaks linearizability); ReadIndex makes no timing assumptions.
+#![deny(unsafe_code)]
+
+mod chunk;
+mod codec;
+mod config;
+mod driver;
+mod error;
+mod logging;
+mod runtime;
+pub mod sim;
+mod state_machine;
+mod storage;
+
+pub use chunk::{chunk_message, ChunkError, Reassembler, CHUNK_HEADER_BYTES};
+pub use codec::{decode_entry_data, encode_entry_data, EntryData, ENTRY_FORMAT_V1};
+pub use config::Config;
+pub use driver::{Driver, MembershipChange, NodeStatus, ProposeOutcome, ReadError, RejectReason, Role, SendFn};
+pub use error::ConsensusError;
+pub use logging::tracing_logger;
+pub use runtime::{NodeError, NodeHandle, NodeRuntime, Transport};
+pub use state_machine::{CommittedEntry, Proposal, StateMachine, StateMachineError};
+pub use storage::{LogStore, MemLogStore, RaftLogStore, RAFT_COLUMN_FAMILIES};
+
+/// Re-exported so callers can name raft types without adding the dependency.
+pub use raft;

@@ -1,0 +1,799 @@
+//! Deterministic in-process cluster simulator.
+//!
+//! N [`Driver`]s over [`MemLogStore`] and a recording [`SimStateMachine`], a simulated network
+//! (seeded loss, per-message random delay ⇒ reordering, partitions) and simulated time. Every
+//! random choice — including each node's election timeout — comes from one seeded RNG, so a
+//! run is reproducible from its seed (`SUANPAN_SIM_SEED` overrides the seed in tests).
+//!
+//! Time: the simulation advances in *steps*; every `steps_per_tick` steps all nodes tick.
+//! Messages are delivered `1..=max_delay_steps` steps after being sent.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::config::Config;
+use crate::driver::{Driver, MembershipChange, ProposeOutcome, ReadError};
+use crate::error::ConsensusError;
+use crate::logging::discard_logger;
+use crate::state_machine::{CommittedEntry, StateMachine, StateMachineError};
+use crate::storage::MemLogStore;
+
+/// Seed for a simulation test: `SUANPAN_SIM_SEED` if set, else `default`. Printed so a failing
+/// run can be replayed.
+pub fn sim_seed(default: u64) -> u64 {
+    let seed = std::env::var("SUANPAN_SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(default);
+    eprintln!("seed={seed}");
+    seed
+}
+
+/// One applied proposal as recorded by [`SimStateMachine`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedRecord {
+    pub index: u64,
+    pub term: u64,
+    pub timestamp_ns: u64,
+    pub node_id: u64,
+    pub proposal_id: u64,
+    pub payload: Vec<u8>,
+    /// State hash after applying this proposal (also returned as the proposal's result).
+    pub hash_after: u64,
+}
+
+/// Recording state machine: an append-only list of applied proposals plus a running hash.
+#[derive(Debug, Clone, Default)]
+pub struct SimStateMachine {
+    pub applied_index: u64,
+    pub hash: u64,
+    pub records: Vec<AppliedRecord>,
+    /// Number of snapshot restores (to assert snapshot catch-up happened).
+    pub restores: u64,
+}
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    if h == 0 {
+        h = 0xcbf2_9ce4_8422_2325;
+    }
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    h
+}
+
+impl StateMachine for SimStateMachine {
+    fn apply(&mut self, entries: &[CommittedEntry<'_>]) -> Result<Vec<Vec<Vec<u8>>>, StateMachineError> {
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            // Gaps or re-application would be a driver bug: fail loudly.
+            if e.index != self.applied_index + 1 {
+                return Err(StateMachineError::new(format!("apply {} after {}", e.index, self.applied_index)));
+            }
+            let mut res = Vec::with_capacity(e.proposals.len());
+            for p in &e.proposals {
+                let mut h = fnv(self.hash, &e.index.to_be_bytes());
+                h = fnv(h, &p.node_id.to_be_bytes());
+                h = fnv(h, &p.proposal_id.to_be_bytes());
+                h = fnv(h, p.payload);
+                self.hash = h;
+                self.records.push(AppliedRecord {
+                    index: e.index,
+                    term: e.term,
+                    timestamp_ns: e.timestamp_ns,
+                    node_id: p.node_id,
+                    proposal_id: p.proposal_id,
+                    payload: p.payload.to_vec(),
+                    hash_after: h,
+                });
+                res.push(h.to_be_bytes().to_vec());
+            }
+            self.applied_index = e.index;
+            out.push(res);
+        }
+        Ok(out)
+    }
+
+    fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&self.applied_index.to_be_bytes());
+        v.extend_from_slice(&self.hash.to_be_bytes());
+        v.extend_from_slice(&(self.records.len() as u64).to_be_bytes());
+        for r in &self.records {
+            for x in [r.index, r.term, r.timestamp_ns, r.node_id, r.proposal_id, r.hash_after, r.payload.len() as u64] {
+                v.extend_from_slice(&x.to_be_bytes());
+            }
+            v.extend_from_slice(&r.payload);
+        }
+        Ok(v)
+    }
+
+    fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), StateMachineError> {
+        struct Cur<'a>(&'a [u8]);
+        impl<'a> Cur<'a> {
+            fn take(&mut self, n: usize) -> Result<&'a [u8], StateMachineError> {
+                if self.0.len() < n {
+                    return Err(StateMachineError::new("corrupt sim snapshot"));
+                }
+                let (a, b) = self.0.split_at(n);
+                self.0 = b;
+                Ok(a)
+            }
+            fn u64(&mut self) -> Result<u64, StateMachineError> {
+                Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8")))
+            }
+        }
+        let mut c = Cur(data);
+        let applied = c.u64()?;
+        let hash = c.u64()?;
+        let n = c.u64()?;
+        let mut records = Vec::new();
+        for _ in 0..n {
+            let f: Vec<u64> = (0..7).map(|_| c.u64()).collect::<Result<_, _>>()?;
+            let payload = c.take(f[6] as usize)?.to_vec();
+            records.push(AppliedRecord {
+                index: f[0],
+                term: f[1],
+                timestamp_ns: f[2],
+                node_id: f[3],
+                proposal_id: f[4],
+                hash_after: f[5],
+                payload,
+            });
+        }
+        if applied != index {
+            return Err(StateMachineError::new(format!("snapshot is at {applied}, expected {index}")));
+        }
+        *self = SimStateMachine { applied_index: applied, hash, records, restores: self.restores + 1 };
+        Ok(())
+    }
+}
+
+pub type SimDriver = Driver<MemLogStore, SimStateMachine>;
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub node_ids: Vec<u64>,
+    pub seed: u64,
+    /// Probability that a message is dropped.
+    pub loss: f64,
+    pub max_delay_steps: u64,
+    pub steps_per_tick: u64,
+    /// Template for every node (`id` and election range are set per node).
+    pub consensus: Config,
+}
+
+impl SimConfig {
+    pub fn new(n: u64, seed: u64) -> Self {
+        let node_ids: Vec<u64> = (1..=n).collect();
+        let consensus = Config {
+            initial_voters: node_ids.clone(),
+            snapshot_threshold_entries: 1_000,
+            log_retain_entries: 10,
+            read_timeout_ticks: 20,
+            snapshot_timeout_ticks: 20,
+            ..Config::default()
+        };
+        SimConfig { node_ids, seed, loss: 0.0, max_delay_steps: 3, steps_per_tick: 4, consensus }
+    }
+}
+
+/// Proposal / read identity in the simulation: `(node, id)`.
+pub type SimKey = (u64, u64);
+
+pub struct Sim {
+    pub cfg: SimConfig,
+    rng: StdRng,
+    step: u64,
+    seq: u64,
+    nodes: BTreeMap<u64, SimDriver>,
+    /// Crashed nodes: their state is kept here until restarted.
+    down: BTreeMap<u64, (MemLogStore, SimStateMachine)>,
+    in_flight: BTreeMap<(u64, u64), (u64, u64, Vec<u8>)>,
+    partition: Option<Vec<BTreeSet<u64>>>,
+    pub outcomes: BTreeMap<SimKey, ProposeOutcome>,
+    pub read_outcomes: BTreeMap<SimKey, Result<u64, ReadError>>,
+    pub messages_delivered: u64,
+}
+
+impl Sim {
+    pub fn new(cfg: SimConfig) -> Self {
+        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        let mut offsets: Vec<usize> = (0..cfg.consensus.election_tick).collect();
+        offsets.shuffle(&mut rng);
+        let mut sim = Sim {
+            cfg: cfg.clone(),
+            rng,
+            step: 0,
+            seq: 0,
+            nodes: BTreeMap::new(),
+            down: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            partition: None,
+            outcomes: BTreeMap::new(),
+            read_outcomes: BTreeMap::new(),
+            messages_delivered: 0,
+        };
+        for (i, id) in cfg.node_ids.iter().enumerate() {
+            let off = offsets[i % offsets.len()];
+            sim.spawn(*id, MemLogStore::new(), SimStateMachine::default(), Some(off));
+        }
+        sim
+    }
+
+    /// Create a node process. The election timeout is fixed per node (randomized from the
+    /// sim RNG), which makes raft-rs's internal timeout randomization deterministic.
+    fn spawn(&mut self, id: u64, store: MemLogStore, sm: SimStateMachine, offset: Option<usize>) {
+        let e = self.cfg.consensus.election_tick;
+        let off = offset.unwrap_or_else(|| self.rng.gen_range(0..e));
+        let cfg = Config { id, min_election_tick: e + off, max_election_tick: e + off + 1, ..self.cfg.consensus.clone() };
+        let pid_start = self.rng.gen::<u64>() >> 1;
+        let d = Driver::new(cfg, store, sm, pid_start, &discard_logger()).expect("sim: driver start");
+        self.nodes.insert(id, d);
+    }
+
+    pub fn now_step(&self) -> u64 {
+        self.step
+    }
+
+    pub fn node(&self, id: u64) -> &SimDriver {
+        &self.nodes[&id]
+    }
+
+    pub fn node_mut(&mut self, id: u64) -> &mut SimDriver {
+        self.nodes.get_mut(&id).expect("sim: no such node")
+    }
+
+    pub fn live_nodes(&self) -> Vec<u64> {
+        self.nodes.keys().copied().collect()
+    }
+
+    pub fn set_loss(&mut self, loss: f64) {
+        self.cfg.loss = loss;
+    }
+
+    /// Split the network into groups; nodes in no group are isolated.
+    pub fn partition(&mut self, groups: Vec<Vec<u64>>) {
+        self.partition = Some(groups.into_iter().map(|g| g.into_iter().collect()).collect());
+    }
+
+    pub fn isolate(&mut self, id: u64) {
+        let others: Vec<u64> = self.nodes.keys().copied().filter(|n| *n != id).collect();
+        self.partition(vec![vec![id], others]);
+    }
+
+    pub fn heal(&mut self) {
+        self.partition = None;
+    }
+
+    fn connected(&self, a: u64, b: u64) -> bool {
+        match &self.partition {
+            None => true,
+            Some(groups) => groups.iter().any(|g| g.contains(&a) && g.contains(&b)),
+        }
+    }
+
+    /// Crash a node (its durable state survives; in-flight messages to it are lost).
+    pub fn crash(&mut self, id: u64) {
+        if let Some(d) = self.nodes.remove(&id) {
+            self.down.insert(id, (d.store().clone(), d.state_machine().clone()));
+        }
+    }
+
+    /// Restart a crashed node from its durable state.
+    pub fn restart(&mut self, id: u64) {
+        let (store, sm) = self.down.remove(&id).expect("sim: node not down");
+        self.spawn(id, store, sm, None);
+    }
+
+    /// Replace a node with one that has an empty data dir (same id).
+    pub fn wipe(&mut self, id: u64) {
+        self.nodes.remove(&id);
+        self.down.remove(&id);
+        self.spawn(id, MemLogStore::new(), SimStateMachine::default(), None);
+    }
+
+    /// Start a brand-new empty node process (it becomes a member once added via the log).
+    pub fn add_process(&mut self, id: u64) {
+        self.spawn(id, MemLogStore::new(), SimStateMachine::default(), None);
+    }
+
+    pub fn propose(&mut self, node: u64, payload: Vec<u8>) -> SimKey {
+        let pid = self.node_mut(node).propose(payload);
+        self.collect(node);
+        (node, pid)
+    }
+
+    pub fn propose_membership(&mut self, node: u64, change: MembershipChange) -> SimKey {
+        let pid = self.node_mut(node).propose_membership_change(change);
+        self.collect(node);
+        (node, pid)
+    }
+
+    pub fn read(&mut self, node: u64) -> SimKey {
+        let rid = self.node_mut(node).read_index();
+        self.collect(node);
+        (node, rid)
+    }
+
+    fn collect(&mut self, node: u64) {
+        let d = self.nodes.get_mut(&node).expect("node");
+        for (pid, o) in d.take_completions() {
+            let prev = self.outcomes.insert((node, pid), o);
+            assert!(prev.is_none(), "proposal ({node},{pid}) resolved twice");
+        }
+        for (rid, r) in d.take_read_completions() {
+            let prev = self.read_outcomes.insert((node, rid), r);
+            assert!(prev.is_none(), "read ({node},{rid}) resolved twice");
+        }
+    }
+
+    /// The live leader with the highest term, if any.
+    pub fn leader(&self) -> Option<u64> {
+        self.nodes
+            .iter()
+            .filter(|(_, d)| d.is_leader())
+            .max_by_key(|(_, d)| d.raw_node().raft.term)
+            .map(|(id, _)| *id)
+    }
+
+    /// Advance one step: deliver due messages, tick (every `steps_per_tick`), run ready cycles.
+    pub fn step(&mut self) -> Result<(), ConsensusError> {
+        self.step += 1;
+        while let Some(entry) = self.in_flight.first_entry() {
+            if entry.key().0 > self.step {
+                break;
+            }
+            let (from, to, bytes) = entry.remove();
+            if !self.connected(from, to) {
+                continue;
+            }
+            if let Some(d) = self.nodes.get_mut(&to) {
+                d.step(&bytes)?;
+                self.messages_delivered += 1;
+            }
+        }
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        #[allow(clippy::manual_is_multiple_of)] // workspace MSRV 1.85 predates is_multiple_of
+        let tick_now = self.step % self.cfg.steps_per_tick == 0;
+        if tick_now {
+            for id in &ids {
+                self.nodes.get_mut(id).expect("node").tick()?;
+            }
+        }
+        let now_ns = self.step * 1_000_000;
+        for id in ids {
+            let seed = self.rng.gen();
+            let d = self.nodes.get_mut(&id).expect("node");
+            d.process_ready(now_ns, seed)?;
+            let msgs = d.take_messages();
+            self.collect(id);
+            for (to, bytes) in msgs {
+                if self.rng.gen_bool(self.cfg.loss) || !self.connected(id, to) {
+                    continue;
+                }
+                let at = self.step + self.rng.gen_range(1..=self.cfg.max_delay_steps);
+                self.seq += 1;
+                self.in_flight.insert((at, self.seq), (id, to, bytes));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn run(&mut self, steps: u64) {
+        for _ in 0..steps {
+            self.step().expect("sim: node failed");
+        }
+    }
+
+    /// Step until `pred` holds (checked after each step); returns whether it did.
+    pub fn run_until(&mut self, max_steps: u64, mut pred: impl FnMut(&Sim) -> bool) -> bool {
+        for _ in 0..max_steps {
+            if pred(self) {
+                return true;
+            }
+            self.step().expect("sim: node failed");
+        }
+        pred(self)
+    }
+
+    pub fn applied_index(&self, id: u64) -> u64 {
+        self.nodes[&id].state_machine().applied_index
+    }
+
+    /// True when all live nodes have applied the same index and it equals the leader's commit.
+    pub fn converged(&self) -> bool {
+        let Some(l) = self.leader() else { return false };
+        let commit = self.nodes[&l].raw_node().raft.raft_log.committed;
+        self.nodes.values().all(|d| d.state_machine().applied_index == commit)
+    }
+
+    /// Safety checks over all live nodes; panics with a description on violation.
+    pub fn check_safety(&self) {
+        let sms: Vec<(u64, &SimStateMachine)> = self.nodes.iter().map(|(id, d)| (*id, d.state_machine())).collect();
+        for (id, sm) in &sms {
+            let mut seen = BTreeSet::new();
+            for r in &sm.records {
+                assert!(seen.insert((r.node_id, r.proposal_id)), "node {id}: proposal ({},{}) applied twice", r.node_id, r.proposal_id);
+            }
+        }
+        // Applied sequences are prefixes of each other (State Machine Safety).
+        for (a, sa) in &sms {
+            for (b, sb) in &sms {
+                let n = sa.records.len().min(sb.records.len());
+                assert!(sa.records[..n] == sb.records[..n], "nodes {a} and {b} diverged");
+            }
+        }
+        // Every Applied outcome is in the log, at its index, with its result.
+        let longest = sms.iter().map(|(_, s)| *s).max_by_key(|s| s.records.len());
+        if let Some(longest) = longest {
+            let by_key: BTreeMap<(u64, u64), &AppliedRecord> =
+                longest.records.iter().map(|r| ((r.node_id, r.proposal_id), r)).collect();
+            for ((node, pid), o) in &self.outcomes {
+                if let ProposeOutcome::Applied { index, result } = o {
+                    if result.is_empty() {
+                        continue; // membership change
+                    }
+                    if *index > longest.applied_index {
+                        continue;
+                    }
+                    let r = by_key.get(&(*node, *pid)).unwrap_or_else(|| panic!("Applied ({node},{pid}) at {index} not in the log"));
+                    assert_eq!(r.index, *index, "Applied ({node},{pid}) index mismatch");
+                    assert_eq!(r.hash_after.to_be_bytes().to_vec(), *result, "Applied ({node},{pid}) result mismatch");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::Role;
+    use crate::storage::LogStore;
+
+    fn count_applied(sim: &Sim) -> usize {
+        sim.outcomes.values().filter(|o| matches!(o, ProposeOutcome::Applied { .. })).count()
+    }
+
+    fn elect(sim: &mut Sim) -> u64 {
+        assert!(sim.run_until(2_000, |s| s.leader().is_some()), "no leader elected");
+        sim.leader().unwrap()
+    }
+
+    #[test]
+    fn elects_a_single_leader() {
+        let seed = sim_seed(1);
+        let mut sim = Sim::new(SimConfig::new(3, seed));
+        let l = elect(&mut sim);
+        sim.run(200);
+        assert_eq!(sim.leader(), Some(l));
+        let term = sim.node(l).raw_node().raft.term;
+        let leaders = sim
+            .live_nodes()
+            .into_iter()
+            .filter(|id| sim.node(*id).is_leader() && sim.node(*id).raw_node().raft.term == term)
+            .count();
+        assert_eq!(leaders, 1);
+        for id in sim.live_nodes() {
+            assert_eq!(sim.node(id).leader_id(), Some(l));
+            assert_eq!(sim.node(id).status().voters, vec![1, 2, 3]);
+        }
+        // leader no-op applied everywhere: applied index == raft applied
+        assert!(sim.run_until(200, |s| s.converged()));
+    }
+
+    #[test]
+    fn same_seed_same_run() {
+        let run = |seed| {
+            let mut sim = Sim::new(SimConfig { loss: 0.1, ..SimConfig::new(3, seed) });
+            let mut proposed = 0;
+            for i in 0..600u64 {
+                if i % 5 == 0 {
+                    if let Some(l) = sim.leader() {
+                        sim.propose(l, format!("p{i}").into_bytes());
+                        proposed += 1;
+                    }
+                }
+                sim.step().unwrap();
+            }
+            let l = sim.leader();
+            (proposed, l, sim.messages_delivered, sim.live_nodes().iter().map(|id| sim.node(*id).state_machine().hash).collect::<Vec<_>>())
+        };
+        let seed = sim_seed(7);
+        assert_eq!(run(seed), run(seed));
+    }
+
+    #[test]
+    fn many_proposals_under_loss_and_partitions() {
+        let seed = sim_seed(42);
+        let mut cfg = SimConfig::new(5, seed);
+        cfg.loss = 0.1;
+        cfg.consensus.snapshot_threshold_entries = 100;
+        cfg.consensus.max_proposals_per_entry = 8;
+        let mut sim = Sim::new(cfg);
+        elect(&mut sim);
+        let mut rng = StdRng::seed_from_u64(seed ^ 0xABCD);
+        let mut keys = Vec::new();
+        for round in 0..3_000u64 {
+            // Propose at a random node (non-leaders answer NotLeader).
+            if round % 2 == 0 {
+                let ids = sim.live_nodes();
+                let n = ids[rng.gen_range(0..ids.len())];
+                keys.push(sim.propose(n, format!("tx-{round}").into_bytes()));
+            }
+            match round {
+                600 => {
+                    let l = sim.leader().unwrap_or(1);
+                    sim.isolate(l);
+                }
+                1_100 => sim.heal(),
+                1_400 => sim.partition(vec![vec![1, 2], vec![3, 4, 5]]),
+                1_900 => sim.heal(),
+                2_100 => sim.crash(3),
+                2_400 => sim.restart(3),
+                _ => {}
+            }
+            sim.step().unwrap();
+            if round % 100 == 0 {
+                sim.check_safety();
+            }
+        }
+        sim.heal();
+        sim.set_loss(0.0);
+        let l = elect(&mut sim);
+        let k = sim.propose(l, b"final".to_vec());
+        assert!(sim.run_until(3_000, |s| s.outcomes.contains_key(&k) && s.converged()), "did not converge");
+        assert!(matches!(sim.outcomes[&k], ProposeOutcome::Applied { .. }));
+        sim.check_safety();
+        let hashes: BTreeSet<u64> = sim.live_nodes().iter().map(|id| sim.node(*id).state_machine().hash).collect();
+        assert_eq!(hashes.len(), 1, "replicas differ");
+        let applied = count_applied(&sim);
+        eprintln!("applied {applied} of {} proposals; {} messages delivered", keys.len(), sim.messages_delivered);
+        assert!(applied > keys.len() / 10, "too few proposals applied: {applied}");
+        // No proposal is left hanging on a node that is still up.
+        for id in sim.live_nodes() {
+            assert_eq!(sim.node(id).pending_proposals(), 0, "node {id} has pending proposals");
+        }
+        // Entries carry the leader's injected timestamp.
+        let sm = sim.node(l).state_machine();
+        assert!(sm.records.iter().all(|r| r.timestamp_ns > 0));
+    }
+
+    #[test]
+    fn minority_partition_cannot_commit() {
+        let seed = sim_seed(3);
+        let mut sim = Sim::new(SimConfig::new(5, seed));
+        let old = elect(&mut sim);
+        assert!(sim.run_until(500, |s| s.converged()));
+        let buddy = sim.live_nodes().into_iter().find(|n| *n != old).unwrap();
+        let majority: Vec<u64> = sim.live_nodes().into_iter().filter(|n| *n != old && *n != buddy).collect();
+        sim.partition(vec![vec![old, buddy], majority.clone()]);
+        let commit_before = sim.node(old).raw_node().raft.raft_log.committed;
+        let minority_keys: Vec<SimKey> = (0..10).map(|i| sim.propose(old, format!("minority-{i}").into_bytes())).collect();
+        sim.run(400);
+        assert_eq!(sim.node(old).raw_node().raft.raft_log.committed, commit_before, "minority committed");
+        for k in &minority_keys {
+            assert!(!matches!(sim.outcomes.get(k), Some(ProposeOutcome::Applied { .. })));
+        }
+        // The majority elects a leader and makes progress.
+        assert!(sim.run_until(1_000, |s| s.leader().is_some_and(|l| majority.contains(&l))));
+        let new = sim.leader().unwrap();
+        let k = sim.propose(new, b"majority".to_vec());
+        assert!(sim.run_until(500, |s| s.outcomes.contains_key(&k)));
+        assert!(matches!(sim.outcomes[&k], ProposeOutcome::Applied { .. }));
+        sim.heal();
+        assert!(sim.run_until(2_000, |s| s.converged() && minority_keys.iter().all(|k| s.outcomes.contains_key(k))));
+        for k in &minority_keys {
+            assert_eq!(sim.outcomes[k], ProposeOutcome::Unknown, "minority proposal {k:?}");
+        }
+        sim.check_safety();
+        // The minority's uncommitted entries were replaced, never applied.
+        let sm = sim.node(old).state_machine();
+        assert!(!sm.records.iter().any(|r| r.payload.starts_with(b"minority")));
+    }
+
+    #[test]
+    fn isolated_leader_waiters_become_unknown() {
+        let seed = sim_seed(5);
+        let mut sim = Sim::new(SimConfig::new(3, seed));
+        let old = elect(&mut sim);
+        assert!(sim.run_until(500, |s| s.converged()));
+        sim.isolate(old);
+        let keys: Vec<SimKey> = (0..5).map(|i| sim.propose(old, vec![i])).collect();
+        // check_quorum makes the isolated leader step down; the others elect a new one.
+        assert!(sim.run_until(2_000, |s| s.node(old).status().role != Role::Leader && s.leader().is_some()));
+        assert_ne!(sim.leader(), Some(old));
+        assert!(sim.run_until(100, |s| keys.iter().all(|k| s.outcomes.contains_key(k))));
+        for k in &keys {
+            assert_eq!(sim.outcomes[k], ProposeOutcome::Unknown);
+        }
+        // A non-leader rejects with a hint.
+        let k = sim.propose(old, b"x".to_vec());
+        assert!(matches!(sim.outcomes[&k], ProposeOutcome::NotLeader { .. }));
+        sim.heal();
+        assert!(sim.run_until(1_000, |s| s.converged()));
+        sim.check_safety();
+    }
+
+    #[test]
+    fn read_index_is_linearizable_barrier() {
+        let seed = sim_seed(11);
+        let mut sim = Sim::new(SimConfig::new(3, seed));
+        let l = elect(&mut sim);
+        let k = sim.propose(l, b"w".to_vec());
+        assert!(sim.run_until(500, |s| s.outcomes.contains_key(&k)));
+        let ProposeOutcome::Applied { index, .. } = sim.outcomes[&k].clone() else { panic!("not applied") };
+        let follower = sim.live_nodes().into_iter().find(|n| *n != l).unwrap();
+        let rl = sim.read(l);
+        let rf = sim.read(follower);
+        assert!(sim.run_until(500, |s| s.read_outcomes.contains_key(&rl) && s.read_outcomes.contains_key(&rf)));
+        for r in [rl, rf] {
+            let idx = sim.read_outcomes[&r].clone().expect("read ok");
+            assert!(idx >= index, "read index {idx} < write index {index}");
+            assert!(sim.applied_index(r.0) >= idx);
+        }
+        // Without a reachable quorum a leader's read cannot be confirmed.
+        sim.isolate(l);
+        let r = sim.read(l);
+        assert!(sim.run_until(2_000, |s| s.read_outcomes.contains_key(&r)));
+        assert!(sim.read_outcomes[&r].is_err());
+    }
+
+    #[test]
+    fn wiped_follower_catches_up_via_snapshot() {
+        let seed = sim_seed(9);
+        let mut cfg = SimConfig::new(3, seed);
+        cfg.consensus.snapshot_threshold_entries = 20;
+        cfg.consensus.log_retain_entries = 2;
+        let mut sim = Sim::new(cfg);
+        let l = elect(&mut sim);
+        for i in 0..150u64 {
+            let l = sim.leader().unwrap_or(l);
+            sim.propose(l, format!("v{i}").into_bytes());
+            sim.run(3);
+        }
+        assert!(sim.run_until(1_000, |s| s.converged()));
+        let l = sim.leader().unwrap();
+        assert!(sim.node(l).store().truncated().0 > 20, "leader log not compacted");
+        let victim = sim.live_nodes().into_iter().find(|n| *n != l).unwrap();
+        sim.wipe(victim);
+        assert_eq!(sim.applied_index(victim), 0);
+        let ok = sim.run_until(2_000, |s| s.converged());
+        if !ok {
+            for id in sim.live_nodes() {
+                eprintln!("node {id}: {:?} truncated={:?} last={}", sim.node(id).status(), sim.node(id).store().truncated(), sim.node(id).raw_node().raft.raft_log.last_index());
+            }
+            let l = sim.leader().unwrap();
+            eprintln!("leader {l} progress of {victim}: {:?}", sim.node(l).raw_node().raft.prs().get(victim));
+        }
+        assert!(ok, "wiped follower did not catch up");
+        assert!(sim.node(victim).state_machine().restores >= 1, "no snapshot was installed");
+        sim.check_safety();
+        let hashes: BTreeSet<u64> = sim.live_nodes().iter().map(|id| sim.node(*id).state_machine().hash).collect();
+        assert_eq!(hashes.len(), 1);
+        // And it keeps replicating afterwards.
+        let k = sim.propose(l, b"after".to_vec());
+        assert!(sim.run_until(500, |s| s.outcomes.contains_key(&k) && s.converged()));
+        sim.check_safety();
+    }
+
+    #[test]
+    fn snapshot_catch_up_survives_message_loss() {
+        let seed = sim_seed(13);
+        let mut cfg = SimConfig::new(3, seed);
+        cfg.consensus.snapshot_threshold_entries = 10;
+        cfg.consensus.log_retain_entries = 0;
+        cfg.loss = 0.2;
+        let mut sim = Sim::new(cfg);
+        elect(&mut sim);
+        for i in 0..100u64 {
+            if let Some(l) = sim.leader() {
+                sim.propose(l, format!("v{i}").into_bytes());
+            }
+            sim.run(4);
+        }
+        let l = elect(&mut sim);
+        let victim = sim.live_nodes().into_iter().find(|n| *n != l).unwrap();
+        sim.wipe(victim);
+        assert!(sim.run_until(5_000, |s| s.converged()), "wiped follower did not catch up under loss");
+        sim.check_safety();
+    }
+
+    #[test]
+    fn add_and_remove_nodes() {
+        let seed = sim_seed(17);
+        let mut sim = Sim::new(SimConfig::new(3, seed));
+        let l = elect(&mut sim);
+        for i in 0..10u8 {
+            sim.propose(l, vec![i]);
+        }
+        assert!(sim.run_until(500, |s| s.converged()));
+        sim.add_process(4);
+        let k = sim.propose_membership(l, MembershipChange::AddVoter(4));
+        assert!(sim.run_until(1_000, |s| s.outcomes.contains_key(&k)));
+        assert!(matches!(sim.outcomes[&k], ProposeOutcome::Applied { .. }), "{:?}", sim.outcomes[&k]);
+        assert!(sim.run_until(1_000, |s| s.converged()));
+        for id in sim.live_nodes() {
+            assert_eq!(sim.node(id).status().voters, vec![1, 2, 3, 4], "node {id}");
+            assert_eq!(sim.node(id).store().conf_state().voters.len(), 4, "node {id} conf state not persisted");
+        }
+        // A second change while none is pending is accepted; remove a follower.
+        let l = sim.leader().unwrap();
+        let victim = [1, 2, 3].into_iter().find(|n| *n != l).unwrap();
+        let k = sim.propose_membership(l, MembershipChange::Remove(victim));
+        assert!(sim.run_until(1_000, |s| s.outcomes.contains_key(&k)));
+        assert!(matches!(sim.outcomes[&k], ProposeOutcome::Applied { .. }));
+        sim.crash(victim);
+        let l = elect(&mut sim);
+        let k = sim.propose(l, b"after-remove".to_vec());
+        assert!(sim.run_until(1_000, |s| s.outcomes.contains_key(&k) && s.converged()));
+        for id in sim.live_nodes() {
+            let expect: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|n| *n != victim).collect();
+            assert_eq!(sim.node(id).status().voters, expect);
+        }
+        sim.check_safety();
+        // Restarting a node keeps its membership view (conf state persisted).
+        let f = sim.live_nodes().into_iter().find(|n| *n != l).unwrap();
+        sim.crash(f);
+        sim.restart(f);
+        assert_eq!(sim.node(f).status().voters.len(), 3);
+        assert!(sim.run_until(1_000, |s| s.converged()));
+        // Leadership transfer.
+        let l = sim.leader().unwrap();
+        let target = sim.live_nodes().into_iter().find(|n| *n != l).unwrap();
+        sim.node_mut(l).transfer_leader(target);
+        assert!(sim.run_until(1_000, |s| s.leader() == Some(target)), "transfer failed");
+        sim.check_safety();
+    }
+
+    #[test]
+    fn group_commit_packs_proposals_and_respects_bounds() {
+        let seed = sim_seed(19);
+        let mut cfg = SimConfig::new(3, seed);
+        cfg.consensus.max_proposals_per_entry = 4;
+        let mut sim = Sim::new(cfg);
+        let l = elect(&mut sim);
+        assert!(sim.run_until(500, |s| s.converged()));
+        let before = sim.node(l).raw_node().raft.raft_log.last_index();
+        let keys: Vec<SimKey> = (0..10u8).map(|i| sim.propose(l, vec![i; 10])).collect();
+        sim.step().unwrap();
+        // 10 proposals, at most 4 per entry => 3 entries.
+        assert_eq!(sim.node(l).raw_node().raft.raft_log.last_index(), before + 3);
+        assert!(sim.run_until(500, |s| keys.iter().all(|k| s.outcomes.contains_key(k))));
+        let idx: Vec<u64> = keys
+            .iter()
+            .map(|k| match &sim.outcomes[k] {
+                ProposeOutcome::Applied { index, .. } => *index,
+                o => panic!("{o:?}"),
+            })
+            .collect();
+        assert_eq!(idx, vec![before + 1, before + 1, before + 1, before + 1, before + 2, before + 2, before + 2, before + 2, before + 3, before + 3]);
+        // Oversized payloads are rejected up front.
+        let max = sim.cfg.consensus.max_entry_bytes;
+        let k = sim.propose(l, vec![0; max]);
+        assert_eq!(sim.outcomes[&k], ProposeOutcome::Rejected { reason: crate::driver::RejectReason::TooLarge });
+        sim.check_safety();
+    }
+
+    #[test]
+    fn garbage_messages_are_dropped() {
+        let seed = sim_seed(23);
+        let mut sim = Sim::new(SimConfig::new(3, seed));
+        let l = elect(&mut sim);
+        let mut rng = StdRng::seed_from_u64(seed);
+        for _ in 0..200 {
+            let len = rng.gen_range(0..64);
+            let junk: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            sim.node_mut(l).step(&junk).unwrap();
+        }
+        let k = sim.propose(l, b"still-alive".to_vec());
+        assert!(sim.run_until(500, |s| s.outcomes.contains_key(&k)));
+        assert!(matches!(sim.outcomes[&k], ProposeOutcome::Applied { .. }));
+    }
+}

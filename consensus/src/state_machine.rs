@@ -1,0 +1,49 @@
+/// One committed raft entry as seen by the state machine.
+///
+/// Leader no-op entries and membership-change entries are delivered too, with zero proposals,
+/// so that the state machine's applied index always equals raft's applied index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedEntry<'a> {
+    pub index: u64,
+    pub term: u64,
+    /// Wall-clock time stamped by the leader that created the entry (0 for no-op/conf entries).
+    /// Use this, never the local clock, so that every replica computes the same state.
+    pub timestamp_ns: u64,
+    /// Per-entry random seed chosen by the leader (0 for no-op/conf entries).
+    pub seed: u64,
+    pub proposals: Vec<Proposal<'a>>,
+}
+
+/// One client command inside a committed entry (entries group-commit many proposals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proposal<'a> {
+    /// Node that accepted the proposal from a client.
+    pub node_id: u64,
+    /// Id unique per proposing node incarnation; used to route the result to the waiter.
+    pub proposal_id: u64,
+    pub payload: &'a [u8],
+}
+
+/// Node-local, fatal state machine failure (e.g. disk error). Deterministic business
+/// rejections (insufficient funds, ...) are *results*, not errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StateMachineError(pub String);
+
+impl StateMachineError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        StateMachineError(msg.into())
+    }
+}
+
+pub trait StateMachine: Send + 'static {
+    /// Apply committed entries in log order, deterministically, and persist state + applied
+    /// index atomically. Returns for every entry one result (opaque bytes) per proposal, in
+    /// order. Err = node-local fatal error.
+    fn apply(&mut self, entries: &[CommittedEntry<'_>]) -> Result<Vec<Vec<Vec<u8>>>, StateMachineError>;
+    fn applied_index(&self) -> u64;
+    /// Full serialized state as of applied_index (for a Raft snapshot).
+    fn snapshot(&self) -> Result<Vec<u8>, StateMachineError>;
+    /// Replace all state with a snapshot taken at `index`.
+    fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), StateMachineError>;
+}

@@ -1,0 +1,691 @@
+//! raft-rs [`Storage`] implementations: durable on RocksDB, and in-memory for the simulator.
+//!
+//! Both keep a small in-memory cache (hard state, conf state, truncated index/term and the
+//! term of every live entry) so that raft's frequent `term()`/`last_index()` calls never touch
+//! the disk; entries themselves are read from RocksDB on demand.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use prost011::Message as ProstMessage;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
+
+use crate::error::ConsensusError;
+
+const CF_LOG: &str = "raft_log";
+const CF_META: &str = "raft_meta";
+
+/// Column families this crate needs in the shared RocksDB instance. The caller opens the DB
+/// with these (plus its own) column families and passes it to [`RaftLogStore::open`].
+pub const RAFT_COLUMN_FAMILIES: &[&str] = &[CF_LOG, CF_META];
+
+const KEY_HARD_STATE: &[u8] = b"hard_state";
+const KEY_CONF_STATE: &[u8] = b"conf_state";
+/// 16 bytes: first_index-1 and its term (retained for log matching after compaction).
+const KEY_TRUNCATED: &[u8] = b"truncated";
+const KEY_SNAP_META: &[u8] = b"snapshot_meta";
+const KEY_SNAP_DATA: &[u8] = b"snapshot_data";
+
+/// What the driver needs from a raft log store beyond raft-rs's read-only [`Storage`].
+/// Every mutating method is durable when it returns `Ok`. Any `Err` is fatal to the node.
+pub trait LogStore: Storage + Send + 'static {
+    /// Append entries, first deleting any existing entries at/after `entries[0].index`
+    /// (a conflicting suffix from an old leader), and store the hard state — atomically, synced.
+    fn append(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), ConsensusError>;
+    /// Persist a new commit index (synced).
+    fn set_commit(&mut self, commit: u64) -> Result<(), ConsensusError>;
+    /// Persist the membership configuration (synced).
+    fn set_conf_state(&mut self, cs: &ConfState) -> Result<(), ConsensusError>;
+    /// Install a snapshot received from the leader: drop the whole log, set truncated index/term
+    /// to the snapshot's, adopt its conf state, bump commit, and keep the snapshot (so this node
+    /// can serve it later and recover a state machine that crashed mid-restore).
+    fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), ConsensusError>;
+    /// Store a locally taken snapshot and drop entries `<= compact_to` (`compact_to <=`
+    /// snapshot index), atomically.
+    fn save_snapshot_and_compact(&mut self, snap: &Snapshot, compact_to: u64) -> Result<(), ConsensusError>;
+    fn hard_state(&self) -> HardState;
+    fn conf_state(&self) -> ConfState;
+    /// `(first_index - 1, its term)`.
+    fn truncated(&self) -> (u64, u64);
+    fn snapshot_metadata(&self) -> Option<SnapshotMetadata>;
+    /// Latest stored snapshot including its data.
+    fn load_snapshot(&self) -> Result<Option<Snapshot>, ConsensusError>;
+    /// A read error that happened inside a `Storage` method (raft-rs cannot propagate those);
+    /// the driver checks this after every call into raft and stops the node.
+    fn read_error(&self) -> Option<String>;
+}
+
+fn log_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn store_err(e: impl std::fmt::Display) -> raft::Error {
+    raft::Error::Store(StorageError::Other(e.to_string().into()))
+}
+
+/// Cached metadata shared by both implementations.
+#[derive(Debug, Clone, Default)]
+struct LogMeta {
+    hs: HardState,
+    cs: ConfState,
+    truncated_index: u64,
+    truncated_term: u64,
+    /// Terms of entries `first_index()..=last_index()`.
+    terms: VecDeque<u64>,
+    snap_meta: Option<SnapshotMetadata>,
+}
+
+impl LogMeta {
+    fn first_index(&self) -> u64 {
+        self.truncated_index + 1
+    }
+
+    fn last_index(&self) -> u64 {
+        self.truncated_index + self.terms.len() as u64
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.truncated_index {
+            return Ok(self.truncated_term);
+        }
+        if idx < self.truncated_index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if idx > self.last_index() {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        Ok(self.terms[(idx - self.first_index()) as usize])
+    }
+
+    fn check_range(&self, low: u64, high: u64) -> raft::Result<()> {
+        if low < self.first_index() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last_index() + 1 || low > high {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        Ok(())
+    }
+
+    fn check_append(&self, entries: &[Entry]) -> Result<(), ConsensusError> {
+        let Some(first) = entries.first() else { return Ok(()) };
+        if first.index < self.first_index() {
+            return Err(ConsensusError::Invariant(format!(
+                "append at {} would overwrite compacted log (first index {})",
+                first.index,
+                self.first_index()
+            )));
+        }
+        if first.index > self.last_index() + 1 {
+            return Err(ConsensusError::Invariant(format!(
+                "append at {} leaves a gap after last index {}",
+                first.index,
+                self.last_index()
+            )));
+        }
+        for w in entries.windows(2) {
+            if w[1].index != w[0].index + 1 {
+                return Err(ConsensusError::Invariant("non-contiguous entries".into()));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_append(&mut self, entries: &[Entry]) {
+        if let Some(first) = entries.first() {
+            self.terms.truncate((first.index - self.first_index()) as usize);
+            self.terms.extend(entries.iter().map(|e| e.term));
+        }
+    }
+
+    fn check_compact(&self, compact_to: u64) -> Result<u64, ConsensusError> {
+        if compact_to > self.last_index() {
+            return Err(ConsensusError::Invariant(format!(
+                "compact to {compact_to} beyond last index {}",
+                self.last_index()
+            )));
+        }
+        self.term(compact_to).map_err(|e| ConsensusError::Storage(e.to_string()))
+    }
+
+    fn apply_compact(&mut self, compact_to: u64, term: u64) {
+        if compact_to <= self.truncated_index {
+            return;
+        }
+        let drop = (compact_to - self.truncated_index) as usize;
+        self.terms.drain(..drop);
+        self.truncated_index = compact_to;
+        self.truncated_term = term;
+    }
+
+    fn snapshot_install_state(&mut self, meta: &SnapshotMetadata) {
+        self.terms.clear();
+        self.truncated_index = meta.index;
+        self.truncated_term = meta.term;
+        self.hs.term = self.hs.term.max(meta.term);
+        self.hs.commit = self.hs.commit.max(meta.index);
+        self.cs = meta.conf_state.clone().unwrap_or_default();
+        self.snap_meta = Some(meta.clone());
+    }
+}
+
+fn limit_by_size(iter: impl Iterator<Item = raft::Result<Entry>>, max_size: Option<u64>) -> raft::Result<Vec<Entry>> {
+    let max = max_size.unwrap_or(u64::MAX);
+    let mut out = Vec::new();
+    let mut size = 0u64;
+    for e in iter {
+        let e = e?;
+        let s = e.encoded_len() as u64;
+        // raft-rs contract: at least one entry even if it alone exceeds max_size.
+        if !out.is_empty() && size + s > max {
+            break;
+        }
+        size += s;
+        out.push(e);
+    }
+    Ok(out)
+}
+
+fn encode_truncated(index: u64, term: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&index.to_be_bytes());
+    b[8..].copy_from_slice(&term.to_be_bytes());
+    b
+}
+
+// ---------------------------------------------------------------------------------------------
+// RocksDB
+
+/// Durable raft log in the `raft_log` / `raft_meta` column families of a shared RocksDB.
+pub struct RaftLogStore {
+    db: Arc<DB>,
+    meta: LogMeta,
+    read_error: Mutex<Option<String>>,
+}
+
+impl RaftLogStore {
+    /// Open (or initialize) the raft log in `db`, which must have been opened with
+    /// [`RAFT_COLUMN_FAMILIES`].
+    pub fn open(db: Arc<DB>) -> Result<Self, ConsensusError> {
+        for cf in RAFT_COLUMN_FAMILIES {
+            if db.cf_handle(cf).is_none() {
+                return Err(ConsensusError::Storage(format!("missing column family {cf}")));
+            }
+        }
+        let mut meta = LogMeta::default();
+        {
+            let cf_meta = db.cf_handle(CF_META).expect("checked");
+            let get = |k: &[u8]| db.get_cf(cf_meta, k);
+            let decode_err = |what: &str, e: prost011::DecodeError| ConsensusError::Storage(format!("corrupt {what}: {e}"));
+            if let Some(v) = get(KEY_HARD_STATE)? {
+                meta.hs = HardState::decode(&v[..]).map_err(|e| decode_err("hard state", e))?;
+            }
+            if let Some(v) = get(KEY_CONF_STATE)? {
+                meta.cs = ConfState::decode(&v[..]).map_err(|e| decode_err("conf state", e))?;
+            }
+            if let Some(v) = get(KEY_TRUNCATED)? {
+                if v.len() != 16 {
+                    return Err(ConsensusError::Storage("corrupt truncated state".into()));
+                }
+                meta.truncated_index = u64::from_be_bytes(v[..8].try_into().expect("8"));
+                meta.truncated_term = u64::from_be_bytes(v[8..].try_into().expect("8"));
+            }
+            if let Some(v) = get(KEY_SNAP_META)? {
+                meta.snap_meta = Some(SnapshotMetadata::decode(&v[..]).map_err(|e| decode_err("snapshot meta", e))?);
+            }
+        }
+        {
+            let cf_log = db.cf_handle(CF_LOG).expect("checked");
+            let start = log_key(meta.first_index());
+            let iter = db.iterator_cf(cf_log, IteratorMode::From(&start, Direction::Forward));
+            for (expect, item) in (meta.first_index()..).zip(iter) {
+                let (_k, v) = item?;
+                let e = Entry::decode(&v[..]).map_err(|e| ConsensusError::Storage(format!("corrupt entry: {e}")))?;
+                if e.index != expect {
+                    return Err(ConsensusError::Storage(format!("log gap: expected {expect}, found {}", e.index)));
+                }
+                meta.terms.push_back(e.term);
+            }
+        }
+        Ok(RaftLogStore { db, meta, read_error: Mutex::new(None) })
+    }
+
+    pub fn db(&self) -> &Arc<DB> {
+        &self.db
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, ConsensusError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| ConsensusError::Storage(format!("missing column family {name}")))
+    }
+
+    fn write_synced(&self, batch: WriteBatch) -> Result<(), ConsensusError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    fn note_read_error(&self, e: impl std::fmt::Display) -> raft::Error {
+        let msg = format!("raft log read failed: {e}");
+        tracing::error!("{msg}");
+        *self.read_error.lock() = Some(msg.clone());
+        store_err(msg)
+    }
+}
+
+impl Storage for RaftLogStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(self.meta.hs.clone(), self.meta.cs.clone()))
+    }
+
+    fn entries(&self, low: u64, high: u64, max_size: impl Into<Option<u64>>, _ctx: GetEntriesContext) -> raft::Result<Vec<Entry>> {
+        self.meta.check_range(low, high)?;
+        if low == high {
+            return Ok(Vec::new());
+        }
+        let cf = self.cf(CF_LOG).map_err(|e| self.note_read_error(e))?;
+        let start = log_key(low);
+        let mut expect = low;
+        let iter = self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
+            .take((high - low) as usize)
+            .map(|item| {
+                let (_k, v) = item.map_err(|e| self.note_read_error(e))?;
+                let e = Entry::decode(&v[..]).map_err(|e| self.note_read_error(e))?;
+                if e.index != expect {
+                    return Err(self.note_read_error(format!("expected entry {expect}, found {}", e.index)));
+                }
+                expect += 1;
+                Ok(e)
+            });
+        let out = limit_by_size(iter, max_size.into())?;
+        if out.is_empty() {
+            return Err(self.note_read_error(format!("entries {low}..{high} missing")));
+        }
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        self.meta.term(idx)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.meta.first_index())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.meta.last_index())
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        match self.load_snapshot() {
+            Ok(Some(s)) if s.get_metadata().index >= request_index => Ok(s),
+            Ok(_) => Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable)),
+            Err(e) => Err(self.note_read_error(e)),
+        }
+    }
+}
+
+impl LogStore for RaftLogStore {
+    fn append(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), ConsensusError> {
+        if entries.is_empty() && hard_state.is_none() {
+            return Ok(());
+        }
+        self.meta.check_append(entries)?;
+        let mut batch = WriteBatch::default();
+        if let Some(first) = entries.first() {
+            let cf = self.cf(CF_LOG)?;
+            if first.index <= self.meta.last_index() {
+                batch.delete_range_cf(cf, log_key(first.index), log_key(self.meta.last_index() + 1));
+            }
+            for e in entries {
+                batch.put_cf(cf, log_key(e.index), e.encode_to_vec());
+            }
+        }
+        if let Some(hs) = hard_state {
+            batch.put_cf(self.cf(CF_META)?, KEY_HARD_STATE, hs.encode_to_vec());
+        }
+        self.write_synced(batch)?;
+        self.meta.apply_append(entries);
+        if let Some(hs) = hard_state {
+            self.meta.hs = hs.clone();
+        }
+        Ok(())
+    }
+
+    fn set_commit(&mut self, commit: u64) -> Result<(), ConsensusError> {
+        let mut hs = self.meta.hs.clone();
+        hs.commit = commit;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META)?, KEY_HARD_STATE, hs.encode_to_vec());
+        self.write_synced(batch)?;
+        self.meta.hs = hs;
+        Ok(())
+    }
+
+    fn set_conf_state(&mut self, cs: &ConfState) -> Result<(), ConsensusError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META)?, KEY_CONF_STATE, cs.encode_to_vec());
+        self.write_synced(batch)?;
+        self.meta.cs = cs.clone();
+        Ok(())
+    }
+
+    fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), ConsensusError> {
+        let meta = snap.get_metadata().clone();
+        if meta.index < self.meta.truncated_index {
+            return Err(ConsensusError::Invariant(format!(
+                "snapshot at {} older than truncated index {}",
+                meta.index, self.meta.truncated_index
+            )));
+        }
+        let mut next = self.meta.clone();
+        next.snapshot_install_state(&meta);
+        let mut batch = WriteBatch::default();
+        let (cf_log, cf_meta) = (self.cf(CF_LOG)?, self.cf(CF_META)?);
+        batch.delete_range_cf(cf_log, log_key(0), log_key(u64::MAX));
+        batch.put_cf(cf_meta, KEY_TRUNCATED, encode_truncated(meta.index, meta.term));
+        batch.put_cf(cf_meta, KEY_HARD_STATE, next.hs.encode_to_vec());
+        batch.put_cf(cf_meta, KEY_CONF_STATE, next.cs.encode_to_vec());
+        batch.put_cf(cf_meta, KEY_SNAP_META, meta.encode_to_vec());
+        batch.put_cf(cf_meta, KEY_SNAP_DATA, &snap.data);
+        self.write_synced(batch)?;
+        self.meta = next;
+        Ok(())
+    }
+
+    fn save_snapshot_and_compact(&mut self, snap: &Snapshot, compact_to: u64) -> Result<(), ConsensusError> {
+        let meta = snap.get_metadata();
+        if compact_to > meta.index {
+            return Err(ConsensusError::Invariant("compacting beyond the snapshot".into()));
+        }
+        let compact_term = self.meta.check_compact(compact_to)?;
+        let mut batch = WriteBatch::default();
+        let (cf_log, cf_meta) = (self.cf(CF_LOG)?, self.cf(CF_META)?);
+        batch.put_cf(cf_meta, KEY_SNAP_META, meta.encode_to_vec());
+        batch.put_cf(cf_meta, KEY_SNAP_DATA, &snap.data);
+        if compact_to > self.meta.truncated_index {
+            batch.delete_range_cf(cf_log, log_key(0), log_key(compact_to + 1));
+            batch.put_cf(cf_meta, KEY_TRUNCATED, encode_truncated(compact_to, compact_term));
+        }
+        self.write_synced(batch)?;
+        self.meta.apply_compact(compact_to, compact_term);
+        self.meta.snap_meta = Some(meta.clone());
+        Ok(())
+    }
+
+    fn hard_state(&self) -> HardState {
+        self.meta.hs.clone()
+    }
+
+    fn conf_state(&self) -> ConfState {
+        self.meta.cs.clone()
+    }
+
+    fn truncated(&self) -> (u64, u64) {
+        (self.meta.truncated_index, self.meta.truncated_term)
+    }
+
+    fn snapshot_metadata(&self) -> Option<SnapshotMetadata> {
+        self.meta.snap_meta.clone()
+    }
+
+    fn load_snapshot(&self) -> Result<Option<Snapshot>, ConsensusError> {
+        let Some(meta) = self.meta.snap_meta.clone() else { return Ok(None) };
+        let data = self
+            .db
+            .get_cf(self.cf(CF_META)?, KEY_SNAP_DATA)?
+            .ok_or_else(|| ConsensusError::Storage("snapshot data missing".into()))?;
+        Ok(Some(Snapshot { data, metadata: Some(meta) }))
+    }
+
+    fn read_error(&self) -> Option<String> {
+        self.read_error.lock().clone()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// In-memory
+
+/// In-memory log store with the same semantics as [`RaftLogStore`] (for the simulator/tests).
+#[derive(Debug, Clone, Default)]
+pub struct MemLogStore {
+    meta: LogMeta,
+    entries: VecDeque<Entry>,
+    snapshot: Option<Snapshot>,
+}
+
+impl MemLogStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Storage for MemLogStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(self.meta.hs.clone(), self.meta.cs.clone()))
+    }
+
+    fn entries(&self, low: u64, high: u64, max_size: impl Into<Option<u64>>, _ctx: GetEntriesContext) -> raft::Result<Vec<Entry>> {
+        self.meta.check_range(low, high)?;
+        let off = (low - self.meta.first_index()) as usize;
+        let iter = self.entries.iter().skip(off).take((high - low) as usize).cloned().map(Ok);
+        limit_by_size(iter, max_size.into())
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        self.meta.term(idx)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.meta.first_index())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.meta.last_index())
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        match &self.snapshot {
+            Some(s) if s.get_metadata().index >= request_index => Ok(s.clone()),
+            _ => Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable)),
+        }
+    }
+}
+
+impl LogStore for MemLogStore {
+    fn append(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), ConsensusError> {
+        self.meta.check_append(entries)?;
+        if let Some(first) = entries.first() {
+            self.entries.truncate((first.index - self.meta.first_index()) as usize);
+            self.entries.extend(entries.iter().cloned());
+        }
+        self.meta.apply_append(entries);
+        if let Some(hs) = hard_state {
+            self.meta.hs = hs.clone();
+        }
+        Ok(())
+    }
+
+    fn set_commit(&mut self, commit: u64) -> Result<(), ConsensusError> {
+        self.meta.hs.commit = commit;
+        Ok(())
+    }
+
+    fn set_conf_state(&mut self, cs: &ConfState) -> Result<(), ConsensusError> {
+        self.meta.cs = cs.clone();
+        Ok(())
+    }
+
+    fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), ConsensusError> {
+        let meta = snap.get_metadata();
+        if meta.index < self.meta.truncated_index {
+            return Err(ConsensusError::Invariant("stale snapshot".into()));
+        }
+        self.meta.snapshot_install_state(meta);
+        self.entries.clear();
+        self.snapshot = Some(snap.clone());
+        Ok(())
+    }
+
+    fn save_snapshot_and_compact(&mut self, snap: &Snapshot, compact_to: u64) -> Result<(), ConsensusError> {
+        if compact_to > snap.get_metadata().index {
+            return Err(ConsensusError::Invariant("compacting beyond the snapshot".into()));
+        }
+        let term = self.meta.check_compact(compact_to)?;
+        if compact_to > self.meta.truncated_index {
+            self.entries.drain(..(compact_to - self.meta.truncated_index) as usize);
+        }
+        self.meta.apply_compact(compact_to, term);
+        self.meta.snap_meta = Some(snap.get_metadata().clone());
+        self.snapshot = Some(snap.clone());
+        Ok(())
+    }
+
+    fn hard_state(&self) -> HardState {
+        self.meta.hs.clone()
+    }
+
+    fn conf_state(&self) -> ConfState {
+        self.meta.cs.clone()
+    }
+
+    fn truncated(&self) -> (u64, u64) {
+        (self.meta.truncated_index, self.meta.truncated_term)
+    }
+
+    fn snapshot_metadata(&self) -> Option<SnapshotMetadata> {
+        self.meta.snap_meta.clone()
+    }
+
+    fn load_snapshot(&self) -> Result<Option<Snapshot>, ConsensusError> {
+        Ok(self.snapshot.clone())
+    }
+
+    fn read_error(&self) -> Option<String> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ent(index: u64, term: u64) -> Entry {
+        Entry { index, term, data: vec![index as u8; 3], ..Default::default() }
+    }
+
+    fn open_db(path: &std::path::Path) -> Arc<DB> {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let mut cfs: Vec<&str> = RAFT_COLUMN_FAMILIES.to_vec();
+        cfs.push("ledger_accounts"); // the ledger's own CFs live in the same DB
+        Arc::new(DB::open_cf(&opts, path, cfs).unwrap())
+    }
+
+    fn ctx() -> GetEntriesContext {
+        GetEntriesContext::empty(false)
+    }
+
+    fn exercise<S: LogStore>(s: &mut S) {
+        assert_eq!(s.first_index().unwrap(), 1);
+        assert_eq!(s.last_index().unwrap(), 0);
+        assert_eq!(s.term(0).unwrap(), 0);
+        // append 1..=5
+        let hs = HardState { term: 2, vote: 1, commit: 3 };
+        s.append(&(1..=5).map(|i| ent(i, if i < 4 { 1 } else { 2 })).collect::<Vec<_>>(), Some(&hs)).unwrap();
+        assert_eq!(s.last_index().unwrap(), 5);
+        assert_eq!(s.term(5).unwrap(), 2);
+        assert_eq!(s.entries(2, 5, None, ctx()).unwrap().iter().map(|e| e.index).collect::<Vec<_>>(), vec![2, 3, 4]);
+        // size limit returns at least one entry
+        assert_eq!(s.entries(2, 5, Some(0), ctx()).unwrap().len(), 1);
+        assert!(s.entries(2, 7, None, ctx()).is_err());
+        assert!(matches!(s.term(6), Err(raft::Error::Store(StorageError::Unavailable))));
+        // overwrite conflict at 4: entries 4,5 replaced, log ends at 4
+        s.append(&[ent(4, 3)], None).unwrap();
+        assert_eq!(s.last_index().unwrap(), 4);
+        assert_eq!(s.term(4).unwrap(), 3);
+        assert_eq!(s.entries(4, 5, None, ctx()).unwrap()[0].term, 3);
+        // gap is rejected
+        assert!(s.append(&[ent(9, 3)], None).is_err());
+        s.append(&[ent(5, 3), ent(6, 3)], None).unwrap();
+        // compaction keeps term of the truncated index
+        let snap = Snapshot {
+            data: b"state".to_vec(),
+            metadata: Some(SnapshotMetadata { index: 4, term: 3, conf_state: Some(ConfState { voters: vec![1, 2, 3], ..Default::default() }) }),
+        };
+        s.save_snapshot_and_compact(&snap, 3).unwrap();
+        assert_eq!(s.first_index().unwrap(), 4);
+        assert_eq!(s.term(3).unwrap(), 1);
+        assert!(matches!(s.term(2), Err(raft::Error::Store(StorageError::Compacted))));
+        assert!(matches!(s.entries(3, 5, None, ctx()), Err(raft::Error::Store(StorageError::Compacted))));
+        assert_eq!(s.entries(4, 7, None, ctx()).unwrap().len(), 3);
+        assert_eq!(s.snapshot(0, 2).unwrap().data, b"state");
+        assert!(s.snapshot(5, 2).is_err());
+        // cannot overwrite compacted entries
+        assert!(s.append(&[ent(3, 9)], None).is_err());
+        s.set_commit(6).unwrap();
+        assert_eq!(s.hard_state().commit, 6);
+        s.set_conf_state(&ConfState { voters: vec![1, 2], ..Default::default() }).unwrap();
+    }
+
+    #[test]
+    fn mem_store_semantics() {
+        exercise(&mut MemLogStore::new());
+    }
+
+    #[test]
+    fn rocksdb_store_semantics_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = open_db(dir.path());
+            let mut s = RaftLogStore::open(db).unwrap();
+            exercise(&mut s);
+        }
+        // reopen: everything survives
+        let db = open_db(dir.path());
+        let mut s = RaftLogStore::open(db.clone()).unwrap();
+        assert_eq!(s.first_index().unwrap(), 4);
+        assert_eq!(s.last_index().unwrap(), 6);
+        assert_eq!(s.term(3).unwrap(), 1);
+        assert_eq!(s.term(6).unwrap(), 3);
+        assert_eq!(s.hard_state(), HardState { term: 2, vote: 1, commit: 6 });
+        assert_eq!(s.conf_state().voters, vec![1, 2]);
+        assert_eq!(s.snapshot_metadata().unwrap().index, 4);
+        assert_eq!(s.load_snapshot().unwrap().unwrap().data, b"state");
+        assert_eq!(s.entries(4, 7, None, ctx()).unwrap().iter().map(|e| e.term).collect::<Vec<_>>(), vec![3, 3, 3]);
+        // install a newer snapshot from a leader: log reset
+        let snap = Snapshot {
+            data: b"newer".to_vec(),
+            metadata: Some(SnapshotMetadata { index: 20, term: 5, conf_state: Some(ConfState { voters: vec![1, 2, 3], ..Default::default() }) }),
+        };
+        s.install_snapshot(&snap).unwrap();
+        assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (21, 20));
+        assert_eq!(s.term(20).unwrap(), 5);
+        assert_eq!(s.hard_state().commit, 20);
+        s.append(&[ent(21, 5)], None).unwrap();
+        drop(s);
+        let s = RaftLogStore::open(db).unwrap();
+        assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (21, 21));
+        assert_eq!(s.term(20).unwrap(), 5);
+        assert_eq!(s.conf_state().voters, vec![1, 2, 3]);
+        assert_eq!(s.load_snapshot().unwrap().unwrap().data, b"newer");
+        assert!(s.read_error().is_none());
+    }
+
+    #[test]
+    fn missing_column_family_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        let db = Arc::new(DB::open(&opts, dir.path()).unwrap());
+        assert!(RaftLogStore::open(db).is_err());
+    }
+}
