@@ -24,7 +24,12 @@ struct Gen {
 
 impl Gen {
     fn new() -> Gen {
-        Gen { next_id: 1 << 64, rng: 42, index: 0, now: 1_790_000_000_000_000_000 }
+        Gen {
+            next_id: 1 << 64,
+            rng: 42,
+            index: 0,
+            now: 1_790_000_000_000_000_000,
+        }
     }
     fn rand(&mut self) -> u64 {
         self.rng ^= self.rng << 13;
@@ -43,14 +48,25 @@ impl Gen {
             }
             commands.push(Command::CreateTransfer(CreateTransfer {
                 id: Id(self.next_id),
-                legs: vec![LegSpec { debit: Id(a), credit: Id(b), amount: Decimal::new(1 + (self.rand() % 500) as i64, 2) }],
+                legs: vec![LegSpec {
+                    debit: Id(a),
+                    credit: Id(b),
+                    amount: Decimal::new(1 + (self.rand() % 500) as i64, 2),
+                }],
                 pending_timeout_seconds: None,
                 reference: String::new(),
             }));
         }
         self.index += 1;
         self.now += 1_000_000;
-        (self.index, Batch { timestamp_ns: self.now, seed: self.index, commands })
+        (
+            self.index,
+            Batch {
+                timestamp_ns: self.now,
+                seed: self.index,
+                commands,
+            },
+        )
     }
 }
 
@@ -84,31 +100,53 @@ fn setup<S: Store>(store: S, g: &mut Gen) -> Ledger<S> {
         g.next_id += 1;
         cmds.push(Command::CreateTransfer(CreateTransfer {
             id: Id(g.next_id),
-            legs: vec![LegSpec { debit: Id(BANK), credit: Id(100 + w), amount: Decimal::new(1_000_000_000, 2) }],
+            legs: vec![LegSpec {
+                debit: Id(BANK),
+                credit: Id(100 + w),
+                amount: Decimal::new(1_000_000_000, 2),
+            }],
             pending_timeout_seconds: None,
             reference: String::new(),
         }));
     }
     g.index += 1;
-    l.apply(g.index, &Batch { timestamp_ns: g.now, seed: 0, commands: cmds }).unwrap();
+    l.apply(
+        g.index,
+        &Batch {
+            timestamp_ns: g.now,
+            seed: 0,
+            commands: cmds,
+        },
+    )
+    .unwrap();
     l
 }
 
 fn apply_bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("apply");
-    group.measurement_time(Duration::from_secs(8)).sample_size(20);
+    group
+        .measurement_time(Duration::from_secs(8))
+        .sample_size(20);
     for &n in &[1usize, 100, 8_000] {
         group.throughput(Throughput::Elements(n as u64));
         let mut g = Gen::new();
         let mut mem = setup(MemStore::new(), &mut g);
         group.bench_function(format!("memory/{n}"), |b| {
-            b.iter_batched(|| g.batch(n), |(i, batch)| mem.apply(i, &batch).unwrap(), BatchSize::LargeInput)
+            b.iter_batched(
+                || g.batch(n),
+                |(i, batch)| mem.apply(i, &batch).unwrap(),
+                BatchSize::LargeInput,
+            )
         });
         let dir = tempfile::tempdir().unwrap();
         let mut g = Gen::new();
         let mut rocks = setup(RocksStore::open(dir.path()).unwrap(), &mut g);
         group.bench_function(format!("rocksdb/{n}"), |b| {
-            b.iter_batched(|| g.batch(n), |(i, batch)| rocks.apply(i, &batch).unwrap(), BatchSize::LargeInput)
+            b.iter_batched(
+                || g.batch(n),
+                |(i, batch)| rocks.apply(i, &batch).unwrap(),
+                BatchSize::LargeInput,
+            )
         });
     }
     group.finish();
@@ -120,8 +158,12 @@ fn codec_bench(c: &mut Criterion) {
     let bytes = codec::encode_commands(&batch.commands);
     let mut group = c.benchmark_group("codec");
     group.throughput(Throughput::Elements(8_000));
-    group.bench_function("encode/8000", |b| b.iter(|| codec::encode_commands(&batch.commands)));
-    group.bench_function("decode/8000", |b| b.iter(|| codec::decode_commands(&bytes).unwrap()));
+    group.bench_function("encode/8000", |b| {
+        b.iter(|| codec::encode_commands(&batch.commands))
+    });
+    group.bench_function("decode/8000", |b| {
+        b.iter(|| codec::decode_commands(&bytes).unwrap())
+    });
     group.finish();
 }
 

@@ -89,7 +89,11 @@ fn spawn_cluster(n: u64) -> Result<Spawned> {
     let key = dir.path().join("admin.key");
     client::generate_key_file(&key)?;
     let ports: Vec<u16> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()))
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+        })
         .collect::<std::io::Result<_>>()?;
     let endpoints: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let exe = std::env::current_exe()?;
@@ -113,9 +117,20 @@ fn spawn_cluster(n: u64) -> Result<Spawned> {
             }
         }
         let log = std::fs::File::create(dir.path().join(format!("node-{id}.log")))?;
-        children.push(Command::new(&exe).args(args).stdout(Stdio::null()).stderr(Stdio::from(log)).spawn()?);
+        children.push(
+            Command::new(&exe)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log))
+                .spawn()?,
+        );
     }
-    Ok(Spawned { _dir: dir, children, endpoints, key })
+    Ok(Spawned {
+        _dir: dir,
+        children,
+        endpoints,
+        key,
+    })
 }
 
 /// CPU seconds (user + system) a process has used, from /proc.
@@ -141,12 +156,18 @@ impl Rng {
     }
 }
 
-async fn submit_retrying(c: &Client, cmds: Vec<pb::Command>, retried: &AtomicU64) -> Result<Vec<client::CommandOutcome>> {
+async fn submit_retrying(
+    c: &Client,
+    cmds: Vec<pb::Command>,
+    retried: &AtomicU64,
+) -> Result<Vec<client::CommandOutcome>> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match c.submit(cmds.clone()).await {
             Ok(r) => return Ok(r),
-            Err(e @ (ClientError::OutcomeUnknown { .. } | ClientError::Unavailable { .. })) if Instant::now() < deadline => {
+            Err(e @ (ClientError::OutcomeUnknown { .. } | ClientError::Unavailable { .. }))
+                if Instant::now() < deadline =>
+            {
                 retried.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!("retrying with the same ids: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -176,9 +197,16 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     };
     let (endpoints, key_path) = match &spawned {
         Some(s) => (s.endpoints.clone(), s.key.clone()),
-        None => (a.endpoint.split(',').map(|s| s.trim().to_string()).collect(), a.key.clone()),
+        None => (
+            a.endpoint
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .collect(),
+            a.key.clone(),
+        ),
     };
-    let key = client::load_key_file(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+    let key = client::load_key_file(&key_path)
+        .with_context(|| format!("reading {}", key_path.display()))?;
     let mut cfg = ClientConfig::new(endpoints.clone());
     cfg.max_in_flight_batches = (a.concurrency / 2).clamp(4, 64);
     let c = Client::connect(cfg, key)?;
@@ -197,7 +225,10 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     let hot = client::new_id();
     let wallets: Arc<Vec<Id>> = Arc::new((0..a.accounts).map(|_| client::new_id()).collect());
     let retried = Arc::new(AtomicU64::new(0));
-    let mut setup = vec![ops::create_account(bank, "CNY", pb::AccountKind::System), ops::create_account(hot, "CNY", pb::AccountKind::Merchant)];
+    let mut setup = vec![
+        ops::create_account(bank, "CNY", pb::AccountKind::System),
+        ops::create_account(hot, "CNY", pb::AccountKind::Merchant),
+    ];
     for w in wallets.iter() {
         setup.push(ops::create_account(*w, "CNY", pb::AccountKind::Wallet));
     }
@@ -207,7 +238,10 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             bail!("account setup failed: {bad:?}");
         }
     }
-    let fund: Vec<pb::Command> = wallets.iter().map(|w| ops::transfer(client::new_id(), bank, *w, "100000000.00", "CNY")).collect();
+    let fund: Vec<pb::Command> = wallets
+        .iter()
+        .map(|w| ops::transfer(client::new_id(), bank, *w, "100000000.00", "CNY"))
+        .collect();
     for chunk in fund.chunks(4_000) {
         submit_retrying(&c, chunk.to_vec(), &retried).await?;
     }
@@ -217,14 +251,36 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     let submitted = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let rejected = Arc::new(AtomicU64::new(0));
-    let shared = Arc::new(Shared { hist: Mutex::new(Some(Histogram::new_with_bounds(1, 60_000_000, 3)?)), ..Default::default() });
+    let shared = Arc::new(Shared {
+        hist: Mutex::new(Some(Histogram::new_with_bounds(1, 60_000_000, 3)?)),
+        ..Default::default()
+    });
     let target = a.transfers;
-    let bar = if a.json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(target) };
-    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} transfers {per_sec}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+    let bar = if a.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(target)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} transfers {per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     let mut tasks = Vec::new();
     for t in 0..a.concurrency {
-        let (c, wallets, measuring, stop, submitted, done, rejected, retried, shared, bar) =
-            (c.clone(), wallets.clone(), measuring.clone(), stop.clone(), submitted.clone(), done.clone(), rejected.clone(), retried.clone(), shared.clone(), bar.clone());
+        let (c, wallets, measuring, stop, submitted, done, rejected, retried, shared, bar) = (
+            c.clone(),
+            wallets.clone(),
+            measuring.clone(),
+            stop.clone(),
+            submitted.clone(),
+            done.clone(),
+            rejected.clone(),
+            retried.clone(),
+            shared.clone(),
+            bar.clone(),
+        );
         let a = a.clone();
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng(a.seed ^ ((t as u64 + 1) << 32));
@@ -233,7 +289,10 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             let mut acked = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let measured = measuring.load(Ordering::Relaxed);
-                if measured && a.duration_s.is_none() && submitted.fetch_add(a.batch_size as u64, Ordering::Relaxed) >= target {
+                if measured
+                    && a.duration_s.is_none()
+                    && submitted.fetch_add(a.batch_size as u64, Ordering::Relaxed) >= target
+                {
                     break;
                 }
                 let mut cmds = Vec::with_capacity(a.batch_size);
@@ -297,7 +356,10 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     }
 
     tokio::time::sleep(Duration::from_secs(a.warmup_s)).await;
-    let pids: Vec<u32> = spawned.as_ref().map(|s| s.children.iter().map(|c| c.id()).collect()).unwrap_or_default();
+    let pids: Vec<u32> = spawned
+        .as_ref()
+        .map(|s| s.children.iter().map(|c| c.id()).collect())
+        .unwrap_or_default();
     let cpu0: f64 = pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
     measuring.store(true, Ordering::Relaxed);
     let t0 = Instant::now();
@@ -313,7 +375,11 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     let cpu1: f64 = pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
     bar.finish_and_clear();
     let n = done.load(Ordering::Relaxed);
-    let hist = shared.hist.lock().take().ok_or_else(|| anyhow!("histogram"))?;
+    let hist = shared
+        .hist
+        .lock()
+        .take()
+        .ok_or_else(|| anyhow!("histogram"))?;
 
     // Verification: money conserved over the bench's accounts; acknowledged transfers exist.
     let mut all = vec![bank, hot];
@@ -321,7 +387,8 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     let mut sum = Decimal::ZERO;
     for chunk in all.chunks(1_000) {
         for acct in c.get_accounts(chunk).await?.accounts {
-            sum += Decimal::from_str(&acct.balance).map_err(|e| anyhow!("bad balance {}: {e}", acct.balance))?;
+            sum += Decimal::from_str(&acct.balance)
+                .map_err(|e| anyhow!("bad balance {}: {e}", acct.balance))?;
         }
     }
     let acked = shared.acked.lock().clone();
@@ -329,14 +396,23 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         acked.clone()
     } else {
         let step = acked.len() / a.verify_sample;
-        acked.iter().step_by(step.max(1)).take(a.verify_sample).copied().collect()
+        acked
+            .iter()
+            .step_by(step.max(1))
+            .take(a.verify_sample)
+            .copied()
+            .collect()
     };
     let mut missing = 0usize;
     for chunk in sample.chunks(1_000) {
         missing += c.get_transfers(chunk).await?.not_found.len();
     }
     let conserved = sum.is_zero();
-    let cpu_per_k = if pids.is_empty() || n == 0 { None } else { Some((cpu1 - cpu0) / n as f64 * 1000.0) };
+    let cpu_per_k = if pids.is_empty() || n == 0 {
+        None
+    } else {
+        Some((cpu1 - cpu0) / n as f64 * 1000.0)
+    };
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     let report = json!({
         "transfers": n,
@@ -353,9 +429,16 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     if a.json {
         println!("{report}");
     } else {
-        println!("transfers         {n} in {elapsed:.2} s  →  {:.0} transfers/s", n as f64 / elapsed);
+        println!(
+            "transfers         {n} in {elapsed:.2} s  →  {:.0} transfers/s",
+            n as f64 / elapsed
+        );
         println!("latency per call  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms  max {:.2} ms", ms(0.5), ms(0.9), ms(0.99), ms(0.999), hist.max() as f64 / 1000.0);
-        println!("rejected {}  retried batches {}", rejected.load(Ordering::Relaxed), retried.load(Ordering::Relaxed));
+        println!(
+            "rejected {}  retried batches {}",
+            rejected.load(Ordering::Relaxed),
+            retried.load(Ordering::Relaxed)
+        );
         match cpu_per_k {
             Some(v) => println!("cluster CPU       {v:.3} s per 1 000 transfers"),
             None => println!("cluster CPU       n/a (only measured with --spawn)"),

@@ -15,10 +15,20 @@ use serde_json::{json, Value};
 #[derive(Args, Clone, Debug)]
 pub struct Conn {
     /// Any node of the cluster (the client finds the leader).
-    #[arg(long, global = true, default_value = "127.0.0.1:7400", env = "SUANPAN_ENDPOINT")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "127.0.0.1:7400",
+        env = "SUANPAN_ENDPOINT"
+    )]
     pub endpoint: String,
     /// Ed25519 key file of the caller (default: the dev cluster's admin key).
-    #[arg(long, global = true, default_value = ".suanpan-dev/admin.key", env = "SUANPAN_KEY")]
+    #[arg(
+        long,
+        global = true,
+        default_value = ".suanpan-dev/admin.key",
+        env = "SUANPAN_KEY"
+    )]
     pub key: PathBuf,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
@@ -30,8 +40,15 @@ pub struct Conn {
 
 impl Conn {
     pub fn client(&self) -> Result<Client> {
-        let key = client::load_key_file(&self.key).with_context(|| format!("reading key {}", self.key.display()))?;
-        let mut cfg = ClientConfig::new(self.endpoint.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from));
+        let key = client::load_key_file(&self.key)
+            .with_context(|| format!("reading key {}", self.key.display()))?;
+        let mut cfg = ClientConfig::new(
+            self.endpoint
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from),
+        );
         cfg.stale_reads = self.stale;
         Ok(Client::connect(cfg, key)?)
     }
@@ -75,7 +92,11 @@ pub enum ClientsCmd {
     /// Register a client's public key with a role (replicated through the log).
     Add {
         /// Public key as 64 hex digits…
-        #[arg(long, conflicts_with = "key_file", required_unless_present = "key_file")]
+        #[arg(
+            long,
+            conflicts_with = "key_file",
+            required_unless_present = "key_file"
+        )]
         public_key: Option<String>,
         /// …or the client's key file.
         #[arg(long)]
@@ -87,7 +108,11 @@ pub enum ClientsCmd {
     },
     /// Revoke a client's key.
     Revoke {
-        #[arg(long, conflicts_with = "key_file", required_unless_present = "key_file")]
+        #[arg(
+            long,
+            conflicts_with = "key_file",
+            required_unless_present = "key_file"
+        )]
         public_key: Option<String>,
         #[arg(long)]
         key_file: Option<PathBuf>,
@@ -226,10 +251,15 @@ fn parse_id(s: &str) -> Result<Id> {
 
 fn pubkey(hex_key: &Option<String>, file: &Option<PathBuf>) -> Result<ed25519_dalek::VerifyingKey> {
     if let Some(f) = file {
-        return Ok(client::load_key_file(f).with_context(|| format!("reading {}", f.display()))?.verifying_key());
+        return Ok(client::load_key_file(f)
+            .with_context(|| format!("reading {}", f.display()))?
+            .verifying_key());
     }
     let h = hex_key.as_deref().unwrap_or_default();
-    let b: [u8; 32] = hex::decode(h).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| anyhow!("a public key is 64 hex digits"))?;
+    let b: [u8; 32] = hex::decode(h)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| anyhow!("a public key is 64 hex digits"))?;
     ed25519_dalek::VerifyingKey::from_bytes(&b).map_err(|e| anyhow!("bad public key: {e}"))
 }
 
@@ -253,7 +283,10 @@ fn report(conn: &Conn, what: &str, o: &CommandOutcome) -> Exit {
 
 pub fn keys(cmd: KeysCmd) -> Result<Exit> {
     match cmd {
-        KeysCmd::Gen { out, json: json_out } => {
+        KeysCmd::Gen {
+            out,
+            json: json_out,
+        } => {
             if out.exists() {
                 bail!("{} exists; refusing to overwrite a key", out.display());
             }
@@ -281,7 +314,12 @@ fn role_name(r: i32) -> &'static str {
 pub async fn clients(conn: &Conn, cmd: ClientsCmd) -> Result<Exit> {
     let c = conn.client()?;
     match cmd {
-        ClientsCmd::Add { public_key, key_file, role, name } => {
+        ClientsCmd::Add {
+            public_key,
+            key_file,
+            role,
+            name,
+        } => {
             let pk = pubkey(&public_key, &key_file)?;
             let role = match role {
                 Role::Payments => ledger::ClientRole::Payments,
@@ -291,7 +329,10 @@ pub async fn clients(conn: &Conn, cmd: ClientsCmd) -> Result<Exit> {
             let o = c.register_client(&pk, role, &name).await?;
             Ok(report(conn, "client", &o))
         }
-        ClientsCmd::Revoke { public_key, key_file } => {
+        ClientsCmd::Revoke {
+            public_key,
+            key_file,
+        } => {
             let pk = pubkey(&public_key, &key_file)?;
             let o = c.revoke_client(&pk).await?;
             Ok(report(conn, "revoke", &o))
@@ -306,7 +347,13 @@ pub async fn clients(conn: &Conn, cmd: ClientsCmd) -> Result<Exit> {
                 println!("{}", json!({ "clients": v }));
             } else {
                 for k in &list {
-                    println!("{}  {:<9} {}{}", hex::encode(&k.public_key), role_name(k.role), k.name, if k.revoked { "  (revoked)" } else { "" });
+                    println!(
+                        "{}  {:<9} {}{}",
+                        hex::encode(&k.public_key),
+                        role_name(k.role),
+                        k.name,
+                        if k.revoked { "  (revoked)" } else { "" }
+                    );
                 }
             }
             Ok(Exit(0))
@@ -379,7 +426,12 @@ pub async fn account(conn: &Conn, cmd: AccountCmd) -> Result<Exit> {
                 debits_must_not_exceed_credits,
                 credits_must_not_exceed_debits,
                 overdraft,
-                limits: Some(pb::Limits { per_transfer_max, daily_outflow_max, daily_outflow_count_max, balance_max }),
+                limits: Some(pb::Limits {
+                    per_transfer_max,
+                    daily_outflow_max,
+                    daily_outflow_count_max,
+                    balance_max,
+                }),
                 reference,
                 metadata: Default::default(),
             });
@@ -391,12 +443,20 @@ pub async fn account(conn: &Conn, cmd: AccountCmd) -> Result<Exit> {
             let r = c.get_accounts(&ids).await?;
             if conn.json {
                 let v: Vec<Value> = r.accounts.iter().map(account_json).collect();
-                println!("{}", json!({"accounts": v, "not_found": r.not_found, "applied_index": r.applied_index}));
+                println!(
+                    "{}",
+                    json!({"accounts": v, "not_found": r.not_found, "applied_index": r.applied_index})
+                );
             } else {
                 for a in &r.accounts {
                     println!(
                         "{}  {:<8} {:<6} {} {:>14}  available {:>14}",
-                        a.id, kind_name(a.kind), status_name(a.status), a.currency, a.balance, a.available
+                        a.id,
+                        kind_name(a.kind),
+                        status_name(a.status),
+                        a.currency,
+                        a.balance,
+                        a.available
                     );
                 }
                 for n in &r.not_found {
@@ -405,7 +465,11 @@ pub async fn account(conn: &Conn, cmd: AccountCmd) -> Result<Exit> {
             }
             Ok(Exit(if r.not_found.is_empty() { 0 } else { 3 }))
         }
-        AccountCmd::SetStatus { account, status, id } => {
+        AccountCmd::SetStatus {
+            account,
+            status,
+            id,
+        } => {
             let account = parse_id(&account)?;
             let id = match id {
                 Some(s) => parse_id(&s)?,
@@ -416,13 +480,18 @@ pub async fn account(conn: &Conn, cmd: AccountCmd) -> Result<Exit> {
                 Status::Frozen => pb::AccountStatus::Frozen,
                 Status::Closed => pb::AccountStatus::Closed,
             };
-            let o = c.submit_one(ops::set_account_status(id, account, st)).await?;
+            let o = c
+                .submit_one(ops::set_account_status(id, account, st))
+                .await?;
             Ok(report(conn, "status change", &o))
         }
         AccountCmd::BalanceAt { account, at_ns } => {
             let r = c.get_balance_at(parse_id(&account)?, at_ns).await?;
             if conn.json {
-                println!("{}", json!({"account": account, "at_ns": at_ns, "currency": r.currency, "balance": r.balance, "balances": balances_json(&r.balances)}));
+                println!(
+                    "{}",
+                    json!({"account": account, "at_ns": at_ns, "currency": r.currency, "balance": r.balance, "balances": balances_json(&r.balances)})
+                );
             } else {
                 println!("{account} at {at_ns}: {} {}", r.balance, r.currency);
             }
@@ -444,7 +513,9 @@ fn posting_kind(k: i32) -> &'static str {
 
 pub async fn history(conn: &Conn, account: String, limit: u32, after: u64) -> Result<Exit> {
     let c = conn.client()?;
-    let r = c.list_account_history(parse_id(&account)?, after, limit).await?;
+    let r = c
+        .list_account_history(parse_id(&account)?, after, limit)
+        .await?;
     if conn.json {
         let v: Vec<Value> = r
             .postings
@@ -455,14 +526,28 @@ pub async fn history(conn: &Conn, account: String, limit: u32, after: u64) -> Re
                        "timestamp_ns": p.timestamp_ns, "balances_after": balances_json(&p.balances_after)})
             })
             .collect();
-        let next = if r.has_more { json!(r.next_after_seq) } else { Value::Null };
-        println!("{}", json!({"account": account, "currency": r.currency, "postings": v, "next_cursor": next}));
+        let next = if r.has_more {
+            json!(r.next_after_seq)
+        } else {
+            Value::Null
+        };
+        println!(
+            "{}",
+            json!({"account": account, "currency": r.currency, "postings": v, "next_cursor": next})
+        );
     } else {
         for p in &r.postings {
             let b = p.balances_after.clone().unwrap_or_default();
             println!(
                 "#{:<6} {:<14} {:<6} {:>14} {}  transfer {}  (credits {} debits {})",
-                p.seq, posting_kind(p.kind), if p.is_debit { "debit" } else { "credit" }, p.amount, r.currency, p.transfer_id, b.credits_posted, b.debits_posted
+                p.seq,
+                posting_kind(p.kind),
+                if p.is_debit { "debit" } else { "credit" },
+                p.amount,
+                r.currency,
+                p.transfer_id,
+                b.credits_posted,
+                b.debits_posted
             );
         }
         if r.has_more {
@@ -486,7 +571,10 @@ fn transfer_state(s: i32) -> &'static str {
 
 /// The currency of an account (the wire carries it with every amount).
 async fn currency_of(c: &Client, id: Id) -> Result<String> {
-    let a = c.get_account(id).await?.ok_or_else(|| anyhow!("account {id} not found"))?;
+    let a = c
+        .get_account(id)
+        .await?
+        .ok_or_else(|| anyhow!("account {id} not found"))?;
     Ok(a.currency)
 }
 
@@ -494,7 +582,9 @@ pub async fn transfer(conn: &Conn, args: TransferArgs) -> Result<Exit> {
     let c = conn.client()?;
     match args.sub {
         None => {
-            let (Some(id), Some(from), Some(to), Some(amount)) = (args.id, args.from, args.to, args.amount) else {
+            let (Some(id), Some(from), Some(to), Some(amount)) =
+                (args.id, args.from, args.to, args.amount)
+            else {
                 bail!("transfer needs --id, --from, --to and --amount (or a subcommand: post, void, get)");
             };
             let (id, from, to) = (parse_id(&id)?, parse_id(&from)?, parse_id(&to)?);
@@ -510,13 +600,22 @@ pub async fn transfer(conn: &Conn, args: TransferArgs) -> Result<Exit> {
             let o = c.submit_one(cmd).await?;
             Ok(report(conn, "transfer", &o))
         }
-        Some(TransferCmd::Post { id, pending_id, amount }) => {
+        Some(TransferCmd::Post {
+            id,
+            pending_id,
+            amount,
+        }) => {
             let (id, pid) = (parse_id(&id)?, parse_id(&pending_id)?);
             let cmd = match amount {
                 None => ops::post_pending(id, pid, None),
                 Some(a) => {
                     let t = c.get_transfers(&[pid]).await?;
-                    let cur = t.transfers.first().and_then(|t| t.legs.first()).map(|l| l.currency.clone()).unwrap_or_default();
+                    let cur = t
+                        .transfers
+                        .first()
+                        .and_then(|t| t.legs.first())
+                        .map(|l| l.currency.clone())
+                        .unwrap_or_default();
                     ops::post_pending(id, pid, Some((a.as_str(), cur.as_str())))
                 }
             };
@@ -524,7 +623,9 @@ pub async fn transfer(conn: &Conn, args: TransferArgs) -> Result<Exit> {
             Ok(report(conn, "post", &o))
         }
         Some(TransferCmd::Void { id, pending_id }) => {
-            let o = c.submit_one(ops::void_pending(parse_id(&id)?, parse_id(&pending_id)?)).await?;
+            let o = c
+                .submit_one(ops::void_pending(parse_id(&id)?, parse_id(&pending_id)?))
+                .await?;
             Ok(report(conn, "void", &o))
         }
         Some(TransferCmd::Get { ids }) => {
@@ -544,12 +645,18 @@ pub async fn transfer(conn: &Conn, args: TransferArgs) -> Result<Exit> {
                                "expires_ns": t.expires_ns, "posted_amount": t.posted_amount, "reference": t.reference, "timestamp_ns": t.timestamp_ns})
                     })
                     .collect();
-                println!("{}", json!({"transfers": v, "not_found": r.not_found, "applied_index": r.applied_index}));
+                println!(
+                    "{}",
+                    json!({"transfers": v, "not_found": r.not_found, "applied_index": r.applied_index})
+                );
             } else {
                 for t in &r.transfers {
                     println!("{}  {}", t.id, transfer_state(t.state));
                     for l in &t.legs {
-                        println!("    {} -> {}  {} {}", l.debit_account_id, l.credit_account_id, l.amount, l.currency);
+                        println!(
+                            "    {} -> {}  {} {}",
+                            l.debit_account_id, l.credit_account_id, l.amount, l.currency
+                        );
                     }
                 }
                 for n in &r.not_found {
@@ -564,7 +671,9 @@ pub async fn transfer(conn: &Conn, args: TransferArgs) -> Result<Exit> {
 fn command_json(c: &Option<pb::Command>) -> Value {
     use pb::command::Kind as K;
     match c.as_ref().and_then(|c| c.kind.as_ref()) {
-        Some(K::CreateAccount(a)) => json!({"type": "create_account", "id": a.id, "currency": a.currency, "kind": kind_name(a.kind)}),
+        Some(K::CreateAccount(a)) => {
+            json!({"type": "create_account", "id": a.id, "currency": a.currency, "kind": kind_name(a.kind)})
+        }
         Some(K::CreateTransfer(t)) => {
             let legs: Vec<Value> = t
                 .legs
@@ -573,11 +682,21 @@ fn command_json(c: &Option<pb::Command>) -> Value {
                 .collect();
             json!({"type": "create_transfer", "id": t.id, "legs": legs, "pending_timeout_seconds": t.pending_timeout_seconds})
         }
-        Some(K::PostPending(p)) => json!({"type": "post_pending", "id": p.id, "pending_id": p.pending_id, "amount": p.amount}),
-        Some(K::VoidPending(v)) => json!({"type": "void_pending", "id": v.id, "pending_id": v.pending_id}),
-        Some(K::SetAccountStatus(s)) => json!({"type": "set_account_status", "id": s.id, "account": s.account_id, "status": status_name(s.status)}),
-        Some(K::RegisterClient(r)) => json!({"type": "register_client", "id": r.id, "public_key": hex::encode(&r.public_key), "role": role_name(r.role)}),
-        Some(K::RevokeClient(r)) => json!({"type": "revoke_client", "id": r.id, "public_key": hex::encode(&r.public_key)}),
+        Some(K::PostPending(p)) => {
+            json!({"type": "post_pending", "id": p.id, "pending_id": p.pending_id, "amount": p.amount})
+        }
+        Some(K::VoidPending(v)) => {
+            json!({"type": "void_pending", "id": v.id, "pending_id": v.pending_id})
+        }
+        Some(K::SetAccountStatus(s)) => {
+            json!({"type": "set_account_status", "id": s.id, "account": s.account_id, "status": status_name(s.status)})
+        }
+        Some(K::RegisterClient(r)) => {
+            json!({"type": "register_client", "id": r.id, "public_key": hex::encode(&r.public_key), "role": role_name(r.role)})
+        }
+        Some(K::RevokeClient(r)) => {
+            json!({"type": "revoke_client", "id": r.id, "public_key": hex::encode(&r.public_key)})
+        }
         None => json!({"type": "unknown"}),
     }
 }
@@ -586,7 +705,11 @@ pub async fn watch(conn: &Conn, from: u64, count: Option<u64>) -> Result<Exit> {
     let c = conn.client()?;
     let mut stream = c.watch_events(from).await?;
     let mut seen = 0u64;
-    while let Some(ev) = stream.message().await.map_err(|s| anyhow!("watch: {}: {}", s.code(), s.message()))? {
+    while let Some(ev) = stream
+        .message()
+        .await
+        .map_err(|s| anyhow!("watch: {}: {}", s.code(), s.message()))?
+    {
         for e in &ev.events {
             let r = e.result.clone().unwrap_or_default();
             if conn.json {
@@ -597,7 +720,13 @@ pub async fn watch(conn: &Conn, from: u64, count: Option<u64>) -> Result<Exit> {
                 );
             } else {
                 let cmd = command_json(&e.command);
-                println!("#{} {} {} -> {}", ev.index, cmd["type"].as_str().unwrap_or("?"), r.id, r.name);
+                println!(
+                    "#{} {} {} -> {}",
+                    ev.index,
+                    cmd["type"].as_str().unwrap_or("?"),
+                    r.id,
+                    r.name
+                );
             }
             seen += 1;
             if count.is_some_and(|n| seen >= n) {
@@ -637,13 +766,22 @@ pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> Result<Exit> {
                     .collect();
                 println!("{}", json!({"leader_id": s.leader_id, "members": m}));
             } else {
-                println!("{:<4} {:<22} {:<10} {:>6} {:>10} {:>10}  digest", "id", "address", "role", "term", "commit", "applied");
+                println!(
+                    "{:<4} {:<22} {:<10} {:>6} {:>10} {:>10}  digest",
+                    "id", "address", "role", "term", "commit", "applied"
+                );
                 for m in &s.members {
                     let i = m.info.clone().unwrap_or_default();
                     if m.reachable {
                         println!(
                             "{:<4} {:<22} {:<10} {:>6} {:>10} {:>10}  {}",
-                            m.id, m.address, role_of(i.role), i.term, i.commit_index, i.applied_index, &i.digest[..i.digest.len().min(16)]
+                            m.id,
+                            m.address,
+                            role_of(i.role),
+                            i.term,
+                            i.commit_index,
+                            i.applied_index,
+                            &i.digest[..i.digest.len().min(16)]
                         );
                     } else {
                         println!("{:<4} {:<22} unreachable: {}", m.id, m.address, m.error);
@@ -654,17 +792,29 @@ pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> Result<Exit> {
         }
         ClusterCmd::AddNode { id, address } => {
             let idx = c.add_node(id, &address).await?;
-            print_done(conn, json!({"added": id, "address": address, "applied_index": idx}), &format!("node {id} added (index {idx})"));
+            print_done(
+                conn,
+                json!({"added": id, "address": address, "applied_index": idx}),
+                &format!("node {id} added (index {idx})"),
+            );
             Ok(Exit(0))
         }
         ClusterCmd::RemoveNode { id } => {
             let idx = c.remove_node(id).await?;
-            print_done(conn, json!({"removed": id, "applied_index": idx}), &format!("node {id} removed (index {idx})"));
+            print_done(
+                conn,
+                json!({"removed": id, "applied_index": idx}),
+                &format!("node {id} removed (index {idx})"),
+            );
             Ok(Exit(0))
         }
         ClusterCmd::TransferLeader { id } => {
             c.transfer_leader(id).await?;
-            print_done(conn, json!({"transfer_leader": id}), &format!("leadership transfer to node {id} requested"));
+            print_done(
+                conn,
+                json!({"transfer_leader": id}),
+                &format!("leadership transfer to node {id} requested"),
+            );
             Ok(Exit(0))
         }
     }
@@ -677,4 +827,3 @@ fn print_done(conn: &Conn, v: Value, human: &str) {
         println!("{human}");
     }
 }
-

@@ -25,7 +25,10 @@ pub fn node_args(opts: &DevOpts, id: u64, key: &Path) -> Vec<String> {
         "--id".into(),
         id.to_string(),
         "--data-dir".into(),
-        opts.data_dir.join(format!("node-{id}")).display().to_string(),
+        opts.data_dir
+            .join(format!("node-{id}"))
+            .display()
+            .to_string(),
         "--listen".into(),
         node_addr(opts.base_port, id),
         "--admin-key-file".into(),
@@ -45,10 +48,12 @@ pub async fn run(opts: DevOpts) -> Result<()> {
     if !(1..=9).contains(&opts.nodes) {
         bail!("--nodes must be between 1 and 9");
     }
-    std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("creating {}", opts.data_dir.display()))?;
     let key = opts.data_dir.join("admin.key");
     if !key.exists() {
-        api::client::generate_key_file(&key).with_context(|| format!("writing {}", key.display()))?;
+        api::client::generate_key_file(&key)
+            .with_context(|| format!("writing {}", key.display()))?;
     }
     let exe = std::env::current_exe().context("locating the suanpan binary")?;
     let mut children: Vec<(u64, Child)> = Vec::new();
@@ -62,10 +67,20 @@ pub async fn run(opts: DevOpts) -> Result<()> {
             .with_context(|| format!("starting node {id}"))?;
         children.push((id, child));
     }
-    let endpoints: Vec<String> = (1..=opts.nodes).map(|i| node_addr(opts.base_port, i)).collect();
-    println!("Suanpan dev cluster: {} nodes, data in {}", opts.nodes, opts.data_dir.display());
+    let endpoints: Vec<String> = (1..=opts.nodes)
+        .map(|i| node_addr(opts.base_port, i))
+        .collect();
+    println!(
+        "Suanpan dev cluster: {} nodes, data in {}",
+        opts.nodes,
+        opts.data_dir.display()
+    );
     for (i, e) in endpoints.iter().enumerate() {
-        println!("  node {} — {e}  (log: {})", i + 1, opts.data_dir.join(format!("node-{}.log", i + 1)).display());
+        println!(
+            "  node {} — {e}  (log: {})",
+            i + 1,
+            opts.data_dir.join(format!("node-{}.log", i + 1)).display()
+        );
     }
     println!("admin key: {}", key.display());
     println!("\nTry:");
@@ -105,7 +120,12 @@ pub async fn run(opts: DevOpts) -> Result<()> {
 
 /// SIGTERM (graceful), falling back to kill.
 pub fn terminate(c: &mut Child) {
-    let ok = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status().map(|s| s.success()).unwrap_or(false);
+    let ok = Command::new("kill")
+        .arg("-TERM")
+        .arg(c.id().to_string())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     if !ok {
         let _ = c.kill();
     }

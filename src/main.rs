@@ -16,7 +16,12 @@ mod demo;
 mod dev;
 
 #[derive(Parser)]
-#[command(name = "suanpan", version, about = "Replicated double-entry ledger for mobile payments", propagate_version = true)]
+#[command(
+    name = "suanpan",
+    version,
+    about = "Replicated double-entry ledger for mobile payments",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -110,6 +115,7 @@ struct NodeToml {
     election_tick: Option<usize>,
     heartbeat_tick: Option<usize>,
     snapshot_threshold_entries: Option<u64>,
+    log_retain_entries: Option<u64>,
     max_proposals_per_entry: Option<usize>,
     max_entry_bytes: Option<usize>,
 }
@@ -150,6 +156,9 @@ struct NodeArgs {
     /// Applied entries between snapshots (the log is compacted behind each snapshot).
     #[arg(long)]
     snapshot_threshold_entries: Option<u64>,
+    /// Entries kept in the log behind a snapshot (lagging followers catch up from the log).
+    #[arg(long)]
+    log_retain_entries: Option<u64>,
     /// Group commit: most client batches per Raft entry.
     #[arg(long)]
     max_proposals_per_entry: Option<usize>,
@@ -159,7 +168,9 @@ struct NodeArgs {
 }
 
 fn parse_peer(s: &str) -> Result<(u64, String)> {
-    let (id, addr) = s.split_once('=').ok_or_else(|| anyhow!("--peer takes ID=HOST:PORT, got {s:?}"))?;
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--peer takes ID=HOST:PORT, got {s:?}"))?;
     let id: u64 = id.parse().map_err(|_| anyhow!("bad peer id in {s:?}"))?;
     if id == 0 || addr.is_empty() {
         bail!("bad peer {s:?}");
@@ -172,12 +183,18 @@ async fn run_node(a: NodeArgs) -> Result<()> {
         bail!("--id must be non-zero");
     }
     let file: NodeToml = match &a.config {
-        Some(p) => toml::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
-            .with_context(|| format!("parsing {}", p.display()))?,
+        Some(p) => toml::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("parsing {}", p.display()))?,
         None => NodeToml::default(),
     };
     let mut cfg = api::node::NodeConfig::new(a.id, &a.data_dir, a.listen);
-    cfg.peers = a.peers.iter().map(|p| parse_peer(p)).collect::<Result<_>>()?;
+    cfg.peers = a
+        .peers
+        .iter()
+        .map(|p| parse_peer(p))
+        .collect::<Result<_>>()?;
     cfg.join = a.join;
     cfg.advertise = a.advertise;
     cfg.admin_key_file = a.admin_key_file;
@@ -193,44 +210,74 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     set!(election_tick);
     set!(heartbeat_tick);
     set!(snapshot_threshold_entries);
+    set!(log_retain_entries);
     set!(max_proposals_per_entry);
     set!(max_entry_bytes);
     let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
     };
-    api::node::run(cfg, shutdown).await.map_err(|e| anyhow!("{e}"))
+    api::node::run(cfg, shutdown)
+        .await
+        .map_err(|e| anyhow!("{e}"))
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SUANPAN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SUANPAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn init_tracing_quiet() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SUANPAN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SUANPAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn main() {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let r: Result<cli::Exit> = rt.block_on(async {
         match cli.command {
             Cmd::Node(a) => {
                 init_tracing();
                 run_node(a).await.map(|()| cli::Exit(0))
             }
-            Cmd::Dev { nodes, data_dir, base_port, node_args } => {
-                dev::run(dev::DevOpts { nodes, data_dir, base_port, extra_node_args: node_args }).await.map(|()| cli::Exit(0))
-            }
+            Cmd::Dev {
+                nodes,
+                data_dir,
+                base_port,
+                node_args,
+            } => dev::run(dev::DevOpts {
+                nodes,
+                data_dir,
+                base_port,
+                extra_node_args: node_args,
+            })
+            .await
+            .map(|()| cli::Exit(0)),
             Cmd::Keys(k) => cli::keys(k),
             Cmd::Clients { conn, cmd } => cli::clients(&conn, cmd).await,
             Cmd::Account { conn, cmd } => cli::account(&conn, cmd).await,
-            Cmd::History { conn, account, limit, after } => cli::history(&conn, account, limit, after).await,
+            Cmd::History {
+                conn,
+                account,
+                limit,
+                after,
+            } => cli::history(&conn, account, limit, after).await,
             Cmd::Transfer { conn, args } => cli::transfer(&conn, args).await,
             Cmd::Watch { conn, from, count } => cli::watch(&conn, from, count).await,
             Cmd::Cluster { conn, cmd } => cli::cluster(&conn, cmd).await,

@@ -8,7 +8,13 @@ use std::time::Duration;
 use common::*;
 
 fn ok(out: &std::process::Output) -> serde_json::Value {
-    assert!(out.status.success(), "exit {:?}: stdout={} stderr={}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}: stdout={} stderr={}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     json(out)
 }
 
@@ -21,37 +27,111 @@ async fn cli_round_trip() {
         "00000000-0000-4000-8000-0000000000a1",
         "00000000-0000-4000-8000-0000000000b1",
     );
-    let v = ok(&c.cli(&["account", "create", "--id", bank, "--currency", "CNY", "--kind", "system"]));
+    let v = ok(&c.cli(&[
+        "account",
+        "create",
+        "--id",
+        bank,
+        "--currency",
+        "CNY",
+        "--kind",
+        "system",
+    ]));
     assert_eq!(v["result"], "ok");
     for w in [alice, bob] {
-        assert_eq!(ok(&c.cli(&["account", "create", "--id", w, "--currency", "CNY"]))["result"], "ok");
+        assert_eq!(
+            ok(&c.cli(&["account", "create", "--id", w, "--currency", "CNY"]))["result"],
+            "ok"
+        );
     }
     // Retrying a creation is a replay, a different body a conflict (exit 3, structured result).
-    assert_eq!(ok(&c.cli(&["account", "create", "--id", alice, "--currency", "CNY"]))["result"], "ok");
+    assert_eq!(
+        ok(&c.cli(&["account", "create", "--id", alice, "--currency", "CNY"]))["result"],
+        "ok"
+    );
     let out = c.cli(&["account", "create", "--id", alice, "--currency", "USD"]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(json(&out)["result"], "idempotency_conflict");
 
     let t1 = "00000000-0000-4000-8000-000000000001";
-    assert_eq!(ok(&c.cli(&["transfer", "--id", t1, "--from", bank, "--to", alice, "--amount", "100.00"]))["result"], "ok");
+    assert_eq!(
+        ok(&c.cli(&["transfer", "--id", t1, "--from", bank, "--to", alice, "--amount", "100.00"]))
+            ["result"],
+        "ok"
+    );
     let t2 = "00000000-0000-4000-8000-000000000002";
-    assert_eq!(ok(&c.cli(&["transfer", "--id", t2, "--from", alice, "--to", bob, "--amount", "12.50"]))["result"], "ok");
-    let out = c.cli(&["transfer", "--id", "00000000-0000-4000-8000-000000000003", "--from", alice, "--to", bob, "--amount", "1000"]);
+    assert_eq!(
+        ok(&c.cli(&["transfer", "--id", t2, "--from", alice, "--to", bob, "--amount", "12.50"]))
+            ["result"],
+        "ok"
+    );
+    let out = c.cli(&[
+        "transfer",
+        "--id",
+        "00000000-0000-4000-8000-000000000003",
+        "--from",
+        alice,
+        "--to",
+        bob,
+        "--amount",
+        "1000",
+    ]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(json(&out)["result"], "insufficient_funds");
     // Bad input: a one-line reason, exit 1, nothing applied.
-    let out = c.cli(&["transfer", "--id", "00000000-0000-4000-8000-000000000004", "--from", alice, "--to", bob, "--amount", "1.234"]);
+    let out = c.cli(&[
+        "transfer",
+        "--id",
+        "00000000-0000-4000-8000-000000000004",
+        "--from",
+        alice,
+        "--to",
+        bob,
+        "--amount",
+        "1.234",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&out.stderr).trim().lines().count(), 1);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim().lines().count(),
+        1
+    );
 
     // Two-phase: hold 30, post 25.
     let p = "00000000-0000-4000-8000-000000000010";
-    assert_eq!(ok(&c.cli(&["transfer", "--id", p, "--from", alice, "--to", bob, "--amount", "30.00", "--pending", "--timeout", "600"]))["result"], "ok");
+    assert_eq!(
+        ok(&c.cli(&[
+            "transfer",
+            "--id",
+            p,
+            "--from",
+            alice,
+            "--to",
+            bob,
+            "--amount",
+            "30.00",
+            "--pending",
+            "--timeout",
+            "600"
+        ]))["result"],
+        "ok"
+    );
     let v = ok(&c.cli(&["account", "get", alice]));
     assert_eq!(v["accounts"][0]["balance"], "87.50");
     assert_eq!(v["accounts"][0]["available"], "57.50");
     let post = "00000000-0000-4000-8000-000000000011";
-    assert_eq!(ok(&c.cli(&["transfer", "post", "--id", post, "--pending-id", p, "--amount", "25.00"]))["result"], "ok");
+    assert_eq!(
+        ok(&c.cli(&[
+            "transfer",
+            "post",
+            "--id",
+            post,
+            "--pending-id",
+            p,
+            "--amount",
+            "25.00"
+        ]))["result"],
+        "ok"
+    );
     let v = ok(&c.cli(&["transfer", "get", p, post]));
     assert_eq!(v["transfers"][0]["state"], "pending_posted");
     assert_eq!(v["transfers"][1]["state"], "posted");
@@ -65,17 +145,40 @@ async fn cli_round_trip() {
     assert_eq!(v["postings"].as_array().unwrap().len(), 2);
     assert_eq!(v["postings"][0]["side"], "credit");
     let cursor = v["next_cursor"].as_u64().expect("more pages");
-    let v = ok(&c.cli(&["history", alice, "--limit", "10", "--after", &cursor.to_string()]));
-    let kinds: Vec<&str> = v["postings"].as_array().unwrap().iter().map(|p| p["kind"].as_str().unwrap()).collect();
+    let v = ok(&c.cli(&[
+        "history",
+        alice,
+        "--limit",
+        "10",
+        "--after",
+        &cursor.to_string(),
+    ]));
+    let kinds: Vec<&str> = v["postings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["pending_hold", "pending_post"]);
     assert!(v["next_cursor"].is_null());
 
     // Watch from the start: the first transfer appears with its result.
     let out = c.cli(&["watch", "--from", "1", "--count", "8"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let events: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(events.iter().any(|e| e["id"] == t2 && e["result"] == "ok" && e["command"]["type"] == "create_transfer"), "{events:?}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        events.iter().any(|e| e["id"] == t2
+            && e["result"] == "ok"
+            && e["command"]["type"] == "create_transfer"),
+        "{events:?}"
+    );
 
     // Status of the one-node cluster.
     let v = ok(&c.cli(&["cluster", "status"]));

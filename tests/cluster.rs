@@ -16,7 +16,11 @@ use rust_decimal::Decimal;
 use std::str::FromStr;
 
 fn scale() -> usize {
-    if std::env::var("SUANPAN_SOAK").is_ok() { 10 } else { 1 }
+    if std::env::var("SUANPAN_SOAK").is_ok() {
+        10
+    } else {
+        1
+    }
 }
 
 const READY: Duration = Duration::from_secs(60);
@@ -33,16 +37,25 @@ impl Rng {
 }
 
 /// Submits until the outcome is known, with the same ids every time (bounded by `deadline`).
-async fn submit_until_known(c: &Client, cmds: Vec<pb::Command>, deadline: Instant) -> (Vec<CommandOutcome>, u32) {
+async fn submit_until_known(
+    c: &Client,
+    cmds: Vec<pb::Command>,
+    deadline: Instant,
+) -> (Vec<CommandOutcome>, u32) {
     let mut retries = 0;
     loop {
         match c.submit_unbatched(cmds.clone()).await {
             Ok(r) => return (r, retries),
             Err(e) => {
-                assert!(Instant::now() < deadline, "gave up with outcome still unknown: {e}");
                 assert!(
-                    matches!(e, ClientError::OutcomeUnknown { .. } | ClientError::Unavailable { .. })
-                        || e.code() == Some(tonic::Code::Unavailable)
+                    Instant::now() < deadline,
+                    "gave up with outcome still unknown: {e}"
+                );
+                assert!(
+                    matches!(
+                        e,
+                        ClientError::OutcomeUnknown { .. } | ClientError::Unavailable { .. }
+                    ) || e.code() == Some(tonic::Code::Unavailable)
                         || e.code() == Some(tonic::Code::DeadlineExceeded),
                     "unexpected error: {e}"
                 );
@@ -60,8 +73,10 @@ async fn create_accounts(c: &Client, bank: Id, wallets: &[Id]) {
     }
     let (r, _) = submit_until_known(c, cmds, Instant::now() + READY).await;
     assert!(r.iter().all(|o| o.is_ok()), "{r:?}");
-    let fund: Vec<pb::Command> =
-        wallets.iter().map(|w| ops::transfer(api::client::new_id(), bank, *w, "1000000.00", "CNY")).collect();
+    let fund: Vec<pb::Command> = wallets
+        .iter()
+        .map(|w| ops::transfer(api::client::new_id(), bank, *w, "1000000.00", "CNY"))
+        .collect();
     let (r, _) = submit_until_known(c, fund, Instant::now() + READY).await;
     assert!(r.iter().all(|o| o.is_ok()), "{r:?}");
 }
@@ -72,6 +87,7 @@ type Expected = HashMap<Id, Decimal>;
 /// Runs `workers` concurrent clients doing `batches` batches of `per_batch` transfers among `wallets`;
 /// returns every acknowledged transfer (id → (command, outcome)) and the retry count.
 async fn load(
+    progress: Arc<std::sync::atomic::AtomicU64>,
     c: Client,
     wallets: Arc<Vec<Id>>,
     seed: u64,
@@ -81,7 +97,7 @@ async fn load(
 ) -> (HashMap<String, (pb::Command, CommandOutcome)>, u32) {
     let mut tasks = Vec::new();
     for w in 0..workers {
-        let (c, wallets) = (c.clone(), wallets.clone());
+        let (c, wallets, progress) = (c.clone(), wallets.clone(), progress.clone());
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng(seed ^ (w as u64 + 1) * 0x1234_5678);
             let mut acked = HashMap::new();
@@ -92,14 +108,18 @@ async fn load(
                         let a = wallets[(rng.next() % wallets.len() as u64) as usize];
                         let mut b = wallets[(rng.next() % wallets.len() as u64) as usize];
                         if a == b {
-                            b = wallets[(wallets.iter().position(|x| *x == a).unwrap() + 1) % wallets.len()];
+                            b = wallets[(wallets.iter().position(|x| *x == a).unwrap() + 1)
+                                % wallets.len()];
                         }
                         let amount = format!("{}.{:02}", 1 + rng.next() % 50, rng.next() % 100);
                         ops::transfer(api::client::new_id(), a, b, &amount, "CNY")
                     })
                     .collect();
-                let (r, n) = submit_until_known(&c, cmds.clone(), Instant::now() + Duration::from_secs(90)).await;
+                let (r, n) =
+                    submit_until_known(&c, cmds.clone(), Instant::now() + Duration::from_secs(90))
+                        .await;
                 retries += n;
+                progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 for (cmd, o) in cmds.into_iter().zip(r) {
                     assert!(o.is_ok(), "transfer failed: {o:?}");
                     acked.insert(o.id.clone(), (cmd, o));
@@ -118,9 +138,19 @@ async fn load(
     (all, retries)
 }
 
-fn expected(bank: Id, wallets: &[Id], acked: &HashMap<String, (pb::Command, CommandOutcome)>) -> Expected {
-    let mut e: Expected = wallets.iter().map(|w| (*w, Decimal::from_str("1000000.00").unwrap())).collect();
-    e.insert(bank, -Decimal::from_str("1000000.00").unwrap() * Decimal::from(wallets.len() as u64));
+fn expected(
+    bank: Id,
+    wallets: &[Id],
+    acked: &HashMap<String, (pb::Command, CommandOutcome)>,
+) -> Expected {
+    let mut e: Expected = wallets
+        .iter()
+        .map(|w| (*w, Decimal::from_str("1000000.00").unwrap()))
+        .collect();
+    e.insert(
+        bank,
+        -Decimal::from_str("1000000.00").unwrap() * Decimal::from(wallets.len() as u64),
+    );
     for (cmd, _) in acked.values() {
         if let Some(pb::command::Kind::CreateTransfer(t)) = &cmd.kind {
             for l in &t.legs {
@@ -135,7 +165,12 @@ fn expected(bank: Id, wallets: &[Id], acked: &HashMap<String, (pb::Command, Comm
 
 /// Every running replica holds every acknowledged transfer, balances equal the acknowledged history
 /// (so nothing applied twice or lost), money sums to zero, and digests match at equal applied index.
-async fn check_replicas(c: &Cluster, bank: Id, wallets: &[Id], acked: &HashMap<String, (pb::Command, CommandOutcome)>) {
+async fn check_replicas(
+    c: &Cluster,
+    bank: Id,
+    wallets: &[Id],
+    acked: &HashMap<String, (pb::Command, CommandOutcome)>,
+) {
     let (index, digest) = c.wait_converged(Duration::from_secs(60)).await;
     eprintln!("converged at index {index}, digest {digest}");
     let want = expected(bank, wallets, acked);
@@ -147,7 +182,12 @@ async fn check_replicas(c: &Cluster, bank: Id, wallets: &[Id], acked: &HashMap<S
         let local = c.local_client(n.id);
         for chunk in ids.chunks(500) {
             let r = local.get_transfers(chunk).await.unwrap();
-            assert!(r.not_found.is_empty(), "node {} lacks acknowledged transfers {:?}", n.id, &r.not_found[..r.not_found.len().min(5)]);
+            assert!(
+                r.not_found.is_empty(),
+                "node {} lacks acknowledged transfers {:?}",
+                n.id,
+                &r.not_found[..r.not_found.len().min(5)]
+            );
             assert_eq!(r.transfers.len(), chunk.len());
         }
         let mut all = vec![bank];
@@ -157,7 +197,13 @@ async fn check_replicas(c: &Cluster, bank: Id, wallets: &[Id], acked: &HashMap<S
         for a in &r.accounts {
             let bal = Decimal::from_str(&a.balance).unwrap();
             sum += bal;
-            assert_eq!(bal, want[&a.id.parse::<Id>().unwrap()], "node {} account {}", n.id, a.id);
+            assert_eq!(
+                bal,
+                want[&a.id.parse::<Id>().unwrap()],
+                "node {} account {}",
+                n.id,
+                a.id
+            );
         }
         assert_eq!(sum, Decimal::ZERO, "node {}: money not conserved", n.id);
     }
@@ -170,7 +216,12 @@ async fn check_retries(c: &Client, acked: &HashMap<String, (pb::Command, Command
         let cmds: Vec<pb::Command> = chunk.iter().map(|(c, _)| c.clone()).collect();
         let (r, _) = submit_until_known(c, cmds, Instant::now() + READY).await;
         for ((_, first), again) in chunk.iter().zip(r) {
-            assert_eq!((first.code_raw, first.timestamp_ns), (again.code_raw, again.timestamp_ns), "retry of {}", first.id);
+            assert_eq!(
+                (first.code_raw, first.timestamp_ns),
+                (again.code_raw, again.timestamp_ns),
+                "retry of {}",
+                first.id
+            );
         }
     }
 }
@@ -185,17 +236,39 @@ async fn leader_sigkill_under_load_loses_and_duplicates_nothing() {
     let wallets: Arc<Vec<Id>> = Arc::new((0..50).map(|_| api::client::new_id()).collect());
     create_accounts(&client, bank, &wallets).await;
 
-    let (workers, batches, per_batch) = (4, 30 * scale(), 25);
-    let load_task = tokio::spawn(load(client.clone(), wallets.clone(), seed, workers, batches, per_batch));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (workers, batches, per_batch) = (4, 100 * scale(), 25);
+    let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let load_task = tokio::spawn(load(
+        progress.clone(),
+        client.clone(),
+        wallets.clone(),
+        seed,
+        workers,
+        batches,
+        per_batch,
+    ));
+    // Kill the leader a quarter of the way through the load, restart it at half-way.
+    let total = (workers * batches) as u64;
+    while progress.load(std::sync::atomic::Ordering::Relaxed) < total / 4 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let leader = c.leader().await.expect("a leader");
-    eprintln!("killing leader {leader} (SIGKILL)");
+    eprintln!(
+        "killing leader {leader} (SIGKILL) after {} of {total} batches",
+        progress.load(std::sync::atomic::Ordering::Relaxed)
+    );
     c.kill(leader);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    eprintln!("restarting node {leader}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    eprintln!(
+        "restarting node {leader} after {} batches",
+        progress.load(std::sync::atomic::Ordering::Relaxed)
+    );
     c.spawn(leader);
     let (acked, retries) = load_task.await.unwrap();
-    eprintln!("acknowledged {} transfers, {retries} retried batches", acked.len());
+    eprintln!(
+        "acknowledged {} transfers, {retries} retried batches",
+        acked.len()
+    );
     assert_eq!(acked.len(), workers * batches * per_batch);
 
     check_replicas(&c, bank, &wallets, &acked).await;
@@ -207,22 +280,48 @@ async fn leader_sigkill_under_load_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wiped_follower_catches_up_through_a_snapshot() {
     let seed = seed();
-    let mut c = Cluster::start(3, &["--snapshot-threshold-entries", "20"]);
+    let mut c = Cluster::start(
+        3,
+        &[
+            "--snapshot-threshold-entries",
+            "20",
+            "--log-retain-entries",
+            "5",
+        ],
+    );
     let leader = c.wait_ready(READY).await;
     let client = c.client();
     let bank = api::client::new_id();
     let wallets: Arc<Vec<Id>> = Arc::new((0..20).map(|_| api::client::new_id()).collect());
     create_accounts(&client, bank, &wallets).await;
-    let follower = c.nodes.iter().map(|n| n.id).find(|id| *id != leader).unwrap();
+    let follower = c
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|id| *id != leader)
+        .unwrap();
     eprintln!("killing and wiping follower {follower}");
     c.kill(follower);
     c.wipe(follower);
     // Enough entries for the log to be compacted behind a snapshot meanwhile.
-    let (acked, _) = load(client.clone(), wallets.clone(), seed, 2, 40 * scale(), 10).await;
+    let (acked, _) = load(
+        Default::default(),
+        client.clone(),
+        wallets.clone(),
+        seed,
+        2,
+        40 * scale(),
+        10,
+    )
+    .await;
     c.spawn(follower);
     check_replicas(&c, bank, &wallets, &acked).await;
-    let log = std::fs::read_to_string(c.log_dir().join(format!("node-{follower}.log"))).unwrap_or_default();
-    assert!(log.to_lowercase().contains("snapshot"), "follower {follower} did not install a snapshot:\n{log}");
+    let log = std::fs::read_to_string(c.log_dir().join(format!("node-{follower}.log")))
+        .unwrap_or_default();
+    assert!(
+        log.contains("snapshot installed"),
+        "follower {follower} did not install a snapshot:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -239,7 +338,18 @@ async fn five_nodes_survive_two_failures_and_a_minority_accepts_no_writes() {
     c.kill(leader);
     c.kill(others[0]);
     let client = c.client();
-    let (r, _) = submit_until_known(&client, vec![ops::transfer(api::client::new_id(), wallets[0], wallets[1], "1.00", "CNY")], Instant::now() + READY).await;
+    let (r, _) = submit_until_known(
+        &client,
+        vec![ops::transfer(
+            api::client::new_id(),
+            wallets[0],
+            wallets[1],
+            "1.00",
+            "CNY",
+        )],
+        Instant::now() + READY,
+    )
+    .await;
     assert!(r[0].is_ok());
     // A third down: 2 of 5 cannot commit.
     c.kill(others[1]);
@@ -248,14 +358,26 @@ async fn five_nodes_survive_two_failures_and_a_minority_accepts_no_writes() {
     cfg.request_timeout_ms = 2_000;
     let minority = Client::connect(cfg, c.key()).unwrap();
     let id = api::client::new_id();
-    let err = minority.submit_unbatched(vec![ops::transfer(id, wallets[0], wallets[1], "2.00", "CNY")]).await;
+    let err = minority
+        .submit_unbatched(vec![ops::transfer(
+            id, wallets[0], wallets[1], "2.00", "CNY",
+        )])
+        .await;
     assert!(err.is_err(), "a minority accepted a write: {err:?}");
     // Heal: the write (same id) goes through exactly once.
     c.spawn(others[1]);
-    let (r, _) = submit_until_known(&c.client(), vec![ops::transfer(id, wallets[0], wallets[1], "2.00", "CNY")], Instant::now() + READY).await;
+    let (r, _) = submit_until_known(
+        &c.client(),
+        vec![ops::transfer(id, wallets[0], wallets[1], "2.00", "CNY")],
+        Instant::now() + READY,
+    )
+    .await;
     assert!(r[0].is_ok());
     let a = c.client().get_account(wallets[1]).await.unwrap().unwrap();
-    assert_eq!(Decimal::from_str(&a.balance).unwrap(), Decimal::from_str("1000003.00").unwrap());
+    assert_eq!(
+        Decimal::from_str(&a.balance).unwrap(),
+        Decimal::from_str("1000003.00").unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -267,21 +389,46 @@ async fn add_and_remove_nodes_while_serving() {
     let bank = api::client::new_id();
     let wallets: Arc<Vec<Id>> = Arc::new((0..20).map(|_| api::client::new_id()).collect());
     create_accounts(&client, bank, &wallets).await;
-    let load_task = tokio::spawn(load(client.clone(), wallets.clone(), seed, 2, 40 * scale(), 10));
+    let load_task = tokio::spawn(load(
+        Default::default(),
+        client.clone(),
+        wallets.clone(),
+        seed,
+        2,
+        100 * scale(),
+        10,
+    ));
     let addr = c.spawn_joining(4);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let out = c.cli(&["cluster", "add-node", "--id", "4", "--address", &addr]);
-    assert!(out.status.success(), "add-node: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "add-node: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let leader = c.leader().await.unwrap();
     let victim = (1..=3).find(|i| *i != leader).unwrap();
     let out = c.cli(&["cluster", "remove-node", "--id", &victim.to_string()]);
-    assert!(out.status.success(), "remove-node: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "remove-node: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (acked, _) = load_task.await.unwrap();
     c.kill(victim);
     check_replicas(&c, bank, &wallets, &acked).await;
     let status = json(&c.cli(&["cluster", "status"]));
-    let voters = status["members"].as_array().unwrap().iter().find(|m| m["reachable"] == true).unwrap()["voters"].clone();
+    let voters = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["reachable"] == true)
+        .unwrap()["voters"]
+        .clone();
     let voters: Vec<u64> = serde_json::from_value(voters).unwrap();
-    assert!(voters.contains(&4) && !voters.contains(&victim), "voters {voters:?}");
+    assert!(
+        voters.contains(&4) && !voters.contains(&victim),
+        "voters {voters:?}"
+    );
 }

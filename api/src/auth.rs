@@ -62,12 +62,22 @@ pub const PEER_PREFIX: &str = "/suanpan.v1.Peer/";
 pub const SUBMIT_PATH: &str = "/suanpan.v1.Ledger/Submit";
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The canonical string a client signs.
-pub fn canonical_string(method_path: &str, ts_ms: u64, nonce: &str, body_sha256: &[u8; 32]) -> String {
-    format!("suanpan-v1\n{method_path}\n{ts_ms}\n{nonce}\n{}", hex::encode(body_sha256))
+pub fn canonical_string(
+    method_path: &str,
+    ts_ms: u64,
+    nonce: &str,
+    body_sha256: &[u8; 32],
+) -> String {
+    format!(
+        "suanpan-v1\n{method_path}\n{ts_ms}\n{nonce}\n{}",
+        hex::encode(body_sha256)
+    )
 }
 
 pub fn peer_canonical_string(from: u64, to: u64, ts_ms: u64) -> String {
@@ -85,7 +95,13 @@ pub struct SignedHeaders {
 
 impl SignedHeaders {
     /// Signs a request whose protobuf encoding is `message_bytes`, at time `ts_ms`.
-    pub fn sign(key: &SigningKey, method_path: &str, message_bytes: &[u8], ts_ms: u64, nonce: String) -> SignedHeaders {
+    pub fn sign(
+        key: &SigningKey,
+        method_path: &str,
+        message_bytes: &[u8],
+        ts_ms: u64,
+        nonce: String,
+    ) -> SignedHeaders {
         let digest: [u8; 32] = Sha256::digest(message_bytes).into();
         let sig = key.sign(canonical_string(method_path, ts_ms, &nonce, &digest).as_bytes());
         SignedHeaders {
@@ -122,7 +138,11 @@ pub fn random_nonce() -> String {
 pub fn peer_headers(cluster_key: &SigningKey, from: u64, to: u64) -> [(&'static str, String); 3] {
     let ts = now_ms();
     let sig = cluster_key.sign(peer_canonical_string(from, to, ts).as_bytes());
-    [(HEADER_PEER_FROM, from.to_string()), (HEADER_PEER_TS, ts.to_string()), (HEADER_PEER_SIG, hex::encode(sig.to_bytes()))]
+    [
+        (HEADER_PEER_FROM, from.to_string()),
+        (HEADER_PEER_TS, ts.to_string()),
+        (HEADER_PEER_SIG, hex::encode(sig.to_bytes())),
+    ]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -131,7 +151,10 @@ pub fn peer_headers(cluster_key: &SigningKey, from: u64, to: u64) -> [(&'static 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     #[error("key file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("key file {path}: {reason}")]
     Format { path: String, reason: String },
 }
@@ -147,10 +170,16 @@ pub fn generate_key_file(path: &Path) -> Result<SigningKey, KeyFileError> {
 /// Writes `key` to a new file `path` as PKCS#8 PEM, mode 0600.
 pub fn save_key_file(path: &Path, key: &SigningKey) -> Result<(), KeyFileError> {
     use std::io::Write;
-    let io = |source| KeyFileError::Io { path: path.display().to_string(), source };
+    let io = |source| KeyFileError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     let pem = key
         .to_pkcs8_pem(Default::default())
-        .map_err(|e| KeyFileError::Format { path: path.display().to_string(), reason: e.to_string() })?;
+        .map_err(|e| KeyFileError::Format {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -166,8 +195,14 @@ pub fn save_key_file(path: &Path, key: &SigningKey) -> Result<(), KeyFileError> 
 
 /// Loads a key file: PKCS#8 PEM, or 64 hex digits (the 32-byte secret seed).
 pub fn load_key_file(path: &Path) -> Result<SigningKey, KeyFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Io { path: path.display().to_string(), source })?;
-    parse_key(&text).map_err(|reason| KeyFileError::Format { path: path.display().to_string(), reason })
+    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse_key(&text).map_err(|reason| KeyFileError::Format {
+        path: path.display().to_string(),
+        reason,
+    })
 }
 
 pub fn parse_key(text: &str) -> Result<SigningKey, String> {
@@ -176,7 +211,9 @@ pub fn parse_key(text: &str) -> Result<SigningKey, String> {
         return SigningKey::from_pkcs8_pem(t).map_err(|e| format!("not a PKCS#8 Ed25519 key: {e}"));
     }
     let bytes = hex::decode(t).map_err(|_| "neither PKCS#8 PEM nor hex".to_string())?;
-    let seed: [u8; 32] = bytes.try_into().map_err(|_| "a hex key is 32 bytes (64 hex digits)".to_string())?;
+    let seed: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| "a hex key is 32 bytes (64 hex digits)".to_string())?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
@@ -216,7 +253,11 @@ pub struct NonceCache {
 
 impl NonceCache {
     pub fn new(capacity: usize) -> NonceCache {
-        NonceCache { seen: HashSet::new(), by_expiry: BTreeSet::new(), capacity: capacity.max(1) }
+        NonceCache {
+            seen: HashSet::new(),
+            by_expiry: BTreeSet::new(),
+            capacity: capacity.max(1),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -230,7 +271,13 @@ impl NonceCache {
     /// Records a nonce valid until `expires_ms`. `Ok(false)` = replay; `Err(())` = cache full of
     /// unexpired entries (the request must be refused: evicting would allow replays).
     #[allow(clippy::result_unit_err)]
-    pub fn insert(&mut self, public_key: &[u8; 32], nonce: &str, now_ms: u64, expires_ms: u64) -> Result<bool, ()> {
+    pub fn insert(
+        &mut self,
+        public_key: &[u8; 32],
+        nonce: &str,
+        now_ms: u64,
+        expires_ms: u64,
+    ) -> Result<bool, ()> {
         while let Some(&(exp, h)) = self.by_expiry.first() {
             if exp >= now_ms {
                 break;
@@ -267,7 +314,11 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { window_ms: 60_000, nonce_cache_entries: 1 << 20, max_request_bytes: 8 << 20 }
+        AuthConfig {
+            window_ms: 60_000,
+            nonce_cache_entries: 1 << 20,
+            max_request_bytes: 8 << 20,
+        }
     }
 }
 
@@ -281,7 +332,11 @@ pub struct Authenticator {
     node_id: u64,
 }
 
-pub(crate) fn status_with_reason(code: tonic::Code, msg: impl Into<String>, reason: &str) -> Status {
+pub(crate) fn status_with_reason(
+    code: tonic::Code,
+    msg: impl Into<String>,
+    reason: &str,
+) -> Status {
     let mut s = Status::new(code, msg);
     if let Ok(v) = reason.parse() {
         s.metadata_mut().insert(HEADER_ERROR, v);
@@ -297,13 +352,26 @@ fn header<'a>(h: &'a http::HeaderMap, name: &str) -> Result<&'a str, Status> {
 }
 
 impl Authenticator {
-    pub fn new(cfg: AuthConfig, directory: Arc<dyn ClientDirectory>, peer_key: VerifyingKey, node_id: u64) -> Authenticator {
+    pub fn new(
+        cfg: AuthConfig,
+        directory: Arc<dyn ClientDirectory>,
+        peer_key: VerifyingKey,
+        node_id: u64,
+    ) -> Authenticator {
         let nonces = Mutex::new(NonceCache::new(cfg.nonce_cache_entries));
-        Authenticator { cfg, directory, nonces, peer_key, node_id }
+        Authenticator {
+            cfg,
+            directory,
+            nonces,
+            peer_key,
+            node_id,
+        }
     }
 
     fn check_ts(&self, ts: &str, now: u64) -> Result<u64, Status> {
-        let ts: u64 = ts.parse().map_err(|_| Status::unauthenticated("timestamp is not unix milliseconds"))?;
+        let ts: u64 = ts
+            .parse()
+            .map_err(|_| Status::unauthenticated("timestamp is not unix milliseconds"))?;
         if ts.abs_diff(now) > self.cfg.window_ms {
             return Err(Status::unauthenticated(format!(
                 "timestamp {ts} is outside the accepted window of ±{} ms around {now}",
@@ -314,7 +382,12 @@ impl Authenticator {
     }
 
     /// Verifies a client request given its headers, method path and message bytes.
-    pub fn verify_request(&self, path: &str, headers: &http::HeaderMap, message: &[u8]) -> Result<Caller, Status> {
+    pub fn verify_request(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+        message: &[u8],
+    ) -> Result<Caller, Status> {
         let key_hex = header(headers, HEADER_KEY)?;
         let ts = header(headers, HEADER_TS)?;
         let nonce = header(headers, HEADER_NONCE)?;
@@ -323,12 +396,17 @@ impl Authenticator {
         let ts = self.check_ts(ts, now)?;
         if nonce.len() < NONCE_CHARS_MIN
             || nonce.len() > NONCE_CHARS_MAX
-            || !nonce.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+            || !nonce
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         {
-            return Err(Status::unauthenticated("nonce must be 8..=64 characters of [A-Za-z0-9_-]"));
+            return Err(Status::unauthenticated(
+                "nonce must be 8..=64 characters of [A-Za-z0-9_-]",
+            ));
         }
         let mut key = [0u8; 32];
-        hex::decode_to_slice(key_hex, &mut key).map_err(|_| Status::unauthenticated("public key is not 64 hex digits"))?;
+        hex::decode_to_slice(key_hex, &mut key)
+            .map_err(|_| Status::unauthenticated("public key is not 64 hex digits"))?;
         let role = match self.directory.lookup(&key) {
             Some((_, true)) => return Err(Status::unauthenticated("client key revoked")),
             Some((role, false)) => role,
@@ -342,29 +420,56 @@ impl Authenticator {
             None => return Err(Status::unauthenticated("unknown client key")),
         };
         let mut sig = [0u8; 64];
-        hex::decode_to_slice(sig_hex, &mut sig).map_err(|_| Status::unauthenticated("signature is not 128 hex digits"))?;
-        let vk = VerifyingKey::from_bytes(&key).map_err(|_| Status::unauthenticated("invalid public key"))?;
+        hex::decode_to_slice(sig_hex, &mut sig)
+            .map_err(|_| Status::unauthenticated("signature is not 128 hex digits"))?;
+        let vk = VerifyingKey::from_bytes(&key)
+            .map_err(|_| Status::unauthenticated("invalid public key"))?;
         let digest: [u8; 32] = Sha256::digest(message).into();
-        vk.verify_strict(canonical_string(path, ts, nonce, &digest).as_bytes(), &Signature::from_bytes(&sig))
-            .map_err(|_| Status::unauthenticated("bad signature"))?;
-        match self.nonces.lock().insert(&key, nonce, now, ts.saturating_add(self.cfg.window_ms)) {
+        vk.verify_strict(
+            canonical_string(path, ts, nonce, &digest).as_bytes(),
+            &Signature::from_bytes(&sig),
+        )
+        .map_err(|_| Status::unauthenticated("bad signature"))?;
+        match self
+            .nonces
+            .lock()
+            .insert(&key, nonce, now, ts.saturating_add(self.cfg.window_ms))
+        {
             Ok(true) => {}
             Ok(false) => return Err(Status::unauthenticated("replayed nonce")),
-            Err(()) => return Err(status_with_reason(tonic::Code::Unavailable, "replay cache full, retry later", "overloaded")),
+            Err(()) => {
+                return Err(status_with_reason(
+                    tonic::Code::Unavailable,
+                    "replay cache full, retry later",
+                    "overloaded",
+                ))
+            }
         }
         if !role_allows(role, path) {
-            return Err(Status::permission_denied(format!("role {} may not call {path}", role.name())));
+            return Err(Status::permission_denied(format!(
+                "role {} may not call {path}",
+                role.name()
+            )));
         }
-        Ok(Caller { public_key: key, role })
+        Ok(Caller {
+            public_key: key,
+            role,
+        })
     }
 
     pub fn verify_peer(&self, headers: &http::HeaderMap) -> Result<u64, Status> {
-        let from: u64 = header(headers, HEADER_PEER_FROM)?.parse().map_err(|_| Status::unauthenticated("bad peer id"))?;
+        let from: u64 = header(headers, HEADER_PEER_FROM)?
+            .parse()
+            .map_err(|_| Status::unauthenticated("bad peer id"))?;
         let ts = self.check_ts(header(headers, HEADER_PEER_TS)?, now_ms())?;
         let mut sig = [0u8; 64];
-        hex::decode_to_slice(header(headers, HEADER_PEER_SIG)?, &mut sig).map_err(|_| Status::unauthenticated("bad peer signature"))?;
+        hex::decode_to_slice(header(headers, HEADER_PEER_SIG)?, &mut sig)
+            .map_err(|_| Status::unauthenticated("bad peer signature"))?;
         self.peer_key
-            .verify(peer_canonical_string(from, self.node_id, ts).as_bytes(), &Signature::from_bytes(&sig))
+            .verify(
+                peer_canonical_string(from, self.node_id, ts).as_bytes(),
+                &Signature::from_bytes(&sig),
+            )
             .map_err(|_| Status::unauthenticated("bad peer signature"))?;
         Ok(from)
     }
@@ -387,7 +492,10 @@ impl AuthLayer {
 impl<S> tower::Layer<S> for AuthLayer {
     type Service = AuthService<S>;
     fn layer(&self, inner: S) -> AuthService<S> {
-        AuthService { inner, auth: self.auth.clone() }
+        AuthService {
+            inner,
+            auth: self.auth.clone(),
+        }
     }
 }
 
@@ -406,8 +514,12 @@ async fn read_body(body: Body, max_bytes: usize) -> Result<(Bytes, Vec<u8>), Sta
     let raw = match limited.collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                return Err(Status::invalid_argument(format!("request exceeds the {max_bytes}-byte limit")));
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return Err(Status::invalid_argument(format!(
+                    "request exceeds the {max_bytes}-byte limit"
+                )));
             }
             return Err(Status::cancelled(format!("reading request: {e}")));
         }
@@ -419,7 +531,9 @@ async fn read_body(body: Body, max_bytes: usize) -> Result<(Bytes, Vec<u8>), Sta
             return Err(Status::invalid_argument("truncated gRPC frame"));
         }
         if rest[0] != 0 {
-            return Err(Status::invalid_argument("compressed requests are not supported"));
+            return Err(Status::invalid_argument(
+                "compressed requests are not supported",
+            ));
         }
         let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
         if rest.len() < 5 + len {
@@ -433,7 +547,10 @@ async fn read_body(body: Body, max_bytes: usize) -> Result<(Bytes, Vec<u8>), Sta
 
 impl<S> tower::Service<http::Request<Body>> for AuthService<S>
 where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
 {
@@ -506,7 +623,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         assert!(generate_key_file(&p).is_err(), "never overwrites");
         let hexp = dir.path().join("k.hex");
@@ -518,8 +638,14 @@ mod tests {
     fn roles() {
         assert!(role_allows(ClientRole::Payments, SUBMIT_PATH));
         assert!(!role_allows(ClientRole::FinanceRead, SUBMIT_PATH));
-        assert!(role_allows(ClientRole::FinanceRead, "/suanpan.v1.Ledger/GetAccounts"));
-        assert!(!role_allows(ClientRole::Payments, "/suanpan.v1.Admin/AddNode"));
+        assert!(role_allows(
+            ClientRole::FinanceRead,
+            "/suanpan.v1.Ledger/GetAccounts"
+        ));
+        assert!(!role_allows(
+            ClientRole::Payments,
+            "/suanpan.v1.Admin/AddNode"
+        ));
         assert!(role_allows(ClientRole::Admin, "/suanpan.v1.Admin/AddNode"));
     }
 }

@@ -23,8 +23,8 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
-pub use crate::auth::{generate_key_file, load_key_file, save_key_file, KeyFileError};
 use crate::auth::SignedHeaders;
+pub use crate::auth::{generate_key_file, load_key_file, save_key_file, KeyFileError};
 use crate::pb;
 use crate::server::HEADER_LEADER_ADDR;
 use crate::ErrorReason;
@@ -94,7 +94,9 @@ impl ClientError {
     /// The gRPC status behind the error, if any.
     pub fn status(&self) -> Option<&Status> {
         match self {
-            ClientError::Status(s) | ClientError::OutcomeUnknown { last: s, .. } | ClientError::Unavailable { last: s, .. } => Some(s),
+            ClientError::Status(s)
+            | ClientError::OutcomeUnknown { last: s, .. }
+            | ClientError::Unavailable { last: s, .. } => Some(s),
             _ => None,
         }
     }
@@ -146,7 +148,12 @@ pub mod cmd {
     }
 
     pub fn create_account(id: Id, currency: &str, kind: pb::AccountKind) -> pb::Command {
-        create_account_with(pb::CreateAccount { id: id.to_string(), currency: currency.into(), kind: kind as i32, ..Default::default() })
+        create_account_with(pb::CreateAccount {
+            id: id.to_string(),
+            currency: currency.into(),
+            kind: kind as i32,
+            ..Default::default()
+        })
     }
 
     pub fn create_account_with(a: pb::CreateAccount) -> pb::Command {
@@ -154,19 +161,44 @@ pub mod cmd {
     }
 
     pub fn leg(debit: Id, credit: Id, amount: &str, currency: &str) -> pb::Leg {
-        pb::Leg { debit_account_id: debit.to_string(), credit_account_id: credit.to_string(), amount: amount.into(), currency: currency.into() }
+        pb::Leg {
+            debit_account_id: debit.to_string(),
+            credit_account_id: credit.to_string(),
+            amount: amount.into(),
+            currency: currency.into(),
+        }
     }
 
     pub fn transfer(id: Id, debit: Id, credit: Id, amount: &str, currency: &str) -> pb::Command {
         transfer_legs(id, vec![leg(debit, credit, amount, currency)], None)
     }
 
-    pub fn pending_transfer(id: Id, debit: Id, credit: Id, amount: &str, currency: &str, timeout_seconds: u64) -> pb::Command {
-        transfer_legs(id, vec![leg(debit, credit, amount, currency)], Some(timeout_seconds))
+    pub fn pending_transfer(
+        id: Id,
+        debit: Id,
+        credit: Id,
+        amount: &str,
+        currency: &str,
+        timeout_seconds: u64,
+    ) -> pb::Command {
+        transfer_legs(
+            id,
+            vec![leg(debit, credit, amount, currency)],
+            Some(timeout_seconds),
+        )
     }
 
-    pub fn transfer_legs(id: Id, legs: Vec<pb::Leg>, pending_timeout_seconds: Option<u64>) -> pb::Command {
-        wrap(pb::command::Kind::CreateTransfer(pb::CreateTransfer { id: id.to_string(), legs, pending_timeout_seconds, reference: String::new() }))
+    pub fn transfer_legs(
+        id: Id,
+        legs: Vec<pb::Leg>,
+        pending_timeout_seconds: Option<u64>,
+    ) -> pb::Command {
+        wrap(pb::command::Kind::CreateTransfer(pb::CreateTransfer {
+            id: id.to_string(),
+            legs,
+            pending_timeout_seconds,
+            reference: String::new(),
+        }))
     }
 
     /// `amount`: `Some((amount, currency))` for a partial post.
@@ -180,7 +212,10 @@ pub mod cmd {
     }
 
     pub fn void_pending(id: Id, pending_id: Id) -> pb::Command {
-        wrap(pb::command::Kind::VoidPending(pb::VoidPending { id: id.to_string(), pending_id: pending_id.to_string() }))
+        wrap(pb::command::Kind::VoidPending(pb::VoidPending {
+            id: id.to_string(),
+            pending_id: pending_id.to_string(),
+        }))
     }
 
     pub fn set_account_status(id: Id, account: Id, status: pb::AccountStatus) -> pb::Command {
@@ -232,12 +267,21 @@ impl Core {
     }
 
     fn next_endpoint(&self, current: &str) -> String {
-        let i = self.endpoints.iter().position(|e| e == current).map_or(0, |i| (i + 1) % self.endpoints.len());
+        let i = self
+            .endpoints
+            .iter()
+            .position(|e| e == current)
+            .map_or(0, |i| (i + 1) % self.endpoints.len());
         self.endpoints[i].clone()
     }
 
     /// Calls one RPC with signing, redirects and retries.
-    async fn call<Req, Resp, F, Fut>(&self, path: &'static str, msg: Req, f: F) -> Result<Resp, ClientError>
+    async fn call<Req, Resp, F, Fut>(
+        &self,
+        path: &'static str,
+        msg: Req,
+        f: F,
+    ) -> Result<Resp, ClientError>
     where
         Req: prost::Message + Clone,
         F: Fn(Channel, Request<Req>) -> Fut,
@@ -267,22 +311,41 @@ impl Core {
             let mut redirect = None;
             match (status.code(), reason) {
                 (tonic::Code::Unavailable, Some(ErrorReason::NotLeader)) => {
-                    redirect = status.metadata().get(HEADER_LEADER_ADDR).and_then(|v| v.to_str().ok()).map(normalize);
+                    redirect = status
+                        .metadata()
+                        .get(HEADER_LEADER_ADDR)
+                        .and_then(|v| v.to_str().ok())
+                        .map(normalize);
                 }
-                (tonic::Code::Unavailable, Some(ErrorReason::OutcomeUnknown)) => maybe_applied = true,
+                (tonic::Code::Unavailable, Some(ErrorReason::OutcomeUnknown)) => {
+                    maybe_applied = true
+                }
                 (tonic::Code::Unavailable, Some(_)) => {}
-                (tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled | tonic::Code::Unknown, None) => {
+                (
+                    tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Cancelled
+                    | tonic::Code::Unknown,
+                    None,
+                ) => {
                     // Transport failure or timeout: the request may have been delivered.
-                    maybe_applied |= path == PATH_SUBMIT || status.code() != tonic::Code::Unavailable;
+                    maybe_applied |=
+                        path == PATH_SUBMIT || status.code() != tonic::Code::Unavailable;
                     target = self.next_endpoint(&target);
                 }
                 _ => return Err(ClientError::Status(status)),
             }
             if attempt >= self.cfg.max_attempts {
                 return Err(if maybe_applied {
-                    ClientError::OutcomeUnknown { attempts: attempt, last: status }
+                    ClientError::OutcomeUnknown {
+                        attempts: attempt,
+                        last: status,
+                    }
                 } else {
-                    ClientError::Unavailable { attempts: attempt, last: status }
+                    ClientError::Unavailable {
+                        attempts: attempt,
+                        last: status,
+                    }
                 });
             }
             if let Some(leader) = redirect {
@@ -291,24 +354,41 @@ impl Core {
                     continue; // follow the redirect at once
                 }
             }
-            let jitter = Duration::from_micros(rand::random::<u64>() % (backoff.as_micros() as u64 / 2 + 1));
+            let jitter =
+                Duration::from_micros(rand::random::<u64>() % (backoff.as_micros() as u64 / 2 + 1));
             tokio::time::sleep(backoff + jitter).await;
             backoff = (backoff * 2).min(Duration::from_millis(self.cfg.backoff_max_ms));
         }
     }
 
-    async fn submit_direct(&self, commands: Vec<pb::Command>) -> Result<Vec<CommandOutcome>, ClientError> {
+    async fn submit_direct(
+        &self,
+        commands: Vec<pb::Command>,
+    ) -> Result<Vec<CommandOutcome>, ClientError> {
         let n = commands.len();
         let resp = self
-            .call(PATH_SUBMIT, pb::SubmitRequest { commands }, |ch, r| async move {
-                pb::ledger_client::LedgerClient::new(ch).max_decoding_message_size(64 << 20).submit(r).await
-            })
+            .call(
+                PATH_SUBMIT,
+                pb::SubmitRequest { commands },
+                |ch, r| async move {
+                    pb::ledger_client::LedgerClient::new(ch)
+                        .max_decoding_message_size(64 << 20)
+                        .submit(r)
+                        .await
+                },
+            )
             .await?;
         if resp.results.len() != n {
-            return Err(ClientError::Status(Status::internal("server returned a result count different from the command count")));
+            return Err(ClientError::Status(Status::internal(
+                "server returned a result count different from the command count",
+            )));
         }
         let idx = resp.applied_index;
-        Ok(resp.results.into_iter().map(|r| CommandOutcome::from_pb(r, idx)).collect())
+        Ok(resp
+            .results
+            .into_iter()
+            .map(|r| CommandOutcome::from_pb(r, idx))
+            .collect())
     }
 }
 
@@ -328,7 +408,9 @@ impl Client {
     /// Creates a client (connections are opened lazily). Must be called within a Tokio runtime.
     pub fn connect(cfg: ClientConfig, key: SigningKey) -> Result<Client, ClientError> {
         if cfg.endpoints.is_empty() {
-            return Err(ClientError::Invalid("at least one endpoint is required".into()));
+            return Err(ClientError::Invalid(
+                "at least one endpoint is required".into(),
+            ));
         }
         let endpoints: Vec<String> = cfg.endpoints.iter().map(|e| normalize(e)).collect();
         let core = Arc::new(Core {
@@ -351,7 +433,10 @@ impl Client {
     }
 
     /// Submits commands, coalesced with concurrent `submit` calls. Results are in order.
-    pub async fn submit(&self, commands: Vec<pb::Command>) -> Result<Vec<CommandOutcome>, ClientError> {
+    pub async fn submit(
+        &self,
+        commands: Vec<pb::Command>,
+    ) -> Result<Vec<CommandOutcome>, ClientError> {
         if commands.is_empty() {
             return Err(ClientError::Invalid("empty batch".into()));
         }
@@ -359,26 +444,39 @@ impl Client {
             return self.submit_unbatched(commands).await;
         }
         let (reply, rx) = oneshot::channel();
-        self.batch_tx.send(Pending { commands, reply }).await.map_err(|_| ClientError::Closed)?;
+        self.batch_tx
+            .send(Pending { commands, reply })
+            .await
+            .map_err(|_| ClientError::Closed)?;
         rx.await.map_err(|_| ClientError::Closed)?
     }
 
     /// Submits commands as exactly one `Submit` RPC (no coalescing).
-    pub async fn submit_unbatched(&self, commands: Vec<pb::Command>) -> Result<Vec<CommandOutcome>, ClientError> {
+    pub async fn submit_unbatched(
+        &self,
+        commands: Vec<pb::Command>,
+    ) -> Result<Vec<CommandOutcome>, ClientError> {
         self.core.submit_direct(commands).await
     }
 
     /// Submits one command.
     pub async fn submit_one(&self, command: pb::Command) -> Result<CommandOutcome, ClientError> {
         let mut v = self.submit(vec![command]).await?;
-        v.pop().ok_or_else(|| ClientError::Status(Status::internal("no result")))
+        v.pop()
+            .ok_or_else(|| ClientError::Status(Status::internal("no result")))
     }
 
     pub async fn get_accounts(&self, ids: &[Id]) -> Result<pb::GetAccountsResponse, ClientError> {
-        let msg = pb::GetAccountsRequest { ids: ids.iter().map(Id::to_string).collect(), allow_stale: self.core.cfg.stale_reads };
+        let msg = pb::GetAccountsRequest {
+            ids: ids.iter().map(Id::to_string).collect(),
+            allow_stale: self.core.cfg.stale_reads,
+        };
         self.core
             .call("/suanpan.v1.Ledger/GetAccounts", msg, |ch, r| async move {
-                pb::ledger_client::LedgerClient::new(ch).max_decoding_message_size(64 << 20).get_accounts(r).await
+                pb::ledger_client::LedgerClient::new(ch)
+                    .max_decoding_message_size(64 << 20)
+                    .get_accounts(r)
+                    .await
             })
             .await
     }
@@ -389,66 +487,122 @@ impl Client {
     }
 
     pub async fn get_transfers(&self, ids: &[Id]) -> Result<pb::GetTransfersResponse, ClientError> {
-        let msg = pb::GetTransfersRequest { ids: ids.iter().map(Id::to_string).collect(), allow_stale: self.core.cfg.stale_reads };
+        let msg = pb::GetTransfersRequest {
+            ids: ids.iter().map(Id::to_string).collect(),
+            allow_stale: self.core.cfg.stale_reads,
+        };
         self.core
             .call("/suanpan.v1.Ledger/GetTransfers", msg, |ch, r| async move {
-                pb::ledger_client::LedgerClient::new(ch).max_decoding_message_size(64 << 20).get_transfers(r).await
+                pb::ledger_client::LedgerClient::new(ch)
+                    .max_decoding_message_size(64 << 20)
+                    .get_transfers(r)
+                    .await
             })
             .await
     }
 
     /// One page of an account's history (postings with `seq > after_seq`, at most `limit`).
-    pub async fn list_account_history(&self, account: Id, after_seq: u64, limit: u32) -> Result<pb::ListAccountHistoryResponse, ClientError> {
-        let msg = pb::ListAccountHistoryRequest { account_id: account.to_string(), after_seq, limit, allow_stale: self.core.cfg.stale_reads };
+    pub async fn list_account_history(
+        &self,
+        account: Id,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<pb::ListAccountHistoryResponse, ClientError> {
+        let msg = pb::ListAccountHistoryRequest {
+            account_id: account.to_string(),
+            after_seq,
+            limit,
+            allow_stale: self.core.cfg.stale_reads,
+        };
         self.core
-            .call("/suanpan.v1.Ledger/ListAccountHistory", msg, |ch, r| async move {
-                pb::ledger_client::LedgerClient::new(ch).max_decoding_message_size(64 << 20).list_account_history(r).await
-            })
+            .call(
+                "/suanpan.v1.Ledger/ListAccountHistory",
+                msg,
+                |ch, r| async move {
+                    pb::ledger_client::LedgerClient::new(ch)
+                        .max_decoding_message_size(64 << 20)
+                        .list_account_history(r)
+                        .await
+                },
+            )
             .await
     }
 
-    pub async fn get_balance_at(&self, account: Id, timestamp_ns: u64) -> Result<pb::GetBalanceAtResponse, ClientError> {
-        let msg = pb::GetBalanceAtRequest { account_id: account.to_string(), timestamp_ns, allow_stale: self.core.cfg.stale_reads };
+    pub async fn get_balance_at(
+        &self,
+        account: Id,
+        timestamp_ns: u64,
+    ) -> Result<pb::GetBalanceAtResponse, ClientError> {
+        let msg = pb::GetBalanceAtRequest {
+            account_id: account.to_string(),
+            timestamp_ns,
+            allow_stale: self.core.cfg.stale_reads,
+        };
         self.core
             .call("/suanpan.v1.Ledger/GetBalanceAt", msg, |ch, r| async move {
-                pb::ledger_client::LedgerClient::new(ch).get_balance_at(r).await
+                pb::ledger_client::LedgerClient::new(ch)
+                    .get_balance_at(r)
+                    .await
             })
             .await
     }
 
     /// Streams applied batches from `from_index` (0 = from now). The stream is not resumed
     /// automatically: on error, call again with the last index + 1.
-    pub async fn watch_events(&self, from_index: u64) -> Result<tonic::Streaming<pb::WatchEvent>, ClientError> {
+    pub async fn watch_events(
+        &self,
+        from_index: u64,
+    ) -> Result<tonic::Streaming<pb::WatchEvent>, ClientError> {
         self.core
-            .call("/suanpan.v1.Ledger/WatchEvents", pb::WatchEventsRequest { from_index }, |ch, mut r| async move {
-                // The per-attempt deadline must not cut the stream.
-                r.metadata_mut().remove("grpc-timeout");
-                pb::ledger_client::LedgerClient::new(ch).max_decoding_message_size(64 << 20).watch_events(r).await
-            })
+            .call(
+                "/suanpan.v1.Ledger/WatchEvents",
+                pb::WatchEventsRequest { from_index },
+                |ch, mut r| async move {
+                    // The per-attempt deadline must not cut the stream.
+                    r.metadata_mut().remove("grpc-timeout");
+                    pb::ledger_client::LedgerClient::new(ch)
+                        .max_decoding_message_size(64 << 20)
+                        .watch_events(r)
+                        .await
+                },
+            )
             .await
     }
 
     pub async fn cluster_status(&self) -> Result<pb::ClusterStatusResponse, ClientError> {
         self.core
-            .call("/suanpan.v1.Admin/ClusterStatus", pb::ClusterStatusRequest {}, |ch, r| async move {
-                pb::admin_client::AdminClient::new(ch).cluster_status(r).await
-            })
+            .call(
+                "/suanpan.v1.Admin/ClusterStatus",
+                pb::ClusterStatusRequest {},
+                |ch, r| async move {
+                    pb::admin_client::AdminClient::new(ch)
+                        .cluster_status(r)
+                        .await
+                },
+            )
             .await
     }
 
     pub async fn node_info(&self) -> Result<pb::NodeInfoResponse, ClientError> {
         self.core
-            .call("/suanpan.v1.Admin/NodeInfo", pb::NodeInfoRequest {}, |ch, r| async move {
-                pb::admin_client::AdminClient::new(ch).node_info(r).await
-            })
+            .call(
+                "/suanpan.v1.Admin/NodeInfo",
+                pb::NodeInfoRequest {},
+                |ch, r| async move { pb::admin_client::AdminClient::new(ch).node_info(r).await },
+            )
             .await
     }
 
     pub async fn add_node(&self, id: u64, address: &str) -> Result<u64, ClientError> {
-        let msg = pb::AddNodeRequest { id, address: address.to_string() };
+        let msg = pb::AddNodeRequest {
+            id,
+            address: address.to_string(),
+        };
         let r = self
             .core
-            .call("/suanpan.v1.Admin/AddNode", msg, |ch, r| async move { pb::admin_client::AdminClient::new(ch).add_node(r).await })
+            .call("/suanpan.v1.Admin/AddNode", msg, |ch, r| async move {
+                pb::admin_client::AdminClient::new(ch).add_node(r).await
+            })
             .await?;
         Ok(r.applied_index)
     }
@@ -456,23 +610,36 @@ impl Client {
     pub async fn remove_node(&self, id: u64) -> Result<u64, ClientError> {
         let r = self
             .core
-            .call("/suanpan.v1.Admin/RemoveNode", pb::RemoveNodeRequest { id }, |ch, r| async move {
-                pb::admin_client::AdminClient::new(ch).remove_node(r).await
-            })
+            .call(
+                "/suanpan.v1.Admin/RemoveNode",
+                pb::RemoveNodeRequest { id },
+                |ch, r| async move { pb::admin_client::AdminClient::new(ch).remove_node(r).await },
+            )
             .await?;
         Ok(r.applied_index)
     }
 
     pub async fn transfer_leader(&self, id: u64) -> Result<(), ClientError> {
         self.core
-            .call("/suanpan.v1.Admin/TransferLeader", pb::TransferLeaderRequest { id }, |ch, r| async move {
-                pb::admin_client::AdminClient::new(ch).transfer_leader(r).await
-            })
+            .call(
+                "/suanpan.v1.Admin/TransferLeader",
+                pb::TransferLeaderRequest { id },
+                |ch, r| async move {
+                    pb::admin_client::AdminClient::new(ch)
+                        .transfer_leader(r)
+                        .await
+                },
+            )
             .await?;
         Ok(())
     }
 
-    pub async fn register_client(&self, public_key: &VerifyingKey, role: ClientRole, name: &str) -> Result<CommandOutcome, ClientError> {
+    pub async fn register_client(
+        &self,
+        public_key: &VerifyingKey,
+        role: ClientRole,
+        name: &str,
+    ) -> Result<CommandOutcome, ClientError> {
         let msg = pb::RegisterClientRequest {
             public_key: public_key.as_bytes().to_vec(),
             role: crate::wire::client_role_to_pb(role) as i32,
@@ -481,21 +648,35 @@ impl Client {
         };
         let r = self
             .core
-            .call("/suanpan.v1.Admin/RegisterClient", msg, |ch, r| async move {
-                pb::admin_client::AdminClient::new(ch).register_client(r).await
-            })
+            .call(
+                "/suanpan.v1.Admin/RegisterClient",
+                msg,
+                |ch, r| async move {
+                    pb::admin_client::AdminClient::new(ch)
+                        .register_client(r)
+                        .await
+                },
+            )
             .await?;
         r.result
             .map(|x| CommandOutcome::from_pb(x, r.applied_index))
             .ok_or_else(|| ClientError::Status(Status::internal("missing result")))
     }
 
-    pub async fn revoke_client(&self, public_key: &VerifyingKey) -> Result<CommandOutcome, ClientError> {
-        let msg = pb::RevokeClientRequest { public_key: public_key.as_bytes().to_vec(), command_id: new_id().to_string() };
+    pub async fn revoke_client(
+        &self,
+        public_key: &VerifyingKey,
+    ) -> Result<CommandOutcome, ClientError> {
+        let msg = pb::RevokeClientRequest {
+            public_key: public_key.as_bytes().to_vec(),
+            command_id: new_id().to_string(),
+        };
         let r = self
             .core
             .call("/suanpan.v1.Admin/RevokeClient", msg, |ch, r| async move {
-                pb::admin_client::AdminClient::new(ch).revoke_client(r).await
+                pb::admin_client::AdminClient::new(ch)
+                    .revoke_client(r)
+                    .await
             })
             .await?;
         r.result
@@ -504,7 +685,9 @@ impl Client {
     }
 
     pub async fn list_clients(&self) -> Result<Vec<pb::ClientInfo>, ClientError> {
-        let msg = pb::ListClientsRequest { allow_stale: self.core.cfg.stale_reads };
+        let msg = pb::ListClientsRequest {
+            allow_stale: self.core.cfg.stale_reads,
+        };
         let r = self
             .core
             .call("/suanpan.v1.Admin/ListClients", msg, |ch, r| async move {
@@ -547,7 +730,9 @@ async fn batcher(core: Arc<Core>, mut rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
         let core = core.clone();
         tokio::spawn(async move {
             send_group(&core, group).await;
@@ -573,7 +758,9 @@ async fn send_group(core: &Core, group: Vec<Pending>) {
                 let _ = reply.send(Ok(mine));
             }
         }
-        Err(ClientError::Status(s)) if s.code() == tonic::Code::InvalidArgument && replies.len() > 1 => {
+        Err(ClientError::Status(s))
+            if s.code() == tonic::Code::InvalidArgument && replies.len() > 1 =>
+        {
             // Someone's input is invalid: isolate it by sending each caller's part alone.
             let each = parts.into_iter().map(|cmds| core.submit_direct(cmds));
             let outcomes = futures::future::join_all(each).await;

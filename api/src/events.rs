@@ -22,7 +22,11 @@ pub struct EventLogConfig {
 
 impl Default for EventLogConfig {
     fn default() -> Self {
-        EventLogConfig { max_batches: 4_096, max_commands: 131_072, live_buffer_batches: 1_024 }
+        EventLogConfig {
+            max_batches: 4_096,
+            max_commands: 131_072,
+            live_buffer_batches: 1_024,
+        }
     }
 }
 
@@ -49,7 +53,15 @@ impl EventLog {
     /// before it were applied by an earlier incarnation and are not in the ring).
     pub fn new(cfg: EventLogConfig, applied_index: u64) -> EventLog {
         let (live, _) = broadcast::channel(cfg.live_buffer_batches.max(1));
-        EventLog { cfg, ring: Mutex::new(Ring { events: VecDeque::new(), commands: 0, complete_from: applied_index + 1 }), live }
+        EventLog {
+            cfg,
+            ring: Mutex::new(Ring {
+                events: VecDeque::new(),
+                commands: 0,
+                complete_from: applied_index + 1,
+            }),
+            live,
+        }
     }
 
     /// Records one applied batch (called by the state machine, in log order).
@@ -58,7 +70,9 @@ impl EventLog {
         let mut r = self.ring.lock();
         r.commands += event.events.len();
         r.events.push_back(event.clone());
-        while r.events.len() > self.cfg.max_batches || (r.commands > self.cfg.max_commands && r.events.len() > 1) {
+        while r.events.len() > self.cfg.max_batches
+            || (r.commands > self.cfg.max_commands && r.events.len() > 1)
+        {
             if let Some(old) = r.events.pop_front() {
                 r.commands -= old.events.len();
                 r.complete_from = old.index + 1;
@@ -78,7 +92,16 @@ impl EventLog {
     /// Events with index >= `from` (or none if `from == 0`) and a live subscription that
     /// continues exactly after them.
     #[allow(clippy::result_large_err)]
-    fn catch_up(&self, from: u64) -> Result<(Vec<Arc<pb::WatchEvent>>, broadcast::Receiver<Arc<pb::WatchEvent>>), Status> {
+    fn catch_up(
+        &self,
+        from: u64,
+    ) -> Result<
+        (
+            Vec<Arc<pb::WatchEvent>>,
+            broadcast::Receiver<Arc<pb::WatchEvent>>,
+        ),
+        Status,
+    > {
         let r = self.ring.lock();
         let rx = self.live.subscribe();
         if from == 0 {
@@ -90,7 +113,14 @@ impl EventLog {
                 r.complete_from
             )));
         }
-        Ok((r.events.iter().filter(|e| e.index >= from).cloned().collect(), rx))
+        Ok((
+            r.events
+                .iter()
+                .filter(|e| e.index >= from)
+                .cloned()
+                .collect(),
+            rx,
+        ))
     }
 
     /// Starts a watcher task feeding a bounded channel.
@@ -138,7 +168,9 @@ impl EventLog {
                     },
                 }
             }
-            let _ = tx.send(Err(Status::unavailable("node shutting down"))).await;
+            let _ = tx
+                .send(Err(Status::unavailable("node shutting down")))
+                .await;
         });
         Ok(out)
     }

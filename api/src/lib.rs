@@ -110,6 +110,10 @@ impl ErrorReason {
 
     /// The reason carried by a status, if any.
     pub fn of(status: &tonic::Status) -> Option<ErrorReason> {
-        status.metadata().get(auth::HEADER_ERROR).and_then(|v| v.to_str().ok()).and_then(ErrorReason::parse)
+        status
+            .metadata()
+            .get(auth::HEADER_ERROR)
+            .and_then(|v| v.to_str().ok())
+            .and_then(ErrorReason::parse)
     }
 }

@@ -27,6 +27,8 @@ pub struct RaftTuning {
     pub election_tick: usize,
     pub heartbeat_tick: usize,
     pub snapshot_threshold_entries: u64,
+    /// Entries kept behind a snapshot for followers that lag a little.
+    pub log_retain_entries: u64,
     /// Group commit: most `Submit` batches packed into one log entry.
     pub max_proposals_per_entry: usize,
     /// Largest log entry, in bytes.
@@ -41,6 +43,7 @@ impl Default for RaftTuning {
             election_tick: c.election_tick,
             heartbeat_tick: c.heartbeat_tick,
             snapshot_threshold_entries: c.snapshot_threshold_entries,
+            log_retain_entries: c.log_retain_entries,
             max_proposals_per_entry: c.max_proposals_per_entry,
             max_entry_bytes: c.max_entry_bytes,
         }
@@ -118,7 +121,10 @@ struct LedgerDirectory(SharedLedger);
 
 impl ClientDirectory for LedgerDirectory {
     fn lookup(&self, public_key: &[u8; 32]) -> Option<(ClientRole, bool)> {
-        self.0.lock().client(public_key).map(|c| (c.role, c.revoked))
+        self.0
+            .lock()
+            .client(public_key)
+            .map(|c| (c.role, c.revoked))
     }
     fn is_empty(&self) -> bool {
         self.0.lock().clients().is_empty()
@@ -169,7 +175,9 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         return Err(NodeError::Config("node id must be non-zero".into()));
     }
     if cfg.peers.iter().any(|(id, _)| *id == 0 || *id == cfg.id) {
-        return Err(NodeError::Config("peers must have non-zero ids other than this node's".into()));
+        return Err(NodeError::Config(
+            "peers must have non-zero ids other than this node's".into(),
+        ));
     }
     std::fs::create_dir_all(&cfg.data_dir)?;
     let admin_key = load_or_create_admin_key(&cfg)?;
@@ -178,25 +186,41 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     let ledger: SharedLedger = Arc::new(Mutex::new(Ledger::open(RocksStore::new(db.clone())?)?));
     let events = Arc::new(EventLog::new(cfg.events, ledger.lock().applied_index()));
 
-    let incoming = tonic::transport::server::TcpIncoming::bind(cfg.listen)?.with_nodelay(Some(true));
+    let incoming =
+        tonic::transport::server::TcpIncoming::bind(cfg.listen)?.with_nodelay(Some(true));
     let local_addr = incoming.local_addr()?;
-    let advertise = cfg.advertise.clone().unwrap_or_else(|| local_addr.to_string());
+    let advertise = cfg
+        .advertise
+        .clone()
+        .unwrap_or_else(|| local_addr.to_string());
 
-    let peers = Arc::new(PeerBook::new(cfg.peers.iter().cloned().chain([(cfg.id, advertise.clone())])));
+    let peers = Arc::new(PeerBook::new(
+        cfg.peers
+            .iter()
+            .cloned()
+            .chain([(cfg.id, advertise.clone())]),
+    ));
     let mut transport_cfg = cfg.transport.clone();
     let mut raft_cfg = consensus::Config::new(cfg.id, Vec::new());
     raft_cfg.tick_interval_ms = cfg.raft.tick_interval_ms;
     raft_cfg.election_tick = cfg.raft.election_tick;
     raft_cfg.heartbeat_tick = cfg.raft.heartbeat_tick;
     raft_cfg.snapshot_threshold_entries = cfg.raft.snapshot_threshold_entries;
+    raft_cfg.log_retain_entries = cfg.raft.log_retain_entries;
     raft_cfg.max_proposals_per_entry = cfg.raft.max_proposals_per_entry;
     raft_cfg.max_entry_bytes = cfg.raft.max_entry_bytes;
     raft_cfg.initial_voters = if cfg.join {
         cfg.peers.iter().map(|(id, _)| *id).collect()
     } else {
-        cfg.peers.iter().map(|(id, _)| *id).chain([cfg.id]).collect()
+        cfg.peers
+            .iter()
+            .map(|(id, _)| *id)
+            .chain([cfg.id])
+            .collect()
     };
-    transport_cfg.max_frame_bytes = transport_cfg.max_frame_bytes.max(raft_cfg.max_message_bytes);
+    transport_cfg.max_frame_bytes = transport_cfg
+        .max_frame_bytes
+        .max(raft_cfg.max_message_bytes);
     let single_voter = raft_cfg.initial_voters == [cfg.id];
     let transport = Arc::new(GrpcTransport::new(
         cfg.id,
@@ -266,7 +290,10 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         let _ = stop_rx.await;
     }));
 
-    let bootstrap = tokio::spawn(bootstrap_admin(ctx.clone(), admin_key.verifying_key().to_bytes()));
+    let bootstrap = tokio::spawn(bootstrap_admin(
+        ctx.clone(),
+        admin_key.verifying_key().to_bytes(),
+    ));
     tracing::info!(node = cfg.id, %local_addr, "suanpan node listening");
     Ok(RunningNode {
         id: cfg.id,
@@ -297,12 +324,17 @@ async fn bootstrap_admin(ctx: Arc<NodeContext>, key: [u8; 32]) {
             return;
         }
         if ctx.raft.is_leader() {
-            let rx = ctx.raft.propose(encode_proposal(std::slice::from_ref(&cmd)));
+            let rx = ctx
+                .raft
+                .propose(encode_proposal(std::slice::from_ref(&cmd)));
             match tokio::time::timeout(Duration::from_secs(5), rx).await {
                 Ok(Ok(consensus::ProposeOutcome::Applied { .. })) => {
                     tracing::info!(node = ctx.id, "registered the bootstrap admin key");
                 }
-                other => tracing::debug!(node = ctx.id, "bootstrap admin registration not applied yet: {other:?}"),
+                other => tracing::debug!(
+                    node = ctx.id,
+                    "bootstrap admin registration not applied yet: {other:?}"
+                ),
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -326,7 +358,10 @@ impl RunningNode {
             Some(mut h) => match tokio::time::timeout(SHUTDOWN_GRACE, &mut h).await {
                 Ok(r) => r.unwrap_or(Ok(())),
                 Err(_) => {
-                    tracing::warn!(node = self.id, "server did not stop within the grace period; aborting it");
+                    tracing::warn!(
+                        node = self.id,
+                        "server did not stop within the grace period; aborting it"
+                    );
                     h.abort();
                     Ok(())
                 }

@@ -35,7 +35,9 @@ const PEER_BOOK_MAX: usize = 1_024;
 
 impl PeerBook {
     pub fn new(initial: impl IntoIterator<Item = (u64, String)>) -> PeerBook {
-        PeerBook { addrs: RwLock::new(initial.into_iter().collect()) }
+        PeerBook {
+            addrs: RwLock::new(initial.into_iter().collect()),
+        }
     }
     pub fn get(&self, id: u64) -> Option<String> {
         self.addrs.read().get(&id).cloned()
@@ -100,9 +102,17 @@ pub(crate) fn error(code: tonic::Code, reason: ErrorReason, msg: impl Into<Strin
 impl NodeContext {
     fn not_leader(&self, leader_id: Option<u64>) -> Status {
         match leader_id.filter(|l| *l != 0 && *l != self.id) {
-            None => error(tonic::Code::Unavailable, ErrorReason::NoLeader, "no leader known yet; retry shortly"),
+            None => error(
+                tonic::Code::Unavailable,
+                ErrorReason::NoLeader,
+                "no leader known yet; retry shortly",
+            ),
             Some(l) => {
-                let mut s = error(tonic::Code::Unavailable, ErrorReason::NotLeader, format!("node {} is not the leader; node {l} is", self.id));
+                let mut s = error(
+                    tonic::Code::Unavailable,
+                    ErrorReason::NotLeader,
+                    format!("node {} is not the leader; node {l} is", self.id),
+                );
                 if let Ok(v) = l.to_string().parse() {
                     s.metadata_mut().insert(HEADER_LEADER_ID, v);
                 }
@@ -117,7 +127,13 @@ impl NodeContext {
     }
 
     fn status(&self) -> Result<consensus::NodeStatus, Status> {
-        self.raft.status().map_err(|e| error(tonic::Code::Unavailable, ErrorReason::Stopped, format!("raft node stopped: {e}")))
+        self.raft.status().map_err(|e| {
+            error(
+                tonic::Code::Unavailable,
+                ErrorReason::Stopped,
+                format!("raft node stopped: {e}"),
+            )
+        })
     }
 
     fn require_leader(&self) -> Result<(), Status> {
@@ -138,19 +154,39 @@ impl NodeContext {
                 "outcome unknown (leadership changed); retry with the same ids",
             )),
             ProposeOutcome::Rejected { reason } => Err(match reason {
-                RejectReason::TooLarge => Status::invalid_argument("batch too large for one log entry"),
-                RejectReason::Overloaded => error(tonic::Code::Unavailable, ErrorReason::Overloaded, "node overloaded; nothing applied, retry later"),
-                RejectReason::ConfChangeInProgress => {
-                    Status::failed_precondition("another membership change is in progress; retry when it completes")
+                RejectReason::TooLarge => {
+                    Status::invalid_argument("batch too large for one log entry")
                 }
-                RejectReason::Stopped => error(tonic::Code::Unavailable, ErrorReason::Stopped, "raft node stopped"),
+                RejectReason::Overloaded => error(
+                    tonic::Code::Unavailable,
+                    ErrorReason::Overloaded,
+                    "node overloaded; nothing applied, retry later",
+                ),
+                RejectReason::ConfChangeInProgress => Status::failed_precondition(
+                    "another membership change is in progress; retry when it completes",
+                ),
+                RejectReason::Stopped => error(
+                    tonic::Code::Unavailable,
+                    ErrorReason::Stopped,
+                    "raft node stopped",
+                ),
             }),
         }
     }
 
-    async fn await_outcome(&self, rx: tokio::sync::oneshot::Receiver<ProposeOutcome>) -> Result<(u64, Vec<u8>), Status> {
-        let unknown = || error(tonic::Code::Unavailable, ErrorReason::OutcomeUnknown, "outcome unknown; retry with the same ids");
-        match tokio::time::timeout(Duration::from_millis(self.limits.propose_timeout_ms), rx).await {
+    async fn await_outcome(
+        &self,
+        rx: tokio::sync::oneshot::Receiver<ProposeOutcome>,
+    ) -> Result<(u64, Vec<u8>), Status> {
+        let unknown = || {
+            error(
+                tonic::Code::Unavailable,
+                ErrorReason::OutcomeUnknown,
+                "outcome unknown; retry with the same ids",
+            )
+        };
+        match tokio::time::timeout(Duration::from_millis(self.limits.propose_timeout_ms), rx).await
+        {
             Ok(Ok(outcome)) => self.map_outcome(outcome),
             Ok(Err(_)) | Err(_) => Err(unknown()),
         }
@@ -162,11 +198,16 @@ impl NodeContext {
         let rx = self.raft.propose(encode_proposal(commands));
         let (index, bytes) = self.await_outcome(rx).await?;
         if bytes == UNDECODABLE_RESULT {
-            return Err(Status::internal("the state machine could not decode the proposal"));
+            return Err(Status::internal(
+                "the state machine could not decode the proposal",
+            ));
         }
-        let results = ledger::codec::decode_results(&bytes).map_err(|e| Status::internal(format!("undecodable results: {e}")))?;
+        let results = ledger::codec::decode_results(&bytes)
+            .map_err(|e| Status::internal(format!("undecodable results: {e}")))?;
         if results.len() != commands.len() {
-            return Err(Status::internal("result count does not match command count"));
+            return Err(Status::internal(
+                "result count does not match command count",
+            ));
         }
         Ok((index, results))
     }
@@ -178,12 +219,26 @@ impl NodeContext {
         }
         let rx = self.raft.read_index();
         let r = tokio::time::timeout(Duration::from_millis(self.limits.read_timeout_ms), rx).await;
-        let unconfirmed = |m: &str| error(tonic::Code::Unavailable, ErrorReason::ReadNotConfirmed, format!("read not confirmed: {m}; retry"));
+        let unconfirmed = |m: &str| {
+            error(
+                tonic::Code::Unavailable,
+                ErrorReason::ReadNotConfirmed,
+                format!("read not confirmed: {m}; retry"),
+            )
+        };
         match r {
             Ok(Ok(Ok(_index))) => Ok(()),
             Ok(Ok(Err(ReadError::NotLeader { leader_id }))) => Err(self.not_leader(leader_id)),
-            Ok(Ok(Err(ReadError::Overloaded))) => Err(error(tonic::Code::Unavailable, ErrorReason::Overloaded, "too many pending reads")),
-            Ok(Ok(Err(ReadError::Stopped))) => Err(error(tonic::Code::Unavailable, ErrorReason::Stopped, "raft node stopped")),
+            Ok(Ok(Err(ReadError::Overloaded))) => Err(error(
+                tonic::Code::Unavailable,
+                ErrorReason::Overloaded,
+                "too many pending reads",
+            )),
+            Ok(Ok(Err(ReadError::Stopped))) => Err(error(
+                tonic::Code::Unavailable,
+                ErrorReason::Stopped,
+                "raft node stopped",
+            )),
             Ok(Ok(Err(e))) => Err(unconfirmed(&e.to_string())),
             Ok(Err(_)) => Err(unconfirmed("dropped")),
             Err(_) => Err(unconfirmed("timed out")),
@@ -239,9 +294,15 @@ fn check_ids(ids: &[String]) -> Result<Vec<Id>, Status> {
         return Err(Status::invalid_argument("at least one id is required"));
     }
     if ids.len() > wire::READ_IDS_MAX {
-        return Err(Status::invalid_argument(format!("at most {} ids per call", wire::READ_IDS_MAX)));
+        return Err(Status::invalid_argument(format!(
+            "at most {} ids per call",
+            wire::READ_IDS_MAX
+        )));
     }
-    ids.iter().enumerate().map(|(i, s)| wire::parse_id(&format!("ids[{i}]"), s)).collect()
+    ids.iter()
+        .enumerate()
+        .map(|(i, s)| wire::parse_id(&format!("ids[{i}]"), s))
+        .collect()
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -252,22 +313,39 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + S
 
 #[tonic::async_trait]
 impl pb::ledger_server::Ledger for LedgerService {
-    async fn submit(&self, request: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
         let req = request.into_inner();
-        let commands = wire::submit_from_pb(&req, self.ctx.limits.max_batch_commands, &self.ctx.currency_lookup())?;
+        let commands = wire::submit_from_pb(
+            &req,
+            self.ctx.limits.max_batch_commands,
+            &self.ctx.currency_lookup(),
+        )?;
         let (index, results) = self.ctx.propose(&commands).await?;
         Ok(Response::new(pb::SubmitResponse {
-            results: commands.iter().zip(&results).map(|(c, r)| wire::result_to_pb(c.id(), r)).collect(),
+            results: commands
+                .iter()
+                .zip(&results)
+                .map(|(c, r)| wire::result_to_pb(c.id(), r))
+                .collect(),
             applied_index: index,
         }))
     }
 
-    async fn get_accounts(&self, request: Request<pb::GetAccountsRequest>) -> Result<Response<pb::GetAccountsResponse>, Status> {
+    async fn get_accounts(
+        &self,
+        request: Request<pb::GetAccountsRequest>,
+    ) -> Result<Response<pb::GetAccountsResponse>, Status> {
         let req = request.into_inner();
         let ids = check_ids(&req.ids)?;
         self.ctx.read_barrier(req.allow_stale).await?;
         let l = self.ctx.ledger.lock();
-        let mut resp = pb::GetAccountsResponse { applied_index: l.applied_index(), ..Default::default() };
+        let mut resp = pb::GetAccountsResponse {
+            applied_index: l.applied_index(),
+            ..Default::default()
+        };
         for id in ids {
             match l.account(id) {
                 Some(a) => resp.accounts.push(wire::account_to_pb(a)),
@@ -277,13 +355,19 @@ impl pb::ledger_server::Ledger for LedgerService {
         Ok(Response::new(resp))
     }
 
-    async fn get_transfers(&self, request: Request<pb::GetTransfersRequest>) -> Result<Response<pb::GetTransfersResponse>, Status> {
+    async fn get_transfers(
+        &self,
+        request: Request<pb::GetTransfersRequest>,
+    ) -> Result<Response<pb::GetTransfersResponse>, Status> {
         let req = request.into_inner();
         let ids = check_ids(&req.ids)?;
         self.ctx.read_barrier(req.allow_stale).await?;
         let l = self.ctx.ledger.lock();
         let currency_of = |id| l.account(id).map(|a| a.info.currency);
-        let mut resp = pb::GetTransfersResponse { applied_index: l.applied_index(), ..Default::default() };
+        let mut resp = pb::GetTransfersResponse {
+            applied_index: l.applied_index(),
+            ..Default::default()
+        };
         for id in ids {
             match l.transfer(id).map_err(internal)? {
                 Some(t) => resp.transfers.push(wire::transfer_to_pb(&t, &currency_of)),
@@ -302,32 +386,47 @@ impl pb::ledger_server::Ledger for LedgerService {
         let limit = match req.limit {
             0 => wire::HISTORY_PAGE_DEFAULT,
             n if n > wire::HISTORY_PAGE_MAX => {
-                return Err(Status::invalid_argument(format!("limit must be at most {}", wire::HISTORY_PAGE_MAX)))
+                return Err(Status::invalid_argument(format!(
+                    "limit must be at most {}",
+                    wire::HISTORY_PAGE_MAX
+                )))
             }
             n => n,
         };
         self.ctx.read_barrier(req.allow_stale).await?;
         let l = self.ctx.ledger.lock();
-        let a = l.account(account).ok_or_else(|| Status::not_found(format!("account {account} not found")))?;
+        let a = l
+            .account(account)
+            .ok_or_else(|| Status::not_found(format!("account {account} not found")))?;
         let currency = a.info.currency;
         let last_seq = a.state.posting_seq;
-        let postings = l.history(account, req.after_seq, limit as usize).map_err(internal)?;
+        let postings = l
+            .history(account, req.after_seq, limit as usize)
+            .map_err(internal)?;
         let next = postings.last().map_or(req.after_seq, |p| p.seq);
         Ok(Response::new(pb::ListAccountHistoryResponse {
             currency: currency.code().to_string(),
-            postings: postings.iter().map(|p| wire::posting_to_pb(currency, p)).collect(),
+            postings: postings
+                .iter()
+                .map(|p| wire::posting_to_pb(currency, p))
+                .collect(),
             next_after_seq: next,
             has_more: next < last_seq,
             applied_index: l.applied_index(),
         }))
     }
 
-    async fn get_balance_at(&self, request: Request<pb::GetBalanceAtRequest>) -> Result<Response<pb::GetBalanceAtResponse>, Status> {
+    async fn get_balance_at(
+        &self,
+        request: Request<pb::GetBalanceAtRequest>,
+    ) -> Result<Response<pb::GetBalanceAtResponse>, Status> {
         let req = request.into_inner();
         let account = wire::parse_id("account_id", &req.account_id)?;
         self.ctx.read_barrier(req.allow_stale).await?;
         let l = self.ctx.ledger.lock();
-        let a = l.account(account).ok_or_else(|| Status::not_found(format!("account {account} not found")))?;
+        let a = l
+            .account(account)
+            .ok_or_else(|| Status::not_found(format!("account {account} not found")))?;
         let currency = a.info.currency;
         let b = l
             .balance_at(account, req.timestamp_ns)
@@ -343,9 +442,17 @@ impl pb::ledger_server::Ledger for LedgerService {
 
     type WatchEventsStream = EventStream;
 
-    async fn watch_events(&self, request: Request<pb::WatchEventsRequest>) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let rx = self.ctx.events.watch(request.into_inner().from_index, self.ctx.closing.subscribe())?;
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let rx = self.ctx.events.watch(
+            request.into_inner().from_index,
+            self.ctx.closing.subscribe(),
+        )?;
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }
 
@@ -371,12 +478,19 @@ fn command_id(s: &str) -> Result<Id, Status> {
 }
 
 /// Asks one member for its `NodeInfo`, signed with this node's admin key.
-async fn fetch_node_info(addr: &str, key: &SigningKey, timeout: Duration) -> Result<pb::NodeInfoResponse, String> {
+async fn fetch_node_info(
+    addr: &str,
+    key: &SigningKey,
+    timeout: Duration,
+) -> Result<pb::NodeInfoResponse, String> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| e.to_string())?
         .connect_timeout(timeout)
         .timeout(timeout);
-    let channel = tokio::time::timeout(timeout, endpoint.connect()).await.map_err(|_| "connect timed out".to_string())?.map_err(|e| e.to_string())?;
+    let channel = tokio::time::timeout(timeout, endpoint.connect())
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
     let msg = pb::NodeInfoRequest {};
     let bytes = prost::Message::encode_to_vec(&msg);
     let mut req = Request::new(msg);
@@ -391,10 +505,18 @@ async fn fetch_node_info(addr: &str, key: &SigningKey, timeout: Duration) -> Res
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminService {
-    async fn cluster_status(&self, _request: Request<pb::ClusterStatusRequest>) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+    async fn cluster_status(
+        &self,
+        _request: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
         let me = self.ctx.node_info()?;
         let book = self.ctx.peers.all();
-        let mut ids: std::collections::BTreeSet<u64> = me.voters.iter().chain(me.learners.iter()).copied().collect();
+        let mut ids: std::collections::BTreeSet<u64> = me
+            .voters
+            .iter()
+            .chain(me.learners.iter())
+            .copied()
+            .collect();
         ids.insert(self.ctx.id);
         let timeout = Duration::from_millis(self.ctx.limits.status_fanout_timeout_ms);
         let lookups = ids.iter().map(|&id| {
@@ -403,64 +525,125 @@ impl pb::admin_server::Admin for AdminService {
             let key = self.ctx.admin_key.clone();
             async move {
                 if id == self.ctx.id {
-                    return pb::MemberStatus { id, address: me.address.clone(), reachable: true, error: String::new(), info: Some(me) };
+                    return pb::MemberStatus {
+                        id,
+                        address: me.address.clone(),
+                        reachable: true,
+                        error: String::new(),
+                        info: Some(me),
+                    };
                 }
                 match addr {
-                    None => pb::MemberStatus { id, address: String::new(), reachable: false, error: "address unknown".into(), info: None },
+                    None => pb::MemberStatus {
+                        id,
+                        address: String::new(),
+                        reachable: false,
+                        error: "address unknown".into(),
+                        info: None,
+                    },
                     Some(a) => match fetch_node_info(&a, &key, timeout).await {
-                        Ok(info) => pb::MemberStatus { id, address: a, reachable: true, error: String::new(), info: Some(info) },
-                        Err(e) => pb::MemberStatus { id, address: a, reachable: false, error: e, info: None },
+                        Ok(info) => pb::MemberStatus {
+                            id,
+                            address: a,
+                            reachable: true,
+                            error: String::new(),
+                            info: Some(info),
+                        },
+                        Err(e) => pb::MemberStatus {
+                            id,
+                            address: a,
+                            reachable: false,
+                            error: e,
+                            info: None,
+                        },
                     },
                 }
             }
         });
         let members = futures::future::join_all(lookups).await;
-        Ok(Response::new(pb::ClusterStatusResponse { leader_id: me.leader_id, members }))
+        Ok(Response::new(pb::ClusterStatusResponse {
+            leader_id: me.leader_id,
+            members,
+        }))
     }
 
-    async fn node_info(&self, _request: Request<pb::NodeInfoRequest>) -> Result<Response<pb::NodeInfoResponse>, Status> {
+    async fn node_info(
+        &self,
+        _request: Request<pb::NodeInfoRequest>,
+    ) -> Result<Response<pb::NodeInfoResponse>, Status> {
         Ok(Response::new(self.ctx.node_info()?))
     }
 
-    async fn add_node(&self, request: Request<pb::AddNodeRequest>) -> Result<Response<pb::MembershipResponse>, Status> {
+    async fn add_node(
+        &self,
+        request: Request<pb::AddNodeRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
         let req = request.into_inner();
         if req.id == 0 {
             return Err(Status::invalid_argument("node id must be non-zero"));
         }
-        if req.address.is_empty() || req.address.len() > 256 || req.address.parse::<http::uri::Authority>().is_err() {
+        if req.address.is_empty()
+            || req.address.len() > 256
+            || req.address.parse::<http::uri::Authority>().is_err()
+        {
             return Err(Status::invalid_argument("address must be host:port"));
         }
         self.ctx.require_leader()?;
         self.ctx.peers.set(req.id, req.address);
-        let (index, _) = self.ctx.await_outcome(self.ctx.raft.add_node(req.id)).await?;
-        Ok(Response::new(pb::MembershipResponse { applied_index: index }))
+        let (index, _) = self
+            .ctx
+            .await_outcome(self.ctx.raft.add_node(req.id))
+            .await?;
+        Ok(Response::new(pb::MembershipResponse {
+            applied_index: index,
+        }))
     }
 
-    async fn remove_node(&self, request: Request<pb::RemoveNodeRequest>) -> Result<Response<pb::MembershipResponse>, Status> {
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
         let req = request.into_inner();
         if req.id == 0 {
             return Err(Status::invalid_argument("node id must be non-zero"));
         }
         self.ctx.require_leader()?;
-        let (index, _) = self.ctx.await_outcome(self.ctx.raft.remove_node(req.id)).await?;
-        Ok(Response::new(pb::MembershipResponse { applied_index: index }))
+        let (index, _) = self
+            .ctx
+            .await_outcome(self.ctx.raft.remove_node(req.id))
+            .await?;
+        Ok(Response::new(pb::MembershipResponse {
+            applied_index: index,
+        }))
     }
 
-    async fn transfer_leader(&self, request: Request<pb::TransferLeaderRequest>) -> Result<Response<pb::TransferLeaderResponse>, Status> {
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
         let req = request.into_inner();
         let st = self.ctx.status()?;
         if !st.voters.contains(&req.id) {
-            return Err(Status::invalid_argument(format!("node {} is not a voter", req.id)));
+            return Err(Status::invalid_argument(format!(
+                "node {} is not a voter",
+                req.id
+            )));
         }
         self.ctx.require_leader()?;
-        self.ctx
-            .raft
-            .transfer_leader(req.id)
-            .map_err(|e| error(tonic::Code::Unavailable, ErrorReason::Overloaded, e.to_string()))?;
+        self.ctx.raft.transfer_leader(req.id).map_err(|e| {
+            error(
+                tonic::Code::Unavailable,
+                ErrorReason::Overloaded,
+                e.to_string(),
+            )
+        })?;
         Ok(Response::new(pb::TransferLeaderResponse {}))
     }
 
-    async fn register_client(&self, request: Request<pb::RegisterClientRequest>) -> Result<Response<pb::ClientCommandResponse>, Status> {
+    async fn register_client(
+        &self,
+        request: Request<pb::RegisterClientRequest>,
+    ) -> Result<Response<pb::ClientCommandResponse>, Status> {
         let req = request.into_inner();
         let cmd = Command::RegisterClient(ledger::RegisterClient {
             id: command_id(&req.command_id)?,
@@ -469,21 +652,35 @@ impl pb::admin_server::Admin for AdminService {
             name: req.name,
         });
         let (index, results) = self.ctx.propose(std::slice::from_ref(&cmd)).await?;
-        Ok(Response::new(pb::ClientCommandResponse { result: Some(wire::result_to_pb(cmd.id(), &results[0])), applied_index: index }))
+        Ok(Response::new(pb::ClientCommandResponse {
+            result: Some(wire::result_to_pb(cmd.id(), &results[0])),
+            applied_index: index,
+        }))
     }
 
-    async fn revoke_client(&self, request: Request<pb::RevokeClientRequest>) -> Result<Response<pb::ClientCommandResponse>, Status> {
+    async fn revoke_client(
+        &self,
+        request: Request<pb::RevokeClientRequest>,
+    ) -> Result<Response<pb::ClientCommandResponse>, Status> {
         let req = request.into_inner();
         let cmd = Command::RevokeClient(ledger::RevokeClient {
             id: command_id(&req.command_id)?,
             public_key: wire::parse_public_key("public_key", &req.public_key)?,
         });
         let (index, results) = self.ctx.propose(std::slice::from_ref(&cmd)).await?;
-        Ok(Response::new(pb::ClientCommandResponse { result: Some(wire::result_to_pb(cmd.id(), &results[0])), applied_index: index }))
+        Ok(Response::new(pb::ClientCommandResponse {
+            result: Some(wire::result_to_pb(cmd.id(), &results[0])),
+            applied_index: index,
+        }))
     }
 
-    async fn list_clients(&self, request: Request<pb::ListClientsRequest>) -> Result<Response<pb::ListClientsResponse>, Status> {
-        self.ctx.read_barrier(request.into_inner().allow_stale).await?;
+    async fn list_clients(
+        &self,
+        request: Request<pb::ListClientsRequest>,
+    ) -> Result<Response<pb::ListClientsResponse>, Status> {
+        self.ctx
+            .read_barrier(request.into_inner().allow_stale)
+            .await?;
         let l = self.ctx.ledger.lock();
         Ok(Response::new(pb::ListClientsResponse {
             clients: l
@@ -521,7 +718,10 @@ pub struct PeerId(pub u64);
 
 #[tonic::async_trait]
 impl pb::peer_server::Peer for PeerService {
-    async fn stream(&self, request: Request<Streaming<pb::PeerFrame>>) -> Result<Response<pb::PeerAck>, Status> {
+    async fn stream(
+        &self,
+        request: Request<Streaming<pb::PeerFrame>>,
+    ) -> Result<Response<pb::PeerAck>, Status> {
         let from = request.extensions().get::<PeerId>().map(|p| p.0);
         let mut frames = request.into_inner();
         let mut dropped = 0u64;
@@ -544,7 +744,12 @@ impl pb::peer_server::Peer for PeerService {
             }
         }
         if dropped > 0 {
-            tracing::debug!(node = self.ctx.id, ?from, dropped, "dropped inbound raft frames");
+            tracing::debug!(
+                node = self.ctx.id,
+                ?from,
+                dropped,
+                "dropped inbound raft frames"
+            );
         }
         Ok(Response::new(pb::PeerAck {}))
     }

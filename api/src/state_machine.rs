@@ -46,7 +46,10 @@ impl<S: Store + 'static> LedgerStateMachine<S> {
 }
 
 impl<S: Store + 'static> StateMachine for LedgerStateMachine<S> {
-    fn apply(&mut self, entries: &[CommittedEntry<'_>]) -> Result<Vec<Vec<Vec<u8>>>, StateMachineError> {
+    fn apply(
+        &mut self,
+        entries: &[CommittedEntry<'_>],
+    ) -> Result<Vec<Vec<Vec<u8>>>, StateMachineError> {
         let mut out = Vec::with_capacity(entries.len());
         let mut ledger = self.ledger.lock();
         for e in entries {
@@ -65,17 +68,28 @@ impl<S: Store + 'static> StateMachine for LedgerStateMachine<S> {
                         commands.extend(cmds);
                     }
                     None => {
-                        tracing::warn!(index = e.index, "undecodable proposal payload; answering with an error marker");
+                        tracing::warn!(
+                            index = e.index,
+                            "undecodable proposal payload; answering with an error marker"
+                        );
                         spans.push(None);
                     }
                 }
             }
-            let batch = Batch { timestamp_ns: e.timestamp_ns, seed: e.seed, commands };
-            let output = ledger.apply(e.index, &batch).map_err(|err| StateMachineError::new(format!("ledger apply at {}: {err}", e.index)))?;
+            let batch = Batch {
+                timestamp_ns: e.timestamp_ns,
+                seed: e.seed,
+                commands,
+            };
+            let output = ledger.apply(e.index, &batch).map_err(|err| {
+                StateMachineError::new(format!("ledger apply at {}: {err}", e.index))
+            })?;
             let per_proposal = spans
                 .iter()
                 .map(|s| match s {
-                    Some((start, len)) => ledger::codec::encode_results(&output.results[*start..*start + *len]),
+                    Some((start, len)) => {
+                        ledger::codec::encode_results(&output.results[*start..*start + *len])
+                    }
                     None => UNDECODABLE_RESULT.to_vec(),
                 })
                 .collect();
@@ -91,7 +105,11 @@ impl<S: Store + 'static> StateMachine for LedgerStateMachine<S> {
                         result: Some(wire::result_to_pb(c.id(), r)),
                     })
                     .collect();
-                self.events.push(pb::WatchEvent { index: e.index, timestamp_ns: output.timestamp_ns, events });
+                self.events.push(pb::WatchEvent {
+                    index: e.index,
+                    timestamp_ns: output.timestamp_ns,
+                    events,
+                });
             }
         }
         Ok(out)
@@ -102,11 +120,17 @@ impl<S: Store + 'static> StateMachine for LedgerStateMachine<S> {
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
-        self.ledger.lock().snapshot().map_err(|e| StateMachineError::new(format!("ledger snapshot: {e}")))
+        self.ledger
+            .lock()
+            .snapshot()
+            .map_err(|e| StateMachineError::new(format!("ledger snapshot: {e}")))
     }
 
     fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), StateMachineError> {
-        self.ledger.lock().restore(index, data).map_err(|e| StateMachineError::new(format!("ledger restore: {e}")))?;
+        self.ledger
+            .lock()
+            .restore(index, data)
+            .map_err(|e| StateMachineError::new(format!("ledger restore: {e}")))?;
         self.events.reset(index);
         Ok(())
     }

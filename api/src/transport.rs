@@ -32,7 +32,13 @@ pub struct TransportConfig {
 
 impl Default for TransportConfig {
     fn default() -> Self {
-        TransportConfig { queue_frames: 4_096, max_frame_bytes: 2 << 20, connect_timeout_ms: 1_000, backoff_min_ms: 50, backoff_max_ms: 2_000 }
+        TransportConfig {
+            queue_frames: 4_096,
+            max_frame_bytes: 2 << 20,
+            connect_timeout_ms: 1_000,
+            backoff_min_ms: 50,
+            backoff_max_ms: 2_000,
+        }
     }
 }
 
@@ -48,8 +54,24 @@ pub struct GrpcTransport {
 }
 
 impl GrpcTransport {
-    pub fn new(me: u64, advertise: String, cfg: TransportConfig, book: Arc<PeerBook>, key: SigningKey, rt: tokio::runtime::Handle) -> Self {
-        GrpcTransport { me, advertise, cfg, book, key, rt, queues: Mutex::new(HashMap::new()), dropped_frames: AtomicU64::new(0) }
+    pub fn new(
+        me: u64,
+        advertise: String,
+        cfg: TransportConfig,
+        book: Arc<PeerBook>,
+        key: SigningKey,
+        rt: tokio::runtime::Handle,
+    ) -> Self {
+        GrpcTransport {
+            me,
+            advertise,
+            cfg,
+            book,
+            key,
+            rt,
+            queues: Mutex::new(HashMap::new()),
+            dropped_frames: AtomicU64::new(0),
+        }
     }
 
     /// Frames dropped because a destination's queue was full or the peer is unknown.
@@ -105,10 +127,16 @@ impl Link {
         let mut backoff = Duration::from_millis(self.cfg.backoff_min_ms);
         let max_backoff = Duration::from_millis(self.cfg.backoff_max_ms);
         // Wait for the first frame before connecting.
-        let Some(mut pending) = rx.recv().await else { return };
+        let Some(mut pending) = rx.recv().await else {
+            return;
+        };
         loop {
             let Some(addr) = self.book.get(self.to) else {
-                tracing::debug!(from = self.me, to = self.to, "no address for peer; dropping frame");
+                tracing::debug!(
+                    from = self.me,
+                    to = self.to,
+                    "no address for peer; dropping frame"
+                );
                 pending = match rx.recv().await {
                     Some(f) => f,
                     None => return,
@@ -146,14 +174,18 @@ impl Link {
                     req.metadata_mut().insert(k, v);
                 }
             }
-            let mut client = pb::peer_client::PeerClient::new(channel).max_encoding_message_size(self.cfg.max_frame_bytes + 4096);
+            let mut client = pb::peer_client::PeerClient::new(channel)
+                .max_encoding_message_size(self.cfg.max_frame_bytes + 4096);
             let call = client.stream(req);
             tokio::pin!(call);
             let mut first = Some(self.advertise.clone());
             let mut next = Some(std::mem::take(&mut pending));
             let ended = loop {
                 if let Some(frame) = next.take() {
-                    let msg = pb::PeerFrame { frame, from_address: first.take().unwrap_or_default() };
+                    let msg = pb::PeerFrame {
+                        frame,
+                        from_address: first.take().unwrap_or_default(),
+                    };
                     tokio::select! {
                         r = stx.send(msg) => if r.is_err() { break "stream closed".to_string() },
                         r = &mut call => break format!("stream ended: {:?}", r.err()),

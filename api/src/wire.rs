@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use ledger::{
-    AccountKind, AccountStatus, Balances, ClientRole, Command, CommandResult, Currency, Id, LimitsSpec, PostingKind,
-    ResultCode, TransferState,
+    AccountKind, AccountStatus, Balances, ClientRole, Command, CommandResult, Currency, Id,
+    LimitsSpec, PostingKind, ResultCode, TransferState,
 };
 use rust_decimal::Decimal;
 use tonic::Status;
@@ -40,9 +40,13 @@ pub fn parse_id(field: &str, s: &str) -> Result<Id, Status> {
             _ => c.is_ascii_hexdigit(),
         });
     if !well_formed {
-        return Err(invalid(format!("{field}: {s:?} is not a canonical UUID (8-4-4-4-12 hex digits)")));
+        return Err(invalid(format!(
+            "{field}: {s:?} is not a canonical UUID (8-4-4-4-12 hex digits)"
+        )));
     }
-    let id: Id = s.parse().map_err(|e: &str| invalid(format!("{field}: {e}")))?;
+    let id: Id = s
+        .parse()
+        .map_err(|e: &str| invalid(format!("{field}: {e}")))?;
     if id.is_zero() {
         return Err(invalid(format!("{field}: the nil UUID is not a valid id")));
     }
@@ -50,14 +54,23 @@ pub fn parse_id(field: &str, s: &str) -> Result<Id, Status> {
 }
 
 pub fn parse_currency(field: &str, s: &str) -> Result<Currency, Status> {
-    Currency::from_code(s).ok_or_else(|| invalid(format!("{field}: unknown currency {s:?} (ISO 4217 upper-case code)")))
+    Currency::from_code(s).ok_or_else(|| {
+        invalid(format!(
+            "{field}: unknown currency {s:?} (ISO 4217 upper-case code)"
+        ))
+    })
 }
 
 /// Parses a non-negative decimal amount in `currency`: `[0-9]+(\.[0-9]+)?`, at most
 /// [`AMOUNT_DIGITS_MAX`] significant digits and at most the currency's exponent in fractional
 /// digits once trailing zeros are dropped ("12.300" CNY is fine, "12.345" CNY is not).
 pub fn parse_amount(field: &str, s: &str, currency: Currency) -> Result<Decimal, Status> {
-    let bad = |why: &str| invalid(format!("{field}: {s:?} is not a valid {} amount: {why}", currency.code()));
+    let bad = |why: &str| {
+        invalid(format!(
+            "{field}: {s:?} is not a valid {} amount: {why}",
+            currency.code()
+        ))
+    };
     if s.is_empty() {
         return Err(bad("empty"));
     }
@@ -77,7 +90,10 @@ pub fn parse_amount(field: &str, s: &str, currency: Currency) -> Result<Decimal,
     }
     let frac = frac.unwrap_or("").trim_end_matches('0');
     if frac.len() > usize::from(currency.exponent()) {
-        return Err(bad(&format!("more than {} fractional digits", currency.exponent())));
+        return Err(bad(&format!(
+            "more than {} fractional digits",
+            currency.exponent()
+        )));
     }
     let int = int.trim_start_matches('0');
     let mut mantissa_digits = String::with_capacity(int.len() + frac.len());
@@ -85,19 +101,37 @@ pub fn parse_amount(field: &str, s: &str, currency: Currency) -> Result<Decimal,
     mantissa_digits.push_str(frac);
     let significant = mantissa_digits.trim_start_matches('0');
     if significant.len() > AMOUNT_DIGITS_MAX {
-        return Err(bad(&format!("more than {AMOUNT_DIGITS_MAX} significant digits")));
+        return Err(bad(&format!(
+            "more than {AMOUNT_DIGITS_MAX} significant digits"
+        )));
     }
-    let mantissa: i128 = if significant.is_empty() { 0 } else { significant.parse().map_err(|_| bad("not a number"))? };
+    let mantissa: i128 = if significant.is_empty() {
+        0
+    } else {
+        significant.parse().map_err(|_| bad("not a number"))?
+    };
     Ok(Decimal::from_i128_with_scale(mantissa, frac.len() as u32))
 }
 
-fn parse_opt_amount(field: &str, s: &Option<String>, currency: Currency) -> Result<Option<Decimal>, Status> {
-    s.as_deref().map(|s| parse_amount(field, s, currency)).transpose()
+fn parse_opt_amount(
+    field: &str,
+    s: &Option<String>,
+    currency: Currency,
+) -> Result<Option<Decimal>, Status> {
+    s.as_deref()
+        .map(|s| parse_amount(field, s, currency))
+        .transpose()
 }
 
 pub fn parse_public_key(field: &str, b: &[u8]) -> Result<[u8; 32], Status> {
-    let key: [u8; 32] = b.try_into().map_err(|_| invalid(format!("{field}: an Ed25519 public key is 32 bytes, got {}", b.len())))?;
-    ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|_| invalid(format!("{field}: not a valid Ed25519 public key")))?;
+    let key: [u8; 32] = b.try_into().map_err(|_| {
+        invalid(format!(
+            "{field}: an Ed25519 public key is 32 bytes, got {}",
+            b.len()
+        ))
+    })?;
+    ed25519_dalek::VerifyingKey::from_bytes(&key)
+        .map_err(|_| invalid(format!("{field}: not a valid Ed25519 public key")))?;
     Ok(key)
 }
 
@@ -106,7 +140,9 @@ pub fn account_kind_from_pb(v: i32, field: &str) -> Result<AccountKind, Status> 
         Ok(pb::AccountKind::Wallet) => Ok(AccountKind::Wallet),
         Ok(pb::AccountKind::Merchant) => Ok(AccountKind::Merchant),
         Ok(pb::AccountKind::System) => Ok(AccountKind::System),
-        _ => Err(invalid(format!("{field}: unknown or unspecified account kind {v}"))),
+        _ => Err(invalid(format!(
+            "{field}: unknown or unspecified account kind {v}"
+        ))),
     }
 }
 
@@ -123,7 +159,9 @@ pub fn account_status_from_pb(v: i32, field: &str) -> Result<AccountStatus, Stat
         Ok(pb::AccountStatus::Open) => Ok(AccountStatus::Open),
         Ok(pb::AccountStatus::Frozen) => Ok(AccountStatus::Frozen),
         Ok(pb::AccountStatus::Closed) => Ok(AccountStatus::Closed),
-        _ => Err(invalid(format!("{field}: unknown or unspecified account status {v}"))),
+        _ => Err(invalid(format!(
+            "{field}: unknown or unspecified account status {v}"
+        ))),
     }
 }
 
@@ -140,7 +178,9 @@ pub fn client_role_from_pb(v: i32, field: &str) -> Result<ClientRole, Status> {
         Ok(pb::ClientRole::Payments) => Ok(ClientRole::Payments),
         Ok(pb::ClientRole::FinanceRead) => Ok(ClientRole::FinanceRead),
         Ok(pb::ClientRole::Admin) => Ok(ClientRole::Admin),
-        _ => Err(invalid(format!("{field}: unknown or unspecified client role {v}"))),
+        _ => Err(invalid(format!(
+            "{field}: unknown or unspecified client role {v}"
+        ))),
     }
 }
 
@@ -184,7 +224,9 @@ pub fn command_from_pb(
     use pb::command::Kind;
     let f = |name: &str| format!("commands[{i}].{name}");
     let Some(kind) = &c.kind else {
-        return Err(invalid(format!("commands[{i}]: empty command (no kind set)")));
+        return Err(invalid(format!(
+            "commands[{i}]: empty command (no kind set)"
+        )));
     };
     Ok(match kind {
         Kind::CreateAccount(a) => {
@@ -196,15 +238,35 @@ pub fn command_from_pb(
                 kind: account_kind_from_pb(a.kind, &f("create_account.kind"))?,
                 debits_must_not_exceed_credits: a.debits_must_not_exceed_credits,
                 credits_must_not_exceed_debits: a.credits_must_not_exceed_debits,
-                overdraft: parse_opt_amount(&f("create_account.overdraft"), &a.overdraft, currency)?,
+                overdraft: parse_opt_amount(
+                    &f("create_account.overdraft"),
+                    &a.overdraft,
+                    currency,
+                )?,
                 limits: LimitsSpec {
-                    per_transfer_max: parse_opt_amount(&f("create_account.limits.per_transfer_max"), &limits.per_transfer_max, currency)?,
-                    daily_outflow_max: parse_opt_amount(&f("create_account.limits.daily_outflow_max"), &limits.daily_outflow_max, currency)?,
+                    per_transfer_max: parse_opt_amount(
+                        &f("create_account.limits.per_transfer_max"),
+                        &limits.per_transfer_max,
+                        currency,
+                    )?,
+                    daily_outflow_max: parse_opt_amount(
+                        &f("create_account.limits.daily_outflow_max"),
+                        &limits.daily_outflow_max,
+                        currency,
+                    )?,
                     daily_outflow_count_max: limits.daily_outflow_count_max,
-                    balance_max: parse_opt_amount(&f("create_account.limits.balance_max"), &limits.balance_max, currency)?,
+                    balance_max: parse_opt_amount(
+                        &f("create_account.limits.balance_max"),
+                        &limits.balance_max,
+                        currency,
+                    )?,
                 },
                 reference: a.reference.clone(),
-                metadata: a.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>(),
+                metadata: a
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<BTreeMap<_, _>>(),
             })
         }
         Kind::CreateTransfer(t) => {
@@ -226,7 +288,11 @@ pub fn command_from_pb(
                         }
                     }
                 }
-                legs.push(ledger::LegSpec { debit, credit, amount: parse_amount(&lf("amount"), &leg.amount, currency)? });
+                legs.push(ledger::LegSpec {
+                    debit,
+                    credit,
+                    amount: parse_amount(&lf("amount"), &leg.amount, currency)?,
+                });
             }
             Command::CreateTransfer(ledger::CreateTransfer {
                 id: parse_id(&f("create_transfer.id"), &t.id)?,
@@ -259,7 +325,9 @@ pub fn command_from_pb(
             status: account_status_from_pb(s.status, &f("set_account_status.status"))?,
         }),
         Kind::RegisterClient(_) | Kind::RevokeClient(_) => {
-            return Err(invalid(format!("commands[{i}]: client commands go through the Admin service")))
+            return Err(invalid(format!(
+                "commands[{i}]: client commands go through the Admin service"
+            )))
         }
     })
 }
@@ -271,10 +339,15 @@ pub fn submit_from_pb(
     account_currency: &dyn Fn(Id) -> Option<Currency>,
 ) -> Result<Vec<Command>, Status> {
     if req.commands.is_empty() {
-        return Err(invalid("empty batch: at least one command is required".into()));
+        return Err(invalid(
+            "empty batch: at least one command is required".into(),
+        ));
     }
     if req.commands.len() > max_commands {
-        return Err(invalid(format!("batch of {} commands exceeds the limit of {max_commands}", req.commands.len())));
+        return Err(invalid(format!(
+            "batch of {} commands exceeds the limit of {max_commands}",
+            req.commands.len()
+        )));
     }
     let mut out = Vec::with_capacity(req.commands.len());
     for (i, c) in req.commands.iter().enumerate() {
@@ -284,7 +357,9 @@ pub fn submit_from_pb(
 }
 
 fn amount_str(currency: Currency, minor: u128) -> String {
-    currency.to_decimal(minor.min(ledger::MAX_MINOR)).to_string()
+    currency
+        .to_decimal(minor.min(ledger::MAX_MINOR))
+        .to_string()
 }
 
 pub fn balances_to_pb(currency: Currency, b: &Balances) -> pb::Balances {
@@ -297,7 +372,9 @@ pub fn balances_to_pb(currency: Currency, b: &Balances) -> pb::Balances {
 }
 
 pub fn net_balance(currency: Currency, b: &Balances) -> String {
-    currency.to_decimal_signed(b.credits_posted as i128 - b.debits_posted as i128).to_string()
+    currency
+        .to_decimal_signed(b.credits_posted as i128 - b.debits_posted as i128)
+        .to_string()
 }
 
 pub fn account_to_pb(a: &ledger::Account) -> pb::Account {
@@ -308,8 +385,10 @@ pub fn account_to_pb(a: &ledger::Account) -> pb::Account {
         currency: c.code().to_string(),
         kind: account_kind_to_pb(a.info.kind) as i32,
         status: account_status_to_pb(a.status()) as i32,
-        debits_must_not_exceed_credits: a.info.flags & ledger::FLAG_DEBITS_MUST_NOT_EXCEED_CREDITS != 0,
-        credits_must_not_exceed_debits: a.info.flags & ledger::FLAG_CREDITS_MUST_NOT_EXCEED_DEBITS != 0,
+        debits_must_not_exceed_credits: a.info.flags & ledger::FLAG_DEBITS_MUST_NOT_EXCEED_CREDITS
+            != 0,
+        credits_must_not_exceed_debits: a.info.flags & ledger::FLAG_CREDITS_MUST_NOT_EXCEED_DEBITS
+            != 0,
         overdraft: amount_str(c, a.info.overdraft),
         limits: Some(pb::Limits {
             per_transfer_max: l.per_transfer_max.map(|m| amount_str(c, m)),
@@ -318,7 +397,12 @@ pub fn account_to_pb(a: &ledger::Account) -> pb::Account {
             balance_max: l.balance_max.map(|m| amount_str(c, m)),
         }),
         reference: a.info.reference.clone(),
-        metadata: a.info.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        metadata: a
+            .info
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         created_ns: a.info.created_ns,
         balances: Some(balances_to_pb(c, &a.state.balances)),
         balance: a.balance().to_string(),
@@ -328,7 +412,10 @@ pub fn account_to_pb(a: &ledger::Account) -> pb::Account {
 }
 
 /// `currency_of` resolves the currency of a leg's debit account (accounts are never deleted).
-pub fn transfer_to_pb(t: &ledger::Transfer, currency_of: &dyn Fn(Id) -> Option<Currency>) -> pb::Transfer {
+pub fn transfer_to_pb(
+    t: &ledger::Transfer,
+    currency_of: &dyn Fn(Id) -> Option<Currency>,
+) -> pb::Transfer {
     let first_currency = t.legs.first().and_then(|l| currency_of(l.debit));
     let fmt = |c: Option<Currency>, minor: u128| match c {
         Some(c) => amount_str(c, minor),
@@ -372,7 +459,12 @@ pub fn posting_to_pb(currency: Currency, p: &ledger::Posting) -> pb::Posting {
 }
 
 pub fn result_to_pb(id: Id, r: &CommandResult) -> pb::CommandResult {
-    pb::CommandResult { id: id.to_string(), code: i32::from(r.code as u16), name: r.code.name().to_string(), timestamp_ns: r.timestamp_ns }
+    pb::CommandResult {
+        id: id.to_string(),
+        code: i32::from(r.code as u16),
+        name: r.code.name().to_string(),
+        timestamp_ns: r.timestamp_ns,
+    }
 }
 
 /// Typed view of a result code received on the wire (unknown numbers from a newer server are
@@ -400,7 +492,11 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
                 balance_max: a.limits.balance_max.as_ref().map(dec),
             }),
             reference: a.reference.clone(),
-            metadata: a.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            metadata: a
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }),
         Command::CreateTransfer(t) => Kind::CreateTransfer(pb::CreateTransfer {
             id: t.id.to_string(),
@@ -411,7 +507,9 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
                     debit_account_id: l.debit.to_string(),
                     credit_account_id: l.credit.to_string(),
                     amount: l.amount.to_string(),
-                    currency: currency_of(l.debit).map(|c| c.code().to_string()).unwrap_or_default(),
+                    currency: currency_of(l.debit)
+                        .map(|c| c.code().to_string())
+                        .unwrap_or_default(),
                 })
                 .collect(),
             pending_timeout_seconds: t.pending_timeout_seconds,
@@ -423,7 +521,10 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
             amount: p.amount.as_ref().map(dec),
             currency: String::new(),
         }),
-        Command::VoidPending(v) => Kind::VoidPending(pb::VoidPending { id: v.id.to_string(), pending_id: v.pending_id.to_string() }),
+        Command::VoidPending(v) => Kind::VoidPending(pb::VoidPending {
+            id: v.id.to_string(),
+            pending_id: v.pending_id.to_string(),
+        }),
         Command::SetAccountStatus(s) => Kind::SetAccountStatus(pb::SetAccountStatus {
             id: s.id.to_string(),
             account_id: s.account.to_string(),
@@ -435,9 +536,10 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
             role: client_role_to_pb(r.role) as i32,
             name: r.name.clone(),
         }),
-        Command::RevokeClient(r) => {
-            Kind::RevokeClient(pb::RevokeClientCommand { id: r.id.to_string(), public_key: r.public_key.to_vec() })
-        }
+        Command::RevokeClient(r) => Kind::RevokeClient(pb::RevokeClientCommand {
+            id: r.id.to_string(),
+            public_key: r.public_key.to_vec(),
+        }),
     };
     pb::Command { kind: Some(kind) }
 }
@@ -460,7 +562,25 @@ mod tests {
         assert_eq!(ok("0.00").unwrap(), "0");
         assert!(ok(&"9".repeat(28)).is_ok());
         let (nines, forty) = ("9".repeat(29), "1".repeat(40));
-        for bad in ["", "1e5", "NaN", "+1", " 1", "1 ", "-1", "-0", "12.345", "1.", ".5", "1..2", "0x10", "１", nines.as_str(), forty.as_str(), "inf"] {
+        for bad in [
+            "",
+            "1e5",
+            "NaN",
+            "+1",
+            " 1",
+            "1 ",
+            "-1",
+            "-0",
+            "12.345",
+            "1.",
+            ".5",
+            "1..2",
+            "0x10",
+            "１",
+            nines.as_str(),
+            forty.as_str(),
+            "inf",
+        ] {
             let e = ok(bad).unwrap_err();
             assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad:?}");
         }
@@ -472,15 +592,28 @@ mod tests {
     fn ids_are_strict() {
         assert!(parse_id("id", "0190a0b8-7c1e-7d2a-9f00-0123456789ab").is_ok());
         assert!(parse_id("id", "0190A0B8-7C1E-7D2A-9F00-0123456789AB").is_ok());
-        for bad in ["", "0190a0b87c1e7d2a9f000123456789ab", "0190a0b8-7c1e-7d2a-9f00-0123456789a", "00000000-0000-0000-0000-000000000000", "0190a0b8-7c1e-7d2a-9f00-0123456789ag", "{0190a0b8-7c1e-7d2a-9f00-0123456789ab}", "0190a0b8_7c1e-7d2a-9f00-0123456789ab"] {
-            assert_eq!(parse_id("id", bad).unwrap_err().code(), tonic::Code::InvalidArgument, "{bad:?}");
+        for bad in [
+            "",
+            "0190a0b87c1e7d2a9f000123456789ab",
+            "0190a0b8-7c1e-7d2a-9f00-0123456789a",
+            "00000000-0000-0000-0000-000000000000",
+            "0190a0b8-7c1e-7d2a-9f00-0123456789ag",
+            "{0190a0b8-7c1e-7d2a-9f00-0123456789ab}",
+            "0190a0b8_7c1e-7d2a-9f00-0123456789ab",
+        ] {
+            assert_eq!(
+                parse_id("id", bad).unwrap_err().code(),
+                tonic::Code::InvalidArgument,
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn proto_result_codes_match_the_ledger() {
         for code in ResultCode::ALL {
-            let pbc = pb::ResultCode::try_from(*code as u16 as i32).expect("every ledger code is in the proto enum");
+            let pbc = pb::ResultCode::try_from(*code as u16 as i32)
+                .expect("every ledger code is in the proto enum");
             let expected = format!("RESULT_CODE_{}", code.name().to_ascii_uppercase());
             assert_eq!(pbc.as_str_name(), expected);
         }

@@ -11,8 +11,13 @@ use api::pb;
 use common::*;
 
 fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 async fn wait_converged(c: &Client, members: usize) -> pb::ClusterStatusResponse {
@@ -22,12 +27,17 @@ async fn wait_converged(c: &Client, members: usize) -> pb::ClusterStatusResponse
             let infos: Vec<_> = s.members.iter().filter_map(|m| m.info.clone()).collect();
             if s.leader_id != 0
                 && infos.len() == members
-                && infos.windows(2).all(|w| w[0].applied_index == w[1].applied_index && w[0].digest == w[1].digest)
+                && infos
+                    .windows(2)
+                    .all(|w| w[0].applied_index == w[1].applied_index && w[0].digest == w[1].digest)
             {
                 return s;
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "cluster did not converge");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cluster did not converge"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -43,7 +53,10 @@ async fn three_nodes_redirect_and_fail_over() {
     for i in 0..3u64 {
         let mut cfg = fast_config(i + 1, dir.path(), addrs[i as usize].parse().unwrap());
         cfg.admin_key_file = Some(key_path.clone());
-        cfg.peers = (0..3u64).filter(|j| *j != i).map(|j| (j + 1, addrs[j as usize].clone())).collect();
+        cfg.peers = (0..3u64)
+            .filter(|j| *j != i)
+            .map(|j| (j + 1, addrs[j as usize].clone()))
+            .collect();
         nodes.push(Some(start(cfg).await.unwrap()));
     }
 
@@ -56,7 +69,11 @@ async fn three_nodes_redirect_and_fail_over() {
     let leader = status.leader_id;
 
     let follower = (1..=3u64).find(|id| *id != leader).unwrap();
-    let via_follower = Client::connect(client_config(&[addrs[(follower - 1) as usize].clone()]), admin_key.clone()).unwrap();
+    let via_follower = Client::connect(
+        client_config(&[addrs[(follower - 1) as usize].clone()]),
+        admin_key.clone(),
+    )
+    .unwrap();
     let (bank, wallet) = (new_id(), new_id());
     let r = via_follower
         .submit(vec![
@@ -73,18 +90,35 @@ async fn three_nodes_redirect_and_fail_over() {
         cfg.stale_reads = false;
         Client::connect(cfg, admin_key.clone()).unwrap()
     };
-    assert_eq!(reader.get_account(wallet).await.unwrap().unwrap().balance, "10.50");
+    assert_eq!(
+        reader.get_account(wallet).await.unwrap().unwrap().balance,
+        "10.50"
+    );
     wait_converged(&admin, 3).await;
 
     // Kill the leader: the others elect a new one and keep accepting writes.
-    nodes[(leader - 1) as usize].take().unwrap().shutdown().await.unwrap();
+    nodes[(leader - 1) as usize]
+        .take()
+        .unwrap()
+        .shutdown()
+        .await
+        .unwrap();
     let everyone = Client::connect(client_config(&addrs), admin_key.clone()).unwrap();
-    let r = everyone.submit(vec![cmd::transfer(new_id(), bank, wallet, "1", "USD")]).await.unwrap();
+    let r = everyone
+        .submit(vec![cmd::transfer(new_id(), bank, wallet, "1", "USD")])
+        .await
+        .unwrap();
     assert!(r[0].is_ok(), "{r:?}");
-    assert_eq!(everyone.get_account(wallet).await.unwrap().unwrap().balance, "11.50");
+    assert_eq!(
+        everyone.get_account(wallet).await.unwrap().unwrap().balance,
+        "11.50"
+    );
     let s = everyone.cluster_status().await.unwrap();
     assert_ne!(s.leader_id, leader);
-    assert!(s.members.iter().any(|m| m.id == leader && !m.reachable), "{s:?}");
+    assert!(
+        s.members.iter().any(|m| m.id == leader && !m.reachable),
+        "{s:?}"
+    );
 
     for n in nodes.into_iter().flatten() {
         n.shutdown().await.unwrap();

@@ -30,21 +30,51 @@ async fn fixture(tweak: impl FnOnce(&mut api::node::NodeConfig)) -> Fixture {
     let addr = node.local_addr.to_string();
     let payments_key = new_key();
     let finance_key = new_key();
-    let r = admin.register_client(&payments_key.verifying_key(), ClientRole::Payments, "payments").await.unwrap();
+    let r = admin
+        .register_client(
+            &payments_key.verifying_key(),
+            ClientRole::Payments,
+            "payments",
+        )
+        .await
+        .unwrap();
     assert!(r.is_ok(), "{r:?}");
-    let r = admin.register_client(&finance_key.verifying_key(), ClientRole::FinanceRead, "finance").await.unwrap();
+    let r = admin
+        .register_client(
+            &finance_key.verifying_key(),
+            ClientRole::FinanceRead,
+            "finance",
+        )
+        .await
+        .unwrap();
     assert!(r.is_ok(), "{r:?}");
     let payments = Client::connect(client_config(&[addr.clone()]), payments_key.clone()).unwrap();
     let finance = Client::connect(client_config(&[addr.clone()]), finance_key).unwrap();
-    Fixture { _dir: dir, node, admin, payments, payments_key, finance, addr }
+    Fixture {
+        _dir: dir,
+        node,
+        admin,
+        payments,
+        payments_key,
+        finance,
+        addr,
+    }
 }
 
 async fn two_accounts(c: &Client) -> (Id, Id) {
     let (a, b) = (new_id(), new_id());
-    let mut sys = pb::CreateAccount { id: a.to_string(), currency: "CNY".into(), kind: pb::AccountKind::System as i32, ..Default::default() };
+    let mut sys = pb::CreateAccount {
+        id: a.to_string(),
+        currency: "CNY".into(),
+        kind: pb::AccountKind::System as i32,
+        ..Default::default()
+    };
     sys.reference = "bank".into();
     let r = c
-        .submit_unbatched(vec![cmd::create_account_with(sys), cmd::create_account(b, "CNY", pb::AccountKind::Wallet)])
+        .submit_unbatched(vec![
+            cmd::create_account_with(sys),
+            cmd::create_account(b, "CNY", pb::AccountKind::Wallet),
+        ])
         .await
         .unwrap();
     assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
@@ -56,7 +86,11 @@ async fn submit_and_read_back() {
     let f = fixture(|_| {}).await;
     let (bank, wallet) = two_accounts(&f.payments).await;
     let t1 = new_id();
-    let r = f.payments.submit_unbatched(vec![cmd::transfer(t1, bank, wallet, "12.34", "CNY")]).await.unwrap();
+    let r = f
+        .payments
+        .submit_unbatched(vec![cmd::transfer(t1, bank, wallet, "12.34", "CNY")])
+        .await
+        .unwrap();
     assert_eq!(r.len(), 1);
     assert!(r[0].is_ok(), "{r:?}");
     assert_eq!(r[0].id, t1.to_string());
@@ -64,17 +98,33 @@ async fn submit_and_read_back() {
 
     // Business failures are per-command results, not errors.
     let t2 = new_id();
-    let r = f.payments.submit_unbatched(vec![cmd::transfer(t2, wallet, bank, "100", "CNY"), cmd::transfer(new_id(), bank, wallet, "0", "CNY")]).await.unwrap();
+    let r = f
+        .payments
+        .submit_unbatched(vec![
+            cmd::transfer(t2, wallet, bank, "100", "CNY"),
+            cmd::transfer(new_id(), bank, wallet, "0", "CNY"),
+        ])
+        .await
+        .unwrap();
     assert_eq!(r[0].code, Some(ResultCode::InsufficientFunds));
     assert_eq!(r[0].name, "insufficient_funds");
     assert_eq!(r[0].code_raw, ResultCode::InsufficientFunds as i32);
     assert_eq!(r[1].code, Some(ResultCode::AmountZero));
 
     // Idempotent retry: same id, same body → the first outcome unchanged.
-    let again = f.payments.submit_unbatched(vec![cmd::transfer(t1, bank, wallet, "12.34", "CNY")]).await.unwrap();
+    let again = f
+        .payments
+        .submit_unbatched(vec![cmd::transfer(t1, bank, wallet, "12.34", "CNY")])
+        .await
+        .unwrap();
     assert!(again[0].is_ok());
 
-    let acct = f.finance.get_account(wallet).await.unwrap().expect("wallet exists");
+    let acct = f
+        .finance
+        .get_account(wallet)
+        .await
+        .unwrap()
+        .expect("wallet exists");
     assert_eq!(acct.balance, "12.34");
     assert_eq!(acct.currency, "CNY");
     assert_eq!(acct.kind, pb::AccountKind::Wallet as i32);
@@ -92,33 +142,63 @@ async fn submit_and_read_back() {
     assert_eq!(h.postings.len(), 1);
     assert_eq!(h.postings[0].amount, "12.34");
     assert!(!h.has_more);
-    let page = f.finance.list_account_history(wallet, h.next_after_seq, 10).await.unwrap();
+    let page = f
+        .finance
+        .list_account_history(wallet, h.next_after_seq, 10)
+        .await
+        .unwrap();
     assert!(page.postings.is_empty());
 
     let ts = h.postings[0].timestamp_ns;
-    assert_eq!(f.finance.get_balance_at(wallet, ts).await.unwrap().balance, "12.34");
-    assert_eq!(f.finance.get_balance_at(wallet, ts - 1).await.unwrap().balance, "0.00");
+    assert_eq!(
+        f.finance.get_balance_at(wallet, ts).await.unwrap().balance,
+        "12.34"
+    );
+    assert_eq!(
+        f.finance
+            .get_balance_at(wallet, ts - 1)
+            .await
+            .unwrap()
+            .balance,
+        "0.00"
+    );
 
     let status = f.admin.cluster_status().await.unwrap();
     assert_eq!(status.leader_id, 1);
     assert_eq!(status.members.len(), 1);
     assert!(status.members[0].reachable);
-    assert_eq!(status.members[0].info.as_ref().unwrap().role, pb::NodeRole::Leader as i32);
+    assert_eq!(
+        status.members[0].info.as_ref().unwrap().role,
+        pb::NodeRole::Leader as i32
+    );
     f.node.shutdown().await.unwrap();
 }
 
 /// Raw signed call through the generated client, with full control over the metadata.
-async fn raw_get_accounts(addr: &str, headers: &SignedHeaders, msg: pb::GetAccountsRequest) -> Result<pb::GetAccountsResponse, tonic::Status> {
-    let mut c = pb::ledger_client::LedgerClient::connect(format!("http://{addr}")).await.unwrap();
+async fn raw_get_accounts(
+    addr: &str,
+    headers: &SignedHeaders,
+    msg: pb::GetAccountsRequest,
+) -> Result<pb::GetAccountsResponse, tonic::Status> {
+    let mut c = pb::ledger_client::LedgerClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
     let mut req = tonic::Request::new(msg);
     headers.apply(req.metadata_mut());
     c.get_accounts(req).await.map(|r| r.into_inner())
 }
 
-async fn raw_submit(addr: &str, key: &ed25519_dalek::SigningKey, msg: pb::SubmitRequest) -> Result<pb::SubmitResponse, tonic::Status> {
-    let mut c = pb::ledger_client::LedgerClient::connect(format!("http://{addr}")).await.unwrap();
+async fn raw_submit(
+    addr: &str,
+    key: &ed25519_dalek::SigningKey,
+    msg: pb::SubmitRequest,
+) -> Result<pb::SubmitResponse, tonic::Status> {
+    let mut c = pb::ledger_client::LedgerClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
     let mut req = tonic::Request::new(msg.clone());
-    SignedHeaders::sign_now(key, "/suanpan.v1.Ledger/Submit", &msg.encode_to_vec()).apply(req.metadata_mut());
+    SignedHeaders::sign_now(key, "/suanpan.v1.Ledger/Submit", &msg.encode_to_vec())
+        .apply(req.metadata_mut());
     c.submit(req).await.map(|r| r.into_inner())
 }
 
@@ -126,72 +206,133 @@ async fn raw_submit(addr: &str, key: &ed25519_dalek::SigningKey, msg: pb::Submit
 async fn auth_rejections() {
     let f = fixture(|_| {}).await;
     let (_bank, wallet) = two_accounts(&f.payments).await;
-    let msg = pb::GetAccountsRequest { ids: vec![wallet.to_string()], allow_stale: false };
+    let msg = pb::GetAccountsRequest {
+        ids: vec![wallet.to_string()],
+        allow_stale: false,
+    };
     let path = "/suanpan.v1.Ledger/GetAccounts";
     let body = msg.encode_to_vec();
 
     // A correct request works, and replaying it exactly is refused.
     let good = SignedHeaders::sign_now(&f.payments_key, path, &body);
-    raw_get_accounts(&f.addr, &good, msg.clone()).await.expect("signed request accepted");
-    let e = raw_get_accounts(&f.addr, &good, msg.clone()).await.unwrap_err();
+    raw_get_accounts(&f.addr, &good, msg.clone())
+        .await
+        .expect("signed request accepted");
+    let e = raw_get_accounts(&f.addr, &good, msg.clone())
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "replayed nonce: {e:?}");
     assert!(e.message().contains("replayed"), "{e:?}");
 
     // Unknown key.
     let stranger = new_key();
-    let e = raw_get_accounts(&f.addr, &SignedHeaders::sign_now(&stranger, path, &body), msg.clone()).await.unwrap_err();
+    let e = raw_get_accounts(
+        &f.addr,
+        &SignedHeaders::sign_now(&stranger, path, &body),
+        msg.clone(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "unknown key: {e:?}");
 
     // Bad signature: signed over another body.
-    let other = pb::GetAccountsRequest { ids: vec![new_id().to_string()], allow_stale: false }.encode_to_vec();
-    let e = raw_get_accounts(&f.addr, &SignedHeaders::sign_now(&f.payments_key, path, &other), msg.clone()).await.unwrap_err();
+    let other = pb::GetAccountsRequest {
+        ids: vec![new_id().to_string()],
+        allow_stale: false,
+    }
+    .encode_to_vec();
+    let e = raw_get_accounts(
+        &f.addr,
+        &SignedHeaders::sign_now(&f.payments_key, path, &other),
+        msg.clone(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "bad signature: {e:?}");
     // Bad signature: signed for another method.
-    let e = raw_get_accounts(&f.addr, &SignedHeaders::sign_now(&f.payments_key, "/suanpan.v1.Ledger/GetTransfers", &body), msg.clone())
-        .await
-        .unwrap_err();
+    let e = raw_get_accounts(
+        &f.addr,
+        &SignedHeaders::sign_now(&f.payments_key, "/suanpan.v1.Ledger/GetTransfers", &body),
+        msg.clone(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
 
     // Stale and future timestamps.
     for ts in [now_ms() - 120_000, now_ms() + 120_000] {
         let h = SignedHeaders::sign(&f.payments_key, path, &body, ts, random_nonce());
-        let e = raw_get_accounts(&f.addr, &h, msg.clone()).await.unwrap_err();
+        let e = raw_get_accounts(&f.addr, &h, msg.clone())
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Code::Unauthenticated, "timestamp {ts}: {e:?}");
     }
 
     // Missing metadata.
-    let mut c = pb::ledger_client::LedgerClient::connect(format!("http://{}", f.addr)).await.unwrap();
-    let e = c.get_accounts(tonic::Request::new(msg.clone())).await.unwrap_err();
+    let mut c = pb::ledger_client::LedgerClient::connect(format!("http://{}", f.addr))
+        .await
+        .unwrap();
+    let e = c
+        .get_accounts(tonic::Request::new(msg.clone()))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
 
     // Wrong role: finance may not submit; payments may not administer. Nothing applied.
     let (fin_key, t) = (new_key(), new_id());
-    f.admin.register_client(&fin_key.verifying_key(), ClientRole::FinanceRead, "fin2").await.unwrap();
-    let e = raw_submit(&f.addr, &fin_key, pb::SubmitRequest { commands: vec![cmd::create_account(t, "CNY", pb::AccountKind::Wallet)] })
+    f.admin
+        .register_client(&fin_key.verifying_key(), ClientRole::FinanceRead, "fin2")
         .await
-        .unwrap_err();
+        .unwrap();
+    let e = raw_submit(
+        &f.addr,
+        &fin_key,
+        pb::SubmitRequest {
+            commands: vec![cmd::create_account(t, "CNY", pb::AccountKind::Wallet)],
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     let e = f.payments.list_clients().await.unwrap_err();
     assert_eq!(e.code(), Some(Code::PermissionDenied), "{e:?}");
     let e = f.payments.add_node(7, "127.0.0.1:1").await.unwrap_err();
     assert_eq!(e.code(), Some(Code::PermissionDenied), "{e:?}");
-    assert!(f.admin.get_account(t).await.unwrap().is_none(), "nothing applied");
+    assert!(
+        f.admin.get_account(t).await.unwrap().is_none(),
+        "nothing applied"
+    );
 
     // Unknown key on submit: nothing applied.
     let t2 = new_id();
-    let e = raw_submit(&f.addr, &stranger, pb::SubmitRequest { commands: vec![cmd::create_account(t2, "CNY", pb::AccountKind::Wallet)] })
-        .await
-        .unwrap_err();
+    let e = raw_submit(
+        &f.addr,
+        &stranger,
+        pb::SubmitRequest {
+            commands: vec![cmd::create_account(t2, "CNY", pb::AccountKind::Wallet)],
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
-    assert!(f.admin.get_account(t2).await.unwrap().is_none(), "nothing applied");
+    assert!(
+        f.admin.get_account(t2).await.unwrap().is_none(),
+        "nothing applied"
+    );
 
     // Revoked key.
-    let r = f.admin.revoke_client(&f.payments_key.verifying_key()).await.unwrap();
+    let r = f
+        .admin
+        .revoke_client(&f.payments_key.verifying_key())
+        .await
+        .unwrap();
     assert!(r.is_ok(), "{r:?}");
     let e = f.payments.get_account(wallet).await.unwrap_err();
     assert_eq!(e.code(), Some(Code::Unauthenticated), "revoked: {e:?}");
     let clients = f.admin.list_clients().await.unwrap();
-    assert!(clients.iter().any(|c| c.public_key == f.payments_key.verifying_key().as_bytes().to_vec() && c.revoked));
+    assert!(clients
+        .iter()
+        .any(|c| c.public_key == f.payments_key.verifying_key().as_bytes().to_vec() && c.revoked));
     f.node.shutdown().await.unwrap();
 }
 
@@ -199,7 +340,8 @@ async fn auth_rejections() {
 async fn bad_input_rejects_the_whole_batch() {
     let f = fixture(|_| {}).await;
     let (bank, wallet) = two_accounts(&f.payments).await;
-    let leg = |amount: &str, currency: &str| cmd::transfer(new_id(), bank, wallet, amount, currency);
+    let leg =
+        |amount: &str, currency: &str| cmd::transfer(new_id(), bank, wallet, amount, currency);
     let bad_uuid = {
         let mut c = cmd::transfer(new_id(), bank, wallet, "1", "CNY");
         if let Some(pb::command::Kind::CreateTransfer(t)) = &mut c.kind {
@@ -207,7 +349,12 @@ async fn bad_input_rejects_the_whole_batch() {
         }
         c
     };
-    let unknown_enum = cmd::create_account_with(pb::CreateAccount { id: new_id().to_string(), currency: "CNY".into(), kind: 99, ..Default::default() });
+    let unknown_enum = cmd::create_account_with(pb::CreateAccount {
+        id: new_id().to_string(),
+        currency: "CNY".into(),
+        kind: 99,
+        ..Default::default()
+    });
     let unspecified_enum = cmd::create_account(new_id(), "CNY", pb::AccountKind::Unspecified);
     let bad_status = cmd::set_account_status(new_id(), wallet, pb::AccountStatus::Unspecified);
     let cases: Vec<(&str, pb::Command)> = vec![
@@ -232,11 +379,17 @@ async fn bad_input_rejects_the_whole_batch() {
         let canary = new_id();
         let e = f
             .payments
-            .submit_unbatched(vec![cmd::create_account(canary, "CNY", pb::AccountKind::Wallet), bad])
+            .submit_unbatched(vec![
+                cmd::create_account(canary, "CNY", pb::AccountKind::Wallet),
+                bad,
+            ])
             .await
             .unwrap_err();
         assert_eq!(e.code(), Some(Code::InvalidArgument), "{name}: {e:?}");
-        assert!(f.finance.get_account(canary).await.unwrap().is_none(), "{name}: canary applied");
+        assert!(
+            f.finance.get_account(canary).await.unwrap().is_none(),
+            "{name}: canary applied"
+        );
     }
 
     let e = f.payments.submit_unbatched(vec![]).await.unwrap_err();
@@ -250,7 +403,15 @@ async fn bad_input_rejects_the_whole_batch() {
     assert!(f.finance.get_account(first).await.unwrap().is_none());
 
     // The balance never moved.
-    assert_eq!(f.finance.get_account(wallet).await.unwrap().unwrap().balance, "0.00");
+    assert_eq!(
+        f.finance
+            .get_account(wallet)
+            .await
+            .unwrap()
+            .unwrap()
+            .balance,
+        "0.00"
+    );
     f.node.shutdown().await.unwrap();
 }
 
@@ -265,7 +426,10 @@ async fn concurrent_submits_are_coalesced() {
     let tasks: Vec<_> = (0..n)
         .map(|_| {
             let c = c.clone();
-            tokio::spawn(async move { c.submit(vec![cmd::transfer(new_id(), bank, wallet, "0.01", "CNY")]).await })
+            tokio::spawn(async move {
+                c.submit(vec![cmd::transfer(new_id(), bank, wallet, "0.01", "CNY")])
+                    .await
+            })
         })
         .collect();
     let mut indexes = std::collections::BTreeSet::new();
@@ -275,20 +439,41 @@ async fn concurrent_submits_are_coalesced() {
         assert!(r[0].is_ok(), "{r:?}");
         indexes.insert(r[0].applied_index);
     }
-    assert!(indexes.len() < n / 4, "{n} submits used {} log entries", indexes.len());
-    assert_eq!(f.finance.get_account(wallet).await.unwrap().unwrap().balance, "0.64");
+    assert!(
+        indexes.len() < n / 4,
+        "{n} submits used {} log entries",
+        indexes.len()
+    );
+    assert_eq!(
+        f.finance
+            .get_account(wallet)
+            .await
+            .unwrap()
+            .unwrap()
+            .balance,
+        "0.64"
+    );
 
     // One caller's invalid input does not fail the others coalesced with it.
     let good = {
         let c = c.clone();
-        tokio::spawn(async move { c.submit(vec![cmd::transfer(new_id(), bank, wallet, "0.01", "CNY")]).await })
+        tokio::spawn(async move {
+            c.submit(vec![cmd::transfer(new_id(), bank, wallet, "0.01", "CNY")])
+                .await
+        })
     };
     let bad = {
         let c = c.clone();
-        tokio::spawn(async move { c.submit(vec![cmd::transfer(new_id(), bank, wallet, "0.001", "CNY")]).await })
+        tokio::spawn(async move {
+            c.submit(vec![cmd::transfer(new_id(), bank, wallet, "0.001", "CNY")])
+                .await
+        })
     };
     assert!(good.await.unwrap().unwrap()[0].is_ok());
-    assert_eq!(bad.await.unwrap().unwrap_err().code(), Some(Code::InvalidArgument));
+    assert_eq!(
+        bad.await.unwrap().unwrap_err().code(),
+        Some(Code::InvalidArgument)
+    );
     f.node.shutdown().await.unwrap();
 }
 
@@ -298,12 +483,20 @@ async fn watch_delivers_events() {
     let mut live = f.finance.watch_events(0).await.unwrap();
     let (bank, wallet) = two_accounts(&f.payments).await;
     let t = new_id();
-    let r = f.payments.submit_unbatched(vec![cmd::transfer(t, bank, wallet, "5", "CNY")]).await.unwrap();
+    let r = f
+        .payments
+        .submit_unbatched(vec![cmd::transfer(t, bank, wallet, "5", "CNY")])
+        .await
+        .unwrap();
     let index = r[0].applied_index;
 
     let mut seen = Vec::new();
     while !seen.iter().any(|e: &pb::WatchEvent| e.index == index) {
-        let e = tokio::time::timeout(Duration::from_secs(5), live.next()).await.expect("event in time").unwrap().unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(5), live.next())
+            .await
+            .expect("event in time")
+            .unwrap()
+            .unwrap();
         seen.push(e);
     }
     let ev = seen.last().unwrap();
@@ -321,17 +514,29 @@ async fn watch_delivers_events() {
 
     // Replay from a past index that is still in the ring.
     let mut replay = f.finance.watch_events(index).await.unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(5), replay.next()).await.unwrap().unwrap().unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), replay.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(e.index, index);
 
     // Push the ring past its bound: index 1 is gone.
     for _ in 0..10 {
-        f.payments.submit_unbatched(vec![cmd::transfer(new_id(), bank, wallet, "1", "CNY")]).await.unwrap();
+        f.payments
+            .submit_unbatched(vec![cmd::transfer(new_id(), bank, wallet, "1", "CNY")])
+            .await
+            .unwrap();
     }
-    let mut old = f.finance.watch_events(1).await.map(Some).unwrap_or_else(|e| {
-        assert_eq!(e.code(), Some(Code::OutOfRange));
-        None
-    });
+    let mut old = f
+        .finance
+        .watch_events(1)
+        .await
+        .map(Some)
+        .unwrap_or_else(|e| {
+            assert_eq!(e.code(), Some(Code::OutOfRange));
+            None
+        });
     if let Some(s) = old.as_mut() {
         let e = s.next().await.unwrap().unwrap_err();
         assert_eq!(e.code(), Code::OutOfRange);
@@ -344,9 +549,15 @@ async fn key_files_and_restart_keep_state() {
     let dir = tempfile::tempdir().unwrap();
     let (node, admin) = single_node(dir.path(), |_| {}).await;
     let key_path = dir.path().join("node1").join("admin.key");
-    assert_eq!(api::client::load_key_file(&key_path).unwrap().to_bytes(), node.admin_key.to_bytes());
+    assert_eq!(
+        api::client::load_key_file(&key_path).unwrap().to_bytes(),
+        node.admin_key.to_bytes()
+    );
     let a = new_id();
-    let r = admin.submit_unbatched(vec![cmd::create_account(a, "JPY", pb::AccountKind::Wallet)]).await.unwrap();
+    let r = admin
+        .submit_unbatched(vec![cmd::create_account(a, "JPY", pb::AccountKind::Wallet)])
+        .await
+        .unwrap();
     assert!(r[0].is_ok());
     node.shutdown().await.unwrap();
     drop(admin);
@@ -364,15 +575,31 @@ async fn reflection_lists_services_without_credentials() {
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
     use tonic_reflection::pb::v1::ServerReflectionRequest;
     let f = fixture(|_| {}).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", f.addr)).unwrap().connect().await.unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", f.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut c = ServerReflectionClient::new(channel);
-    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut resp = c.server_reflection_info(futures::stream::iter(vec![req])).await.unwrap().into_inner();
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut resp = c
+        .server_reflection_info(futures::stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
     let msg = resp.next().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else { panic!("unexpected {msg:?}") };
+    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
+        panic!("unexpected {msg:?}")
+    };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     for svc in ["suanpan.v1.Ledger", "suanpan.v1.Admin", "suanpan.v1.Peer"] {
-        assert!(names.iter().any(|n| n == svc), "{svc} missing from {names:?}");
+        assert!(
+            names.iter().any(|n| n == svc),
+            "{svc} missing from {names:?}"
+        );
     }
     drop(resp);
     f.node.shutdown().await.unwrap();

@@ -28,8 +28,16 @@ pub enum ChunkError {
 /// Split an encoded message into frames of at most `max_frame_bytes` (header included).
 /// Always returns at least one frame. `message_id` must differ between consecutive messages of
 /// the same sender (a per-sender counter).
-pub fn chunk_message(from: u64, message_id: u64, msg: &[u8], max_frame_bytes: usize) -> Vec<Vec<u8>> {
-    assert!(max_frame_bytes > CHUNK_HEADER_BYTES, "max_frame_bytes too small");
+pub fn chunk_message(
+    from: u64,
+    message_id: u64,
+    msg: &[u8],
+    max_frame_bytes: usize,
+) -> Vec<Vec<u8>> {
+    assert!(
+        max_frame_bytes > CHUNK_HEADER_BYTES,
+        "max_frame_bytes too small"
+    );
     let body = max_frame_bytes - CHUNK_HEADER_BYTES;
     let count = msg.len().div_ceil(body).max(1);
     let mut frames = Vec::with_capacity(count);
@@ -75,8 +83,18 @@ impl Reassembler {
         }
     }
 
-    pub fn with_limits(max_message_bytes: usize, max_total_bytes: usize, max_partials: usize) -> Self {
-        Reassembler { max_message_bytes, max_total_bytes, max_partials, partials: HashMap::new(), buffered_bytes: 0 }
+    pub fn with_limits(
+        max_message_bytes: usize,
+        max_total_bytes: usize,
+        max_partials: usize,
+    ) -> Self {
+        Reassembler {
+            max_message_bytes,
+            max_total_bytes,
+            max_partials,
+            partials: HashMap::new(),
+            buffered_bytes: 0,
+        }
     }
 
     /// Bytes currently held in partial messages.
@@ -118,7 +136,15 @@ impl Reassembler {
             if self.partials.len() >= self.max_partials {
                 return Err(ChunkError::TooManyPartials);
             }
-            self.partials.insert(from, Partial { message_id, next_index: 0, count, buf: Vec::new() });
+            self.partials.insert(
+                from,
+                Partial {
+                    message_id,
+                    next_index: 0,
+                    count,
+                    buf: Vec::new(),
+                },
+            );
         }
         let ok = matches!(self.partials.get(&from),
             Some(p) if p.message_id == message_id && p.next_index == index && p.count == count);
@@ -133,7 +159,9 @@ impl Reassembler {
         }
         if self.buffered_bytes + part.len() > self.max_total_bytes {
             self.drop_partial(from);
-            return Err(ChunkError::TooLarge((self.buffered_bytes + part.len()) as u64));
+            return Err(ChunkError::TooLarge(
+                (self.buffered_bytes + part.len()) as u64,
+            ));
         }
         let p = self.partials.get_mut(&from).expect("checked above");
         p.buf.extend_from_slice(part);

@@ -21,7 +21,11 @@ pub struct EntryData<'a> {
 
 /// Encoded size of an entry holding proposals with these payload sizes.
 pub(crate) fn encoded_len(payload_lens: impl IntoIterator<Item = usize>) -> usize {
-    HEADER_BYTES + payload_lens.into_iter().map(|l| PER_PROPOSAL_BYTES + l).sum::<usize>()
+    HEADER_BYTES
+        + payload_lens
+            .into_iter()
+            .map(|l| PER_PROPOSAL_BYTES + l)
+            .sum::<usize>()
 }
 
 pub(crate) fn proposal_overhead_bytes() -> usize {
@@ -54,17 +58,24 @@ struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if self.buf.len() < n {
-            return Err(format!("truncated: need {n} bytes, have {}", self.buf.len()));
+            return Err(format!(
+                "truncated: need {n} bytes, have {}",
+                self.buf.len()
+            ));
         }
         let (a, b) = self.buf.split_at(n);
         self.buf = b;
         Ok(a)
     }
     fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
     fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 }
 
@@ -87,12 +98,20 @@ pub fn decode_entry_data(data: &[u8]) -> Result<EntryData<'_>, String> {
         let proposal_id = c.u64()?;
         let len = c.u32()? as usize;
         let payload = c.take(len)?;
-        proposals.push(Proposal { node_id, proposal_id, payload });
+        proposals.push(Proposal {
+            node_id,
+            proposal_id,
+            payload,
+        });
     }
     if !c.buf.is_empty() {
         return Err(format!("{} trailing bytes", c.buf.len()));
     }
-    Ok(EntryData { timestamp_ns, seed, proposals })
+    Ok(EntryData {
+        timestamp_ns,
+        seed,
+        proposals,
+    })
 }
 
 /// Context attached to conf-change entries so the proposer's waiter can be resolved.
@@ -120,8 +139,16 @@ mod tests {
     #[test]
     fn roundtrip_and_rejects_garbage() {
         let ps = [
-            Proposal { node_id: 1, proposal_id: 7, payload: b"abc" },
-            Proposal { node_id: 2, proposal_id: 9, payload: b"" },
+            Proposal {
+                node_id: 1,
+                proposal_id: 7,
+                payload: b"abc",
+            },
+            Proposal {
+                node_id: 2,
+                proposal_id: 9,
+                payload: b"",
+            },
         ];
         let enc = encode_entry_data(123, 456, &ps);
         assert_eq!(enc.len(), encoded_len([3, 0]));

@@ -82,7 +82,11 @@ impl Default for Config {
 
 impl Config {
     pub fn new(id: u64, initial_voters: Vec<u64>) -> Self {
-        Config { id, initial_voters, ..Config::default() }
+        Config {
+            id,
+            initial_voters,
+            ..Config::default()
+        }
     }
 
     pub fn validate(&self) -> Result<(), ConsensusError> {
@@ -108,10 +112,15 @@ impl Config {
         if self.snapshot_threshold_entries == 0 {
             return err("snapshot_threshold_entries must be > 0");
         }
-        if self.inbound_queue_len == 0 || self.max_queued_proposals == 0 || self.max_pending_reads == 0 {
+        if self.inbound_queue_len == 0
+            || self.max_queued_proposals == 0
+            || self.max_pending_reads == 0
+        {
             return err("queue bounds must be > 0");
         }
-        self.raft_config(0).validate().map_err(|e| ConsensusError::Config(e.to_string()))
+        self.raft_config(0)
+            .validate()
+            .map_err(|e| ConsensusError::Config(e.to_string()))
     }
 
     pub(crate) fn raft_config(&self, applied: u64) -> raft::Config {

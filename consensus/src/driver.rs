@@ -7,10 +7,15 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use prost011::Message as ProstMessage;
-use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType, Snapshot, SnapshotMetadata};
+use raft::eraftpb::{
+    ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType,
+    Snapshot, SnapshotMetadata,
+};
 use raft::{ProgressState, RawNode, SnapshotStatus, StateRole};
 
-use crate::codec::{self, decode_cc_context, decode_entry_data, encode_cc_context, encode_entry_data};
+use crate::codec::{
+    self, decode_cc_context, decode_entry_data, encode_cc_context, encode_entry_data,
+};
 use crate::config::Config;
 use crate::error::ConsensusError;
 use crate::state_machine::{CommittedEntry, Proposal, StateMachine};
@@ -159,7 +164,13 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
     /// Create a replica. `proposal_id_start` must make proposal ids unique across restarts of
     /// this node (the runtime uses a random start): committed entries from a previous
     /// incarnation are re-applied on restart and must not resolve new waiters.
-    pub fn new(cfg: Config, mut store: S, mut sm: M, proposal_id_start: u64, logger: &slog::Logger) -> Result<Self, ConsensusError> {
+    pub fn new(
+        cfg: Config,
+        mut store: S,
+        mut sm: M,
+        proposal_id_start: u64,
+        logger: &slog::Logger,
+    ) -> Result<Self, ConsensusError> {
         cfg.validate()?;
         if let Some(e) = store.read_error() {
             return Err(ConsensusError::Storage(e));
@@ -173,14 +184,17 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             let mut voters = cfg.initial_voters.clone();
             voters.sort_unstable();
             voters.dedup();
-            store.set_conf_state(&ConfState { voters, ..Default::default() })?;
+            store.set_conf_state(&ConfState {
+                voters,
+                ..Default::default()
+            })?;
         }
         // Crash recovery: a received snapshot is persisted before the state machine restores it.
         if let Some(meta) = store.snapshot_metadata() {
             if sm.applied_index() < meta.index {
-                let snap = store
-                    .load_snapshot()?
-                    .ok_or_else(|| ConsensusError::Storage("snapshot metadata without data".into()))?;
+                let snap = store.load_snapshot()?.ok_or_else(|| {
+                    ConsensusError::Storage("snapshot metadata without data".into())
+                })?;
                 sm.restore(meta.index, &snap.data)?;
                 if sm.applied_index() != meta.index {
                     return Err(ConsensusError::Invariant(format!(
@@ -200,7 +214,9 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             )));
         }
         if applied > commit {
-            return Err(ConsensusError::Invariant(format!("state machine applied {applied} > durable commit {commit}")));
+            return Err(ConsensusError::Invariant(format!(
+                "state machine applied {applied} > durable commit {commit}"
+            )));
         }
         let last_snapshot_index = store.snapshot_metadata().map_or(0, |m| m.index);
         let raw = RawNode::new(&cfg.raft_config(applied), store, logger)?;
@@ -310,7 +326,12 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             if self.fatal.is_none() {
                 tracing::error!(node = self.cfg.id, "consensus fatal error: {e}");
                 self.fatal = Some(e.to_string());
-                self.fail_everything(ProposeOutcome::Rejected { reason: RejectReason::Stopped }, ReadError::Stopped);
+                self.fail_everything(
+                    ProposeOutcome::Rejected {
+                        reason: RejectReason::Stopped,
+                    },
+                    ReadError::Stopped,
+                );
             }
         }
         r
@@ -342,7 +363,12 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         self.raw.tick();
         self.ticks += 1;
         let now = self.ticks;
-        let expired: Vec<u64> = self.reads.iter().filter(|(_, r)| r.deadline_tick <= now).map(|(id, _)| *id).collect();
+        let expired: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| r.deadline_tick <= now)
+            .map(|(id, _)| *id)
+            .collect();
         for rid in expired {
             self.reads.remove(&rid);
             self.read_completions.push((rid, Err(ReadError::Timeout)));
@@ -358,7 +384,12 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             .collect();
         for peer in due {
             self.snapshots_in_flight.remove(&peer);
-            let stuck = self.raw.raft.prs().get(peer).is_some_and(|p| p.state == ProgressState::Snapshot);
+            let stuck = self
+                .raw
+                .raft
+                .prs()
+                .get(peer)
+                .is_some_and(|p| p.state == ProgressState::Snapshot);
             if stuck && self.is_leader() {
                 self.raw.report_snapshot(peer, SnapshotStatus::Failure);
             }
@@ -384,7 +415,11 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
     pub fn step_message(&mut self, mut msg: Message) -> Result<(), ConsensusError> {
         self.stopped()?;
         if msg.to != self.cfg.id {
-            tracing::warn!(node = self.cfg.id, to = msg.to, "dropping misaddressed raft message");
+            tracing::warn!(
+                node = self.cfg.id,
+                to = msg.to,
+                "dropping misaddressed raft message"
+            );
             return Ok(());
         }
         // A heartbeat carries commit = min(leader's view of our match, committed). If our log is
@@ -394,11 +429,19 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         let last = self.raw.raft.raft_log.last_index();
         let mut lost_log = false;
         if msg.get_msg_type() == MessageType::MsgHeartbeat && msg.commit > last {
-            tracing::debug!(node = self.cfg.id, commit = msg.commit, last, "heartbeat commit beyond our log; not advancing commit");
+            tracing::debug!(
+                node = self.cfg.id,
+                commit = msg.commit,
+                last,
+                "heartbeat commit beyond our log; not advancing commit"
+            );
             msg.commit = self.raw.raft.raft_log.committed;
             lost_log = true;
         }
-        if msg.get_msg_type() == MessageType::MsgAppendResponse && msg.reject && msg.index == LOST_LOG_MARKER {
+        if msg.get_msg_type() == MessageType::MsgAppendResponse
+            && msg.reject
+            && msg.index == LOST_LOG_MARKER
+        {
             self.handle_lost_log_report(&msg);
             let r = self.check_store();
             return self.fail(r);
@@ -440,12 +483,20 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             return;
         }
         let (from, hint) = (msg.from, msg.reject_hint);
-        let Some(pr) = self.raw.raft.mut_prs().get_mut(from) else { return };
+        let Some(pr) = self.raw.raft.mut_prs().get_mut(from) else {
+            return;
+        };
         // A snapshot in flight will fix the follower; resetting would restart the transfer.
         if pr.matched <= hint || pr.state == ProgressState::Snapshot {
             return;
         }
-        tracing::warn!(node = self.cfg.id, peer = from, matched = pr.matched, peer_last = hint, "peer lost acknowledged log entries; re-probing it");
+        tracing::warn!(
+            node = self.cfg.id,
+            peer = from,
+            matched = pr.matched,
+            peer_last = hint,
+            "peer lost acknowledged log entries; re-probing it"
+        );
         pr.become_probe();
         pr.matched = 0;
         pr.next_idx = hint + 1;
@@ -460,10 +511,14 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
 
     fn admission(&self) -> Option<ProposeOutcome> {
         if self.fatal.is_some() {
-            return Some(ProposeOutcome::Rejected { reason: RejectReason::Stopped });
+            return Some(ProposeOutcome::Rejected {
+                reason: RejectReason::Stopped,
+            });
         }
         if !self.is_leader() {
-            return Some(ProposeOutcome::NotLeader { leader_id: self.leader_id() });
+            return Some(ProposeOutcome::NotLeader {
+                leader_id: self.leader_id(),
+            });
         }
         None
     }
@@ -474,9 +529,13 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         let pid = self.alloc_proposal_id();
         let outcome = self.admission().or_else(|| {
             if codec::encoded_len([payload.len()]) > self.cfg.max_entry_bytes {
-                Some(ProposeOutcome::Rejected { reason: RejectReason::TooLarge })
+                Some(ProposeOutcome::Rejected {
+                    reason: RejectReason::TooLarge,
+                })
             } else if self.queued.len() >= self.cfg.max_queued_proposals {
-                Some(ProposeOutcome::Rejected { reason: RejectReason::Overloaded })
+                Some(ProposeOutcome::Rejected {
+                    reason: RejectReason::Overloaded,
+                })
             } else {
                 None
             }
@@ -497,7 +556,12 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             return pid;
         }
         if self.raw.raft.has_pending_conf() {
-            self.completions.push((pid, ProposeOutcome::Rejected { reason: RejectReason::ConfChangeInProgress }));
+            self.completions.push((
+                pid,
+                ProposeOutcome::Rejected {
+                    reason: RejectReason::ConfChangeInProgress,
+                },
+            ));
             return pid;
         }
         let (change_type, node_id) = match change {
@@ -555,7 +619,13 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             return rid;
         }
         self.raw.read_index(read_ctx(self.cfg.id, rid));
-        self.reads.insert(rid, PendingRead { index: None, deadline_tick: self.ticks + self.cfg.read_timeout_ticks });
+        self.reads.insert(
+            rid,
+            PendingRead {
+                index: None,
+                deadline_tick: self.ticks + self.cfg.read_timeout_ticks,
+            },
+        );
         rid
     }
 
@@ -566,7 +636,13 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             self.completions.push((pid, ProposeOutcome::Unknown));
             return;
         }
-        self.waiters.insert(pid, Waiter { index, term: self.raw.raft.term });
+        self.waiters.insert(
+            pid,
+            Waiter {
+                index,
+                term: self.raw.raft.term,
+            },
+        );
         self.waiters_by_index.entry(index).or_default().push(pid);
     }
 
@@ -574,7 +650,11 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
     /// still commit under the new leader — the client retries idempotently), unconfirmed reads
     /// fail fast.
     fn check_leadership(&mut self) {
-        let now = (self.raw.raft.state, self.raw.raft.term, self.raw.raft.leader_id);
+        let now = (
+            self.raw.raft.state,
+            self.raw.raft.term,
+            self.raw.raft.leader_id,
+        );
         if now == self.observed {
             return;
         }
@@ -592,14 +672,21 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         if !leader_now {
             let hint = self.leader_id();
             for (pid, _) in self.queued.drain(..) {
-                self.completions.push((pid, ProposeOutcome::NotLeader { leader_id: hint }));
+                self.completions
+                    .push((pid, ProposeOutcome::NotLeader { leader_id: hint }));
             }
         }
         if now.1 != self.observed.1 || now.2 != self.observed.2 {
-            let unconfirmed: Vec<u64> = self.reads.iter().filter(|(_, r)| r.index.is_none()).map(|(id, _)| *id).collect();
+            let unconfirmed: Vec<u64> = self
+                .reads
+                .iter()
+                .filter(|(_, r)| r.index.is_none())
+                .map(|(id, _)| *id)
+                .collect();
             for rid in unconfirmed {
                 self.reads.remove(&rid);
-                self.read_completions.push((rid, Err(ReadError::LeaderChanged)));
+                self.read_completions
+                    .push((rid, Err(ReadError::LeaderChanged)));
             }
         }
         self.observed = now;
@@ -616,7 +703,10 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             let mut bytes = codec::header_bytes();
             for (_, p) in self.queued.iter() {
                 let add = codec::proposal_overhead_bytes() + p.len();
-                if n > 0 && (n >= self.cfg.max_proposals_per_entry || bytes + add > self.cfg.max_entry_bytes) {
+                if n > 0
+                    && (n >= self.cfg.max_proposals_per_entry
+                        || bytes + add > self.cfg.max_entry_bytes)
+                {
                     break;
                 }
                 n += 1;
@@ -627,7 +717,11 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             k += 1;
             let proposals: Vec<Proposal<'_>> = group
                 .iter()
-                .map(|(pid, p)| Proposal { node_id: self.cfg.id, proposal_id: *pid, payload: p })
+                .map(|(pid, p)| Proposal {
+                    node_id: self.cfg.id,
+                    proposal_id: *pid,
+                    payload: p,
+                })
                 .collect();
             let data = encode_entry_data(now_ns, entry_seed, &proposals);
             let before = self.raw.raft.raft_log.last_index();
@@ -643,7 +737,9 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
                     let outcome = if self.is_leader() {
                         ProposeOutcome::Unknown
                     } else {
-                        ProposeOutcome::NotLeader { leader_id: self.leader_id() }
+                        ProposeOutcome::NotLeader {
+                            leader_id: self.leader_id(),
+                        }
                     };
                     for (pid, _) in group {
                         self.completions.push((pid, outcome.clone()));
@@ -664,20 +760,31 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
     /// Run one ready cycle, handing each outgoing message to `send` as soon as it may be sent
     /// (leader messages before the local fsync, others after). `now_ns`/`seed` are only used
     /// to stamp entries created from queued proposals.
-    pub fn process_ready_with(&mut self, now_ns: u64, seed: u64, send: &mut SendFn<'_>) -> Result<(), ConsensusError> {
+    pub fn process_ready_with(
+        &mut self,
+        now_ns: u64,
+        seed: u64,
+        send: &mut SendFn<'_>,
+    ) -> Result<(), ConsensusError> {
         self.stopped()?;
         let r = self.ready_cycle(now_ns, seed, send);
         self.fail(r)
     }
 
-    fn ready_cycle(&mut self, now_ns: u64, seed: u64, send: &mut SendFn<'_>) -> Result<(), ConsensusError> {
+    fn ready_cycle(
+        &mut self,
+        now_ns: u64,
+        seed: u64,
+        send: &mut SendFn<'_>,
+    ) -> Result<(), ConsensusError> {
         self.check_leadership();
         if self.is_leader() {
             self.flush_proposals(now_ns, seed);
         } else if !self.queued.is_empty() {
             let hint = self.leader_id();
             for (pid, _) in self.queued.drain(..) {
-                self.completions.push((pid, ProposeOutcome::NotLeader { leader_id: hint }));
+                self.completions
+                    .push((pid, ProposeOutcome::NotLeader { leader_id: hint }));
             }
         }
         if !self.raw.has_ready() {
@@ -737,7 +844,10 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         let log = &self.raw.raft.raft_log;
         let sm_applied = self.sm.applied_index();
         if log.applied > log.committed {
-            return Err(ConsensusError::Invariant(format!("applied {} > committed {}", log.applied, log.committed)));
+            return Err(ConsensusError::Invariant(format!(
+                "applied {} > committed {}",
+                log.applied, log.committed
+            )));
         }
         if sm_applied != log.applied {
             return Err(ConsensusError::Invariant(format!(
@@ -747,7 +857,9 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         }
         let durable_commit = self.raw.store().hard_state().commit;
         if sm_applied > durable_commit {
-            return Err(ConsensusError::Invariant(format!("applied {sm_applied} > durable commit {durable_commit}")));
+            return Err(ConsensusError::Invariant(format!(
+                "applied {sm_applied} > durable commit {durable_commit}"
+            )));
         }
         Ok(())
     }
@@ -772,6 +884,12 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
                 self.sm.applied_index()
             )));
         }
+        tracing::info!(
+            node = self.cfg.id,
+            index,
+            bytes = snap.data.len(),
+            "snapshot installed"
+        );
         self.last_snapshot_index = index;
         self.resolve_overwritten(index);
         Ok(())
@@ -787,9 +905,19 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
                 EntryType::EntryNormal => {
                     if e.data.is_empty() {
                         // Leader no-op: still advances the state machine's applied index.
-                        batch.push(CommittedEntry { index: e.index, term: e.term, timestamp_ns: 0, seed: 0, proposals: Vec::new() });
+                        batch.push(CommittedEntry {
+                            index: e.index,
+                            term: e.term,
+                            timestamp_ns: 0,
+                            seed: 0,
+                            proposals: Vec::new(),
+                        });
                     } else {
-                        let d = decode_entry_data(&e.data).map_err(|reason| ConsensusError::Codec { index: e.index, reason })?;
+                        let d =
+                            decode_entry_data(&e.data).map_err(|reason| ConsensusError::Codec {
+                                index: e.index,
+                                reason,
+                            })?;
                         batch.push(CommittedEntry {
                             index: e.index,
                             term: e.term,
@@ -809,7 +937,10 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
     }
 
     fn apply_conf_change_entry(&mut self, e: &Entry) -> Result<(), ConsensusError> {
-        let codec_err = |err: prost011::DecodeError| ConsensusError::Codec { index: e.index, reason: err.to_string() };
+        let codec_err = |err: prost011::DecodeError| ConsensusError::Codec {
+            index: e.index,
+            reason: err.to_string(),
+        };
         let (cs, ctx) = if e.get_entry_type() == EntryType::EntryConfChange {
             let cc = ConfChange::decode(&e.data[..]).map_err(codec_err)?;
             (self.raw.apply_conf_change(&cc)?, cc.context)
@@ -825,17 +956,31 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         let waiter = decode_cc_context(&ctx)
             .filter(|(node, _)| *node == self.cfg.id)
             .and_then(|(_, pid)| self.waiters.remove(&pid).map(|_| pid));
-        let mut one = vec![CommittedEntry { index: e.index, term: e.term, timestamp_ns: 0, seed: 0, proposals: Vec::new() }];
+        let mut one = vec![CommittedEntry {
+            index: e.index,
+            term: e.term,
+            timestamp_ns: 0,
+            seed: 0,
+            proposals: Vec::new(),
+        }];
         self.apply_batch(&mut one)?;
         if let Some(pid) = waiter {
-            self.completions.push((pid, ProposeOutcome::Applied { index: e.index, result: Vec::new() }));
+            self.completions.push((
+                pid,
+                ProposeOutcome::Applied {
+                    index: e.index,
+                    result: Vec::new(),
+                },
+            ));
         }
         tracing::info!(node = self.cfg.id, index = e.index, voters = ?cs.voters, learners = ?cs.learners, "membership changed");
         Ok(())
     }
 
     fn apply_batch(&mut self, batch: &mut Vec<CommittedEntry<'_>>) -> Result<(), ConsensusError> {
-        let Some(last) = batch.last().map(|e| e.index) else { return Ok(()) };
+        let Some(last) = batch.last().map(|e| e.index) else {
+            return Ok(());
+        };
         let results = self.sm.apply(batch)?;
         if results.len() != batch.len() {
             return Err(ConsensusError::Invariant(format!(
@@ -865,9 +1010,21 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
                 }
                 if let Some(w) = self.waiters.remove(&p.proposal_id) {
                     if w.index != ce.index {
-                        tracing::warn!(node = self.cfg.id, pid = p.proposal_id, expected = w.index, got = ce.index, "proposal applied at unexpected index");
+                        tracing::warn!(
+                            node = self.cfg.id,
+                            pid = p.proposal_id,
+                            expected = w.index,
+                            got = ce.index,
+                            "proposal applied at unexpected index"
+                        );
                     }
-                    self.completions.push((p.proposal_id, ProposeOutcome::Applied { index: ce.index, result }));
+                    self.completions.push((
+                        p.proposal_id,
+                        ProposeOutcome::Applied {
+                            index: ce.index,
+                            result,
+                        },
+                    ));
                 }
             }
         }
@@ -907,18 +1064,39 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
 
     fn maybe_snapshot(&mut self) -> Result<(), ConsensusError> {
         let applied = self.sm.applied_index();
-        if applied < self.last_snapshot_index.saturating_add(self.cfg.snapshot_threshold_entries) {
+        if applied
+            < self
+                .last_snapshot_index
+                .saturating_add(self.cfg.snapshot_threshold_entries)
+        {
             return Ok(());
         }
         let data = self.sm.snapshot()?;
         let term = self.raw.store().term(applied)?;
         let conf_state = self.raw.store().conf_state();
-        let snap = Snapshot { data, metadata: Some(SnapshotMetadata { conf_state: Some(conf_state), index: applied, term }) };
+        let snap = Snapshot {
+            data,
+            metadata: Some(SnapshotMetadata {
+                conf_state: Some(conf_state),
+                index: applied,
+                term,
+            }),
+        };
         let (truncated, _) = self.raw.store().truncated();
-        let compact_to = applied.saturating_sub(self.cfg.log_retain_entries).max(truncated);
-        self.raw.mut_store().save_snapshot_and_compact(&snap, compact_to)?;
+        let compact_to = applied
+            .saturating_sub(self.cfg.log_retain_entries)
+            .max(truncated);
+        self.raw
+            .mut_store()
+            .save_snapshot_and_compact(&snap, compact_to)?;
         self.last_snapshot_index = applied;
-        tracing::info!(node = self.cfg.id, index = applied, compact_to, bytes = snap.data.len(), "snapshot taken");
+        tracing::info!(
+            node = self.cfg.id,
+            index = applied,
+            compact_to,
+            bytes = snap.data.len(),
+            "snapshot taken"
+        );
         Ok(())
     }
 }

@@ -88,7 +88,9 @@ mod storage;
 pub use chunk::{chunk_message, ChunkError, Reassembler, CHUNK_HEADER_BYTES};
 pub use codec::{decode_entry_data, encode_entry_data, EntryData, ENTRY_FORMAT_V1};
 pub use config::Config;
-pub use driver::{Driver, MembershipChange, NodeStatus, ProposeOutcome, ReadError, RejectReason, Role, SendFn};
+pub use driver::{
+    Driver, MembershipChange, NodeStatus, ProposeOutcome, ReadError, RejectReason, Role, SendFn,
+};
 pub use error::ConsensusError;
 pub use logging::tracing_logger;
 pub use runtime::{NodeError, NodeHandle, NodeRuntime, Transport};

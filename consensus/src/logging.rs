@@ -17,13 +17,19 @@ impl slog::Drain for TracingDrain {
     type Ok = ();
     type Err = slog::Never;
 
-    fn log(&self, record: &slog::Record<'_>, values: &slog::OwnedKVList) -> Result<(), slog::Never> {
+    fn log(
+        &self,
+        record: &slog::Record<'_>,
+        values: &slog::OwnedKVList,
+    ) -> Result<(), slog::Never> {
         use slog::KV;
         let mut kv = KvCollector(String::new());
         let _ = record.kv().serialize(record, &mut kv);
         let _ = values.serialize(record, &mut kv);
         match record.level() {
-            slog::Level::Critical | slog::Level::Error => tracing::error!(target: "raft", "{}{}", record.msg(), kv.0),
+            slog::Level::Critical | slog::Level::Error => {
+                tracing::error!(target: "raft", "{}{}", record.msg(), kv.0)
+            }
             slog::Level::Warning => tracing::warn!(target: "raft", "{}{}", record.msg(), kv.0),
             slog::Level::Info => tracing::info!(target: "raft", "{}{}", record.msg(), kv.0),
             slog::Level::Debug => tracing::debug!(target: "raft", "{}{}", record.msg(), kv.0),

@@ -15,7 +15,9 @@ use tokio::sync::oneshot;
 
 use crate::chunk::{chunk_message, Reassembler};
 use crate::config::Config;
-use crate::driver::{Driver, MembershipChange, NodeStatus, ProposeOutcome, ReadError, RejectReason, Role};
+use crate::driver::{
+    Driver, MembershipChange, NodeStatus, ProposeOutcome, ReadError, RejectReason, Role,
+};
 use crate::error::ConsensusError;
 use crate::logging::tracing_logger;
 use crate::state_machine::StateMachine;
@@ -68,7 +70,9 @@ pub struct NodeRuntime;
 const MAX_COMMANDS_PER_CYCLE: usize = 4_096;
 
 fn wall_clock_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl NodeRuntime {
@@ -83,7 +87,13 @@ impl NodeRuntime {
         let id = config.id;
         let logger = tracing_logger(id);
         // Random start so proposal ids never repeat across restarts of this node.
-        let driver = Driver::new(config.clone(), log_store, state_machine, rand::random::<u64>() >> 1, &logger)?;
+        let driver = Driver::new(
+            config.clone(),
+            log_store,
+            state_machine,
+            rand::random::<u64>() >> 1,
+            &logger,
+        )?;
         let (tx, rx) = bounded(config.inbound_queue_len);
         let shared = Arc::new(Shared {
             status: RwLock::new(driver.status()),
@@ -113,7 +123,13 @@ struct Loop<S: LogStore, M: StateMachine> {
     reads: HashMap<u64, oneshot::Sender<Result<u64, ReadError>>>,
 }
 
-fn run<S: LogStore, M: StateMachine>(driver: Driver<S, M>, cfg: Config, rx: Receiver<Command>, transport: Arc<dyn Transport>, shared: Arc<Shared>) {
+fn run<S: LogStore, M: StateMachine>(
+    driver: Driver<S, M>,
+    cfg: Config,
+    rx: Receiver<Command>,
+    transport: Arc<dyn Transport>,
+    shared: Arc<Shared>,
+) {
     let mut lp = Loop {
         driver,
         reassembler: Reassembler::new(cfg.max_inbound_message_bytes),
@@ -144,7 +160,9 @@ fn run<S: LogStore, M: StateMachine>(driver: Driver<S, M>, cfg: Config, rx: Rece
     };
     *shared.stopped.lock() = Some(reason);
     // Nobody waits forever: answer everything still pending or queued.
-    let stopped = ProposeOutcome::Rejected { reason: RejectReason::Stopped };
+    let stopped = ProposeOutcome::Rejected {
+        reason: RejectReason::Stopped,
+    };
     for (_, tx) in lp.proposals.drain() {
         let _ = tx.send(stopped.clone());
     }
@@ -160,7 +178,9 @@ fn run<S: LogStore, M: StateMachine>(driver: Driver<S, M>, cfg: Config, rx: Rece
 fn reject(cmd: Command) {
     match cmd {
         Command::Propose(_, tx) | Command::Membership(_, tx) => {
-            let _ = tx.send(ProposeOutcome::Rejected { reason: RejectReason::Stopped });
+            let _ = tx.send(ProposeOutcome::Rejected {
+                reason: RejectReason::Stopped,
+            });
         }
         Command::Read(tx) => {
             let _ = tx.send(Err(ReadError::Stopped));
@@ -205,12 +225,13 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
             let (id, max_frame) = (self.cfg.id, self.cfg.max_message_bytes);
             let transport = &self.transport;
             let next_message_id = &mut self.next_message_id;
-            self.driver.process_ready_with(wall_clock_ns(), self.rng.gen(), &mut |to, bytes| {
-                *next_message_id = next_message_id.wrapping_add(1);
-                for frame in chunk_message(id, *next_message_id, &bytes, max_frame) {
-                    transport.send(to, frame);
-                }
-            })?;
+            self.driver
+                .process_ready_with(wall_clock_ns(), self.rng.gen(), &mut |to, bytes| {
+                    *next_message_id = next_message_id.wrapping_add(1);
+                    for frame in chunk_message(id, *next_message_id, &bytes, max_frame) {
+                        transport.send(to, frame);
+                    }
+                })?;
             self.route_completions();
             *self.shared.status.write() = self.driver.status();
         }
@@ -276,9 +297,10 @@ impl NodeHandle {
         match self.tx.try_send(cmd) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(c)) => Err((NodeError::QueueFull, c)),
-            Err(TrySendError::Disconnected(c)) => {
-                Err((NodeError::Stopped(self.stopped_reason().unwrap_or_else(|| "stopped".into())), c))
-            }
+            Err(TrySendError::Disconnected(c)) => Err((
+                NodeError::Stopped(self.stopped_reason().unwrap_or_else(|| "stopped".into())),
+                c,
+            )),
         }
     }
 
@@ -361,7 +383,9 @@ impl NodeHandle {
 
     /// Stop the node thread and wait for it (unless called from that thread). Idempotent.
     pub fn shutdown(&self) {
-        self.shared.shutdown_requested.store(true, Ordering::Release);
+        self.shared
+            .shutdown_requested
+            .store(true, Ordering::Release);
         let _ = self.tx.try_send(Command::Shutdown);
         let handle = self.shared.thread.lock().take();
         if let Some(h) = handle {
@@ -446,14 +470,25 @@ mod tests {
         for (i, db) in dbs.iter().enumerate() {
             let id = i as u64 + 1;
             let store = RaftLogStore::open(db.clone()).unwrap();
-            let h = NodeRuntime::start(test_config(id, voters.clone()), store, SimStateMachine::default(), net.clone()).unwrap();
+            let h = NodeRuntime::start(
+                test_config(id, voters.clone()),
+                store,
+                SimStateMachine::default(),
+                net.clone(),
+            )
+            .unwrap();
             net.handles.write().insert(id, h.clone());
             handles.push(h);
         }
-        assert!(wait_for(Duration::from_secs(5), || leader_of(&handles).is_some()), "no leader");
+        assert!(
+            wait_for(Duration::from_secs(5), || leader_of(&handles).is_some()),
+            "no leader"
+        );
         let leader = leader_of(&handles).unwrap();
         let mut last = 0;
-        let rxs: Vec<_> = (0..60).map(|i| leader.propose(format!("cmd-{i}").into_bytes())).collect();
+        let rxs: Vec<_> = (0..60)
+            .map(|i| leader.propose(format!("cmd-{i}").into_bytes()))
+            .collect();
         for rx in rxs {
             match rx.blocking_recv().unwrap() {
                 ProposeOutcome::Applied { index, result } => {
@@ -465,7 +500,11 @@ mod tests {
         }
         // Group commit: 60 concurrent proposals need far fewer than 60 entries.
         assert!(last < 60, "no batching: last index {last}");
-        let follower = handles.iter().find(|h| h.id() != leader.id()).unwrap().clone();
+        let follower = handles
+            .iter()
+            .find(|h| h.id() != leader.id())
+            .unwrap()
+            .clone();
         let read = follower.read_index().blocking_recv().unwrap().unwrap();
         assert!(read >= last);
         assert!(follower.status().unwrap().applied_index >= read);
@@ -482,27 +521,51 @@ mod tests {
         assert!(matches!(follower.status(), Err(NodeError::Stopped(_))));
         assert!(matches!(
             follower.propose(b"y".to_vec()).blocking_recv().unwrap(),
-            ProposeOutcome::Rejected { reason: RejectReason::Stopped }
+            ProposeOutcome::Rejected {
+                reason: RejectReason::Stopped
+            }
         ));
         for i in 0..80 {
             let rx = leader.propose(vec![i as u8; 100]);
-            assert!(matches!(rx.blocking_recv().unwrap(), ProposeOutcome::Applied { .. }));
+            assert!(matches!(
+                rx.blocking_recv().unwrap(),
+                ProposeOutcome::Applied { .. }
+            ));
         }
         let store = RaftLogStore::open(dbs[(victim - 1) as usize].clone()).unwrap();
-        let restarted = NodeRuntime::start(test_config(victim, voters.clone()), store, SimStateMachine::default(), net.clone()).unwrap();
+        let restarted = NodeRuntime::start(
+            test_config(victim, voters.clone()),
+            store,
+            SimStateMachine::default(),
+            net.clone(),
+        )
+        .unwrap();
         net.handles.write().insert(victim, restarted.clone());
         net.down.write().remove(&victim);
         let target = leader.status().unwrap().commit_index;
         assert!(
-            wait_for(Duration::from_secs(10), || restarted.status().is_ok_and(|s| s.applied_index >= target)),
+            wait_for(Duration::from_secs(10), || restarted
+                .status()
+                .is_ok_and(|s| s.applied_index >= target)),
             "restarted follower did not catch up: {:?}",
             restarted.status()
         );
-        assert!(net.max_frame.load(Ordering::Relaxed) <= 512, "frame exceeded max_message_bytes");
+        assert!(
+            net.max_frame.load(Ordering::Relaxed) <= 512,
+            "frame exceeded max_message_bytes"
+        );
 
         // Membership: remove the restarted node, then add it back as a learner.
-        assert!(matches!(leader.remove_node(victim).blocking_recv().unwrap(), ProposeOutcome::Applied { .. }));
-        assert!(wait_for(Duration::from_secs(5), || leader.status().unwrap().voters.len() == 2));
+        assert!(matches!(
+            leader.remove_node(victim).blocking_recv().unwrap(),
+            ProposeOutcome::Applied { .. }
+        ));
+        assert!(wait_for(Duration::from_secs(5), || leader
+            .status()
+            .unwrap()
+            .voters
+            .len()
+            == 2));
         for h in [&leader, &restarted] {
             h.shutdown();
         }
@@ -514,7 +577,10 @@ mod tests {
     struct FailingSm;
 
     impl StateMachine for FailingSm {
-        fn apply(&mut self, _entries: &[CommittedEntry<'_>]) -> Result<Vec<Vec<Vec<u8>>>, StateMachineError> {
+        fn apply(
+            &mut self,
+            _entries: &[CommittedEntry<'_>],
+        ) -> Result<Vec<Vec<Vec<u8>>>, StateMachineError> {
             Err(StateMachineError::new("disk on fire"))
         }
         fn applied_index(&self) -> u64 {
@@ -540,9 +606,14 @@ mod tests {
         assert!(err.contains("disk on fire"), "{err}");
         assert!(matches!(
             h.propose(b"x".to_vec()).blocking_recv().unwrap(),
-            ProposeOutcome::Rejected { reason: RejectReason::Stopped }
+            ProposeOutcome::Rejected {
+                reason: RejectReason::Stopped
+            }
         ));
-        assert_eq!(h.read_index().blocking_recv().unwrap(), Err(ReadError::Stopped));
+        assert_eq!(
+            h.read_index().blocking_recv().unwrap(),
+            Err(ReadError::Stopped)
+        );
         assert!(h.step(vec![1, 2, 3]).is_err());
         h.shutdown();
     }
@@ -552,7 +623,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = open_db(dir.path());
         let net = Arc::new(LocalNet::default());
-        let h = NodeRuntime::start(test_config(1, vec![1]), RaftLogStore::open(db.clone()).unwrap(), SimStateMachine::default(), net.clone()).unwrap();
+        let h = NodeRuntime::start(
+            test_config(1, vec![1]),
+            RaftLogStore::open(db.clone()).unwrap(),
+            SimStateMachine::default(),
+            net.clone(),
+        )
+        .unwrap();
         assert!(wait_for(Duration::from_secs(5), || h.is_leader()));
         let mut last = 0;
         for i in 0..50u8 {
@@ -563,16 +640,29 @@ mod tests {
         }
         // Linearizable: the read index covers every acknowledged write.
         assert_eq!(h.read_index().blocking_recv().unwrap(), Ok(last));
-        assert!(wait_for(Duration::from_secs(1), || h.status().unwrap().applied_index == last));
+        assert!(wait_for(Duration::from_secs(1), || h
+            .status()
+            .unwrap()
+            .applied_index
+            == last));
         let before = h.status().unwrap();
         h.shutdown();
         // New (empty, in-memory) state machine: restored from the stored snapshot + log replay.
-        let h = NodeRuntime::start(test_config(1, vec![1]), RaftLogStore::open(db).unwrap(), SimStateMachine::default(), net).unwrap();
+        let h = NodeRuntime::start(
+            test_config(1, vec![1]),
+            RaftLogStore::open(db).unwrap(),
+            SimStateMachine::default(),
+            net,
+        )
+        .unwrap();
         assert!(wait_for(Duration::from_secs(5), || h.is_leader()));
         let after = h.status().unwrap();
         assert!(after.term > before.term);
         assert!(after.applied_index > before.applied_index); // + new leader no-op
-        assert!(matches!(h.propose(b"more".to_vec()).blocking_recv().unwrap(), ProposeOutcome::Applied { .. }));
+        assert!(matches!(
+            h.propose(b"more".to_vec()).blocking_recv().unwrap(),
+            ProposeOutcome::Applied { .. }
+        ));
         h.shutdown();
     }
 }

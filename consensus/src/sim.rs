@@ -24,7 +24,10 @@ use crate::storage::MemLogStore;
 /// Seed for a simulation test: `SUANPAN_SIM_SEED` if set, else `default`. Printed so a failing
 /// run can be replayed.
 pub fn sim_seed(default: u64) -> u64 {
-    let seed = std::env::var("SUANPAN_SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(default);
+    let seed = std::env::var("SUANPAN_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
     eprintln!("seed={seed}");
     seed
 }
@@ -64,12 +67,18 @@ fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
 }
 
 impl StateMachine for SimStateMachine {
-    fn apply(&mut self, entries: &[CommittedEntry<'_>]) -> Result<Vec<Vec<Vec<u8>>>, StateMachineError> {
+    fn apply(
+        &mut self,
+        entries: &[CommittedEntry<'_>],
+    ) -> Result<Vec<Vec<Vec<u8>>>, StateMachineError> {
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
             // Gaps or re-application would be a driver bug: fail loudly.
             if e.index != self.applied_index + 1 {
-                return Err(StateMachineError::new(format!("apply {} after {}", e.index, self.applied_index)));
+                return Err(StateMachineError::new(format!(
+                    "apply {} after {}",
+                    e.index, self.applied_index
+                )));
             }
             let mut res = Vec::with_capacity(e.proposals.len());
             for p in &e.proposals {
@@ -105,7 +114,15 @@ impl StateMachine for SimStateMachine {
         v.extend_from_slice(&self.hash.to_be_bytes());
         v.extend_from_slice(&(self.records.len() as u64).to_be_bytes());
         for r in &self.records {
-            for x in [r.index, r.term, r.timestamp_ns, r.node_id, r.proposal_id, r.hash_after, r.payload.len() as u64] {
+            for x in [
+                r.index,
+                r.term,
+                r.timestamp_ns,
+                r.node_id,
+                r.proposal_id,
+                r.hash_after,
+                r.payload.len() as u64,
+            ] {
                 v.extend_from_slice(&x.to_be_bytes());
             }
             v.extend_from_slice(&r.payload);
@@ -147,9 +164,16 @@ impl StateMachine for SimStateMachine {
             });
         }
         if applied != index {
-            return Err(StateMachineError::new(format!("snapshot is at {applied}, expected {index}")));
+            return Err(StateMachineError::new(format!(
+                "snapshot is at {applied}, expected {index}"
+            )));
         }
-        *self = SimStateMachine { applied_index: applied, hash, records, restores: self.restores + 1 };
+        *self = SimStateMachine {
+            applied_index: applied,
+            hash,
+            records,
+            restores: self.restores + 1,
+        };
         Ok(())
     }
 }
@@ -179,7 +203,14 @@ impl SimConfig {
             snapshot_timeout_ticks: 20,
             ..Config::default()
         };
-        SimConfig { node_ids, seed, loss: 0.0, max_delay_steps: 3, steps_per_tick: 4, consensus }
+        SimConfig {
+            node_ids,
+            seed,
+            loss: 0.0,
+            max_delay_steps: 3,
+            steps_per_tick: 4,
+            consensus,
+        }
     }
 }
 
@@ -221,7 +252,12 @@ impl Sim {
         };
         for (i, id) in cfg.node_ids.iter().enumerate() {
             let off = offsets[i % offsets.len()];
-            sim.spawn(*id, MemLogStore::new(), SimStateMachine::default(), Some(off));
+            sim.spawn(
+                *id,
+                MemLogStore::new(),
+                SimStateMachine::default(),
+                Some(off),
+            );
         }
         sim
     }
@@ -231,9 +267,15 @@ impl Sim {
     fn spawn(&mut self, id: u64, store: MemLogStore, sm: SimStateMachine, offset: Option<usize>) {
         let e = self.cfg.consensus.election_tick;
         let off = offset.unwrap_or_else(|| self.rng.gen_range(0..e));
-        let cfg = Config { id, min_election_tick: e + off, max_election_tick: e + off + 1, ..self.cfg.consensus.clone() };
+        let cfg = Config {
+            id,
+            min_election_tick: e + off,
+            max_election_tick: e + off + 1,
+            ..self.cfg.consensus.clone()
+        };
         let pid_start = self.rng.gen::<u64>() >> 1;
-        let d = Driver::new(cfg, store, sm, pid_start, &discard_logger()).expect("sim: driver start");
+        let d =
+            Driver::new(cfg, store, sm, pid_start, &discard_logger()).expect("sim: driver start");
         self.nodes.insert(id, d);
     }
 
@@ -259,7 +301,12 @@ impl Sim {
 
     /// Split the network into groups; nodes in no group are isolated.
     pub fn partition(&mut self, groups: Vec<Vec<u64>>) {
-        self.partition = Some(groups.into_iter().map(|g| g.into_iter().collect()).collect());
+        self.partition = Some(
+            groups
+                .into_iter()
+                .map(|g| g.into_iter().collect())
+                .collect(),
+        );
     }
 
     pub fn isolate(&mut self, id: u64) {
@@ -281,7 +328,8 @@ impl Sim {
     /// Crash a node (its durable state survives; in-flight messages to it are lost).
     pub fn crash(&mut self, id: u64) {
         if let Some(d) = self.nodes.remove(&id) {
-            self.down.insert(id, (d.store().clone(), d.state_machine().clone()));
+            self.down
+                .insert(id, (d.store().clone(), d.state_machine().clone()));
         }
     }
 
@@ -410,30 +458,47 @@ impl Sim {
     pub fn converged(&self) -> bool {
         let Some(l) = self.leader() else { return false };
         let commit = self.nodes[&l].raw_node().raft.raft_log.committed;
-        self.nodes.values().all(|d| d.state_machine().applied_index == commit)
+        self.nodes
+            .values()
+            .all(|d| d.state_machine().applied_index == commit)
     }
 
     /// Safety checks over all live nodes; panics with a description on violation.
     pub fn check_safety(&self) {
-        let sms: Vec<(u64, &SimStateMachine)> = self.nodes.iter().map(|(id, d)| (*id, d.state_machine())).collect();
+        let sms: Vec<(u64, &SimStateMachine)> = self
+            .nodes
+            .iter()
+            .map(|(id, d)| (*id, d.state_machine()))
+            .collect();
         for (id, sm) in &sms {
             let mut seen = BTreeSet::new();
             for r in &sm.records {
-                assert!(seen.insert((r.node_id, r.proposal_id)), "node {id}: proposal ({},{}) applied twice", r.node_id, r.proposal_id);
+                assert!(
+                    seen.insert((r.node_id, r.proposal_id)),
+                    "node {id}: proposal ({},{}) applied twice",
+                    r.node_id,
+                    r.proposal_id
+                );
             }
         }
         // Applied sequences are prefixes of each other (State Machine Safety).
         for (a, sa) in &sms {
             for (b, sb) in &sms {
                 let n = sa.records.len().min(sb.records.len());
-                assert!(sa.records[..n] == sb.records[..n], "nodes {a} and {b} diverged");
+                assert!(
+                    sa.records[..n] == sb.records[..n],
+                    "nodes {a} and {b} diverged"
+                );
             }
         }
         // Every Applied outcome is in the log, at its index, with its result.
         let longest = sms.iter().map(|(_, s)| *s).max_by_key(|s| s.records.len());
         if let Some(longest) = longest {
-            let by_key: BTreeMap<(u64, u64), &AppliedRecord> =
-                longest.records.iter().map(|r| ((r.node_id, r.proposal_id), r)).collect();
+            let by_key: BTreeMap<(u64, u64), &AppliedRecord> = longest
+                .records
+                .iter()
+                .map(|r| ((r.node_id, r.proposal_id), r))
+                .collect();
             for ((node, pid), o) in &self.outcomes {
                 if let ProposeOutcome::Applied { index, result } = o {
                     if result.is_empty() {
@@ -442,9 +507,15 @@ impl Sim {
                     if *index > longest.applied_index {
                         continue;
                     }
-                    let r = by_key.get(&(*node, *pid)).unwrap_or_else(|| panic!("Applied ({node},{pid}) at {index} not in the log"));
+                    let r = by_key.get(&(*node, *pid)).unwrap_or_else(|| {
+                        panic!("Applied ({node},{pid}) at {index} not in the log")
+                    });
                     assert_eq!(r.index, *index, "Applied ({node},{pid}) index mismatch");
-                    assert_eq!(r.hash_after.to_be_bytes().to_vec(), *result, "Applied ({node},{pid}) result mismatch");
+                    assert_eq!(
+                        r.hash_after.to_be_bytes().to_vec(),
+                        *result,
+                        "Applied ({node},{pid}) result mismatch"
+                    );
                 }
             }
         }
@@ -458,11 +529,17 @@ mod tests {
     use crate::storage::LogStore;
 
     fn count_applied(sim: &Sim) -> usize {
-        sim.outcomes.values().filter(|o| matches!(o, ProposeOutcome::Applied { .. })).count()
+        sim.outcomes
+            .values()
+            .filter(|o| matches!(o, ProposeOutcome::Applied { .. }))
+            .count()
     }
 
     fn elect(sim: &mut Sim) -> u64 {
-        assert!(sim.run_until(2_000, |s| s.leader().is_some()), "no leader elected");
+        assert!(
+            sim.run_until(2_000, |s| s.leader().is_some()),
+            "no leader elected"
+        );
         sim.leader().unwrap()
     }
 
@@ -491,7 +568,10 @@ mod tests {
     #[test]
     fn same_seed_same_run() {
         let run = |seed| {
-            let mut sim = Sim::new(SimConfig { loss: 0.1, ..SimConfig::new(3, seed) });
+            let mut sim = Sim::new(SimConfig {
+                loss: 0.1,
+                ..SimConfig::new(3, seed)
+            });
             let mut proposed = 0;
             for i in 0..600u64 {
                 if i % 5 == 0 {
@@ -503,7 +583,15 @@ mod tests {
                 sim.step().unwrap();
             }
             let l = sim.leader();
-            (proposed, l, sim.messages_delivered, sim.live_nodes().iter().map(|id| sim.node(*id).state_machine().hash).collect::<Vec<_>>())
+            (
+                proposed,
+                l,
+                sim.messages_delivered,
+                sim.live_nodes()
+                    .iter()
+                    .map(|id| sim.node(*id).state_machine().hash)
+                    .collect::<Vec<_>>(),
+            )
         };
         let seed = sim_seed(7);
         assert_eq!(run(seed), run(seed));
@@ -548,17 +636,35 @@ mod tests {
         sim.set_loss(0.0);
         let l = elect(&mut sim);
         let k = sim.propose(l, b"final".to_vec());
-        assert!(sim.run_until(3_000, |s| s.outcomes.contains_key(&k) && s.converged()), "did not converge");
+        assert!(
+            sim.run_until(3_000, |s| s.outcomes.contains_key(&k) && s.converged()),
+            "did not converge"
+        );
         assert!(matches!(sim.outcomes[&k], ProposeOutcome::Applied { .. }));
         sim.check_safety();
-        let hashes: BTreeSet<u64> = sim.live_nodes().iter().map(|id| sim.node(*id).state_machine().hash).collect();
+        let hashes: BTreeSet<u64> = sim
+            .live_nodes()
+            .iter()
+            .map(|id| sim.node(*id).state_machine().hash)
+            .collect();
         assert_eq!(hashes.len(), 1, "replicas differ");
         let applied = count_applied(&sim);
-        eprintln!("applied {applied} of {} proposals; {} messages delivered", keys.len(), sim.messages_delivered);
-        assert!(applied > keys.len() / 10, "too few proposals applied: {applied}");
+        eprintln!(
+            "applied {applied} of {} proposals; {} messages delivered",
+            keys.len(),
+            sim.messages_delivered
+        );
+        assert!(
+            applied > keys.len() / 10,
+            "too few proposals applied: {applied}"
+        );
         // No proposal is left hanging on a node that is still up.
         for id in sim.live_nodes() {
-            assert_eq!(sim.node(id).pending_proposals(), 0, "node {id} has pending proposals");
+            assert_eq!(
+                sim.node(id).pending_proposals(),
+                0,
+                "node {id} has pending proposals"
+            );
         }
         // Entries carry the leader's injected timestamp.
         let sm = sim.node(l).state_machine();
@@ -572,14 +678,27 @@ mod tests {
         let old = elect(&mut sim);
         assert!(sim.run_until(500, |s| s.converged()));
         let buddy = sim.live_nodes().into_iter().find(|n| *n != old).unwrap();
-        let majority: Vec<u64> = sim.live_nodes().into_iter().filter(|n| *n != old && *n != buddy).collect();
+        let majority: Vec<u64> = sim
+            .live_nodes()
+            .into_iter()
+            .filter(|n| *n != old && *n != buddy)
+            .collect();
         sim.partition(vec![vec![old, buddy], majority.clone()]);
         let commit_before = sim.node(old).raw_node().raft.raft_log.committed;
-        let minority_keys: Vec<SimKey> = (0..10).map(|i| sim.propose(old, format!("minority-{i}").into_bytes())).collect();
+        let minority_keys: Vec<SimKey> = (0..10)
+            .map(|i| sim.propose(old, format!("minority-{i}").into_bytes()))
+            .collect();
         sim.run(400);
-        assert_eq!(sim.node(old).raw_node().raft.raft_log.committed, commit_before, "minority committed");
+        assert_eq!(
+            sim.node(old).raw_node().raft.raft_log.committed,
+            commit_before,
+            "minority committed"
+        );
         for k in &minority_keys {
-            assert!(!matches!(sim.outcomes.get(k), Some(ProposeOutcome::Applied { .. })));
+            assert!(!matches!(
+                sim.outcomes.get(k),
+                Some(ProposeOutcome::Applied { .. })
+            ));
         }
         // The majority elects a leader and makes progress.
         assert!(sim.run_until(1_000, |s| s.leader().is_some_and(|l| majority.contains(&l))));
@@ -588,14 +707,22 @@ mod tests {
         assert!(sim.run_until(500, |s| s.outcomes.contains_key(&k)));
         assert!(matches!(sim.outcomes[&k], ProposeOutcome::Applied { .. }));
         sim.heal();
-        assert!(sim.run_until(2_000, |s| s.converged() && minority_keys.iter().all(|k| s.outcomes.contains_key(k))));
+        assert!(sim.run_until(2_000, |s| s.converged()
+            && minority_keys.iter().all(|k| s.outcomes.contains_key(k))));
         for k in &minority_keys {
-            assert_eq!(sim.outcomes[k], ProposeOutcome::Unknown, "minority proposal {k:?}");
+            assert_eq!(
+                sim.outcomes[k],
+                ProposeOutcome::Unknown,
+                "minority proposal {k:?}"
+            );
         }
         sim.check_safety();
         // The minority's uncommitted entries were replaced, never applied.
         let sm = sim.node(old).state_machine();
-        assert!(!sm.records.iter().any(|r| r.payload.starts_with(b"minority")));
+        assert!(!sm
+            .records
+            .iter()
+            .any(|r| r.payload.starts_with(b"minority")));
     }
 
     #[test]
@@ -607,7 +734,10 @@ mod tests {
         sim.isolate(old);
         let keys: Vec<SimKey> = (0..5).map(|i| sim.propose(old, vec![i])).collect();
         // check_quorum makes the isolated leader step down; the others elect a new one.
-        assert!(sim.run_until(2_000, |s| s.node(old).status().role != Role::Leader && s.leader().is_some()));
+        assert!(
+            sim.run_until(2_000, |s| s.node(old).status().role != Role::Leader
+                && s.leader().is_some())
+        );
         assert_ne!(sim.leader(), Some(old));
         assert!(sim.run_until(100, |s| keys.iter().all(|k| s.outcomes.contains_key(k))));
         for k in &keys {
@@ -628,11 +758,14 @@ mod tests {
         let l = elect(&mut sim);
         let k = sim.propose(l, b"w".to_vec());
         assert!(sim.run_until(500, |s| s.outcomes.contains_key(&k)));
-        let ProposeOutcome::Applied { index, .. } = sim.outcomes[&k].clone() else { panic!("not applied") };
+        let ProposeOutcome::Applied { index, .. } = sim.outcomes[&k].clone() else {
+            panic!("not applied")
+        };
         let follower = sim.live_nodes().into_iter().find(|n| *n != l).unwrap();
         let rl = sim.read(l);
         let rf = sim.read(follower);
-        assert!(sim.run_until(500, |s| s.read_outcomes.contains_key(&rl) && s.read_outcomes.contains_key(&rf)));
+        assert!(sim.run_until(500, |s| s.read_outcomes.contains_key(&rl)
+            && s.read_outcomes.contains_key(&rf)));
         for r in [rl, rf] {
             let idx = sim.read_outcomes[&r].clone().expect("read ok");
             assert!(idx >= index, "read index {idx} < write index {index}");
@@ -660,22 +793,40 @@ mod tests {
         }
         assert!(sim.run_until(1_000, |s| s.converged()));
         let l = sim.leader().unwrap();
-        assert!(sim.node(l).store().truncated().0 > 20, "leader log not compacted");
+        assert!(
+            sim.node(l).store().truncated().0 > 20,
+            "leader log not compacted"
+        );
         let victim = sim.live_nodes().into_iter().find(|n| *n != l).unwrap();
         sim.wipe(victim);
         assert_eq!(sim.applied_index(victim), 0);
         let ok = sim.run_until(2_000, |s| s.converged());
         if !ok {
             for id in sim.live_nodes() {
-                eprintln!("node {id}: {:?} truncated={:?} last={}", sim.node(id).status(), sim.node(id).store().truncated(), sim.node(id).raw_node().raft.raft_log.last_index());
+                eprintln!(
+                    "node {id}: {:?} truncated={:?} last={}",
+                    sim.node(id).status(),
+                    sim.node(id).store().truncated(),
+                    sim.node(id).raw_node().raft.raft_log.last_index()
+                );
             }
             let l = sim.leader().unwrap();
-            eprintln!("leader {l} progress of {victim}: {:?}", sim.node(l).raw_node().raft.prs().get(victim));
+            eprintln!(
+                "leader {l} progress of {victim}: {:?}",
+                sim.node(l).raw_node().raft.prs().get(victim)
+            );
         }
         assert!(ok, "wiped follower did not catch up");
-        assert!(sim.node(victim).state_machine().restores >= 1, "no snapshot was installed");
+        assert!(
+            sim.node(victim).state_machine().restores >= 1,
+            "no snapshot was installed"
+        );
         sim.check_safety();
-        let hashes: BTreeSet<u64> = sim.live_nodes().iter().map(|id| sim.node(*id).state_machine().hash).collect();
+        let hashes: BTreeSet<u64> = sim
+            .live_nodes()
+            .iter()
+            .map(|id| sim.node(*id).state_machine().hash)
+            .collect();
         assert_eq!(hashes.len(), 1);
         // And it keeps replicating afterwards.
         let k = sim.propose(l, b"after".to_vec());
@@ -701,7 +852,10 @@ mod tests {
         let l = elect(&mut sim);
         let victim = sim.live_nodes().into_iter().find(|n| *n != l).unwrap();
         sim.wipe(victim);
-        assert!(sim.run_until(5_000, |s| s.converged()), "wiped follower did not catch up under loss");
+        assert!(
+            sim.run_until(5_000, |s| s.converged()),
+            "wiped follower did not catch up under loss"
+        );
         sim.check_safety();
     }
 
@@ -717,11 +871,19 @@ mod tests {
         sim.add_process(4);
         let k = sim.propose_membership(l, MembershipChange::AddVoter(4));
         assert!(sim.run_until(1_000, |s| s.outcomes.contains_key(&k)));
-        assert!(matches!(sim.outcomes[&k], ProposeOutcome::Applied { .. }), "{:?}", sim.outcomes[&k]);
+        assert!(
+            matches!(sim.outcomes[&k], ProposeOutcome::Applied { .. }),
+            "{:?}",
+            sim.outcomes[&k]
+        );
         assert!(sim.run_until(1_000, |s| s.converged()));
         for id in sim.live_nodes() {
             assert_eq!(sim.node(id).status().voters, vec![1, 2, 3, 4], "node {id}");
-            assert_eq!(sim.node(id).store().conf_state().voters.len(), 4, "node {id} conf state not persisted");
+            assert_eq!(
+                sim.node(id).store().conf_state().voters.len(),
+                4,
+                "node {id} conf state not persisted"
+            );
         }
         // A second change while none is pending is accepted; remove a follower.
         let l = sim.leader().unwrap();
@@ -748,7 +910,10 @@ mod tests {
         let l = sim.leader().unwrap();
         let target = sim.live_nodes().into_iter().find(|n| *n != l).unwrap();
         sim.node_mut(l).transfer_leader(target);
-        assert!(sim.run_until(1_000, |s| s.leader() == Some(target)), "transfer failed");
+        assert!(
+            sim.run_until(1_000, |s| s.leader() == Some(target)),
+            "transfer failed"
+        );
         sim.check_safety();
     }
 
@@ -764,7 +929,10 @@ mod tests {
         let keys: Vec<SimKey> = (0..10u8).map(|i| sim.propose(l, vec![i; 10])).collect();
         sim.step().unwrap();
         // 10 proposals, at most 4 per entry => 3 entries.
-        assert_eq!(sim.node(l).raw_node().raft.raft_log.last_index(), before + 3);
+        assert_eq!(
+            sim.node(l).raw_node().raft.raft_log.last_index(),
+            before + 3
+        );
         assert!(sim.run_until(500, |s| keys.iter().all(|k| s.outcomes.contains_key(k))));
         let idx: Vec<u64> = keys
             .iter()
@@ -773,11 +941,30 @@ mod tests {
                 o => panic!("{o:?}"),
             })
             .collect();
-        assert_eq!(idx, vec![before + 1, before + 1, before + 1, before + 1, before + 2, before + 2, before + 2, before + 2, before + 3, before + 3]);
+        assert_eq!(
+            idx,
+            vec![
+                before + 1,
+                before + 1,
+                before + 1,
+                before + 1,
+                before + 2,
+                before + 2,
+                before + 2,
+                before + 2,
+                before + 3,
+                before + 3
+            ]
+        );
         // Oversized payloads are rejected up front.
         let max = sim.cfg.consensus.max_entry_bytes;
         let k = sim.propose(l, vec![0; max]);
-        assert_eq!(sim.outcomes[&k], ProposeOutcome::Rejected { reason: crate::driver::RejectReason::TooLarge });
+        assert_eq!(
+            sim.outcomes[&k],
+            ProposeOutcome::Rejected {
+                reason: crate::driver::RejectReason::TooLarge
+            }
+        );
         sim.check_safety();
     }
 

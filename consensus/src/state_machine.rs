@@ -40,7 +40,10 @@ pub trait StateMachine: Send + 'static {
     /// Apply committed entries in log order, deterministically, and persist state + applied
     /// index atomically. Returns for every entry one result (opaque bytes) per proposal, in
     /// order. Err = node-local fatal error.
-    fn apply(&mut self, entries: &[CommittedEntry<'_>]) -> Result<Vec<Vec<Vec<u8>>>, StateMachineError>;
+    fn apply(
+        &mut self,
+        entries: &[CommittedEntry<'_>],
+    ) -> Result<Vec<Vec<Vec<u8>>>, StateMachineError>;
     fn applied_index(&self) -> u64;
     /// Full serialized state as of applied_index (for a Raft snapshot).
     fn snapshot(&self) -> Result<Vec<u8>, StateMachineError>;

@@ -34,7 +34,11 @@ const KEY_SNAP_DATA: &[u8] = b"snapshot_data";
 pub trait LogStore: Storage + Send + 'static {
     /// Append entries, first deleting any existing entries at/after `entries[0].index`
     /// (a conflicting suffix from an old leader), and store the hard state — atomically, synced.
-    fn append(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), ConsensusError>;
+    fn append(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<(), ConsensusError>;
     /// Persist a new commit index (synced).
     fn set_commit(&mut self, commit: u64) -> Result<(), ConsensusError>;
     /// Persist the membership configuration (synced).
@@ -45,7 +49,11 @@ pub trait LogStore: Storage + Send + 'static {
     fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), ConsensusError>;
     /// Store a locally taken snapshot and drop entries `<= compact_to` (`compact_to <=`
     /// snapshot index), atomically.
-    fn save_snapshot_and_compact(&mut self, snap: &Snapshot, compact_to: u64) -> Result<(), ConsensusError>;
+    fn save_snapshot_and_compact(
+        &mut self,
+        snap: &Snapshot,
+        compact_to: u64,
+    ) -> Result<(), ConsensusError>;
     fn hard_state(&self) -> HardState;
     fn conf_state(&self) -> ConfState;
     /// `(first_index - 1, its term)`.
@@ -111,7 +119,9 @@ impl LogMeta {
     }
 
     fn check_append(&self, entries: &[Entry]) -> Result<(), ConsensusError> {
-        let Some(first) = entries.first() else { return Ok(()) };
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
         if first.index < self.first_index() {
             return Err(ConsensusError::Invariant(format!(
                 "append at {} would overwrite compacted log (first index {})",
@@ -136,7 +146,8 @@ impl LogMeta {
 
     fn apply_append(&mut self, entries: &[Entry]) {
         if let Some(first) = entries.first() {
-            self.terms.truncate((first.index - self.first_index()) as usize);
+            self.terms
+                .truncate((first.index - self.first_index()) as usize);
             self.terms.extend(entries.iter().map(|e| e.term));
         }
     }
@@ -148,7 +159,8 @@ impl LogMeta {
                 self.last_index()
             )));
         }
-        self.term(compact_to).map_err(|e| ConsensusError::Storage(e.to_string()))
+        self.term(compact_to)
+            .map_err(|e| ConsensusError::Storage(e.to_string()))
     }
 
     fn apply_compact(&mut self, compact_to: u64, term: u64) {
@@ -172,7 +184,10 @@ impl LogMeta {
     }
 }
 
-fn limit_by_size(iter: impl Iterator<Item = raft::Result<Entry>>, max_size: Option<u64>) -> raft::Result<Vec<Entry>> {
+fn limit_by_size(
+    iter: impl Iterator<Item = raft::Result<Entry>>,
+    max_size: Option<u64>,
+) -> raft::Result<Vec<Entry>> {
     let max = max_size.unwrap_or(u64::MAX);
     let mut out = Vec::new();
     let mut size = 0u64;
@@ -212,14 +227,18 @@ impl RaftLogStore {
     pub fn open(db: Arc<DB>) -> Result<Self, ConsensusError> {
         for cf in RAFT_COLUMN_FAMILIES {
             if db.cf_handle(cf).is_none() {
-                return Err(ConsensusError::Storage(format!("missing column family {cf}")));
+                return Err(ConsensusError::Storage(format!(
+                    "missing column family {cf}"
+                )));
             }
         }
         let mut meta = LogMeta::default();
         {
             let cf_meta = db.cf_handle(CF_META).expect("checked");
             let get = |k: &[u8]| db.get_cf(cf_meta, k);
-            let decode_err = |what: &str, e: prost011::DecodeError| ConsensusError::Storage(format!("corrupt {what}: {e}"));
+            let decode_err = |what: &str, e: prost011::DecodeError| {
+                ConsensusError::Storage(format!("corrupt {what}: {e}"))
+            };
             if let Some(v) = get(KEY_HARD_STATE)? {
                 meta.hs = HardState::decode(&v[..]).map_err(|e| decode_err("hard state", e))?;
             }
@@ -234,7 +253,9 @@ impl RaftLogStore {
                 meta.truncated_term = u64::from_be_bytes(v[8..].try_into().expect("8"));
             }
             if let Some(v) = get(KEY_SNAP_META)? {
-                meta.snap_meta = Some(SnapshotMetadata::decode(&v[..]).map_err(|e| decode_err("snapshot meta", e))?);
+                meta.snap_meta = Some(
+                    SnapshotMetadata::decode(&v[..]).map_err(|e| decode_err("snapshot meta", e))?,
+                );
             }
         }
         {
@@ -243,14 +264,22 @@ impl RaftLogStore {
             let iter = db.iterator_cf(cf_log, IteratorMode::From(&start, Direction::Forward));
             for (expect, item) in (meta.first_index()..).zip(iter) {
                 let (_k, v) = item?;
-                let e = Entry::decode(&v[..]).map_err(|e| ConsensusError::Storage(format!("corrupt entry: {e}")))?;
+                let e = Entry::decode(&v[..])
+                    .map_err(|e| ConsensusError::Storage(format!("corrupt entry: {e}")))?;
                 if e.index != expect {
-                    return Err(ConsensusError::Storage(format!("log gap: expected {expect}, found {}", e.index)));
+                    return Err(ConsensusError::Storage(format!(
+                        "log gap: expected {expect}, found {}",
+                        e.index
+                    )));
                 }
                 meta.terms.push_back(e.term);
             }
         }
-        Ok(RaftLogStore { db, meta, read_error: Mutex::new(None) })
+        Ok(RaftLogStore {
+            db,
+            meta,
+            read_error: Mutex::new(None),
+        })
     }
 
     pub fn db(&self) -> &Arc<DB> {
@@ -283,7 +312,13 @@ impl Storage for RaftLogStore {
         Ok(RaftState::new(self.meta.hs.clone(), self.meta.cs.clone()))
     }
 
-    fn entries(&self, low: u64, high: u64, max_size: impl Into<Option<u64>>, _ctx: GetEntriesContext) -> raft::Result<Vec<Entry>> {
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _ctx: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
         self.meta.check_range(low, high)?;
         if low == high {
             return Ok(Vec::new());
@@ -299,7 +334,9 @@ impl Storage for RaftLogStore {
                 let (_k, v) = item.map_err(|e| self.note_read_error(e))?;
                 let e = Entry::decode(&v[..]).map_err(|e| self.note_read_error(e))?;
                 if e.index != expect {
-                    return Err(self.note_read_error(format!("expected entry {expect}, found {}", e.index)));
+                    return Err(
+                        self.note_read_error(format!("expected entry {expect}, found {}", e.index))
+                    );
                 }
                 expect += 1;
                 Ok(e)
@@ -326,14 +363,20 @@ impl Storage for RaftLogStore {
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         match self.load_snapshot() {
             Ok(Some(s)) if s.get_metadata().index >= request_index => Ok(s),
-            Ok(_) => Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable)),
+            Ok(_) => Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            )),
             Err(e) => Err(self.note_read_error(e)),
         }
     }
 }
 
 impl LogStore for RaftLogStore {
-    fn append(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), ConsensusError> {
+    fn append(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<(), ConsensusError> {
         if entries.is_empty() && hard_state.is_none() {
             return Ok(());
         }
@@ -342,7 +385,11 @@ impl LogStore for RaftLogStore {
         if let Some(first) = entries.first() {
             let cf = self.cf(CF_LOG)?;
             if first.index <= self.meta.last_index() {
-                batch.delete_range_cf(cf, log_key(first.index), log_key(self.meta.last_index() + 1));
+                batch.delete_range_cf(
+                    cf,
+                    log_key(first.index),
+                    log_key(self.meta.last_index() + 1),
+                );
             }
             for e in entries {
                 batch.put_cf(cf, log_key(e.index), e.encode_to_vec());
@@ -390,7 +437,11 @@ impl LogStore for RaftLogStore {
         let mut batch = WriteBatch::default();
         let (cf_log, cf_meta) = (self.cf(CF_LOG)?, self.cf(CF_META)?);
         batch.delete_range_cf(cf_log, log_key(0), log_key(u64::MAX));
-        batch.put_cf(cf_meta, KEY_TRUNCATED, encode_truncated(meta.index, meta.term));
+        batch.put_cf(
+            cf_meta,
+            KEY_TRUNCATED,
+            encode_truncated(meta.index, meta.term),
+        );
         batch.put_cf(cf_meta, KEY_HARD_STATE, next.hs.encode_to_vec());
         batch.put_cf(cf_meta, KEY_CONF_STATE, next.cs.encode_to_vec());
         batch.put_cf(cf_meta, KEY_SNAP_META, meta.encode_to_vec());
@@ -400,10 +451,16 @@ impl LogStore for RaftLogStore {
         Ok(())
     }
 
-    fn save_snapshot_and_compact(&mut self, snap: &Snapshot, compact_to: u64) -> Result<(), ConsensusError> {
+    fn save_snapshot_and_compact(
+        &mut self,
+        snap: &Snapshot,
+        compact_to: u64,
+    ) -> Result<(), ConsensusError> {
         let meta = snap.get_metadata();
         if compact_to > meta.index {
-            return Err(ConsensusError::Invariant("compacting beyond the snapshot".into()));
+            return Err(ConsensusError::Invariant(
+                "compacting beyond the snapshot".into(),
+            ));
         }
         let compact_term = self.meta.check_compact(compact_to)?;
         let mut batch = WriteBatch::default();
@@ -412,7 +469,11 @@ impl LogStore for RaftLogStore {
         batch.put_cf(cf_meta, KEY_SNAP_DATA, &snap.data);
         if compact_to > self.meta.truncated_index {
             batch.delete_range_cf(cf_log, log_key(0), log_key(compact_to + 1));
-            batch.put_cf(cf_meta, KEY_TRUNCATED, encode_truncated(compact_to, compact_term));
+            batch.put_cf(
+                cf_meta,
+                KEY_TRUNCATED,
+                encode_truncated(compact_to, compact_term),
+            );
         }
         self.write_synced(batch)?;
         self.meta.apply_compact(compact_to, compact_term);
@@ -437,12 +498,17 @@ impl LogStore for RaftLogStore {
     }
 
     fn load_snapshot(&self) -> Result<Option<Snapshot>, ConsensusError> {
-        let Some(meta) = self.meta.snap_meta.clone() else { return Ok(None) };
+        let Some(meta) = self.meta.snap_meta.clone() else {
+            return Ok(None);
+        };
         let data = self
             .db
             .get_cf(self.cf(CF_META)?, KEY_SNAP_DATA)?
             .ok_or_else(|| ConsensusError::Storage("snapshot data missing".into()))?;
-        Ok(Some(Snapshot { data, metadata: Some(meta) }))
+        Ok(Some(Snapshot {
+            data,
+            metadata: Some(meta),
+        }))
     }
 
     fn read_error(&self) -> Option<String> {
@@ -472,10 +538,22 @@ impl Storage for MemLogStore {
         Ok(RaftState::new(self.meta.hs.clone(), self.meta.cs.clone()))
     }
 
-    fn entries(&self, low: u64, high: u64, max_size: impl Into<Option<u64>>, _ctx: GetEntriesContext) -> raft::Result<Vec<Entry>> {
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _ctx: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
         self.meta.check_range(low, high)?;
         let off = (low - self.meta.first_index()) as usize;
-        let iter = self.entries.iter().skip(off).take((high - low) as usize).cloned().map(Ok);
+        let iter = self
+            .entries
+            .iter()
+            .skip(off)
+            .take((high - low) as usize)
+            .cloned()
+            .map(Ok);
         limit_by_size(iter, max_size.into())
     }
 
@@ -494,16 +572,23 @@ impl Storage for MemLogStore {
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         match &self.snapshot {
             Some(s) if s.get_metadata().index >= request_index => Ok(s.clone()),
-            _ => Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable)),
+            _ => Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            )),
         }
     }
 }
 
 impl LogStore for MemLogStore {
-    fn append(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), ConsensusError> {
+    fn append(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<(), ConsensusError> {
         self.meta.check_append(entries)?;
         if let Some(first) = entries.first() {
-            self.entries.truncate((first.index - self.meta.first_index()) as usize);
+            self.entries
+                .truncate((first.index - self.meta.first_index()) as usize);
             self.entries.extend(entries.iter().cloned());
         }
         self.meta.apply_append(entries);
@@ -534,13 +619,20 @@ impl LogStore for MemLogStore {
         Ok(())
     }
 
-    fn save_snapshot_and_compact(&mut self, snap: &Snapshot, compact_to: u64) -> Result<(), ConsensusError> {
+    fn save_snapshot_and_compact(
+        &mut self,
+        snap: &Snapshot,
+        compact_to: u64,
+    ) -> Result<(), ConsensusError> {
         if compact_to > snap.get_metadata().index {
-            return Err(ConsensusError::Invariant("compacting beyond the snapshot".into()));
+            return Err(ConsensusError::Invariant(
+                "compacting beyond the snapshot".into(),
+            ));
         }
         let term = self.meta.check_compact(compact_to)?;
         if compact_to > self.meta.truncated_index {
-            self.entries.drain(..(compact_to - self.meta.truncated_index) as usize);
+            self.entries
+                .drain(..(compact_to - self.meta.truncated_index) as usize);
         }
         self.meta.apply_compact(compact_to, term);
         self.meta.snap_meta = Some(snap.get_metadata().clone());
@@ -578,7 +670,12 @@ mod tests {
     use super::*;
 
     fn ent(index: u64, term: u64) -> Entry {
-        Entry { index, term, data: vec![index as u8; 3], ..Default::default() }
+        Entry {
+            index,
+            term,
+            data: vec![index as u8; 3],
+            ..Default::default()
+        }
     }
 
     fn open_db(path: &std::path::Path) -> Arc<DB> {
@@ -599,15 +696,35 @@ mod tests {
         assert_eq!(s.last_index().unwrap(), 0);
         assert_eq!(s.term(0).unwrap(), 0);
         // append 1..=5
-        let hs = HardState { term: 2, vote: 1, commit: 3 };
-        s.append(&(1..=5).map(|i| ent(i, if i < 4 { 1 } else { 2 })).collect::<Vec<_>>(), Some(&hs)).unwrap();
+        let hs = HardState {
+            term: 2,
+            vote: 1,
+            commit: 3,
+        };
+        s.append(
+            &(1..=5)
+                .map(|i| ent(i, if i < 4 { 1 } else { 2 }))
+                .collect::<Vec<_>>(),
+            Some(&hs),
+        )
+        .unwrap();
         assert_eq!(s.last_index().unwrap(), 5);
         assert_eq!(s.term(5).unwrap(), 2);
-        assert_eq!(s.entries(2, 5, None, ctx()).unwrap().iter().map(|e| e.index).collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert_eq!(
+            s.entries(2, 5, None, ctx())
+                .unwrap()
+                .iter()
+                .map(|e| e.index)
+                .collect::<Vec<_>>(),
+            vec![2, 3, 4]
+        );
         // size limit returns at least one entry
         assert_eq!(s.entries(2, 5, Some(0), ctx()).unwrap().len(), 1);
         assert!(s.entries(2, 7, None, ctx()).is_err());
-        assert!(matches!(s.term(6), Err(raft::Error::Store(StorageError::Unavailable))));
+        assert!(matches!(
+            s.term(6),
+            Err(raft::Error::Store(StorageError::Unavailable))
+        ));
         // overwrite conflict at 4: entries 4,5 replaced, log ends at 4
         s.append(&[ent(4, 3)], None).unwrap();
         assert_eq!(s.last_index().unwrap(), 4);
@@ -619,13 +736,26 @@ mod tests {
         // compaction keeps term of the truncated index
         let snap = Snapshot {
             data: b"state".to_vec(),
-            metadata: Some(SnapshotMetadata { index: 4, term: 3, conf_state: Some(ConfState { voters: vec![1, 2, 3], ..Default::default() }) }),
+            metadata: Some(SnapshotMetadata {
+                index: 4,
+                term: 3,
+                conf_state: Some(ConfState {
+                    voters: vec![1, 2, 3],
+                    ..Default::default()
+                }),
+            }),
         };
         s.save_snapshot_and_compact(&snap, 3).unwrap();
         assert_eq!(s.first_index().unwrap(), 4);
         assert_eq!(s.term(3).unwrap(), 1);
-        assert!(matches!(s.term(2), Err(raft::Error::Store(StorageError::Compacted))));
-        assert!(matches!(s.entries(3, 5, None, ctx()), Err(raft::Error::Store(StorageError::Compacted))));
+        assert!(matches!(
+            s.term(2),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        assert!(matches!(
+            s.entries(3, 5, None, ctx()),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
         assert_eq!(s.entries(4, 7, None, ctx()).unwrap().len(), 3);
         assert_eq!(s.snapshot(0, 2).unwrap().data, b"state");
         assert!(s.snapshot(5, 2).is_err());
@@ -633,7 +763,11 @@ mod tests {
         assert!(s.append(&[ent(3, 9)], None).is_err());
         s.set_commit(6).unwrap();
         assert_eq!(s.hard_state().commit, 6);
-        s.set_conf_state(&ConfState { voters: vec![1, 2], ..Default::default() }).unwrap();
+        s.set_conf_state(&ConfState {
+            voters: vec![1, 2],
+            ..Default::default()
+        })
+        .unwrap();
     }
 
     #[test]
@@ -656,24 +790,51 @@ mod tests {
         assert_eq!(s.last_index().unwrap(), 6);
         assert_eq!(s.term(3).unwrap(), 1);
         assert_eq!(s.term(6).unwrap(), 3);
-        assert_eq!(s.hard_state(), HardState { term: 2, vote: 1, commit: 6 });
+        assert_eq!(
+            s.hard_state(),
+            HardState {
+                term: 2,
+                vote: 1,
+                commit: 6
+            }
+        );
         assert_eq!(s.conf_state().voters, vec![1, 2]);
         assert_eq!(s.snapshot_metadata().unwrap().index, 4);
         assert_eq!(s.load_snapshot().unwrap().unwrap().data, b"state");
-        assert_eq!(s.entries(4, 7, None, ctx()).unwrap().iter().map(|e| e.term).collect::<Vec<_>>(), vec![3, 3, 3]);
+        assert_eq!(
+            s.entries(4, 7, None, ctx())
+                .unwrap()
+                .iter()
+                .map(|e| e.term)
+                .collect::<Vec<_>>(),
+            vec![3, 3, 3]
+        );
         // install a newer snapshot from a leader: log reset
         let snap = Snapshot {
             data: b"newer".to_vec(),
-            metadata: Some(SnapshotMetadata { index: 20, term: 5, conf_state: Some(ConfState { voters: vec![1, 2, 3], ..Default::default() }) }),
+            metadata: Some(SnapshotMetadata {
+                index: 20,
+                term: 5,
+                conf_state: Some(ConfState {
+                    voters: vec![1, 2, 3],
+                    ..Default::default()
+                }),
+            }),
         };
         s.install_snapshot(&snap).unwrap();
-        assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (21, 20));
+        assert_eq!(
+            (s.first_index().unwrap(), s.last_index().unwrap()),
+            (21, 20)
+        );
         assert_eq!(s.term(20).unwrap(), 5);
         assert_eq!(s.hard_state().commit, 20);
         s.append(&[ent(21, 5)], None).unwrap();
         drop(s);
         let s = RaftLogStore::open(db).unwrap();
-        assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (21, 21));
+        assert_eq!(
+            (s.first_index().unwrap(), s.last_index().unwrap()),
+            (21, 21)
+        );
         assert_eq!(s.term(20).unwrap(), 5);
         assert_eq!(s.conf_state().voters, vec![1, 2, 3]);
         assert_eq!(s.load_snapshot().unwrap().unwrap().data, b"newer");

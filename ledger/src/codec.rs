@@ -26,7 +26,9 @@ pub struct Enc {
 
 impl Enc {
     pub fn with_capacity(n: usize) -> Enc {
-        Enc { buf: Vec::with_capacity(n) }
+        Enc {
+            buf: Vec::with_capacity(n),
+        }
     }
     #[inline]
     pub fn u8(&mut self, v: u8) {
@@ -191,7 +193,10 @@ impl<'a> Dec<'a> {
         }
         Ok(Decimal::deserialize(b))
     }
-    fn opt<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, DecodeError>) -> Result<Option<T>, DecodeError> {
+    fn opt<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
         match self.u8()? {
             0 => Ok(None),
             1 => f(self).map(Some),
@@ -350,7 +355,11 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
             let n = d.count(LEGS_MAX * 4)?;
             let mut legs = Vec::with_capacity(n);
             for _ in 0..n {
-                legs.push(LegSpec { debit: d.id()?, credit: d.id()?, amount: d.decimal()? });
+                legs.push(LegSpec {
+                    debit: d.id()?,
+                    credit: d.id()?,
+                    amount: d.decimal()?,
+                });
             }
             Command::CreateTransfer(CreateTransfer {
                 id,
@@ -359,8 +368,15 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
                 reference: d.string()?,
             })
         }
-        3 => Command::PostPending(PostPending { id: d.id()?, pending_id: d.id()?, amount: d.opt_decimal()? }),
-        4 => Command::VoidPending(VoidPending { id: d.id()?, pending_id: d.id()? }),
+        3 => Command::PostPending(PostPending {
+            id: d.id()?,
+            pending_id: d.id()?,
+            amount: d.opt_decimal()?,
+        }),
+        4 => Command::VoidPending(VoidPending {
+            id: d.id()?,
+            pending_id: d.id()?,
+        }),
         5 => Command::SetAccountStatus(SetAccountStatus {
             id: d.id()?,
             account: d.id()?,
@@ -372,7 +388,10 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
             role: ClientRole::from_u8(d.u8()?).ok_or(DecodeError("bad role"))?,
             name: d.string()?,
         }),
-        7 => Command::RevokeClient(RevokeClient { id: d.id()?, public_key: d.arr()? }),
+        7 => Command::RevokeClient(RevokeClient {
+            id: d.id()?,
+            public_key: d.arr()?,
+        }),
         _ => return Err(DecodeError("unknown command tag")),
     })
 }
@@ -550,7 +569,11 @@ pub(crate) fn decode_command_record(b: &[u8]) -> Result<CommandRecord, DecodeErr
             let n = d.count(LEGS_MAX)?;
             let mut legs = Vec::with_capacity(n);
             for _ in 0..n {
-                legs.push(Leg { debit: d.id()?, credit: d.id()?, amount: d.u128()? });
+                legs.push(Leg {
+                    debit: d.id()?,
+                    credit: d.id()?,
+                    amount: d.u128()?,
+                });
             }
             Some(Transfer {
                 id,
@@ -566,7 +589,11 @@ pub(crate) fn decode_command_record(b: &[u8]) -> Result<CommandRecord, DecodeErr
         _ => return Err(DecodeError("bad transfer tag")),
     };
     d.finish()?;
-    Ok(CommandRecord { fingerprint, result, transfer })
+    Ok(CommandRecord {
+        fingerprint,
+        result,
+        transfer,
+    })
 }
 
 pub(crate) fn encode_posting(p: &Posting) -> Vec<u8> {

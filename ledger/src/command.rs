@@ -224,7 +224,10 @@ impl ResultCode {
     ];
 
     pub fn from_u16(v: u16) -> Option<ResultCode> {
-        ResultCode::ALL.get(usize::from(v)).copied().filter(|c| *c as u16 == v)
+        ResultCode::ALL
+            .get(usize::from(v))
+            .copied()
+            .filter(|c| *c as u16 == v)
     }
 
     /// Stable snake-case name, used in JSON output and docs.

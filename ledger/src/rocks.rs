@@ -55,7 +55,10 @@ impl RocksStore {
     pub fn new(db: Arc<DB>) -> Result<RocksStore, StoreError> {
         for cf in Cf::ALL {
             if db.cf_handle(cf.name()).is_none() {
-                return Err(StoreError::Io(format!("column family {} missing", cf.name())));
+                return Err(StoreError::Io(format!(
+                    "column family {} missing",
+                    cf.name()
+                )));
             }
         }
         Ok(RocksStore { db, sync: false })
@@ -76,7 +79,9 @@ impl RocksStore {
     }
 
     fn handle(&self, cf: Cf) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(cf.name()).expect("column families checked at open")
+        self.db
+            .cf_handle(cf.name())
+            .expect("column families checked at open")
     }
 
     fn write_opts(&self) -> WriteOptions {
@@ -100,8 +105,15 @@ impl Store for RocksStore {
             .collect()
     }
 
-    fn for_each(&self, cf: Cf, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError> {
-        for item in self.db.iterator_cf(self.handle(cf), rocksdb::IteratorMode::Start) {
+    fn for_each(
+        &self,
+        cf: Cf,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        for item in self
+            .db
+            .iterator_cf(self.handle(cf), rocksdb::IteratorMode::Start)
+        {
             let (k, v) = item.map_err(io)?;
             f(&k, &v)?;
         }

@@ -132,25 +132,37 @@ impl<S: Store> Ledger<S> {
         if let Some(m) = self.store.get(Cf::Meta, META_KEY)? {
             let mut d = Dec::new(&m);
             self.applied_index = d.u64()?;
-            self.digest = d.bytes()?.try_into().map_err(|_| LedgerError::Corrupt("digest".into()))?;
+            self.digest = d
+                .bytes()?
+                .try_into()
+                .map_err(|_| LedgerError::Corrupt("digest".into()))?;
             self.last_timestamp_ns = d.u64()?;
             d.finish()?;
         }
         let accounts = &mut self.accounts;
         self.store.for_each(Cf::Accounts, &mut |_, v| {
-            let a = codec::decode_account(v).map_err(|e| StoreError::Corrupt { cf: Cf::Accounts, reason: e.to_string() })?;
+            let a = codec::decode_account(v).map_err(|e| StoreError::Corrupt {
+                cf: Cf::Accounts,
+                reason: e.to_string(),
+            })?;
             accounts.insert(a.info.id, a);
             Ok(())
         })?;
         let clients = &mut self.clients;
         self.store.for_each(Cf::Clients, &mut |_, v| {
-            let c = codec::decode_client(v).map_err(|e| StoreError::Corrupt { cf: Cf::Clients, reason: e.to_string() })?;
+            let c = codec::decode_client(v).map_err(|e| StoreError::Corrupt {
+                cf: Cf::Clients,
+                reason: e.to_string(),
+            })?;
             clients.insert(c.public_key, c);
             Ok(())
         })?;
         let expiries = &mut self.expiries;
         self.store.for_each(Cf::Pending, &mut |k, v| {
-            let bad = |r: &str| StoreError::Corrupt { cf: Cf::Pending, reason: r.to_string() };
+            let bad = |r: &str| StoreError::Corrupt {
+                cf: Cf::Pending,
+                reason: r.to_string(),
+            };
             let id = Id::from_bytes(k.try_into().map_err(|_| bad("key"))?);
             let at = u64::from_le_bytes(v.try_into().map_err(|_| bad("value"))?);
             expiries.insert((at, id));
@@ -181,7 +193,10 @@ impl<S: Store> Ledger<S> {
     /// means the node must stop.
     pub fn apply(&mut self, index: u64, batch: &Batch) -> Result<BatchOutput, LedgerError> {
         if index <= self.applied_index {
-            return Err(LedgerError::OutOfOrder { index, applied: self.applied_index });
+            return Err(LedgerError::OutOfOrder {
+                index,
+                applied: self.applied_index,
+            });
         }
         // Strictly increasing log time, whatever the leader's clock says.
         let ts = batch.timestamp_ns.max(self.last_timestamp_ns + 1);
@@ -189,8 +204,14 @@ impl<S: Store> Ledger<S> {
             ts,
             day: (ts / NS_PER_DAY) as u32,
             wb: WriteBatch::with_capacity(batch.commands.len() * 4 + 8),
-            before: FxHashMap::with_capacity_and_hasher(batch.commands.len() * 2, Default::default()),
-            records: FxHashMap::with_capacity_and_hasher(batch.commands.len() + 16, Default::default()),
+            before: FxHashMap::with_capacity_and_hasher(
+                batch.commands.len() * 2,
+                Default::default(),
+            ),
+            records: FxHashMap::with_capacity_and_hasher(
+                batch.commands.len() + 16,
+                Default::default(),
+            ),
             scratch: Enc::with_capacity(256),
         };
 
@@ -229,7 +250,12 @@ impl<S: Store> Ledger<S> {
         self.applied_index = index;
         self.digest = digest;
         self.last_timestamp_ns = ts;
-        Ok(BatchOutput { results, applied_index: index, digest, timestamp_ns: ts })
+        Ok(BatchOutput {
+            results,
+            applied_index: index,
+            digest,
+            timestamp_ns: ts,
+        })
     }
 
     /// Loads the command records a batch refers to (its own ids, and the pending transfers it posts or
@@ -270,15 +296,27 @@ impl<S: Store> Ledger<S> {
     }
 
     fn put_record(&self, ctx: &mut BatchCtx, id: Id, rec: CommandRecord) {
-        ctx.wb.put(Cf::Commands, id.to_bytes().to_vec(), codec::encode_command_record(&rec));
+        ctx.wb.put(
+            Cf::Commands,
+            id.to_bytes().to_vec(),
+            codec::encode_command_record(&rec),
+        );
         ctx.records.insert(id, Some(rec));
     }
 
-    fn apply_one(&mut self, ctx: &mut BatchCtx, cmd: &Command, fp: [u8; 16]) -> Result<CommandResult, LedgerError> {
+    fn apply_one(
+        &mut self,
+        ctx: &mut BatchCtx,
+        cmd: &Command,
+        fp: [u8; 16],
+    ) -> Result<CommandResult, LedgerError> {
         let id = cmd.id();
         if id.is_zero() {
             // No key to store an outcome under: reported, never recorded.
-            return Ok(CommandResult { code: ResultCode::InvalidId, timestamp_ns: ctx.ts });
+            return Ok(CommandResult {
+                code: ResultCode::InvalidId,
+                timestamp_ns: ctx.ts,
+            });
         }
         let existing = match ctx.records.get(&id) {
             Some(r) => r.as_ref().map(|r| (r.fingerprint, r.result)),
@@ -292,13 +330,24 @@ impl<S: Store> Ledger<S> {
             },
         };
         if let Some((stored_fp, result)) = existing {
-            return Ok(if stored_fp == fp { result } else { CommandResult { code: ResultCode::IdempotencyConflict, timestamp_ns: ctx.ts } });
+            return Ok(if stored_fp == fp {
+                result
+            } else {
+                CommandResult {
+                    code: ResultCode::IdempotencyConflict,
+                    timestamp_ns: ctx.ts,
+                }
+            });
         }
         let outcome = match cmd {
             Command::CreateAccount(c) => self.create_account(ctx, c).map(|()| None),
             Command::CreateTransfer(t) => self.create_transfer(ctx, t).map(Some),
-            Command::PostPending(p) => self.resolve_pending(ctx, p.id, p.pending_id, Some(p.amount)).map(Some),
-            Command::VoidPending(v) => self.resolve_pending(ctx, v.id, v.pending_id, None).map(Some),
+            Command::PostPending(p) => self
+                .resolve_pending(ctx, p.id, p.pending_id, Some(p.amount))
+                .map(Some),
+            Command::VoidPending(v) => self
+                .resolve_pending(ctx, v.id, v.pending_id, None)
+                .map(Some),
             Command::SetAccountStatus(s) => self.set_status(ctx, s).map(|()| None),
             Command::RegisterClient(r) => self.register_client(ctx, r).map(|()| None),
             Command::RevokeClient(r) => self.revoke_client(ctx, r).map(|()| None),
@@ -308,8 +357,19 @@ impl<S: Store> Ledger<S> {
             Err(Failure::Code(code)) => (code, None),
             Err(Failure::Fatal(e)) => return Err(e),
         };
-        let result = CommandResult { code, timestamp_ns: ctx.ts };
-        self.put_record(ctx, id, CommandRecord { fingerprint: fp, result, transfer });
+        let result = CommandResult {
+            code,
+            timestamp_ns: ctx.ts,
+        };
+        self.put_record(
+            ctx,
+            id,
+            CommandRecord {
+                fingerprint: fp,
+                result,
+                transfer,
+            },
+        );
         Ok(result)
     }
 
@@ -335,7 +395,9 @@ impl<S: Store> Ledger<S> {
             }
             flags |= FLAG_CREDITS_MUST_NOT_EXCEED_DEBITS;
         }
-        let conv = |d: Option<rust_decimal::Decimal>| d.map(|d| currency.to_minor_allow_zero(d)).transpose();
+        let conv = |d: Option<rust_decimal::Decimal>| {
+            d.map(|d| currency.to_minor_allow_zero(d)).transpose()
+        };
         let overdraft = conv(c.overdraft)?.unwrap_or(0);
         if overdraft > 0 && flags & FLAG_DEBITS_MUST_NOT_EXCEED_CREDITS == 0 {
             return Err(ResultCode::InvalidFlags.into());
@@ -351,7 +413,9 @@ impl<S: Store> Ledger<S> {
         }
         if c.metadata.len() > METADATA_ENTRIES_MAX
             || c.metadata.iter().any(|(k, v)| {
-                k.is_empty() || k.len() > METADATA_KEY_BYTES_MAX || v.len() > METADATA_VALUE_BYTES_MAX
+                k.is_empty()
+                    || k.len() > METADATA_KEY_BYTES_MAX
+                    || v.len() > METADATA_VALUE_BYTES_MAX
             })
         {
             return Err(ResultCode::MetadataTooLarge.into());
@@ -368,7 +432,11 @@ impl<S: Store> Ledger<S> {
                 metadata: c.metadata.clone(),
                 created_ns: ctx.ts,
             },
-            state: AccountState { status_raw: AccountStatus::Open as u8, day: ctx.day, ..Default::default() },
+            state: AccountState {
+                status_raw: AccountStatus::Open as u8,
+                day: ctx.day,
+                ..Default::default()
+            },
         };
         // Record a zero "before" so the conservation check and the batch write see the new account.
         ctx.before.insert(c.id, AccountState::default());
@@ -377,7 +445,10 @@ impl<S: Store> Ledger<S> {
     }
 
     fn set_status(&mut self, ctx: &mut BatchCtx, s: &SetAccountStatus) -> Result<(), Failure> {
-        let a = self.accounts.get(&s.account).ok_or(ResultCode::AccountNotFound)?;
+        let a = self
+            .accounts
+            .get(&s.account)
+            .ok_or(ResultCode::AccountNotFound)?;
         let cur = a.status();
         if cur == AccountStatus::Closed && s.status != AccountStatus::Closed {
             return Err(ResultCode::InvalidStatusChange.into());
@@ -399,14 +470,21 @@ impl<S: Store> Ledger<S> {
 
     /// Replaces an account's state, remembering the state before the batch touched it.
     fn commit_state(&mut self, ctx: &mut BatchCtx, id: Id, st: AccountState) {
-        let a = self.accounts.get_mut(&id).expect("caller checked the account exists");
+        let a = self
+            .accounts
+            .get_mut(&id)
+            .expect("caller checked the account exists");
         ctx.before.entry(id).or_insert(a.state);
         a.state = st;
     }
 
     // ---- transfers ----------------------------------------------------------------------------------
 
-    fn create_transfer(&mut self, ctx: &mut BatchCtx, t: &CreateTransfer) -> Result<Transfer, Failure> {
+    fn create_transfer(
+        &mut self,
+        ctx: &mut BatchCtx,
+        t: &CreateTransfer,
+    ) -> Result<Transfer, Failure> {
         if t.legs.is_empty() {
             return Err(ResultCode::NoLegs.into());
         }
@@ -418,11 +496,17 @@ impl<S: Store> Ledger<S> {
         }
         let expires_ns = match t.pending_timeout_seconds {
             None => None,
-            Some(s) if s == 0 || s > PENDING_TIMEOUT_SECONDS_MAX => return Err(ResultCode::InvalidTimeout.into()),
+            Some(s) if s == 0 || s > PENDING_TIMEOUT_SECONDS_MAX => {
+                return Err(ResultCode::InvalidTimeout.into())
+            }
             Some(s) => Some(ctx.ts + s * 1_000_000_000),
         };
         let pending = expires_ns.is_some();
-        let kind = if pending { PostingKind::PendingHold } else { PostingKind::Posted };
+        let kind = if pending {
+            PostingKind::PendingHold
+        } else {
+            PostingKind::Posted
+        };
 
         let mut work: Vec<Work> = Vec::with_capacity(2 * t.legs.len().min(4));
         let mut legs = Vec::with_capacity(t.legs.len());
@@ -431,8 +515,14 @@ impl<S: Store> Ledger<S> {
             if leg.debit == leg.credit {
                 return Err(ResultCode::SameAccount.into());
             }
-            let dr = self.accounts.get(&leg.debit).ok_or(ResultCode::AccountNotFound)?;
-            let cr = self.accounts.get(&leg.credit).ok_or(ResultCode::AccountNotFound)?;
+            let dr = self
+                .accounts
+                .get(&leg.debit)
+                .ok_or(ResultCode::AccountNotFound)?;
+            let cr = self
+                .accounts
+                .get(&leg.credit)
+                .ok_or(ResultCode::AccountNotFound)?;
             let currency = dr.info.currency;
             if cr.info.currency != currency {
                 return Err(ResultCode::CurrencyMismatch.into());
@@ -464,7 +554,11 @@ impl<S: Store> Ledger<S> {
                 w.state.posting_seq += 1;
                 postings.push(posting(w, t.id, i, kind, false, amount, ctx.ts));
             }
-            legs.push(Leg { debit: leg.debit, credit: leg.credit, amount });
+            legs.push(Leg {
+                debit: leg.debit,
+                credit: leg.credit,
+                amount,
+            });
         }
         // Every leg passed: commit.
         for mut w in work {
@@ -474,16 +568,28 @@ impl<S: Store> Ledger<S> {
             self.commit_state(ctx, w.id, w.state);
         }
         for p in &postings {
-            ctx.wb.put(Cf::Postings, posting_key(p.account, p.seq), codec::encode_posting(p));
+            ctx.wb.put(
+                Cf::Postings,
+                posting_key(p.account, p.seq),
+                codec::encode_posting(p),
+            );
         }
         if let Some(at) = expires_ns {
             self.expiries.insert((at, t.id));
-            ctx.wb.put(Cf::Pending, t.id.to_bytes().to_vec(), at.to_le_bytes().to_vec());
+            ctx.wb.put(
+                Cf::Pending,
+                t.id.to_bytes().to_vec(),
+                at.to_le_bytes().to_vec(),
+            );
         }
         Ok(Transfer {
             id: t.id,
             legs,
-            state: if pending { TransferState::Pending } else { TransferState::Posted },
+            state: if pending {
+                TransferState::Pending
+            } else {
+                TransferState::Posted
+            },
             pending_id: None,
             expires_ns,
             posted_amount: None,
@@ -501,7 +607,10 @@ impl<S: Store> Ledger<S> {
         post: Option<Option<rust_decimal::Decimal>>,
     ) -> Result<Transfer, Failure> {
         let rec = self.record(ctx, pending_id).map_err(Failure::Fatal)?;
-        let Some(CommandRecord { transfer: Some(p), .. }) = rec else {
+        let Some(CommandRecord {
+            transfer: Some(p), ..
+        }) = rec
+        else {
             return Err(ResultCode::PendingNotFound.into());
         };
         match p.state {
@@ -509,11 +618,14 @@ impl<S: Store> Ledger<S> {
             TransferState::PendingPosted => return Err(ResultCode::PendingAlreadyPosted.into()),
             TransferState::PendingVoided => return Err(ResultCode::PendingAlreadyVoided.into()),
             TransferState::PendingExpired => return Err(ResultCode::PendingExpired.into()),
-            TransferState::Posted | TransferState::Void => return Err(ResultCode::PendingNotFound.into()),
+            TransferState::Posted | TransferState::Void => {
+                return Err(ResultCode::PendingNotFound.into())
+            }
         }
         if p.expires_ns.is_some_and(|at| ctx.ts >= at) {
             // Overdue but not yet swept: expire it now; the hold is gone either way.
-            self.release(ctx, pending_id, None).map_err(Failure::Fatal)?;
+            self.release(ctx, pending_id, None)
+                .map_err(Failure::Fatal)?;
             return Err(ResultCode::PendingExpired.into());
         }
         let posted_amount = match post {
@@ -552,11 +664,18 @@ impl<S: Store> Ledger<S> {
                 }
             }
         }
-        let resolved = self.release(ctx, pending_id, posted_amount.as_deref().map(|a| (id, a))).map_err(Failure::Fatal)?;
+        let resolved = self
+            .release(ctx, pending_id, posted_amount.as_deref().map(|a| (id, a)))
+            .map_err(Failure::Fatal)?;
         let (state, legs) = match &posted_amount {
             Some(amounts) => (
                 TransferState::Posted,
-                resolved.legs.iter().zip(amounts).map(|(l, a)| Leg { amount: *a, ..*l }).collect(),
+                resolved
+                    .legs
+                    .iter()
+                    .zip(amounts)
+                    .map(|(l, a)| Leg { amount: *a, ..*l })
+                    .collect(),
             ),
             None => (TransferState::Void, resolved.legs.clone()),
         };
@@ -582,15 +701,36 @@ impl<S: Store> Ledger<S> {
         post: Option<(Id, &[u128])>,
     ) -> Result<Transfer, LedgerError> {
         let Some(mut rec) = self.record(ctx, pending_id)? else {
-            return Err(LedgerError::Corrupt(format!("pending {pending_id} vanished")));
+            return Err(LedgerError::Corrupt(format!(
+                "pending {pending_id} vanished"
+            )));
         };
-        let mut p = rec.transfer.take().ok_or_else(|| LedgerError::Corrupt("pending without transfer".into()))?;
-        assert_eq!(p.state, TransferState::Pending, "only open holds are released");
+        let mut p = rec
+            .transfer
+            .take()
+            .ok_or_else(|| LedgerError::Corrupt("pending without transfer".into()))?;
+        assert_eq!(
+            p.state,
+            TransferState::Pending,
+            "only open holds are released"
+        );
         let overdue = p.expires_ns.is_some_and(|at| ctx.ts >= at);
         let (kind, new_state, posting_id) = match post {
-            Some((post_id, _)) => (PostingKind::PendingPost, TransferState::PendingPosted, post_id),
-            None if overdue => (PostingKind::PendingExpire, TransferState::PendingExpired, pending_id),
-            None => (PostingKind::PendingVoid, TransferState::PendingVoided, pending_id),
+            Some((post_id, _)) => (
+                PostingKind::PendingPost,
+                TransferState::PendingPosted,
+                post_id,
+            ),
+            None if overdue => (
+                PostingKind::PendingExpire,
+                TransferState::PendingExpired,
+                pending_id,
+            ),
+            None => (
+                PostingKind::PendingVoid,
+                TransferState::PendingVoided,
+                pending_id,
+            ),
         };
         let mut touched: Vec<Id> = Vec::with_capacity(2);
         for (i, leg) in p.legs.iter().enumerate() {
@@ -599,21 +739,38 @@ impl<S: Store> Ledger<S> {
                 let mut st = self.accounts[&acct].state;
                 let b = &mut st.balances;
                 if debit {
-                    b.debits_pending = b.debits_pending.checked_sub(leg.amount).expect("hold is counted in pending");
+                    b.debits_pending = b
+                        .debits_pending
+                        .checked_sub(leg.amount)
+                        .expect("hold is counted in pending");
                     b.debits_posted += amt_post; // bound checked by the caller
                 } else {
-                    b.credits_pending = b.credits_pending.checked_sub(leg.amount).expect("hold is counted in pending");
+                    b.credits_pending = b
+                        .credits_pending
+                        .checked_sub(leg.amount)
+                        .expect("hold is counted in pending");
                     b.credits_posted += amt_post;
                 }
                 if !touched.contains(&acct) {
                     touched.push(acct);
-                    st.pending_count = st.pending_count.checked_sub(1).expect("pending count covers the hold");
+                    st.pending_count = st
+                        .pending_count
+                        .checked_sub(1)
+                        .expect("pending count covers the hold");
                 }
                 st.posting_seq += 1;
-                let mut w = Work { id: acct, state: st, counted_today: false };
+                let mut w = Work {
+                    id: acct,
+                    state: st,
+                    counted_today: false,
+                };
                 let amount = if post.is_some() { amt_post } else { leg.amount };
                 let posting = posting(&mut w, posting_id, i, kind, debit, amount, ctx.ts);
-                ctx.wb.put(Cf::Postings, posting_key(acct, posting.seq), codec::encode_posting(&posting));
+                ctx.wb.put(
+                    Cf::Postings,
+                    posting_key(acct, posting.seq),
+                    codec::encode_posting(&posting),
+                );
                 self.commit_state(ctx, acct, w.state);
             }
         }
@@ -651,16 +808,27 @@ impl<S: Store> Ledger<S> {
         if r.name.is_empty() || r.name.len() > CLIENT_NAME_BYTES_MAX {
             return Err(ResultCode::InvalidName.into());
         }
-        let c = Client { public_key: r.public_key, role: r.role, name: r.name.clone(), revoked: false, registered_ns: ctx.ts };
-        ctx.wb.put(Cf::Clients, r.public_key.to_vec(), codec::encode_client(&c));
+        let c = Client {
+            public_key: r.public_key,
+            role: r.role,
+            name: r.name.clone(),
+            revoked: false,
+            registered_ns: ctx.ts,
+        };
+        ctx.wb
+            .put(Cf::Clients, r.public_key.to_vec(), codec::encode_client(&c));
         self.clients.insert(r.public_key, c);
         Ok(())
     }
 
     fn revoke_client(&mut self, ctx: &mut BatchCtx, r: &RevokeClient) -> Result<(), Failure> {
-        let c = self.clients.get_mut(&r.public_key).ok_or(ResultCode::ClientNotFound)?;
+        let c = self
+            .clients
+            .get_mut(&r.public_key)
+            .ok_or(ResultCode::ClientNotFound)?;
         c.revoked = true;
-        ctx.wb.put(Cf::Clients, r.public_key.to_vec(), codec::encode_client(c));
+        ctx.wb
+            .put(Cf::Clients, r.public_key.to_vec(), codec::encode_client(c));
         Ok(())
     }
 
@@ -681,11 +849,16 @@ impl<S: Store> Ledger<S> {
             if a.info.flags & FLAG_DEBITS_MUST_NOT_EXCEED_CREDITS != 0 {
                 assert!(
                     b1.debits_posted + b1.debits_pending <= b1.credits_posted + a.info.overdraft
-                        || b1.debits_posted + b1.debits_pending <= b0.debits_posted + b0.debits_pending,
+                        || b1.debits_posted + b1.debits_pending
+                            <= b0.debits_posted + b0.debits_pending,
                     "account {id} overdrawn"
                 );
             }
-            ctx.wb.put(Cf::Accounts, id.to_bytes().to_vec(), codec::encode_account(a));
+            ctx.wb.put(
+                Cf::Accounts,
+                id.to_bytes().to_vec(),
+                codec::encode_account(a),
+            );
         }
         for (cur, d) in deltas {
             assert_eq!(d[0], d[1], "posted money not conserved in {cur}");
@@ -709,7 +882,11 @@ impl<S: Store> Ledger<S> {
 
     pub fn clients(&self) -> Vec<Client> {
         let mut v: Vec<Client> = self.clients.values().cloned().collect();
-        v.sort_by(|a, b| a.registered_ns.cmp(&b.registered_ns).then(a.public_key.cmp(&b.public_key)));
+        v.sort_by(|a, b| {
+            a.registered_ns
+                .cmp(&b.registered_ns)
+                .then(a.public_key.cmp(&b.public_key))
+        });
         v
     }
 
@@ -732,20 +909,30 @@ impl<S: Store> Ledger<S> {
 
     /// Postings of `account` with sequence numbers after `after_seq`, oldest first, at most `limit`
     /// (capped at [`HISTORY_PAGE_MAX`]). The last posting's `seq` is the cursor for the next page.
-    pub fn history(&self, account: Id, after_seq: u64, limit: usize) -> Result<Vec<Posting>, LedgerError> {
-        let Some(a) = self.accounts.get(&account) else { return Ok(Vec::new()) };
+    pub fn history(
+        &self,
+        account: Id,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Posting>, LedgerError> {
+        let Some(a) = self.accounts.get(&account) else {
+            return Ok(Vec::new());
+        };
         let last = a.state.posting_seq;
         let first = after_seq.saturating_add(1);
         if first > last {
             return Ok(Vec::new());
         }
         let n = (last - first + 1).min(limit.min(HISTORY_PAGE_MAX) as u64);
-        let keys: Vec<Vec<u8>> = (first..first + n).map(|s| posting_key(account, s)).collect();
+        let keys: Vec<Vec<u8>> = (first..first + n)
+            .map(|s| posting_key(account, s))
+            .collect();
         let values = self.store.multi_get(Cf::Postings, &keys)?;
         let mut out = Vec::with_capacity(values.len());
         for (i, v) in values.into_iter().enumerate() {
             let seq = first + i as u64;
-            let v = v.ok_or_else(|| LedgerError::Corrupt(format!("posting {account}/{seq} missing")))?;
+            let v =
+                v.ok_or_else(|| LedgerError::Corrupt(format!("posting {account}/{seq} missing")))?;
             out.push(codec::decode_posting(account, seq, &v)?);
         }
         Ok(out)
@@ -761,8 +948,14 @@ impl<S: Store> Ledger<S> {
 
     /// The account's balances as of log time `timestamp_ns` (after every posting at or before it): a
     /// binary search over its postings, each of which carries the balances it produced.
-    pub fn balance_at(&self, account: Id, timestamp_ns: u64) -> Result<Option<Balances>, LedgerError> {
-        let Some(a) = self.accounts.get(&account) else { return Ok(None) };
+    pub fn balance_at(
+        &self,
+        account: Id,
+        timestamp_ns: u64,
+    ) -> Result<Option<Balances>, LedgerError> {
+        let Some(a) = self.accounts.get(&account) else {
+            return Ok(None);
+        };
         let (mut lo, mut hi) = (1u64, a.state.posting_seq + 1); // first seq with ts > timestamp in [lo, hi]
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
@@ -805,18 +998,26 @@ impl<S: Store> Ledger<S> {
             let mut sum = Balances::default();
             let mut after = 0;
             loop {
-                let page = self.history(a.info.id, after, HISTORY_PAGE_MAX).map_err(|e| e.to_string())?;
+                let page = self
+                    .history(a.info.id, after, HISTORY_PAGE_MAX)
+                    .map_err(|e| e.to_string())?;
                 let Some(last) = page.last() else { break };
                 after = last.seq;
                 for p in &page {
                     apply_posting(&mut sum, p);
                     if sum != p.balances_after {
-                        return Err(format!("account {} posting {} records {:?}, sum {:?}", a.info.id, p.seq, p.balances_after, sum));
+                        return Err(format!(
+                            "account {} posting {} records {:?}, sum {:?}",
+                            a.info.id, p.seq, p.balances_after, sum
+                        ));
                     }
                 }
             }
             if sum != a.state.balances {
-                return Err(format!("account {} balances {:?} != postings {:?}", a.info.id, a.state.balances, sum));
+                return Err(format!(
+                    "account {} balances {:?} != postings {:?}",
+                    a.info.id, a.state.balances, sum
+                ));
             }
         }
         Ok(())
@@ -869,7 +1070,10 @@ impl<S: Store> Ledger<S> {
         self.store.replace_all(wb)?;
         self.load()?;
         if self.applied_index != index {
-            return Err(bad(&format!("snapshot is at index {}, expected {index}", self.applied_index)));
+            return Err(bad(&format!(
+                "snapshot is at index {}, expected {index}",
+                self.applied_index
+            )));
         }
         Ok(())
     }
@@ -920,11 +1124,20 @@ fn work_index(work: &mut Vec<Work>, a: &Account, day: u32) -> usize {
         state.day_outflow = 0;
         state.day_outflow_count = 0;
     }
-    work.push(Work { id: a.info.id, state, counted_today: false });
+    work.push(Work {
+        id: a.info.id,
+        state,
+        counted_today: false,
+    });
     work.len() - 1
 }
 
-fn debit_checks(info: &AccountInfo, w: &mut Work, amount: u128, _pending: bool) -> Result<(), ResultCode> {
+fn debit_checks(
+    info: &AccountInfo,
+    w: &mut Work,
+    amount: u128,
+    _pending: bool,
+) -> Result<(), ResultCode> {
     match w.state.status() {
         AccountStatus::Open => {}
         AccountStatus::Frozen => return Err(ResultCode::AccountFrozen),
@@ -946,7 +1159,9 @@ fn debit_checks(info: &AccountInfo, w: &mut Work, amount: u128, _pending: bool) 
         return Err(ResultCode::DailyAmountLimit);
     }
     if !w.counted_today {
-        if l.daily_outflow_count_max.is_some_and(|m| w.state.day_outflow_count >= m) {
+        if l.daily_outflow_count_max
+            .is_some_and(|m| w.state.day_outflow_count >= m)
+        {
             return Err(ResultCode::DailyCountLimit);
         }
         w.state.day_outflow_count += 1;
@@ -956,7 +1171,12 @@ fn debit_checks(info: &AccountInfo, w: &mut Work, amount: u128, _pending: bool) 
     Ok(())
 }
 
-fn credit_checks(info: &AccountInfo, st: &AccountState, amount: u128, _pending: bool) -> Result<(), ResultCode> {
+fn credit_checks(
+    info: &AccountInfo,
+    st: &AccountState,
+    amount: u128,
+    _pending: bool,
+) -> Result<(), ResultCode> {
     if st.status() == AccountStatus::Closed {
         return Err(ResultCode::AccountClosed);
     }
@@ -976,7 +1196,15 @@ fn credit_checks(info: &AccountInfo, st: &AccountState, amount: u128, _pending: 
     Ok(())
 }
 
-fn posting(w: &mut Work, transfer: Id, leg: usize, kind: PostingKind, is_debit: bool, amount: u128, ts: u64) -> Posting {
+fn posting(
+    w: &mut Work,
+    transfer: Id,
+    leg: usize,
+    kind: PostingKind,
+    is_debit: bool,
+    amount: u128,
+    ts: u64,
+) -> Posting {
     Posting {
         account: w.id,
         seq: w.state.posting_seq,

@@ -24,7 +24,14 @@ pub enum Cf {
 }
 
 impl Cf {
-    pub const ALL: [Cf; 6] = [Cf::Meta, Cf::Accounts, Cf::Commands, Cf::Postings, Cf::Pending, Cf::Clients];
+    pub const ALL: [Cf; 6] = [
+        Cf::Meta,
+        Cf::Accounts,
+        Cf::Commands,
+        Cf::Postings,
+        Cf::Pending,
+        Cf::Clients,
+    ];
 
     /// Column family name in RocksDB (prefixed so the Raft log's families can share the database).
     pub fn name(self) -> &'static str {
@@ -56,7 +63,9 @@ pub struct WriteBatch {
 
 impl WriteBatch {
     pub fn with_capacity(n: usize) -> WriteBatch {
-        WriteBatch { ops: Vec::with_capacity(n) }
+        WriteBatch {
+            ops: Vec::with_capacity(n),
+        }
     }
     #[inline]
     pub fn put(&mut self, cf: Cf, key: Vec<u8>, value: Vec<u8>) {
@@ -86,7 +95,11 @@ pub trait Store: Send {
         true
     }
     /// Visits every record of a family (in no particular order).
-    fn for_each(&self, cf: Cf, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError>;
+    fn for_each(
+        &self,
+        cf: Cf,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
     /// Applies every operation atomically.
     fn write(&mut self, batch: WriteBatch) -> Result<(), StoreError>;
     /// Atomically replaces the whole ledger state with `batch` (snapshot install).
@@ -115,7 +128,11 @@ impl Store for MemStore {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.maps[Self::idx(cf)].get(key).cloned())
     }
-    fn for_each(&self, cf: Cf, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    fn for_each(
+        &self,
+        cf: Cf,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         for (k, v) in &self.maps[Self::idx(cf)] {
             f(k, v)?;
         }

@@ -26,7 +26,15 @@ impl std::fmt::Display for Id {
     /// Canonical UUID text form (8-4-4-4-12, lower-case hex).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let h = format!("{:032x}", self.0);
-        write!(f, "{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+        write!(
+            f,
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
     }
 }
 
@@ -48,7 +56,9 @@ impl std::str::FromStr for Id {
         if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
             return Err("an id contains only hex digits");
         }
-        u128::from_str_radix(&hex, 16).map(Id).map_err(|_| "malformed id")
+        u128::from_str_radix(&hex, 16)
+            .map(Id)
+            .map_err(|_| "malformed id")
     }
 }
 
@@ -345,8 +355,12 @@ mod tests {
         let id2: Id = "0190a0b87c1e7d2a9f000123456789ab".parse().unwrap();
         assert_eq!(id, id2);
         assert!("0190a0b8-7c1e-7d2a-9f00-0123456789a".parse::<Id>().is_err());
-        assert!("0190a0b8x7c1e-7d2a-9f00-0123456789ab".parse::<Id>().is_err());
-        assert!("0190a0b8-7c1e-7d2a-9f00-0123456789ag".parse::<Id>().is_err());
+        assert!("0190a0b8x7c1e-7d2a-9f00-0123456789ab"
+            .parse::<Id>()
+            .is_err());
+        assert!("0190a0b8-7c1e-7d2a-9f00-0123456789ag"
+            .parse::<Id>()
+            .is_err());
         assert!("+190a0b87c1e7d2a9f000123456789ab".parse::<Id>().is_err());
         assert_eq!(Id::from_bytes(id.to_bytes()), id);
     }

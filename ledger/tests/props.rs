@@ -35,7 +35,11 @@ fn amount(rng: &mut Rng, currency: &str) -> String {
         1 => rng.below(1_000_000),
         _ => 1 + rng.below(5_000),
     };
-    let s = if currency == "JPY" { minor.to_string() } else { format!("{}.{:02}", minor / 100, minor % 100) };
+    let s = if currency == "JPY" {
+        minor.to_string()
+    } else {
+        format!("{}.{:02}", minor / 100, minor % 100)
+    };
     match rng.below(40) {
         0 => format!("-{s}"),
         1 => format!("{s}1"), // may carry excess precision
@@ -60,10 +64,12 @@ fn generate(seed: u64, batches: usize) -> Vec<Batch> {
                     a.overdraft = Some(d(if cur == "JPY" { "500" } else { "5.00" }));
                 }
                 if rng.chance(30) {
-                    a.limits.per_transfer_max = Some(d(if cur == "JPY" { "3000" } else { "30.00" }));
+                    a.limits.per_transfer_max =
+                        Some(d(if cur == "JPY" { "3000" } else { "30.00" }));
                 }
                 if rng.chance(30) {
-                    a.limits.daily_outflow_max = Some(d(if cur == "JPY" { "8000" } else { "80.00" }));
+                    a.limits.daily_outflow_max =
+                        Some(d(if cur == "JPY" { "8000" } else { "80.00" }));
                 }
                 if rng.chance(30) {
                     a.limits.daily_outflow_count_max = Some(1 + rng.below(5) as u32);
@@ -78,7 +84,11 @@ fn generate(seed: u64, batches: usize) -> Vec<Batch> {
         setup.push(account(m, cur, AccountKind::Merchant));
         accounts.push((m, cur));
     }
-    out.push(Batch { timestamp_ns: now, seed: 0, commands: setup });
+    out.push(Batch {
+        timestamp_ns: now,
+        seed: 0,
+        commands: setup,
+    });
     let mut next_id = 10_000u128;
     let mut issued: Vec<Command> = vec![];
     let mut pendings: Vec<u128> = vec![];
@@ -94,23 +104,41 @@ fn generate(seed: u64, batches: usize) -> Vec<Batch> {
             let (b2, cur2) = accounts[rng.below(accounts.len() as u64) as usize];
             let cmd = match rng.below(100) {
                 0..=14 => transfer(next_id, bank, a, &amount(&mut rng, cur)), // top-up
-                15..=54 => transfer(next_id, a, b2, &amount(&mut rng, cur)),  // p2p (maybe cross-currency)
-                55..=59 => legs(next_id, &[(a, b2, &amount(&mut rng, cur)), (b2, bank, &amount(&mut rng, cur2))]),
+                15..=54 => transfer(next_id, a, b2, &amount(&mut rng, cur)), // p2p (maybe cross-currency)
+                55..=59 => legs(
+                    next_id,
+                    &[
+                        (a, b2, &amount(&mut rng, cur)),
+                        (b2, bank, &amount(&mut rng, cur2)),
+                    ],
+                ),
                 60..=69 => {
                     pendings.push(next_id);
                     pending(next_id, a, b2, &amount(&mut rng, cur), 1 + rng.below(600))
                 }
                 70..=79 if !pendings.is_empty() => {
                     let p = pendings[rng.below(pendings.len() as u64) as usize];
-                    let amt = if rng.chance(50) { None } else { Some(amount(&mut rng, cur)) };
+                    let amt = if rng.chance(50) {
+                        None
+                    } else {
+                        Some(amount(&mut rng, cur))
+                    };
                     post(next_id, p, amt.as_deref())
                 }
-                80..=84 if !pendings.is_empty() => void(next_id, pendings[rng.below(pendings.len() as u64) as usize]),
+                80..=84 if !pendings.is_empty() => {
+                    void(next_id, pendings[rng.below(pendings.len() as u64) as usize])
+                }
                 85..=87 => {
-                    let s = [AccountStatus::Open, AccountStatus::Frozen, AccountStatus::Open][rng.below(3) as usize];
+                    let s = [
+                        AccountStatus::Open,
+                        AccountStatus::Frozen,
+                        AccountStatus::Open,
+                    ][rng.below(3) as usize];
                     status(next_id, a, s)
                 }
-                88..=94 if !issued.is_empty() => issued[rng.below(issued.len() as u64) as usize].clone(), // retry
+                88..=94 if !issued.is_empty() => {
+                    issued[rng.below(issued.len() as u64) as usize].clone()
+                } // retry
                 95..=99 if !issued.is_empty() => {
                     // Reuse of an id with another body.
                     let old = issued[rng.below(issued.len() as u64) as usize].id();
@@ -121,7 +149,11 @@ fn generate(seed: u64, batches: usize) -> Vec<Batch> {
             issued.push(cmd.clone());
             cmds.push(cmd);
         }
-        out.push(Batch { timestamp_ns: now, seed: b as u64, commands: cmds });
+        out.push(Batch {
+            timestamp_ns: now,
+            seed: b as u64,
+            commands: cmds,
+        });
     }
     out
 }
@@ -136,17 +168,26 @@ fn run<S: Store>(store: S, batches: &[Batch]) -> (Ledger<S>, Vec<Vec<CommandResu
 }
 
 fn seed_or(s: u64) -> u64 {
-    std::env::var("SUANPAN_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(s)
+    std::env::var("SUANPAN_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(s)
 }
 
 fn check_limits<S: Store>(l: &Ledger<S>, seed: u64) {
     for a in l.accounts() {
         let (i, b) = (&a.info, &a.state.balances);
         if i.flags & FLAG_DEBITS_MUST_NOT_EXCEED_CREDITS != 0 {
-            assert!(b.debits_posted + b.debits_pending <= b.credits_posted + i.overdraft, "seed={seed}: {a:?}");
+            assert!(
+                b.debits_posted + b.debits_pending <= b.credits_posted + i.overdraft,
+                "seed={seed}: {a:?}"
+            );
         }
         if i.flags & FLAG_CREDITS_MUST_NOT_EXCEED_DEBITS != 0 {
-            assert!(b.credits_posted + b.credits_pending <= b.debits_posted, "seed={seed}: {a:?}");
+            assert!(
+                b.credits_posted + b.credits_pending <= b.debits_posted,
+                "seed={seed}: {a:?}"
+            );
         }
         if let Some(m) = i.limits.daily_outflow_max {
             assert!(a.state.day_outflow <= m, "seed={seed}: {a:?}");
@@ -156,7 +197,10 @@ fn check_limits<S: Store>(l: &Ledger<S>, seed: u64) {
         }
         if let Some(m) = i.limits.balance_max {
             // Only credits are limited; debits may lower a balance that was over the limit.
-            assert!((b.credits_posted + b.credits_pending).saturating_sub(b.debits_posted) <= m, "seed={seed}: {a:?}");
+            assert!(
+                (b.credits_posted + b.credits_pending).saturating_sub(b.debits_posted) <= m,
+                "seed={seed}: {a:?}"
+            );
         }
     }
 }
@@ -270,9 +314,22 @@ fn generator_covers_the_interesting_outcomes() {
     }
     eprintln!("{codes:?}\n{kinds:?}");
     for k in ["pending", "transfer", "post", "void"] {
-        assert!(kinds.get(k).copied().unwrap_or(0) > 20, "too few successful {k}: {kinds:?}");
+        assert!(
+            kinds.get(k).copied().unwrap_or(0) > 20,
+            "too few successful {k}: {kinds:?}"
+        );
     }
-    for c in ["ok", "insufficient_funds", "idempotency_conflict", "amount_zero", "pending_expired", "currency_mismatch"] {
-        assert!(codes.get(c).copied().unwrap_or(0) > 0, "never saw {c}: {codes:?}");
+    for c in [
+        "ok",
+        "insufficient_funds",
+        "idempotency_conflict",
+        "amount_zero",
+        "pending_expired",
+        "currency_mismatch",
+    ] {
+        assert!(
+            codes.get(c).copied().unwrap_or(0) > 0,
+            "never saw {c}: {codes:?}"
+        );
     }
 }

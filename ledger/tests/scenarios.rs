@@ -28,22 +28,66 @@ fn every_transfer_error_code() {
         ("ok", transfer(1000, 10, 11, "1.00"), Ok),
         ("zero", transfer(1001, 10, 11, "0"), AmountZero),
         ("negative", transfer(1002, 10, 11, "-1"), AmountNegative),
-        ("precision CNY", transfer(1003, 10, 11, "12.345"), AmountPrecision),
-        ("precision JPY", transfer(1004, 3, 30, "1.5"), AmountPrecision),
-        ("overflow", transfer(1005, 1, 11, "79228162514264337593543950335"), Overflow),
-        ("unknown debit", transfer(1006, 99, 11, "1"), AccountNotFound),
-        ("unknown credit", transfer(1007, 10, 99, "1"), AccountNotFound),
-        ("currency mismatch", transfer(1008, 10, 20, "1"), CurrencyMismatch),
+        (
+            "precision CNY",
+            transfer(1003, 10, 11, "12.345"),
+            AmountPrecision,
+        ),
+        (
+            "precision JPY",
+            transfer(1004, 3, 30, "1.5"),
+            AmountPrecision,
+        ),
+        (
+            "overflow",
+            transfer(1005, 1, 11, "79228162514264337593543950335"),
+            Overflow,
+        ),
+        (
+            "unknown debit",
+            transfer(1006, 99, 11, "1"),
+            AccountNotFound,
+        ),
+        (
+            "unknown credit",
+            transfer(1007, 10, 99, "1"),
+            AccountNotFound,
+        ),
+        (
+            "currency mismatch",
+            transfer(1008, 10, 20, "1"),
+            CurrencyMismatch,
+        ),
         ("same account", transfer(1009, 10, 10, "1"), SameAccount),
         ("no legs", legs(1010, &[]), NoLegs),
-        ("insufficient", transfer(1011, 11, 10, "5.00"), InsufficientFunds),
+        (
+            "insufficient",
+            transfer(1011, 11, 10, "5.00"),
+            InsufficientFunds,
+        ),
         ("zero id", transfer(0, 10, 11, "1"), InvalidId),
-        ("timeout zero", pending(1012, 10, 11, "1", 0), InvalidTimeout),
-        ("timeout huge", pending(1013, 10, 11, "1", 365 * 24 * 3600), InvalidTimeout),
+        (
+            "timeout zero",
+            pending(1012, 10, 11, "1", 0),
+            InvalidTimeout,
+        ),
+        (
+            "timeout huge",
+            pending(1013, 10, 11, "1", 365 * 24 * 3600),
+            InvalidTimeout,
+        ),
         ("post unknown", post(1014, 424242, None), PendingNotFound),
-        ("post of a posted transfer", post(1015, 100, None), PendingNotFound),
+        (
+            "post of a posted transfer",
+            post(1015, 100, None),
+            PendingNotFound,
+        ),
         ("void unknown", void(1016, 424242), PendingNotFound),
-        ("status unknown account", status(1017, 99, AccountStatus::Frozen), AccountNotFound),
+        (
+            "status unknown account",
+            status(1017, 99, AccountStatus::Frozen),
+            AccountNotFound,
+        ),
     ];
     let mut h = setup();
     for (name, cmd, want) in cases {
@@ -65,11 +109,32 @@ fn account_creation_errors() {
     let cases: Vec<(Command, ResultCode)> = vec![
         (wallet(1, "XXX"), InvalidCurrency),
         (wallet(2, "cny"), InvalidCurrency),
-        (with(wallet(3, "CNY"), |a| a.credits_must_not_exceed_debits = true), InvalidFlags),
-        (with(account(4, "CNY", AccountKind::System), |a| a.overdraft = Some(d("5"))), InvalidFlags),
-        (with(wallet(5, "CNY"), |a| a.overdraft = Some(d("-5"))), AmountNegative),
-        (with(wallet(6, "CNY"), |a| a.limits.per_transfer_max = Some(d("0.001"))), AmountPrecision),
-        (with(wallet(7, "CNY"), |a| a.reference = big.clone()), ReferenceTooLong),
+        (
+            with(wallet(3, "CNY"), |a| {
+                a.credits_must_not_exceed_debits = true
+            }),
+            InvalidFlags,
+        ),
+        (
+            with(account(4, "CNY", AccountKind::System), |a| {
+                a.overdraft = Some(d("5"))
+            }),
+            InvalidFlags,
+        ),
+        (
+            with(wallet(5, "CNY"), |a| a.overdraft = Some(d("-5"))),
+            AmountNegative,
+        ),
+        (
+            with(wallet(6, "CNY"), |a| {
+                a.limits.per_transfer_max = Some(d("0.001"))
+            }),
+            AmountPrecision,
+        ),
+        (
+            with(wallet(7, "CNY"), |a| a.reference = big.clone()),
+            ReferenceTooLong,
+        ),
         (
             with(wallet(8, "CNY"), |a| {
                 for i in 0..17 {
@@ -78,7 +143,12 @@ fn account_creation_errors() {
             }),
             MetadataTooLarge,
         ),
-        (with(wallet(9, "CNY"), |a| { a.metadata.insert("k".into(), "v".repeat(129)); }), MetadataTooLarge),
+        (
+            with(wallet(9, "CNY"), |a| {
+                a.metadata.insert("k".into(), "v".repeat(129));
+            }),
+            MetadataTooLarge,
+        ),
         (wallet(0, "CNY"), InvalidId),
         (wallet(10, "CNY"), Ok),
     ];
@@ -99,7 +169,17 @@ fn idempotency_replay_and_conflict() {
     h.advance(5);
     h.index += 1;
     h.now += SEC;
-    let out = h.ledger.apply(h.index, &Batch { timestamp_ns: h.now, seed: 0, commands: vec![t.clone()] }).unwrap();
+    let out = h
+        .ledger
+        .apply(
+            h.index,
+            &Batch {
+                timestamp_ns: h.now,
+                seed: 0,
+                commands: vec![t.clone()],
+            },
+        )
+        .unwrap();
     assert_eq!(out.results[0], first);
     assert_eq!(h.balance(11), d("10.00"));
     // Changed body under the same id: conflict, nothing moves, the original stays.
@@ -111,7 +191,11 @@ fn idempotency_replay_and_conflict() {
     h.fund(101, 11, "100.00");
     assert_eq!(h.one(transfer(501, 11, 10, "50.00")), InsufficientFunds);
     // Same id twice inside one batch: the second is a replay.
-    let r = h.apply(vec![transfer(502, 10, 11, "1.00"), transfer(502, 10, 11, "1.00"), transfer(502, 10, 11, "2.00")]);
+    let r = h.apply(vec![
+        transfer(502, 10, 11, "1.00"),
+        transfer(502, 10, 11, "1.00"),
+        transfer(502, 10, 11, "2.00"),
+    ]);
     assert_eq!(r, vec![Ok, Ok, IdempotencyConflict]);
     assert_eq!(h.balance(11), d("111.00"));
     // An account id is a command id.
@@ -129,10 +213,16 @@ fn multi_leg_is_atomic_and_multi_currency_balances_per_currency() {
     assert_eq!(h.balance(11), d("5.00"));
     assert_eq!(h.balance(20), d("45.00"));
     // Second leg fails: the first does not apply.
-    assert_eq!(h.one(legs(601, &[(10, 11, "5.00"), (11, 10, "500.00")])), InsufficientFunds);
+    assert_eq!(
+        h.one(legs(601, &[(10, 11, "5.00"), (11, 10, "500.00")])),
+        InsufficientFunds
+    );
     assert_eq!(h.balance(11), d("5.00"));
     // Legs see earlier legs: 11 receives then spends in one transfer.
-    assert_eq!(h.one(legs(602, &[(10, 11, "20.00"), (11, 10, "24.00")])), Ok);
+    assert_eq!(
+        h.one(legs(602, &[(10, 11, "20.00"), (11, 10, "24.00")])),
+        Ok
+    );
     assert_eq!(h.balance(11), d("1.00"));
     h.ledger.verify().unwrap();
 }
@@ -145,7 +235,9 @@ fn overdraft_flags_and_status() {
     assert_eq!(h.one(transfer(701, 12, 10, "0.01")), InsufficientFunds);
     assert_eq!(h.balance(12), d("-20.00"));
     // Credits must not exceed debits (an asset account).
-    h.one(with(account(13, "CNY", AccountKind::System), |a| a.credits_must_not_exceed_debits = true));
+    h.one(with(account(13, "CNY", AccountKind::System), |a| {
+        a.credits_must_not_exceed_debits = true
+    }));
     assert_eq!(h.one(transfer(702, 10, 13, "1.00")), CreditsExceedDebits);
     assert_eq!(h.one(transfer(703, 13, 10, "3.00")), Ok);
     assert_eq!(h.one(transfer(704, 10, 13, "3.00")), Ok);
@@ -155,17 +247,26 @@ fn overdraft_flags_and_status() {
     assert_eq!(h.one(transfer(707, 1, 10, "1.00")), Ok);
     assert_eq!(h.one(status(708, 10, AccountStatus::Open)), Ok);
     // Closing needs a zero balance; closed accounts take no movement and never reopen.
-    assert_eq!(h.one(status(709, 10, AccountStatus::Closed)), BalanceNotZero);
+    assert_eq!(
+        h.one(status(709, 10, AccountStatus::Closed)),
+        BalanceNotZero
+    );
     let bal = h.balance(10).to_string();
     assert_eq!(h.one(transfer(710, 10, 1, &bal)), Ok);
     assert_eq!(h.one(status(711, 10, AccountStatus::Closed)), Ok);
     assert_eq!(h.one(transfer(712, 1, 10, "1.00")), AccountClosed);
-    assert_eq!(h.one(status(713, 10, AccountStatus::Open)), InvalidStatusChange);
+    assert_eq!(
+        h.one(status(713, 10, AccountStatus::Open)),
+        InvalidStatusChange
+    );
     // Pending holds keep an account open.
     h.fund(714, 11, "5.00");
     h.one(pending(715, 11, 1, "1.00", 60));
     assert_eq!(h.one(transfer(716, 11, 1, "4.00")), Ok);
-    assert_eq!(h.one(status(717, 11, AccountStatus::Closed)), PendingTransfersOpen);
+    assert_eq!(
+        h.one(status(717, 11, AccountStatus::Closed)),
+        PendingTransfersOpen
+    );
     h.ledger.verify().unwrap();
 }
 
@@ -211,10 +312,16 @@ fn two_phase_post_void_partial() {
     assert_eq!(t.state, TransferState::PendingPosted);
     assert_eq!(t.posted_amount, Some(2000));
     let p = h.ledger.transfer(Id(902)).unwrap().unwrap();
-    assert_eq!((p.state, p.pending_id, p.legs[0].amount), (TransferState::Posted, Some(Id(900)), 2000));
+    assert_eq!(
+        (p.state, p.pending_id, p.legs[0].amount),
+        (TransferState::Posted, Some(Id(900)), 2000)
+    );
 
     assert_eq!(h.one(pending(910, 10, 11, "5.00", 60)), Ok);
-    assert_eq!(h.one(post(911, 910, Some("5.01"))), PostAmountExceedsPending);
+    assert_eq!(
+        h.one(post(911, 910, Some("5.01"))),
+        PostAmountExceedsPending
+    );
     assert_eq!(h.one(post(912, 910, Some("1.001"))), AmountPrecision);
     assert_eq!(h.one(void(913, 910)), Ok);
     assert_eq!(h.one(void(914, 910)), PendingAlreadyVoided);
@@ -222,15 +329,26 @@ fn two_phase_post_void_partial() {
     assert_eq!(h.available(10), d("80.00"));
 
     // Multi-leg pending: only full posts.
-    assert_eq!(h.one(Command::CreateTransfer(CreateTransfer {
-        id: Id(920),
-        legs: vec![
-            LegSpec { debit: Id(10), credit: Id(11), amount: d("1.00") },
-            LegSpec { debit: Id(10), credit: Id(1), amount: d("0.10") },
-        ],
-        pending_timeout_seconds: Some(60),
-        reference: "order-1".into(),
-    })), Ok);
+    assert_eq!(
+        h.one(Command::CreateTransfer(CreateTransfer {
+            id: Id(920),
+            legs: vec![
+                LegSpec {
+                    debit: Id(10),
+                    credit: Id(11),
+                    amount: d("1.00")
+                },
+                LegSpec {
+                    debit: Id(10),
+                    credit: Id(1),
+                    amount: d("0.10")
+                },
+            ],
+            pending_timeout_seconds: Some(60),
+            reference: "order-1".into(),
+        })),
+        Ok
+    );
     assert_eq!(h.one(post(921, 920, Some("1.00"))), PartialPostMultiLeg);
     assert_eq!(h.one(post(922, 920, None)), Ok);
     assert_eq!(h.balance(10), d("78.90"));
@@ -250,18 +368,29 @@ fn two_phase_expiry_by_log_time() {
     // Past 10 s: the first hold expires at the start of the next batch, before its commands run.
     h.advance(10);
     assert_eq!(h.one(transfer(1102, 10, 11, "60.00")), Ok);
-    assert_eq!(h.ledger.transfer(Id(1100)).unwrap().unwrap().state, TransferState::PendingExpired);
+    assert_eq!(
+        h.ledger.transfer(Id(1100)).unwrap().unwrap().state,
+        TransferState::PendingExpired
+    );
     assert_eq!(h.one(post(1103, 1100, None)), PendingExpired);
     assert_eq!(h.one(void(1104, 1100)), PendingExpired);
     // A post arriving exactly at expiry fails: expiry wins ties.
-    let due = h.ledger.transfer(Id(1101)).unwrap().unwrap().expires_ns.unwrap();
+    let due = h
+        .ledger
+        .transfer(Id(1101))
+        .unwrap()
+        .unwrap()
+        .expires_ns
+        .unwrap();
     h.now = due - SEC; // the next batch is stamped exactly `due`
     assert_eq!(h.one(post(1105, 1101, None)), PendingExpired);
     assert_eq!(h.available(10), d("40.00"));
     assert_eq!(h.balance(11), d("60.00"));
     // The expiry is in the history of both accounts.
     let hist = h.ledger.history(Id(10), 0, 100).unwrap();
-    assert!(hist.iter().any(|p| p.kind == PostingKind::PendingExpire && p.transfer == Id(1100)));
+    assert!(hist
+        .iter()
+        .any(|p| p.kind == PostingKind::PendingExpire && p.transfer == Id(1100)));
     h.ledger.verify().unwrap();
 }
 
@@ -269,10 +398,27 @@ fn two_phase_expiry_by_log_time() {
 fn leader_clock_going_backwards_is_harmless() {
     let mut h = setup();
     let ts = h.ledger.last_timestamp_ns();
-    let out = h.ledger.apply(h.index + 1, &Batch { timestamp_ns: ts - 100 * SEC, seed: 1, commands: vec![] }).unwrap();
+    let out = h
+        .ledger
+        .apply(
+            h.index + 1,
+            &Batch {
+                timestamp_ns: ts - 100 * SEC,
+                seed: 1,
+                commands: vec![],
+            },
+        )
+        .unwrap();
     assert_eq!(out.timestamp_ns, ts + 1);
     assert!(matches!(
-        h.ledger.apply(h.index + 1, &Batch { timestamp_ns: ts, seed: 1, commands: vec![] }),
+        h.ledger.apply(
+            h.index + 1,
+            &Batch {
+                timestamp_ns: ts,
+                seed: 1,
+                commands: vec![]
+            }
+        ),
         Err(LedgerError::OutOfOrder { .. })
     ));
 }
@@ -312,12 +458,31 @@ fn history_pages_and_balance_at() {
 fn clients_register_and_revoke() {
     let mut h = Harness::new();
     let key = [7u8; 32];
-    let reg = |id, name: &str| Command::RegisterClient(RegisterClient { id: Id(id), public_key: key, role: ClientRole::Payments, name: name.into() });
+    let reg = |id, name: &str| {
+        Command::RegisterClient(RegisterClient {
+            id: Id(id),
+            public_key: key,
+            role: ClientRole::Payments,
+            name: name.into(),
+        })
+    };
     assert_eq!(h.one(reg(1, "")), InvalidName);
     assert_eq!(h.one(reg(2, "checkout")), Ok);
     assert_eq!(h.ledger.client(&key).unwrap().role, ClientRole::Payments);
-    assert_eq!(h.one(Command::RevokeClient(RevokeClient { id: Id(3), public_key: [8; 32] })), ClientNotFound);
-    assert_eq!(h.one(Command::RevokeClient(RevokeClient { id: Id(4), public_key: key })), Ok);
+    assert_eq!(
+        h.one(Command::RevokeClient(RevokeClient {
+            id: Id(3),
+            public_key: [8; 32]
+        })),
+        ClientNotFound
+    );
+    assert_eq!(
+        h.one(Command::RevokeClient(RevokeClient {
+            id: Id(4),
+            public_key: key
+        })),
+        Ok
+    );
     assert!(h.ledger.client(&key).unwrap().revoked);
 }
 
@@ -337,7 +502,12 @@ fn snapshot_round_trip_into_another_store() {
 
 #[test]
 fn decoding_garbage_never_panics() {
-    let cmds = vec![transfer(1, 2, 3, "1.00"), pending(4, 5, 6, "7", 8), wallet(9, "CNY"), post(1, 2, Some("3"))];
+    let cmds = vec![
+        transfer(1, 2, 3, "1.00"),
+        pending(4, 5, 6, "7", 8),
+        wallet(9, "CNY"),
+        post(1, 2, Some("3")),
+    ];
     let bytes = codec::encode_commands(&cmds);
     assert_eq!(codec::decode_commands(&bytes).unwrap(), cmds);
     for cut in 0..bytes.len() {

@@ -14,9 +14,15 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_suanpan");
 
 /// The seed of a randomized test: `SUANPAN_SEED` or the clock; always printed so a failure replays.
 pub fn seed() -> u64 {
-    let s = std::env::var("SUANPAN_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
+    let s = std::env::var("SUANPAN_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
     eprintln!("seed={s} (replay with SUANPAN_SEED={s})");
     s
 }
@@ -38,7 +44,11 @@ pub struct Cluster {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Cluster {
@@ -46,8 +56,16 @@ impl Cluster {
     pub fn start(n: u64, extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("admin.key");
-        let out = Command::new(BIN).args(["keys", "gen", "--out"]).arg(&key).output().unwrap();
-        assert!(out.status.success(), "keys gen: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(BIN)
+            .args(["keys", "gen", "--out"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "keys gen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut c = Cluster {
             nodes: Vec::new(),
             key,
@@ -58,7 +76,13 @@ impl Cluster {
         for id in 1..=n {
             let addr = format!("127.0.0.1:{}", free_port());
             let data_dir = c.dir.path().join(format!("node-{id}"));
-            c.nodes.push(Node { id, addr, data_dir, child: None, join: false });
+            c.nodes.push(Node {
+                id,
+                addr,
+                data_dir,
+                child: None,
+                join: false,
+            });
         }
         for id in 1..=n {
             c.spawn(id);
@@ -119,7 +143,13 @@ impl Cluster {
     pub fn spawn_joining(&mut self, id: u64) -> String {
         let addr = format!("127.0.0.1:{}", free_port());
         let data_dir = self.dir.path().join(format!("node-{id}"));
-        self.nodes.push(Node { id, addr: addr.clone(), data_dir, child: None, join: true });
+        self.nodes.push(Node {
+            id,
+            addr: addr.clone(),
+            data_dir,
+            child: None,
+            join: true,
+        });
         self.spawn(id);
         addr
     }
@@ -138,7 +168,11 @@ impl Cluster {
     }
 
     pub fn endpoints(&self) -> Vec<String> {
-        self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.addr.clone()).collect()
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.addr.clone())
+            .collect()
     }
 
     pub fn key(&self) -> ed25519_dalek::SigningKey {
@@ -175,13 +209,21 @@ impl Cluster {
                 if let Some(i) = self.info(n.id).await {
                     if i.role == pb::NodeRole::Leader as i32 {
                         let c = self.client();
-                        if c.list_clients().await.map(|l| !l.is_empty()).unwrap_or(false) {
+                        if c.list_clients()
+                            .await
+                            .map(|l| !l.is_empty())
+                            .unwrap_or(false)
+                        {
                             return n.id;
                         }
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "cluster not ready in {timeout:?}; logs in {}", self.dir.path().display());
+            assert!(
+                Instant::now() < deadline,
+                "cluster not ready in {timeout:?}; logs in {}",
+                self.dir.path().display()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -214,7 +256,11 @@ impl Cluster {
                     return first.clone();
                 }
             }
-            assert!(Instant::now() < deadline, "replicas did not converge: {seen:?}; logs in {}", self.dir.path().display());
+            assert!(
+                Instant::now() < deadline,
+                "replicas did not converge: {seen:?}; logs in {}",
+                self.dir.path().display()
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -249,7 +295,10 @@ impl Drop for Cluster {
             // Keep the logs of a failed test.
             let p = self.dir.path().to_path_buf();
             eprintln!("node logs kept in {}", p.display());
-            std::mem::forget(std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()));
+            std::mem::forget(std::mem::replace(
+                &mut self.dir,
+                tempfile::tempdir().unwrap(),
+            ));
         }
     }
 }
@@ -258,6 +307,9 @@ impl Drop for Cluster {
 pub fn json(out: &Output) -> serde_json::Value {
     let s = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(s.lines().last().unwrap_or("")).unwrap_or_else(|e| {
-        panic!("not JSON ({e}): stdout={s} stderr={}", String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "not JSON ({e}): stdout={s} stderr={}",
+            String::from_utf8_lossy(&out.stderr)
+        )
     })
 }

@@ -24,11 +24,18 @@ pub fn client_config(addrs: &[String]) -> ClientConfig {
 }
 
 /// Starts a single-node cluster and waits until the bootstrap admin key is registered.
-pub async fn single_node(dir: &std::path::Path, tweak: impl FnOnce(&mut NodeConfig)) -> (RunningNode, Client) {
+pub async fn single_node(
+    dir: &std::path::Path,
+    tweak: impl FnOnce(&mut NodeConfig),
+) -> (RunningNode, Client) {
     let mut cfg = fast_config(1, dir, "127.0.0.1:0".parse().unwrap());
     tweak(&mut cfg);
     let node = start(cfg).await.expect("node starts");
-    let admin = Client::connect(client_config(&[node.local_addr.to_string()]), node.admin_key.clone()).unwrap();
+    let admin = Client::connect(
+        client_config(&[node.local_addr.to_string()]),
+        node.admin_key.clone(),
+    )
+    .unwrap();
     wait_bootstrapped(&admin).await;
     (node, admin)
 }
@@ -39,7 +46,10 @@ pub async fn wait_bootstrapped(admin: &Client) {
         match admin.list_clients().await {
             Ok(c) if !c.is_empty() => return,
             other => {
-                assert!(tokio::time::Instant::now() < deadline, "bootstrap did not complete: {other:?}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "bootstrap did not complete: {other:?}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }

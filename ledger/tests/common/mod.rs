@@ -50,7 +50,11 @@ pub fn with<F: FnOnce(&mut CreateAccount)>(mut c: Command, f: F) -> Command {
 pub fn transfer(n: u128, debit: u128, credit: u128, amount: &str) -> Command {
     Command::CreateTransfer(CreateTransfer {
         id: Id(n),
-        legs: vec![LegSpec { debit: Id(debit), credit: Id(credit), amount: d(amount) }],
+        legs: vec![LegSpec {
+            debit: Id(debit),
+            credit: Id(credit),
+            amount: d(amount),
+        }],
         pending_timeout_seconds: None,
         reference: String::new(),
     })
@@ -59,7 +63,14 @@ pub fn transfer(n: u128, debit: u128, credit: u128, amount: &str) -> Command {
 pub fn legs(n: u128, legs: &[(u128, u128, &str)]) -> Command {
     Command::CreateTransfer(CreateTransfer {
         id: Id(n),
-        legs: legs.iter().map(|(a, b, m)| LegSpec { debit: Id(*a), credit: Id(*b), amount: d(m) }).collect(),
+        legs: legs
+            .iter()
+            .map(|(a, b, m)| LegSpec {
+                debit: Id(*a),
+                credit: Id(*b),
+                amount: d(m),
+            })
+            .collect(),
         pending_timeout_seconds: None,
         reference: String::new(),
     })
@@ -68,22 +79,37 @@ pub fn legs(n: u128, legs: &[(u128, u128, &str)]) -> Command {
 pub fn pending(n: u128, debit: u128, credit: u128, amount: &str, timeout_s: u64) -> Command {
     Command::CreateTransfer(CreateTransfer {
         id: Id(n),
-        legs: vec![LegSpec { debit: Id(debit), credit: Id(credit), amount: d(amount) }],
+        legs: vec![LegSpec {
+            debit: Id(debit),
+            credit: Id(credit),
+            amount: d(amount),
+        }],
         pending_timeout_seconds: Some(timeout_s),
         reference: String::new(),
     })
 }
 
 pub fn post(n: u128, pending: u128, amount: Option<&str>) -> Command {
-    Command::PostPending(PostPending { id: Id(n), pending_id: Id(pending), amount: amount.map(d) })
+    Command::PostPending(PostPending {
+        id: Id(n),
+        pending_id: Id(pending),
+        amount: amount.map(d),
+    })
 }
 
 pub fn void(n: u128, pending: u128) -> Command {
-    Command::VoidPending(VoidPending { id: Id(n), pending_id: Id(pending) })
+    Command::VoidPending(VoidPending {
+        id: Id(n),
+        pending_id: Id(pending),
+    })
 }
 
 pub fn status(n: u128, account: u128, status: AccountStatus) -> Command {
-    Command::SetAccountStatus(SetAccountStatus { id: Id(n), account: Id(account), status })
+    Command::SetAccountStatus(SetAccountStatus {
+        id: Id(n),
+        account: Id(account),
+        status,
+    })
 }
 
 /// A ledger over a memory store that applies batches at successive indexes and one-second steps.
@@ -95,12 +121,26 @@ pub struct Harness {
 
 impl Harness {
     pub fn new() -> Harness {
-        Harness { ledger: Ledger::open(MemStore::new()).unwrap(), index: 0, now: T0 }
+        Harness {
+            ledger: Ledger::open(MemStore::new()).unwrap(),
+            index: 0,
+            now: T0,
+        }
     }
     pub fn apply(&mut self, commands: Vec<Command>) -> Vec<ResultCode> {
         self.index += 1;
         self.now += SEC;
-        let out = self.ledger.apply(self.index, &Batch { timestamp_ns: self.now, seed: self.index, commands }).unwrap();
+        let out = self
+            .ledger
+            .apply(
+                self.index,
+                &Batch {
+                    timestamp_ns: self.now,
+                    seed: self.index,
+                    commands,
+                },
+            )
+            .unwrap();
         out.results.iter().map(|r| r.code).collect()
     }
     pub fn one(&mut self, c: Command) -> ResultCode {
