@@ -47,6 +47,7 @@
 pub mod auth;
 pub mod client;
 pub mod events;
+pub mod fuzzing;
 pub mod node;
 pub mod server;
 pub mod state_machine;

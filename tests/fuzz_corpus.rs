@@ -1,0 +1,114 @@
+//! Replays every fuzz target's seed corpus (`fuzz/corpus/<target>/`) on the stable toolchain, through
+//! the same entry points the cargo-fuzz targets call. `SUANPAN_WRITE_CORPUS=1` regenerates the seeds.
+
+use std::path::{Path, PathBuf};
+
+use api::client::cmd as ops;
+use api::pb;
+use prost::Message;
+
+fn corpus(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target)
+}
+
+fn replay(target: &str, f: fn(&[u8])) -> usize {
+    let dir = corpus(target);
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            f(&std::fs::read(&p).unwrap());
+            n += 1;
+        }
+    }
+    assert!(n > 0, "empty corpus {}", dir.display());
+    n
+}
+
+fn write_seeds() {
+    let id = |n: u128| ledger::Id(n).to_string();
+    let a = ledger::Id(0xA);
+    let b = ledger::Id(0xB);
+    let requests = vec![
+        vec![ops::create_account(a, "CNY", pb::AccountKind::Wallet)],
+        vec![ops::transfer(ledger::Id(1), a, b, "12.50", "CNY")],
+        vec![
+            ops::pending_transfer(ledger::Id(2), a, b, "1.00", "CNY", 60),
+            ops::post_pending(ledger::Id(3), ledger::Id(2), Some(("0.50", "CNY"))),
+        ],
+        vec![
+            ops::void_pending(ledger::Id(4), ledger::Id(2)),
+            ops::set_account_status(ledger::Id(5), a, pb::AccountStatus::Frozen),
+        ],
+        vec![ops::transfer(ledger::Id(6), a, b, "1e5", "CNY")],
+        vec![ops::transfer(ledger::Id(7), a, b, "12.345", "CNY")],
+        vec![ops::transfer_legs(
+            ledger::Id(8),
+            vec![ops::leg(a, b, "1", "CNY"), ops::leg(b, a, "2", "CNY")],
+            None,
+        )],
+    ];
+    let dir = corpus("submit_request");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, cmds) in requests.into_iter().enumerate() {
+        std::fs::write(
+            dir.join(format!("seed-{i}")),
+            pb::SubmitRequest { commands: cmds }.encode_to_vec(),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.join("seed-bad-uuid"),
+        pb::SubmitRequest {
+            commands: vec![pb::Command {
+                kind: Some(pb::command::Kind::VoidPending(pb::VoidPending {
+                    id: "nope".into(),
+                    pending_id: id(1),
+                })),
+            }],
+        }
+        .encode_to_vec(),
+    )
+    .unwrap();
+    let dir = corpus("signed_request");
+    std::fs::create_dir_all(&dir).unwrap();
+    for mode in [0u8, 1, 3, 7, 15, 5, 6] {
+        let mut v = vec![mode];
+        v.extend_from_slice(b"nonce-000001");
+        v.extend_from_slice(
+            &pb::SubmitRequest {
+                commands: vec![ops::transfer(ledger::Id(1), a, b, "1.00", "CNY")],
+            }
+            .encode_to_vec(),
+        );
+        std::fs::write(dir.join(format!("seed-mode-{mode}")), v).unwrap();
+    }
+    let dir = corpus("ledger_codec");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cmds = vec![
+        ledger::Command::VoidPending(ledger::VoidPending {
+            id: ledger::Id(1),
+            pending_id: ledger::Id(2),
+        }),
+        ledger::Command::PostPending(ledger::PostPending {
+            id: ledger::Id(3),
+            pending_id: ledger::Id(2),
+            amount: Some(rust_decimal::Decimal::new(1250, 2)),
+        }),
+    ];
+    std::fs::write(dir.join("seed-0"), ledger::codec::encode_commands(&cmds)).unwrap();
+    std::fs::write(dir.join("seed-empty"), ledger::codec::encode_commands(&[])).unwrap();
+}
+
+#[test]
+fn fuzz_seed_corpora_replay_cleanly() {
+    if std::env::var("SUANPAN_WRITE_CORPUS").is_ok() {
+        write_seeds();
+    }
+    let n = replay("ledger_codec", ledger::codec::fuzz_decode_commands)
+        + replay("submit_request", api::fuzzing::submit_request)
+        + replay("signed_request", api::fuzzing::signed_request);
+    eprintln!("replayed {n} corpus inputs");
+}
