@@ -92,9 +92,11 @@ pub async fn run(opts: DevOpts) -> Result<()> {
     println!("\nCtrl-C stops the cluster.");
 
     let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
             _ = ticker.tick() => {
                 for (id, c) in children.iter_mut() {
                     if let Ok(Some(status)) = c.try_wait() {
