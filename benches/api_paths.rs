@@ -28,12 +28,21 @@ impl ClientDirectory for OneKey {
 fn batch(n: u128) -> pb::SubmitRequest {
     let a = ledger::Id(0xA);
     let b = ledger::Id(0xB);
-    pb::SubmitRequest { commands: (0..n).map(|i| cmd::transfer(ledger::Id(1000 + i), a, b, "12.34", "CNY")).collect() }
+    pb::SubmitRequest {
+        commands: (0..n)
+            .map(|i| cmd::transfer(ledger::Id(1000 + i), a, b, "12.34", "CNY"))
+            .collect(),
+    }
 }
 
 fn benches(c: &mut Criterion) {
     let key = SigningKey::from_bytes(&[7; 32]);
-    let auth = Authenticator::new(AuthConfig::default(), Arc::new(OneKey(key.verifying_key().to_bytes())), SigningKey::from_bytes(&[9; 32]).verifying_key(), 1);
+    let auth = Authenticator::new(
+        AuthConfig::default(),
+        Arc::new(OneKey(key.verifying_key().to_bytes())),
+        SigningKey::from_bytes(&[9; 32]).verifying_key(),
+        1,
+    );
     let body = batch(100).encode_to_vec();
     let path = "/suanpan.v1.Ledger/Submit";
     let mut g = c.benchmark_group("api");
@@ -43,7 +52,13 @@ fn benches(c: &mut Criterion) {
         bch.iter_batched(
             || {
                 n += 1;
-                let h = SignedHeaders::sign(&key, path, &body, api::auth::now_ms(), format!("bench-nonce-{n}"));
+                let h = SignedHeaders::sign(
+                    &key,
+                    path,
+                    &body,
+                    api::auth::now_ms(),
+                    format!("bench-nonce-{n}"),
+                );
                 let mut md = tonic::metadata::MetadataMap::new();
                 h.apply(&mut md);
                 md.into_headers()

@@ -431,4 +431,32 @@ async fn add_and_remove_nodes_while_serving() {
         voters.contains(&4) && !voters.contains(&victim),
         "voters {voters:?}"
     );
+    // Hand leadership to the added node.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.leader().await != Some(4) {
+        assert!(
+            Instant::now() < deadline,
+            "leadership never moved to node 4"
+        );
+        let out = c.cli(&["cluster", "transfer-leader", "--id", "4"]);
+        assert!(
+            out.status.success(),
+            "transfer-leader: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (r, _) = submit_until_known(
+        &c.client(),
+        vec![ops::transfer(
+            api::client::new_id(),
+            wallets[0],
+            wallets[1],
+            "1.00",
+            "CNY",
+        )],
+        Instant::now() + READY,
+    )
+    .await;
+    assert!(r[0].is_ok(), "write after leadership transfer: {r:?}");
 }
