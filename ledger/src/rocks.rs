@@ -28,13 +28,25 @@ pub fn db_options() -> Options {
     o
 }
 
+/// Options of the ledger's column families. Memtables are kept small (8 MiB): the profile of a
+/// batch apply was dominated by skip-list inserts of random keys into a large memtable (cache
+/// misses per level); a cache-resident memtable inserts faster and flushes more often.
+fn ledger_cf_options() -> Options {
+    let mut o = Options::default();
+    o.set_write_buffer_size(MEMTABLE_BYTES);
+    o.set_max_write_buffer_number(4);
+    o
+}
+
+const MEMTABLE_BYTES: usize = 8 << 20;
+
 /// Opens (or creates) a database with the ledger's column families plus `extra_cfs` (for example the
 /// Raft log's), ready to be shared between the ledger and the consensus layer.
 pub fn open_db(path: &Path, extra_cfs: &[&str]) -> Result<Arc<DB>, StoreError> {
     let opts = db_options();
     let mut cfs: Vec<ColumnFamilyDescriptor> = Cf::ALL
         .iter()
-        .map(|cf| ColumnFamilyDescriptor::new(cf.name(), Options::default()))
+        .map(|cf| ColumnFamilyDescriptor::new(cf.name(), ledger_cf_options()))
         .collect();
     for name in extra_cfs {
         cfs.push(ColumnFamilyDescriptor::new(*name, Options::default()));
