@@ -35,7 +35,7 @@ pg_run() { # script clients -> "tps p99_ms"
   echo "$tps $lat"
 }
 
-cargo build --release --locked --bin suanpan >/dev/null
+cargo build --release --workspace --all-targets --locked >/dev/null
 declare -A PG SP
 for w in uniform hot; do
   best=0
