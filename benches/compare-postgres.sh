@@ -23,6 +23,7 @@ if [ ! -f "$PGDATA_DIR/PG_VERSION" ]; then
 fi
 as_pg "$PGBIN/pg_ctl -D $PGDATA_DIR -o '-p $PGPORT -c fsync=on -c synchronous_commit=on -c max_connections=200 -c listen_addresses=127.0.0.1' -l $PGDATA_DIR/log -w start" >/dev/null 2>&1 || true
 trap 'as_pg "$PGBIN/pg_ctl -D $PGDATA_DIR -m fast stop" >/dev/null 2>&1 || true' EXIT
+export PGOPTIONS='-c client_min_messages=warning'
 PSQL="$PGBIN/psql -h 127.0.0.1 -p $PGPORT -U postgres -q -v ON_ERROR_STOP=1"
 
 pg_run() { # script clients -> "tps p99_ms"
