@@ -54,11 +54,25 @@ pub trait LogStore: Storage + Send + 'static {
         snap: &Snapshot,
         compact_to: u64,
     ) -> Result<(), ConsensusError>;
-    fn hard_state(&self) -> HardState;
-    fn conf_state(&self) -> ConfState;
+    /// The cached log metadata both stores keep (the accessors below read it).
+    #[doc(hidden)]
+    fn log_meta(&self) -> &LogMeta;
+    fn hard_state(&self) -> HardState {
+        self.log_meta().hs.clone()
+    }
+    fn conf_state(&self) -> ConfState {
+        self.log_meta().cs.clone()
+    }
     /// `(first_index - 1, its term)`.
-    fn truncated(&self) -> (u64, u64);
-    fn snapshot_metadata(&self) -> Option<SnapshotMetadata>;
+    fn truncated(&self) -> (u64, u64) {
+        (
+            self.log_meta().truncated_index,
+            self.log_meta().truncated_term,
+        )
+    }
+    fn snapshot_metadata(&self) -> Option<SnapshotMetadata> {
+        self.log_meta().snap_meta.clone()
+    }
     /// Latest stored snapshot including its data.
     fn load_snapshot(&self) -> Result<Option<Snapshot>, ConsensusError>;
     /// A read error that happened inside a `Storage` method (raft-rs cannot propagate those);
@@ -76,7 +90,8 @@ fn store_err(e: impl std::fmt::Display) -> raft::Error {
 
 /// Cached metadata shared by both implementations.
 #[derive(Debug, Clone, Default)]
-struct LogMeta {
+#[doc(hidden)]
+pub struct LogMeta {
     hs: HardState,
     cs: ConfState,
     truncated_index: u64,
@@ -481,20 +496,8 @@ impl LogStore for RaftLogStore {
         Ok(())
     }
 
-    fn hard_state(&self) -> HardState {
-        self.meta.hs.clone()
-    }
-
-    fn conf_state(&self) -> ConfState {
-        self.meta.cs.clone()
-    }
-
-    fn truncated(&self) -> (u64, u64) {
-        (self.meta.truncated_index, self.meta.truncated_term)
-    }
-
-    fn snapshot_metadata(&self) -> Option<SnapshotMetadata> {
-        self.meta.snap_meta.clone()
+    fn log_meta(&self) -> &LogMeta {
+        &self.meta
     }
 
     fn load_snapshot(&self) -> Result<Option<Snapshot>, ConsensusError> {
@@ -640,20 +643,8 @@ impl LogStore for MemLogStore {
         Ok(())
     }
 
-    fn hard_state(&self) -> HardState {
-        self.meta.hs.clone()
-    }
-
-    fn conf_state(&self) -> ConfState {
-        self.meta.cs.clone()
-    }
-
-    fn truncated(&self) -> (u64, u64) {
-        (self.meta.truncated_index, self.meta.truncated_term)
-    }
-
-    fn snapshot_metadata(&self) -> Option<SnapshotMetadata> {
-        self.meta.snap_meta.clone()
+    fn log_meta(&self) -> &LogMeta {
+        &self.meta
     }
 
     fn load_snapshot(&self) -> Result<Option<Snapshot>, ConsensusError> {
