@@ -1,6 +1,7 @@
 //! The operator and finance CLI: thin wrappers over `api::client`, human-readable by default and
 //! `--json` for scripts. Exit codes: 0 success; 1 error (transport, auth, invalid input — a one-line
-//! reason on stderr); 2 usage; 3 the command was applied but its result code is not `ok`.
+//! reason on stderr); 2 usage ([`Usage`]); 3 the command was applied but its result code is not
+//! `ok`, or a requested account or transfer does not exist.
 
 use std::path::PathBuf;
 
@@ -123,10 +124,11 @@ pub enum ClientsCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum AccountCmd {
-    /// Create an account (the id is also the idempotency key: retrying is safe).
+    /// Create an account (the id is also the idempotency key: retrying with it is safe).
     Create {
+        /// Account id (UUID); a new time-ordered one is generated and printed when omitted.
         #[arg(long)]
-        id: String,
+        id: Option<String>,
         /// ISO 4217 code, e.g. CNY.
         #[arg(long)]
         currency: String,
@@ -178,7 +180,8 @@ pub enum AccountCmd {
 pub struct TransferArgs {
     #[command(subcommand)]
     pub sub: Option<TransferCmd>,
-    /// Transfer id (the idempotency key: retry with the same id).
+    /// Transfer id (the idempotency key: retry with the same id); generated and printed when
+    /// omitted.
     #[arg(long)]
     pub id: Option<String>,
     #[arg(long)]
@@ -201,8 +204,9 @@ pub struct TransferArgs {
 pub enum TransferCmd {
     /// Post (capture) a pending transfer, fully or partially.
     Post {
+        /// Command id (idempotency key); generated and printed when omitted.
         #[arg(long)]
-        id: String,
+        id: Option<String>,
         #[arg(long)]
         pending_id: String,
         #[arg(long)]
@@ -210,8 +214,9 @@ pub enum TransferCmd {
     },
     /// Void (release) a pending transfer.
     Void {
+        /// Command id (idempotency key); generated and printed when omitted.
         #[arg(long)]
-        id: String,
+        id: Option<String>,
         #[arg(long)]
         pending_id: String,
     },
@@ -249,6 +254,40 @@ fn parse_id(s: &str) -> Result<Id> {
     s.parse::<Id>().map_err(|e| anyhow!("bad id {s:?}: {e}"))
 }
 
+/// The command's id: the one given (retry with it), or a new time-ordered one, which the command
+/// result prints so it can be retried.
+fn id_or_new(id: &Option<String>) -> Result<Id> {
+    match id {
+        Some(s) => parse_id(s),
+        None => Ok(client::new_id()),
+    }
+}
+
+/// A usage mistake the argument parser cannot see (flags that only make sense together): exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// Exit 3 for a read whose subject does not exist (`NOT_FOUND` from the server), with the
+/// server's reason on stderr and, with `--json`, `{"error": "not_found", "message"}` on stdout.
+fn not_found_or(conn: &Conn, e: client::ClientError) -> Result<Exit> {
+    match e.status() {
+        Some(s) if s.code() == tonic::Code::NotFound => {
+            if conn.json {
+                println!("{}", json!({"error": "not_found", "message": s.message()}));
+            }
+            eprintln!("{}", s.message());
+            Ok(Exit(3))
+        }
+        _ => Err(e.into()),
+    }
+}
+
+/// The name of a protobuf enum value, from the ledger's one table for that enum.
+fn name<E: ledger::StableEnum>(v: i32) -> &'static str {
+    api::wire::enum_name_pb::<E>(v)
+}
+
 fn pubkey(hex_key: &Option<String>, file: &Option<PathBuf>) -> Result<ed25519_dalek::VerifyingKey> {
     if let Some(f) = file {
         return Ok(client::load_key_file(f)
@@ -271,12 +310,26 @@ fn outcome_json(o: &CommandOutcome) -> Value {
 }
 
 fn report(conn: &Conn, what: &str, o: &CommandOutcome) -> Exit {
+    report_with_hint(conn, what, o, None)
+}
+
+/// As [`report`], with a hint on what to do instead when the result is not `ok` (in the JSON as
+/// `"hint"`, on stderr otherwise).
+fn report_with_hint(conn: &Conn, what: &str, o: &CommandOutcome, hint: Option<&str>) -> Exit {
+    let hint = hint.filter(|_| !o.is_ok());
     if conn.json {
-        println!("{}", outcome_json(o));
+        let mut v = outcome_json(o);
+        if let Some(h) = hint {
+            v["hint"] = json!(h);
+        }
+        println!("{v}");
     } else if o.is_ok() {
         println!("{what} {}: ok (index {})", o.id, o.applied_index);
     } else {
         println!("{what} {}: {} (code {})", o.id, o.name, o.code_raw);
+        if let Some(h) = hint {
+            eprintln!("hint: {h}");
+        }
     }
     Exit(if o.is_ok() { 0 } else { 3 })
 }
@@ -299,15 +352,6 @@ pub fn keys(cmd: KeysCmd) -> Result<Exit> {
             }
             Ok(Exit(0))
         }
-    }
-}
-
-fn role_name(r: i32) -> &'static str {
-    match pb::ClientRole::try_from(r) {
-        Ok(pb::ClientRole::Payments) => "payments",
-        Ok(pb::ClientRole::FinanceRead) => "finance",
-        Ok(pb::ClientRole::Admin) => "admin",
-        _ => "unknown",
     }
 }
 
@@ -341,7 +385,7 @@ pub async fn clients(conn: &Conn, cmd: ClientsCmd) -> Result<Exit> {
             let list = c.list_clients().await?;
             let v: Vec<Value> = list
                 .iter()
-                .map(|k| json!({"public_key": hex::encode(&k.public_key), "role": role_name(k.role), "name": k.name, "revoked": k.revoked, "registered_ns": k.registered_ns}))
+                .map(|k| json!({"public_key": hex::encode(&k.public_key), "role": name::<ledger::ClientRole>(k.role), "name": k.name, "revoked": k.revoked, "registered_ns": k.registered_ns}))
                 .collect();
             if conn.json {
                 println!("{}", json!({ "clients": v }));
@@ -350,7 +394,7 @@ pub async fn clients(conn: &Conn, cmd: ClientsCmd) -> Result<Exit> {
                     println!(
                         "{}  {:<9} {}{}",
                         hex::encode(&k.public_key),
-                        role_name(k.role),
+                        name::<ledger::ClientRole>(k.role),
                         k.name,
                         if k.revoked { "  (revoked)" } else { "" }
                     );
@@ -358,24 +402,6 @@ pub async fn clients(conn: &Conn, cmd: ClientsCmd) -> Result<Exit> {
             }
             Ok(Exit(0))
         }
-    }
-}
-
-fn kind_name(k: i32) -> &'static str {
-    match pb::AccountKind::try_from(k) {
-        Ok(pb::AccountKind::Wallet) => "wallet",
-        Ok(pb::AccountKind::Merchant) => "merchant",
-        Ok(pb::AccountKind::System) => "system",
-        _ => "unknown",
-    }
-}
-
-fn status_name(s: i32) -> &'static str {
-    match pb::AccountStatus::try_from(s) {
-        Ok(pb::AccountStatus::Open) => "open",
-        Ok(pb::AccountStatus::Frozen) => "frozen",
-        Ok(pb::AccountStatus::Closed) => "closed",
-        _ => "unknown",
     }
 }
 
@@ -387,7 +413,7 @@ fn balances_json(b: &Option<pb::Balances>) -> Value {
 fn account_json(a: &pb::Account) -> Value {
     let l = a.limits.clone().unwrap_or_default();
     json!({
-        "id": a.id, "currency": a.currency, "kind": kind_name(a.kind), "status": status_name(a.status),
+        "id": a.id, "currency": a.currency, "kind": name::<ledger::AccountKind>(a.kind), "status": name::<ledger::AccountStatus>(a.status),
         "balance": a.balance, "available": a.available, "balances": balances_json(&a.balances),
         "overdraft": a.overdraft, "debits_must_not_exceed_credits": a.debits_must_not_exceed_credits,
         "credits_must_not_exceed_debits": a.credits_must_not_exceed_debits,
@@ -413,7 +439,16 @@ pub async fn account(conn: &Conn, cmd: AccountCmd) -> Result<Exit> {
             balance_max,
             reference,
         } => {
-            let id = parse_id(&id)?;
+            let id = id_or_new(&id)?;
+            // Why `invalid_flags` for an overdraft, in words (the result code alone does not say).
+            let overdraft_hint = (overdraft.is_some()
+                && !debits_must_not_exceed_credits
+                && !matches!(kind, Kind::Wallet))
+            .then_some(
+                "an overdraft bounds how far debits may pass credits, so it needs \
+                 --debits-must-not-exceed-credits; a system or merchant account without it has no \
+                 such bound (drop --overdraft, or add --debits-must-not-exceed-credits)",
+            );
             let kind = match kind {
                 Kind::Wallet => pb::AccountKind::Wallet,
                 Kind::Merchant => pb::AccountKind::Merchant,
@@ -436,7 +471,8 @@ pub async fn account(conn: &Conn, cmd: AccountCmd) -> Result<Exit> {
                 metadata: Default::default(),
             });
             let o = c.submit_one(cmd).await?;
-            Ok(report(conn, "account", &o))
+            let hint = overdraft_hint.filter(|_| o.name == "invalid_flags");
+            Ok(report_with_hint(conn, "account", &o, hint))
         }
         AccountCmd::Get { ids } => {
             let ids: Vec<Id> = ids.iter().map(|s| parse_id(s)).collect::<Result<_>>()?;
@@ -452,8 +488,8 @@ pub async fn account(conn: &Conn, cmd: AccountCmd) -> Result<Exit> {
                     println!(
                         "{}  {:<8} {:<6} {} {:>14}  available {:>14}",
                         a.id,
-                        kind_name(a.kind),
-                        status_name(a.status),
+                        name::<ledger::AccountKind>(a.kind),
+                        name::<ledger::AccountStatus>(a.status),
                         a.currency,
                         a.balance,
                         a.available
@@ -471,10 +507,7 @@ pub async fn account(conn: &Conn, cmd: AccountCmd) -> Result<Exit> {
             id,
         } => {
             let account = parse_id(&account)?;
-            let id = match id {
-                Some(s) => parse_id(&s)?,
-                None => client::new_id(),
-            };
+            let id = id_or_new(&id)?;
             let st = match status {
                 Status::Open => pb::AccountStatus::Open,
                 Status::Frozen => pb::AccountStatus::Frozen,
@@ -486,7 +519,10 @@ pub async fn account(conn: &Conn, cmd: AccountCmd) -> Result<Exit> {
             Ok(report(conn, "status change", &o))
         }
         AccountCmd::BalanceAt { account, at_ns } => {
-            let r = c.get_balance_at(parse_id(&account)?, at_ns).await?;
+            let r = match c.get_balance_at(parse_id(&account)?, at_ns).await {
+                Ok(r) => r,
+                Err(e) => return not_found_or(conn, e),
+            };
             if conn.json {
                 println!(
                     "{}",
@@ -500,28 +536,21 @@ pub async fn account(conn: &Conn, cmd: AccountCmd) -> Result<Exit> {
     }
 }
 
-fn posting_kind(k: i32) -> &'static str {
-    match pb::PostingKind::try_from(k) {
-        Ok(pb::PostingKind::Posted) => "posted",
-        Ok(pb::PostingKind::PendingHold) => "pending_hold",
-        Ok(pb::PostingKind::PendingPost) => "pending_post",
-        Ok(pb::PostingKind::PendingVoid) => "pending_void",
-        Ok(pb::PostingKind::PendingExpire) => "pending_expire",
-        _ => "unknown",
-    }
-}
-
 pub async fn history(conn: &Conn, account: String, limit: u32, after: u64) -> Result<Exit> {
     let c = conn.client()?;
-    let r = c
+    let r = match c
         .list_account_history(parse_id(&account)?, after, limit)
-        .await?;
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return not_found_or(conn, e),
+    };
     if conn.json {
         let v: Vec<Value> = r
             .postings
             .iter()
             .map(|p| {
-                json!({"seq": p.seq, "transfer_id": p.transfer_id, "leg": p.leg, "kind": posting_kind(p.kind),
+                json!({"seq": p.seq, "transfer_id": p.transfer_id, "leg": p.leg, "kind": name::<ledger::PostingKind>(p.kind),
                        "side": if p.is_debit { "debit" } else { "credit" }, "amount": p.amount,
                        "timestamp_ns": p.timestamp_ns, "balances_after": balances_json(&p.balances_after)})
             })
@@ -541,7 +570,7 @@ pub async fn history(conn: &Conn, account: String, limit: u32, after: u64) -> Re
             println!(
                 "#{:<6} {:<14} {:<6} {:>14} {}  transfer {}  (credits {} debits {})",
                 p.seq,
-                posting_kind(p.kind),
+                name::<ledger::PostingKind>(p.kind),
                 if p.is_debit { "debit" } else { "credit" },
                 p.amount,
                 r.currency,
@@ -557,18 +586,6 @@ pub async fn history(conn: &Conn, account: String, limit: u32, after: u64) -> Re
     Ok(Exit(0))
 }
 
-fn transfer_state(s: i32) -> &'static str {
-    match pb::TransferState::try_from(s) {
-        Ok(pb::TransferState::Posted) => "posted",
-        Ok(pb::TransferState::Pending) => "pending",
-        Ok(pb::TransferState::PendingPosted) => "pending_posted",
-        Ok(pb::TransferState::PendingVoided) => "pending_voided",
-        Ok(pb::TransferState::PendingExpired) => "pending_expired",
-        Ok(pb::TransferState::Void) => "void",
-        _ => "unknown",
-    }
-}
-
 /// The currency of an account (the wire carries it with every amount).
 async fn currency_of(c: &Client, id: Id) -> Result<String> {
     let a = c
@@ -582,12 +599,15 @@ pub async fn transfer(conn: &Conn, args: TransferArgs) -> Result<Exit> {
     let c = conn.client()?;
     match args.sub {
         None => {
-            let (Some(id), Some(from), Some(to), Some(amount)) =
-                (args.id, args.from, args.to, args.amount)
-            else {
-                bail!("transfer needs --id, --from, --to and --amount (or a subcommand: post, void, get)");
+            let (Some(from), Some(to), Some(amount)) = (args.from, args.to, args.amount) else {
+                return Err(Usage(
+                    "transfer needs --from, --to and --amount (and --id to retry), or a \
+                     subcommand: post, void, get"
+                        .into(),
+                )
+                .into());
             };
-            let (id, from, to) = (parse_id(&id)?, parse_id(&from)?, parse_id(&to)?);
+            let (id, from, to) = (id_or_new(&args.id)?, parse_id(&from)?, parse_id(&to)?);
             let cur = currency_of(&c, from).await?;
             let mut cmd = if args.pending {
                 ops::pending_transfer(id, from, to, &amount, &cur, args.timeout)
@@ -605,7 +625,7 @@ pub async fn transfer(conn: &Conn, args: TransferArgs) -> Result<Exit> {
             pending_id,
             amount,
         }) => {
-            let (id, pid) = (parse_id(&id)?, parse_id(&pending_id)?);
+            let (id, pid) = (id_or_new(&id)?, parse_id(&pending_id)?);
             let cmd = match amount {
                 None => ops::post_pending(id, pid, None),
                 Some(a) => {
@@ -624,7 +644,7 @@ pub async fn transfer(conn: &Conn, args: TransferArgs) -> Result<Exit> {
         }
         Some(TransferCmd::Void { id, pending_id }) => {
             let o = c
-                .submit_one(ops::void_pending(parse_id(&id)?, parse_id(&pending_id)?))
+                .submit_one(ops::void_pending(id_or_new(&id)?, parse_id(&pending_id)?))
                 .await?;
             Ok(report(conn, "void", &o))
         }
@@ -641,7 +661,7 @@ pub async fn transfer(conn: &Conn, args: TransferArgs) -> Result<Exit> {
                             .iter()
                             .map(|l| json!({"debit": l.debit_account_id, "credit": l.credit_account_id, "amount": l.amount, "currency": l.currency}))
                             .collect();
-                        json!({"id": t.id, "state": transfer_state(t.state), "legs": legs, "pending_id": t.pending_id,
+                        json!({"id": t.id, "state": name::<ledger::TransferState>(t.state), "legs": legs, "pending_id": t.pending_id,
                                "expires_ns": t.expires_ns, "posted_amount": t.posted_amount, "reference": t.reference, "timestamp_ns": t.timestamp_ns})
                     })
                     .collect();
@@ -651,7 +671,7 @@ pub async fn transfer(conn: &Conn, args: TransferArgs) -> Result<Exit> {
                 );
             } else {
                 for t in &r.transfers {
-                    println!("{}  {}", t.id, transfer_state(t.state));
+                    println!("{}  {}", t.id, name::<ledger::TransferState>(t.state));
                     for l in &t.legs {
                         println!(
                             "    {} -> {}  {} {}",
@@ -672,7 +692,7 @@ fn command_json(c: &Option<pb::Command>) -> Value {
     use pb::command::Kind as K;
     match c.as_ref().and_then(|c| c.kind.as_ref()) {
         Some(K::CreateAccount(a)) => {
-            json!({"type": "create_account", "id": a.id, "currency": a.currency, "kind": kind_name(a.kind)})
+            json!({"type": "create_account", "id": a.id, "currency": a.currency, "kind": name::<ledger::AccountKind>(a.kind)})
         }
         Some(K::CreateTransfer(t)) => {
             let legs: Vec<Value> = t
@@ -689,10 +709,10 @@ fn command_json(c: &Option<pb::Command>) -> Value {
             json!({"type": "void_pending", "id": v.id, "pending_id": v.pending_id})
         }
         Some(K::SetAccountStatus(s)) => {
-            json!({"type": "set_account_status", "id": s.id, "account": s.account_id, "status": status_name(s.status)})
+            json!({"type": "set_account_status", "id": s.id, "account": s.account_id, "status": name::<ledger::AccountStatus>(s.status)})
         }
         Some(K::RegisterClient(r)) => {
-            json!({"type": "register_client", "id": r.id, "public_key": hex::encode(&r.public_key), "role": role_name(r.role)})
+            json!({"type": "register_client", "id": r.id, "public_key": hex::encode(&r.public_key), "role": name::<ledger::ClientRole>(r.role)})
         }
         Some(K::RevokeClient(r)) => {
             json!({"type": "revoke_client", "id": r.id, "public_key": hex::encode(&r.public_key)})
@@ -737,13 +757,14 @@ pub async fn watch(conn: &Conn, from: u64, count: Option<u64>) -> Result<Exit> {
     Ok(Exit(0))
 }
 
-fn role_of(r: i32) -> &'static str {
+/// A Raft role's name: the proto's own name without its prefix (`NODE_ROLE_LEADER` → `leader`).
+fn role_of(r: i32) -> String {
     match pb::NodeRole::try_from(r) {
-        Ok(pb::NodeRole::Leader) => "leader",
-        Ok(pb::NodeRole::Follower) => "follower",
-        Ok(pb::NodeRole::Candidate) => "candidate",
-        Ok(pb::NodeRole::PreCandidate) => "pre_candidate",
-        _ => "unknown",
+        Ok(pb::NodeRole::Unspecified) | Err(_) => "unknown".into(),
+        Ok(role) => role
+            .as_str_name()
+            .trim_start_matches("NODE_ROLE_")
+            .to_ascii_lowercase(),
     }
 }
 
@@ -759,7 +780,7 @@ pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> Result<Exit> {
                     .map(|m| {
                         let i = m.info.clone().unwrap_or_default();
                         json!({"id": m.id, "address": m.address, "reachable": m.reachable, "error": m.error,
-                               "role": if m.reachable { role_of(i.role) } else { "unreachable" }, "term": i.term,
+                               "role": if m.reachable { role_of(i.role) } else { "unreachable".into() }, "term": i.term,
                                "leader_id": i.leader_id, "commit_index": i.commit_index, "applied_index": i.applied_index,
                                "digest": i.digest, "voters": i.voters, "learners": i.learners})
                     })

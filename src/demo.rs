@@ -48,6 +48,7 @@ pub fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
                 debit: from,
                 credit: to,
                 amount: d(amount),
+                currency: None,
             }],
             pending_timeout_seconds: pending,
             reference: String::new(),
@@ -84,6 +85,7 @@ pub fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
                 id: Id(5),
                 pending_id: Id(4),
                 amount: Some(d("25.00")),
+                currency: None,
             })],
         ),
         (
@@ -119,7 +121,7 @@ pub fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             a.available().to_string()
         );
     }
-    l.verify().map_err(anyhow::Error::msg)?;
+    l.verify()?;
     println!(
         "\ntrial balance ok; applied index {}, digest {}",
         l.applied_index(),

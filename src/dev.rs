@@ -83,12 +83,15 @@ pub async fn run(opts: DevOpts) -> Result<()> {
         );
     }
     println!("admin key: {}", key.display());
-    println!("\nTry:");
+    // The commands below must work pasted as printed into a shell in this directory: the binary
+    // by the path it was started from (it is not on PATH), and no helper tools (ids are generated).
+    let bin = shown_path(&exe);
+    println!("\nTry (in another shell, in this directory):");
     let ep = &endpoints[0];
     let k = key.display();
-    println!("  suanpan cluster status --endpoint {ep} --key {k}");
-    println!("  suanpan account create --endpoint {ep} --key {k} --id $(uuidgen) --currency CNY");
-    println!("  suanpan bench --endpoint {ep} --key {k} --transfers 100000");
+    println!("  {bin} cluster status --endpoint {ep} --key {k}");
+    println!("  {bin} account create --endpoint {ep} --key {k} --currency CNY");
+    println!("  {bin} bench --endpoint {ep} --key {k} --transfers 100000");
     println!("\nCtrl-C stops the cluster.");
 
     let mut ticker = tokio::time::interval(Duration::from_millis(500));
@@ -130,5 +133,17 @@ pub fn terminate(c: &mut Child) {
         .unwrap_or(false);
     if !ok {
         let _ = c.kill();
+    }
+}
+
+/// `path` relative to the current directory when it lies below it (`./target/release/suanpan`),
+/// else absolute: a path a user can paste.
+fn shown_path(path: &std::path::Path) -> String {
+    let rel = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(|p| p.to_path_buf()));
+    match rel {
+        Some(p) => format!("./{}", p.display()),
+        None => path.display().to_string(),
     }
 }

@@ -292,7 +292,8 @@ fn main() {
         Ok(cli::Exit(code)) => std::process::exit(code),
         Err(e) => {
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-            std::process::exit(1);
+            // A usage mistake exits 2, like the argument parser's own (docs/cli.md).
+            std::process::exit(if e.is::<cli::Usage>() { 2 } else { 1 });
         }
     }
 }

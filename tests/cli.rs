@@ -180,6 +180,53 @@ async fn cli_round_trip() {
         "{events:?}"
     );
 
+    // Ids are generated (time-ordered) when --id is omitted, and printed for retries.
+    let v = ok(&c.cli(&["account", "create", "--currency", "CNY"]));
+    let generated = v["id"].as_str().expect("generated id").to_string();
+    assert_eq!(&generated[14..15], "7", "a UUIDv7: {generated}");
+    let v = ok(&c.cli(&[
+        "transfer", "--from", alice, "--to", &generated, "--amount", "1.00",
+    ]));
+    assert_eq!(v["result"], "ok");
+    assert_ne!(v["id"], generated);
+
+    // Exit codes as docs/cli.md says: an unknown account is 3, a usage mistake 2.
+    let ghost = "00000000-0000-4000-8000-00000000dead";
+    for args in [
+        vec!["history", ghost],
+        vec!["account", "balance-at", ghost, "--at-ns", "1"],
+    ] {
+        let out = c.cli(&args);
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        assert_eq!(json(&out)["error"], "not_found", "{args:?}");
+    }
+    let out = c.cli(&["transfer", "--from", alice, "--amount", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = c.cli(&["transfer", "--bogus-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // A system account with an overdraft but no debits check: invalid_flags, and what to do.
+    let out = c.cli(&[
+        "account",
+        "create",
+        "--currency",
+        "CNY",
+        "--kind",
+        "system",
+        "--overdraft",
+        "5",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let v = json(&out);
+    assert_eq!(v["result"], "invalid_flags");
+    assert!(
+        v["hint"]
+            .as_str()
+            .unwrap_or("")
+            .contains("--debits-must-not-exceed-credits"),
+        "{v}"
+    );
+
     // Status of the one-node cluster.
     let v = ok(&c.cli(&["cluster", "status"]));
     assert_eq!(v["members"][0]["role"], "leader");

@@ -96,6 +96,7 @@ fn write_seeds() {
             id: ledger::Id(3),
             pending_id: ledger::Id(2),
             amount: Some(rust_decimal::Decimal::new(1250, 2)),
+            currency: None,
         }),
     ];
     std::fs::write(dir.join("seed-0"), ledger::codec::encode_commands(&cmds)).unwrap();

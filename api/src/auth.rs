@@ -27,15 +27,12 @@
 //! replayed stream can only replay Raft frames, which Raft tolerates (terms and indexes).
 
 use std::collections::{BTreeSet, HashSet};
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use http_body_util::BodyExt;
 use ledger::ClientRole;
 use parking_lot::Mutex;
@@ -43,179 +40,8 @@ use sha2::{Digest, Sha256};
 use tonic::body::Body;
 use tonic::Status;
 
-pub const HEADER_KEY: &str = "x-suanpan-key";
-pub const HEADER_TS: &str = "x-suanpan-ts";
-pub const HEADER_NONCE: &str = "x-suanpan-nonce";
-pub const HEADER_SIG: &str = "x-suanpan-sig";
-pub const HEADER_PEER_FROM: &str = "x-suanpan-peer-from";
-pub const HEADER_PEER_TS: &str = "x-suanpan-peer-ts";
-pub const HEADER_PEER_SIG: &str = "x-suanpan-peer-sig";
-/// Stable machine-readable error reason (see [`crate::ErrorReason`]).
-pub const HEADER_ERROR: &str = "x-suanpan-error";
-
-pub const NONCE_CHARS_MIN: usize = 8;
-pub const NONCE_CHARS_MAX: usize = 64;
-
-pub const LEDGER_PREFIX: &str = "/suanpan.v1.Ledger/";
-pub const ADMIN_PREFIX: &str = "/suanpan.v1.Admin/";
-pub const PEER_PREFIX: &str = "/suanpan.v1.Peer/";
-pub const SUBMIT_PATH: &str = "/suanpan.v1.Ledger/Submit";
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The canonical string a client signs.
-pub fn canonical_string(
-    method_path: &str,
-    ts_ms: u64,
-    nonce: &str,
-    body_sha256: &[u8; 32],
-) -> String {
-    format!(
-        "suanpan-v1\n{method_path}\n{ts_ms}\n{nonce}\n{}",
-        hex::encode(body_sha256)
-    )
-}
-
-pub fn peer_canonical_string(from: u64, to: u64, ts_ms: u64) -> String {
-    format!("suanpan-peer-v1\n{from}\n{to}\n{ts_ms}")
-}
-
-/// The four metadata values of a signed request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SignedHeaders {
-    pub public_key_hex: String,
-    pub ts_ms: u64,
-    pub nonce: String,
-    pub signature_hex: String,
-}
-
-impl SignedHeaders {
-    /// Signs a request whose protobuf encoding is `message_bytes`, at time `ts_ms`.
-    pub fn sign(
-        key: &SigningKey,
-        method_path: &str,
-        message_bytes: &[u8],
-        ts_ms: u64,
-        nonce: String,
-    ) -> SignedHeaders {
-        let digest: [u8; 32] = Sha256::digest(message_bytes).into();
-        let sig = key.sign(canonical_string(method_path, ts_ms, &nonce, &digest).as_bytes());
-        SignedHeaders {
-            public_key_hex: hex::encode(key.verifying_key().as_bytes()),
-            ts_ms,
-            nonce,
-            signature_hex: hex::encode(sig.to_bytes()),
-        }
-    }
-
-    /// Signs now with a random nonce.
-    pub fn sign_now(key: &SigningKey, method_path: &str, message_bytes: &[u8]) -> SignedHeaders {
-        SignedHeaders::sign(key, method_path, message_bytes, now_ms(), random_nonce())
-    }
-
-    pub fn apply(&self, md: &mut tonic::metadata::MetadataMap) {
-        let put = |md: &mut tonic::metadata::MetadataMap, k: &'static str, v: &str| {
-            if let Ok(v) = v.parse() {
-                md.insert(k, v);
-            }
-        };
-        put(md, HEADER_KEY, &self.public_key_hex);
-        put(md, HEADER_TS, &self.ts_ms.to_string());
-        put(md, HEADER_NONCE, &self.nonce);
-        put(md, HEADER_SIG, &self.signature_hex);
-    }
-}
-
-pub fn random_nonce() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
-}
-
-/// Metadata for opening a peer stream from `from` to `to`.
-pub fn peer_headers(cluster_key: &SigningKey, from: u64, to: u64) -> [(&'static str, String); 3] {
-    let ts = now_ms();
-    let sig = cluster_key.sign(peer_canonical_string(from, to, ts).as_bytes());
-    [
-        (HEADER_PEER_FROM, from.to_string()),
-        (HEADER_PEER_TS, ts.to_string()),
-        (HEADER_PEER_SIG, hex::encode(sig.to_bytes())),
-    ]
-}
-
-// ---------------------------------------------------------------------------------------------
-// Key files
-
-#[derive(Debug, thiserror::Error)]
-pub enum KeyFileError {
-    #[error("key file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("key file {path}: {reason}")]
-    Format { path: String, reason: String },
-}
-
-/// Generates a new Ed25519 key, writes it to `path` as PKCS#8 PEM with mode 0600 (fails if the
-/// file exists) and returns it.
-pub fn generate_key_file(path: &Path) -> Result<SigningKey, KeyFileError> {
-    let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    save_key_file(path, &key)?;
-    Ok(key)
-}
-
-/// Writes `key` to a new file `path` as PKCS#8 PEM, mode 0600.
-pub fn save_key_file(path: &Path, key: &SigningKey) -> Result<(), KeyFileError> {
-    use std::io::Write;
-    let io = |source| KeyFileError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let pem = key
-        .to_pkcs8_pem(Default::default())
-        .map_err(|e| KeyFileError::Format {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).map_err(io)?;
-    f.write_all(pem.as_bytes()).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    Ok(())
-}
-
-/// Loads a key file: PKCS#8 PEM, or 64 hex digits (the 32-byte secret seed).
-pub fn load_key_file(path: &Path) -> Result<SigningKey, KeyFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    parse_key(&text).map_err(|reason| KeyFileError::Format {
-        path: path.display().to_string(),
-        reason,
-    })
-}
-
-pub fn parse_key(text: &str) -> Result<SigningKey, String> {
-    let t = text.trim();
-    if t.starts_with("-----BEGIN") {
-        return SigningKey::from_pkcs8_pem(t).map_err(|e| format!("not a PKCS#8 Ed25519 key: {e}"));
-    }
-    let bytes = hex::decode(t).map_err(|_| "neither PKCS#8 PEM nor hex".to_string())?;
-    let seed: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| "a hex key is 32 bytes (64 hex digits)".to_string())?;
-    Ok(SigningKey::from_bytes(&seed))
-}
+pub use crate::protocol::*;
+pub use crate::signing::*;
 
 // ---------------------------------------------------------------------------------------------
 // Server-side verification
@@ -572,7 +398,7 @@ where
                 let mut req = req;
                 return match auth.verify_peer(req.headers()) {
                     Ok(from) => {
-                        req.extensions_mut().insert(crate::server::PeerId(from));
+                        req.extensions_mut().insert(crate::protocol::PeerId(from));
                         inner.call(req).await
                     }
                     Err(s) => Ok(s.into_http()),

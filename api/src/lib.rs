@@ -44,15 +44,28 @@
 //! validates shapes, authenticates, routes to the leader and translates. It never panics on
 //! network input and bounds every queue, page and message.
 
-pub mod auth;
+// The client library: protocol, signing, wire conversions and the batching client. Builds
+// without RocksDB, raft or the server (`default-features = false`).
 pub mod client;
-pub mod events;
-pub mod fuzzing;
-pub mod node;
-pub mod server;
-pub mod state_machine;
-pub mod transport;
+pub mod protocol;
+pub mod signing;
 pub mod wire;
+
+// The node (feature `server`, on by default).
+#[cfg(feature = "server")]
+pub mod auth;
+#[cfg(feature = "server")]
+pub mod events;
+#[cfg(feature = "server")]
+pub mod fuzzing;
+#[cfg(feature = "server")]
+pub mod node;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub mod state_machine;
+#[cfg(feature = "server")]
+pub mod transport;
 
 /// Generated protobuf types and gRPC stubs for package `suanpan.v1`.
 pub mod pb {
@@ -63,58 +76,4 @@ pub mod pb {
 /// Encoded `FileDescriptorSet` of the contract (served by reflection).
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("suanpan_v1_descriptor");
 
-/// Stable machine-readable error reasons, sent in the `x-suanpan-error` metadata.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ErrorReason {
-    /// This node is not the leader; nothing was applied. Retry at `x-suanpan-leader-addr`.
-    NotLeader,
-    /// No leader is known (election in progress); nothing was applied.
-    NoLeader,
-    /// The batch may or may not have been applied; retry with the same ids.
-    OutcomeUnknown,
-    /// No client key is registered yet (the bootstrap admin is being registered).
-    Bootstrapping,
-    /// A bounded queue is full; nothing was applied.
-    Overloaded,
-    /// A linearizable read could not be confirmed; retry.
-    ReadNotConfirmed,
-    /// The node's Raft runtime stopped.
-    Stopped,
-}
-
-impl ErrorReason {
-    pub const ALL: [ErrorReason; 7] = [
-        ErrorReason::NotLeader,
-        ErrorReason::NoLeader,
-        ErrorReason::OutcomeUnknown,
-        ErrorReason::Bootstrapping,
-        ErrorReason::Overloaded,
-        ErrorReason::ReadNotConfirmed,
-        ErrorReason::Stopped,
-    ];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ErrorReason::NotLeader => "not_leader",
-            ErrorReason::NoLeader => "no_leader",
-            ErrorReason::OutcomeUnknown => "outcome_unknown",
-            ErrorReason::Bootstrapping => "bootstrapping",
-            ErrorReason::Overloaded => "overloaded",
-            ErrorReason::ReadNotConfirmed => "read_not_confirmed",
-            ErrorReason::Stopped => "stopped",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ErrorReason> {
-        ErrorReason::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-
-    /// The reason carried by a status, if any.
-    pub fn of(status: &tonic::Status) -> Option<ErrorReason> {
-        status
-            .metadata()
-            .get(auth::HEADER_ERROR)
-            .and_then(|v| v.to_str().ok())
-            .and_then(ErrorReason::parse)
-    }
-}
+pub use protocol::ErrorReason;

@@ -209,6 +209,8 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     raft_cfg.log_retain_entries = cfg.raft.log_retain_entries;
     raft_cfg.max_proposals_per_entry = cfg.raft.max_proposals_per_entry;
     raft_cfg.max_entry_bytes = cfg.raft.max_entry_bytes;
+    // One entry is one ledger batch: never more commands than the ledger applies at once.
+    raft_cfg.max_weight_per_entry = ledger::BATCH_COMMANDS_MAX as u64;
     raft_cfg.initial_voters = if cfg.join {
         cfg.peers.iter().map(|(id, _)| *id).collect()
     } else {

@@ -19,9 +19,7 @@ use crate::state_machine::{encode_proposal, SharedLedger, UNDECODABLE_RESULT};
 use crate::wire;
 use crate::ErrorReason;
 
-/// Metadata naming the leader on `not_leader` errors.
-pub const HEADER_LEADER_ID: &str = "x-suanpan-leader-id";
-pub const HEADER_LEADER_ADDR: &str = "x-suanpan-leader-addr";
+pub use crate::protocol::{PeerId, HEADER_LEADER_ADDR, HEADER_LEADER_ID};
 
 /// Known addresses of cluster members (from the configuration, `AddNode`, and the advertised
 /// address on inbound peer streams).
@@ -195,7 +193,9 @@ impl NodeContext {
     /// Proposes commands as one log entry and returns their results and the entry index.
     pub async fn propose(&self, commands: &[Command]) -> Result<(u64, Vec<CommandResult>), Status> {
         self.require_leader()?;
-        let rx = self.raft.propose(encode_proposal(commands));
+        let rx = self
+            .raft
+            .propose_weighted(encode_proposal(commands), commands.len() as u64);
         let (index, bytes) = self.await_outcome(rx).await?;
         if bytes == UNDECODABLE_RESULT {
             return Err(Status::internal(
@@ -648,7 +648,7 @@ impl pb::admin_server::Admin for AdminService {
         let cmd = Command::RegisterClient(ledger::RegisterClient {
             id: command_id(&req.command_id)?,
             public_key: wire::parse_public_key("public_key", &req.public_key)?,
-            role: wire::client_role_from_pb(req.role, "role")?,
+            role: wire::parse_enum::<ledger::ClientRole>("role", "client role", req.role)?,
             name: req.name,
         });
         let (index, results) = self.ctx.propose(std::slice::from_ref(&cmd)).await?;
@@ -688,7 +688,7 @@ impl pb::admin_server::Admin for AdminService {
                 .into_iter()
                 .map(|c| pb::ClientInfo {
                     public_key: c.public_key.to_vec(),
-                    role: wire::client_role_to_pb(c.role) as i32,
+                    role: wire::enum_to_pb(c.role),
                     name: c.name,
                     revoked: c.revoked,
                     registered_ns: c.registered_ns,
@@ -711,10 +711,6 @@ impl PeerService {
         PeerService { ctx }
     }
 }
-
-/// Sender id of an authenticated peer stream (set by the auth layer).
-#[derive(Clone, Copy, Debug)]
-pub struct PeerId(pub u64);
 
 #[tonic::async_trait]
 impl pb::peer_server::Peer for PeerService {

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use ledger::{
-    AccountKind, AccountStatus, Balances, ClientRole, Command, CommandResult, Currency, Id,
-    LimitsSpec, PostingKind, ResultCode, TransferState,
+    AccountKind, AccountStatus, Balances, Command, CommandResult, Currency, Id, LimitsSpec,
+    ResultCode, StableEnum,
 };
 use rust_decimal::Decimal;
 use tonic::Status;
@@ -26,6 +26,19 @@ pub const HISTORY_PAGE_MAX: u32 = ledger::HISTORY_PAGE_MAX as u32;
 pub const AMOUNT_DIGITS_MAX: usize = 28;
 /// Longest amount string accepted (leading zeros included).
 pub const AMOUNT_CHARS_MAX: usize = 64;
+/// Most legs in one transfer command. Up to the ledger's `LEGS_MAX` a transfer is valid; above it
+/// and up to this the ledger answers `too_many_legs`; above this the codec would refuse the
+/// command after it was committed, so the API refuses it first (INVALID_ARGUMENT).
+pub const TRANSFER_LEGS_MAX: usize = ledger::LEGS_ENCODED_MAX;
+/// Most metadata entries on a created account (same reasoning as [`TRANSFER_LEGS_MAX`]).
+pub const METADATA_ENTRIES_MAX: usize = ledger::METADATA_ENTRIES_ENCODED_MAX;
+
+// Every limit the wire accepts must fit what the ledger decodes and applies: otherwise a request
+// could be committed and then answered INTERNAL.
+const _: () = assert!(TRANSFER_LEGS_MAX <= ledger::LEGS_ENCODED_MAX);
+const _: () = assert!(METADATA_ENTRIES_MAX <= ledger::METADATA_ENTRIES_ENCODED_MAX);
+const _: () = assert!(SUBMIT_COMMANDS_MAX <= ledger::BATCH_COMMANDS_MAX);
+const _: () = assert!(HISTORY_PAGE_MAX as usize <= ledger::HISTORY_PAGE_MAX);
 
 fn invalid(msg: String) -> Status {
     Status::invalid_argument(msg)
@@ -135,82 +148,28 @@ pub fn parse_public_key(field: &str, b: &[u8]) -> Result<[u8; 32], Status> {
     Ok(key)
 }
 
-pub fn account_kind_from_pb(v: i32, field: &str) -> Result<AccountKind, Status> {
-    match pb::AccountKind::try_from(v) {
-        Ok(pb::AccountKind::Wallet) => Ok(AccountKind::Wallet),
-        Ok(pb::AccountKind::Merchant) => Ok(AccountKind::Merchant),
-        Ok(pb::AccountKind::System) => Ok(AccountKind::System),
-        _ => Err(invalid(format!(
-            "{field}: unknown or unspecified account kind {v}"
-        ))),
-    }
+/// Protobuf enums number the ledger's stable values from 1 (0 is `*_UNSPECIFIED`); the ledger's
+/// one table per enum ([`StableEnum`]) is the only mapping, checked against the proto by a test.
+pub fn enum_to_pb<E: StableEnum>(v: E) -> i32 {
+    i32::from(v.number()) + 1
 }
 
-pub fn account_kind_to_pb(k: AccountKind) -> pb::AccountKind {
-    match k {
-        AccountKind::Wallet => pb::AccountKind::Wallet,
-        AccountKind::Merchant => pb::AccountKind::Merchant,
-        AccountKind::System => pb::AccountKind::System,
-    }
+/// The ledger value of a protobuf enum number (`None` for UNSPECIFIED and unknown numbers).
+pub fn enum_from_pb<E: StableEnum>(v: i32) -> Option<E> {
+    v.checked_sub(1)
+        .and_then(|n| u16::try_from(n).ok())
+        .and_then(E::from_number)
 }
 
-pub fn account_status_from_pb(v: i32, field: &str) -> Result<AccountStatus, Status> {
-    match pb::AccountStatus::try_from(v) {
-        Ok(pb::AccountStatus::Open) => Ok(AccountStatus::Open),
-        Ok(pb::AccountStatus::Frozen) => Ok(AccountStatus::Frozen),
-        Ok(pb::AccountStatus::Closed) => Ok(AccountStatus::Closed),
-        _ => Err(invalid(format!(
-            "{field}: unknown or unspecified account status {v}"
-        ))),
-    }
+/// The stable snake_case name of a protobuf enum number, `"unknown"` for a number this build
+/// does not know (a newer server).
+pub fn enum_name_pb<E: StableEnum>(v: i32) -> &'static str {
+    enum_from_pb::<E>(v).map_or("unknown", E::name)
 }
 
-pub fn account_status_to_pb(s: AccountStatus) -> pb::AccountStatus {
-    match s {
-        AccountStatus::Open => pb::AccountStatus::Open,
-        AccountStatus::Frozen => pb::AccountStatus::Frozen,
-        AccountStatus::Closed => pb::AccountStatus::Closed,
-    }
-}
-
-pub fn client_role_from_pb(v: i32, field: &str) -> Result<ClientRole, Status> {
-    match pb::ClientRole::try_from(v) {
-        Ok(pb::ClientRole::Payments) => Ok(ClientRole::Payments),
-        Ok(pb::ClientRole::FinanceRead) => Ok(ClientRole::FinanceRead),
-        Ok(pb::ClientRole::Admin) => Ok(ClientRole::Admin),
-        _ => Err(invalid(format!(
-            "{field}: unknown or unspecified client role {v}"
-        ))),
-    }
-}
-
-pub fn client_role_to_pb(r: ClientRole) -> pb::ClientRole {
-    match r {
-        ClientRole::Payments => pb::ClientRole::Payments,
-        ClientRole::FinanceRead => pb::ClientRole::FinanceRead,
-        ClientRole::Admin => pb::ClientRole::Admin,
-    }
-}
-
-fn transfer_state_to_pb(s: TransferState) -> pb::TransferState {
-    match s {
-        TransferState::Posted => pb::TransferState::Posted,
-        TransferState::Pending => pb::TransferState::Pending,
-        TransferState::PendingPosted => pb::TransferState::PendingPosted,
-        TransferState::PendingVoided => pb::TransferState::PendingVoided,
-        TransferState::PendingExpired => pb::TransferState::PendingExpired,
-        TransferState::Void => pb::TransferState::Void,
-    }
-}
-
-fn posting_kind_to_pb(k: PostingKind) -> pb::PostingKind {
-    match k {
-        PostingKind::Posted => pb::PostingKind::Posted,
-        PostingKind::PendingHold => pb::PostingKind::PendingHold,
-        PostingKind::PendingPost => pb::PostingKind::PendingPost,
-        PostingKind::PendingVoid => pb::PostingKind::PendingVoid,
-        PostingKind::PendingExpire => pb::PostingKind::PendingExpire,
-    }
+/// Parses a required enum field; UNSPECIFIED and unknown numbers are `INVALID_ARGUMENT`.
+pub fn parse_enum<E: StableEnum>(field: &str, what: &str, v: i32) -> Result<E, Status> {
+    enum_from_pb(v).ok_or_else(|| invalid(format!("{field}: unknown or unspecified {what} {v}")))
 }
 
 /// Converts one `Submit` command. `account_currency` looks up the currency of an existing
@@ -235,7 +194,7 @@ pub fn command_from_pb(
             Command::CreateAccount(ledger::CreateAccount {
                 id: parse_id(&f("create_account.id"), &a.id)?,
                 currency: currency.code().to_string(),
-                kind: account_kind_from_pb(a.kind, &f("create_account.kind"))?,
+                kind: parse_enum::<AccountKind>(&f("create_account.kind"), "account kind", a.kind)?,
                 debits_must_not_exceed_credits: a.debits_must_not_exceed_credits,
                 credits_must_not_exceed_debits: a.credits_must_not_exceed_debits,
                 overdraft: parse_opt_amount(
@@ -262,14 +221,28 @@ pub fn command_from_pb(
                     )?,
                 },
                 reference: a.reference.clone(),
-                metadata: a
-                    .metadata
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect::<BTreeMap<_, _>>(),
+                metadata: if a.metadata.len() > METADATA_ENTRIES_MAX {
+                    return Err(invalid(format!(
+                        "{}: {} entries, over the limit of {METADATA_ENTRIES_MAX}",
+                        f("create_account.metadata"),
+                        a.metadata.len()
+                    )));
+                } else {
+                    a.metadata
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect::<BTreeMap<_, _>>()
+                },
             })
         }
         Kind::CreateTransfer(t) => {
+            if t.legs.len() > TRANSFER_LEGS_MAX {
+                return Err(invalid(format!(
+                    "{}: {} legs, over the limit of {TRANSFER_LEGS_MAX}",
+                    f("create_transfer.legs"),
+                    t.legs.len()
+                )));
+            }
             let mut legs = Vec::with_capacity(t.legs.len());
             for (j, leg) in t.legs.iter().enumerate() {
                 let lf = |name: &str| f(&format!("create_transfer.legs[{j}].{name}"));
@@ -292,6 +265,7 @@ pub fn command_from_pb(
                     debit,
                     credit,
                     amount: parse_amount(&lf("amount"), &leg.amount, currency)?,
+                    currency: Some(currency),
                 });
             }
             Command::CreateTransfer(ledger::CreateTransfer {
@@ -302,17 +276,22 @@ pub fn command_from_pb(
             })
         }
         Kind::PostPending(p) => {
-            let amount = match &p.amount {
-                None => None,
-                Some(a) => {
-                    let currency = parse_currency(&f("post_pending.currency"), &p.currency)?;
-                    Some(parse_amount(&f("post_pending.amount"), a, currency)?)
-                }
+            // The currency is required with an amount and optional without one; either way the
+            // ledger checks it against the hold's.
+            let currency = if p.amount.is_some() || !p.currency.is_empty() {
+                Some(parse_currency(&f("post_pending.currency"), &p.currency)?)
+            } else {
+                None
+            };
+            let amount = match (&p.amount, currency) {
+                (Some(a), Some(c)) => Some(parse_amount(&f("post_pending.amount"), a, c)?),
+                _ => None,
             };
             Command::PostPending(ledger::PostPending {
                 id: parse_id(&f("post_pending.id"), &p.id)?,
                 pending_id: parse_id(&f("post_pending.pending_id"), &p.pending_id)?,
                 amount,
+                currency,
             })
         }
         Kind::VoidPending(v) => Command::VoidPending(ledger::VoidPending {
@@ -322,7 +301,11 @@ pub fn command_from_pb(
         Kind::SetAccountStatus(s) => Command::SetAccountStatus(ledger::SetAccountStatus {
             id: parse_id(&f("set_account_status.id"), &s.id)?,
             account: parse_id(&f("set_account_status.account_id"), &s.account_id)?,
-            status: account_status_from_pb(s.status, &f("set_account_status.status"))?,
+            status: parse_enum::<AccountStatus>(
+                &f("set_account_status.status"),
+                "account status",
+                s.status,
+            )?,
         }),
         Kind::RegisterClient(_) | Kind::RevokeClient(_) => {
             return Err(invalid(format!(
@@ -383,8 +366,8 @@ pub fn account_to_pb(a: &ledger::Account) -> pb::Account {
     pb::Account {
         id: a.info.id.to_string(),
         currency: c.code().to_string(),
-        kind: account_kind_to_pb(a.info.kind) as i32,
-        status: account_status_to_pb(a.status()) as i32,
+        kind: enum_to_pb(a.info.kind),
+        status: enum_to_pb(a.status()),
         debits_must_not_exceed_credits: a.info.flags & ledger::FLAG_DEBITS_MUST_NOT_EXCEED_CREDITS
             != 0,
         credits_must_not_exceed_debits: a.info.flags & ledger::FLAG_CREDITS_MUST_NOT_EXCEED_DEBITS
@@ -436,7 +419,7 @@ pub fn transfer_to_pb(
                 }
             })
             .collect(),
-        state: transfer_state_to_pb(t.state) as i32,
+        state: enum_to_pb(t.state),
         pending_id: t.pending_id.map(|i| i.to_string()),
         expires_ns: t.expires_ns,
         posted_amount: t.posted_amount.map(|m| fmt(first_currency, m)),
@@ -450,7 +433,7 @@ pub fn posting_to_pb(currency: Currency, p: &ledger::Posting) -> pb::Posting {
         seq: p.seq,
         transfer_id: p.transfer.to_string(),
         leg: u32::from(p.leg),
-        kind: posting_kind_to_pb(p.kind) as i32,
+        kind: enum_to_pb(p.kind),
         is_debit: p.is_debit,
         amount: amount_str(currency, p.amount),
         timestamp_ns: p.timestamp_ns,
@@ -481,7 +464,7 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
         Command::CreateAccount(a) => Kind::CreateAccount(pb::CreateAccount {
             id: a.id.to_string(),
             currency: a.currency.clone(),
-            kind: account_kind_to_pb(a.kind) as i32,
+            kind: enum_to_pb(a.kind),
             debits_must_not_exceed_credits: a.debits_must_not_exceed_credits,
             credits_must_not_exceed_debits: a.credits_must_not_exceed_debits,
             overdraft: a.overdraft.as_ref().map(dec),
@@ -507,7 +490,9 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
                     debit_account_id: l.debit.to_string(),
                     credit_account_id: l.credit.to_string(),
                     amount: l.amount.to_string(),
-                    currency: currency_of(l.debit)
+                    currency: l
+                        .currency
+                        .or_else(|| currency_of(l.debit))
                         .map(|c| c.code().to_string())
                         .unwrap_or_default(),
                 })
@@ -519,7 +504,7 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
             id: p.id.to_string(),
             pending_id: p.pending_id.to_string(),
             amount: p.amount.as_ref().map(dec),
-            currency: String::new(),
+            currency: p.currency.map(|c| c.code().to_string()).unwrap_or_default(),
         }),
         Command::VoidPending(v) => Kind::VoidPending(pb::VoidPending {
             id: v.id.to_string(),
@@ -528,12 +513,12 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
         Command::SetAccountStatus(s) => Kind::SetAccountStatus(pb::SetAccountStatus {
             id: s.id.to_string(),
             account_id: s.account.to_string(),
-            status: account_status_to_pb(s.status) as i32,
+            status: enum_to_pb(s.status),
         }),
         Command::RegisterClient(r) => Kind::RegisterClient(pb::RegisterClientCommand {
             id: r.id.to_string(),
             public_key: r.public_key.to_vec(),
-            role: client_role_to_pb(r.role) as i32,
+            role: enum_to_pb(r.role),
             name: r.name.clone(),
         }),
         Command::RevokeClient(r) => Kind::RevokeClient(pb::RevokeClientCommand {
@@ -547,6 +532,7 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ledger::ClientRole;
 
     fn cny() -> Currency {
         Currency::from_code("CNY").unwrap()
@@ -607,6 +593,123 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    fn id(n: u128) -> Id {
+        Id(n)
+    }
+
+    fn transfer_with_legs(n: usize) -> pb::SubmitRequest {
+        let leg = crate::client::cmd::leg(id(1), id(2), "1.00", "CNY");
+        let mut cmd = crate::client::cmd::transfer(id(3), id(1), id(2), "1.00", "CNY");
+        if let Some(pb::command::Kind::CreateTransfer(t)) = cmd.kind.as_mut() {
+            t.legs = vec![leg; n];
+        }
+        pb::SubmitRequest {
+            commands: vec![cmd],
+        }
+    }
+
+    /// What the ledger's codec would refuse after commit is refused before proposing.
+    #[test]
+    fn structural_limits_are_checked_at_the_wire() {
+        let none = |_: Id| None;
+        // Over LEGS_MAX but within the codec's limit: the ledger answers too_many_legs.
+        assert!(submit_from_pb(&transfer_with_legs(TRANSFER_LEGS_MAX), 10, &none).is_ok());
+        let e = submit_from_pb(&transfer_with_legs(TRANSFER_LEGS_MAX + 1), 10, &none).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("legs"), "{}", e.message());
+
+        let mut a = pb::CreateAccount {
+            id: id(9).to_string(),
+            currency: "CNY".into(),
+            kind: pb::AccountKind::Wallet as i32,
+            ..Default::default()
+        };
+        for i in 0..=METADATA_ENTRIES_MAX {
+            a.metadata.insert(format!("k{i}"), "v".into());
+        }
+        let req = pb::SubmitRequest {
+            commands: vec![crate::client::cmd::create_account_with(a.clone())],
+        };
+        let e = submit_from_pb(&req, 10, &none).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        a.metadata.remove("k0");
+        let req = pb::SubmitRequest {
+            commands: vec![crate::client::cmd::create_account_with(a)],
+        };
+        let cmds = submit_from_pb(&req, 10, &none).unwrap();
+        // Accepted input always survives the ledger's codec.
+        let bytes = ledger::codec::encode_commands(&cmds);
+        assert_eq!(ledger::codec::decode_commands(&bytes).unwrap(), cmds);
+    }
+
+    /// The declared currency travels into the ledger command, for the ledger to check on every
+    /// replica (the leader's view may not know the accounts yet).
+    #[test]
+    fn declared_currencies_are_carried_into_commands() {
+        let jpy = Currency::from_code("JPY");
+        let req = pb::SubmitRequest {
+            commands: vec![
+                crate::client::cmd::transfer(id(3), id(1), id(2), "100", "JPY"),
+                crate::client::cmd::post_pending(id(4), id(3), Some(("5", "JPY"))),
+            ],
+        };
+        let cmds = submit_from_pb(&req, 10, &|_| None).unwrap();
+        match &cmds[0] {
+            Command::CreateTransfer(t) => assert_eq!(t.legs[0].currency, jpy),
+            c => panic!("{c:?}"),
+        }
+        match &cmds[1] {
+            Command::PostPending(p) => assert_eq!(p.currency, jpy),
+            c => panic!("{c:?}"),
+        }
+        // And back out in watch events.
+        let back = command_to_pb(&cmds[1], &|_| None);
+        match back.kind {
+            Some(pb::command::Kind::PostPending(p)) => assert_eq!(p.currency, "JPY"),
+            k => panic!("{k:?}"),
+        }
+    }
+
+    /// The ledger's enum tables and the proto enums agree value by value.
+    #[test]
+    fn proto_enums_match_the_ledger_tables() {
+        fn check<E: StableEnum + std::fmt::Debug>(
+            prefix: &str,
+            pb_name: impl Fn(i32) -> Option<&'static str>,
+        ) {
+            for v in E::ALL {
+                let n = enum_to_pb(*v);
+                let name = match v.name() {
+                    "finance" => "finance_read".to_string(),
+                    other => other.to_string(),
+                };
+                assert_eq!(
+                    pb_name(n),
+                    Some(format!("{prefix}_{}", name.to_ascii_uppercase())).as_deref(),
+                    "{v:?}"
+                );
+                assert_eq!(enum_from_pb::<E>(n), Some(*v));
+            }
+            assert_eq!(enum_from_pb::<E>(0), None, "UNSPECIFIED is no value");
+            assert_eq!(enum_name_pb::<E>(E::ALL.len() as i32 + 1), "unknown");
+        }
+        check::<AccountKind>("ACCOUNT_KIND", |n| {
+            pb::AccountKind::try_from(n).ok().map(|e| e.as_str_name())
+        });
+        check::<AccountStatus>("ACCOUNT_STATUS", |n| {
+            pb::AccountStatus::try_from(n).ok().map(|e| e.as_str_name())
+        });
+        check::<ClientRole>("CLIENT_ROLE", |n| {
+            pb::ClientRole::try_from(n).ok().map(|e| e.as_str_name())
+        });
+        check::<ledger::TransferState>("TRANSFER_STATE", |n| {
+            pb::TransferState::try_from(n).ok().map(|e| e.as_str_name())
+        });
+        check::<ledger::PostingKind>("POSTING_KIND", |n| {
+            pb::PostingKind::try_from(n).ok().map(|e| e.as_str_name())
+        });
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct Config {
     /// Group commit bounds: proposals packed into one raft entry.
     pub max_proposals_per_entry: usize,
     pub max_entry_bytes: usize,
+    /// Most total weight (see `Driver::propose_weighted`; the ledger weighs commands) in one entry.
+    pub max_weight_per_entry: u64,
     /// Proposals waiting for the next ready cycle (beyond this: `Rejected(Overloaded)`).
     pub max_queued_proposals: usize,
     /// Outstanding ReadIndex requests (beyond this: `ReadError::Overloaded`).
@@ -66,6 +68,7 @@ impl Default for Config {
             log_retain_entries: 1_000,
             max_proposals_per_entry: 1_024,
             max_entry_bytes: 8 << 20,
+            max_weight_per_entry: u64::MAX,
             max_queued_proposals: 16_384,
             max_pending_reads: 16_384,
             read_timeout_ticks: 30,
@@ -103,8 +106,13 @@ impl Config {
         if self.heartbeat_tick == 0 || self.election_tick <= self.heartbeat_tick {
             return err("need 0 < heartbeat_tick < election_tick");
         }
-        if self.max_proposals_per_entry == 0 || self.max_entry_bytes < 64 {
-            return err("max_proposals_per_entry must be > 0 and max_entry_bytes >= 64");
+        if self.max_proposals_per_entry == 0
+            || self.max_entry_bytes < 64
+            || self.max_weight_per_entry == 0
+        {
+            return err(
+                "max_proposals_per_entry and max_weight_per_entry must be > 0, max_entry_bytes >= 64",
+            );
         }
         if self.max_message_bytes <= crate::chunk::CHUNK_HEADER_BYTES {
             return err("max_message_bytes too small");

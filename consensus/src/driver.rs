@@ -144,7 +144,8 @@ pub struct Driver<S: LogStore, M: StateMachine> {
     next_proposal_id: u64,
     next_read_id: u64,
     /// Proposals accepted since the last ready cycle, packed into entries at the next one.
-    queued: VecDeque<(u64, Vec<u8>)>,
+    /// Proposals for the next ready cycle: (proposal id, payload, weight).
+    queued: VecDeque<(u64, Vec<u8>, u64)>,
     waiters: BTreeMap<u64, Waiter>,
     waiters_by_index: BTreeMap<u64, Vec<u64>>,
     reads: BTreeMap<u64, PendingRead>,
@@ -338,7 +339,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
     }
 
     fn fail_everything(&mut self, outcome: ProposeOutcome, read_err: ReadError) {
-        for (pid, _) in self.queued.drain(..) {
+        for (pid, _, _) in self.queued.drain(..) {
             self.completions.push((pid, outcome.clone()));
         }
         for (pid, _) in std::mem::take(&mut self.waiters) {
@@ -526,9 +527,18 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
     /// Queue a proposal for the next ready cycle; returns its proposal id. The outcome is
     /// reported through `take_completions` (possibly immediately, e.g. `NotLeader`).
     pub fn propose(&mut self, payload: Vec<u8>) -> u64 {
+        self.propose_weighted(payload, 1)
+    }
+
+    /// As [`Driver::propose`], with the proposal's weight in the state machine's unit (the
+    /// ledger: commands). An entry never carries more than `max_weight_per_entry`; a heavier
+    /// single proposal is rejected as too large.
+    pub fn propose_weighted(&mut self, payload: Vec<u8>, weight: u64) -> u64 {
         let pid = self.alloc_proposal_id();
         let outcome = self.admission().or_else(|| {
-            if codec::encoded_len([payload.len()]) > self.cfg.max_entry_bytes {
+            if codec::encoded_len([payload.len()]) > self.cfg.max_entry_bytes
+                || weight > self.cfg.max_weight_per_entry
+            {
                 Some(ProposeOutcome::Rejected {
                     reason: RejectReason::TooLarge,
                 })
@@ -542,7 +552,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         });
         match outcome {
             Some(o) => self.completions.push((pid, o)),
-            None => self.queued.push_back((pid, payload)),
+            None => self.queued.push_back((pid, payload, weight)),
         }
         pid
     }
@@ -671,7 +681,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         }
         if !leader_now {
             let hint = self.leader_id();
-            for (pid, _) in self.queued.drain(..) {
+            for (pid, _, _) in self.queued.drain(..) {
                 self.completions
                     .push((pid, ProposeOutcome::NotLeader { leader_id: hint }));
             }
@@ -701,18 +711,22 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         while !self.queued.is_empty() {
             let mut n = 0usize;
             let mut bytes = codec::header_bytes();
-            for (_, p) in self.queued.iter() {
+            let mut weight = 0u64;
+            for (_, p, w) in self.queued.iter() {
                 let add = codec::proposal_overhead_bytes() + p.len();
                 if n > 0
                     && (n >= self.cfg.max_proposals_per_entry
-                        || bytes + add > self.cfg.max_entry_bytes)
+                        || bytes + add > self.cfg.max_entry_bytes
+                        || weight.saturating_add(*w) > self.cfg.max_weight_per_entry)
                 {
                     break;
                 }
                 n += 1;
                 bytes += add;
+                weight = weight.saturating_add(*w);
             }
-            let group: Vec<(u64, Vec<u8>)> = self.queued.drain(..n).collect();
+            let group: Vec<(u64, Vec<u8>)> =
+                self.queued.drain(..n).map(|(pid, p, _)| (pid, p)).collect();
             let entry_seed = splitmix64(seed ^ k.wrapping_mul(0xD6E8_FEB8_6659_FD93));
             k += 1;
             let proposals: Vec<Proposal<'_>> = group
@@ -782,7 +796,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             self.flush_proposals(now_ns, seed);
         } else if !self.queued.is_empty() {
             let hint = self.leader_id();
-            for (pid, _) in self.queued.drain(..) {
+            for (pid, _, _) in self.queued.drain(..) {
                 self.completions
                     .push((pid, ProposeOutcome::NotLeader { leader_id: hint }));
             }

@@ -40,7 +40,8 @@ pub enum NodeError {
 
 enum Command {
     Step(Vec<u8>),
-    Propose(Vec<u8>, oneshot::Sender<ProposeOutcome>),
+    /// Payload, weight, where to answer.
+    Propose(Vec<u8>, u64, oneshot::Sender<ProposeOutcome>),
     Read(oneshot::Sender<Result<u64, ReadError>>),
     Membership(MembershipChange, oneshot::Sender<ProposeOutcome>),
     TransferLeader(u64),
@@ -177,7 +178,7 @@ fn run<S: LogStore, M: StateMachine>(
 
 fn reject(cmd: Command) {
     match cmd {
-        Command::Propose(_, tx) | Command::Membership(_, tx) => {
+        Command::Propose(_, _, tx) | Command::Membership(_, tx) => {
             let _ = tx.send(ProposeOutcome::Rejected {
                 reason: RejectReason::Stopped,
             });
@@ -245,8 +246,8 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
                 Ok(None) => {}
                 Err(e) => tracing::debug!(node = self.cfg.id, "dropping inbound frame: {e}"),
             },
-            Command::Propose(payload, tx) => {
-                let pid = self.driver.propose(payload);
+            Command::Propose(payload, weight, tx) => {
+                let pid = self.driver.propose_weighted(payload, weight);
                 self.proposals.insert(pid, tx);
             }
             Command::Read(tx) => {
@@ -310,7 +311,7 @@ impl NodeHandle {
                 NodeError::QueueFull => RejectReason::Overloaded,
                 NodeError::Stopped(_) => RejectReason::Stopped,
             };
-            if let Command::Propose(_, tx) | Command::Membership(_, tx) = cmd {
+            if let Command::Propose(_, _, tx) | Command::Membership(_, tx) = cmd {
                 let _ = tx.send(ProposeOutcome::Rejected { reason });
             }
         }
@@ -318,8 +319,17 @@ impl NodeHandle {
 
     /// Propose a command. Resolves once applied (or with why it was not / may not have been).
     pub fn propose(&self, payload: Vec<u8>) -> oneshot::Receiver<ProposeOutcome> {
+        self.propose_weighted(payload, 1)
+    }
+
+    /// Propose a command of the given weight (see `Driver::propose_weighted`).
+    pub fn propose_weighted(
+        &self,
+        payload: Vec<u8>,
+        weight: u64,
+    ) -> oneshot::Receiver<ProposeOutcome> {
         let (tx, rx) = oneshot::channel();
-        self.submit_proposal(Command::Propose(payload, tx));
+        self.submit_proposal(Command::Propose(payload, weight, tx));
         rx
     }
 

@@ -352,7 +352,11 @@ impl Sim {
     }
 
     pub fn propose(&mut self, node: u64, payload: Vec<u8>) -> SimKey {
-        let pid = self.node_mut(node).propose(payload);
+        self.propose_weighted(node, payload, 1)
+    }
+
+    pub fn propose_weighted(&mut self, node: u64, payload: Vec<u8>, weight: u64) -> SimKey {
+        let pid = self.node_mut(node).propose_weighted(payload, weight);
         self.collect(node);
         (node, pid)
     }
@@ -917,54 +921,77 @@ mod tests {
         sim.check_safety();
     }
 
-    #[test]
-    fn group_commit_packs_proposals_and_respects_bounds() {
-        let seed = sim_seed(19);
+    /// A converged 3-node simulation with `tweak` applied to its config: (sim, leader, last index).
+    fn converged(seed: u64, tweak: impl FnOnce(&mut Config)) -> (Sim, u64, u64) {
         let mut cfg = SimConfig::new(3, seed);
-        cfg.consensus.max_proposals_per_entry = 4;
+        tweak(&mut cfg.consensus);
         let mut sim = Sim::new(cfg);
         let l = elect(&mut sim);
         assert!(sim.run_until(500, |s| s.converged()));
         let before = sim.node(l).raw_node().raft.raft_log.last_index();
+        (sim, l, before)
+    }
+
+    #[test]
+    fn group_commit_packs_proposals_and_respects_bounds() {
+        let (mut sim, l, before) = converged(sim_seed(19), |c| c.max_proposals_per_entry = 4);
         let keys: Vec<SimKey> = (0..10u8).map(|i| sim.propose(l, vec![i; 10])).collect();
-        sim.step().unwrap();
         // 10 proposals, at most 4 per entry => 3 entries.
-        assert_eq!(
-            sim.node(l).raw_node().raft.raft_log.last_index(),
-            before + 3
-        );
-        assert!(sim.run_until(500, |s| keys.iter().all(|k| s.outcomes.contains_key(k))));
-        let idx: Vec<u64> = keys
-            .iter()
-            .map(|k| match &sim.outcomes[k] {
-                ProposeOutcome::Applied { index, .. } => *index,
-                o => panic!("{o:?}"),
-            })
-            .collect();
-        assert_eq!(
-            idx,
-            vec![
-                before + 1,
-                before + 1,
-                before + 1,
-                before + 1,
-                before + 2,
-                before + 2,
-                before + 2,
-                before + 2,
-                before + 3,
-                before + 3
-            ]
-        );
+        let idx = entry_of_each(&mut sim, l, before, &keys, 3);
+        assert_eq!(idx, vec![1, 1, 1, 1, 2, 2, 2, 2, 3, 3]);
         // Oversized payloads are rejected up front.
         let max = sim.cfg.consensus.max_entry_bytes;
         let k = sim.propose(l, vec![0; max]);
+        assert_too_large(&sim, k);
+        sim.check_safety();
+    }
+
+    /// Packs the queued proposals (one step), checks they made `entries` entries, runs until all
+    /// are applied and returns each one's entry, counted from 1 after `before`.
+    fn entry_of_each(
+        sim: &mut Sim,
+        l: u64,
+        before: u64,
+        keys: &[SimKey],
+        entries: u64,
+    ) -> Vec<u64> {
+        sim.step().unwrap();
+        assert_eq!(
+            sim.node(l).raw_node().raft.raft_log.last_index(),
+            before + entries
+        );
+        assert!(sim.run_until(500, |s| keys.iter().all(|k| s.outcomes.contains_key(k))));
+        keys.iter()
+            .map(|k| match &sim.outcomes[k] {
+                ProposeOutcome::Applied { index, .. } => *index - before,
+                o => panic!("{o:?}"),
+            })
+            .collect()
+    }
+
+    fn assert_too_large(sim: &Sim, k: SimKey) {
         assert_eq!(
             sim.outcomes[&k],
             ProposeOutcome::Rejected {
                 reason: crate::driver::RejectReason::TooLarge
             }
         );
+    }
+
+    /// An entry never carries more weight (ledger commands) than `max_weight_per_entry`, and a
+    /// single heavier proposal is refused before it reaches the log.
+    #[test]
+    fn group_commit_respects_the_weight_limit() {
+        let (mut sim, l, before) = converged(sim_seed(29), |c| c.max_weight_per_entry = 10);
+        // Weights 6, 4, 5, 5, 1: entries {6, 4}, {5, 5}, {1}.
+        let keys: Vec<SimKey> = [6u64, 4, 5, 5, 1]
+            .iter()
+            .map(|w| sim.propose_weighted(l, vec![*w as u8; 8], *w))
+            .collect();
+        let idx = entry_of_each(&mut sim, l, before, &keys, 3);
+        assert_eq!(idx, vec![1, 1, 2, 2, 3]);
+        let k = sim.propose_weighted(l, vec![0; 8], 11);
+        assert_too_large(&sim, k);
         sim.check_safety();
     }
 

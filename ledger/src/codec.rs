@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 
 use crate::command::*;
 use crate::money::Currency;
+use crate::result::{CommandResult, ResultCode};
 use crate::types::*;
 
 const VERSION: u8 = 1;
@@ -105,6 +106,15 @@ impl Enc {
             None => self.u8(0),
         }
     }
+    pub fn opt_currency(&mut self, v: Option<Currency>) {
+        match v {
+            Some(c) => {
+                self.u8(1);
+                self.currency(c);
+            }
+            None => self.u8(0),
+        }
+    }
     pub fn opt_id(&mut self, v: Option<Id>) {
         match v {
             Some(d) => {
@@ -113,6 +123,9 @@ impl Enc {
             }
             None => self.u8(0),
         }
+    }
+    pub fn currency(&mut self, c: Currency) {
+        self.buf.extend_from_slice(&c.code_bytes());
     }
     fn map(&mut self, m: &BTreeMap<String, String>) {
         self.u32(m.len() as u32);
@@ -226,6 +239,16 @@ impl<'a> Dec<'a> {
         }
         Ok(n)
     }
+    pub fn currency(&mut self) -> Result<Currency, DecodeError> {
+        let code: [u8; 3] = self.arr()?;
+        std::str::from_utf8(&code)
+            .ok()
+            .and_then(Currency::from_code)
+            .ok_or(DecodeError("bad currency"))
+    }
+    fn opt_currency(&mut self) -> Result<Option<Currency>, DecodeError> {
+        self.opt(|d| d.currency())
+    }
     fn map(&mut self, max: usize) -> Result<BTreeMap<String, String>, DecodeError> {
         let n = self.count(max)?;
         let mut m = BTreeMap::new();
@@ -287,22 +310,32 @@ pub fn encode_command(e: &mut Enc, c: &Command) {
             e.map(&a.metadata);
         }
         Command::CreateTransfer(t) => {
-            e.u8(2);
+            // Tag 8 carries each leg's declared currency; tag 2 (no currencies) is what commands
+            // logged before that looked like, kept so they decode and fingerprint as they did.
+            let declared = t.legs.iter().any(|l| l.currency.is_some());
+            e.u8(if declared { 8 } else { 2 });
             e.id(t.id);
             e.u32(t.legs.len() as u32);
             for l in &t.legs {
                 e.id(l.debit);
                 e.id(l.credit);
                 e.decimal(l.amount);
+                if declared {
+                    e.opt_currency(l.currency);
+                }
             }
             e.opt_u64(t.pending_timeout_seconds);
             e.str(&t.reference);
         }
         Command::PostPending(p) => {
-            e.u8(3);
+            // Tag 9 adds the declared currency (tag 3: as logged before it existed).
+            e.u8(if p.currency.is_some() { 9 } else { 3 });
             e.id(p.id);
             e.id(p.pending_id);
             e.opt_decimal(p.amount);
+            if let Some(c) = p.currency {
+                e.currency(c);
+            }
         }
         Command::VoidPending(v) => {
             e.u8(4);
@@ -337,7 +370,7 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
         1 => Command::CreateAccount(CreateAccount {
             id: d.id()?,
             currency: d.string()?,
-            kind: AccountKind::from_u8(d.u8()?).ok_or(DecodeError("bad account kind"))?,
+            kind: AccountKind::from_repr(d.u8()?).ok_or(DecodeError("bad account kind"))?,
             debits_must_not_exceed_credits: d.bool()?,
             credits_must_not_exceed_debits: d.bool()?,
             overdraft: d.opt_decimal()?,
@@ -348,18 +381,24 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
                 balance_max: d.opt_decimal()?,
             },
             reference: d.string()?,
-            metadata: d.map(METADATA_ENTRIES_MAX * 4)?,
+            metadata: d.map(METADATA_ENTRIES_ENCODED_MAX)?,
         }),
-        2 => {
+        tag @ (2 | 8) => {
+            let declared = tag == 8;
             let id = d.id()?;
-            let n = d.count(LEGS_MAX * 4)?;
+            let n = d.count(LEGS_ENCODED_MAX)?;
             let mut legs = Vec::with_capacity(n);
             for _ in 0..n {
                 legs.push(LegSpec {
                     debit: d.id()?,
                     credit: d.id()?,
                     amount: d.decimal()?,
+                    currency: if declared { d.opt_currency()? } else { None },
                 });
+            }
+            if declared && legs.iter().all(|l| l.currency.is_none()) {
+                // Canonical form only: the encoder writes such a transfer with tag 2.
+                return Err(DecodeError("tag 8 without a declared currency"));
             }
             Command::CreateTransfer(CreateTransfer {
                 id,
@@ -368,10 +407,11 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
                 reference: d.string()?,
             })
         }
-        3 => Command::PostPending(PostPending {
+        tag @ (3 | 9) => Command::PostPending(PostPending {
             id: d.id()?,
             pending_id: d.id()?,
             amount: d.opt_decimal()?,
+            currency: if tag == 9 { Some(d.currency()?) } else { None },
         }),
         4 => Command::VoidPending(VoidPending {
             id: d.id()?,
@@ -380,12 +420,12 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
         5 => Command::SetAccountStatus(SetAccountStatus {
             id: d.id()?,
             account: d.id()?,
-            status: AccountStatus::from_u8(d.u8()?).ok_or(DecodeError("bad status"))?,
+            status: AccountStatus::from_repr(d.u8()?).ok_or(DecodeError("bad status"))?,
         }),
         6 => Command::RegisterClient(RegisterClient {
             id: d.id()?,
             public_key: d.arr()?,
-            role: ClientRole::from_u8(d.u8()?).ok_or(DecodeError("bad role"))?,
+            role: ClientRole::from_repr(d.u8()?).ok_or(DecodeError("bad role"))?,
             name: d.string()?,
         }),
         7 => Command::RevokeClient(RevokeClient {
@@ -461,7 +501,7 @@ pub(crate) fn encode_account(a: &Account) -> Vec<u8> {
     e.u8(VERSION);
     let i = &a.info;
     e.id(i.id);
-    e.buf.extend_from_slice(&i.currency.code_bytes());
+    e.currency(i.currency);
     e.u8(i.kind as u8);
     e.u8(i.flags);
     e.u128(i.overdraft);
@@ -473,7 +513,7 @@ pub(crate) fn encode_account(a: &Account) -> Vec<u8> {
     e.map(&i.metadata);
     e.u64(i.created_ns);
     let s = &a.state;
-    e.u8(s.status_raw);
+    e.u8(s.status as u8);
     e.balances(&s.balances);
     e.u64(s.posting_seq);
     e.u32(s.day);
@@ -487,16 +527,15 @@ pub(crate) fn decode_account(b: &[u8]) -> Result<Account, DecodeError> {
     let mut d = Dec::new(b);
     d.version()?;
     let id = d.id()?;
-    let code: [u8; 3] = d.arr()?;
-    let currency = std::str::from_utf8(&code)
-        .ok()
-        .and_then(Currency::from_code)
-        .ok_or(DecodeError("bad currency"))?;
+    let currency = d.currency()?;
     let info = AccountInfo {
         id,
         currency,
-        kind: AccountKind::from_u8(d.u8()?).ok_or(DecodeError("bad kind"))?,
-        flags: d.u8()?,
+        kind: AccountKind::from_repr(d.u8()?).ok_or(DecodeError("bad kind"))?,
+        flags: match d.u8()? {
+            f if f & !FLAGS_KNOWN == 0 => f,
+            _ => return Err(DecodeError("unknown account flags")),
+        },
         overdraft: d.u128()?,
         limits: Limits {
             per_transfer_max: d.opt_u128()?,
@@ -509,7 +548,7 @@ pub(crate) fn decode_account(b: &[u8]) -> Result<Account, DecodeError> {
         created_ns: d.u64()?,
     };
     let state = AccountState {
-        status_raw: d.u8()?,
+        status: AccountStatus::from_repr(d.u8()?).ok_or(DecodeError("bad account status"))?,
         balances: d.balances()?,
         posting_seq: d.u64()?,
         day: d.u32()?,
@@ -578,7 +617,7 @@ pub(crate) fn decode_command_record(b: &[u8]) -> Result<CommandRecord, DecodeErr
             Some(Transfer {
                 id,
                 legs,
-                state: TransferState::from_u8(d.u8()?).ok_or(DecodeError("bad state"))?,
+                state: TransferState::from_repr(d.u8()?).ok_or(DecodeError("bad state"))?,
                 pending_id: d.opt_id()?,
                 expires_ns: d.opt_u64()?,
                 posted_amount: d.opt_u128()?,
@@ -617,7 +656,7 @@ pub(crate) fn decode_posting(account: Id, seq: u64, b: &[u8]) -> Result<Posting,
         seq,
         transfer: d.id()?,
         leg: d.u8()?,
-        kind: PostingKind::from_u8(d.u8()?).ok_or(DecodeError("bad posting kind"))?,
+        kind: PostingKind::from_repr(d.u8()?).ok_or(DecodeError("bad posting kind"))?,
         is_debit: d.bool()?,
         amount: d.u128()?,
         timestamp_ns: d.u64()?,
@@ -643,7 +682,7 @@ pub(crate) fn decode_client(b: &[u8]) -> Result<Client, DecodeError> {
     d.version()?;
     let c = Client {
         public_key: d.arr()?,
-        role: ClientRole::from_u8(d.u8()?).ok_or(DecodeError("bad role"))?,
+        role: ClientRole::from_repr(d.u8()?).ok_or(DecodeError("bad role"))?,
         name: d.string()?,
         revoked: d.bool()?,
         registered_ns: d.u64()?,

@@ -8,11 +8,17 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 
+use crate::money::Currency;
 use crate::types::{AccountKind, AccountStatus, ClientRole, Id};
 
-/// Most legs one transfer may carry.
+/// Most legs one transfer may carry (more is the result `too_many_legs`).
 pub const LEGS_MAX: usize = 64;
-/// Most commands in one batch (one Raft entry may group several client batches up to this).
+/// Most legs the codec decodes in one transfer command: beyond this a command is malformed, not a
+/// business failure. The API refuses such input before proposing it (it asserts its own limit is
+/// no larger at compile time).
+pub const LEGS_ENCODED_MAX: usize = LEGS_MAX * 4;
+/// Most commands in one batch, that is in one Raft entry (the consensus layer packs client batches
+/// into an entry up to this many commands, and the ledger refuses a larger entry).
 pub const BATCH_COMMANDS_MAX: usize = 65_536;
 /// Longest external reference, in bytes.
 pub const REFERENCE_BYTES_MAX: usize = 64;
@@ -20,6 +26,9 @@ pub const REFERENCE_BYTES_MAX: usize = 64;
 pub const METADATA_ENTRIES_MAX: usize = 16;
 pub const METADATA_KEY_BYTES_MAX: usize = 32;
 pub const METADATA_VALUE_BYTES_MAX: usize = 128;
+/// Most metadata entries the codec decodes in one command (more is malformed, see
+/// [`LEGS_ENCODED_MAX`]); up to it, more than [`METADATA_ENTRIES_MAX`] is `metadata_too_large`.
+pub const METADATA_ENTRIES_ENCODED_MAX: usize = METADATA_ENTRIES_MAX * 4;
 /// Longest pending-transfer timeout: 30 days.
 pub const PENDING_TIMEOUT_SECONDS_MAX: u64 = 30 * 24 * 3600;
 
@@ -54,6 +63,10 @@ pub struct LegSpec {
     pub debit: Id,
     pub credit: Id,
     pub amount: Decimal,
+    /// The currency the client declared for `amount`. Checked at apply time against both accounts
+    /// (`currency_mismatch`), so an amount is never read in another currency's unit. `None` only in
+    /// commands logged before the field existed.
+    pub currency: Option<Currency>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +86,8 @@ pub struct PostPending {
     /// `None` posts the full amount; a smaller amount posts partially (single-leg pendings only) and
     /// releases the rest.
     pub amount: Option<Decimal>,
+    /// The currency the client declared for `amount`; must be the hold's (`currency_mismatch`).
+    pub currency: Option<Currency>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,171 +154,4 @@ pub struct Batch {
     /// Randomness for commands that need it (red packets), chosen by the leader.
     pub seed: u64,
     pub commands: Vec<Command>,
-}
-
-/// Stable result codes. The numbers are part of the wire contract: never renumber, only append.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u16)]
-pub enum ResultCode {
-    Ok = 0,
-    IdempotencyConflict = 1,
-    InvalidId = 2,
-    InvalidCurrency = 3,
-    AmountZero = 4,
-    AmountNegative = 5,
-    AmountPrecision = 6,
-    Overflow = 7,
-    AccountNotFound = 8,
-    CurrencyMismatch = 9,
-    SameAccount = 10,
-    NoLegs = 11,
-    TooManyLegs = 12,
-    InsufficientFunds = 13,
-    CreditsExceedDebits = 14,
-    AccountFrozen = 15,
-    AccountClosed = 16,
-    PerTransferLimit = 17,
-    DailyAmountLimit = 18,
-    DailyCountLimit = 19,
-    BalanceLimit = 20,
-    PendingNotFound = 21,
-    PendingAlreadyPosted = 22,
-    PendingAlreadyVoided = 23,
-    PendingExpired = 24,
-    PostAmountExceedsPending = 25,
-    PartialPostMultiLeg = 26,
-    InvalidTimeout = 27,
-    ReferenceTooLong = 28,
-    MetadataTooLarge = 29,
-    InvalidFlags = 30,
-    BalanceNotZero = 31,
-    PendingTransfersOpen = 32,
-    InvalidStatusChange = 33,
-    ClientNotFound = 34,
-    InvalidName = 35,
-}
-
-impl ResultCode {
-    pub const ALL: &'static [ResultCode] = &[
-        ResultCode::Ok,
-        ResultCode::IdempotencyConflict,
-        ResultCode::InvalidId,
-        ResultCode::InvalidCurrency,
-        ResultCode::AmountZero,
-        ResultCode::AmountNegative,
-        ResultCode::AmountPrecision,
-        ResultCode::Overflow,
-        ResultCode::AccountNotFound,
-        ResultCode::CurrencyMismatch,
-        ResultCode::SameAccount,
-        ResultCode::NoLegs,
-        ResultCode::TooManyLegs,
-        ResultCode::InsufficientFunds,
-        ResultCode::CreditsExceedDebits,
-        ResultCode::AccountFrozen,
-        ResultCode::AccountClosed,
-        ResultCode::PerTransferLimit,
-        ResultCode::DailyAmountLimit,
-        ResultCode::DailyCountLimit,
-        ResultCode::BalanceLimit,
-        ResultCode::PendingNotFound,
-        ResultCode::PendingAlreadyPosted,
-        ResultCode::PendingAlreadyVoided,
-        ResultCode::PendingExpired,
-        ResultCode::PostAmountExceedsPending,
-        ResultCode::PartialPostMultiLeg,
-        ResultCode::InvalidTimeout,
-        ResultCode::ReferenceTooLong,
-        ResultCode::MetadataTooLarge,
-        ResultCode::InvalidFlags,
-        ResultCode::BalanceNotZero,
-        ResultCode::PendingTransfersOpen,
-        ResultCode::InvalidStatusChange,
-        ResultCode::ClientNotFound,
-        ResultCode::InvalidName,
-    ];
-
-    pub fn from_u16(v: u16) -> Option<ResultCode> {
-        ResultCode::ALL
-            .get(usize::from(v))
-            .copied()
-            .filter(|c| *c as u16 == v)
-    }
-
-    /// Stable snake-case name, used in JSON output and docs.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ResultCode::Ok => "ok",
-            ResultCode::IdempotencyConflict => "idempotency_conflict",
-            ResultCode::InvalidId => "invalid_id",
-            ResultCode::InvalidCurrency => "invalid_currency",
-            ResultCode::AmountZero => "amount_zero",
-            ResultCode::AmountNegative => "amount_negative",
-            ResultCode::AmountPrecision => "amount_precision",
-            ResultCode::Overflow => "overflow",
-            ResultCode::AccountNotFound => "account_not_found",
-            ResultCode::CurrencyMismatch => "currency_mismatch",
-            ResultCode::SameAccount => "same_account",
-            ResultCode::NoLegs => "no_legs",
-            ResultCode::TooManyLegs => "too_many_legs",
-            ResultCode::InsufficientFunds => "insufficient_funds",
-            ResultCode::CreditsExceedDebits => "credits_exceed_debits",
-            ResultCode::AccountFrozen => "account_frozen",
-            ResultCode::AccountClosed => "account_closed",
-            ResultCode::PerTransferLimit => "per_transfer_limit",
-            ResultCode::DailyAmountLimit => "daily_amount_limit",
-            ResultCode::DailyCountLimit => "daily_count_limit",
-            ResultCode::BalanceLimit => "balance_limit",
-            ResultCode::PendingNotFound => "pending_not_found",
-            ResultCode::PendingAlreadyPosted => "pending_already_posted",
-            ResultCode::PendingAlreadyVoided => "pending_already_voided",
-            ResultCode::PendingExpired => "pending_expired",
-            ResultCode::PostAmountExceedsPending => "post_amount_exceeds_pending",
-            ResultCode::PartialPostMultiLeg => "partial_post_multi_leg",
-            ResultCode::InvalidTimeout => "invalid_timeout",
-            ResultCode::ReferenceTooLong => "reference_too_long",
-            ResultCode::MetadataTooLarge => "metadata_too_large",
-            ResultCode::InvalidFlags => "invalid_flags",
-            ResultCode::BalanceNotZero => "balance_not_zero",
-            ResultCode::PendingTransfersOpen => "pending_transfers_open",
-            ResultCode::InvalidStatusChange => "invalid_status_change",
-            ResultCode::ClientNotFound => "client_not_found",
-            ResultCode::InvalidName => "invalid_name",
-        }
-    }
-}
-
-impl std::fmt::Display for ResultCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// The outcome of one command. Stored under the command id when first applied and returned unchanged
-/// (same code, same timestamp) on every retry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CommandResult {
-    pub code: ResultCode,
-    /// Log timestamp of the batch that first applied the command.
-    pub timestamp_ns: u64,
-}
-
-impl CommandResult {
-    pub fn is_ok(&self) -> bool {
-        self.code == ResultCode::Ok
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn result_codes_round_trip_and_are_dense() {
-        for (i, code) in ResultCode::ALL.iter().enumerate() {
-            assert_eq!(*code as u16 as usize, i);
-            assert_eq!(ResultCode::from_u16(i as u16), Some(*code));
-        }
-        assert_eq!(ResultCode::from_u16(ResultCode::ALL.len() as u16), None);
-    }
 }

@@ -18,24 +18,37 @@
 //!   Replicas that applied the same log have equal digests at equal applied indexes.
 //!
 //! ## Map
-//! - [`command`]: commands, batches, result codes (stable numbers).
+//! - [`result`]: result codes (stable numbers) and command results — a leaf every module may use.
+//! - [`enums`]: the one table per stable enum (number ↔ name), read by codec, wire and CLI.
+//! - [`command`]: commands and batches, and the limits on them.
 //! - [`money`]: currencies and the one conversion from decimal amounts to minor units.
-//! - [`types`]: accounts, transfers, postings, clients.
-//! - [`state`]: [`Ledger`], the state machine and its queries.
-//! - [`store`]: the narrow [`Store`] trait and [`MemStore`]; [`rocks`]: [`RocksStore`].
+//! - [`types`]: accounts, transfers, postings, clients, timer kinds.
+//! - [`state`]: [`Ledger`], the state machine, one file per command family (see its docs).
+//! - [`store`]: the narrow [`Store`] trait and [`MemStore`]; `rocks`: `RocksStore` (feature
+//!   `rocksdb`, on by default; off for crates that need only the ledger's types).
 //! - [`codec`]: the binary encoding of commands, results and records.
 
 pub mod codec;
 pub mod command;
+pub mod enums;
 pub mod money;
+pub mod result;
+pub mod rng;
+#[cfg(feature = "rocksdb")]
 pub mod rocks;
 pub mod state;
 pub mod store;
 pub mod types;
 
 pub use command::*;
+pub use enums::StableEnum;
 pub use money::{Currency, MAX_MINOR};
+pub use result::{CommandResult, ResultCode};
+#[cfg(feature = "rocksdb")]
 pub use rocks::{open_db, RocksStore};
-pub use state::{BatchOutput, CurrencyTotals, Ledger, LedgerError, HISTORY_PAGE_MAX};
+pub use state::{
+    BatchOutput, CurrencyTotals, Ledger, LedgerError, VerifyError, EXPIRE_PER_BATCH_MAX,
+    HISTORY_PAGE_MAX,
+};
 pub use store::{Cf, MemStore, Store, StoreError, WriteBatch};
 pub use types::*;

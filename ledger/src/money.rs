@@ -7,7 +7,7 @@
 
 use rust_decimal::Decimal;
 
-use crate::command::ResultCode;
+use crate::result::ResultCode;
 
 /// Largest amount or balance total, in minor units: the largest mantissa a `Decimal` can carry, so every
 /// stored total converts back to a `Decimal` exactly. Sums beyond it are an `Overflow` result.

@@ -17,8 +17,8 @@ pub enum Cf {
     Commands,
     /// (account id, posting sequence) → posting with the resulting balances.
     Postings,
-    /// Pending transfer id → expiry; the set of holds still open.
-    Pending,
+    /// (due time, timer kind, id) → nothing: the timer index (see `state::timers`).
+    Timers,
     /// Ed25519 public key → API client.
     Clients,
 }
@@ -29,7 +29,7 @@ impl Cf {
         Cf::Accounts,
         Cf::Commands,
         Cf::Postings,
-        Cf::Pending,
+        Cf::Timers,
         Cf::Clients,
     ];
 
@@ -40,7 +40,7 @@ impl Cf {
             Cf::Accounts => "ledger_accounts",
             Cf::Commands => "ledger_commands",
             Cf::Postings => "ledger_postings",
-            Cf::Pending => "ledger_pending",
+            Cf::Timers => "ledger_timers",
             Cf::Clients => "ledger_clients",
         }
     }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 
+use crate::enums::stable_enum;
 use crate::money::Currency;
 
 /// A 128-bit identifier (a UUID or ULID as an integer). Zero is never a valid id.
@@ -62,89 +63,53 @@ impl std::str::FromStr for Id {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum AccountKind {
-    Wallet = 0,
-    Merchant = 1,
-    System = 2,
-}
-
-impl AccountKind {
-    pub fn from_u8(v: u8) -> Option<AccountKind> {
-        match v {
-            0 => Some(AccountKind::Wallet),
-            1 => Some(AccountKind::Merchant),
-            2 => Some(AccountKind::System),
-            _ => None,
-        }
-    }
-    pub fn name(&self) -> &'static str {
-        match self {
-            AccountKind::Wallet => "wallet",
-            AccountKind::Merchant => "merchant",
-            AccountKind::System => "system",
-        }
+stable_enum! {
+    pub enum AccountKind: u8 {
+        Wallet = 0 => "wallet",
+        Merchant = 1 => "merchant",
+        System = 2 => "system",
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum AccountStatus {
-    Open = 0,
-    /// No debits; credits still arrive (a frozen wallet can be refunded).
-    Frozen = 1,
-    /// No movement at all. Only an account with zero balances and no holds can close.
-    Closed = 2,
-}
-
-impl AccountStatus {
-    pub fn from_u8(v: u8) -> Option<AccountStatus> {
-        match v {
-            0 => Some(AccountStatus::Open),
-            1 => Some(AccountStatus::Frozen),
-            2 => Some(AccountStatus::Closed),
-            _ => None,
-        }
-    }
-    pub fn name(&self) -> &'static str {
-        match self {
-            AccountStatus::Open => "open",
-            AccountStatus::Frozen => "frozen",
-            AccountStatus::Closed => "closed",
-        }
+stable_enum! {
+    pub enum AccountStatus: u8 {
+        Open = 0 => "open",
+        /// No debits; credits still arrive (a frozen wallet can be refunded).
+        Frozen = 1 => "frozen",
+        /// No movement at all. Only an account with zero balances and no holds can close.
+        Closed = 2 => "closed",
     }
 }
 
-/// Role of an API client key, decided by the replicated log so every node authorizes alike.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum ClientRole {
-    Payments = 0,
-    FinanceRead = 1,
-    Admin = 2,
+stable_enum! {
+    /// Role of an API client key, decided by the replicated log so every node authorizes alike.
+    pub enum ClientRole: u8 {
+        Payments = 0 => "payments",
+        FinanceRead = 1 => "finance",
+        Admin = 2 => "admin",
+    }
 }
 
-impl ClientRole {
-    pub fn from_u8(v: u8) -> Option<ClientRole> {
-        match v {
-            0 => Some(ClientRole::Payments),
-            1 => Some(ClientRole::FinanceRead),
-            2 => Some(ClientRole::Admin),
-            _ => None,
-        }
-    }
-    pub fn name(&self) -> &'static str {
-        match self {
-            ClientRole::Payments => "payments",
-            ClientRole::FinanceRead => "finance",
-            ClientRole::Admin => "admin",
-        }
+impl Default for AccountStatus {
+    fn default() -> Self {
+        AccountStatus::Open
     }
 }
 
 pub const FLAG_DEBITS_MUST_NOT_EXCEED_CREDITS: u8 = 1;
 pub const FLAG_CREDITS_MUST_NOT_EXCEED_DEBITS: u8 = 2;
+/// Every defined flag bit; a stored account with another bit set is corrupt.
+pub const FLAGS_KNOWN: u8 =
+    FLAG_DEBITS_MUST_NOT_EXCEED_CREDITS | FLAG_CREDITS_MUST_NOT_EXCEED_DEBITS;
+
+stable_enum! {
+    /// What a timer does when it falls due. One timer index serves every flow that expires by log
+    /// time: ordered by `(due_ns, kind, id)`, so expiry order is the same on every replica.
+    pub enum TimerKind: u8 {
+        /// A two-phase transfer's hold expires (released, `pending_expired`).
+        PendingTransfer = 0 => "pending_transfer",
+    }
+}
 
 /// The four running totals of an account, in minor units.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -182,7 +147,7 @@ pub struct AccountInfo {
 /// when every leg passed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AccountState {
-    pub status_raw: u8,
+    pub status: AccountStatus,
     pub balances: Balances,
     /// Number of postings recorded for the account; the last posting's sequence number.
     pub posting_seq: u64,
@@ -194,12 +159,6 @@ pub struct AccountState {
     pub pending_count: u32,
 }
 
-impl AccountState {
-    pub fn status(&self) -> AccountStatus {
-        AccountStatus::from_u8(self.status_raw).unwrap_or(AccountStatus::Closed)
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
     pub info: AccountInfo,
@@ -208,7 +167,7 @@ pub struct Account {
 
 impl Account {
     pub fn status(&self) -> AccountStatus {
-        self.state.status()
+        self.state.status
     }
     /// Balance of a credit-normal account (wallets, merchants): credits minus debits, posted only.
     pub fn balance(&self) -> Decimal {
@@ -233,42 +192,18 @@ pub struct Leg {
     pub amount: u128,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum TransferState {
-    /// Applied in full at once (or a post/void record of a pending transfer).
-    Posted = 0,
-    /// Funds held until posted, voided or expired.
-    Pending = 1,
-    /// A pending transfer that was posted (possibly partially, see `posted_amount`).
-    PendingPosted = 2,
-    PendingVoided = 3,
-    PendingExpired = 4,
-    /// The record of a void command (moves no money).
-    Void = 5,
-}
-
-impl TransferState {
-    pub fn from_u8(v: u8) -> Option<TransferState> {
-        match v {
-            0 => Some(TransferState::Posted),
-            1 => Some(TransferState::Pending),
-            2 => Some(TransferState::PendingPosted),
-            3 => Some(TransferState::PendingVoided),
-            4 => Some(TransferState::PendingExpired),
-            5 => Some(TransferState::Void),
-            _ => None,
-        }
-    }
-    pub fn name(&self) -> &'static str {
-        match self {
-            TransferState::Posted => "posted",
-            TransferState::Pending => "pending",
-            TransferState::PendingPosted => "pending_posted",
-            TransferState::PendingVoided => "pending_voided",
-            TransferState::PendingExpired => "pending_expired",
-            TransferState::Void => "void",
-        }
+stable_enum! {
+    pub enum TransferState: u8 {
+        /// Applied in full at once (or a post/void record of a pending transfer).
+        Posted = 0 => "posted",
+        /// Funds held until posted, voided or expired.
+        Pending = 1 => "pending",
+        /// A pending transfer that was posted (possibly partially, see `posted_amount`).
+        PendingPosted = 2 => "pending_posted",
+        PendingVoided = 3 => "pending_voided",
+        PendingExpired = 4 => "pending_expired",
+        /// The record of a void command (moves no money).
+        Void = 5 => "void",
     }
 }
 
@@ -287,37 +222,15 @@ pub struct Transfer {
     pub timestamp_ns: u64,
 }
 
-/// Why a posting happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum PostingKind {
-    Posted = 0,
-    PendingHold = 1,
-    /// Pending hold released and the (partial) amount posted.
-    PendingPost = 2,
-    PendingVoid = 3,
-    PendingExpire = 4,
-}
-
-impl PostingKind {
-    pub fn from_u8(v: u8) -> Option<PostingKind> {
-        match v {
-            0 => Some(PostingKind::Posted),
-            1 => Some(PostingKind::PendingHold),
-            2 => Some(PostingKind::PendingPost),
-            3 => Some(PostingKind::PendingVoid),
-            4 => Some(PostingKind::PendingExpire),
-            _ => None,
-        }
-    }
-    pub fn name(&self) -> &'static str {
-        match self {
-            PostingKind::Posted => "posted",
-            PostingKind::PendingHold => "pending_hold",
-            PostingKind::PendingPost => "pending_post",
-            PostingKind::PendingVoid => "pending_void",
-            PostingKind::PendingExpire => "pending_expire",
-        }
+stable_enum! {
+    /// Why a posting happened.
+    pub enum PostingKind: u8 {
+        Posted = 0 => "posted",
+        PendingHold = 1 => "pending_hold",
+        /// Pending hold released and the (partial) amount posted.
+        PendingPost = 2 => "pending_post",
+        PendingVoid = 3 => "pending_void",
+        PendingExpire = 4 => "pending_expire",
     }
 }
 

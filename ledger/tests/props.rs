@@ -9,23 +9,7 @@ use common::*;
 use ledger::*;
 use proptest::prelude::*;
 
-struct Rng(u64);
-impl Rng {
-    /// SplitMix64.
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-}
+use ledger::rng::SplitMix64 as Rng;
 
 const BANKS: [(u128, &str); 2] = [(1, "CNY"), (2, "JPY")];
 

@@ -54,6 +54,7 @@ pub fn transfer(n: u128, debit: u128, credit: u128, amount: &str) -> Command {
             debit: Id(debit),
             credit: Id(credit),
             amount: d(amount),
+            currency: None,
         }],
         pending_timeout_seconds: None,
         reference: String::new(),
@@ -69,6 +70,7 @@ pub fn legs(n: u128, legs: &[(u128, u128, &str)]) -> Command {
                 debit: Id(*a),
                 credit: Id(*b),
                 amount: d(m),
+                currency: None,
             })
             .collect(),
         pending_timeout_seconds: None,
@@ -83,6 +85,7 @@ pub fn pending(n: u128, debit: u128, credit: u128, amount: &str, timeout_s: u64)
             debit: Id(debit),
             credit: Id(credit),
             amount: d(amount),
+            currency: None,
         }],
         pending_timeout_seconds: Some(timeout_s),
         reference: String::new(),
@@ -94,6 +97,7 @@ pub fn post(n: u128, pending: u128, amount: Option<&str>) -> Command {
         id: Id(n),
         pending_id: Id(pending),
         amount: amount.map(d),
+        currency: None,
     })
 }
 

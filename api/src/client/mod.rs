@@ -12,22 +12,16 @@
 //!   so one caller's bad input never fails another's commands.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use ledger::{ClientRole, Id, ResultCode};
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot, Semaphore};
-use tonic::transport::Channel;
-use tonic::{Request, Status};
+use tokio::sync::{mpsc, oneshot};
+use tonic::Status;
 
-use crate::auth::SignedHeaders;
-pub use crate::auth::{generate_key_file, load_key_file, save_key_file, KeyFileError};
 use crate::pb;
-use crate::server::HEADER_LEADER_ADDR;
-use crate::ErrorReason;
+pub use crate::signing::{generate_key_file, load_key_file, save_key_file, KeyFileError};
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -134,268 +128,19 @@ impl CommandOutcome {
     }
 }
 
-/// A new random (v4) id.
+/// A new time-ordered id (UUIDv7: 48 bits of Unix milliseconds, then random bits), so ids made
+/// in sequence sort and index well.
 pub fn new_id() -> Id {
-    Id(uuid::Uuid::new_v4().as_u128())
+    Id(uuid::Uuid::now_v7().as_u128())
 }
 
+mod batcher;
 /// Builders for commands.
-pub mod cmd {
-    use super::*;
+pub mod cmd;
+mod core;
 
-    fn wrap(kind: pb::command::Kind) -> pb::Command {
-        pb::Command { kind: Some(kind) }
-    }
-
-    pub fn create_account(id: Id, currency: &str, kind: pb::AccountKind) -> pb::Command {
-        create_account_with(pb::CreateAccount {
-            id: id.to_string(),
-            currency: currency.into(),
-            kind: kind as i32,
-            ..Default::default()
-        })
-    }
-
-    pub fn create_account_with(a: pb::CreateAccount) -> pb::Command {
-        wrap(pb::command::Kind::CreateAccount(a))
-    }
-
-    pub fn leg(debit: Id, credit: Id, amount: &str, currency: &str) -> pb::Leg {
-        pb::Leg {
-            debit_account_id: debit.to_string(),
-            credit_account_id: credit.to_string(),
-            amount: amount.into(),
-            currency: currency.into(),
-        }
-    }
-
-    pub fn transfer(id: Id, debit: Id, credit: Id, amount: &str, currency: &str) -> pb::Command {
-        transfer_legs(id, vec![leg(debit, credit, amount, currency)], None)
-    }
-
-    pub fn pending_transfer(
-        id: Id,
-        debit: Id,
-        credit: Id,
-        amount: &str,
-        currency: &str,
-        timeout_seconds: u64,
-    ) -> pb::Command {
-        transfer_legs(
-            id,
-            vec![leg(debit, credit, amount, currency)],
-            Some(timeout_seconds),
-        )
-    }
-
-    pub fn transfer_legs(
-        id: Id,
-        legs: Vec<pb::Leg>,
-        pending_timeout_seconds: Option<u64>,
-    ) -> pb::Command {
-        wrap(pb::command::Kind::CreateTransfer(pb::CreateTransfer {
-            id: id.to_string(),
-            legs,
-            pending_timeout_seconds,
-            reference: String::new(),
-        }))
-    }
-
-    /// `amount`: `Some((amount, currency))` for a partial post.
-    pub fn post_pending(id: Id, pending_id: Id, amount: Option<(&str, &str)>) -> pb::Command {
-        wrap(pb::command::Kind::PostPending(pb::PostPending {
-            id: id.to_string(),
-            pending_id: pending_id.to_string(),
-            amount: amount.map(|(a, _)| a.to_string()),
-            currency: amount.map(|(_, c)| c.to_string()).unwrap_or_default(),
-        }))
-    }
-
-    pub fn void_pending(id: Id, pending_id: Id) -> pb::Command {
-        wrap(pb::command::Kind::VoidPending(pb::VoidPending {
-            id: id.to_string(),
-            pending_id: pending_id.to_string(),
-        }))
-    }
-
-    pub fn set_account_status(id: Id, account: Id, status: pb::AccountStatus) -> pb::Command {
-        wrap(pb::command::Kind::SetAccountStatus(pb::SetAccountStatus {
-            id: id.to_string(),
-            account_id: account.to_string(),
-            status: status as i32,
-        }))
-    }
-}
-
-fn normalize(endpoint: &str) -> String {
-    if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
-        endpoint.to_string()
-    } else {
-        format!("http://{endpoint}")
-    }
-}
-
-struct Core {
-    cfg: ClientConfig,
-    key: SigningKey,
-    endpoints: Vec<String>,
-    channels: Mutex<HashMap<String, Channel>>,
-    /// Endpoint believed to be the leader (or the last that answered).
-    preferred: Mutex<String>,
-}
-
-const PATH_SUBMIT: &str = "/suanpan.v1.Ledger/Submit";
-
-impl Core {
-    fn channel(&self, endpoint: &str) -> Result<Channel, ClientError> {
-        if let Some(c) = self.channels.lock().get(endpoint) {
-            return Ok(c.clone());
-        }
-        let ep = tonic::transport::Endpoint::from_shared(endpoint.to_string())
-            .map_err(|e| ClientError::Invalid(format!("bad endpoint {endpoint}: {e}")))?
-            .connect_timeout(Duration::from_millis(self.cfg.connect_timeout_ms))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_while_idle(true);
-        let ch = ep.connect_lazy();
-        let mut m = self.channels.lock();
-        if m.len() >= 64 {
-            m.clear(); // bounded: a redirect storm cannot grow this without limit
-        }
-        m.insert(endpoint.to_string(), ch.clone());
-        Ok(ch)
-    }
-
-    fn next_endpoint(&self, current: &str) -> String {
-        let i = self
-            .endpoints
-            .iter()
-            .position(|e| e == current)
-            .map_or(0, |i| (i + 1) % self.endpoints.len());
-        self.endpoints[i].clone()
-    }
-
-    /// Calls one RPC with signing, redirects and retries.
-    async fn call<Req, Resp, F, Fut>(
-        &self,
-        path: &'static str,
-        msg: Req,
-        f: F,
-    ) -> Result<Resp, ClientError>
-    where
-        Req: prost::Message + Clone,
-        F: Fn(Channel, Request<Req>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
-    {
-        let bytes = msg.encode_to_vec();
-        let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
-        let mut target = self.preferred.lock().clone();
-        let mut backoff = Duration::from_millis(self.cfg.backoff_min_ms);
-        let mut maybe_applied = false;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let channel = self.channel(&target)?;
-            let mut req = Request::new(msg.clone());
-            req.set_timeout(timeout);
-            SignedHeaders::sign_now(&self.key, path, &bytes).apply(req.metadata_mut());
-            let status = match tokio::time::timeout(timeout, f(channel, req)).await {
-                Ok(Ok(resp)) => {
-                    *self.preferred.lock() = target;
-                    return Ok(resp.into_inner());
-                }
-                Ok(Err(s)) => s,
-                Err(_) => Status::deadline_exceeded("request timed out"),
-            };
-            let reason = ErrorReason::of(&status);
-            let mut redirect = None;
-            match (status.code(), reason) {
-                (tonic::Code::Unavailable, Some(ErrorReason::NotLeader)) => {
-                    redirect = status
-                        .metadata()
-                        .get(HEADER_LEADER_ADDR)
-                        .and_then(|v| v.to_str().ok())
-                        .map(normalize);
-                }
-                (tonic::Code::Unavailable, Some(ErrorReason::OutcomeUnknown)) => {
-                    maybe_applied = true
-                }
-                (tonic::Code::Unavailable, Some(_)) => {}
-                (
-                    tonic::Code::Unavailable
-                    | tonic::Code::DeadlineExceeded
-                    | tonic::Code::Cancelled
-                    | tonic::Code::Unknown,
-                    None,
-                ) => {
-                    // Transport failure or timeout: the request may have been delivered.
-                    maybe_applied |=
-                        path == PATH_SUBMIT || status.code() != tonic::Code::Unavailable;
-                    target = self.next_endpoint(&target);
-                }
-                _ => return Err(ClientError::Status(status)),
-            }
-            if attempt >= self.cfg.max_attempts {
-                return Err(if maybe_applied {
-                    ClientError::OutcomeUnknown {
-                        attempts: attempt,
-                        last: status,
-                    }
-                } else {
-                    ClientError::Unavailable {
-                        attempts: attempt,
-                        last: status,
-                    }
-                });
-            }
-            if let Some(leader) = redirect {
-                if leader != target {
-                    target = leader;
-                    continue; // follow the redirect at once
-                }
-            }
-            let jitter =
-                Duration::from_micros(rand::random::<u64>() % (backoff.as_micros() as u64 / 2 + 1));
-            tokio::time::sleep(backoff + jitter).await;
-            backoff = (backoff * 2).min(Duration::from_millis(self.cfg.backoff_max_ms));
-        }
-    }
-
-    async fn submit_direct(
-        &self,
-        commands: Vec<pb::Command>,
-    ) -> Result<Vec<CommandOutcome>, ClientError> {
-        let n = commands.len();
-        let resp = self
-            .call(
-                PATH_SUBMIT,
-                pb::SubmitRequest { commands },
-                |ch, r| async move {
-                    pb::ledger_client::LedgerClient::new(ch)
-                        .max_decoding_message_size(64 << 20)
-                        .submit(r)
-                        .await
-                },
-            )
-            .await?;
-        if resp.results.len() != n {
-            return Err(ClientError::Status(Status::internal(
-                "server returned a result count different from the command count",
-            )));
-        }
-        let idx = resp.applied_index;
-        Ok(resp
-            .results
-            .into_iter()
-            .map(|r| CommandOutcome::from_pb(r, idx))
-            .collect())
-    }
-}
-
-struct Pending {
-    commands: Vec<pb::Command>,
-    reply: oneshot::Sender<Result<Vec<CommandOutcome>, ClientError>>,
-}
+use self::batcher::{batcher, Pending};
+use self::core::{normalize, Core};
 
 /// A cheap-to-clone handle; all clones share connections and the batcher.
 #[derive(Clone)]
@@ -642,7 +387,7 @@ impl Client {
     ) -> Result<CommandOutcome, ClientError> {
         let msg = pb::RegisterClientRequest {
             public_key: public_key.as_bytes().to_vec(),
-            role: crate::wire::client_role_to_pb(role) as i32,
+            role: crate::wire::enum_to_pb(role),
             name: name.to_string(),
             command_id: new_id().to_string(),
         };
@@ -695,83 +440,5 @@ impl Client {
             })
             .await?;
         Ok(r.clients)
-    }
-}
-
-/// Coalesces concurrent `submit` calls.
-async fn batcher(core: Arc<Core>, mut rx: mpsc::Receiver<Pending>) {
-    let linger = Duration::from_micros(core.cfg.batch_linger_us);
-    let max = core.cfg.max_batch_commands.max(1);
-    let in_flight = Arc::new(Semaphore::new(core.cfg.max_in_flight_batches.max(1)));
-    let mut carry: Option<Pending> = None;
-    let mut closed = false;
-    while !closed || carry.is_some() {
-        let first = match carry.take() {
-            Some(p) => p,
-            None => match rx.recv().await {
-                Some(p) => p,
-                None => return,
-            },
-        };
-        let mut n = first.commands.len();
-        let mut group = vec![first];
-        let deadline = tokio::time::Instant::now() + linger;
-        while n < max && !closed {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(p)) => {
-                    if n + p.commands.len() > max {
-                        carry = Some(p);
-                        break;
-                    }
-                    n += p.commands.len();
-                    group.push(p);
-                }
-                Ok(None) => closed = true,
-                Err(_) => break,
-            }
-        }
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            return;
-        };
-        let core = core.clone();
-        tokio::spawn(async move {
-            send_group(&core, group).await;
-            drop(permit);
-        });
-    }
-}
-
-async fn send_group(core: &Core, group: Vec<Pending>) {
-    let lens: Vec<usize> = group.iter().map(|p| p.commands.len()).collect();
-    let mut replies = Vec::with_capacity(group.len());
-    let mut all = Vec::with_capacity(lens.iter().sum());
-    let mut parts = Vec::with_capacity(group.len());
-    for p in group {
-        replies.push(p.reply);
-        parts.push(p.commands.clone());
-        all.extend(p.commands);
-    }
-    match core.submit_direct(all).await {
-        Ok(mut results) => {
-            for (reply, len) in replies.into_iter().zip(lens).rev() {
-                let mine = results.split_off(results.len() - len);
-                let _ = reply.send(Ok(mine));
-            }
-        }
-        Err(ClientError::Status(s))
-            if s.code() == tonic::Code::InvalidArgument && replies.len() > 1 =>
-        {
-            // Someone's input is invalid: isolate it by sending each caller's part alone.
-            let each = parts.into_iter().map(|cmds| core.submit_direct(cmds));
-            let outcomes = futures::future::join_all(each).await;
-            for (reply, r) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(r);
-            }
-        }
-        Err(e) => {
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
-            }
-        }
     }
 }

@@ -1,0 +1,88 @@
+//! Builders for the protobuf commands a client submits.
+
+use ledger::Id;
+
+use crate::pb;
+
+fn wrap(kind: pb::command::Kind) -> pb::Command {
+    pb::Command { kind: Some(kind) }
+}
+
+pub fn create_account(id: Id, currency: &str, kind: pb::AccountKind) -> pb::Command {
+    create_account_with(pb::CreateAccount {
+        id: id.to_string(),
+        currency: currency.into(),
+        kind: kind as i32,
+        ..Default::default()
+    })
+}
+
+pub fn create_account_with(a: pb::CreateAccount) -> pb::Command {
+    wrap(pb::command::Kind::CreateAccount(a))
+}
+
+pub fn leg(debit: Id, credit: Id, amount: &str, currency: &str) -> pb::Leg {
+    pb::Leg {
+        debit_account_id: debit.to_string(),
+        credit_account_id: credit.to_string(),
+        amount: amount.into(),
+        currency: currency.into(),
+    }
+}
+
+pub fn transfer(id: Id, debit: Id, credit: Id, amount: &str, currency: &str) -> pb::Command {
+    transfer_legs(id, vec![leg(debit, credit, amount, currency)], None)
+}
+
+pub fn pending_transfer(
+    id: Id,
+    debit: Id,
+    credit: Id,
+    amount: &str,
+    currency: &str,
+    timeout_seconds: u64,
+) -> pb::Command {
+    transfer_legs(
+        id,
+        vec![leg(debit, credit, amount, currency)],
+        Some(timeout_seconds),
+    )
+}
+
+pub fn transfer_legs(
+    id: Id,
+    legs: Vec<pb::Leg>,
+    pending_timeout_seconds: Option<u64>,
+) -> pb::Command {
+    wrap(pb::command::Kind::CreateTransfer(pb::CreateTransfer {
+        id: id.to_string(),
+        legs,
+        pending_timeout_seconds,
+        reference: String::new(),
+    }))
+}
+
+/// `amount`: `Some((amount, currency))` for a partial post.
+pub fn post_pending(id: Id, pending_id: Id, amount: Option<(&str, &str)>) -> pb::Command {
+    wrap(pb::command::Kind::PostPending(pb::PostPending {
+        id: id.to_string(),
+        pending_id: pending_id.to_string(),
+        amount: amount.map(|(a, _)| a.to_string()),
+        currency: amount.map(|(_, c)| c.to_string()).unwrap_or_default(),
+    }))
+}
+
+pub fn void_pending(id: Id, pending_id: Id) -> pb::Command {
+    wrap(pb::command::Kind::VoidPending(pb::VoidPending {
+        id: id.to_string(),
+        pending_id: pending_id.to_string(),
+    }))
+}
+
+pub fn set_account_status(id: Id, account: Id, status: pb::AccountStatus) -> pb::Command {
+    wrap(pb::command::Kind::SetAccountStatus(pb::SetAccountStatus {
+        id: id.to_string(),
+        account_id: account.to_string(),
+        status: status as i32,
+    }))
+}

@@ -1,0 +1,178 @@
+//! One RPC with signing, leader redirects and bounded retries: what every client call goes through.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use parking_lot::Mutex;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+use super::{ClientConfig, ClientError, CommandOutcome};
+use crate::pb;
+use crate::protocol::{ErrorReason, HEADER_LEADER_ADDR, SUBMIT_PATH};
+use crate::signing::SignedHeaders;
+
+pub(super) fn normalize(endpoint: &str) -> String {
+    if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
+        endpoint.to_string()
+    } else {
+        format!("http://{endpoint}")
+    }
+}
+
+pub(super) struct Core {
+    pub(super) cfg: ClientConfig,
+    pub(super) key: SigningKey,
+    pub(super) endpoints: Vec<String>,
+    pub(super) channels: Mutex<HashMap<String, Channel>>,
+    /// Endpoint believed to be the leader (or the last that answered).
+    pub(super) preferred: Mutex<String>,
+}
+
+impl Core {
+    pub(super) fn channel(&self, endpoint: &str) -> Result<Channel, ClientError> {
+        if let Some(c) = self.channels.lock().get(endpoint) {
+            return Ok(c.clone());
+        }
+        let ep = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| ClientError::Invalid(format!("bad endpoint {endpoint}: {e}")))?
+            .connect_timeout(Duration::from_millis(self.cfg.connect_timeout_ms))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_while_idle(true);
+        let ch = ep.connect_lazy();
+        let mut m = self.channels.lock();
+        if m.len() >= 64 {
+            m.clear(); // bounded: a redirect storm cannot grow this without limit
+        }
+        m.insert(endpoint.to_string(), ch.clone());
+        Ok(ch)
+    }
+
+    pub(super) fn next_endpoint(&self, current: &str) -> String {
+        let i = self
+            .endpoints
+            .iter()
+            .position(|e| e == current)
+            .map_or(0, |i| (i + 1) % self.endpoints.len());
+        self.endpoints[i].clone()
+    }
+
+    /// Calls one RPC with signing, redirects and retries.
+    pub(super) async fn call<Req, Resp, F, Fut>(
+        &self,
+        path: &'static str,
+        msg: Req,
+        f: F,
+    ) -> Result<Resp, ClientError>
+    where
+        Req: prost::Message + Clone,
+        F: Fn(Channel, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
+        let bytes = msg.encode_to_vec();
+        let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
+        let mut target = self.preferred.lock().clone();
+        let mut backoff = Duration::from_millis(self.cfg.backoff_min_ms);
+        let mut maybe_applied = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let channel = self.channel(&target)?;
+            let mut req = Request::new(msg.clone());
+            req.set_timeout(timeout);
+            SignedHeaders::sign_now(&self.key, path, &bytes).apply(req.metadata_mut());
+            let status = match tokio::time::timeout(timeout, f(channel, req)).await {
+                Ok(Ok(resp)) => {
+                    *self.preferred.lock() = target;
+                    return Ok(resp.into_inner());
+                }
+                Ok(Err(s)) => s,
+                Err(_) => Status::deadline_exceeded("request timed out"),
+            };
+            let reason = ErrorReason::of(&status);
+            let mut redirect = None;
+            match (status.code(), reason) {
+                (tonic::Code::Unavailable, Some(ErrorReason::NotLeader)) => {
+                    redirect = status
+                        .metadata()
+                        .get(HEADER_LEADER_ADDR)
+                        .and_then(|v| v.to_str().ok())
+                        .map(normalize);
+                }
+                (tonic::Code::Unavailable, Some(ErrorReason::OutcomeUnknown)) => {
+                    maybe_applied = true
+                }
+                (tonic::Code::Unavailable, Some(_)) => {}
+                (
+                    tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Cancelled
+                    | tonic::Code::Unknown,
+                    None,
+                ) => {
+                    // Transport failure or timeout: the request may have been delivered.
+                    maybe_applied |=
+                        path == SUBMIT_PATH || status.code() != tonic::Code::Unavailable;
+                    target = self.next_endpoint(&target);
+                }
+                _ => return Err(ClientError::Status(status)),
+            }
+            if attempt >= self.cfg.max_attempts {
+                return Err(if maybe_applied {
+                    ClientError::OutcomeUnknown {
+                        attempts: attempt,
+                        last: status,
+                    }
+                } else {
+                    ClientError::Unavailable {
+                        attempts: attempt,
+                        last: status,
+                    }
+                });
+            }
+            if let Some(leader) = redirect {
+                if leader != target {
+                    target = leader;
+                    continue; // follow the redirect at once
+                }
+            }
+            let jitter =
+                Duration::from_micros(rand::random::<u64>() % (backoff.as_micros() as u64 / 2 + 1));
+            tokio::time::sleep(backoff + jitter).await;
+            backoff = (backoff * 2).min(Duration::from_millis(self.cfg.backoff_max_ms));
+        }
+    }
+
+    pub(super) async fn submit_direct(
+        &self,
+        commands: Vec<pb::Command>,
+    ) -> Result<Vec<CommandOutcome>, ClientError> {
+        let n = commands.len();
+        let resp = self
+            .call(
+                SUBMIT_PATH,
+                pb::SubmitRequest { commands },
+                |ch, r| async move {
+                    pb::ledger_client::LedgerClient::new(ch)
+                        .max_decoding_message_size(64 << 20)
+                        .submit(r)
+                        .await
+                },
+            )
+            .await?;
+        if resp.results.len() != n {
+            return Err(ClientError::Status(Status::internal(
+                "server returned a result count different from the command count",
+            )));
+        }
+        let idx = resp.applied_index;
+        Ok(resp
+            .results
+            .into_iter()
+            .map(|r| CommandOutcome::from_pb(r, idx))
+            .collect())
+    }
+}

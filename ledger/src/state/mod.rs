@@ -1,0 +1,449 @@
+//! The state machine: applies batches of commands to accounts, deterministically.
+//!
+//! One file per command family, each adding an `impl<S: Store> Ledger<S>` block:
+//! - this file: the [`Ledger`] type, opening, the batch loop (idempotency, digest, invariants);
+//! - [`moves`]: the money-moving primitives every flow composes — legs checked against status,
+//!   limits and funds, holds and their release — so no flow repeats a debit or credit check;
+//! - [`accounts`], [`transfers`] (transfers and two-phase holds), [`clients`]: the commands;
+//! - [`timers`]: the one timer index `(due_ns, kind, id)` through which everything expires;
+//! - [`queries`], [`verify`], [`snapshot`]: reads, the full consistency check, state transfer.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap;
+
+use crate::codec::{self, CommandRecord, Dec, Enc};
+use crate::command::*;
+use crate::money::Currency;
+use crate::result::{CommandResult, ResultCode};
+use crate::store::{Cf, Store, StoreError, WriteBatch};
+use crate::types::*;
+
+mod accounts;
+mod clients;
+mod moves;
+mod queries;
+mod snapshot;
+mod timers;
+mod transfers;
+mod verify;
+
+pub use timers::EXPIRE_PER_BATCH_MAX;
+pub use verify::VerifyError;
+
+/// Largest history page.
+pub const HISTORY_PAGE_MAX: usize = 1_000;
+/// Longest client name, in bytes.
+pub const CLIENT_NAME_BYTES_MAX: usize = 64;
+
+const NS_PER_DAY: u64 = 86_400 * 1_000_000_000;
+const META_KEY: &[u8] = b"meta";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("corrupt state: {0}")]
+    Corrupt(String),
+    #[error("batch index {index} does not follow applied index {applied}")]
+    OutOfOrder { index: u64, applied: u64 },
+    #[error(
+        "batch at index {index} has {commands} commands, over the limit of {BATCH_COMMANDS_MAX}"
+    )]
+    BatchTooLarge { index: u64, commands: usize },
+    #[error("snapshot: {0}")]
+    Snapshot(String),
+}
+
+impl From<codec::DecodeError> for LedgerError {
+    fn from(e: codec::DecodeError) -> Self {
+        LedgerError::Corrupt(e.to_string())
+    }
+}
+
+/// What applying one batch produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchOutput {
+    pub results: Vec<CommandResult>,
+    pub applied_index: u64,
+    /// Digest of the whole applied history up to and including this batch.
+    pub digest: [u8; 32],
+    /// The timestamp the batch was applied with (strictly greater than the previous batch's).
+    pub timestamp_ns: u64,
+}
+
+/// Per-currency sums over all accounts (the trial balance).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CurrencyTotals {
+    pub debits_posted: u128,
+    pub credits_posted: u128,
+    pub debits_pending: u128,
+    pub credits_pending: u128,
+    pub accounts: u64,
+}
+
+/// The ledger over a store. Accounts and API clients are cached in memory in full (they are read by
+/// every transfer); commands, transfers and postings are read from the store on demand.
+pub struct Ledger<S: Store> {
+    store: S,
+    accounts: FxHashMap<Id, Account>,
+    clients: FxHashMap<[u8; 32], Client>,
+    /// Everything that expires by log time, ordered by due time, then kind, then id.
+    timers: BTreeSet<(u64, TimerKind, Id)>,
+    applied_index: u64,
+    digest: [u8; 32],
+    last_timestamp_ns: u64,
+}
+
+/// Working state of one batch: changes are gathered here and written in one atomic store write.
+struct BatchCtx {
+    ts: u64,
+    day: u32,
+    wb: WriteBatch,
+    /// Account states before the batch first touched them (for the conservation check and the write).
+    before: FxHashMap<Id, AccountState>,
+    /// Command records written in this batch, and records read from the store.
+    records: FxHashMap<Id, Option<CommandRecord>>,
+    scratch: Enc,
+}
+
+/// Why a command failed: a business result (recorded) or a node-local error (fatal).
+enum Failure {
+    Code(ResultCode),
+    Fatal(LedgerError),
+}
+
+impl From<ResultCode> for Failure {
+    fn from(c: ResultCode) -> Self {
+        Failure::Code(c)
+    }
+}
+
+impl From<LedgerError> for Failure {
+    fn from(e: LedgerError) -> Self {
+        Failure::Fatal(e)
+    }
+}
+
+fn fingerprint(scratch: &mut Enc, c: &Command) -> [u8; 16] {
+    scratch.buf.clear();
+    codec::encode_command(scratch, c);
+    let h = blake3::hash(&scratch.buf);
+    h.as_bytes()[..16].try_into().expect("16 of 32 bytes")
+}
+
+impl<S: Store> Ledger<S> {
+    /// Opens the ledger over a store, loading the applied index, digest and the in-memory caches.
+    pub fn open(store: S) -> Result<Ledger<S>, LedgerError> {
+        let mut l = Ledger {
+            store,
+            accounts: FxHashMap::default(),
+            clients: FxHashMap::default(),
+            timers: BTreeSet::new(),
+            applied_index: 0,
+            digest: [0; 32],
+            last_timestamp_ns: 0,
+        };
+        l.load()?;
+        Ok(l)
+    }
+
+    fn load(&mut self) -> Result<(), LedgerError> {
+        self.accounts.clear();
+        self.clients.clear();
+        self.timers.clear();
+        self.applied_index = 0;
+        self.digest = [0; 32];
+        self.last_timestamp_ns = 0;
+        if let Some(m) = self.store.get(Cf::Meta, META_KEY)? {
+            let mut d = Dec::new(&m);
+            self.applied_index = d.u64()?;
+            self.digest = d
+                .bytes()?
+                .try_into()
+                .map_err(|_| LedgerError::Corrupt("digest".into()))?;
+            self.last_timestamp_ns = d.u64()?;
+            d.finish()?;
+        }
+        let accounts = &mut self.accounts;
+        self.store.for_each(Cf::Accounts, &mut |_, v| {
+            let a = codec::decode_account(v).map_err(|e| StoreError::Corrupt {
+                cf: Cf::Accounts,
+                reason: e.to_string(),
+            })?;
+            accounts.insert(a.info.id, a);
+            Ok(())
+        })?;
+        let clients = &mut self.clients;
+        self.store.for_each(Cf::Clients, &mut |_, v| {
+            let c = codec::decode_client(v).map_err(|e| StoreError::Corrupt {
+                cf: Cf::Clients,
+                reason: e.to_string(),
+            })?;
+            clients.insert(c.public_key, c);
+            Ok(())
+        })?;
+        self.load_timers()?;
+        Ok(())
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+    pub fn last_timestamp_ns(&self) -> u64 {
+        self.last_timestamp_ns
+    }
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    // ---- apply --------------------------------------------------------------------------------------
+
+    /// Applies the batch committed at log `index`, which must be the next one (`applied + 1`: the
+    /// ledger moves one entry at a time; only a snapshot restore jumps), and persists every change
+    /// together with the new applied index and digest in one atomic store write.
+    ///
+    /// Business failures are results, identical on every replica. An `Err` is node-local (storage,
+    /// or a log the consensus layer should never have produced) and means the node must stop.
+    pub fn apply(&mut self, index: u64, batch: &Batch) -> Result<BatchOutput, LedgerError> {
+        if index != self.applied_index + 1 {
+            return Err(LedgerError::OutOfOrder {
+                index,
+                applied: self.applied_index,
+            });
+        }
+        if batch.commands.len() > BATCH_COMMANDS_MAX {
+            return Err(LedgerError::BatchTooLarge {
+                index,
+                commands: batch.commands.len(),
+            });
+        }
+        // Strictly increasing log time, whatever the leader's clock says.
+        let ts = batch.timestamp_ns.max(self.last_timestamp_ns + 1);
+        let mut ctx = BatchCtx {
+            ts,
+            day: (ts / NS_PER_DAY) as u32,
+            wb: WriteBatch::with_capacity(batch.commands.len() * 4 + 8),
+            before: FxHashMap::with_capacity_and_hasher(
+                batch.commands.len() * 2,
+                Default::default(),
+            ),
+            records: FxHashMap::with_capacity_and_hasher(
+                batch.commands.len() + 16,
+                Default::default(),
+            ),
+            scratch: Enc::with_capacity(256),
+        };
+
+        self.expire_due(&mut ctx)?;
+        if self.store.batched_reads_pay() {
+            self.prefetch(&mut ctx, &batch.commands)?;
+        }
+
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&self.digest);
+        hasher.update(&index.to_le_bytes());
+        hasher.update(&ts.to_le_bytes());
+        hasher.update(&batch.seed.to_le_bytes());
+        hasher.update(&(batch.commands.len() as u64).to_le_bytes());
+
+        let mut results = Vec::with_capacity(batch.commands.len());
+        for cmd in &batch.commands {
+            let fp = fingerprint(&mut ctx.scratch, cmd);
+            let result = self.apply_one(&mut ctx, cmd, fp)?;
+            hasher.update(&fp);
+            hasher.update(&(result.code as u16).to_le_bytes());
+            hasher.update(&result.timestamp_ns.to_le_bytes());
+            results.push(result);
+        }
+        let digest: [u8; 32] = *hasher.finalize().as_bytes();
+
+        self.check_and_write_accounts(&mut ctx);
+
+        let mut meta = Enc::with_capacity(64);
+        meta.u64(index);
+        meta.bytes(&digest);
+        meta.u64(ts);
+        ctx.wb.put(Cf::Meta, META_KEY.to_vec(), meta.buf);
+        self.store.write(ctx.wb)?;
+
+        self.applied_index = index;
+        self.digest = digest;
+        self.last_timestamp_ns = ts;
+        Ok(BatchOutput {
+            results,
+            applied_index: index,
+            digest,
+            timestamp_ns: ts,
+        })
+    }
+
+    /// Loads the command records a batch refers to (its own ids, and the pending transfers it posts or
+    /// voids) with one multi-get, so the per-command path does no store round trip.
+    fn prefetch(&self, ctx: &mut BatchCtx, commands: &[Command]) -> Result<(), LedgerError> {
+        let mut ids: Vec<Id> = Vec::with_capacity(commands.len());
+        for c in commands {
+            ids.push(c.id());
+            match c {
+                Command::PostPending(p) => ids.push(p.pending_id),
+                Command::VoidPending(v) => ids.push(v.pending_id),
+                _ => {}
+            }
+        }
+        ids.retain(|id| !ctx.records.contains_key(id));
+        let keys: Vec<Vec<u8>> = ids.iter().map(|id| id.to_bytes().to_vec()).collect();
+        let values = self.store.multi_get(Cf::Commands, &keys)?;
+        for (id, v) in ids.into_iter().zip(values) {
+            let rec = match v {
+                Some(b) => Some(codec::decode_command_record(&b)?),
+                None => None,
+            };
+            ctx.records.insert(id, rec);
+        }
+        Ok(())
+    }
+
+    fn record(&self, ctx: &mut BatchCtx, id: Id) -> Result<Option<CommandRecord>, LedgerError> {
+        if let Some(r) = ctx.records.get(&id) {
+            return Ok(r.clone());
+        }
+        let r = match self.store.get(Cf::Commands, &id.to_bytes())? {
+            Some(b) => Some(codec::decode_command_record(&b)?),
+            None => None,
+        };
+        ctx.records.insert(id, r.clone());
+        Ok(r)
+    }
+
+    fn put_record(&self, ctx: &mut BatchCtx, id: Id, rec: CommandRecord) {
+        ctx.wb.put(
+            Cf::Commands,
+            id.to_bytes().to_vec(),
+            codec::encode_command_record(&rec),
+        );
+        ctx.records.insert(id, Some(rec));
+    }
+
+    fn apply_one(
+        &mut self,
+        ctx: &mut BatchCtx,
+        cmd: &Command,
+        fp: [u8; 16],
+    ) -> Result<CommandResult, LedgerError> {
+        let id = cmd.id();
+        if id.is_zero() {
+            // No key to store an outcome under: reported, never recorded.
+            return Ok(CommandResult {
+                code: ResultCode::InvalidId,
+                timestamp_ns: ctx.ts,
+            });
+        }
+        let existing = match ctx.records.get(&id) {
+            Some(r) => r.as_ref().map(|r| (r.fingerprint, r.result)),
+            // Not cached: a plain read (no cache entry for the common miss).
+            None => match self.store.get(Cf::Commands, &id.to_bytes())? {
+                Some(b) => {
+                    let r = codec::decode_command_record(&b)?;
+                    Some((r.fingerprint, r.result))
+                }
+                None => None,
+            },
+        };
+        if let Some((stored_fp, result)) = existing {
+            return Ok(if stored_fp == fp {
+                result
+            } else {
+                CommandResult {
+                    code: ResultCode::IdempotencyConflict,
+                    timestamp_ns: ctx.ts,
+                }
+            });
+        }
+        let outcome = match cmd {
+            Command::CreateAccount(c) => self.create_account(ctx, c).map(|()| None),
+            Command::CreateTransfer(t) => self.create_transfer(ctx, t).map(Some),
+            Command::PostPending(p) => self.post_pending(ctx, p).map(Some),
+            Command::VoidPending(v) => self.void_pending(ctx, v).map(Some),
+            Command::SetAccountStatus(s) => self.set_status(ctx, s).map(|()| None),
+            Command::RegisterClient(r) => self.register_client(ctx, r).map(|()| None),
+            Command::RevokeClient(r) => self.revoke_client(ctx, r).map(|()| None),
+        };
+        let (code, transfer) = match outcome {
+            Ok(t) => (ResultCode::Ok, t),
+            Err(Failure::Code(code)) => (code, None),
+            Err(Failure::Fatal(e)) => return Err(e),
+        };
+        let result = CommandResult {
+            code,
+            timestamp_ns: ctx.ts,
+        };
+        self.put_record(
+            ctx,
+            id,
+            CommandRecord {
+                fingerprint: fp,
+                result,
+                transfer,
+            },
+        );
+        Ok(result)
+    }
+
+    /// Replaces an account's state, remembering the state before the batch touched it.
+    fn commit_state(&mut self, ctx: &mut BatchCtx, id: Id, st: AccountState) {
+        let a = self
+            .accounts
+            .get_mut(&id)
+            .expect("caller checked the account exists");
+        ctx.before.entry(id).or_insert(a.state);
+        a.state = st;
+    }
+
+    // ---- end of batch -------------------------------------------------------------------------------
+
+    /// Checks the batch's invariants on every touched account (kept in release builds: a violation means
+    /// a bug, and a replica must stop rather than persist it), then writes each touched account once.
+    fn check_and_write_accounts(&self, ctx: &mut BatchCtx) {
+        let mut deltas: BTreeMap<Currency, [i128; 4]> = BTreeMap::new();
+        for (id, before) in &ctx.before {
+            let a = &self.accounts[id];
+            let (b0, b1) = (&before.balances, &a.state.balances);
+            let d = deltas.entry(a.info.currency).or_default();
+            d[0] += b1.debits_posted as i128 - b0.debits_posted as i128;
+            d[1] += b1.credits_posted as i128 - b0.credits_posted as i128;
+            d[2] += b1.debits_pending as i128 - b0.debits_pending as i128;
+            d[3] += b1.credits_pending as i128 - b0.credits_pending as i128;
+            for total in [
+                b1.debits_posted,
+                b1.credits_posted,
+                b1.debits_pending,
+                b1.credits_pending,
+            ] {
+                assert!(
+                    total <= crate::MAX_MINOR,
+                    "account {id} total past MAX_MINOR"
+                );
+            }
+            if a.info.flags & FLAG_DEBITS_MUST_NOT_EXCEED_CREDITS != 0 {
+                assert!(
+                    b1.debits_posted + b1.debits_pending <= b1.credits_posted + a.info.overdraft
+                        || b1.debits_posted + b1.debits_pending
+                            <= b0.debits_posted + b0.debits_pending,
+                    "account {id} overdrawn"
+                );
+            }
+            ctx.wb.put(
+                Cf::Accounts,
+                id.to_bytes().to_vec(),
+                codec::encode_account(a),
+            );
+        }
+        for (cur, d) in deltas {
+            assert_eq!(d[0], d[1], "posted money not conserved in {cur}");
+            assert_eq!(d[2], d[3], "pending money not conserved in {cur}");
+        }
+    }
+}

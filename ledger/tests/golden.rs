@@ -1,0 +1,615 @@
+//! Golden scripts: the ledger's behaviour as readable specifications, one folder per command family
+//! under `tests/golden/`. Each script is a sequence of commands and the results, balances and
+//! events they produce; `UPDATE_GOLDENFILES=1 cargo nextest run -p ledger --release golden`
+//! rewrites the expected output, which is then reviewed like code.
+//!
+//! Commands (names stand for ids; every name maps to one id for the whole script):
+//! - `account NAME CUR [kind=wallet|merchant|system] [overdraft=AMOUNT] [debits_must_not_exceed_credits=true]
+//!   [credits_must_not_exceed_debits=true] [per_transfer_max=AMOUNT] [daily_outflow_max=AMOUNT]
+//!   [daily_outflow_count_max=N] [balance_max=AMOUNT] [reference=TEXT] [metadata=N]`
+//! - `transfer ID FROM TO AMOUNT [currency=CUR] [timeout=SECONDS] [reference=TEXT]`, or with legs
+//!   `transfer ID leg=FROM/TO/AMOUNT[/CUR]... [timeout=SECONDS]` (a timeout makes it a hold)
+//! - `post ID PENDING [amount=AMOUNT] [currency=CUR]`, `void ID PENDING`
+//! - `status ID ACCOUNT open|frozen|closed`
+//! - `register ID KEY payments|finance|admin [name=TEXT]`, `revoke ID KEY`
+//! - `begin` … `commit`: the commands between them go in one batch (else one batch each)
+//! - `advance DURATION` (`90s`, `30m`, `2h`, `1d`): moves the leader's clock (each batch is
+//!   stamped one second after the previous one anyway); `advance until=NAME`: the next batch is
+//!   stamped exactly when NAME's timer falls due
+//! - `clock_back DURATION`: a leader whose clock is behind its predecessor's
+//! - `balances NAME...`, `history NAME [after=SEQ] [limit=N]`, `get ID...`, `timers`,
+//!   `balance_at NAME DURATION_AGO`, `totals`
+//!
+//! After every batch the runner checks the ledger's full consistency (`verify`) and that a
+//! snapshot restored into a fresh store has the same digest.
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::str::FromStr;
+
+use goldenscript::{Argument, Command as Line};
+use ledger::*;
+use rust_decimal::Decimal;
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+const SEC: u64 = 1_000_000_000;
+/// 2026-11-25T00:00:00Z: scripts start at a fixed log time.
+const T0: u64 = 1_795_564_800 * SEC;
+
+struct Runner {
+    ledger: Ledger<MemStore>,
+    now: u64,
+    names: BTreeMap<String, Id>,
+    ids: BTreeMap<Id, String>,
+    /// Commands of an open `begin` … `commit` group, with their names.
+    group: Option<Vec<Command>>,
+}
+
+impl Runner {
+    fn new() -> Runner {
+        Runner {
+            ledger: Ledger::open(MemStore::new()).expect("open"),
+            now: T0,
+            names: BTreeMap::new(),
+            ids: BTreeMap::new(),
+            group: None,
+        }
+    }
+
+    /// The id a name stands for (`0` is the zero id, for `invalid_id`).
+    fn id(&mut self, name: &str) -> Id {
+        if name == "0" {
+            return Id(0);
+        }
+        if let Some(id) = self.names.get(name) {
+            return *id;
+        }
+        let id = Id(self.names.len() as u128 + 1);
+        self.names.insert(name.to_string(), id);
+        self.ids.insert(id, name.to_string());
+        id
+    }
+
+    fn name(&self, id: Id) -> String {
+        self.ids.get(&id).cloned().unwrap_or_else(|| id.to_string())
+    }
+
+    fn key(name: &str) -> [u8; 32] {
+        *blake3::hash(name.as_bytes()).as_bytes()
+    }
+
+    /// Applies commands as one batch and prints each result, after any timers that fired.
+    fn apply(&mut self, commands: Vec<Command>) -> Res<String> {
+        let mut out = String::new();
+        let timers_before: Vec<(u64, TimerKind, Id)> = self.ledger.timers().copied().collect();
+        let index = self.ledger.applied_index() + 1;
+        // Each batch one second of log time after the previous one, plus any `advance`.
+        self.now += SEC;
+        let batch = Batch {
+            timestamp_ns: self.now,
+            seed: index,
+            commands,
+        };
+        let output = self.ledger.apply(index, &batch)?;
+        let ts = output.timestamp_ns;
+        let after: Vec<(u64, TimerKind, Id)> = self.ledger.timers().copied().collect();
+        for t in &timers_before {
+            if t.0 <= ts && !after.contains(t) {
+                // Fired at the start of the batch, or settled by a command in it.
+                let state = self.ledger.transfer(t.2)?.map(|t| t.state.name());
+                if state == Some("pending_expired") {
+                    writeln!(out, "expired {} ({})", self.name(t.2), t.1)?;
+                }
+            }
+        }
+        for (c, r) in batch.commands.iter().zip(&output.results) {
+            writeln!(out, "{} → {}", self.name(c.id()), r.code)?;
+        }
+        self.check()?;
+        Ok(out)
+    }
+
+    /// Invariants after every batch: full consistency, and a snapshot restores to the same state.
+    fn check(&self) -> Res<()> {
+        self.ledger.verify()?;
+        let snap = self.ledger.snapshot()?;
+        let mut copy = Ledger::open(MemStore::new())?;
+        copy.restore(self.ledger.applied_index(), &snap)?;
+        if copy.digest() != self.ledger.digest() {
+            return Err("snapshot restored to another digest".into());
+        }
+        Ok(())
+    }
+
+    fn submit(&mut self, c: Command) -> Res<String> {
+        match &mut self.group {
+            Some(g) => {
+                g.push(c);
+                Ok(String::new())
+            }
+            None => self.apply(vec![c]),
+        }
+    }
+
+    fn balances(&self, id: Id) -> Res<String> {
+        let Some(a) = self.ledger.account(id) else {
+            return Ok(format!("{}: no such account", self.name(id)));
+        };
+        let c = a.info.currency;
+        let b = &a.state.balances;
+        Ok(format!(
+            "{}: balance {} {} available {} (posted dr {} cr {}, pending dr {} cr {}) {}",
+            self.name(id),
+            a.balance(),
+            c,
+            a.available(),
+            c.to_decimal(b.debits_posted),
+            c.to_decimal(b.credits_posted),
+            c.to_decimal(b.debits_pending),
+            c.to_decimal(b.credits_pending),
+            a.status(),
+        ))
+    }
+}
+
+fn amount(s: &str) -> Res<Decimal> {
+    Ok(Decimal::from_str(s).map_err(|e| format!("amount {s:?}: {e}"))?)
+}
+
+fn currency(s: &str) -> Res<Currency> {
+    Ok(Currency::from_code(s).ok_or_else(|| format!("unknown currency {s}"))?)
+}
+
+fn duration_ns(s: &str) -> Res<u64> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n.parse().map_err(|_| format!("duration {s:?}"))?;
+    let unit = match unit {
+        "ns" => 1,
+        "s" | "" => SEC,
+        "m" => 60 * SEC,
+        "h" => 3_600 * SEC,
+        "d" => 86_400 * SEC,
+        _ => return Err(format!("duration unit {unit:?}").into()),
+    };
+    Ok(n * unit)
+}
+
+fn pos<'a>(args: &mut goldenscript::ArgumentConsumer<'a>, what: &str) -> Res<&'a Argument> {
+    Ok(args.next_pos().ok_or_else(|| format!("{what} not given"))?)
+}
+
+impl goldenscript::Runner for Runner {
+    fn run(&mut self, line: &Line) -> Res<String> {
+        let mut args = line.consume_args();
+        let out = match line.name.as_str() {
+            "account" => {
+                let id = self.id(&pos(&mut args, "name")?.value);
+                let cur = pos(&mut args, "currency")?.value.clone();
+                let kind = match args.lookup("kind").map(|a| a.value.as_str()) {
+                    None | Some("wallet") => AccountKind::Wallet,
+                    Some("merchant") => AccountKind::Merchant,
+                    Some("system") => AccountKind::System,
+                    Some(k) => return Err(format!("kind {k}").into()),
+                };
+                let opt =
+                    |args: &mut goldenscript::ArgumentConsumer, k: &str| -> Res<Option<Decimal>> {
+                        args.lookup(k).map(|a| amount(&a.value)).transpose()
+                    };
+                let overdraft = opt(&mut args, "overdraft")?;
+                let limits = LimitsSpec {
+                    per_transfer_max: opt(&mut args, "per_transfer_max")?,
+                    daily_outflow_max: opt(&mut args, "daily_outflow_max")?,
+                    daily_outflow_count_max: args.lookup_parse("daily_outflow_count_max")?,
+                    balance_max: opt(&mut args, "balance_max")?,
+                };
+                let metadata_n: usize = args.lookup_parse("metadata")?.unwrap_or(0);
+                let metadata_value_len: usize =
+                    args.lookup_parse("metadata_value_len")?.unwrap_or(1);
+                let c = CreateAccount {
+                    id,
+                    currency: cur,
+                    kind,
+                    debits_must_not_exceed_credits: args
+                        .lookup_parse("debits_must_not_exceed_credits")?
+                        .unwrap_or(false),
+                    credits_must_not_exceed_debits: args
+                        .lookup_parse("credits_must_not_exceed_debits")?
+                        .unwrap_or(false),
+                    overdraft,
+                    limits,
+                    reference: args
+                        .lookup("reference")
+                        .map(|a| a.value.clone())
+                        .unwrap_or_default(),
+                    metadata: (0..metadata_n)
+                        .map(|i| (format!("k{i}"), "v".repeat(metadata_value_len)))
+                        .collect(),
+                };
+                args.reject_rest()?;
+                self.submit(Command::CreateAccount(c))?
+            }
+            "transfer" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let mut legs = Vec::new();
+                let first: Vec<String> = args.rest_pos().iter().map(|a| a.value.clone()).collect();
+                if !first.is_empty() {
+                    let [from, to, amt] =
+                        <[String; 3]>::try_from(first).map_err(|_| "transfer ID FROM TO AMOUNT")?;
+                    let declared = args
+                        .lookup("currency")
+                        .map(|a| currency(&a.value))
+                        .transpose()?;
+                    legs.push(LegSpec {
+                        debit: self.id(&from),
+                        credit: self.id(&to),
+                        amount: amount(&amt)?,
+                        currency: declared,
+                    });
+                }
+                // Every `leg=` in order (a lookup consumes them all and returns only the last).
+                args.lookup("leg");
+                for leg in line.args.iter().filter(|a| a.key.as_deref() == Some("leg")) {
+                    let parts: Vec<&str> = leg.value.split('/').collect();
+                    let (from, to, amt, cur) = match parts[..] {
+                        [f, t, a] => (f, t, a, None),
+                        [f, t, a, c] => (f, t, a, Some(currency(c)?)),
+                        _ => {
+                            return Err(format!("leg {:?}: FROM/TO/AMOUNT[/CUR]", leg.value).into())
+                        }
+                    };
+                    legs.push(LegSpec {
+                        debit: self.id(from),
+                        credit: self.id(to),
+                        amount: amount(amt)?,
+                        currency: cur,
+                    });
+                }
+                // `legs=N`: N identical legs of the first (for the leg-count limits).
+                if let Some(n) = args.lookup_parse::<usize>("legs")? {
+                    let leg = legs.first().cloned().ok_or("legs=N needs a first leg")?;
+                    legs = vec![leg; n];
+                }
+                let t = CreateTransfer {
+                    id,
+                    legs,
+                    pending_timeout_seconds: args.lookup_parse("timeout")?,
+                    reference: args
+                        .lookup("reference")
+                        .map(|a| a.value.clone())
+                        .unwrap_or_default(),
+                };
+                args.reject_rest()?;
+                self.submit(Command::CreateTransfer(t))?
+            }
+            "post" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let pending_id = self.id(&pos(&mut args, "pending")?.value);
+                let amount = args
+                    .lookup("amount")
+                    .map(|a| amount(&a.value))
+                    .transpose()?;
+                let currency = args
+                    .lookup("currency")
+                    .map(|a| currency(&a.value))
+                    .transpose()?;
+                args.reject_rest()?;
+                self.submit(Command::PostPending(PostPending {
+                    id,
+                    pending_id,
+                    amount,
+                    currency,
+                }))?
+            }
+            "void" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let pending_id = self.id(&pos(&mut args, "pending")?.value);
+                args.reject_rest()?;
+                self.submit(Command::VoidPending(VoidPending { id, pending_id }))?
+            }
+            "status" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let account = self.id(&pos(&mut args, "account")?.value);
+                let status = AccountStatus::from_name(&pos(&mut args, "status")?.value)
+                    .ok_or("status: open|frozen|closed")?;
+                args.reject_rest()?;
+                self.submit(Command::SetAccountStatus(SetAccountStatus {
+                    id,
+                    account,
+                    status,
+                }))?
+            }
+            "register" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let key = Runner::key(&pos(&mut args, "key")?.value);
+                let role = ClientRole::from_name(&pos(&mut args, "role")?.value)
+                    .ok_or("role: payments|finance|admin")?;
+                let name = args
+                    .lookup("name")
+                    .map(|a| a.value.clone())
+                    .unwrap_or_else(|| "client".into());
+                args.reject_rest()?;
+                self.submit(Command::RegisterClient(RegisterClient {
+                    id,
+                    public_key: key,
+                    role,
+                    name,
+                }))?
+            }
+            "revoke" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let key = Runner::key(&pos(&mut args, "key")?.value);
+                args.reject_rest()?;
+                self.submit(Command::RevokeClient(RevokeClient {
+                    id,
+                    public_key: key,
+                }))?
+            }
+            "clients" => {
+                args.reject_rest()?;
+                let mut out = String::new();
+                for c in self.ledger.clients() {
+                    writeln!(
+                        out,
+                        "{} {}{}",
+                        c.name,
+                        c.role,
+                        if c.revoked { " revoked" } else { "" }
+                    )?;
+                }
+                out
+            }
+            "begin" => {
+                args.reject_rest()?;
+                if self.group.replace(Vec::new()).is_some() {
+                    return Err("begin inside begin".into());
+                }
+                String::new()
+            }
+            "commit" => {
+                args.reject_rest()?;
+                let g = self.group.take().ok_or("commit without begin")?;
+                self.apply(g)?
+            }
+            "advance" => {
+                if let Some(a) = args.lookup("until") {
+                    // The next batch is stamped exactly when the named object's timer falls due.
+                    let id = self.id(&a.value);
+                    let due = self
+                        .ledger
+                        .timers()
+                        .find(|t| t.2 == id)
+                        .ok_or_else(|| format!("no timer for {}", a.value))?
+                        .0;
+                    self.now = due - SEC;
+                } else {
+                    self.now += duration_ns(&pos(&mut args, "duration")?.value)?;
+                }
+                args.reject_rest()?;
+                String::new()
+            }
+            "clock_back" => {
+                self.now -= duration_ns(&pos(&mut args, "duration")?.value)?;
+                args.reject_rest()?;
+                String::new()
+            }
+            "balances" => {
+                let mut out = String::new();
+                for a in args.rest_pos() {
+                    let id = self.id(&a.value);
+                    writeln!(out, "{}", self.balances(id)?)?;
+                }
+                args.reject_rest()?;
+                out
+            }
+            "history" => {
+                let id = self.id(&pos(&mut args, "account")?.value);
+                let after: u64 = args.lookup_parse("after")?.unwrap_or(0);
+                let limit: usize = args.lookup_parse("limit")?.unwrap_or(100);
+                args.reject_rest()?;
+                let c = self
+                    .ledger
+                    .account(id)
+                    .ok_or("no such account")?
+                    .info
+                    .currency;
+                let mut out = String::new();
+                for p in self.ledger.history(id, after, limit)? {
+                    writeln!(
+                        out,
+                        "#{} {} {} {} {} by {} leg {} → posted dr {} cr {}, pending dr {} cr {}",
+                        p.seq,
+                        p.kind,
+                        if p.is_debit { "dr" } else { "cr" },
+                        c.to_decimal(p.amount),
+                        c,
+                        self.name(p.transfer),
+                        p.leg,
+                        c.to_decimal(p.balances_after.debits_posted),
+                        c.to_decimal(p.balances_after.credits_posted),
+                        c.to_decimal(p.balances_after.debits_pending),
+                        c.to_decimal(p.balances_after.credits_pending),
+                    )?;
+                }
+                out
+            }
+            "balance_at" => {
+                let id = self.id(&pos(&mut args, "account")?.value);
+                let ago = duration_ns(&pos(&mut args, "ago")?.value)?;
+                args.reject_rest()?;
+                let c = self
+                    .ledger
+                    .account(id)
+                    .ok_or("no such account")?
+                    .info
+                    .currency;
+                let at = self.ledger.last_timestamp_ns() - ago;
+                let b = self.ledger.balance_at(id, at)?.ok_or("no such account")?;
+                format!(
+                    "{} {} ago: net {} {}\n",
+                    self.name(id),
+                    pos_str(ago),
+                    c.to_decimal_signed(b.credits_posted as i128 - b.debits_posted as i128),
+                    c
+                )
+            }
+            "get" => {
+                let mut out = String::new();
+                for a in args.rest_pos() {
+                    let id = self.id(&a.value);
+                    match self.ledger.transfer(id)? {
+                        None => writeln!(out, "{}: no transfer", a.value)?,
+                        Some(t) => {
+                            let legs: Vec<String> = t
+                                .legs
+                                .iter()
+                                .map(|l| {
+                                    let c = self.ledger.account(l.debit).map(|a| a.info.currency);
+                                    let amt = c.map_or(l.amount.to_string(), |c| {
+                                        format!("{} {c}", c.to_decimal(l.amount))
+                                    });
+                                    format!("{}→{} {amt}", self.name(l.debit), self.name(l.credit))
+                                })
+                                .collect();
+                            write!(out, "{}: {} [{}]", a.value, t.state, legs.join(", "))?;
+                            if let Some(p) = t.pending_id {
+                                write!(out, " of {}", self.name(p))?;
+                            }
+                            if let Some(p) = t.posted_amount {
+                                let c = t
+                                    .legs
+                                    .first()
+                                    .and_then(|l| self.ledger.account(l.debit))
+                                    .map(|a| a.info.currency);
+                                match c {
+                                    Some(c) => write!(out, " posted {} {c}", c.to_decimal(p))?,
+                                    None => write!(out, " posted {p}")?,
+                                }
+                            }
+                            if let Some(e) = t.expires_ns {
+                                write!(out, " expires +{}", pos_str(e - t.timestamp_ns))?;
+                            }
+                            writeln!(out)?;
+                        }
+                    }
+                }
+                args.reject_rest()?;
+                out
+            }
+            "timers" => {
+                args.reject_rest()?;
+                let mut out = String::new();
+                let now = self.ledger.last_timestamp_ns();
+                for (due, kind, id) in self.ledger.timers() {
+                    writeln!(
+                        out,
+                        "{} {} due in {}",
+                        self.name(*id),
+                        kind,
+                        pos_str(due.saturating_sub(now))
+                    )?;
+                }
+                if out.is_empty() {
+                    out.push_str("no timers\n");
+                }
+                out
+            }
+            "totals" => {
+                args.reject_rest()?;
+                let mut out = String::new();
+                for (c, t) in self.ledger.totals() {
+                    writeln!(
+                        out,
+                        "{c}: {} accounts, posted dr {} cr {}, pending dr {} cr {}",
+                        t.accounts,
+                        c.to_decimal(t.debits_posted),
+                        c.to_decimal(t.credits_posted),
+                        c.to_decimal(t.debits_pending),
+                        c.to_decimal(t.credits_pending)
+                    )?;
+                }
+                out
+            }
+            name => return Err(format!("unknown command {name}").into()),
+        };
+        Ok(out)
+    }
+
+    fn end_script(&mut self) -> Res<()> {
+        if self.group.is_some() {
+            return Err("begin without commit".into());
+        }
+        Ok(())
+    }
+}
+
+/// A duration in the largest whole unit.
+fn pos_str(ns: u64) -> String {
+    for (unit, n) in [
+        ("d", 86_400 * SEC),
+        ("h", 3_600 * SEC),
+        ("m", 60 * SEC),
+        ("s", SEC),
+    ] {
+        if ns >= n && ns % n == 0 {
+            return format!("{}{unit}", ns / n);
+        }
+    }
+    format!("{ns}ns")
+}
+
+/// Runs every script of one family folder, each with a fresh ledger.
+fn family(name: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no scripts in {}", dir.display());
+    for f in files {
+        eprintln!("golden script {}", f.display());
+        goldenscript::run(&mut Runner::new(), &f)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    }
+}
+
+#[test]
+fn accounts() {
+    family("accounts");
+}
+
+#[test]
+fn transfers() {
+    family("transfers");
+}
+
+#[test]
+fn pending() {
+    family("pending");
+}
+
+#[test]
+fn limits() {
+    family("limits");
+}
+
+#[test]
+fn idempotency() {
+    family("idempotency");
+}
+
+#[test]
+fn clients() {
+    family("clients");
+}
+
+#[test]
+fn log_time() {
+    family("log_time");
+}
