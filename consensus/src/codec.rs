@@ -51,46 +51,59 @@ pub fn encode_entry_data(timestamp_ns: u64, seed: u64, proposals: &[Proposal<'_>
     out
 }
 
+/// Why entry bytes are not an entry this build can read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryDecodeError {
+    #[error("truncated: need {need} bytes, have {have}")]
+    Truncated { need: usize, have: usize },
+    #[error("unknown entry format version {0}")]
+    UnknownVersion(u8),
+    #[error("proposal count {0} exceeds entry size")]
+    TooManyProposals(usize),
+    #[error("{0} trailing bytes")]
+    TrailingBytes(usize),
+}
+
 struct Cursor<'a> {
     buf: &'a [u8],
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], EntryDecodeError> {
         if self.buf.len() < n {
-            return Err(format!(
-                "truncated: need {n} bytes, have {}",
-                self.buf.len()
-            ));
+            return Err(EntryDecodeError::Truncated {
+                need: n,
+                have: self.buf.len(),
+            });
         }
         let (a, b) = self.buf.split_at(n);
         self.buf = b;
         Ok(a)
     }
-    fn u64(&mut self) -> Result<u64, String> {
+    fn u64(&mut self) -> Result<u64, EntryDecodeError> {
         Ok(u64::from_be_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Result<u32, EntryDecodeError> {
         Ok(u32::from_be_bytes(
             self.take(4)?.try_into().expect("4 bytes"),
         ))
     }
 }
 
-pub fn decode_entry_data(data: &[u8]) -> Result<EntryData<'_>, String> {
+pub fn decode_entry_data(data: &[u8]) -> Result<EntryData<'_>, EntryDecodeError> {
     let mut c = Cursor { buf: data };
     let version = c.take(1)?[0];
     if version != ENTRY_FORMAT_V1 {
-        return Err(format!("unknown entry format version {version}"));
+        return Err(EntryDecodeError::UnknownVersion(version));
     }
     let timestamp_ns = c.u64()?;
     let seed = c.u64()?;
     let count = c.u32()? as usize;
     // Bound the allocation by what the buffer can possibly hold.
     if count > c.buf.len() / PER_PROPOSAL_BYTES {
-        return Err(format!("proposal count {count} exceeds entry size"));
+        return Err(EntryDecodeError::TooManyProposals(count));
     }
     let mut proposals = Vec::with_capacity(count);
     for _ in 0..count {
@@ -105,7 +118,7 @@ pub fn decode_entry_data(data: &[u8]) -> Result<EntryData<'_>, String> {
         });
     }
     if !c.buf.is_empty() {
-        return Err(format!("{} trailing bytes", c.buf.len()));
+        return Err(EntryDecodeError::TrailingBytes(c.buf.len()));
     }
     Ok(EntryData {
         timestamp_ns,

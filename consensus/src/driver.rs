@@ -928,9 +928,9 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
                         });
                     } else {
                         let d =
-                            decode_entry_data(&e.data).map_err(|reason| ConsensusError::Codec {
+                            decode_entry_data(&e.data).map_err(|err| ConsensusError::Codec {
                                 index: e.index,
-                                reason,
+                                reason: err.to_string(),
                             })?;
                         batch.push(CommittedEntry {
                             index: e.index,

@@ -86,7 +86,9 @@ mod state_machine;
 mod storage;
 
 pub use chunk::{chunk_message, ChunkError, Reassembler, CHUNK_HEADER_BYTES};
-pub use codec::{decode_entry_data, encode_entry_data, EntryData, ENTRY_FORMAT_V1};
+pub use codec::{
+    decode_entry_data, encode_entry_data, EntryData, EntryDecodeError, ENTRY_FORMAT_V1,
+};
 pub use config::Config;
 pub use driver::{
     Driver, MembershipChange, NodeStatus, ProposeOutcome, ReadError, RejectReason, Role, SendFn,

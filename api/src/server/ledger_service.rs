@@ -1,0 +1,183 @@
+//! The `Ledger` service: submit commands, read accounts, transfers, history, events.
+
+use super::*;
+
+pub struct LedgerService {
+    ctx: Arc<NodeContext>,
+}
+
+impl LedgerService {
+    pub fn new(ctx: Arc<NodeContext>) -> Self {
+        LedgerService { ctx }
+    }
+}
+
+fn check_ids(ids: &[String]) -> Result<Vec<Id>, Status> {
+    if ids.is_empty() {
+        return Err(Status::invalid_argument("at least one id is required"));
+    }
+    if ids.len() > wire::READ_IDS_MAX {
+        return Err(Status::invalid_argument(format!(
+            "at most {} ids per call",
+            wire::READ_IDS_MAX
+        )));
+    }
+    ids.iter()
+        .enumerate()
+        .map(|(i, s)| wire::parse_id(&format!("ids[{i}]"), s))
+        .collect()
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl pb::ledger_server::Ledger for LedgerService {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let req = request.into_inner();
+        let commands = wire::submit_from_pb(
+            &req,
+            self.ctx.limits.max_batch_commands,
+            &self.ctx.currency_lookup(),
+        )?;
+        let (index, results) = self.ctx.propose(&commands).await?;
+        Ok(Response::new(pb::SubmitResponse {
+            results: commands
+                .iter()
+                .zip(&results)
+                .map(|(c, r)| wire::result_to_pb(c.id(), r))
+                .collect(),
+            applied_index: index,
+        }))
+    }
+
+    async fn get_accounts(
+        &self,
+        request: Request<pb::GetAccountsRequest>,
+    ) -> Result<Response<pb::GetAccountsResponse>, Status> {
+        let req = request.into_inner();
+        let ids = check_ids(&req.ids)?;
+        self.ctx.read_barrier(req.allow_stale).await?;
+        let l = self.ctx.ledger.lock();
+        let mut resp = pb::GetAccountsResponse {
+            applied_index: l.applied_index(),
+            ..Default::default()
+        };
+        for id in ids {
+            match l.account(id) {
+                Some(a) => resp.accounts.push(wire::account_to_pb(a)),
+                None => resp.not_found.push(id.to_string()),
+            }
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn get_transfers(
+        &self,
+        request: Request<pb::GetTransfersRequest>,
+    ) -> Result<Response<pb::GetTransfersResponse>, Status> {
+        let req = request.into_inner();
+        let ids = check_ids(&req.ids)?;
+        self.ctx.read_barrier(req.allow_stale).await?;
+        let l = self.ctx.ledger.lock();
+        let currency_of = |id| l.account(id).map(|a| a.info.currency);
+        let mut resp = pb::GetTransfersResponse {
+            applied_index: l.applied_index(),
+            ..Default::default()
+        };
+        for id in ids {
+            match l.transfer(id).map_err(internal)? {
+                Some(t) => resp.transfers.push(wire::transfer_to_pb(&t, &currency_of)),
+                None => resp.not_found.push(id.to_string()),
+            }
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn list_account_history(
+        &self,
+        request: Request<pb::ListAccountHistoryRequest>,
+    ) -> Result<Response<pb::ListAccountHistoryResponse>, Status> {
+        let req = request.into_inner();
+        let account = wire::parse_id("account_id", &req.account_id)?;
+        let limit = match req.limit {
+            0 => wire::HISTORY_PAGE_DEFAULT,
+            n if n > wire::HISTORY_PAGE_MAX => {
+                return Err(Status::invalid_argument(format!(
+                    "limit must be at most {}",
+                    wire::HISTORY_PAGE_MAX
+                )))
+            }
+            n => n,
+        };
+        self.ctx.read_barrier(req.allow_stale).await?;
+        let l = self.ctx.ledger.lock();
+        let a = l
+            .account(account)
+            .ok_or_else(|| Status::not_found(format!("account {account} not found")))?;
+        let currency = a.info.currency;
+        let last_seq = a.state.posting_seq;
+        let postings = l
+            .history(account, req.after_seq, limit as usize)
+            .map_err(internal)?;
+        let next = postings.last().map_or(req.after_seq, |p| p.seq);
+        Ok(Response::new(pb::ListAccountHistoryResponse {
+            currency: currency.code().to_string(),
+            postings: postings
+                .iter()
+                .map(|p| wire::posting_to_pb(currency, p))
+                .collect(),
+            next_after_seq: next,
+            has_more: next < last_seq,
+            applied_index: l.applied_index(),
+        }))
+    }
+
+    async fn get_balance_at(
+        &self,
+        request: Request<pb::GetBalanceAtRequest>,
+    ) -> Result<Response<pb::GetBalanceAtResponse>, Status> {
+        let req = request.into_inner();
+        let account = wire::parse_id("account_id", &req.account_id)?;
+        self.ctx.read_barrier(req.allow_stale).await?;
+        let l = self.ctx.ledger.lock();
+        let a = l
+            .account(account)
+            .ok_or_else(|| Status::not_found(format!("account {account} not found")))?;
+        let currency = a.info.currency;
+        let b = l
+            .balance_at(account, req.timestamp_ns)
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("account {account} not found")))?;
+        Ok(Response::new(pb::GetBalanceAtResponse {
+            currency: currency.code().to_string(),
+            balances: Some(wire::balances_to_pb(currency, &b)),
+            balance: wire::net_balance(currency, &b),
+            applied_index: l.applied_index(),
+        }))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let rx = self.ctx.events.watch(
+            request.into_inner().from_index,
+            self.ctx.closing.subscribe(),
+        )?;
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin service

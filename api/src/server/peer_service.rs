@@ -1,0 +1,52 @@
+//! The `Peer` service: Raft messages between replicas, as chunked opaque frames.
+
+use super::*;
+
+pub struct PeerService {
+    ctx: Arc<NodeContext>,
+}
+
+impl PeerService {
+    pub fn new(ctx: Arc<NodeContext>) -> Self {
+        PeerService { ctx }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::peer_server::Peer for PeerService {
+    async fn stream(
+        &self,
+        request: Request<Streaming<pb::PeerFrame>>,
+    ) -> Result<Response<pb::PeerAck>, Status> {
+        let from = request.extensions().get::<PeerId>().map(|p| p.0);
+        let mut frames = request.into_inner();
+        let mut dropped = 0u64;
+        let mut closing = self.ctx.closing.subscribe();
+        loop {
+            let frame = tokio::select! {
+                f = frames.next() => match f {
+                    Some(f) => f?,
+                    None => break,
+                },
+                _ = crate::events::closed(&mut closing) => break,
+            };
+            if let (Some(from), false) = (from, frame.from_address.is_empty()) {
+                if frame.from_address.len() <= 256 && from != self.ctx.id {
+                    self.ctx.peers.set(from, frame.from_address);
+                }
+            }
+            if self.ctx.raft.step(frame.frame).is_err() {
+                dropped += 1; // overloaded or stopped: Raft retransmits
+            }
+        }
+        if dropped > 0 {
+            tracing::debug!(
+                node = self.ctx.id,
+                ?from,
+                dropped,
+                "dropped inbound raft frames"
+            );
+        }
+        Ok(Response::new(pb::PeerAck {}))
+    }
+}

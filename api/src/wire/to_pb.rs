@@ -1,0 +1,193 @@
+//! Ledger values to the protobuf contract (responses and watch events).
+
+use super::*;
+
+fn amount_str(currency: Currency, minor: u128) -> String {
+    currency
+        .to_decimal(minor.min(ledger::MAX_MINOR))
+        .to_string()
+}
+
+pub fn balances_to_pb(currency: Currency, b: &Balances) -> pb::Balances {
+    pb::Balances {
+        debits_posted: amount_str(currency, b.debits_posted),
+        credits_posted: amount_str(currency, b.credits_posted),
+        debits_pending: amount_str(currency, b.debits_pending),
+        credits_pending: amount_str(currency, b.credits_pending),
+    }
+}
+
+pub fn net_balance(currency: Currency, b: &Balances) -> String {
+    currency
+        .to_decimal_signed(b.credits_posted as i128 - b.debits_posted as i128)
+        .to_string()
+}
+
+pub fn account_to_pb(a: &ledger::Account) -> pb::Account {
+    let c = a.info.currency;
+    let l = &a.info.limits;
+    pb::Account {
+        id: a.info.id.to_string(),
+        currency: c.code().to_string(),
+        kind: enum_to_pb(a.info.kind),
+        status: enum_to_pb(a.status()),
+        debits_must_not_exceed_credits: a.info.flags & ledger::FLAG_DEBITS_MUST_NOT_EXCEED_CREDITS
+            != 0,
+        credits_must_not_exceed_debits: a.info.flags & ledger::FLAG_CREDITS_MUST_NOT_EXCEED_DEBITS
+            != 0,
+        overdraft: amount_str(c, a.info.overdraft),
+        limits: Some(pb::Limits {
+            per_transfer_max: l.per_transfer_max.map(|m| amount_str(c, m)),
+            daily_outflow_max: l.daily_outflow_max.map(|m| amount_str(c, m)),
+            daily_outflow_count_max: l.daily_outflow_count_max,
+            balance_max: l.balance_max.map(|m| amount_str(c, m)),
+        }),
+        reference: a.info.reference.clone(),
+        metadata: a
+            .info
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        created_ns: a.info.created_ns,
+        balances: Some(balances_to_pb(c, &a.state.balances)),
+        balance: a.balance().to_string(),
+        available: a.available().to_string(),
+        posting_seq: a.state.posting_seq,
+    }
+}
+
+/// `currency_of` resolves the currency of a leg's debit account (accounts are never deleted).
+pub fn transfer_to_pb(
+    t: &ledger::Transfer,
+    currency_of: &dyn Fn(Id) -> Option<Currency>,
+) -> pb::Transfer {
+    let first_currency = t.legs.first().and_then(|l| currency_of(l.debit));
+    let fmt = |c: Option<Currency>, minor: u128| match c {
+        Some(c) => amount_str(c, minor),
+        None => minor.to_string(),
+    };
+    pb::Transfer {
+        id: t.id.to_string(),
+        legs: t
+            .legs
+            .iter()
+            .map(|l| {
+                let c = currency_of(l.debit);
+                pb::TransferLeg {
+                    debit_account_id: l.debit.to_string(),
+                    credit_account_id: l.credit.to_string(),
+                    amount: fmt(c, l.amount),
+                    currency: c.map(|c| c.code().to_string()).unwrap_or_default(),
+                }
+            })
+            .collect(),
+        state: enum_to_pb(t.state),
+        pending_id: t.pending_id.map(|i| i.to_string()),
+        expires_ns: t.expires_ns,
+        posted_amount: t.posted_amount.map(|m| fmt(first_currency, m)),
+        reference: t.reference.clone(),
+        timestamp_ns: t.timestamp_ns,
+    }
+}
+
+pub fn posting_to_pb(currency: Currency, p: &ledger::Posting) -> pb::Posting {
+    pb::Posting {
+        seq: p.seq,
+        transfer_id: p.transfer.to_string(),
+        leg: u32::from(p.leg),
+        kind: enum_to_pb(p.kind),
+        is_debit: p.is_debit,
+        amount: amount_str(currency, p.amount),
+        timestamp_ns: p.timestamp_ns,
+        balances_after: Some(balances_to_pb(currency, &p.balances_after)),
+    }
+}
+
+pub fn result_to_pb(id: Id, r: &CommandResult) -> pb::CommandResult {
+    pb::CommandResult {
+        id: id.to_string(),
+        code: i32::from(r.code as u16),
+        name: r.code.name().to_string(),
+        timestamp_ns: r.timestamp_ns,
+    }
+}
+
+/// Typed view of a result code received on the wire (unknown numbers from a newer server are
+/// kept as `None`).
+pub fn result_code_from_wire(code: i32) -> Option<ResultCode> {
+    u16::try_from(code).ok().and_then(ResultCode::from_u16)
+}
+
+/// The reverse conversion, for `WatchEvents` (leg currencies resolved from the accounts).
+pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) -> pb::Command {
+    use pb::command::Kind;
+    let dec = |d: &Decimal| d.to_string();
+    let kind = match c {
+        Command::CreateAccount(a) => Kind::CreateAccount(pb::CreateAccount {
+            id: a.id.to_string(),
+            currency: a.currency.clone(),
+            kind: enum_to_pb(a.kind),
+            debits_must_not_exceed_credits: a.debits_must_not_exceed_credits,
+            credits_must_not_exceed_debits: a.credits_must_not_exceed_debits,
+            overdraft: a.overdraft.as_ref().map(dec),
+            limits: Some(pb::Limits {
+                per_transfer_max: a.limits.per_transfer_max.as_ref().map(dec),
+                daily_outflow_max: a.limits.daily_outflow_max.as_ref().map(dec),
+                daily_outflow_count_max: a.limits.daily_outflow_count_max,
+                balance_max: a.limits.balance_max.as_ref().map(dec),
+            }),
+            reference: a.reference.clone(),
+            metadata: a
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }),
+        Command::CreateTransfer(t) => Kind::CreateTransfer(pb::CreateTransfer {
+            id: t.id.to_string(),
+            legs: t
+                .legs
+                .iter()
+                .map(|l| pb::Leg {
+                    debit_account_id: l.debit.to_string(),
+                    credit_account_id: l.credit.to_string(),
+                    amount: l.amount.to_string(),
+                    currency: l
+                        .currency
+                        .or_else(|| currency_of(l.debit))
+                        .map(|c| c.code().to_string())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            pending_timeout_seconds: t.pending_timeout_seconds,
+            reference: t.reference.clone(),
+        }),
+        Command::PostPending(p) => Kind::PostPending(pb::PostPending {
+            id: p.id.to_string(),
+            pending_id: p.pending_id.to_string(),
+            amount: p.amount.as_ref().map(dec),
+            currency: p.currency.map(|c| c.code().to_string()).unwrap_or_default(),
+        }),
+        Command::VoidPending(v) => Kind::VoidPending(pb::VoidPending {
+            id: v.id.to_string(),
+            pending_id: v.pending_id.to_string(),
+        }),
+        Command::SetAccountStatus(s) => Kind::SetAccountStatus(pb::SetAccountStatus {
+            id: s.id.to_string(),
+            account_id: s.account.to_string(),
+            status: enum_to_pb(s.status),
+        }),
+        Command::RegisterClient(r) => Kind::RegisterClient(pb::RegisterClientCommand {
+            id: r.id.to_string(),
+            public_key: r.public_key.to_vec(),
+            role: enum_to_pb(r.role),
+            name: r.name.clone(),
+        }),
+        Command::RevokeClient(r) => Kind::RevokeClient(pb::RevokeClientCommand {
+            id: r.id.to_string(),
+            public_key: r.public_key.to_vec(),
+        }),
+    };
+    pb::Command { kind: Some(kind) }
+}

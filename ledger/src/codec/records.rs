@@ -1,0 +1,200 @@
+//! Records in the store: accounts, command records (with their transfers), postings, clients.
+
+use super::*;
+
+// ---- stored records -------------------------------------------------------------------------------
+
+pub(crate) fn encode_account(a: &Account) -> Vec<u8> {
+    let mut e = Enc::with_capacity(160 + a.info.reference.len());
+    e.u8(VERSION);
+    let i = &a.info;
+    e.id(i.id);
+    e.currency(i.currency);
+    e.u8(i.kind as u8);
+    e.u8(i.flags);
+    e.u128(i.overdraft);
+    e.opt_u128(i.limits.per_transfer_max);
+    e.opt_u128(i.limits.daily_outflow_max);
+    e.opt_u32(i.limits.daily_outflow_count_max);
+    e.opt_u128(i.limits.balance_max);
+    e.str(&i.reference);
+    e.map(&i.metadata);
+    e.u64(i.created_ns);
+    let s = &a.state;
+    e.u8(s.status as u8);
+    e.balances(&s.balances);
+    e.u64(s.posting_seq);
+    e.u32(s.day);
+    e.u128(s.day_outflow);
+    e.u32(s.day_outflow_count);
+    e.u32(s.pending_count);
+    e.buf
+}
+
+pub(crate) fn decode_account(b: &[u8]) -> Result<Account, DecodeError> {
+    let mut d = Dec::new(b);
+    d.version()?;
+    let id = d.id()?;
+    let currency = d.currency()?;
+    let info = AccountInfo {
+        id,
+        currency,
+        kind: AccountKind::from_repr(d.u8()?).ok_or(DecodeError("bad kind"))?,
+        flags: match d.u8()? {
+            f if f & !FLAGS_KNOWN == 0 => f,
+            _ => return Err(DecodeError("unknown account flags")),
+        },
+        overdraft: d.u128()?,
+        limits: Limits {
+            per_transfer_max: d.opt_u128()?,
+            daily_outflow_max: d.opt_u128()?,
+            daily_outflow_count_max: d.opt_u32()?,
+            balance_max: d.opt_u128()?,
+        },
+        reference: d.string()?,
+        metadata: d.map(METADATA_ENTRIES_MAX)?,
+        created_ns: d.u64()?,
+    };
+    let state = AccountState {
+        status: AccountStatus::from_repr(d.u8()?).ok_or(DecodeError("bad account status"))?,
+        balances: d.balances()?,
+        posting_seq: d.u64()?,
+        day: d.u32()?,
+        day_outflow: d.u128()?,
+        day_outflow_count: d.u32()?,
+        pending_count: d.u32()?,
+    };
+    d.finish()?;
+    Ok(Account { info, state })
+}
+
+/// A command record: the body fingerprint, the final result, and for transfers the transfer itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CommandRecord {
+    pub fingerprint: [u8; 16],
+    pub result: CommandResult,
+    pub transfer: Option<Transfer>,
+}
+
+pub(crate) fn encode_command_record(r: &CommandRecord) -> Vec<u8> {
+    let legs = r.transfer.as_ref().map_or(0, |t| t.legs.len());
+    let mut e = Enc::with_capacity(96 + legs * 48);
+    e.u8(VERSION);
+    e.buf.extend_from_slice(&r.fingerprint);
+    encode_result(&mut e, &r.result);
+    match &r.transfer {
+        None => e.u8(0),
+        Some(t) => {
+            e.u8(1);
+            e.id(t.id);
+            e.u32(t.legs.len() as u32);
+            for l in &t.legs {
+                e.id(l.debit);
+                e.id(l.credit);
+                e.u128(l.amount);
+            }
+            e.u8(t.state as u8);
+            e.opt_id(t.pending_id);
+            e.opt_u64(t.expires_ns);
+            e.opt_u128(t.posted_amount);
+            e.str(&t.reference);
+            e.u64(t.timestamp_ns);
+        }
+    }
+    e.buf
+}
+
+pub(crate) fn decode_command_record(b: &[u8]) -> Result<CommandRecord, DecodeError> {
+    let mut d = Dec::new(b);
+    d.version()?;
+    let fingerprint = d.arr()?;
+    let result = decode_result(&mut d)?;
+    let transfer = match d.u8()? {
+        0 => None,
+        1 => {
+            let id = d.id()?;
+            let n = d.count(LEGS_MAX)?;
+            let mut legs = Vec::with_capacity(n);
+            for _ in 0..n {
+                legs.push(Leg {
+                    debit: d.id()?,
+                    credit: d.id()?,
+                    amount: d.u128()?,
+                });
+            }
+            Some(Transfer {
+                id,
+                legs,
+                state: TransferState::from_repr(d.u8()?).ok_or(DecodeError("bad state"))?,
+                pending_id: d.opt_id()?,
+                expires_ns: d.opt_u64()?,
+                posted_amount: d.opt_u128()?,
+                reference: d.string()?,
+                timestamp_ns: d.u64()?,
+            })
+        }
+        _ => return Err(DecodeError("bad transfer tag")),
+    };
+    d.finish()?;
+    Ok(CommandRecord {
+        fingerprint,
+        result,
+        transfer,
+    })
+}
+
+pub(crate) fn encode_posting(p: &Posting) -> Vec<u8> {
+    let mut e = Enc::with_capacity(112);
+    e.u8(VERSION);
+    e.id(p.transfer);
+    e.u8(p.leg);
+    e.u8(p.kind as u8);
+    e.bool(p.is_debit);
+    e.u128(p.amount);
+    e.u64(p.timestamp_ns);
+    e.balances(&p.balances_after);
+    e.buf
+}
+
+pub(crate) fn decode_posting(account: Id, seq: u64, b: &[u8]) -> Result<Posting, DecodeError> {
+    let mut d = Dec::new(b);
+    d.version()?;
+    let p = Posting {
+        account,
+        seq,
+        transfer: d.id()?,
+        leg: d.u8()?,
+        kind: PostingKind::from_repr(d.u8()?).ok_or(DecodeError("bad posting kind"))?,
+        is_debit: d.bool()?,
+        amount: d.u128()?,
+        timestamp_ns: d.u64()?,
+        balances_after: d.balances()?,
+    };
+    d.finish()?;
+    Ok(p)
+}
+
+pub(crate) fn encode_client(c: &Client) -> Vec<u8> {
+    let mut e = Enc::with_capacity(64 + c.name.len());
+    e.u8(VERSION);
+    e.buf.extend_from_slice(&c.public_key);
+    e.u8(c.role as u8);
+    e.str(&c.name);
+    e.bool(c.revoked);
+    e.u64(c.registered_ns);
+    e.buf
+}
+
+pub(crate) fn decode_client(b: &[u8]) -> Result<Client, DecodeError> {
+    let mut d = Dec::new(b);
+    d.version()?;
+    let c = Client {
+        public_key: d.arr()?,
+        role: ClientRole::from_repr(d.u8()?).ok_or(DecodeError("bad role"))?,
+        name: d.string()?,
+        revoked: d.bool()?,
+        registered_ns: d.u64()?,
+    };
+    d.finish()?;
+    Ok(c)
+}

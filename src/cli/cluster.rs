@@ -1,0 +1,179 @@
+//! `suanpan watch` and `suanpan cluster`.
+
+use super::*;
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// Every member's role, term, commit and applied index and state digest.
+    Status,
+    /// Add a node (it must be running with --join).
+    AddNode {
+        #[arg(long)]
+        id: u64,
+        #[arg(long)]
+        address: String,
+    },
+    /// Remove a node from the cluster.
+    RemoveNode {
+        #[arg(long)]
+        id: u64,
+    },
+    /// Hand leadership to another voter.
+    TransferLeader {
+        #[arg(long)]
+        id: u64,
+    },
+}
+
+fn command_json(c: &Option<pb::Command>) -> Value {
+    use pb::command::Kind as K;
+    match c.as_ref().and_then(|c| c.kind.as_ref()) {
+        Some(K::CreateAccount(a)) => {
+            json!({"type": "create_account", "id": a.id, "currency": a.currency, "kind": name::<ledger::AccountKind>(a.kind)})
+        }
+        Some(K::CreateTransfer(t)) => {
+            let legs: Vec<Value> = t
+                .legs
+                .iter()
+                .map(|l| json!({"debit": l.debit_account_id, "credit": l.credit_account_id, "amount": l.amount, "currency": l.currency}))
+                .collect();
+            json!({"type": "create_transfer", "id": t.id, "legs": legs, "pending_timeout_seconds": t.pending_timeout_seconds})
+        }
+        Some(K::PostPending(p)) => {
+            json!({"type": "post_pending", "id": p.id, "pending_id": p.pending_id, "amount": p.amount})
+        }
+        Some(K::VoidPending(v)) => {
+            json!({"type": "void_pending", "id": v.id, "pending_id": v.pending_id})
+        }
+        Some(K::SetAccountStatus(s)) => {
+            json!({"type": "set_account_status", "id": s.id, "account": s.account_id, "status": name::<ledger::AccountStatus>(s.status)})
+        }
+        Some(K::RegisterClient(r)) => {
+            json!({"type": "register_client", "id": r.id, "public_key": hex::encode(&r.public_key), "role": name::<ledger::ClientRole>(r.role)})
+        }
+        Some(K::RevokeClient(r)) => {
+            json!({"type": "revoke_client", "id": r.id, "public_key": hex::encode(&r.public_key)})
+        }
+        None => json!({"type": "unknown"}),
+    }
+}
+
+pub async fn watch(conn: &Conn, from: u64, count: Option<u64>) -> Result<Exit> {
+    let c = conn.client()?;
+    let mut stream = c.watch_events(from).await?;
+    let mut seen = 0u64;
+    while let Some(ev) = stream
+        .message()
+        .await
+        .map_err(|s| anyhow!("watch: {}: {}", s.code(), s.message()))?
+    {
+        for e in &ev.events {
+            let r = e.result.clone().unwrap_or_default();
+            if conn.json {
+                println!(
+                    "{}",
+                    json!({"index": ev.index, "timestamp_ns": ev.timestamp_ns, "command": command_json(&e.command),
+                           "result": r.name, "code": r.code, "id": r.id})
+                );
+            } else {
+                let cmd = command_json(&e.command);
+                println!(
+                    "#{} {} {} -> {}",
+                    ev.index,
+                    cmd["type"].as_str().unwrap_or("?"),
+                    r.id,
+                    r.name
+                );
+            }
+            seen += 1;
+            if count.is_some_and(|n| seen >= n) {
+                return Ok(Exit(0));
+            }
+        }
+    }
+    Ok(Exit(0))
+}
+
+/// A Raft role's name: the proto's own name without its prefix (`NODE_ROLE_LEADER` → `leader`).
+fn role_of(r: i32) -> String {
+    match pb::NodeRole::try_from(r) {
+        Ok(pb::NodeRole::Unspecified) | Err(_) => "unknown".into(),
+        Ok(role) => role
+            .as_str_name()
+            .trim_start_matches("NODE_ROLE_")
+            .to_ascii_lowercase(),
+    }
+}
+
+pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> Result<Exit> {
+    let c = conn.client()?;
+    match cmd {
+        ClusterCmd::Status => {
+            let s = c.cluster_status().await?;
+            if conn.json {
+                let m: Vec<Value> = s
+                    .members
+                    .iter()
+                    .map(|m| {
+                        let i = m.info.clone().unwrap_or_default();
+                        json!({"id": m.id, "address": m.address, "reachable": m.reachable, "error": m.error,
+                               "role": if m.reachable { role_of(i.role) } else { "unreachable".into() }, "term": i.term,
+                               "leader_id": i.leader_id, "commit_index": i.commit_index, "applied_index": i.applied_index,
+                               "digest": i.digest, "voters": i.voters, "learners": i.learners})
+                    })
+                    .collect();
+                println!("{}", json!({"leader_id": s.leader_id, "members": m}));
+            } else {
+                println!(
+                    "{:<4} {:<22} {:<10} {:>6} {:>10} {:>10}  digest",
+                    "id", "address", "role", "term", "commit", "applied"
+                );
+                for m in &s.members {
+                    let i = m.info.clone().unwrap_or_default();
+                    if m.reachable {
+                        println!(
+                            "{:<4} {:<22} {:<10} {:>6} {:>10} {:>10}  {}",
+                            m.id,
+                            m.address,
+                            role_of(i.role),
+                            i.term,
+                            i.commit_index,
+                            i.applied_index,
+                            &i.digest[..i.digest.len().min(16)]
+                        );
+                    } else {
+                        println!("{:<4} {:<22} unreachable: {}", m.id, m.address, m.error);
+                    }
+                }
+            }
+            Ok(Exit(0))
+        }
+        ClusterCmd::AddNode { id, address } => {
+            let idx = c.add_node(id, &address).await?;
+            print_done(
+                conn,
+                json!({"added": id, "address": address, "applied_index": idx}),
+                &format!("node {id} added (index {idx})"),
+            );
+            Ok(Exit(0))
+        }
+        ClusterCmd::RemoveNode { id } => {
+            let idx = c.remove_node(id).await?;
+            print_done(
+                conn,
+                json!({"removed": id, "applied_index": idx}),
+                &format!("node {id} removed (index {idx})"),
+            );
+            Ok(Exit(0))
+        }
+        ClusterCmd::TransferLeader { id } => {
+            c.transfer_leader(id).await?;
+            print_done(
+                conn,
+                json!({"transfer_leader": id}),
+                &format!("leadership transfer to node {id} requested"),
+            );
+            Ok(Exit(0))
+        }
+    }
+}
