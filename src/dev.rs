@@ -113,7 +113,8 @@ pub async fn run(opts: DevOpts) -> Result<()> {
             }
         }
     }
-    println!("stopping…");
+    // stderr: stdout may be a pipe its reader already closed (a panic here would orphan the nodes).
+    eprintln!("stopping…");
     for (_, c) in children.iter_mut() {
         terminate(c);
     }
