@@ -159,42 +159,31 @@ fn credit_checks(info: &AccountInfo, st: &AccountState, amount: u128) -> Result<
 }
 
 impl<S: Store> Ledger<S> {
-    fn leg_accounts(&self, debit: Id, credit: Id) -> Result<(&Account, &Account), ResultCode> {
-        let dr = self.accounts.get(&debit);
-        let cr = self.accounts.get(&credit);
-        dr.zip(cr).ok_or(ResultCode::AccountNotFound)
-    }
-
-    /// The currency a leg moves: both accounts must exist and share it, and it must be the one the
-    /// client declared, if it declared one (an amount is never read in another currency's unit).
-    pub(super) fn leg_currency(
-        &self,
-        debit: Id,
-        credit: Id,
-        declared: Option<Currency>,
-    ) -> Result<Currency, ResultCode> {
-        if debit == credit {
-            return Err(ResultCode::SameAccount);
-        }
-        let (dr, cr) = self.leg_accounts(debit, credit)?;
-        let currency = dr.info.currency;
-        if cr.info.currency != currency || declared.is_some_and(|d| d != currency) {
-            return Err(ResultCode::CurrencyMismatch);
-        }
-        Ok(currency)
-    }
-
-    /// Adds a leg of `amount` minor units from `debit` to `credit` (accounts checked by
-    /// [`Ledger::leg_currency`]): the debit side passes status, per-transfer, funds and daily
-    /// limits, the credit side status, credit and balance limits.
+    /// Adds a leg from `debit` to `credit`: both accounts must exist and share a currency, which must
+    /// be the one the client declared, if it declared one (an amount is never read in another
+    /// currency's unit); then the debit side passes status, per-transfer, funds and daily limits and
+    /// the credit side status, credit and balance limits. Nothing reaches the ledger until
+    /// [`Ledger::commit_movement`].
     pub(super) fn add_leg(
         &self,
         m: &mut Movement,
         debit: Id,
         credit: Id,
-        amount: u128,
+        declared: Option<Currency>,
+        amount: rust_decimal::Decimal,
     ) -> Result<(), ResultCode> {
-        let (dr, cr) = self.leg_accounts(debit, credit)?;
+        if debit == credit {
+            return Err(ResultCode::SameAccount);
+        }
+        let (Some(dr), Some(cr)) = (self.accounts.get(&debit), self.accounts.get(&credit)) else {
+            return Err(ResultCode::AccountNotFound);
+        };
+        let currency = dr.info.currency;
+        if cr.info.currency != currency || declared.is_some_and(|d| d != currency) {
+            return Err(ResultCode::CurrencyMismatch);
+        }
+        // The accounts' currency decides what a valid amount is (zero, sign, precision, range).
+        let amount = currency.to_minor(amount)?;
         let di = m.work_index(dr);
         let ci = m.work_index(cr);
         debit_checks(&dr.info, &mut m.work[di], amount)?;

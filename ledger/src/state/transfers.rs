@@ -30,9 +30,7 @@ impl<S: Store> Ledger<S> {
         let pending = expires_ns.is_some();
         let mut m = Movement::new(ctx, t.id, pending, t.legs.len());
         for leg in &t.legs {
-            let currency = self.leg_currency(leg.debit, leg.credit, leg.currency)?;
-            let amount = currency.to_minor(leg.amount)?;
-            self.add_leg(&mut m, leg.debit, leg.credit, amount)?;
+            self.add_leg(&mut m, leg.debit, leg.credit, leg.currency, leg.amount)?;
         }
         let legs = self.commit_movement(ctx, m);
         if let Some(at) = expires_ns {
