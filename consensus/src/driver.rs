@@ -113,12 +113,11 @@ struct PendingRead {
     deadline_tick: u64,
 }
 
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// A well-mixed 64-bit value derived from `seed`, deterministically (rand's seeded generator: this
+/// crate keeps no PRNG of its own; the project's one is `ledger::rng`).
+fn mix_seed(seed: u64) -> u64 {
+    use rand::{RngCore, SeedableRng};
+    rand::rngs::StdRng::seed_from_u64(seed).next_u64()
 }
 
 fn read_ctx(node_id: u64, read_id: u64) -> Vec<u8> {
@@ -227,7 +226,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             sm,
             cfg,
             next_proposal_id: proposal_id_start,
-            next_read_id: splitmix64(proposal_id_start),
+            next_read_id: mix_seed(proposal_id_start),
             queued: VecDeque::new(),
             waiters: BTreeMap::new(),
             waiters_by_index: BTreeMap::new(),
@@ -727,7 +726,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             }
             let group: Vec<(u64, Vec<u8>)> =
                 self.queued.drain(..n).map(|(pid, p, _)| (pid, p)).collect();
-            let entry_seed = splitmix64(seed ^ k.wrapping_mul(0xD6E8_FEB8_6659_FD93));
+            let entry_seed = mix_seed(seed ^ k.wrapping_mul(0xD6E8_FEB8_6659_FD93));
             k += 1;
             let proposals: Vec<Proposal<'_>> = group
                 .iter()
