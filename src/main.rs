@@ -96,6 +96,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::ClusterCmd,
     },
+    /// EMV QR merchant-presented payloads (`qr parse PAYLOAD`).
+    #[command(subcommand)]
+    Qr(cli::QrCmd),
     /// Load generator: throughput, latency percentiles, CPU per 1 000 transfers, and a final check.
     Bench(bench::BenchArgs),
     /// Single-node embedded demo on RocksDB (no network): create wallets, move money, print balances.
@@ -270,6 +273,7 @@ fn main() {
             .await
             .map(|()| cli::Exit(0)),
             Cmd::Keys(k) => cli::keys(k),
+            Cmd::Qr(q) => cli::qr(q),
             Cmd::Clients { conn, cmd } => cli::clients(&conn, cmd).await,
             Cmd::Account { conn, cmd } => cli::account(&conn, cmd).await,
             Cmd::History {

@@ -232,3 +232,39 @@ async fn cli_round_trip() {
     assert_eq!(v["members"][0]["role"], "leader");
     assert!(v["members"][0]["applied_index"].as_u64().unwrap() > 0);
 }
+
+/// `suanpan qr parse`: the EMVCo sample is valid; each malformed kind exits 1 with its name.
+#[test]
+fn qr_parse_accepts_the_sample_and_names_each_reason() {
+    let sample = "00020101021229300012D156000000000510A93FO3230Q31280012D15600000001030812345678520441115802CN5914BEST TRANSPORT6007BEIJING64200002ZH0104最佳运输0202北京540523.7253031565502016233030412340603***0708A60086670902ME91320016A0112233449988770708123456786304A13A";
+    let qr = |payload: &str| {
+        std::process::Command::new(BIN)
+            .args(["qr", "parse", payload, "--json"])
+            .output()
+            .unwrap()
+    };
+    let v = ok(&qr(sample));
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["crc"], "A13A");
+    let lang = v["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == "64")
+        .unwrap();
+    assert_eq!(lang["children"][1]["value"], "最佳运输");
+    let long = "0".repeat(513);
+    for (payload, reason) in [
+        (sample.replace("A13A", "A13B"), "wrong_crc"),
+        ("0002019999".to_string(), "wrong_length"),
+        (sample.replacen("000201", "", 1), "missing_payload_format"),
+        (format!("{sample}0102AB"), "crc_not_last"),
+        (format!("{sample}01"), "trailing_data"),
+        (long, "too_long"),
+    ] {
+        let out = qr(&payload);
+        assert_eq!(out.status.code(), Some(1), "{reason}");
+        assert_eq!(json(&out)["error"], reason);
+        assert!(String::from_utf8_lossy(&out.stderr).contains(reason));
+    }
+}

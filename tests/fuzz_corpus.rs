@@ -101,6 +101,44 @@ fn write_seeds() {
     ];
     std::fs::write(dir.join("seed-0"), ledger::codec::encode_commands(&cmds)).unwrap();
     std::fs::write(dir.join("seed-empty"), ledger::codec::encode_commands(&[])).unwrap();
+
+    // EMV payloads: the EMVCo sample, a static and a dynamic code, and broken ones.
+    let dir = corpus("emv_payload");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sample = "00020101021229300012D156000000000510A93FO3230Q31280012D15600000001030812345678520441115802CN5914BEST TRANSPORT6007BEIJING64200002ZH0104最佳运输0202北京540523.7253031565502016233030412340603***0708A60086670902ME91320016A0112233449988770708123456786304A13A";
+    use ledger::emv::{self, DataObject};
+    let mut objects = vec![
+        DataObject::new(emv::ID_PAYLOAD_FORMAT, "01"),
+        DataObject::new(emv::ID_POINT_OF_INITIATION, emv::POI_STATIC),
+        DataObject::template("26", vec![DataObject::new("00", "com.suanpan")]).unwrap(),
+        DataObject::new(emv::ID_MCC, "5814"),
+        DataObject::new(emv::ID_CURRENCY, "156"),
+        DataObject::new(emv::ID_COUNTRY, "CN"),
+        DataObject::new(emv::ID_MERCHANT_NAME, "NOODLES"),
+        DataObject::new(emv::ID_MERCHANT_CITY, "CHONGQING"),
+    ];
+    let static_code = emv::build(&objects).unwrap();
+    objects[1] = DataObject::new(emv::ID_POINT_OF_INITIATION, emv::POI_DYNAMIC);
+    objects.push(DataObject::new(emv::ID_AMOUNT, "12.50"));
+    objects.push(
+        DataObject::template(
+            emv::ID_ADDITIONAL_DATA,
+            vec![DataObject::new(emv::SUB_ID_REFERENCE, "T-001")],
+        )
+        .unwrap(),
+    );
+    let dynamic = emv::build(&objects).unwrap();
+    let seeds = [
+        sample.to_string(),
+        static_code,
+        dynamic,
+        sample.replace("A13A", "A13B"),
+        format!("{sample}01"),
+        "0002019999".to_string(),
+    ];
+    for (i, s) in seeds.iter().enumerate() {
+        std::fs::write(dir.join(format!("seed-{i}")), s).unwrap();
+    }
 }
 
 #[test]
@@ -109,6 +147,7 @@ fn fuzz_seed_corpora_replay_cleanly() {
         write_seeds();
     }
     let n = replay("ledger_codec", ledger::codec::fuzz_decode_commands)
+        + replay("emv_payload", ledger::emv::fuzz_parse)
         + replay("submit_request", api::fuzzing::submit_request)
         + replay("signed_request", api::fuzzing::signed_request);
     eprintln!("replayed {n} corpus inputs");

@@ -26,10 +26,12 @@
 //! - [`state`]: [`Ledger`], the state machine, one file per command family (see its docs).
 //! - [`store`]: the narrow [`Store`] trait and [`MemStore`]; `rocks`: `RocksStore` (feature
 //!   `rocksdb`, on by default; off for crates that need only the ledger's types).
+//! - [`emv`]: EMV QR merchant-presented payloads — build, parse, CRC (pure; used by the QR flows).
 //! - [`codec`]: the binary encoding of commands, results and records.
 
 pub mod codec;
 pub mod command;
+pub mod emv;
 pub mod enums;
 pub mod money;
 pub mod result;

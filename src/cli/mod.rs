@@ -15,11 +15,13 @@ use serde_json::{json, Value};
 mod accounts;
 mod cluster;
 mod keys;
+mod qr;
 mod transfers;
 
 pub use accounts::{account, history, AccountCmd};
 pub use cluster::{cluster, watch, ClusterCmd};
 pub use keys::{clients, keys, ClientsCmd, KeysCmd};
+pub use qr::{qr, QrCmd};
 pub use transfers::{transfer, TransferArgs};
 
 /// Where and as whom to connect.
