@@ -61,6 +61,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::AccountCmd,
     },
+    /// Merchants: a merchant account with the profile its QR codes carry, and its fee.
+    Merchant {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::MerchantCmd,
+    },
     /// An account's postings, oldest first, paged by cursor.
     History {
         #[command(flatten)]
@@ -276,6 +283,7 @@ fn main() {
             Cmd::Qr(q) => cli::qr(q),
             Cmd::Clients { conn, cmd } => cli::clients(&conn, cmd).await,
             Cmd::Account { conn, cmd } => cli::account(&conn, cmd).await,
+            Cmd::Merchant { conn, cmd } => cli::merchant(&conn, cmd).await,
             Cmd::History {
                 conn,
                 account,

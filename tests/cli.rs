@@ -227,6 +227,61 @@ async fn cli_round_trip() {
         "{v}"
     );
 
+    // Merchants: created with a profile and a fee account; the profile reads back; a field over its
+    // EMV limit is refused before proposing (exit 1).
+    let v = ok(&c.cli(&[
+        "merchant",
+        "create",
+        "--currency",
+        "CNY",
+        "--name",
+        "小面馆",
+        "--city",
+        "重庆",
+        "--mcc",
+        "5814",
+        "--fee-bps",
+        "60",
+        "--fee-account",
+        bank,
+    ]));
+    let shop = v["id"].as_str().unwrap().to_string();
+    let v = ok(&c.cli(&["merchant", "get", &shop]));
+    assert_eq!(v["merchants"][0]["name"], "小面馆");
+    assert_eq!(v["merchants"][0]["fee_bps"], 60);
+    assert_eq!(v["merchants"][0]["fee_account"], bank);
+    let v = ok(&c.cli(&["account", "get", &shop]));
+    assert_eq!(v["accounts"][0]["kind"], "merchant");
+    let out = c.cli(&[
+        "merchant",
+        "create",
+        "--currency",
+        "CNY",
+        "--name",
+        &"N".repeat(26),
+        "--city",
+        "X",
+        "--mcc",
+        "5814",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = c.cli(&[
+        "merchant",
+        "create",
+        "--currency",
+        "CNY",
+        "--name",
+        "N",
+        "--city",
+        "X",
+        "--mcc",
+        "5814",
+        "--fee-bps",
+        "50",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(json(&out)["result"], "invalid_fee");
+
     // Status of the one-node cluster.
     let v = ok(&c.cli(&["cluster", "status"]));
     assert_eq!(v["members"][0]["role"], "leader");

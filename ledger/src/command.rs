@@ -29,6 +29,11 @@ pub const METADATA_VALUE_BYTES_MAX: usize = 128;
 /// Most metadata entries the codec decodes in one command (more is malformed, see
 /// [`LEGS_ENCODED_MAX`]); up to it, more than [`METADATA_ENTRIES_MAX`] is `metadata_too_large`.
 pub const METADATA_ENTRIES_ENCODED_MAX: usize = METADATA_ENTRIES_MAX * 4;
+/// Merchant profile limits (the EMV QR fields they fill: 59 name, 60 city, 52 MCC, 58 country).
+pub const MERCHANT_NAME_CHARS_MAX: usize = 25;
+pub const MERCHANT_CITY_CHARS_MAX: usize = 15;
+/// Largest merchant fee, in basis points (100 %).
+pub const FEE_BPS_MAX: u32 = 10_000;
 /// Longest pending-transfer timeout: 30 days.
 pub const PENDING_TIMEOUT_SECONDS_MAX: u64 = 30 * 24 * 3600;
 
@@ -103,6 +108,27 @@ pub struct SetAccountStatus {
     pub status: AccountStatus,
 }
 
+/// Creates a merchant: a merchant account (debits never exceed credits) and its profile, which the
+/// QR flows print into payloads and the payment flows read for the fee.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateMerchant {
+    /// The merchant account's id; it is also the command's idempotency id.
+    pub id: Id,
+    pub currency: String,
+    /// 1 ..= 25 characters.
+    pub name: String,
+    /// 1 ..= 15 characters.
+    pub city: String,
+    /// Merchant category code: 4 digits.
+    pub mcc: String,
+    /// ISO 3166 alpha-2, upper case.
+    pub country: String,
+    /// Fee on each payment, in basis points of the amount (0 ..= 10 000).
+    pub fee_bps: u32,
+    /// Where fees go (an account in the merchant's currency); required when `fee_bps > 0`.
+    pub fee_account: Option<Id>,
+}
+
 /// Registers (or re-registers with a new role) an API client's Ed25519 public key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegisterClient {
@@ -127,6 +153,7 @@ pub enum Command {
     SetAccountStatus(SetAccountStatus),
     RegisterClient(RegisterClient),
     RevokeClient(RevokeClient),
+    CreateMerchant(CreateMerchant),
 }
 
 impl Command {
@@ -140,6 +167,7 @@ impl Command {
             Command::SetAccountStatus(c) => c.id,
             Command::RegisterClient(c) => c.id,
             Command::RevokeClient(c) => c.id,
+            Command::CreateMerchant(c) => c.id,
         }
     }
 }

@@ -42,6 +42,10 @@ stable_enum! {
         InvalidStatusChange = 33 => "invalid_status_change",
         ClientNotFound = 34 => "client_not_found",
         InvalidName = 35 => "invalid_name",
+        /// A merchant's name, city, MCC or country breaks its EMV rule.
+        InvalidMerchantProfile = 36 => "invalid_merchant_profile",
+        /// A fee over 100 %, a fee without a fee account, or a merchant as its own fee account.
+        InvalidFee = 37 => "invalid_fee",
     }
 }
 

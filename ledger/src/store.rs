@@ -21,16 +21,19 @@ pub enum Cf {
     Timers,
     /// Ed25519 public key → API client.
     Clients,
+    /// Merchant account id → merchant profile.
+    Merchants,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 6] = [
+    pub const ALL: [Cf; 7] = [
         Cf::Meta,
         Cf::Accounts,
         Cf::Commands,
         Cf::Postings,
         Cf::Timers,
         Cf::Clients,
+        Cf::Merchants,
     ];
 
     /// Column family name in RocksDB (prefixed so the Raft log's families can share the database).
@@ -42,6 +45,7 @@ impl Cf {
             Cf::Postings => "ledger_postings",
             Cf::Timers => "ledger_timers",
             Cf::Clients => "ledger_clients",
+            Cf::Merchants => "ledger_merchants",
         }
     }
 }
@@ -109,7 +113,7 @@ pub trait Store: Send {
 /// The in-memory store: hash maps, no ordering needed (postings are read by dense sequence number).
 #[derive(Default)]
 pub struct MemStore {
-    maps: [FxHashMap<Vec<u8>, Vec<u8>>; 6],
+    maps: [FxHashMap<Vec<u8>, Vec<u8>>; Cf::ALL.len()],
 }
 
 impl MemStore {

@@ -248,6 +248,19 @@ pub struct Posting {
     pub balances_after: Balances,
 }
 
+/// A merchant's profile (its account is a merchant account with the same id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MerchantProfile {
+    pub account: Id,
+    pub name: String,
+    pub city: String,
+    pub mcc: String,
+    pub country: String,
+    pub fee_bps: u32,
+    pub fee_account: Option<Id>,
+    pub created_ns: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Client {
     pub public_key: [u8; 32],

@@ -12,6 +12,8 @@
 //! - `post ID PENDING [amount=AMOUNT] [currency=CUR]`, `void ID PENDING`
 //! - `status ID ACCOUNT open|frozen|closed`
 //! - `register ID KEY payments|finance|admin [name=TEXT]`, `revoke ID KEY`
+//! - `merchant NAME CUR [name=TEXT] [city=TEXT] [mcc=NNNN] [country=CC] [fee_bps=N]
+//!   [fee_account=NAME]`, `merchants NAME...`
 //! - `begin` … `commit`: the commands between them go in one batch (else one batch each)
 //! - `advance DURATION` (`90s`, `30m`, `2h`, `1d`): moves the leader's clock (each batch is
 //!   stamped one second after the previous one anyway); `advance until=NAME`: the next batch is
@@ -230,6 +232,57 @@ impl goldenscript::Runner for Runner {
                 };
                 args.reject_rest()?;
                 self.submit(Command::CreateAccount(c))?
+            }
+            "merchant" => {
+                let id = self.id(&pos(&mut args, "name")?.value);
+                let currency = pos(&mut args, "currency")?.value.clone();
+                let text = |args: &mut goldenscript::ArgumentConsumer, k: &str, default: &str| {
+                    args.lookup(k)
+                        .map_or_else(|| default.to_string(), |a| a.value.clone())
+                };
+                let name = text(&mut args, "name", "NOODLES");
+                let city = text(&mut args, "city", "CHONGQING");
+                let mcc = text(&mut args, "mcc", "5814");
+                let country = text(&mut args, "country", "CN");
+                let fee_bps = args.lookup_parse("fee_bps")?.unwrap_or(0);
+                let fee_account = args.lookup("fee_account").map(|a| a.value.clone());
+                let fee_account = fee_account.map(|a| self.id(&a));
+                args.reject_rest()?;
+                self.submit(Command::CreateMerchant(CreateMerchant {
+                    id,
+                    currency,
+                    name,
+                    city,
+                    mcc,
+                    country,
+                    fee_bps,
+                    fee_account,
+                }))?
+            }
+            "merchants" => {
+                let mut out = String::new();
+                for a in args.rest_pos() {
+                    let id = self.id(&a.value);
+                    match self.ledger.merchant(id) {
+                        None => writeln!(out, "{}: no merchant", a.value)?,
+                        Some(m) => writeln!(
+                            out,
+                            "{}: {:?} {:?} {} mcc {} fee {} bps{} ({} account)",
+                            a.value,
+                            m.name,
+                            m.city,
+                            m.country,
+                            m.mcc,
+                            m.fee_bps,
+                            m.fee_account
+                                .map(|f| format!(" to {}", self.name(f)))
+                                .unwrap_or_default(),
+                            self.ledger.account(id).map_or("no", |a| a.info.kind.name()),
+                        )?,
+                    }
+                }
+                args.reject_rest()?;
+                out
             }
             "transfer" => {
                 let id = self.id(&pos(&mut args, "id")?.value);
@@ -607,6 +660,11 @@ fn idempotency() {
 #[test]
 fn clients() {
     family("clients");
+}
+
+#[test]
+fn merchants() {
+    family("merchants");
 }
 
 #[test]

@@ -45,6 +45,9 @@ fn command_json(c: &Option<pb::Command>) -> Value {
         Some(K::VoidPending(v)) => {
             json!({"type": "void_pending", "id": v.id, "pending_id": v.pending_id})
         }
+        Some(K::CreateMerchant(m)) => {
+            json!({"type": "create_merchant", "id": m.id, "currency": m.currency, "name": m.name})
+        }
         Some(K::SetAccountStatus(s)) => {
             json!({"type": "set_account_status", "id": s.id, "account": s.account_id, "status": name::<ledger::AccountStatus>(s.status)})
         }

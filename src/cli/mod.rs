@@ -15,12 +15,14 @@ use serde_json::{json, Value};
 mod accounts;
 mod cluster;
 mod keys;
+mod merchants;
 mod qr;
 mod transfers;
 
 pub use accounts::{account, history, AccountCmd};
 pub use cluster::{cluster, watch, ClusterCmd};
 pub use keys::{clients, keys, ClientsCmd, KeysCmd};
+pub use merchants::{merchant, MerchantCmd};
 pub use qr::{qr, QrCmd};
 pub use transfers::{transfer, TransferArgs};
 

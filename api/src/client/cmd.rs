@@ -86,3 +86,7 @@ pub fn set_account_status(id: Id, account: Id, status: pb::AccountStatus) -> pb:
         status: status as i32,
     }))
 }
+
+pub fn create_merchant(m: pb::CreateMerchant) -> pb::Command {
+    wrap(pb::command::Kind::CreateMerchant(m))
+}

@@ -78,6 +78,29 @@ impl pb::ledger_server::Ledger for LedgerService {
         Ok(Response::new(resp))
     }
 
+    async fn get_merchants(
+        &self,
+        request: Request<pb::GetMerchantsRequest>,
+    ) -> Result<Response<pb::GetMerchantsResponse>, Status> {
+        let req = request.into_inner();
+        let ids = check_ids(&req.ids)?;
+        self.ctx.read_barrier(req.allow_stale).await?;
+        let l = self.ctx.ledger.lock();
+        let mut resp = pb::GetMerchantsResponse {
+            applied_index: l.applied_index(),
+            ..Default::default()
+        };
+        for id in ids {
+            match l.merchant(id).zip(l.account(id)) {
+                Some((m, a)) => resp
+                    .merchants
+                    .push(wire::merchant_to_pb(m, a.info.currency)),
+                None => resp.not_found.push(id.to_string()),
+            }
+        }
+        Ok(Response::new(resp))
+    }
+
     async fn get_transfers(
         &self,
         request: Request<pb::GetTransfersRequest>,

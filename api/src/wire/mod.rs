@@ -302,6 +302,7 @@ pub fn command_from_pb(
             id: parse_id(&f("void_pending.id"), &v.id)?,
             pending_id: parse_id(&f("void_pending.pending_id"), &v.pending_id)?,
         }),
+        Kind::CreateMerchant(m) => Command::CreateMerchant(merchant_from_pb(&f, m)?),
         Kind::SetAccountStatus(s) => Command::SetAccountStatus(ledger::SetAccountStatus {
             id: parse_id(&f("set_account_status.id"), &s.id)?,
             account: parse_id(&f("set_account_status.account_id"), &s.account_id)?,
@@ -316,6 +317,62 @@ pub fn command_from_pb(
                 "commands[{i}]: client commands go through the Admin service"
             )))
         }
+    })
+}
+
+/// A merchant's profile fields, checked against their EMV rules here (the ledger checks them too).
+fn merchant_from_pb(
+    f: &dyn Fn(&str) -> String,
+    m: &pb::CreateMerchant,
+) -> Result<ledger::CreateMerchant, Status> {
+    let currency = parse_currency(&f("create_merchant.currency"), &m.currency)?;
+    let text = |name: &str, v: &str, max: usize| {
+        let n = v.chars().count();
+        if n == 0 || n > max {
+            return Err(invalid(format!(
+                "{}: {n} characters; 1 ..= {max} allowed",
+                f(&format!("create_merchant.{name}"))
+            )));
+        }
+        Ok(v.to_string())
+    };
+    let name = text("name", &m.name, ledger::MERCHANT_NAME_CHARS_MAX)?;
+    let city = text("city", &m.city, ledger::MERCHANT_CITY_CHARS_MAX)?;
+    if m.mcc.len() != 4 || !m.mcc.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(format!(
+            "{}: {:?} is not a 4-digit merchant category code",
+            f("create_merchant.mcc"),
+            m.mcc
+        )));
+    }
+    if m.country.len() != 2 || !m.country.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(invalid(format!(
+            "{}: {:?} is not an ISO 3166 alpha-2 code (upper case)",
+            f("create_merchant.country"),
+            m.country
+        )));
+    }
+    if m.fee_bps > ledger::FEE_BPS_MAX {
+        return Err(invalid(format!(
+            "{}: {} basis points, over {}",
+            f("create_merchant.fee_bps"),
+            m.fee_bps,
+            ledger::FEE_BPS_MAX
+        )));
+    }
+    Ok(ledger::CreateMerchant {
+        id: parse_id(&f("create_merchant.id"), &m.id)?,
+        currency: currency.code().to_string(),
+        name,
+        city,
+        mcc: m.mcc.clone(),
+        country: m.country.clone(),
+        fee_bps: m.fee_bps,
+        fee_account: m
+            .fee_account_id
+            .as_deref()
+            .map(|s| parse_id(&f("create_merchant.fee_account_id"), s))
+            .transpose()?,
     })
 }
 

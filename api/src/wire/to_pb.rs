@@ -91,6 +91,20 @@ pub fn transfer_to_pb(
     }
 }
 
+pub fn merchant_to_pb(m: &ledger::MerchantProfile, currency: Currency) -> pb::Merchant {
+    pb::Merchant {
+        account_id: m.account.to_string(),
+        currency: currency.code().to_string(),
+        name: m.name.clone(),
+        city: m.city.clone(),
+        mcc: m.mcc.clone(),
+        country: m.country.clone(),
+        fee_bps: m.fee_bps,
+        fee_account_id: m.fee_account.map(|a| a.to_string()),
+        created_ns: m.created_ns,
+    }
+}
+
 pub fn posting_to_pb(currency: Currency, p: &ledger::Posting) -> pb::Posting {
     pb::Posting {
         seq: p.seq,
@@ -172,6 +186,16 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
         Command::VoidPending(v) => Kind::VoidPending(pb::VoidPending {
             id: v.id.to_string(),
             pending_id: v.pending_id.to_string(),
+        }),
+        Command::CreateMerchant(m) => Kind::CreateMerchant(pb::CreateMerchant {
+            id: m.id.to_string(),
+            currency: m.currency.clone(),
+            name: m.name.clone(),
+            city: m.city.clone(),
+            mcc: m.mcc.clone(),
+            country: m.country.clone(),
+            fee_bps: m.fee_bps,
+            fee_account_id: m.fee_account.map(|a| a.to_string()),
         }),
         Command::SetAccountStatus(s) => Kind::SetAccountStatus(pb::SetAccountStatus {
             id: s.id.to_string(),

@@ -74,6 +74,17 @@ pub fn encode_command(e: &mut Enc, c: &Command) {
             e.id(r.id);
             e.buf.extend_from_slice(&r.public_key);
         }
+        Command::CreateMerchant(m) => {
+            e.u8(10);
+            e.id(m.id);
+            e.str(&m.currency);
+            e.str(&m.name);
+            e.str(&m.city);
+            e.str(&m.mcc);
+            e.str(&m.country);
+            e.u32(m.fee_bps);
+            e.opt_id(m.fee_account);
+        }
     }
 }
 
@@ -145,6 +156,16 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
         7 => Command::RevokeClient(RevokeClient {
             id: d.id()?,
             public_key: d.arr()?,
+        }),
+        10 => Command::CreateMerchant(CreateMerchant {
+            id: d.id()?,
+            currency: d.string()?,
+            name: d.string()?,
+            city: d.string()?,
+            mcc: d.string()?,
+            country: d.string()?,
+            fee_bps: d.u32()?,
+            fee_account: d.opt_id()?,
         }),
         _ => return Err(DecodeError("unknown command tag")),
     })

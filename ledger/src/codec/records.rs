@@ -198,3 +198,34 @@ pub(crate) fn decode_client(b: &[u8]) -> Result<Client, DecodeError> {
     d.finish()?;
     Ok(c)
 }
+
+pub(crate) fn encode_merchant(m: &MerchantProfile) -> Vec<u8> {
+    let mut e = Enc::with_capacity(96);
+    e.u8(VERSION);
+    e.id(m.account);
+    e.str(&m.name);
+    e.str(&m.city);
+    e.str(&m.mcc);
+    e.str(&m.country);
+    e.u32(m.fee_bps);
+    e.opt_id(m.fee_account);
+    e.u64(m.created_ns);
+    e.buf
+}
+
+pub(crate) fn decode_merchant(b: &[u8]) -> Result<MerchantProfile, DecodeError> {
+    let mut d = Dec::new(b);
+    d.version()?;
+    let m = MerchantProfile {
+        account: d.id()?,
+        name: d.string()?,
+        city: d.string()?,
+        mcc: d.string()?,
+        country: d.string()?,
+        fee_bps: d.u32()?,
+        fee_account: d.opt_id()?,
+        created_ns: d.u64()?,
+    };
+    d.finish()?;
+    Ok(m)
+}

@@ -4,7 +4,8 @@
 //! - this file: the [`Ledger`] type, opening, the batch loop (idempotency, digest, invariants);
 //! - [`moves`]: the money-moving primitives every flow composes — legs checked against status,
 //!   limits and funds, holds and their release — so no flow repeats a debit or credit check;
-//! - [`accounts`], [`transfers`] (transfers and two-phase holds), [`clients`]: the commands;
+//! - [`accounts`], [`merchants`], [`transfers`] (transfers and two-phase holds), [`clients`]: the
+//!   commands;
 //! - [`timers`]: the one timer index `(due_ns, kind, id)` through which everything expires;
 //! - [`queries`], [`verify`], [`snapshot`]: reads, the full consistency check, state transfer.
 
@@ -21,6 +22,7 @@ use crate::types::*;
 
 mod accounts;
 mod clients;
+mod merchants;
 mod moves;
 mod queries;
 mod snapshot;
@@ -88,6 +90,7 @@ pub struct Ledger<S: Store> {
     store: S,
     accounts: FxHashMap<Id, Account>,
     clients: FxHashMap<[u8; 32], Client>,
+    merchants: FxHashMap<Id, MerchantProfile>,
     /// Everything that expires by log time, ordered by due time, then kind, then id.
     timers: BTreeSet<(u64, TimerKind, Id)>,
     applied_index: u64,
@@ -139,6 +142,7 @@ impl<S: Store> Ledger<S> {
             store,
             accounts: FxHashMap::default(),
             clients: FxHashMap::default(),
+            merchants: FxHashMap::default(),
             timers: BTreeSet::new(),
             applied_index: 0,
             digest: [0; 32],
@@ -151,6 +155,7 @@ impl<S: Store> Ledger<S> {
     fn load(&mut self) -> Result<(), LedgerError> {
         self.accounts.clear();
         self.clients.clear();
+        self.merchants.clear();
         self.timers.clear();
         self.applied_index = 0;
         self.digest = [0; 32];
@@ -183,6 +188,7 @@ impl<S: Store> Ledger<S> {
             clients.insert(c.public_key, c);
             Ok(())
         })?;
+        self.load_merchants()?;
         self.load_timers()?;
         Ok(())
     }
@@ -370,6 +376,7 @@ impl<S: Store> Ledger<S> {
             Command::SetAccountStatus(s) => self.set_status(ctx, s).map(|()| None),
             Command::RegisterClient(r) => self.register_client(ctx, r).map(|()| None),
             Command::RevokeClient(r) => self.revoke_client(ctx, r).map(|()| None),
+            Command::CreateMerchant(m) => self.create_merchant(ctx, m).map(|()| None),
         };
         let (code, transfer) = match outcome {
             Ok(t) => (ResultCode::Ok, t),
