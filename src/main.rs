@@ -103,9 +103,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::ClusterCmd,
     },
-    /// EMV QR merchant-presented payloads (`qr parse PAYLOAD`).
-    #[command(subcommand)]
-    Qr(cli::QrCmd),
+    /// EMV QR merchant-presented payloads: `qr parse PAYLOAD`, `qr static --merchant ID`.
+    Qr {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::QrCmd,
+    },
     /// Load generator: throughput, latency percentiles, CPU per 1 000 transfers, and a final check.
     Bench(bench::BenchArgs),
     /// Single-node embedded demo on RocksDB (no network): create wallets, move money, print balances.
@@ -280,7 +284,7 @@ fn main() {
             .await
             .map(|()| cli::Exit(0)),
             Cmd::Keys(k) => cli::keys(k),
-            Cmd::Qr(q) => cli::qr(q),
+            Cmd::Qr { conn, cmd } => cli::qr(&conn, cmd).await,
             Cmd::Clients { conn, cmd } => cli::clients(&conn, cmd).await,
             Cmd::Account { conn, cmd } => cli::account(&conn, cmd).await,
             Cmd::Merchant { conn, cmd } => cli::merchant(&conn, cmd).await,

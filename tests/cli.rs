@@ -252,6 +252,32 @@ async fn cli_round_trip() {
     assert_eq!(v["merchants"][0]["fee_account"], bank);
     let v = ok(&c.cli(&["account", "get", &shop]));
     assert_eq!(v["accounts"][0]["kind"], "merchant");
+    // The merchant's static QR code: a payload `qr parse` accepts, naming the merchant, written as a
+    // PNG that decodes back to the same payload, and as an SVG.
+    let dir = tempfile::tempdir().unwrap();
+    let (png, svg) = (dir.path().join("code.png"), dir.path().join("code.svg"));
+    let v = ok(&c.cli(&[
+        "qr",
+        "static",
+        "--merchant",
+        &shop,
+        "--png",
+        png.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]));
+    let payload = v["payload"].as_str().unwrap().to_string();
+    let parsed = ok(&c.cli(&["qr", "parse", &payload]));
+    let objects = parsed["objects"].as_array().unwrap();
+    let get = |id: &str| objects.iter().find(|o| o["id"] == id).unwrap().clone();
+    assert_eq!(get("01")["value"], "11");
+    assert_eq!(get("26")["children"][1]["value"], shop.as_str());
+    assert_eq!(get("59")["value"], "小面馆");
+    assert_eq!(get("53")["value"], "156");
+    assert_eq!(decode_png_qr(&png), payload);
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    let out = c.cli(&["qr", "static", "--merchant", ghost]);
+    assert_eq!(out.status.code(), Some(3));
     let out = c.cli(&[
         "merchant",
         "create",
@@ -322,4 +348,18 @@ fn qr_parse_accepts_the_sample_and_names_each_reason() {
         assert_eq!(json(&out)["error"], reason);
         assert!(String::from_utf8_lossy(&out.stderr).contains(reason));
     }
+}
+
+/// Reads a grayscale PNG and decodes the QR code in it.
+fn decode_png_qr(path: &std::path::Path) -> String {
+    let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Grayscale);
+    let (w, h) = (info.width as usize, info.height as usize);
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the image");
+    grids[0].decode().unwrap().1
 }

@@ -343,6 +343,56 @@ fn amount_ok(v: &str) -> bool {
         && v.bytes().any(|b| b.is_ascii_digit())
 }
 
+/// Globally unique identifier of this ledger's merchant account information (template 26, sub-id
+/// 00); sub-id 01 holds the merchant account id.
+pub const MERCHANT_ACCOUNT_GUI: &str = "com.suanpan";
+
+/// The merchant-presented payload of a merchant: a static code (point of initiation 11, the payer
+/// enters the amount) or, with `order = Some((amount, reference))`, one for a single order (12, the
+/// amount in tag 54 and the merchant's order number in tag 62 sub-tag 05).
+pub fn merchant_payload(
+    m: &crate::MerchantProfile,
+    currency: crate::Currency,
+    order: Option<(&str, &str)>,
+) -> Result<String, EmvError> {
+    let mut objects = vec![
+        DataObject::new(ID_PAYLOAD_FORMAT, "01"),
+        DataObject::new(
+            ID_POINT_OF_INITIATION,
+            if order.is_some() {
+                POI_DYNAMIC
+            } else {
+                POI_STATIC
+            },
+        ),
+        DataObject::template(
+            "26",
+            vec![
+                DataObject::new("00", MERCHANT_ACCOUNT_GUI),
+                DataObject::new("01", m.account.to_string()),
+            ],
+        )?,
+        DataObject::new(ID_MCC, m.mcc.clone()),
+        DataObject::new(ID_CURRENCY, format!("{:03}", currency.numeric())),
+    ];
+    if let Some((amount, _)) = order {
+        objects.push(DataObject::new(ID_AMOUNT, amount));
+    }
+    objects.push(DataObject::new(ID_COUNTRY, m.country.clone()));
+    objects.push(DataObject::new(ID_MERCHANT_NAME, m.name.clone()));
+    objects.push(DataObject::new(ID_MERCHANT_CITY, m.city.clone()));
+    if let Some((_, reference)) = order {
+        objects.push(DataObject::template(
+            ID_ADDITIONAL_DATA,
+            vec![DataObject::new(SUB_ID_REFERENCE, reference)],
+        )?);
+    }
+    let payload = build(&objects)?;
+    // What we print must be what we accept.
+    parse(&payload)?;
+    Ok(payload)
+}
+
 /// The value of root object `id`, if present.
 pub fn find<'a>(objects: &'a [DataObject], id: &str) -> Option<&'a DataObject> {
     objects.iter().find(|o| o.id == id)
@@ -445,6 +495,37 @@ mod tests {
             "duplicate_object"
         );
         assert!(build(&objects[1..]).is_err(), "00 must come first");
+    }
+
+    #[test]
+    fn merchant_payloads_carry_the_profile() {
+        let m = crate::MerchantProfile {
+            account: crate::Id(0xABC),
+            name: "小面馆".into(),
+            city: "重庆".into(),
+            mcc: "5814".into(),
+            country: "CN".into(),
+            fee_bps: 0,
+            fee_account: None,
+            created_ns: 0,
+        };
+        let cny = crate::Currency::from_code("CNY").unwrap();
+        let o = parse(&merchant_payload(&m, cny, None).unwrap()).unwrap();
+        assert_eq!(find(&o, ID_POINT_OF_INITIATION).unwrap().value, POI_STATIC);
+        assert_eq!(
+            find(&o, "26").unwrap().child("01").unwrap().value,
+            m.account.to_string()
+        );
+        assert_eq!(find(&o, ID_CURRENCY).unwrap().value, "156");
+        assert!(find(&o, ID_AMOUNT).is_none());
+        let o = parse(&merchant_payload(&m, cny, Some(("12.50", "T-001"))).unwrap()).unwrap();
+        assert_eq!(find(&o, ID_POINT_OF_INITIATION).unwrap().value, POI_DYNAMIC);
+        assert_eq!(find(&o, ID_AMOUNT).unwrap().value, "12.50");
+        let extra = find(&o, ID_ADDITIONAL_DATA).unwrap();
+        assert_eq!(extra.child(SUB_ID_REFERENCE).unwrap().value, "T-001");
+        let aud = crate::Currency::from_code("AUD").unwrap();
+        let o = parse(&merchant_payload(&m, aud, None).unwrap()).unwrap();
+        assert_eq!(find(&o, ID_CURRENCY).unwrap().value, "036");
     }
 
     #[test]

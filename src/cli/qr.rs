@@ -1,4 +1,7 @@
-//! `suanpan qr`: EMV QR merchant-presented payloads.
+//! `suanpan qr`: EMV QR merchant-presented payloads — parse one, or make a merchant's static code
+//! (printed, drawn in the terminal, or written as PNG / SVG).
+
+use std::path::Path;
 
 use super::*;
 use ledger::emv::{self, DataObject};
@@ -6,12 +9,20 @@ use ledger::emv::{self, DataObject};
 #[derive(Subcommand, Debug)]
 pub enum QrCmd {
     /// Validate an EMV QR (merchant-presented) payload and print every data object, nested
-    /// templates too; exit 1 naming the reason when it is not valid.
-    Parse {
-        payload: String,
-        /// Print machine-readable JSON.
+    /// templates too; exit 1 naming the reason when it is not valid. Needs no cluster.
+    Parse { payload: String },
+    /// A merchant's static code (point of initiation 11: the payer enters the amount): print the
+    /// payload and draw it in the terminal, or write it as an image.
+    Static {
+        /// The merchant account id.
         #[arg(long)]
-        json: bool,
+        merchant: String,
+        /// Write a scannable PNG here.
+        #[arg(long)]
+        png: Option<PathBuf>,
+        /// Write a scannable SVG here.
+        #[arg(long)]
+        svg: Option<PathBuf>,
     },
 }
 
@@ -44,12 +55,80 @@ fn print_objects(objects: &[DataObject], depth: usize) {
     }
 }
 
-pub fn qr(cmd: QrCmd) -> Result<Exit> {
+/// Pixels per QR module in PNG output, and the quiet zone in modules.
+const PNG_MODULE_PIXELS: u32 = 8;
+const QUIET_ZONE_MODULES: u32 = 4;
+
+/// Writes a grayscale PNG of the code (black modules on white, with the quiet zone).
+fn write_png(code: &qrcode::QrCode, path: &Path) -> Result<()> {
+    let modules = code.width() as u32;
+    let side = (modules + 2 * QUIET_ZONE_MODULES) * PNG_MODULE_PIXELS;
+    let colors = code.to_colors();
+    let mut pixels = vec![255u8; (side * side) as usize];
+    for y in 0..side {
+        for x in 0..side {
+            let (mx, my) = (
+                (x / PNG_MODULE_PIXELS).checked_sub(QUIET_ZONE_MODULES),
+                (y / PNG_MODULE_PIXELS).checked_sub(QUIET_ZONE_MODULES),
+            );
+            if let (Some(mx), Some(my)) = (mx, my) {
+                if mx < modules
+                    && my < modules
+                    && colors[(my * modules + mx) as usize] == qrcode::Color::Dark
+                {
+                    pixels[(y * side + x) as usize] = 0;
+                }
+            }
+        }
+    }
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), side, side);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut w = enc.write_header()?;
+    w.write_image_data(&pixels)?;
+    w.finish()?;
+    Ok(())
+}
+
+/// Prints (or writes) a payload as a QR code.
+fn show(conn: &Conn, payload: &str, png: Option<&Path>, svg: Option<&Path>) -> Result<()> {
+    let code = qrcode::QrCode::new(payload.as_bytes()).context("encoding the QR code")?;
+    if let Some(p) = png {
+        write_png(&code, p)?;
+    }
+    if let Some(p) = svg {
+        let image = code
+            .render::<qrcode::render::svg::Color>()
+            .quiet_zone(true)
+            .min_dimensions(256, 256)
+            .build();
+        std::fs::write(p, image).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if conn.json {
+        println!("{}", json!({"payload": payload, "png": png, "svg": svg}));
+    } else {
+        println!("{payload}");
+        if png.is_none() && svg.is_none() {
+            let art = code
+                .render::<qrcode::render::unicode::Dense1x2>()
+                .dark_color(qrcode::render::unicode::Dense1x2::Light)
+                .light_color(qrcode::render::unicode::Dense1x2::Dark)
+                .quiet_zone(true)
+                .build();
+            println!("{art}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn qr(conn: &Conn, cmd: QrCmd) -> Result<Exit> {
     match cmd {
-        QrCmd::Parse { payload, json } => match emv::parse(&payload) {
+        QrCmd::Parse { payload } => match emv::parse(&payload) {
             Ok(objects) => {
                 let crc = &payload[payload.len() - 4..];
-                if json {
+                if conn.json {
                     println!(
                         "{}",
                         json!({"valid": true, "objects": objects_json(&objects), "crc": crc})
@@ -61,7 +140,7 @@ pub fn qr(cmd: QrCmd) -> Result<Exit> {
                 Ok(Exit(0))
             }
             Err(e) => {
-                if json {
+                if conn.json {
                     println!(
                         "{}",
                         json!({"valid": false, "error": e.name(), "message": e.to_string()})
@@ -71,5 +150,34 @@ pub fn qr(cmd: QrCmd) -> Result<Exit> {
                 Ok(Exit(1))
             }
         },
+        QrCmd::Static { merchant, png, svg } => {
+            let id = parse_id(&merchant)?;
+            let c = conn.client()?;
+            let r = c.get_merchants(&[id]).await?;
+            let Some(m) = r.merchants.first() else {
+                return not_found_or(
+                    conn,
+                    client::ClientError::Status(tonic::Status::not_found(format!(
+                        "merchant {id} not found"
+                    ))),
+                );
+            };
+            let profile = ledger::MerchantProfile {
+                account: id,
+                name: m.name.clone(),
+                city: m.city.clone(),
+                mcc: m.mcc.clone(),
+                country: m.country.clone(),
+                fee_bps: m.fee_bps,
+                fee_account: None,
+                created_ns: m.created_ns,
+            };
+            let currency = ledger::Currency::from_code(&m.currency)
+                .ok_or_else(|| anyhow!("merchant {id} has an unknown currency {}", m.currency))?;
+            let payload = emv::merchant_payload(&profile, currency, None)
+                .map_err(|e| anyhow!("building the payload: {e}"))?;
+            show(conn, &payload, png.as_deref(), svg.as_deref())?;
+            Ok(Exit(0))
+        }
     }
 }
