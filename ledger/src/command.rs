@@ -34,6 +34,18 @@ pub const MERCHANT_NAME_CHARS_MAX: usize = 25;
 pub const MERCHANT_CITY_CHARS_MAX: usize = 15;
 /// Largest merchant fee, in basis points (100 %).
 pub const FEE_BPS_MAX: u32 = 10_000;
+/// A QR order's merchant order number (EMV tag 62 sub-tag 05): 1 ..= 25 characters, no control
+/// characters.
+pub const ORDER_REFERENCE_CHARS_MAX: usize = 25;
+/// How long an unpaid QR order stays payable by default (2 h), and at most (7 days).
+pub const ORDER_EXPIRES_DEFAULT_SECONDS: u64 = 2 * 3600;
+pub const ORDER_EXPIRES_MAX_SECONDS: u64 = 7 * 24 * 3600;
+/// A bill reference: 1 ..= 64 bytes, no control characters.
+pub const BILL_REFERENCE_BYTES_MAX: usize = 64;
+/// A refund's free-text reason, in bytes.
+pub const REFUND_REASON_BYTES_MAX: usize = 128;
+/// Longest QR payload a payment may carry (the EMV limit).
+pub const QR_PAYLOAD_CHARS_MAX: usize = crate::emv::PAYLOAD_CHARS_MAX;
 /// Longest pending-transfer timeout: 30 days.
 pub const PENDING_TIMEOUT_SECONDS_MAX: u64 = 30 * 24 * 3600;
 
@@ -129,6 +141,66 @@ pub struct CreateMerchant {
     pub fee_account: Option<Id>,
 }
 
+/// Creates a dynamic QR order: `amount` (in the merchant's currency) payable once, until it is paid,
+/// closed or expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateOrder {
+    /// The order id; it is also the command's idempotency id.
+    pub id: Id,
+    pub merchant: Id,
+    pub amount: Decimal,
+    /// The currency the client declared for `amount`; must be the merchant's.
+    pub currency: Option<Currency>,
+    /// The merchant's order number, unique among the merchant's unpaid orders.
+    pub reference: String,
+    /// `None`: [`ORDER_EXPIRES_DEFAULT_SECONDS`]; else 1 ..= [`ORDER_EXPIRES_MAX_SECONDS`].
+    pub expires_in_seconds: Option<u64>,
+}
+
+/// Pays a merchant-presented QR code: a dynamic order's payload (the amount is the order's) or a
+/// merchant's static payload (the amount is required).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayQr {
+    /// The payment id; it is also the command's idempotency id, and the order id of a static-code
+    /// payment.
+    pub id: Id,
+    pub payer: Id,
+    /// The EMV payload as scanned, ≤ [`QR_PAYLOAD_CHARS_MAX`] characters.
+    pub qr: String,
+    pub amount: Option<Decimal>,
+    pub currency: Option<Currency>,
+}
+
+/// Closes an unpaid order (`unpaid → closed`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseOrder {
+    pub id: Id,
+    pub order: Id,
+}
+
+/// Refunds part or all of a paid order to its payer (`out_refund_no` = `id`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refund {
+    pub id: Id,
+    pub order: Id,
+    pub amount: Decimal,
+    pub currency: Option<Currency>,
+    /// ≤ [`REFUND_REASON_BYTES_MAX`] bytes.
+    pub reason: String,
+}
+
+/// Pays a bill: a (biller, bill reference) pair is paid at most once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayBill {
+    /// The payment id; also the order id of the payment.
+    pub id: Id,
+    pub payer: Id,
+    pub biller: Id,
+    pub bill_ref: String,
+    pub amount: Decimal,
+    pub currency: Option<Currency>,
+}
+
 /// Registers (or re-registers with a new role) an API client's Ed25519 public key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegisterClient {
@@ -154,6 +226,11 @@ pub enum Command {
     RegisterClient(RegisterClient),
     RevokeClient(RevokeClient),
     CreateMerchant(CreateMerchant),
+    CreateOrder(CreateOrder),
+    PayQr(PayQr),
+    CloseOrder(CloseOrder),
+    Refund(Refund),
+    PayBill(PayBill),
 }
 
 impl Command {
@@ -168,6 +245,11 @@ impl Command {
             Command::RegisterClient(c) => c.id,
             Command::RevokeClient(c) => c.id,
             Command::CreateMerchant(c) => c.id,
+            Command::CreateOrder(c) => c.id,
+            Command::PayQr(c) => c.id,
+            Command::CloseOrder(c) => c.id,
+            Command::Refund(c) => c.id,
+            Command::PayBill(c) => c.id,
         }
     }
 }

@@ -344,17 +344,34 @@ fn amount_ok(v: &str) -> bool {
 }
 
 /// Globally unique identifier of this ledger's merchant account information (template 26, sub-id
-/// 00); sub-id 01 holds the merchant account id.
+/// 00); sub-id 01 holds the merchant account id and, in an order's code, sub-id 02 the order id.
 pub const MERCHANT_ACCOUNT_GUI: &str = "com.suanpan";
+const SUB_ID_MERCHANT: &str = "01";
+const SUB_ID_ORDER: &str = "02";
+
+/// The order a dynamic code is for: its id, amount (as printed in tag 54) and merchant order number.
+#[derive(Clone, Copy, Debug)]
+pub struct OrderQr<'a> {
+    pub id: crate::Id,
+    pub amount: &'a str,
+    pub reference: &'a str,
+}
 
 /// The merchant-presented payload of a merchant: a static code (point of initiation 11, the payer
-/// enters the amount) or, with `order = Some((amount, reference))`, one for a single order (12, the
+/// enters the amount) or, with `order`, one for a single order (12, the order id in template 26, the
 /// amount in tag 54 and the merchant's order number in tag 62 sub-tag 05).
 pub fn merchant_payload(
     m: &crate::MerchantProfile,
     currency: crate::Currency,
-    order: Option<(&str, &str)>,
+    order: Option<OrderQr<'_>>,
 ) -> Result<String, EmvError> {
+    let mut account = vec![
+        DataObject::new("00", MERCHANT_ACCOUNT_GUI),
+        DataObject::new(SUB_ID_MERCHANT, m.account.to_string()),
+    ];
+    if let Some(o) = order {
+        account.push(DataObject::new(SUB_ID_ORDER, o.id.to_string()));
+    }
     let mut objects = vec![
         DataObject::new(ID_PAYLOAD_FORMAT, "01"),
         DataObject::new(
@@ -365,32 +382,90 @@ pub fn merchant_payload(
                 POI_STATIC
             },
         ),
-        DataObject::template(
-            "26",
-            vec![
-                DataObject::new("00", MERCHANT_ACCOUNT_GUI),
-                DataObject::new("01", m.account.to_string()),
-            ],
-        )?,
+        DataObject::template("26", account)?,
         DataObject::new(ID_MCC, m.mcc.clone()),
         DataObject::new(ID_CURRENCY, format!("{:03}", currency.numeric())),
     ];
-    if let Some((amount, _)) = order {
-        objects.push(DataObject::new(ID_AMOUNT, amount));
+    if let Some(o) = order {
+        objects.push(DataObject::new(ID_AMOUNT, o.amount));
     }
     objects.push(DataObject::new(ID_COUNTRY, m.country.clone()));
     objects.push(DataObject::new(ID_MERCHANT_NAME, m.name.clone()));
     objects.push(DataObject::new(ID_MERCHANT_CITY, m.city.clone()));
-    if let Some((_, reference)) = order {
+    if let Some(o) = order {
         objects.push(DataObject::template(
             ID_ADDITIONAL_DATA,
-            vec![DataObject::new(SUB_ID_REFERENCE, reference)],
+            vec![DataObject::new(SUB_ID_REFERENCE, o.reference)],
         )?);
     }
     let payload = build(&objects)?;
     // What we print must be what we accept.
     parse(&payload)?;
     Ok(payload)
+}
+
+/// What a payer's app reads from a Suanpan merchant code (see [`scan`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scanned {
+    pub merchant: crate::Id,
+    /// ISO 4217 numeric code from tag 53.
+    pub currency_numeric: u16,
+    /// `Some` for a dynamic code (point of initiation 12): the order, its amount text (tag 54) and
+    /// its merchant order number (tag 62/05).
+    pub order: Option<(crate::Id, String, String)>,
+}
+
+/// Why a payload is not a payable Suanpan merchant code.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScanError {
+    #[error(transparent)]
+    Emv(#[from] EmvError),
+    #[error("not a Suanpan merchant code: {0}")]
+    NotOurs(&'static str),
+}
+
+/// Parses a payload and reads the fields a payment needs. Pure, so every replica reads the same.
+pub fn scan(payload: &str) -> Result<Scanned, ScanError> {
+    let objects = parse(payload)?;
+    let account = objects
+        .iter()
+        .filter(|o| o.children.is_some())
+        .find(|o| {
+            o.child("00")
+                .is_some_and(|g| g.value == MERCHANT_ACCOUNT_GUI)
+        })
+        .ok_or(ScanError::NotOurs(
+            "no com.suanpan merchant account template",
+        ))?;
+    let merchant = account
+        .child(SUB_ID_MERCHANT)
+        .and_then(|m| m.value.parse().ok())
+        .ok_or(ScanError::NotOurs("merchant id"))?;
+    let currency_numeric = find(&objects, ID_CURRENCY)
+        .filter(|c| c.value.len() == 3)
+        .and_then(|c| c.value.parse().ok())
+        .ok_or(ScanError::NotOurs("currency (tag 53)"))?;
+    let order = match find(&objects, ID_POINT_OF_INITIATION).map(|p| p.value.as_str()) {
+        Some(POI_STATIC) | None => None,
+        Some(POI_DYNAMIC) => {
+            let id = account
+                .child(SUB_ID_ORDER)
+                .and_then(|o| o.value.parse().ok())
+                .ok_or(ScanError::NotOurs("dynamic code without an order id"))?;
+            let amount = find(&objects, ID_AMOUNT)
+                .ok_or(ScanError::NotOurs("dynamic code without an amount"))?;
+            let reference = find(&objects, ID_ADDITIONAL_DATA)
+                .and_then(|a| a.child(SUB_ID_REFERENCE))
+                .map_or(String::new(), |r| r.value.clone());
+            Some((id, amount.value.clone(), reference))
+        }
+        Some(_) => return Err(ScanError::NotOurs("point of initiation")),
+    };
+    Ok(Scanned {
+        merchant,
+        currency_numeric,
+        order,
+    })
 }
 
 /// The value of root object `id`, if present.
@@ -510,15 +585,36 @@ mod tests {
             created_ns: 0,
         };
         let cny = crate::Currency::from_code("CNY").unwrap();
-        let o = parse(&merchant_payload(&m, cny, None).unwrap()).unwrap();
+        let static_code = merchant_payload(&m, cny, None).unwrap();
+        let o = parse(&static_code).unwrap();
         assert_eq!(find(&o, ID_POINT_OF_INITIATION).unwrap().value, POI_STATIC);
+        assert_eq!(
+            scan(&static_code).unwrap(),
+            Scanned {
+                merchant: m.account,
+                currency_numeric: 156,
+                order: None
+            }
+        );
         assert_eq!(
             find(&o, "26").unwrap().child("01").unwrap().value,
             m.account.to_string()
         );
         assert_eq!(find(&o, ID_CURRENCY).unwrap().value, "156");
         assert!(find(&o, ID_AMOUNT).is_none());
-        let o = parse(&merchant_payload(&m, cny, Some(("12.50", "T-001"))).unwrap()).unwrap();
+        let order = OrderQr {
+            id: crate::Id(0xDEF),
+            amount: "12.50",
+            reference: "T-001",
+        };
+        let dynamic = merchant_payload(&m, cny, Some(order)).unwrap();
+        assert_eq!(
+            scan(&dynamic).unwrap().order,
+            Some((crate::Id(0xDEF), "12.50".into(), "T-001".into()))
+        );
+        // The EMVCo sample is valid EMV but not one of ours.
+        assert!(matches!(scan(SAMPLE), Err(ScanError::NotOurs(_))));
+        let o = parse(&dynamic).unwrap();
         assert_eq!(find(&o, ID_POINT_OF_INITIATION).unwrap().value, POI_DYNAMIC);
         assert_eq!(find(&o, ID_AMOUNT).unwrap().value, "12.50");
         let extra = find(&o, ID_ADDITIONAL_DATA).unwrap();

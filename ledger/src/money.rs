@@ -150,6 +150,53 @@ pub(crate) fn add(a: u128, b: u128) -> Result<u128, ResultCode> {
     }
 }
 
+/// A fee: `amount × bps / 10 000`, rounded half up to the minor unit (the one fee rule).
+pub fn fee_half_up(amount: u128, bps: u32) -> u128 {
+    mul_div_half_up(amount, u128::from(bps), 10_000)
+}
+
+/// `a × b / c` rounded half up, exact for any `a, b ≤ MAX_MINOR` (the product may pass `u128`: it is
+/// then divided as a 256-bit number). Pro-rata shares use it on cumulative totals, so the parts of a
+/// whole always add up to the whole. Panics if `c` is zero (callers divide by a paid amount, never 0).
+pub fn mul_div_half_up(a: u128, b: u128, c: u128) -> u128 {
+    assert!(c > 0 && c <= MAX_MINOR.max(10_000), "divisor within range");
+    let (q, r) = match a.checked_mul(b) {
+        Some(p) => (p / c, p % c),
+        None => {
+            // 256-bit product as (hi, lo) from 64-bit halves, then binary long division by c.
+            let (a1, a0) = (a >> 64, a & u128::from(u64::MAX));
+            let (b1, b0) = (b >> 64, b & u128::from(u64::MAX));
+            let lo_lo = a0 * b0;
+            let mid1 = a1 * b0;
+            let mid2 = a0 * b1;
+            let (mid, mid_carry) = mid1.overflowing_add(mid2);
+            let (lo, lo_carry) = lo_lo.overflowing_add(mid << 64);
+            let hi = a1 * b1 + (mid >> 64) + (u128::from(mid_carry) << 64) + u128::from(lo_carry);
+            let (mut q, mut r) = (0u128, 0u128);
+            for i in (0..256).rev() {
+                let bit = if i >= 128 {
+                    (hi >> (i - 128)) & 1
+                } else {
+                    (lo >> i) & 1
+                };
+                // r < c ≤ 2^96, so the shift cannot overflow.
+                r = (r << 1) | bit;
+                q <<= 1;
+                if r >= c {
+                    r -= c;
+                    q |= 1;
+                }
+            }
+            (q, r)
+        }
+    };
+    if r * 2 >= c {
+        q + 1
+    } else {
+        q
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +226,27 @@ mod tests {
         assert_eq!(Currency::from_numeric(156), Some(cny));
         assert!(Currency::from_code("XXX").is_none());
         assert!(Currency::from_code("cny").is_none());
+    }
+
+    #[test]
+    fn fees_and_pro_rata_round_half_up() {
+        assert_eq!(fee_half_up(1000, 60), 6); // 10.00 at 0.6 % = 0.06
+        assert_eq!(fee_half_up(1250, 60), 8); // 7.5 fen → 8
+        assert_eq!(fee_half_up(1249, 60), 7); // 7.494 → 7
+        assert_eq!(fee_half_up(1, 10_000), 1);
+        assert_eq!(fee_half_up(0, 10_000), 0);
+        // The wide path agrees with exact arithmetic.
+        let big = MAX_MINOR;
+        assert_eq!(mul_div_half_up(big, big, big), big);
+        assert_eq!(mul_div_half_up(big, big - 1, big), big - 1);
+        assert_eq!(mul_div_half_up(big, 3, 6), big / 2 + 1); // big is odd: x.5 rounds up
+        assert_eq!(
+            mul_div_half_up(1u128 << 90, 1u128 << 90, 1u128 << 95),
+            1u128 << 85
+        );
+        assert_eq!(
+            mul_div_half_up((1u128 << 90) + 1, 1u128 << 90, 1u128 << 91),
+            (1u128 << 89) + 1 // + 0.5 rounds up
+        );
     }
 }

@@ -46,6 +46,33 @@ stable_enum! {
         InvalidMerchantProfile = 36 => "invalid_merchant_profile",
         /// A fee over 100 %, a fee without a fee account, or a merchant as its own fee account.
         InvalidFee = 37 => "invalid_fee",
+        /// No merchant with that id (or the QR names one this ledger does not know).
+        MerchantNotFound = 38 => "merchant_not_found",
+        /// An order number empty, over 25 characters or with control characters; a bill reference
+        /// empty, over 64 bytes or with control characters.
+        InvalidReference = 39 => "invalid_reference",
+        /// The merchant already has an unpaid order with this order number.
+        OrderReferenceInUse = 40 => "order_reference_in_use",
+        /// A payload that does not parse as EMV MPM, is not a Suanpan merchant code, or disagrees
+        /// with the order it names (amount, reference, merchant, currency).
+        InvalidQr = 41 => "invalid_qr",
+        OrderNotFound = 42 => "order_not_found",
+        /// Paying an order that is already paid (or refunded).
+        OrderAlreadyPaid = 43 => "order_already_paid",
+        OrderClosed = 44 => "order_closed",
+        OrderExpired = 45 => "order_expired",
+        /// A payment amount that differs from the order's.
+        AmountMismatch = 46 => "amount_mismatch",
+        /// A static code (or a bill) paid without an amount.
+        AmountRequired = 47 => "amount_required",
+        /// Refunding an order that was never paid.
+        OrderNotPaid = 48 => "order_not_paid",
+        /// Refunds would sum to more than the paid amount.
+        RefundExceedsPaid = 49 => "refund_exceeds_paid",
+        /// This (biller, bill reference) pair was paid before.
+        BillAlreadyPaid = 50 => "bill_already_paid",
+        /// A free-text field (a refund reason, a note) over its byte limit.
+        TextTooLong = 51 => "text_too_long",
     }
 }
 

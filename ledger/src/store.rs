@@ -23,10 +23,15 @@ pub enum Cf {
     Clients,
     /// Merchant account id → merchant profile.
     Merchants,
+    /// Order id → order (QR orders and every other merchant payment, with their refunds).
+    Orders,
+    /// Uniqueness indexes of the flows: (index kind, owner id, key) → the id holding the key (a
+    /// merchant's open order numbers, paid bills, consumed payment-code nonces).
+    FlowIndex,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 7] = [
+    pub const ALL: [Cf; 9] = [
         Cf::Meta,
         Cf::Accounts,
         Cf::Commands,
@@ -34,6 +39,8 @@ impl Cf {
         Cf::Timers,
         Cf::Clients,
         Cf::Merchants,
+        Cf::Orders,
+        Cf::FlowIndex,
     ];
 
     /// Column family name in RocksDB (prefixed so the Raft log's families can share the database).
@@ -46,6 +53,8 @@ impl Cf {
             Cf::Timers => "ledger_timers",
             Cf::Clients => "ledger_clients",
             Cf::Merchants => "ledger_merchants",
+            Cf::Orders => "ledger_orders",
+            Cf::FlowIndex => "ledger_flow_index",
         }
     }
 }

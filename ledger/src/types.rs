@@ -108,6 +108,8 @@ stable_enum! {
     pub enum TimerKind: u8 {
         /// A two-phase transfer's hold expires (released, `pending_expired`).
         PendingTransfer = 0 => "pending_transfer",
+        /// A QR order left unpaid expires (`unpaid → expired`).
+        Order = 1 => "order",
     }
 }
 
@@ -259,6 +261,105 @@ pub struct MerchantProfile {
     pub fee_bps: u32,
     pub fee_account: Option<Id>,
     pub created_ns: u64,
+}
+
+stable_enum! {
+    /// How a merchant payment came about. Every kind is one [`Order`] record, so refunds, reads and
+    /// reconciliation treat them alike.
+    pub enum OrderKind: u8 {
+        /// A merchant-created order with its own dynamic QR (point of initiation 12).
+        Dynamic = 0 => "dynamic",
+        /// A payment to a merchant's static QR (point of initiation 11); the record is keyed by the
+        /// payment id.
+        Static = 1 => "static",
+        /// A customer-presented payment code charged by the merchant; keyed by the payment id.
+        Code = 2 => "code",
+        /// A biller payment (utility bill, ticket); keyed by the payment id.
+        Bill = 3 => "bill",
+    }
+}
+
+stable_enum! {
+    /// An order's life: `unpaid → paid → partially_refunded → refunded`, or `unpaid → closed |
+    /// expired`. Payments that are not dynamic orders start at `paid`.
+    pub enum OrderState: u8 {
+        Unpaid = 0 => "unpaid",
+        Paid = 1 => "paid",
+        PartiallyRefunded = 2 => "partially_refunded",
+        Refunded = 3 => "refunded",
+        Closed = 4 => "closed",
+        Expired = 5 => "expired",
+    }
+}
+
+impl OrderState {
+    /// Paid, in whole or after refunds: the states a refund may start from (refunded excepted).
+    pub fn is_paid(self) -> bool {
+        matches!(
+            self,
+            OrderState::Paid | OrderState::PartiallyRefunded | OrderState::Refunded
+        )
+    }
+}
+
+/// A merchant payment and its refunds (see [`OrderKind`]). Amounts are minor units of `currency`,
+/// the merchant account's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Order {
+    pub id: Id,
+    pub kind: OrderKind,
+    pub merchant: Id,
+    pub currency: crate::Currency,
+    pub amount: u128,
+    /// The merchant's order number (dynamic orders), the bill reference (bills), else empty.
+    pub reference: String,
+    pub state: OrderState,
+    pub created_ns: u64,
+    /// Dynamic orders: log time at which an unpaid order expires.
+    pub expires_ns: Option<u64>,
+    /// Set when paid: who paid, with which command, and where the fee went.
+    pub payer: Option<Id>,
+    pub payment: Option<Id>,
+    pub fee_account: Option<Id>,
+    pub paid_amount: u128,
+    pub fee: u128,
+    pub refunded_amount: u128,
+    pub fee_refunded: u128,
+    /// Log time of the last transition.
+    pub updated_ns: u64,
+}
+
+impl Order {
+    /// A new order, unpaid, without expiry, payer or refunds.
+    pub fn new(
+        id: Id,
+        kind: OrderKind,
+        merchant: Id,
+        currency: crate::Currency,
+        amount: u128,
+        reference: &str,
+        now_ns: u64,
+    ) -> Order {
+        Order {
+            id,
+            kind,
+            merchant,
+            currency,
+            amount,
+            reference: reference.to_string(),
+            state: OrderState::Unpaid,
+            created_ns: now_ns,
+            expires_ns: None,
+            payer: None,
+            payment: None,
+            fee_account: None,
+            paid_amount: 0,
+            fee: 0,
+            refunded_amount: 0,
+            fee_refunded: 0,
+            updated_ns: now_ns,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -14,6 +14,11 @@
 //! - `register ID KEY payments|finance|admin [name=TEXT]`, `revoke ID KEY`
 //! - `merchant NAME CUR [name=TEXT] [city=TEXT] [mcc=NNNN] [country=CC] [fee_bps=N]
 //!   [fee_account=NAME]`, `merchants NAME...`
+//! - `order ID MERCHANT AMOUNT ref=TEXT [currency=CUR] [expires_in=SECONDS]` (a dynamic QR order),
+//!   `pay ID PAYER qr=order/NAME|static/MERCHANT|"raw/TEXT" [amount=AMOUNT] [currency=CUR]
+//!   [tamper_amount=TEXT]` (the payload as the runner builds it; `tamper_amount` alters tag 54),
+//!   `close ID ORDER`, `refund ID ORDER AMOUNT [currency=CUR] [reason=TEXT]`,
+//!   `bill ID PAYER BILLER REF AMOUNT [currency=CUR]`, `orders NAME...`
 //! - `begin` … `commit`: the commands between them go in one batch (else one batch each)
 //! - `advance DURATION` (`90s`, `30m`, `2h`, `1d`): moves the leader's clock (each batch is
 //!   stamped one second after the previous one anyway); `advance until=NAME`: the next batch is
@@ -101,8 +106,17 @@ impl Runner {
         for t in &timers_before {
             if t.0 <= ts && !after.contains(t) {
                 // Fired at the start of the batch, or settled by a command in it.
-                let state = self.ledger.transfer(t.2)?.map(|t| t.state.name());
-                if state == Some("pending_expired") {
+                let expired = match t.1 {
+                    TimerKind::PendingTransfer => self
+                        .ledger
+                        .transfer(t.2)?
+                        .is_some_and(|t| t.state == TransferState::PendingExpired),
+                    TimerKind::Order => self
+                        .ledger
+                        .order(t.2)?
+                        .is_some_and(|o| o.state == OrderState::Expired),
+                };
+                if expired {
                     writeln!(out, "expired {} ({})", self.name(t.2), t.1)?;
                 }
             }
@@ -154,6 +168,40 @@ impl Runner {
             c.to_decimal(b.credits_pending),
             a.status(),
         ))
+    }
+}
+
+impl Runner {
+    /// The QR payload a `pay` line names: an order's own, a merchant's static code, or raw text;
+    /// `tamper_amount` rebuilds an order's payload with another amount in tag 54.
+    fn payload(&mut self, spec: &str, tamper_amount: Option<&str>) -> Res<String> {
+        let (kind, rest) = spec.split_once('/').ok_or("qr=KIND/VALUE")?;
+        Ok(match kind {
+            "raw" => rest.to_string(),
+            "static" => {
+                let id = self.id(rest);
+                let m = self.ledger.merchant(id).ok_or("no such merchant")?;
+                let c = self.ledger.account(id).ok_or("no account")?.info.currency;
+                emv::merchant_payload(m, c, None)?
+            }
+            "order" => {
+                let id = self.id(rest);
+                let o = self.ledger.order(id)?.ok_or("no such order")?;
+                match tamper_amount {
+                    None => self.ledger.order_payload(&o).ok_or("not a dynamic order")?,
+                    Some(a) => {
+                        let m = self.ledger.merchant(o.merchant).ok_or("no merchant")?;
+                        let qr = emv::OrderQr {
+                            id: o.id,
+                            amount: a,
+                            reference: &o.reference,
+                        };
+                        emv::merchant_payload(m, o.currency, Some(qr))?
+                    }
+                }
+            }
+            _ => return Err(format!("qr kind {kind:?}").into()),
+        })
     }
 }
 
@@ -414,6 +462,141 @@ impl goldenscript::Runner for Runner {
                 }
                 out
             }
+            "order" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let merchant = self.id(&pos(&mut args, "merchant")?.value);
+                let amount = amount(&pos(&mut args, "amount")?.value)?;
+                let reference = args
+                    .lookup("ref")
+                    .map(|a| a.value.clone())
+                    .unwrap_or_default();
+                let currency = args
+                    .lookup("currency")
+                    .map(|a| currency(&a.value))
+                    .transpose()?;
+                let expires_in_seconds = args.lookup_parse("expires_in")?;
+                args.reject_rest()?;
+                self.submit(Command::CreateOrder(CreateOrder {
+                    id,
+                    merchant,
+                    amount,
+                    currency,
+                    reference,
+                    expires_in_seconds,
+                }))?
+            }
+            "pay" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let payer = self.id(&pos(&mut args, "payer")?.value);
+                let qr = args.lookup("qr").ok_or("qr= not given")?.value.clone();
+                let tamper = args.lookup("tamper_amount").map(|a| a.value.clone());
+                let qr = self.payload(&qr, tamper.as_deref())?;
+                let amount = args
+                    .lookup("amount")
+                    .map(|a| amount(&a.value))
+                    .transpose()?;
+                let currency = args
+                    .lookup("currency")
+                    .map(|a| currency(&a.value))
+                    .transpose()?;
+                args.reject_rest()?;
+                self.submit(Command::PayQr(PayQr {
+                    id,
+                    payer,
+                    qr,
+                    amount,
+                    currency,
+                }))?
+            }
+            "close" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let order = self.id(&pos(&mut args, "order")?.value);
+                args.reject_rest()?;
+                self.submit(Command::CloseOrder(CloseOrder { id, order }))?
+            }
+            "refund" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let order = self.id(&pos(&mut args, "order")?.value);
+                let amount = amount(&pos(&mut args, "amount")?.value)?;
+                let currency = args
+                    .lookup("currency")
+                    .map(|a| currency(&a.value))
+                    .transpose()?;
+                let reason = args
+                    .lookup("reason")
+                    .map(|a| a.value.clone())
+                    .unwrap_or_default();
+                args.reject_rest()?;
+                self.submit(Command::Refund(Refund {
+                    id,
+                    order,
+                    amount,
+                    currency,
+                    reason,
+                }))?
+            }
+            "bill" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let payer = self.id(&pos(&mut args, "payer")?.value);
+                let biller = self.id(&pos(&mut args, "biller")?.value);
+                let bill_ref = pos(&mut args, "ref")?.value.clone();
+                let amount = amount(&pos(&mut args, "amount")?.value)?;
+                let currency = args
+                    .lookup("currency")
+                    .map(|a| currency(&a.value))
+                    .transpose()?;
+                args.reject_rest()?;
+                self.submit(Command::PayBill(PayBill {
+                    id,
+                    payer,
+                    biller,
+                    bill_ref,
+                    amount,
+                    currency,
+                }))?
+            }
+            "orders" => {
+                let mut out = String::new();
+                for a in args.rest_pos() {
+                    let id = self.id(&a.value);
+                    match self.ledger.order(id)? {
+                        None => writeln!(out, "{}: no order", a.value)?,
+                        Some(o) => {
+                            let c = o.currency;
+                            let amt = |v: u128| c.to_decimal(v);
+                            write!(
+                                out,
+                                "{}: {} {} of {} for {} {c}",
+                                a.value,
+                                o.kind,
+                                o.state,
+                                self.name(o.merchant),
+                                amt(o.amount)
+                            )?;
+                            if !o.reference.is_empty() {
+                                write!(out, " ref {:?}", o.reference)?;
+                            }
+                            if let Some(p) = o.payer {
+                                write!(
+                                    out,
+                                    "; paid {} by {} (fee {}), refunded {} (fee {})",
+                                    amt(o.paid_amount),
+                                    self.name(p),
+                                    amt(o.fee),
+                                    amt(o.refunded_amount),
+                                    amt(o.fee_refunded)
+                                )?;
+                            }
+                            if let (Some(e), OrderState::Unpaid) = (o.expires_ns, o.state) {
+                                write!(out, "; expires +{}", pos_str(e - o.created_ns))?;
+                            }
+                            writeln!(out)?;
+                        }
+                    }
+                }
+                args.reject_rest()?;
+                out
+            }
             "begin" => {
                 args.reject_rest()?;
                 if self.group.replace(Vec::new()).is_some() {
@@ -665,6 +848,11 @@ fn clients() {
 #[test]
 fn merchants() {
     family("merchants");
+}
+
+#[test]
+fn orders() {
+    family("orders");
 }
 
 #[test]

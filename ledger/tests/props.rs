@@ -39,6 +39,7 @@ fn generate(seed: u64, batches: usize) -> Vec<Batch> {
     let mut now = T0;
     let mut setup = vec![];
     let mut accounts: Vec<(u128, &str)> = vec![];
+    let mut merchants: Vec<(MerchantProfile, &str)> = vec![];
     for (bank, cur) in BANKS {
         setup.push(system(bank, cur));
         for w in 0..4u128 {
@@ -67,6 +68,31 @@ fn generate(seed: u64, batches: usize) -> Vec<Batch> {
         let m = bank * 100 + 50;
         setup.push(account(m, cur, AccountKind::Merchant));
         accounts.push((m, cur));
+        // A merchant with a profile and a fee, for the payment flows.
+        let fees = bank * 100 + 70;
+        setup.push(system(fees, cur));
+        let profile = MerchantProfile {
+            account: Id(bank * 100 + 60),
+            name: format!("SHOP {cur}"),
+            city: "SHANGHAI".into(),
+            mcc: "5411".into(),
+            country: "CN".into(),
+            fee_bps: rng.below(400) as u32,
+            fee_account: Some(Id(fees)),
+            created_ns: 0,
+        };
+        setup.push(Command::CreateMerchant(CreateMerchant {
+            id: profile.account,
+            currency: cur.to_string(),
+            name: profile.name.clone(),
+            city: profile.city.clone(),
+            mcc: profile.mcc.clone(),
+            country: profile.country.clone(),
+            fee_bps: profile.fee_bps,
+            fee_account: profile.fee_account,
+        }));
+        accounts.push((profile.account.0, cur));
+        merchants.push((profile, cur));
     }
     out.push(Batch {
         timestamp_ns: now,
@@ -76,6 +102,9 @@ fn generate(seed: u64, batches: usize) -> Vec<Batch> {
     let mut next_id = 10_000u128;
     let mut issued: Vec<Command> = vec![];
     let mut pendings: Vec<u128> = vec![];
+    // QR orders (id, merchant index, amount text) and every payment that may be refunded.
+    let mut orders: Vec<(u128, usize, String, String)> = vec![];
+    let mut paid: Vec<u128> = vec![];
     for b in 0..batches {
         let span = if rng.chance(10) { 2 * 86_400 } else { 120 };
         now += rng.below(span) * SEC;
@@ -86,7 +115,13 @@ fn generate(seed: u64, batches: usize) -> Vec<Batch> {
             let (a, cur) = accounts[rng.below(accounts.len() as u64) as usize];
             let bank = BANKS.iter().find(|(_, c)| *c == cur).unwrap().0;
             let (b2, cur2) = accounts[rng.below(accounts.len() as u64) as usize];
-            let cmd = match rng.below(100) {
+            let (mp, mcur) = &merchants[rng.below(merchants.len() as u64) as usize];
+            let mi = merchants
+                .iter()
+                .position(|(m, _)| m.account == mp.account)
+                .unwrap();
+            let mcur = *mcur;
+            let cmd = match rng.below(130) {
                 0..=14 => transfer(next_id, bank, a, &amount(&mut rng, cur)), // top-up
                 15..=54 => transfer(next_id, a, b2, &amount(&mut rng, cur)), // p2p (maybe cross-currency)
                 55..=59 => legs(
@@ -127,6 +162,92 @@ fn generate(seed: u64, batches: usize) -> Vec<Batch> {
                     // Reuse of an id with another body.
                     let old = issued[rng.below(issued.len() as u64) as usize].id();
                     transfer(old.0, a, b2, &amount(&mut rng, cur))
+                }
+                100..=107 => {
+                    let amt = amount(&mut rng, mcur);
+                    let reference = format!("R{}", rng.below(40));
+                    orders.push((next_id, mi, amt.clone(), reference.clone()));
+                    Command::CreateOrder(CreateOrder {
+                        id: Id(next_id),
+                        merchant: mp.account,
+                        amount: d(&amt),
+                        currency: None,
+                        reference,
+                        expires_in_seconds: Some(1 + rng.below(900)),
+                    })
+                }
+                108..=115 if !orders.is_empty() => {
+                    let (o, oi, amt, reference) =
+                        orders[rng.below(orders.len() as u64) as usize].clone();
+                    let (m, c) = &merchants[oi];
+                    let c = Currency::from_code(c).unwrap();
+                    // The payload as the ledger prints it (the amount in the currency's scale); now
+                    // and then one with its amount altered.
+                    let text = match c.to_minor(d(&amt)) {
+                        Ok(v) if !rng.chance(10) => c.to_decimal(v).to_string(),
+                        _ => "1".to_string(),
+                    };
+                    let qr = emv::OrderQr {
+                        id: Id(o),
+                        amount: &text,
+                        reference: &reference,
+                    };
+                    paid.push(next_id);
+                    Command::PayQr(PayQr {
+                        id: Id(next_id),
+                        payer: Id(a),
+                        qr: emv::merchant_payload(m, c, Some(qr)).unwrap(),
+                        amount: None,
+                        currency: None,
+                    })
+                }
+                116..=118 => {
+                    let c = Currency::from_code(mcur).unwrap();
+                    paid.push(next_id);
+                    Command::PayQr(PayQr {
+                        id: Id(next_id),
+                        payer: Id(a),
+                        qr: emv::merchant_payload(mp, c, None).unwrap(),
+                        amount: Some(d(&amount(&mut rng, mcur))),
+                        currency: None,
+                    })
+                }
+                119..=120 if !orders.is_empty() => Command::CloseOrder(CloseOrder {
+                    id: Id(next_id),
+                    order: Id(orders[rng.below(orders.len() as u64) as usize].0),
+                }),
+                121..=126 if !paid.is_empty() => {
+                    // Refund a payment's order: the order id is the payment's for static payments
+                    // and bills; for QR orders, refund the order itself.
+                    let target = if rng.chance(50) && !orders.is_empty() {
+                        orders[rng.below(orders.len() as u64) as usize].0
+                    } else {
+                        paid[rng.below(paid.len() as u64) as usize]
+                    };
+                    // Mostly small whole amounts: valid in either currency, often within the rest.
+                    let amt = if rng.chance(70) {
+                        (1 + rng.below(5)).to_string()
+                    } else {
+                        amount(&mut rng, mcur)
+                    };
+                    Command::Refund(Refund {
+                        id: Id(next_id),
+                        order: Id(target),
+                        amount: d(&amt),
+                        currency: None,
+                        reason: String::new(),
+                    })
+                }
+                127..=129 => {
+                    paid.push(next_id);
+                    Command::PayBill(PayBill {
+                        id: Id(next_id),
+                        payer: Id(a),
+                        biller: mp.account,
+                        bill_ref: format!("B{}", rng.below(30)),
+                        amount: d(&amount(&mut rng, mcur)),
+                        currency: None,
+                    })
                 }
                 _ => transfer(next_id, a, b2, &amount(&mut rng, cur)),
             };
@@ -269,6 +390,83 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Any sequence of partial refunds that sums to the paid amount returns exactly the whole fee,
+    /// and every party's balance to where it started; no refund ever passes the paid amount.
+    #[test]
+    fn refunds_return_the_whole_fee_at_full_refund(seed in any::<u64>()) {
+        let seed = seed_or(seed);
+        let mut rng = Rng(seed);
+        let (bank, payer, fees, shop) = (1u128, 2u128, 3u128, 4u128);
+        let profile = MerchantProfile {
+            account: Id(shop),
+            name: "SHOP".into(),
+            city: "HANGZHOU".into(),
+            mcc: "5411".into(),
+            country: "CN".into(),
+            fee_bps: if rng.chance(50) {
+                [0, 1, 38, 60, 599, 10_000][rng.below(6) as usize]
+            } else {
+                rng.below(10_001) as u32
+            },
+            fee_account: Some(Id(fees)),
+            created_ns: 0,
+        };
+        let cny = Currency::from_code("CNY").unwrap();
+        let paid_max = if rng.chance(50) { 100 } else { 1_000_000_000 };
+        let paid: u64 = 1 + rng.below(paid_max);
+        let setup = vec![
+            system(bank, "CNY"),
+            wallet(payer, "CNY"),
+            system(fees, "CNY"),
+            Command::CreateMerchant(CreateMerchant {
+                id: Id(shop), currency: "CNY".into(), name: profile.name.clone(), city: profile.city.clone(),
+                mcc: profile.mcc.clone(), country: profile.country.clone(), fee_bps: profile.fee_bps,
+                fee_account: profile.fee_account,
+            }),
+            transfer(5, bank, payer, &cny.to_decimal(u128::from(paid)).to_string()),
+            Command::PayQr(PayQr {
+                id: Id(6), payer: Id(payer), qr: emv::merchant_payload(&profile, cny, None).unwrap(),
+                amount: Some(cny.to_decimal(u128::from(paid))), currency: None,
+            }),
+        ];
+        let mut l = Ledger::open(MemStore::new()).unwrap();
+        let out = l.apply(1, &Batch { timestamp_ns: T0, seed: 0, commands: setup }).unwrap();
+        prop_assert!(out.results.iter().all(|r| r.is_ok()), "seed={}: {:?}", seed, out.results);
+        // Refund in random parts until nothing is left; over-refunds are refused along the way.
+        let mut left = paid;
+        let mut index = 1;
+        let mut next = 100u128;
+        while left > 0 {
+            let part = if rng.chance(30) { left } else { 1 + rng.below(left) };
+            let over = u128::from(left) + 1 + u128::from(rng.below(3));
+            let cmds = vec![
+                Command::Refund(Refund { id: Id(next), order: Id(6), amount: cny.to_decimal(over), currency: None, reason: String::new() }),
+                Command::Refund(Refund { id: Id(next + 1), order: Id(6), amount: cny.to_decimal(u128::from(part)), currency: None, reason: String::new() }),
+            ];
+            next += 2;
+            index += 1;
+            let r = l.apply(index, &Batch { timestamp_ns: T0 + index * SEC, seed: 0, commands: cmds }).unwrap().results;
+            prop_assert_eq!(r[0].code, ResultCode::RefundExceedsPaid, "seed={}", seed);
+            prop_assert_eq!(r[1].code, ResultCode::Ok, "seed={}", seed);
+            left -= part;
+            let o = l.order(Id(6)).unwrap().unwrap();
+            prop_assert!(o.fee_refunded <= o.fee && o.refunded_amount <= o.paid_amount, "seed={}: {:?}", seed, o);
+        }
+        let o = l.order(Id(6)).unwrap().unwrap();
+        prop_assert_eq!(o.state, OrderState::Refunded, "seed={}", seed);
+        prop_assert_eq!(o.fee_refunded, o.fee, "seed={}", seed);
+        prop_assert_eq!(l.account(Id(payer)).unwrap().state.balances.credits_posted - l.account(Id(payer)).unwrap().state.balances.debits_posted, u128::from(paid), "seed={}", seed);
+        for acct in [shop, fees] {
+            let b = l.account(Id(acct)).unwrap().state.balances;
+            prop_assert_eq!(b.debits_posted, b.credits_posted, "seed={} account {}", seed, acct);
+        }
+        prop_assert!(l.verify().is_ok(), "seed={}", seed);
+    }
+}
+
 /// The generator exercises what it claims to: across a fixed set of seeds, transfers, holds, posts,
 /// voids, expiries, replays and conflicts all occur with successful and failing outcomes.
 #[test]
@@ -287,6 +485,12 @@ fn generator_covers_the_interesting_outcomes() {
                     Command::CreateTransfer(_) => "transfer",
                     Command::PostPending(_) => "post",
                     Command::VoidPending(_) => "void",
+                    Command::CreateOrder(_) => "order",
+                    Command::PayQr(p) if p.amount.is_none() => "pay_order",
+                    Command::PayQr(_) => "pay_static",
+                    Command::CloseOrder(_) => "close",
+                    Command::Refund(_) => "refund",
+                    Command::PayBill(_) => "bill",
                     _ => "other",
                 };
                 if r.code == ResultCode::Ok {
@@ -297,9 +501,20 @@ fn generator_covers_the_interesting_outcomes() {
         let _ = l;
     }
     eprintln!("{codes:?}\n{kinds:?}");
-    for k in ["pending", "transfer", "post", "void"] {
+    for k in [
+        "pending",
+        "transfer",
+        "post",
+        "void",
+        "order",
+        "pay_order",
+        "pay_static",
+        "close",
+        "refund",
+        "bill",
+    ] {
         assert!(
-            kinds.get(k).copied().unwrap_or(0) > 20,
+            kinds.get(k).copied().unwrap_or(0) > 10,
             "too few successful {k}: {kinds:?}"
         );
     }
@@ -310,6 +525,14 @@ fn generator_covers_the_interesting_outcomes() {
         "amount_zero",
         "pending_expired",
         "currency_mismatch",
+        "order_already_paid",
+        "order_expired",
+        "order_closed",
+        "invalid_qr",
+        "refund_exceeds_paid",
+        "order_not_paid",
+        "bill_already_paid",
+        "order_reference_in_use",
     ] {
         assert!(
             codes.get(c).copied().unwrap_or(0) > 0,

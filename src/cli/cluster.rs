@@ -48,6 +48,21 @@ fn command_json(c: &Option<pb::Command>) -> Value {
         Some(K::CreateMerchant(m)) => {
             json!({"type": "create_merchant", "id": m.id, "currency": m.currency, "name": m.name})
         }
+        Some(K::CreateOrder(o)) => {
+            json!({"type": "create_order", "id": o.id, "merchant": o.merchant_id, "amount": o.amount, "currency": o.currency, "reference": o.reference})
+        }
+        Some(K::PayQr(p)) => {
+            json!({"type": "pay_qr", "id": p.id, "payer": p.payer_account_id, "amount": p.amount, "qr": p.qr})
+        }
+        Some(K::CloseOrder(c)) => {
+            json!({"type": "close_order", "id": c.id, "order": c.order_id})
+        }
+        Some(K::Refund(r)) => {
+            json!({"type": "refund", "id": r.id, "order": r.order_id, "amount": r.amount, "currency": r.currency})
+        }
+        Some(K::PayBill(b)) => {
+            json!({"type": "pay_bill", "id": b.id, "payer": b.payer_account_id, "biller": b.biller_id, "bill_reference": b.bill_reference, "amount": b.amount, "currency": b.currency})
+        }
         Some(K::SetAccountStatus(s)) => {
             json!({"type": "set_account_status", "id": s.id, "account": s.account_id, "status": name::<ledger::AccountStatus>(s.status)})
         }

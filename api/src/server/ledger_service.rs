@@ -101,6 +101,27 @@ impl pb::ledger_server::Ledger for LedgerService {
         Ok(Response::new(resp))
     }
 
+    async fn get_orders(
+        &self,
+        request: Request<pb::GetOrdersRequest>,
+    ) -> Result<Response<pb::GetOrdersResponse>, Status> {
+        let req = request.into_inner();
+        let ids = check_ids(&req.ids)?;
+        self.ctx.read_barrier(req.allow_stale).await?;
+        let l = self.ctx.ledger.lock();
+        let mut resp = pb::GetOrdersResponse {
+            applied_index: l.applied_index(),
+            ..Default::default()
+        };
+        for id in ids {
+            match l.order(id).map_err(internal)? {
+                Some(o) => resp.orders.push(wire::order_to_pb(&o, l.order_payload(&o))),
+                None => resp.not_found.push(id.to_string()),
+            }
+        }
+        Ok(Response::new(resp))
+    }
+
     async fn get_transfers(
         &self,
         request: Request<pb::GetTransfersRequest>,

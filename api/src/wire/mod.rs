@@ -303,6 +303,95 @@ pub fn command_from_pb(
             pending_id: parse_id(&f("void_pending.pending_id"), &v.pending_id)?,
         }),
         Kind::CreateMerchant(m) => Command::CreateMerchant(merchant_from_pb(&f, m)?),
+        Kind::CreateOrder(o) => {
+            let currency = parse_currency(&f("create_order.currency"), &o.currency)?;
+            check_text(
+                &f("create_order.reference"),
+                &o.reference,
+                1,
+                ledger::ORDER_REFERENCE_CHARS_MAX,
+                Count::Chars,
+            )?;
+            if let Some(s) = o.expires_in_seconds {
+                if s == 0 || s > ledger::ORDER_EXPIRES_MAX_SECONDS {
+                    return Err(invalid(format!(
+                        "{}: {s} is outside 1 ..= {}",
+                        f("create_order.expires_in_seconds"),
+                        ledger::ORDER_EXPIRES_MAX_SECONDS
+                    )));
+                }
+            }
+            Command::CreateOrder(ledger::CreateOrder {
+                id: parse_id(&f("create_order.id"), &o.id)?,
+                merchant: parse_id(&f("create_order.merchant_id"), &o.merchant_id)?,
+                amount: parse_amount(&f("create_order.amount"), &o.amount, currency)?,
+                currency: Some(currency),
+                reference: o.reference.clone(),
+                expires_in_seconds: o.expires_in_seconds,
+            })
+        }
+        Kind::PayQr(p) => {
+            check_text(
+                &f("pay_qr.qr"),
+                &p.qr,
+                1,
+                ledger::QR_PAYLOAD_CHARS_MAX,
+                Count::Chars,
+            )?;
+            let (amount, currency) = match &p.amount {
+                None if p.currency.is_empty() => (None, None),
+                amount => {
+                    let c = parse_currency(&f("pay_qr.currency"), &p.currency)?;
+                    (parse_opt_amount(&f("pay_qr.amount"), amount, c)?, Some(c))
+                }
+            };
+            Command::PayQr(ledger::PayQr {
+                id: parse_id(&f("pay_qr.id"), &p.id)?,
+                payer: parse_id(&f("pay_qr.payer_account_id"), &p.payer_account_id)?,
+                qr: p.qr.clone(),
+                amount,
+                currency,
+            })
+        }
+        Kind::CloseOrder(c) => Command::CloseOrder(ledger::CloseOrder {
+            id: parse_id(&f("close_order.id"), &c.id)?,
+            order: parse_id(&f("close_order.order_id"), &c.order_id)?,
+        }),
+        Kind::Refund(r) => {
+            let currency = parse_currency(&f("refund.currency"), &r.currency)?;
+            check_text(
+                &f("refund.reason"),
+                &r.reason,
+                0,
+                ledger::REFUND_REASON_BYTES_MAX,
+                Count::Bytes,
+            )?;
+            Command::Refund(ledger::Refund {
+                id: parse_id(&f("refund.id"), &r.id)?,
+                order: parse_id(&f("refund.order_id"), &r.order_id)?,
+                amount: parse_amount(&f("refund.amount"), &r.amount, currency)?,
+                currency: Some(currency),
+                reason: r.reason.clone(),
+            })
+        }
+        Kind::PayBill(b) => {
+            let currency = parse_currency(&f("pay_bill.currency"), &b.currency)?;
+            check_text(
+                &f("pay_bill.bill_reference"),
+                &b.bill_reference,
+                1,
+                ledger::BILL_REFERENCE_BYTES_MAX,
+                Count::Bytes,
+            )?;
+            Command::PayBill(ledger::PayBill {
+                id: parse_id(&f("pay_bill.id"), &b.id)?,
+                payer: parse_id(&f("pay_bill.payer_account_id"), &b.payer_account_id)?,
+                biller: parse_id(&f("pay_bill.biller_id"), &b.biller_id)?,
+                bill_ref: b.bill_reference.clone(),
+                amount: parse_amount(&f("pay_bill.amount"), &b.amount, currency)?,
+                currency: Some(currency),
+            })
+        }
         Kind::SetAccountStatus(s) => Command::SetAccountStatus(ledger::SetAccountStatus {
             id: parse_id(&f("set_account_status.id"), &s.id)?,
             account: parse_id(&f("set_account_status.account_id"), &s.account_id)?,
@@ -318,6 +407,39 @@ pub fn command_from_pb(
             )))
         }
     })
+}
+
+/// How a text limit counts.
+#[derive(Clone, Copy)]
+pub enum Count {
+    Chars,
+    Bytes,
+}
+
+/// A text field within `min ..= max` characters or bytes, without control characters: checked at
+/// the wire so that nothing malformed is proposed (the ledger checks the same at apply time).
+pub fn check_text(
+    field: &str,
+    v: &str,
+    min: usize,
+    max: usize,
+    count: Count,
+) -> Result<(), Status> {
+    let (n, unit) = match count {
+        Count::Chars => (v.chars().count(), "characters"),
+        Count::Bytes => (v.len(), "bytes"),
+    };
+    if n < min || n > max {
+        return Err(invalid(format!(
+            "{field}: {n} {unit}, expected {min} ..= {max}"
+        )));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "{field}: control characters are not allowed"
+        )));
+    }
+    Ok(())
 }
 
 /// A merchant's profile fields, checked against their EMV rules here (the ledger checks them too).
@@ -580,6 +702,12 @@ mod tests {
         });
         check::<ledger::PostingKind>("POSTING_KIND", |n| {
             pb::PostingKind::try_from(n).ok().map(|e| e.as_str_name())
+        });
+        check::<ledger::OrderKind>("ORDER_KIND", |n| {
+            pb::OrderKind::try_from(n).ok().map(|e| e.as_str_name())
+        });
+        check::<ledger::OrderState>("ORDER_STATE", |n| {
+            pb::OrderState::try_from(n).ok().map(|e| e.as_str_name())
         });
     }
 

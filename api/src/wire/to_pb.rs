@@ -105,6 +105,31 @@ pub fn merchant_to_pb(m: &ledger::MerchantProfile, currency: Currency) -> pb::Me
     }
 }
 
+/// An order; `payload` is the QR order's EMV payload (see `Ledger::order_payload`).
+pub fn order_to_pb(o: &ledger::Order, payload: Option<String>) -> pb::Order {
+    let c = o.currency;
+    pb::Order {
+        id: o.id.to_string(),
+        kind: enum_to_pb(o.kind),
+        merchant_id: o.merchant.to_string(),
+        state: enum_to_pb(o.state),
+        amount: amount_str(c, o.amount),
+        currency: c.code().to_string(),
+        paid_amount: amount_str(c, o.paid_amount),
+        refunded_amount: amount_str(c, o.refunded_amount),
+        fee: amount_str(c, o.fee),
+        fee_refunded: amount_str(c, o.fee_refunded),
+        payer_account_id: o.payer.map(|i| i.to_string()),
+        payment_id: o.payment.map(|i| i.to_string()),
+        fee_account_id: o.fee_account.map(|i| i.to_string()),
+        reference: o.reference.clone(),
+        created_ns: o.created_ns,
+        expires_ns: o.expires_ns,
+        updated_ns: o.updated_ns,
+        payload: payload.unwrap_or_default(),
+    }
+}
+
 pub fn posting_to_pb(currency: Currency, p: &ledger::Posting) -> pb::Posting {
     pb::Posting {
         seq: p.seq,
@@ -131,6 +156,14 @@ pub fn result_to_pb(id: Id, r: &CommandResult) -> pb::CommandResult {
 /// kept as `None`).
 pub fn result_code_from_wire(code: i32) -> Option<ResultCode> {
     u16::try_from(code).ok().and_then(ResultCode::from_u16)
+}
+
+/// A declared currency's code, else the fallback's, else empty.
+fn code_or(declared: Option<Currency>, fallback: Option<Currency>) -> String {
+    declared
+        .or(fallback)
+        .map(|c| c.code().to_string())
+        .unwrap_or_default()
 }
 
 /// The reverse conversion, for `WatchEvents` (leg currencies resolved from the accounts).
@@ -196,6 +229,40 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
             country: m.country.clone(),
             fee_bps: m.fee_bps,
             fee_account_id: m.fee_account.map(|a| a.to_string()),
+        }),
+        Command::CreateOrder(o) => Kind::CreateOrder(pb::CreateOrder {
+            id: o.id.to_string(),
+            merchant_id: o.merchant.to_string(),
+            amount: dec(&o.amount),
+            currency: code_or(o.currency, currency_of(o.merchant)),
+            reference: o.reference.clone(),
+            expires_in_seconds: o.expires_in_seconds,
+        }),
+        Command::PayQr(p) => Kind::PayQr(pb::PayQr {
+            id: p.id.to_string(),
+            payer_account_id: p.payer.to_string(),
+            qr: p.qr.clone(),
+            amount: p.amount.as_ref().map(dec),
+            currency: code_or(p.currency, None),
+        }),
+        Command::CloseOrder(c) => Kind::CloseOrder(pb::CloseOrder {
+            id: c.id.to_string(),
+            order_id: c.order.to_string(),
+        }),
+        Command::Refund(r) => Kind::Refund(pb::Refund {
+            id: r.id.to_string(),
+            order_id: r.order.to_string(),
+            amount: dec(&r.amount),
+            currency: code_or(r.currency, None),
+            reason: r.reason.clone(),
+        }),
+        Command::PayBill(b) => Kind::PayBill(pb::PayBill {
+            id: b.id.to_string(),
+            payer_account_id: b.payer.to_string(),
+            biller_id: b.biller.to_string(),
+            bill_reference: b.bill_ref.clone(),
+            amount: dec(&b.amount),
+            currency: code_or(b.currency, currency_of(b.biller)),
         }),
         Command::SetAccountStatus(s) => Kind::SetAccountStatus(pb::SetAccountStatus {
             id: s.id.to_string(),

@@ -85,6 +85,45 @@ pub fn encode_command(e: &mut Enc, c: &Command) {
             e.u32(m.fee_bps);
             e.opt_id(m.fee_account);
         }
+        Command::CreateOrder(o) => {
+            e.u8(11);
+            e.id(o.id);
+            e.id(o.merchant);
+            e.decimal(o.amount);
+            e.opt_currency(o.currency);
+            e.str(&o.reference);
+            e.opt_u64(o.expires_in_seconds);
+        }
+        Command::PayQr(p) => {
+            e.u8(12);
+            e.id(p.id);
+            e.id(p.payer);
+            e.str(&p.qr);
+            e.opt_decimal(p.amount);
+            e.opt_currency(p.currency);
+        }
+        Command::CloseOrder(c) => {
+            e.u8(13);
+            e.id(c.id);
+            e.id(c.order);
+        }
+        Command::Refund(r) => {
+            e.u8(14);
+            e.id(r.id);
+            e.id(r.order);
+            e.decimal(r.amount);
+            e.opt_currency(r.currency);
+            e.str(&r.reason);
+        }
+        Command::PayBill(b) => {
+            e.u8(15);
+            e.id(b.id);
+            e.id(b.payer);
+            e.id(b.biller);
+            e.str(&b.bill_ref);
+            e.decimal(b.amount);
+            e.opt_currency(b.currency);
+        }
     }
 }
 
@@ -166,6 +205,40 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
             country: d.string()?,
             fee_bps: d.u32()?,
             fee_account: d.opt_id()?,
+        }),
+        11 => Command::CreateOrder(CreateOrder {
+            id: d.id()?,
+            merchant: d.id()?,
+            amount: d.decimal()?,
+            currency: d.opt_currency()?,
+            reference: d.string()?,
+            expires_in_seconds: d.opt_u64()?,
+        }),
+        12 => Command::PayQr(PayQr {
+            id: d.id()?,
+            payer: d.id()?,
+            qr: d.string()?,
+            amount: d.opt_decimal()?,
+            currency: d.opt_currency()?,
+        }),
+        13 => Command::CloseOrder(CloseOrder {
+            id: d.id()?,
+            order: d.id()?,
+        }),
+        14 => Command::Refund(Refund {
+            id: d.id()?,
+            order: d.id()?,
+            amount: d.decimal()?,
+            currency: d.opt_currency()?,
+            reason: d.string()?,
+        }),
+        15 => Command::PayBill(PayBill {
+            id: d.id()?,
+            payer: d.id()?,
+            biller: d.id()?,
+            bill_ref: d.string()?,
+            amount: d.decimal()?,
+            currency: d.opt_currency()?,
         }),
         _ => return Err(DecodeError("unknown command tag")),
     })

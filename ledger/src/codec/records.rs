@@ -229,3 +229,52 @@ pub(crate) fn decode_merchant(b: &[u8]) -> Result<MerchantProfile, DecodeError> 
     d.finish()?;
     Ok(m)
 }
+
+pub(crate) fn encode_order(o: &Order) -> Vec<u8> {
+    let mut e = Enc::with_capacity(192 + o.reference.len());
+    e.u8(VERSION);
+    e.id(o.id);
+    e.u8(o.kind as u8);
+    e.id(o.merchant);
+    e.currency(o.currency);
+    e.u128(o.amount);
+    e.str(&o.reference);
+    e.u8(o.state as u8);
+    e.u64(o.created_ns);
+    e.opt_u64(o.expires_ns);
+    e.opt_id(o.payer);
+    e.opt_id(o.payment);
+    e.opt_id(o.fee_account);
+    e.u128(o.paid_amount);
+    e.u128(o.fee);
+    e.u128(o.refunded_amount);
+    e.u128(o.fee_refunded);
+    e.u64(o.updated_ns);
+    e.buf
+}
+
+pub(crate) fn decode_order(b: &[u8]) -> Result<Order, DecodeError> {
+    let mut d = Dec::new(b);
+    d.version()?;
+    let o = Order {
+        id: d.id()?,
+        kind: OrderKind::from_repr(d.u8()?).ok_or(DecodeError("bad order kind"))?,
+        merchant: d.id()?,
+        currency: d.currency()?,
+        amount: d.u128()?,
+        reference: d.string()?,
+        state: OrderState::from_repr(d.u8()?).ok_or(DecodeError("bad order state"))?,
+        created_ns: d.u64()?,
+        expires_ns: d.opt_u64()?,
+        payer: d.opt_id()?,
+        payment: d.opt_id()?,
+        fee_account: d.opt_id()?,
+        paid_amount: d.u128()?,
+        fee: d.u128()?,
+        refunded_amount: d.u128()?,
+        fee_refunded: d.u128()?,
+        updated_ns: d.u64()?,
+    };
+    d.finish()?;
+    Ok(o)
+}

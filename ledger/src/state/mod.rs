@@ -4,8 +4,8 @@
 //! - this file: the [`Ledger`] type, opening, the batch loop (idempotency, digest, invariants);
 //! - [`moves`]: the money-moving primitives every flow composes — legs checked against status,
 //!   limits and funds, holds and their release — so no flow repeats a debit or credit check;
-//! - [`accounts`], [`merchants`], [`transfers`] (transfers and two-phase holds), [`clients`]: the
-//!   commands;
+//! - [`accounts`], [`merchants`], [`transfers`] (transfers and two-phase holds), [`orders`] (QR
+//!   orders, merchant payments, refunds, bills), [`clients`]: the commands;
 //! - [`timers`]: the one timer index `(due_ns, kind, id)` through which everything expires;
 //! - [`queries`], [`verify`], [`snapshot`]: reads, the full consistency check, state transfer.
 
@@ -24,6 +24,7 @@ mod accounts;
 mod clients;
 mod merchants;
 mod moves;
+mod orders;
 mod queries;
 mod snapshot;
 mod timers;
@@ -107,6 +108,9 @@ struct BatchCtx {
     before: FxHashMap<Id, AccountState>,
     /// Command records written in this batch, and records read from the store.
     records: FxHashMap<Id, Option<CommandRecord>>,
+    /// Flow records and indexes written in this batch, so later commands read their own writes
+    /// (`None`: deleted).
+    kv: FxHashMap<(Cf, Vec<u8>), Option<Vec<u8>>>,
     scratch: Enc,
 }
 
@@ -241,6 +245,7 @@ impl<S: Store> Ledger<S> {
                 batch.commands.len() + 16,
                 Default::default(),
             ),
+            kv: FxHashMap::default(),
             scratch: Enc::with_capacity(256),
         };
 
@@ -324,6 +329,24 @@ impl<S: Store> Ledger<S> {
         Ok(r)
     }
 
+    /// Reads a flow record or index entry as this batch left it.
+    fn kv_get(&self, ctx: &BatchCtx, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
+        if let Some(v) = ctx.kv.get(&(cf, key.to_vec())) {
+            return Ok(v.clone());
+        }
+        Ok(self.store.get(cf, key)?)
+    }
+
+    fn kv_put(ctx: &mut BatchCtx, cf: Cf, key: Vec<u8>, value: Vec<u8>) {
+        ctx.wb.put(cf, key.clone(), value.clone());
+        ctx.kv.insert((cf, key), Some(value));
+    }
+
+    fn kv_delete(ctx: &mut BatchCtx, cf: Cf, key: Vec<u8>) {
+        ctx.wb.delete(cf, key.clone());
+        ctx.kv.insert((cf, key), None);
+    }
+
     fn put_record(&self, ctx: &mut BatchCtx, id: Id, rec: CommandRecord) {
         ctx.wb.put(
             Cf::Commands,
@@ -377,6 +400,11 @@ impl<S: Store> Ledger<S> {
             Command::RegisterClient(r) => self.register_client(ctx, r).map(|()| None),
             Command::RevokeClient(r) => self.revoke_client(ctx, r).map(|()| None),
             Command::CreateMerchant(m) => self.create_merchant(ctx, m).map(|()| None),
+            Command::CreateOrder(o) => self.create_order(ctx, o).map(|()| None),
+            Command::PayQr(p) => self.pay_qr(ctx, p).map(Some),
+            Command::CloseOrder(c) => self.close_order(ctx, c).map(|()| None),
+            Command::Refund(r) => self.refund(ctx, r).map(Some),
+            Command::PayBill(b) => self.pay_bill(ctx, b).map(Some),
         };
         let (code, transfer) = match outcome {
             Ok(t) => (ResultCode::Ok, t),

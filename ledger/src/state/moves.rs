@@ -6,7 +6,7 @@
 //! - [`Ledger::release`] ends a hold: posts all or part of it, voids it, or expires it.
 
 use super::*;
-use crate::money;
+use crate::money::{self, MAX_MINOR};
 
 /// Key of a posting: account id, then its sequence number (big-endian: history pages are ranges).
 pub(super) fn posting_key(account: Id, seq: u64) -> Vec<u8> {
@@ -158,6 +158,22 @@ fn credit_checks(info: &AccountInfo, st: &AccountState, amount: u128) -> Result<
     Ok(())
 }
 
+/// Checks one leg against its accounts as the movement's earlier legs left them, and records it.
+fn push_leg(m: &mut Movement, dr: &Account, cr: &Account, amount: u128) -> Result<(), ResultCode> {
+    let di = m.work_index(dr);
+    let ci = m.work_index(cr);
+    debit_checks(&dr.info, &mut m.work[di], amount)?;
+    credit_checks(&cr.info, &m.work[ci].state, amount)?;
+    m.post(di, true, amount)?;
+    m.post(ci, false, amount)?;
+    m.legs.push(Leg {
+        debit: dr.info.id,
+        credit: cr.info.id,
+        amount,
+    });
+    Ok(())
+}
+
 impl<S: Store> Ledger<S> {
     /// Adds a leg from `debit` to `credit`: both accounts must exist and share a currency, which must
     /// be the one the client declared, if it declared one (an amount is never read in another
@@ -172,6 +188,39 @@ impl<S: Store> Ledger<S> {
         declared: Option<Currency>,
         amount: rust_decimal::Decimal,
     ) -> Result<(), ResultCode> {
+        let (dr, cr) = self.leg_accounts(debit, credit, declared)?;
+        // The accounts' currency decides what a valid amount is (zero, sign, precision, range).
+        let amount = dr.info.currency.to_minor(amount)?;
+        push_leg(m, dr, cr, amount)
+    }
+
+    /// [`Ledger::add_leg`] for an amount already in minor units (a flow's computed fee or share).
+    /// A zero amount is refused (`amount_zero`): flows leave out legs that would move nothing.
+    pub(super) fn add_leg_minor(
+        &self,
+        m: &mut Movement,
+        debit: Id,
+        credit: Id,
+        declared: Option<Currency>,
+        amount: u128,
+    ) -> Result<(), ResultCode> {
+        let (dr, cr) = self.leg_accounts(debit, credit, declared)?;
+        if amount == 0 {
+            return Err(ResultCode::AmountZero);
+        }
+        if amount > MAX_MINOR {
+            return Err(ResultCode::Overflow);
+        }
+        push_leg(m, dr, cr, amount)
+    }
+
+    /// The two accounts of a leg, distinct, existing, and in one currency (the declared one, if any).
+    fn leg_accounts(
+        &self,
+        debit: Id,
+        credit: Id,
+        declared: Option<Currency>,
+    ) -> Result<(&Account, &Account), ResultCode> {
         if debit == credit {
             return Err(ResultCode::SameAccount);
         }
@@ -182,20 +231,7 @@ impl<S: Store> Ledger<S> {
         if cr.info.currency != currency || declared.is_some_and(|d| d != currency) {
             return Err(ResultCode::CurrencyMismatch);
         }
-        // The accounts' currency decides what a valid amount is (zero, sign, precision, range).
-        let amount = currency.to_minor(amount)?;
-        let di = m.work_index(dr);
-        let ci = m.work_index(cr);
-        debit_checks(&dr.info, &mut m.work[di], amount)?;
-        credit_checks(&cr.info, &m.work[ci].state, amount)?;
-        m.post(di, true, amount)?;
-        m.post(ci, false, amount)?;
-        m.legs.push(Leg {
-            debit,
-            credit,
-            amount,
-        });
-        Ok(())
+        Ok((dr, cr))
     }
 
     /// Applies every leg of a movement whose legs all passed: account states and postings.

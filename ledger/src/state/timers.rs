@@ -1,4 +1,4 @@
-//! The timer index: everything that expires by log time — today two-phase holds; QR orders,
+//! The timer index: everything that expires by log time — two-phase holds and QR orders today;
 //! payment codes, payment requests and red packets as their flows arrive — is one entry
 //! `(due_ns, kind, id)` here and in the `Timers` column family. At the start of each batch the
 //! entries due by the batch's log time fire in that order, at most [`EXPIRE_PER_BATCH_MAX`] per
@@ -91,6 +91,8 @@ impl<S: Store> Ledger<S> {
                 TimerKind::PendingTransfer => {
                     self.release(ctx, id, None)?;
                 }
+                // `expire_order` cancels the timer along with the order.
+                TimerKind::Order => self.expire_order(ctx, id)?,
             }
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! The full consistency check (reconciliation, tests): every currency balances, and every
-//! account's stored balances equal the sum of its postings and what its last posting recorded.
+//! account's stored balances equal the sum of its postings and what its last posting recorded; every
+//! order keeps its own rules (refunds within the payment, the fee within both).
 
 use super::*;
 
@@ -24,8 +25,39 @@ pub enum VerifyError {
         stored: Balances,
         sum: Balances,
     },
+    #[error("order {id}: {reason}")]
+    Order { id: Id, reason: &'static str },
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+}
+
+/// An order's own rules: what was refunded never exceeds what was paid, the fee stays within the
+/// payment, its refunded part within the fee, and the state agrees with the amounts.
+fn check_order(o: &Order) -> Result<(), &'static str> {
+    if o.refunded_amount > o.paid_amount {
+        return Err("refunded more than paid");
+    }
+    if o.fee > o.paid_amount || o.fee_refunded > o.fee {
+        return Err("fee outside the payment");
+    }
+    let paid = o.paid_amount == o.amount && o.payer.is_some() && o.payment.is_some();
+    let ok = match o.state {
+        OrderState::Unpaid | OrderState::Closed | OrderState::Expired => o.paid_amount == 0,
+        OrderState::Paid => paid && o.refunded_amount == 0,
+        OrderState::PartiallyRefunded => {
+            paid && o.refunded_amount > 0 && o.refunded_amount < o.paid_amount
+        }
+        OrderState::Refunded => {
+            paid && o.refunded_amount == o.paid_amount && o.fee_refunded == o.fee
+        }
+    };
+    if !ok {
+        return Err("state disagrees with amounts");
+    }
+    if o.kind != OrderKind::Dynamic && !o.state.is_paid() {
+        return Err("only dynamic orders are ever unpaid");
+    }
+    Ok(())
 }
 
 impl<S: Store> Ledger<S> {
@@ -64,7 +96,25 @@ impl<S: Store> Ledger<S> {
                 });
             }
         }
-        Ok(())
+        let mut bad = None;
+        self.for_each_order(&mut |o| {
+            if bad.is_none() {
+                if let Err(reason) = check_order(&o) {
+                    bad = Some(VerifyError::Order { id: o.id, reason });
+                } else if o.state == OrderState::Unpaid
+                    && !o
+                        .expires_ns
+                        .is_some_and(|at| self.timers.contains(&(at, TimerKind::Order, o.id)))
+                {
+                    bad = Some(VerifyError::Order {
+                        id: o.id,
+                        reason: "unpaid without a timer",
+                    });
+                }
+            }
+            Ok(())
+        })?;
+        bad.map_or(Ok(()), Err)
     }
 }
 
