@@ -68,6 +68,34 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::MerchantCmd,
     },
+    /// Pay a scanned merchant code: a QR order (its amount) or a static code (`--amount`).
+    Pay {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(flatten)]
+        args: cli::PayArgs,
+    },
+    /// QR orders and merchant payments: `order close`, `order get`.
+    Order {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::OrderCmd,
+    },
+    /// Refund part or all of a paid order to its payer; the fee comes back pro rata.
+    Refund {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(flatten)]
+        args: cli::RefundArgs,
+    },
+    /// Biller payments (utility bills, tickets): `bill pay`.
+    Bill {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::BillCmd,
+    },
     /// An account's postings, oldest first, paged by cursor.
     History {
         #[command(flatten)]
@@ -103,7 +131,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::ClusterCmd,
     },
-    /// EMV QR merchant-presented payloads: `qr parse PAYLOAD`, `qr static --merchant ID`.
+    /// EMV QR merchant-presented payloads: `qr parse PAYLOAD`, `qr static --merchant ID`,
+    /// `qr order --merchant ID --amount A --reference REF`.
     Qr {
         #[command(flatten)]
         conn: cli::Conn,
@@ -288,6 +317,10 @@ fn main() {
             Cmd::Clients { conn, cmd } => cli::clients(&conn, cmd).await,
             Cmd::Account { conn, cmd } => cli::account(&conn, cmd).await,
             Cmd::Merchant { conn, cmd } => cli::merchant(&conn, cmd).await,
+            Cmd::Pay { conn, args } => cli::pay(&conn, args).await,
+            Cmd::Order { conn, cmd } => cli::order(&conn, cmd).await,
+            Cmd::Refund { conn, args } => cli::refund(&conn, args).await,
+            Cmd::Bill { conn, cmd } => cli::bill(&conn, cmd).await,
             Cmd::History {
                 conn,
                 account,

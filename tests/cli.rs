@@ -314,6 +314,206 @@ async fn cli_round_trip() {
     assert!(v["members"][0]["applied_index"].as_u64().unwrap() > 0);
 }
 
+/// Merchant payments through the CLI: a QR order made, drawn, paid once, refunded in two parts;
+/// a static code paid; a bill paid once; an order closed; `order get` in the documented shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merchant_payments_through_the_cli() {
+    let c = Cluster::start(1, &[]);
+    c.wait_ready(Duration::from_secs(60)).await;
+    let (bank, fees, alice) = (
+        "00000000-0000-4000-8000-0000000000b0",
+        "00000000-0000-4000-8000-0000000000f0",
+        "00000000-0000-4000-8000-0000000000a1",
+    );
+    for (id, kind) in [(bank, "system"), (fees, "system"), (alice, "wallet")] {
+        let out = c.cli(&[
+            "account",
+            "create",
+            "--id",
+            id,
+            "--currency",
+            "CNY",
+            "--kind",
+            kind,
+        ]);
+        assert_eq!(ok(&out)["result"], "ok");
+    }
+    ok(&c.cli(&["transfer", "--from", bank, "--to", alice, "--amount", "500"]));
+    let shop = "00000000-0000-4000-8000-00000000005b";
+    let v = ok(&c.cli(&[
+        "merchant",
+        "create",
+        "--id",
+        shop,
+        "--currency",
+        "CNY",
+        "--name",
+        "WANDA CINEMA",
+        "--city",
+        "BEIJING",
+        "--mcc",
+        "7832",
+        "--fee-bps",
+        "60",
+        "--fee-account",
+        fees,
+    ]));
+    assert_eq!(v["result"], "ok");
+
+    // A QR order: its payload is valid EMV with the amount and the order number, and the PNG decodes
+    // back to it.
+    let order = "00000000-0000-4000-8000-0000000000d1";
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("order.png");
+    let v = ok(&c.cli(&[
+        "qr",
+        "order",
+        "--id",
+        order,
+        "--merchant",
+        shop,
+        "--amount",
+        "78.50",
+        "--reference",
+        "T-0001",
+        "--png",
+        png.to_str().unwrap(),
+    ]));
+    assert_eq!(v["result"], "ok");
+    let payload = v["payload"].as_str().unwrap().to_string();
+    assert_eq!(decode_png_qr(&png), payload);
+    let parsed = ok(&c.cli(&["qr", "parse", &payload]));
+    let objects = parsed["objects"].as_array().unwrap();
+    let get = |id: &str| objects.iter().find(|o| o["id"] == id).unwrap().clone();
+    assert_eq!(get("01")["value"], "12");
+    assert_eq!(get("54")["value"], "78.50");
+    assert_eq!(get("62")["children"][0]["value"], "T-0001");
+
+    // Paid once; a different amount, a second payment: their own codes (exit 3).
+    let out = c.cli(&[
+        "pay", "--payer", alice, "--qr", &payload, "--amount", "78.00",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(json(&out)["result"], "amount_mismatch");
+    let pay = "00000000-0000-4000-8000-0000000000e1";
+    assert_eq!(
+        ok(&c.cli(&["pay", "--id", pay, "--payer", alice, "--qr", &payload]))["result"],
+        "ok"
+    );
+    let out = c.cli(&["pay", "--payer", alice, "--qr", &payload]);
+    assert_eq!(json(&out)["result"], "order_already_paid");
+    // Refunded in two parts: the whole fee (0.47) comes back.
+    for (amount, state) in [("30", "partially_refunded"), ("48.50", "refunded")] {
+        let v = ok(&c.cli(&[
+            "refund", "--order", order, "--amount", amount, "--reason", "late",
+        ]));
+        assert_eq!(v["result"], "ok");
+        let v = ok(&c.cli(&["order", "get", order]));
+        assert_eq!(v["orders"][0]["state"], state);
+    }
+    let v = ok(&c.cli(&["order", "get", order]));
+    let o = &v["orders"][0];
+    for key in [
+        "id",
+        "merchant",
+        "state",
+        "amount",
+        "currency",
+        "paid_amount",
+        "refunded_amount",
+        "fee",
+        "fee_refunded",
+        "payer",
+        "reference",
+        "expires_ns",
+        "payload",
+    ] {
+        assert!(o.get(key).is_some(), "order get lacks {key}: {o}");
+    }
+    assert_eq!(o["fee"], "0.47");
+    assert_eq!(o["fee_refunded"], "0.47");
+    assert_eq!(o["refunded_amount"], "78.50");
+    assert_eq!(o["payer"], alice);
+    assert_eq!(o["payload"], payload.as_str());
+    let out = c.cli(&["refund", "--order", order, "--amount", "0.01"]);
+    assert_eq!(json(&out)["result"], "refund_exceeds_paid");
+
+    // A static code: the amount is required.
+    let v = ok(&c.cli(&["qr", "static", "--merchant", shop]));
+    let code = v["payload"].as_str().unwrap().to_string();
+    let out = c.cli(&["pay", "--payer", alice, "--qr", &code]);
+    assert_eq!(json(&out)["result"], "amount_required");
+    let v = ok(&c.cli(&["pay", "--payer", alice, "--qr", &code, "--amount", "33"]));
+    let static_payment = v["id"].as_str().unwrap().to_string();
+    let v = ok(&c.cli(&["order", "get", &static_payment]));
+    assert_eq!(v["orders"][0]["kind"], "static");
+    assert_eq!(v["orders"][0]["state"], "paid");
+
+    // A bill, paid once.
+    let bill = [
+        "bill",
+        "pay",
+        "--payer",
+        alice,
+        "--biller",
+        shop,
+        "--bill-ref",
+        "2026-11-42",
+    ];
+    let v = ok(&c.cli(&[&bill[..], &["--amount", "12"]].concat()));
+    assert_eq!(v["result"], "ok");
+    let out = c.cli(&[&bill[..], &["--amount", "12"]].concat());
+    assert_eq!(json(&out)["result"], "bill_already_paid");
+
+    // An order closed cannot be paid; unknown orders exit 3.
+    let v = ok(&c.cli(&[
+        "qr",
+        "order",
+        "--merchant",
+        shop,
+        "--amount",
+        "5",
+        "--reference",
+        "T-0002",
+        "--expires-in",
+        "60",
+    ]));
+    let (o2, p2) = (
+        v["id"].as_str().unwrap().to_string(),
+        v["payload"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(
+        ok(&c.cli(&["order", "close", "--order", &o2]))["result"],
+        "ok"
+    );
+    let out = c.cli(&["pay", "--payer", alice, "--qr", &p2]);
+    assert_eq!(json(&out)["result"], "order_closed");
+    let ghost = "00000000-0000-4000-8000-0000000000ff";
+    let out = c.cli(&["order", "get", ghost]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(json(&out)["not_found"][0], ghost);
+    let out = c.cli(&["refund", "--order", ghost, "--amount", "1"]);
+    assert_eq!(out.status.code(), Some(3));
+    // An order number over 25 characters is refused at the wire (exit 1, nothing proposed).
+    let out = c.cli(&[
+        "qr",
+        "order",
+        "--merchant",
+        shop,
+        "--amount",
+        "5",
+        "--reference",
+        &"R".repeat(26),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // Balances: alice paid 78.50 (refunded), 33 and 12; the merchant kept 33 + 12 less fees.
+    let v = ok(&c.cli(&["account", "get", alice]));
+    assert_eq!(v["accounts"][0]["balance"], "455.00");
+    let v = ok(&c.cli(&["account", "get", fees]));
+    assert_eq!(v["accounts"][0]["balance"], "0.27"); // 0.198 → 0.20 and 0.072 → 0.07
+}
+
 /// `suanpan qr parse`: the EMVCo sample is valid; each malformed kind exits 1 with its name.
 #[test]
 fn qr_parse_accepts_the_sample_and_names_each_reason() {

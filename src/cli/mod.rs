@@ -16,6 +16,7 @@ mod accounts;
 mod cluster;
 mod keys;
 mod merchants;
+mod payments;
 mod qr;
 mod transfers;
 
@@ -23,6 +24,7 @@ pub use accounts::{account, history, AccountCmd};
 pub use cluster::{cluster, watch, ClusterCmd};
 pub use keys::{clients, keys, ClientsCmd, KeysCmd};
 pub use merchants::{merchant, MerchantCmd};
+pub use payments::{bill, order, pay, refund, BillCmd, OrderCmd, PayArgs, RefundArgs};
 pub use qr::{qr, QrCmd};
 pub use transfers::{transfer, TransferArgs};
 

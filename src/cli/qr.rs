@@ -1,5 +1,5 @@
-//! `suanpan qr`: EMV QR merchant-presented payloads — parse one, or make a merchant's static code
-//! (printed, drawn in the terminal, or written as PNG / SVG).
+//! `suanpan qr`: EMV QR merchant-presented payloads — parse one, make a merchant's static code, or
+//! create a QR order and show its code (printed, drawn in the terminal, or written as PNG / SVG).
 
 use std::path::Path;
 
@@ -17,6 +17,33 @@ pub enum QrCmd {
         /// The merchant account id.
         #[arg(long)]
         merchant: String,
+        /// Write a scannable PNG here.
+        #[arg(long)]
+        png: Option<PathBuf>,
+        /// Write a scannable SVG here.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
+    /// Create a QR order (point of initiation 12: payable once, for this amount) and print its
+    /// payload, drawn in the terminal or written as an image.
+    Order {
+        /// Order id (the idempotency key: retry with the same id); generated and printed when
+        /// omitted.
+        #[arg(long)]
+        id: Option<String>,
+        /// The merchant account id.
+        #[arg(long)]
+        merchant: String,
+        /// In the merchant's currency.
+        #[arg(long)]
+        amount: String,
+        /// The merchant's order number (EMV tag 62/05): 1 to 25 characters, unique among its
+        /// unpaid orders.
+        #[arg(long)]
+        reference: String,
+        /// How long the code stays payable, in seconds of log time (default 7200, at most 604800).
+        #[arg(long)]
+        expires_in: Option<u64>,
         /// Write a scannable PNG here.
         #[arg(long)]
         png: Option<PathBuf>,
@@ -92,8 +119,14 @@ fn write_png(code: &qrcode::QrCode, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Prints (or writes) a payload as a QR code.
-fn show(conn: &Conn, payload: &str, png: Option<&Path>, svg: Option<&Path>) -> Result<()> {
+/// Prints (or writes) a payload as a QR code; `extra` is merged into the JSON output.
+fn show(
+    conn: &Conn,
+    payload: &str,
+    png: Option<&Path>,
+    svg: Option<&Path>,
+    extra: Option<Value>,
+) -> Result<()> {
     let code = qrcode::QrCode::new(payload.as_bytes()).context("encoding the QR code")?;
     if let Some(p) = png {
         write_png(&code, p)?;
@@ -107,7 +140,11 @@ fn show(conn: &Conn, payload: &str, png: Option<&Path>, svg: Option<&Path>) -> R
         std::fs::write(p, image).with_context(|| format!("writing {}", p.display()))?;
     }
     if conn.json {
-        println!("{}", json!({"payload": payload, "png": png, "svg": svg}));
+        let mut v = extra.unwrap_or_else(|| json!({}));
+        v["payload"] = json!(payload);
+        v["png"] = json!(png);
+        v["svg"] = json!(svg);
+        println!("{v}");
     } else {
         println!("{payload}");
         if png.is_none() && svg.is_none() {
@@ -176,7 +213,51 @@ pub async fn qr(conn: &Conn, cmd: QrCmd) -> Result<Exit> {
                 .ok_or_else(|| anyhow!("merchant {id} has an unknown currency {}", m.currency))?;
             let payload = emv::merchant_payload(&profile, currency, None)
                 .map_err(|e| anyhow!("building the payload: {e}"))?;
-            show(conn, &payload, png.as_deref(), svg.as_deref())?;
+            show(conn, &payload, png.as_deref(), svg.as_deref(), None)?;
+            Ok(Exit(0))
+        }
+        QrCmd::Order {
+            id,
+            merchant,
+            amount,
+            reference,
+            expires_in,
+            png,
+            svg,
+        } => {
+            let (id, merchant) = (id_or_new(&id)?, parse_id(&merchant)?);
+            let c = conn.client()?;
+            let r = c.get_merchants(&[merchant]).await?;
+            let Some(m) = r.merchants.first() else {
+                return not_found_or(
+                    conn,
+                    client::ClientError::Status(tonic::Status::not_found(format!(
+                        "merchant {merchant} not found"
+                    ))),
+                );
+            };
+            let cmd = ops::create_order(id, merchant, &amount, &m.currency, &reference, expires_in);
+            let o = c.submit_one(cmd).await?;
+            if !o.is_ok() {
+                return Ok(report(conn, "order", &o));
+            }
+            let orders = c.get_orders(&[id]).await?;
+            let payload = orders
+                .orders
+                .first()
+                .map(|o| o.payload.clone())
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| anyhow!("order {id} was created but has no payload"))?;
+            if !conn.json {
+                println!("order {id}: ok (index {})", o.applied_index);
+            }
+            show(
+                conn,
+                &payload,
+                png.as_deref(),
+                svg.as_deref(),
+                Some(outcome_json(&o)),
+            )?;
             Ok(Exit(0))
         }
     }

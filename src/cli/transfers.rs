@@ -54,7 +54,7 @@ pub enum TransferCmd {
 }
 
 /// The currency of an account (the wire carries it with every amount).
-async fn currency_of(c: &Client, id: Id) -> Result<String> {
+pub(super) async fn currency_of(c: &Client, id: Id) -> Result<String> {
     let a = c
         .get_account(id)
         .await?

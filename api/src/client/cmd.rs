@@ -90,3 +90,68 @@ pub fn set_account_status(id: Id, account: Id, status: pb::AccountStatus) -> pb:
 pub fn create_merchant(m: pb::CreateMerchant) -> pb::Command {
     wrap(pb::command::Kind::CreateMerchant(m))
 }
+
+/// A dynamic QR order; `expires_in_seconds: None` takes the default (2 h).
+pub fn create_order(
+    id: Id,
+    merchant: Id,
+    amount: &str,
+    currency: &str,
+    reference: &str,
+    expires_in_seconds: Option<u64>,
+) -> pb::Command {
+    wrap(pb::command::Kind::CreateOrder(pb::CreateOrder {
+        id: id.to_string(),
+        merchant_id: merchant.to_string(),
+        amount: amount.into(),
+        currency: currency.into(),
+        reference: reference.into(),
+        expires_in_seconds,
+    }))
+}
+
+/// Pays a scanned merchant code; `amount` (with its currency) is required for a static code.
+pub fn pay_qr(id: Id, payer: Id, qr: &str, amount: Option<(&str, &str)>) -> pb::Command {
+    wrap(pb::command::Kind::PayQr(pb::PayQr {
+        id: id.to_string(),
+        payer_account_id: payer.to_string(),
+        qr: qr.into(),
+        amount: amount.map(|(a, _)| a.to_string()),
+        currency: amount.map(|(_, c)| c.to_string()).unwrap_or_default(),
+    }))
+}
+
+pub fn close_order(id: Id, order: Id) -> pb::Command {
+    wrap(pb::command::Kind::CloseOrder(pb::CloseOrder {
+        id: id.to_string(),
+        order_id: order.to_string(),
+    }))
+}
+
+pub fn refund(id: Id, order: Id, amount: &str, currency: &str, reason: &str) -> pb::Command {
+    wrap(pb::command::Kind::Refund(pb::Refund {
+        id: id.to_string(),
+        order_id: order.to_string(),
+        amount: amount.into(),
+        currency: currency.into(),
+        reason: reason.into(),
+    }))
+}
+
+pub fn pay_bill(
+    id: Id,
+    payer: Id,
+    biller: Id,
+    bill_reference: &str,
+    amount: &str,
+    currency: &str,
+) -> pb::Command {
+    wrap(pb::command::Kind::PayBill(pb::PayBill {
+        id: id.to_string(),
+        payer_account_id: payer.to_string(),
+        biller_id: biller.to_string(),
+        bill_reference: bill_reference.into(),
+        amount: amount.into(),
+        currency: currency.into(),
+    }))
+}

@@ -262,6 +262,22 @@ impl Client {
             .await
     }
 
+    /// Orders and merchant payments (found ones in request order, and the ids not found).
+    pub async fn get_orders(&self, ids: &[Id]) -> Result<pb::GetOrdersResponse, ClientError> {
+        let msg = pb::GetOrdersRequest {
+            ids: ids.iter().map(Id::to_string).collect(),
+            allow_stale: self.core.cfg.stale_reads,
+        };
+        self.core
+            .call("/suanpan.v1.Ledger/GetOrders", msg, |ch, r| async move {
+                pb::ledger_client::LedgerClient::new(ch)
+                    .max_decoding_message_size(64 << 20)
+                    .get_orders(r)
+                    .await
+            })
+            .await
+    }
+
     /// One page of an account's history (postings with `seq > after_seq`, at most `limit`).
     pub async fn list_account_history(
         &self,
