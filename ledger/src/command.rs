@@ -46,6 +46,8 @@ pub const BILL_REFERENCE_BYTES_MAX: usize = 64;
 pub const REFUND_REASON_BYTES_MAX: usize = 128;
 /// Longest QR payload a payment may carry (the EMV limit).
 pub const QR_PAYLOAD_CHARS_MAX: usize = crate::emv::PAYLOAD_CHARS_MAX;
+/// A wallet's payment-code limit when its binding names none: 2 000 in the wallet's currency.
+pub const PAYCODE_MAX_DEFAULT: u64 = 2_000;
 /// Longest pending-transfer timeout: 30 days.
 pub const PENDING_TIMEOUT_SECONDS_MAX: u64 = 30 * 24 * 3600;
 
@@ -201,6 +203,37 @@ pub struct PayBill {
     pub currency: Option<Currency>,
 }
 
+/// Binds a wallet's device key for payment codes (replacing any key bound before: codes made with
+/// the old key stop working).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindPaycode {
+    pub id: Id,
+    pub wallet: Id,
+    pub public_key: [u8; 32],
+    /// Largest payment one code may make, in the wallet's currency; `None`:
+    /// [`PAYCODE_MAX_DEFAULT`].
+    pub paycode_max: Option<Decimal>,
+}
+
+/// Revokes a wallet's payment-code key (a lost phone): its codes are refused from now on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevokePaycode {
+    pub id: Id,
+    pub wallet: Id,
+}
+
+/// A merchant charges a customer-presented payment code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayCode {
+    /// The payment id; also the order id of the payment.
+    pub id: Id,
+    pub merchant: Id,
+    /// The decoded code (see [`crate::paycode`]).
+    pub token: crate::paycode::Token,
+    pub amount: Decimal,
+    pub currency: Option<Currency>,
+}
+
 /// Registers (or re-registers with a new role) an API client's Ed25519 public key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegisterClient {
@@ -231,6 +264,9 @@ pub enum Command {
     CloseOrder(CloseOrder),
     Refund(Refund),
     PayBill(PayBill),
+    BindPaycode(BindPaycode),
+    RevokePaycode(RevokePaycode),
+    PayCode(PayCode),
 }
 
 impl Command {
@@ -250,6 +286,9 @@ impl Command {
             Command::CloseOrder(c) => c.id,
             Command::Refund(c) => c.id,
             Command::PayBill(c) => c.id,
+            Command::BindPaycode(c) => c.id,
+            Command::RevokePaycode(c) => c.id,
+            Command::PayCode(c) => c.id,
         }
     }
 }

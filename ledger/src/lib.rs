@@ -27,6 +27,7 @@
 //! - [`store`]: the narrow [`Store`] trait and [`MemStore`]; `rocks`: `RocksStore` (feature
 //!   `rocksdb`, on by default; off for crates that need only the ledger's types).
 //! - [`emv`]: EMV QR merchant-presented payloads — build, parse, CRC (pure; used by the QR flows).
+//! - [`paycode`]: customer-presented payment codes — the token format and its signature check.
 //! - [`codec`]: the binary encoding of commands, results and records.
 
 pub mod codec;
@@ -34,6 +35,7 @@ pub mod command;
 pub mod emv;
 pub mod enums;
 pub mod money;
+pub mod paycode;
 pub mod result;
 pub mod rng;
 #[cfg(feature = "rocksdb")]

@@ -73,6 +73,23 @@ stable_enum! {
         BillAlreadyPaid = 50 => "bill_already_paid",
         /// A free-text field (a refund reason, a note) over its byte limit.
         TextTooLong = 51 => "text_too_long",
+        /// No payment-code key was ever bound to the wallet.
+        PaycodeNotBound = 52 => "paycode_not_bound",
+        /// The wallet's payment-code key was revoked.
+        PaycodeRevoked = 53 => "paycode_revoked",
+        /// The code's signature does not verify against the wallet's bound key (forged, altered,
+        /// or made with a key bound before).
+        PaycodeBadSignature = 54 => "paycode_bad_signature",
+        /// The code expired (by log time), or claims a validity over 600 s.
+        PaycodeExpired = 55 => "paycode_expired",
+        /// The code was already used by this merchant (a new payment id for the same scan).
+        PaycodeAlreadyUsed = 56 => "paycode_already_used",
+        /// The code was already used by another merchant.
+        PaycodeUsedElsewhere = 57 => "paycode_used_elsewhere",
+        /// The amount is over the wallet's payment-code limit.
+        PaycodeLimit = 58 => "paycode_limit",
+        /// A payment-code key bound to an account that is not a wallet, or a malformed key.
+        InvalidPaycodeKey = 59 => "invalid_paycode_key",
     }
 }
 

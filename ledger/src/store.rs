@@ -28,10 +28,12 @@ pub enum Cf {
     /// Uniqueness indexes of the flows: (index kind, owner id, key) → the id holding the key (a
     /// merchant's open order numbers, paid bills, consumed payment-code nonces).
     FlowIndex,
+    /// Wallet id → its payment-code key and limit.
+    Paycodes,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 9] = [
+    pub const ALL: [Cf; 10] = [
         Cf::Meta,
         Cf::Accounts,
         Cf::Commands,
@@ -41,6 +43,7 @@ impl Cf {
         Cf::Merchants,
         Cf::Orders,
         Cf::FlowIndex,
+        Cf::Paycodes,
     ];
 
     /// Column family name in RocksDB (prefixed so the Raft log's families can share the database).
@@ -55,6 +58,7 @@ impl Cf {
             Cf::Merchants => "ledger_merchants",
             Cf::Orders => "ledger_orders",
             Cf::FlowIndex => "ledger_flow_index",
+            Cf::Paycodes => "ledger_paycodes",
         }
     }
 }

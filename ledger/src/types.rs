@@ -110,6 +110,8 @@ stable_enum! {
         PendingTransfer = 0 => "pending_transfer",
         /// A QR order left unpaid expires (`unpaid → expired`).
         Order = 1 => "order",
+        /// A consumed payment code expires: its nonce is forgotten (the id is the payment's).
+        PaycodeNonce = 2 => "paycode_nonce",
     }
 }
 
@@ -360,6 +362,17 @@ impl Order {
             updated_ns: now_ns,
         }
     }
+}
+
+/// A wallet's payment-code key and limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaycodeBinding {
+    pub wallet: Id,
+    pub public_key: [u8; 32],
+    /// Largest payment per code, in minor units of the wallet's currency.
+    pub paycode_max: u128,
+    pub revoked: bool,
+    pub bound_ns: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -19,6 +19,10 @@
 //!   [tamper_amount=TEXT]` (the payload as the runner builds it; `tamper_amount` alters tag 54),
 //!   `close ID ORDER`, `refund ID ORDER AMOUNT [currency=CUR] [reason=TEXT]`,
 //!   `bill ID PAYER BILLER REF AMOUNT [currency=CUR]`, `orders NAME...`
+//! - `paycode_bind ID WALLET KEY [max=AMOUNT]`, `paycode_revoke ID WALLET`; `paycode_make TOKEN
+//!   WALLET KEY [nonce=N] [valid=DURATION]` signs a code with key KEY (made offline: no batch),
+//!   valid from the current log time; `paycode_pay ID MERCHANT TOKEN AMOUNT [currency=CUR]`;
+//!   `paycodes WALLET...`
 //! - `begin` … `commit`: the commands between them go in one batch (else one batch each)
 //! - `advance DURATION` (`90s`, `30m`, `2h`, `1d`): moves the leader's clock (each batch is
 //!   stamped one second after the previous one anyway); `advance until=NAME`: the next batch is
@@ -53,6 +57,8 @@ struct Runner {
     ids: BTreeMap<Id, String>,
     /// Commands of an open `begin` … `commit` group, with their names.
     group: Option<Vec<Command>>,
+    /// Payment codes made by `paycode_make`.
+    tokens: BTreeMap<String, paycode::Token>,
 }
 
 impl Runner {
@@ -63,6 +69,7 @@ impl Runner {
             names: BTreeMap::new(),
             ids: BTreeMap::new(),
             group: None,
+            tokens: BTreeMap::new(),
         }
     }
 
@@ -86,6 +93,11 @@ impl Runner {
 
     fn key(name: &str) -> [u8; 32] {
         *blake3::hash(name.as_bytes()).as_bytes()
+    }
+
+    /// The device key a name stands for.
+    fn signing_key(name: &str) -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&Runner::key(name))
     }
 
     /// Applies commands as one batch and prints each result, after any timers that fired.
@@ -115,6 +127,7 @@ impl Runner {
                         .ledger
                         .order(t.2)?
                         .is_some_and(|o| o.state == OrderState::Expired),
+                    TimerKind::PaycodeNonce => true,
                 };
                 if expired {
                     writeln!(out, "expired {} ({})", self.name(t.2), t.1)?;
@@ -597,6 +610,95 @@ impl goldenscript::Runner for Runner {
                 args.reject_rest()?;
                 out
             }
+            "paycode_bind" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let wallet = self.id(&pos(&mut args, "wallet")?.value);
+                let key = Runner::signing_key(&pos(&mut args, "key")?.value);
+                let paycode_max = args.lookup("max").map(|a| amount(&a.value)).transpose()?;
+                args.reject_rest()?;
+                self.submit(Command::BindPaycode(BindPaycode {
+                    id,
+                    wallet,
+                    public_key: key.verifying_key().to_bytes(),
+                    paycode_max,
+                }))?
+            }
+            "paycode_revoke" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let wallet = self.id(&pos(&mut args, "wallet")?.value);
+                args.reject_rest()?;
+                self.submit(Command::RevokePaycode(RevokePaycode { id, wallet }))?
+            }
+            "paycode_make" => {
+                use ed25519_dalek::Signer;
+                let name = pos(&mut args, "token")?.value.clone();
+                let wallet = self.id(&pos(&mut args, "wallet")?.value);
+                let key = Runner::signing_key(&pos(&mut args, "key")?.value);
+                let nonce: u128 = args
+                    .lookup_parse("nonce")?
+                    .unwrap_or(self.tokens.len() as u128 + 1);
+                let valid = duration_ns(
+                    &args
+                        .lookup("valid")
+                        .map_or("60s".to_string(), |a| a.value.clone()),
+                )?;
+                args.reject_rest()?;
+                let nonce = nonce.to_be_bytes();
+                let expires_ns = self.ledger.last_timestamp_ns().max(T0) + valid;
+                let signature = key
+                    .sign(&paycode::Token::signed_message(wallet, &nonce, expires_ns))
+                    .to_bytes();
+                let token = paycode::Token {
+                    wallet,
+                    nonce,
+                    expires_ns,
+                    signature,
+                };
+                // The text form round-trips (what the app shows is what the merchant scans).
+                assert_eq!(paycode::Token::parse(&token.encode()), Ok(token));
+                self.tokens.insert(name, token);
+                String::new()
+            }
+            "paycode_pay" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let merchant = self.id(&pos(&mut args, "merchant")?.value);
+                let token_name = pos(&mut args, "token")?.value.clone();
+                let token = *self.tokens.get(&token_name).ok_or("no such token")?;
+                let amount = amount(&pos(&mut args, "amount")?.value)?;
+                let currency = args
+                    .lookup("currency")
+                    .map(|a| currency(&a.value))
+                    .transpose()?;
+                args.reject_rest()?;
+                self.submit(Command::PayCode(PayCode {
+                    id,
+                    merchant,
+                    token,
+                    amount,
+                    currency,
+                }))?
+            }
+            "paycodes" => {
+                let mut out = String::new();
+                for a in args.rest_pos() {
+                    let id = self.id(&a.value);
+                    match self.ledger.paycode(id)? {
+                        None => writeln!(out, "{}: no payment-code key", a.value)?,
+                        Some(b) => {
+                            let c = self.ledger.account(id).ok_or("no account")?.info.currency;
+                            writeln!(
+                                out,
+                                "{}: key bound, max {} {c}{}",
+                                a.value,
+                                c.to_decimal(b.paycode_max),
+                                if b.revoked { ", revoked" } else { "" }
+                            )?
+                        }
+                    }
+                }
+                args.reject_rest()?;
+                out
+            }
             "begin" => {
                 args.reject_rest()?;
                 if self.group.replace(Vec::new()).is_some() {
@@ -853,6 +955,11 @@ fn merchants() {
 #[test]
 fn orders() {
     family("orders");
+}
+
+#[test]
+fn paycodes() {
+    family("paycodes");
 }
 
 #[test]

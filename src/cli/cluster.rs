@@ -63,6 +63,15 @@ fn command_json(c: &Option<pb::Command>) -> Value {
         Some(K::PayBill(b)) => {
             json!({"type": "pay_bill", "id": b.id, "payer": b.payer_account_id, "biller": b.biller_id, "bill_reference": b.bill_reference, "amount": b.amount, "currency": b.currency})
         }
+        Some(K::BindPaycode(b)) => {
+            json!({"type": "bind_paycode", "id": b.id, "wallet": b.wallet_id, "public_key": hex::encode(&b.public_key), "paycode_max": b.paycode_max})
+        }
+        Some(K::RevokePaycode(r)) => {
+            json!({"type": "revoke_paycode", "id": r.id, "wallet": r.wallet_id})
+        }
+        Some(K::PayCode(p)) => {
+            json!({"type": "pay_code", "id": p.id, "merchant": p.merchant_id, "amount": p.amount, "currency": p.currency})
+        }
         Some(K::SetAccountStatus(s)) => {
             json!({"type": "set_account_status", "id": s.id, "account": s.account_id, "status": name::<ledger::AccountStatus>(s.status)})
         }

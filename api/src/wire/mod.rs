@@ -353,6 +353,37 @@ pub fn command_from_pb(
                 currency,
             })
         }
+        Kind::BindPaycode(b) => {
+            let paycode_max = match &b.paycode_max {
+                None => None,
+                Some(m) => {
+                    let c = parse_currency(&f("bind_paycode.currency"), &b.currency)?;
+                    Some(parse_amount(&f("bind_paycode.paycode_max"), m, c)?)
+                }
+            };
+            Command::BindPaycode(ledger::BindPaycode {
+                id: parse_id(&f("bind_paycode.id"), &b.id)?,
+                wallet: parse_id(&f("bind_paycode.wallet_id"), &b.wallet_id)?,
+                public_key: parse_public_key(&f("bind_paycode.public_key"), &b.public_key)?,
+                paycode_max,
+            })
+        }
+        Kind::RevokePaycode(r) => Command::RevokePaycode(ledger::RevokePaycode {
+            id: parse_id(&f("revoke_paycode.id"), &r.id)?,
+            wallet: parse_id(&f("revoke_paycode.wallet_id"), &r.wallet_id)?,
+        }),
+        Kind::PayCode(p) => {
+            let currency = parse_currency(&f("pay_code.currency"), &p.currency)?;
+            let token = ledger::paycode::Token::parse(&p.code)
+                .map_err(|e| invalid(format!("{}: {e}", f("pay_code.code"))))?;
+            Command::PayCode(ledger::PayCode {
+                id: parse_id(&f("pay_code.id"), &p.id)?,
+                merchant: parse_id(&f("pay_code.merchant_id"), &p.merchant_id)?,
+                token,
+                amount: parse_amount(&f("pay_code.amount"), &p.amount, currency)?,
+                currency: Some(currency),
+            })
+        }
         Kind::CloseOrder(c) => Command::CloseOrder(ledger::CloseOrder {
             id: parse_id(&f("close_order.id"), &c.id)?,
             order: parse_id(&f("close_order.order_id"), &c.order_id)?,

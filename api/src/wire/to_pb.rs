@@ -245,6 +245,28 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
             amount: p.amount.as_ref().map(dec),
             currency: code_or(p.currency, None),
         }),
+        Command::BindPaycode(b) => Kind::BindPaycode(pb::BindPaycode {
+            id: b.id.to_string(),
+            wallet_id: b.wallet.to_string(),
+            public_key: b.public_key.to_vec(),
+            paycode_max: b.paycode_max.as_ref().map(dec),
+            currency: if b.paycode_max.is_some() {
+                code_or(None, currency_of(b.wallet))
+            } else {
+                String::new()
+            },
+        }),
+        Command::RevokePaycode(r) => Kind::RevokePaycode(pb::RevokePaycode {
+            id: r.id.to_string(),
+            wallet_id: r.wallet.to_string(),
+        }),
+        Command::PayCode(p) => Kind::PayCode(pb::PayCode {
+            id: p.id.to_string(),
+            merchant_id: p.merchant.to_string(),
+            code: p.token.encode(),
+            amount: dec(&p.amount),
+            currency: code_or(p.currency, currency_of(p.merchant)),
+        }),
         Command::CloseOrder(c) => Kind::CloseOrder(pb::CloseOrder {
             id: c.id.to_string(),
             order_id: c.order.to_string(),

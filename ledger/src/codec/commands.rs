@@ -124,6 +124,29 @@ pub fn encode_command(e: &mut Enc, c: &Command) {
             e.decimal(b.amount);
             e.opt_currency(b.currency);
         }
+        Command::BindPaycode(b) => {
+            e.u8(16);
+            e.id(b.id);
+            e.id(b.wallet);
+            e.buf.extend_from_slice(&b.public_key);
+            e.opt_decimal(b.paycode_max);
+        }
+        Command::RevokePaycode(r) => {
+            e.u8(17);
+            e.id(r.id);
+            e.id(r.wallet);
+        }
+        Command::PayCode(p) => {
+            e.u8(18);
+            e.id(p.id);
+            e.id(p.merchant);
+            e.id(p.token.wallet);
+            e.buf.extend_from_slice(&p.token.nonce);
+            e.u64(p.token.expires_ns);
+            e.buf.extend_from_slice(&p.token.signature);
+            e.decimal(p.amount);
+            e.opt_currency(p.currency);
+        }
     }
 }
 
@@ -237,6 +260,28 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
             payer: d.id()?,
             biller: d.id()?,
             bill_ref: d.string()?,
+            amount: d.decimal()?,
+            currency: d.opt_currency()?,
+        }),
+        16 => Command::BindPaycode(BindPaycode {
+            id: d.id()?,
+            wallet: d.id()?,
+            public_key: d.arr()?,
+            paycode_max: d.opt_decimal()?,
+        }),
+        17 => Command::RevokePaycode(RevokePaycode {
+            id: d.id()?,
+            wallet: d.id()?,
+        }),
+        18 => Command::PayCode(PayCode {
+            id: d.id()?,
+            merchant: d.id()?,
+            token: crate::paycode::Token {
+                wallet: d.id()?,
+                nonce: d.arr()?,
+                expires_ns: d.u64()?,
+                signature: d.arr()?,
+            },
             amount: d.decimal()?,
             currency: d.opt_currency()?,
         }),

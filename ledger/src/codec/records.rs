@@ -278,3 +278,28 @@ pub(crate) fn decode_order(b: &[u8]) -> Result<Order, DecodeError> {
     d.finish()?;
     Ok(o)
 }
+
+pub(crate) fn encode_paycode_binding(b: &PaycodeBinding) -> Vec<u8> {
+    let mut e = Enc::with_capacity(80);
+    e.u8(VERSION);
+    e.id(b.wallet);
+    e.buf.extend_from_slice(&b.public_key);
+    e.u128(b.paycode_max);
+    e.bool(b.revoked);
+    e.u64(b.bound_ns);
+    e.buf
+}
+
+pub(crate) fn decode_paycode_binding(b: &[u8]) -> Result<PaycodeBinding, DecodeError> {
+    let mut d = Dec::new(b);
+    d.version()?;
+    let r = PaycodeBinding {
+        wallet: d.id()?,
+        public_key: d.arr()?,
+        paycode_max: d.u128()?,
+        revoked: d.bool()?,
+        bound_ns: d.u64()?,
+    };
+    d.finish()?;
+    Ok(r)
+}

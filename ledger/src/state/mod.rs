@@ -5,7 +5,8 @@
 //! - [`moves`]: the money-moving primitives every flow composes — legs checked against status,
 //!   limits and funds, holds and their release — so no flow repeats a debit or credit check;
 //! - [`accounts`], [`merchants`], [`transfers`] (transfers and two-phase holds), [`orders`] (QR
-//!   orders, merchant payments, refunds, bills), [`clients`]: the commands;
+//!   orders, merchant payments, refunds, bills), [`paycodes`] (customer-presented payment codes),
+//!   [`clients`]: the commands;
 //! - [`timers`]: the one timer index `(due_ns, kind, id)` through which everything expires;
 //! - [`queries`], [`verify`], [`snapshot`]: reads, the full consistency check, state transfer.
 
@@ -25,6 +26,7 @@ mod clients;
 mod merchants;
 mod moves;
 mod orders;
+mod paycodes;
 mod queries;
 mod snapshot;
 mod timers;
@@ -405,6 +407,9 @@ impl<S: Store> Ledger<S> {
             Command::CloseOrder(c) => self.close_order(ctx, c).map(|()| None),
             Command::Refund(r) => self.refund(ctx, r).map(Some),
             Command::PayBill(b) => self.pay_bill(ctx, b).map(Some),
+            Command::BindPaycode(b) => self.bind_paycode(ctx, b).map(|()| None),
+            Command::RevokePaycode(r) => self.revoke_paycode(ctx, r).map(|()| None),
+            Command::PayCode(p) => self.pay_code(ctx, p).map(Some),
         };
         let (code, transfer) = match outcome {
             Ok(t) => (ResultCode::Ok, t),

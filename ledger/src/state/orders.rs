@@ -17,6 +17,7 @@ use crate::money;
 /// Index kinds in the `FlowIndex` family.
 const INDEX_OPEN_ORDER: u8 = 1;
 const INDEX_PAID_BILL: u8 = 2;
+pub(super) const INDEX_PAYCODE_NONCE: u8 = 3;
 
 /// Key in the `FlowIndex` family: index kind, owner (merchant, biller, wallet), then the key bytes.
 pub(super) fn index_key(kind: u8, owner: Id, key: &[u8]) -> Vec<u8> {
@@ -52,14 +53,14 @@ fn order_payload(m: &MerchantProfile, o: &Order) -> Result<String, emv::EmvError
 impl<S: Store> Ledger<S> {
     // ---- records ------------------------------------------------------------------------------------
 
-    fn load_order(&self, ctx: &BatchCtx, id: Id) -> Result<Option<Order>, LedgerError> {
+    pub(super) fn load_order(&self, ctx: &BatchCtx, id: Id) -> Result<Option<Order>, LedgerError> {
         match self.kv_get(ctx, Cf::Orders, &id.to_bytes())? {
             Some(b) => Ok(Some(codec::decode_order(&b)?)),
             None => Ok(None),
         }
     }
 
-    fn put_order(ctx: &mut BatchCtx, o: &Order) {
+    pub(super) fn put_order(ctx: &mut BatchCtx, o: &Order) {
         Self::kv_put(
             ctx,
             Cf::Orders,
@@ -216,7 +217,7 @@ impl<S: Store> Ledger<S> {
 
     /// Charges `amount` from `payer` to a merchant: the merchant gets `amount − fee`, its fee account
     /// `fee`; all or nothing. Returns the payment transfer and the fee.
-    fn charge(
+    pub(super) fn charge(
         &mut self,
         ctx: &mut BatchCtx,
         payment: Id,
@@ -268,7 +269,7 @@ impl<S: Store> Ledger<S> {
     }
 
     /// An order born paid (static code, payment code, bill), keyed by its payment id.
-    fn paid_order(
+    pub(super) fn paid_order(
         ctx: &BatchCtx,
         kind: OrderKind,
         payment: Id,

@@ -85,7 +85,7 @@ impl<S: Store> Ledger<S> {
             .take(EXPIRE_PER_BATCH_MAX)
             .copied()
             .collect();
-        for (_, kind, id) in due {
+        for (due_ns, kind, id) in due {
             match kind {
                 // `release` cancels the timer along with the hold.
                 TimerKind::PendingTransfer => {
@@ -93,6 +93,7 @@ impl<S: Store> Ledger<S> {
                 }
                 // `expire_order` cancels the timer along with the order.
                 TimerKind::Order => self.expire_order(ctx, id)?,
+                TimerKind::PaycodeNonce => self.forget_paycode_nonce(ctx, due_ns, id)?,
             }
         }
         Ok(())
