@@ -68,7 +68,15 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::MerchantCmd,
     },
-    /// Pay a scanned merchant code: a QR order (its amount) or a static code (`--amount`).
+    /// Customer payment codes: `paycode bind|revoke` a wallet's device key, `paycode make` a code.
+    Paycode {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::PaycodeCmd,
+    },
+    /// Pay a scanned merchant code: a QR order (its amount) or a static code (`--amount`); or, as
+    /// the merchant, charge a customer's payment code (`pay code`).
     Pay {
         #[command(flatten)]
         conn: cli::Conn,
@@ -318,6 +326,7 @@ fn main() {
             Cmd::Account { conn, cmd } => cli::account(&conn, cmd).await,
             Cmd::Merchant { conn, cmd } => cli::merchant(&conn, cmd).await,
             Cmd::Pay { conn, args } => cli::pay(&conn, args).await,
+            Cmd::Paycode { conn, cmd } => cli::paycode(&conn, cmd).await,
             Cmd::Order { conn, cmd } => cli::order(&conn, cmd).await,
             Cmd::Refund { conn, args } => cli::refund(&conn, args).await,
             Cmd::Bill { conn, cmd } => cli::bill(&conn, cmd).await,

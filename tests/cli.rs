@@ -512,6 +512,109 @@ async fn merchant_payments_through_the_cli() {
     assert_eq!(v["accounts"][0]["balance"], "455.00");
     let v = ok(&c.cli(&["account", "get", fees]));
     assert_eq!(v["accounts"][0]["balance"], "0.27"); // 0.198 → 0.20 and 0.072 → 0.07
+
+    // A payment code: the device key bound, a code made offline, charged once; the second scan
+    // and a code over the wallet's limit are refused.
+    let device = dir.path().join("phone.key");
+    let v = ok(&std::process::Command::new(BIN)
+        .args(["keys", "gen", "--out", device.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap());
+    let pk = v["public_key"].as_str().unwrap().to_string();
+    let v = ok(&c.cli(&[
+        "paycode",
+        "bind",
+        "--wallet",
+        alice,
+        "--public-key",
+        &pk,
+        "--paycode-max",
+        "100",
+    ]));
+    assert_eq!(v["result"], "ok");
+    let v = ok(&c.cli(&[
+        "paycode",
+        "make",
+        "--wallet",
+        alice,
+        "--device-key",
+        device.to_str().unwrap(),
+    ]));
+    let code = v["code"].as_str().unwrap().to_string();
+    assert!(code.starts_with("spc1:"));
+    let out = c.cli(&[
+        "pay",
+        "code",
+        "--merchant",
+        shop,
+        "--code",
+        &code,
+        "--amount",
+        "100.01",
+    ]);
+    assert_eq!(json(&out)["result"], "paycode_limit");
+    let v = ok(&c.cli(&[
+        "pay",
+        "code",
+        "--merchant",
+        shop,
+        "--code",
+        &code,
+        "--amount",
+        "25",
+    ]));
+    let code_payment = v["id"].as_str().unwrap().to_string();
+    let out = c.cli(&[
+        "pay",
+        "code",
+        "--merchant",
+        shop,
+        "--code",
+        &code,
+        "--amount",
+        "25",
+    ]);
+    assert_eq!(json(&out)["result"], "paycode_already_used");
+    let v = ok(&c.cli(&["order", "get", &code_payment]));
+    assert_eq!(v["orders"][0]["kind"], "code");
+    assert_eq!(v["orders"][0]["payer"], alice);
+    assert_eq!(
+        ok(&c.cli(&["paycode", "revoke", "--wallet", alice]))["result"],
+        "ok"
+    );
+    let v = ok(&c.cli(&[
+        "paycode",
+        "make",
+        "--wallet",
+        alice,
+        "--device-key",
+        device.to_str().unwrap(),
+    ]));
+    let out = c.cli(&[
+        "pay",
+        "code",
+        "--merchant",
+        shop,
+        "--code",
+        v["code"].as_str().unwrap(),
+        "--amount",
+        "1",
+    ]);
+    assert_eq!(json(&out)["result"], "paycode_revoked");
+    // A mangled code is refused at the wire (exit 1).
+    let out = c.cli(&[
+        "pay",
+        "code",
+        "--merchant",
+        shop,
+        "--code",
+        "spc1:00",
+        "--amount",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    // `pay` without its flags is a usage error.
+    assert_eq!(c.cli(&["pay", "--payer", alice]).status.code(), Some(2));
 }
 
 /// `suanpan qr parse`: the EMVCo sample is valid; each malformed kind exits 1 with its name.

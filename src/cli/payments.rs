@@ -4,20 +4,42 @@
 use super::*;
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct PayArgs {
+    #[command(subcommand)]
+    pub sub: Option<PayCmd>,
     /// Payment id (the idempotency key: retry with the same id); generated and printed when
     /// omitted. A static-code payment is later refunded by this id.
     #[arg(long)]
     pub id: Option<String>,
     /// The paying wallet.
     #[arg(long)]
-    pub payer: String,
+    pub payer: Option<String>,
     /// The scanned EMV payload: a QR order's (`suanpan qr order`) or a merchant's static code.
     #[arg(long)]
-    pub qr: String,
+    pub qr: Option<String>,
     /// The amount: required for a static code; for an order it must equal the order's.
     #[arg(long)]
     pub amount: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PayCmd {
+    /// The merchant charges a customer's payment code (`suanpan paycode make`).
+    Code {
+        /// Payment id (idempotency key); generated and printed when omitted. Refund by this id.
+        #[arg(long)]
+        id: Option<String>,
+        /// The charging merchant.
+        #[arg(long)]
+        merchant: String,
+        /// The scanned code: `spc1:` and 208 hex digits.
+        #[arg(long)]
+        code: String,
+        /// In the merchant's currency; at most the wallet's payment-code limit.
+        #[arg(long)]
+        amount: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,12 +120,32 @@ pub(super) fn order_json(o: &pb::Order) -> Value {
 
 pub async fn pay(conn: &Conn, args: PayArgs) -> Result<Exit> {
     let c = conn.client()?;
-    let (id, payer) = (id_or_new(&args.id)?, parse_id(&args.payer)?);
+    if let Some(PayCmd::Code {
+        id,
+        merchant,
+        code,
+        amount,
+    }) = args.sub
+    {
+        let (id, merchant) = (id_or_new(&id)?, parse_id(&merchant)?);
+        let cur = super::transfers::currency_of(&c, merchant).await?;
+        let o = c
+            .submit_one(ops::pay_code(id, merchant, &code, &amount, &cur))
+            .await?;
+        return Ok(report(conn, "payment", &o));
+    }
+    let (Some(payer), Some(qr)) = (&args.payer, &args.qr) else {
+        return Err(Usage(
+            "pay needs --payer and --qr (and --amount for a static code), or `pay code`".into(),
+        )
+        .into());
+    };
+    let (id, payer) = (id_or_new(&args.id)?, parse_id(payer)?);
     // The amount travels with its currency: the one the code names (tag 53).
     let amount = match &args.amount {
         None => None,
         Some(a) => {
-            let scanned = ledger::emv::scan(&args.qr)
+            let scanned = ledger::emv::scan(qr)
                 .map_err(|e| anyhow!("--qr is not a payable merchant code: {e}"))?;
             let cur =
                 ledger::Currency::from_numeric(scanned.currency_numeric).ok_or_else(|| {
@@ -118,7 +160,7 @@ pub async fn pay(conn: &Conn, args: PayArgs) -> Result<Exit> {
     let cmd = ops::pay_qr(
         id,
         payer,
-        &args.qr,
+        qr,
         amount.as_ref().map(|(a, c)| (a.as_str(), c.as_str())),
     );
     let o = c.submit_one(cmd).await?;

@@ -155,3 +155,36 @@ pub fn pay_bill(
         currency: currency.into(),
     }))
 }
+
+/// Binds a wallet's payment-code key; `paycode_max` is `(amount, currency)`.
+pub fn bind_paycode(
+    id: Id,
+    wallet: Id,
+    public_key: &[u8; 32],
+    paycode_max: Option<(&str, &str)>,
+) -> pb::Command {
+    wrap(pb::command::Kind::BindPaycode(pb::BindPaycode {
+        id: id.to_string(),
+        wallet_id: wallet.to_string(),
+        public_key: public_key.to_vec(),
+        paycode_max: paycode_max.map(|(a, _)| a.to_string()),
+        currency: paycode_max.map(|(_, c)| c.to_string()).unwrap_or_default(),
+    }))
+}
+
+pub fn revoke_paycode(id: Id, wallet: Id) -> pb::Command {
+    wrap(pb::command::Kind::RevokePaycode(pb::RevokePaycode {
+        id: id.to_string(),
+        wallet_id: wallet.to_string(),
+    }))
+}
+
+pub fn pay_code(id: Id, merchant: Id, code: &str, amount: &str, currency: &str) -> pb::Command {
+    wrap(pb::command::Kind::PayCode(pb::PayCode {
+        id: id.to_string(),
+        merchant_id: merchant.to_string(),
+        code: code.into(),
+        amount: amount.into(),
+        currency: currency.into(),
+    }))
+}
