@@ -104,6 +104,21 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::BillCmd,
     },
+    /// Cash-in through the custodial bank account: Dr bank, Cr wallet.
+    Topup {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(flatten)]
+        args: cli::TopupArgs,
+    },
+    /// Cash-out: hold the money until the bank confirms (`withdraw complete`) or refuses
+    /// (`withdraw fail`); unconfirmed, it returns to the wallet.
+    Withdraw {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(flatten)]
+        args: cli::WithdrawArgs,
+    },
     /// An account's postings, oldest first, paged by cursor.
     History {
         #[command(flatten)]
@@ -330,6 +345,8 @@ fn main() {
             Cmd::Order { conn, cmd } => cli::order(&conn, cmd).await,
             Cmd::Refund { conn, args } => cli::refund(&conn, args).await,
             Cmd::Bill { conn, cmd } => cli::bill(&conn, cmd).await,
+            Cmd::Topup { conn, args } => cli::topup(&conn, args).await,
+            Cmd::Withdraw { conn, args } => cli::withdraw(&conn, args).await,
             Cmd::History {
                 conn,
                 account,

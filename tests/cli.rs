@@ -615,6 +615,89 @@ async fn merchant_payments_through_the_cli() {
     assert_eq!(out.status.code(), Some(1));
     // `pay` without its flags is a usage error.
     assert_eq!(c.cli(&["pay", "--payer", alice]).status.code(), Some(2));
+
+    // Cash in and out through an asset account: a top-up, a withdrawal completed and one failed.
+    let custody = "00000000-0000-4000-8000-0000000000c0";
+    ok(&c.cli(&[
+        "account",
+        "create",
+        "--id",
+        custody,
+        "--currency",
+        "CNY",
+        "--kind",
+        "system",
+        "--credits-must-not-exceed-debits",
+    ]));
+    let v = ok(&c.cli(&["account", "get", alice]));
+    let before: f64 = v["accounts"][0]["balance"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        ok(&c.cli(&[
+            "topup",
+            "--wallet",
+            alice,
+            "--amount",
+            "100",
+            "--bank-account",
+            custody
+        ]))["result"],
+        "ok"
+    );
+    let out = c.cli(&[
+        "topup",
+        "--wallet",
+        alice,
+        "--amount",
+        "1",
+        "--bank-account",
+        fees,
+    ]);
+    assert_eq!(json(&out)["result"], "invalid_bank_account");
+    let v = ok(&c.cli(&[
+        "withdraw",
+        "--wallet",
+        alice,
+        "--amount",
+        "60",
+        "--bank-account",
+        custody,
+    ]));
+    let w1 = v["id"].as_str().unwrap().to_string();
+    let v = ok(&c.cli(&[
+        "withdraw",
+        "--wallet",
+        alice,
+        "--amount",
+        "30",
+        "--bank-account",
+        custody,
+    ]));
+    let w2 = v["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        ok(&c.cli(&["withdraw", "complete", "--withdrawal", &w1]))["result"],
+        "ok"
+    );
+    assert_eq!(
+        ok(&c.cli(&["withdraw", "fail", "--withdrawal", &w2]))["result"],
+        "ok"
+    );
+    let out = c.cli(&["withdraw", "complete", "--withdrawal", &w2]);
+    assert_eq!(json(&out)["result"], "pending_already_voided");
+    let v = ok(&c.cli(&["account", "get", alice]));
+    let after: f64 = v["accounts"][0]["balance"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((after - (before + 40.0)).abs() < 1e-9, "{before} → {after}");
+    assert_eq!(
+        c.cli(&["withdraw", "--wallet", alice]).status.code(),
+        Some(2)
+    );
 }
 
 /// `suanpan qr parse`: the EMVCo sample is valid; each malformed kind exits 1 with its name.

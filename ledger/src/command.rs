@@ -48,6 +48,8 @@ pub const REFUND_REASON_BYTES_MAX: usize = 128;
 pub const QR_PAYLOAD_CHARS_MAX: usize = crate::emv::PAYLOAD_CHARS_MAX;
 /// A wallet's payment-code limit when its binding names none: 2 000 in the wallet's currency.
 pub const PAYCODE_MAX_DEFAULT: u64 = 2_000;
+/// How long a withdrawal waits for the bank by default: 3 days.
+pub const WITHDRAWAL_EXPIRES_DEFAULT_SECONDS: u64 = 3 * 24 * 3600;
 /// Longest pending-transfer timeout: 30 days.
 pub const PENDING_TIMEOUT_SECONDS_MAX: u64 = 30 * 24 * 3600;
 
@@ -234,6 +236,46 @@ pub struct PayCode {
     pub currency: Option<Currency>,
 }
 
+/// Cash-in: the custodial bank account (an asset account: credits never exceed debits) pays the
+/// wallet. Dr bank, Cr wallet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topup {
+    pub id: Id,
+    pub wallet: Id,
+    pub bank: Id,
+    pub amount: Decimal,
+    pub currency: Option<Currency>,
+}
+
+/// Cash-out: holds `amount` (plus the fee) on the wallet as a pending transfer to the bank account
+/// until the bank confirms ([`CompleteWithdrawal`]) or refuses ([`FailWithdrawal`]); unconfirmed,
+/// it expires back to the wallet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Withdraw {
+    pub id: Id,
+    pub wallet: Id,
+    pub bank: Id,
+    pub amount: Decimal,
+    pub currency: Option<Currency>,
+    /// Fee on top of the amount, in basis points (0 ..= 10 000), paid into `fee_account`.
+    pub fee_bps: u32,
+    pub fee_account: Option<Id>,
+    /// `None`: [`WITHDRAWAL_EXPIRES_DEFAULT_SECONDS`]; at most [`PENDING_TIMEOUT_SECONDS_MAX`].
+    pub expires_in_seconds: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompleteWithdrawal {
+    pub id: Id,
+    pub withdrawal: Id,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailWithdrawal {
+    pub id: Id,
+    pub withdrawal: Id,
+}
+
 /// Registers (or re-registers with a new role) an API client's Ed25519 public key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegisterClient {
@@ -267,6 +309,10 @@ pub enum Command {
     BindPaycode(BindPaycode),
     RevokePaycode(RevokePaycode),
     PayCode(PayCode),
+    Topup(Topup),
+    Withdraw(Withdraw),
+    CompleteWithdrawal(CompleteWithdrawal),
+    FailWithdrawal(FailWithdrawal),
 }
 
 impl Command {
@@ -289,6 +335,10 @@ impl Command {
             Command::BindPaycode(c) => c.id,
             Command::RevokePaycode(c) => c.id,
             Command::PayCode(c) => c.id,
+            Command::Topup(c) => c.id,
+            Command::Withdraw(c) => c.id,
+            Command::CompleteWithdrawal(c) => c.id,
+            Command::FailWithdrawal(c) => c.id,
         }
     }
 }

@@ -90,6 +90,11 @@ stable_enum! {
         PaycodeLimit = 58 => "paycode_limit",
         /// A payment-code key bound to an account that is not a wallet, or a malformed key.
         InvalidPaycodeKey = 59 => "invalid_paycode_key",
+        /// A top-up or withdrawal through an account that is not an asset account (credits must
+        /// not exceed debits).
+        InvalidBankAccount = 60 => "invalid_bank_account",
+        /// No withdrawal with that id.
+        WithdrawalNotFound = 61 => "withdrawal_not_found",
     }
 }
 

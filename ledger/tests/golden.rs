@@ -23,6 +23,9 @@
 //!   WALLET KEY [nonce=N] [valid=DURATION]` signs a code with key KEY (made offline: no batch),
 //!   valid from the current log time; `paycode_pay ID MERCHANT TOKEN AMOUNT [currency=CUR]`;
 //!   `paycodes WALLET...`
+//! - `topup ID WALLET BANK AMOUNT [currency=CUR]`, `withdraw ID WALLET BANK AMOUNT [fee_bps=N]
+//!   [fee_account=NAME] [expires_in=SECONDS] [currency=CUR]`, `withdraw_complete ID WITHDRAWAL`,
+//!   `withdraw_fail ID WITHDRAWAL`
 //! - `begin` … `commit`: the commands between them go in one batch (else one batch each)
 //! - `advance DURATION` (`90s`, `30m`, `2h`, `1d`): moves the leader's clock (each batch is
 //!   stamped one second after the previous one anyway); `advance until=NAME`: the next batch is
@@ -222,6 +225,18 @@ fn amount(s: &str) -> Res<Decimal> {
     Ok(Decimal::from_str(s).map_err(|e| format!("amount {s:?}: {e}"))?)
 }
 
+/// The optional `currency=CUR` argument.
+fn opt_currency(args: &mut goldenscript::ArgumentConsumer) -> Res<Option<Currency>> {
+    args.lookup("currency")
+        .map(|a| currency(&a.value))
+        .transpose()
+}
+
+/// An optional amount argument.
+fn opt_amount(args: &mut goldenscript::ArgumentConsumer, key: &str) -> Res<Option<Decimal>> {
+    args.lookup(key).map(|a| amount(&a.value)).transpose()
+}
+
 fn currency(s: &str) -> Res<Currency> {
     Ok(Currency::from_code(s).ok_or_else(|| format!("unknown currency {s}"))?)
 }
@@ -352,10 +367,7 @@ impl goldenscript::Runner for Runner {
                 if !first.is_empty() {
                     let [from, to, amt] =
                         <[String; 3]>::try_from(first).map_err(|_| "transfer ID FROM TO AMOUNT")?;
-                    let declared = args
-                        .lookup("currency")
-                        .map(|a| currency(&a.value))
-                        .transpose()?;
+                    let declared = opt_currency(&mut args)?;
                     legs.push(LegSpec {
                         debit: self.id(&from),
                         credit: self.id(&to),
@@ -401,14 +413,8 @@ impl goldenscript::Runner for Runner {
             "post" => {
                 let id = self.id(&pos(&mut args, "id")?.value);
                 let pending_id = self.id(&pos(&mut args, "pending")?.value);
-                let amount = args
-                    .lookup("amount")
-                    .map(|a| amount(&a.value))
-                    .transpose()?;
-                let currency = args
-                    .lookup("currency")
-                    .map(|a| currency(&a.value))
-                    .transpose()?;
+                let amount = opt_amount(&mut args, "amount")?;
+                let currency = opt_currency(&mut args)?;
                 args.reject_rest()?;
                 self.submit(Command::PostPending(PostPending {
                     id,
@@ -483,10 +489,7 @@ impl goldenscript::Runner for Runner {
                     .lookup("ref")
                     .map(|a| a.value.clone())
                     .unwrap_or_default();
-                let currency = args
-                    .lookup("currency")
-                    .map(|a| currency(&a.value))
-                    .transpose()?;
+                let currency = opt_currency(&mut args)?;
                 let expires_in_seconds = args.lookup_parse("expires_in")?;
                 args.reject_rest()?;
                 self.submit(Command::CreateOrder(CreateOrder {
@@ -504,14 +507,8 @@ impl goldenscript::Runner for Runner {
                 let qr = args.lookup("qr").ok_or("qr= not given")?.value.clone();
                 let tamper = args.lookup("tamper_amount").map(|a| a.value.clone());
                 let qr = self.payload(&qr, tamper.as_deref())?;
-                let amount = args
-                    .lookup("amount")
-                    .map(|a| amount(&a.value))
-                    .transpose()?;
-                let currency = args
-                    .lookup("currency")
-                    .map(|a| currency(&a.value))
-                    .transpose()?;
+                let amount = opt_amount(&mut args, "amount")?;
+                let currency = opt_currency(&mut args)?;
                 args.reject_rest()?;
                 self.submit(Command::PayQr(PayQr {
                     id,
@@ -531,10 +528,7 @@ impl goldenscript::Runner for Runner {
                 let id = self.id(&pos(&mut args, "id")?.value);
                 let order = self.id(&pos(&mut args, "order")?.value);
                 let amount = amount(&pos(&mut args, "amount")?.value)?;
-                let currency = args
-                    .lookup("currency")
-                    .map(|a| currency(&a.value))
-                    .transpose()?;
+                let currency = opt_currency(&mut args)?;
                 let reason = args
                     .lookup("reason")
                     .map(|a| a.value.clone())
@@ -554,10 +548,7 @@ impl goldenscript::Runner for Runner {
                 let biller = self.id(&pos(&mut args, "biller")?.value);
                 let bill_ref = pos(&mut args, "ref")?.value.clone();
                 let amount = amount(&pos(&mut args, "amount")?.value)?;
-                let currency = args
-                    .lookup("currency")
-                    .map(|a| currency(&a.value))
-                    .transpose()?;
+                let currency = opt_currency(&mut args)?;
                 args.reject_rest()?;
                 self.submit(Command::PayBill(PayBill {
                     id,
@@ -665,10 +656,7 @@ impl goldenscript::Runner for Runner {
                 let token_name = pos(&mut args, "token")?.value.clone();
                 let token = *self.tokens.get(&token_name).ok_or("no such token")?;
                 let amount = amount(&pos(&mut args, "amount")?.value)?;
-                let currency = args
-                    .lookup("currency")
-                    .map(|a| currency(&a.value))
-                    .transpose()?;
+                let currency = opt_currency(&mut args)?;
                 args.reject_rest()?;
                 self.submit(Command::PayCode(PayCode {
                     id,
@@ -698,6 +686,53 @@ impl goldenscript::Runner for Runner {
                 }
                 args.reject_rest()?;
                 out
+            }
+            "topup" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let wallet = self.id(&pos(&mut args, "wallet")?.value);
+                let bank = self.id(&pos(&mut args, "bank")?.value);
+                let amount = amount(&pos(&mut args, "amount")?.value)?;
+                let currency = opt_currency(&mut args)?;
+                args.reject_rest()?;
+                self.submit(Command::Topup(Topup {
+                    id,
+                    wallet,
+                    bank,
+                    amount,
+                    currency,
+                }))?
+            }
+            "withdraw" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let wallet = self.id(&pos(&mut args, "wallet")?.value);
+                let bank = self.id(&pos(&mut args, "bank")?.value);
+                let amount = amount(&pos(&mut args, "amount")?.value)?;
+                let currency = opt_currency(&mut args)?;
+                let fee_bps = args.lookup_parse("fee_bps")?.unwrap_or(0);
+                let fee_account = args.lookup("fee_account").map(|a| a.value.clone());
+                let fee_account = fee_account.map(|a| self.id(&a));
+                let expires_in_seconds = args.lookup_parse("expires_in")?;
+                args.reject_rest()?;
+                self.submit(Command::Withdraw(Withdraw {
+                    id,
+                    wallet,
+                    bank,
+                    amount,
+                    currency,
+                    fee_bps,
+                    fee_account,
+                    expires_in_seconds,
+                }))?
+            }
+            "withdraw_complete" | "withdraw_fail" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let withdrawal = self.id(&pos(&mut args, "withdrawal")?.value);
+                args.reject_rest()?;
+                self.submit(if line.name == "withdraw_complete" {
+                    Command::CompleteWithdrawal(CompleteWithdrawal { id, withdrawal })
+                } else {
+                    Command::FailWithdrawal(FailWithdrawal { id, withdrawal })
+                })?
             }
             "begin" => {
                 args.reject_rest()?;
@@ -960,6 +995,11 @@ fn orders() {
 #[test]
 fn paycodes() {
     family("paycodes");
+}
+
+#[test]
+fn cash() {
+    family("cash");
 }
 
 #[test]

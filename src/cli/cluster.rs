@@ -72,6 +72,18 @@ fn command_json(c: &Option<pb::Command>) -> Value {
         Some(K::PayCode(p)) => {
             json!({"type": "pay_code", "id": p.id, "merchant": p.merchant_id, "amount": p.amount, "currency": p.currency})
         }
+        Some(K::Topup(t)) => {
+            json!({"type": "topup", "id": t.id, "wallet": t.wallet_id, "bank_account": t.bank_account_id, "amount": t.amount, "currency": t.currency})
+        }
+        Some(K::Withdraw(w)) => {
+            json!({"type": "withdraw", "id": w.id, "wallet": w.wallet_id, "bank_account": w.bank_account_id, "amount": w.amount, "currency": w.currency, "fee_bps": w.fee_bps})
+        }
+        Some(K::CompleteWithdrawal(c)) => {
+            json!({"type": "complete_withdrawal", "id": c.id, "withdrawal": c.withdrawal_id})
+        }
+        Some(K::FailWithdrawal(c)) => {
+            json!({"type": "fail_withdrawal", "id": c.id, "withdrawal": c.withdrawal_id})
+        }
         Some(K::SetAccountStatus(s)) => {
             json!({"type": "set_account_status", "id": s.id, "account": s.account_id, "status": name::<ledger::AccountStatus>(s.status)})
         }

@@ -13,6 +13,7 @@ use ledger::Id;
 use serde_json::{json, Value};
 
 mod accounts;
+mod cash;
 mod cluster;
 mod keys;
 mod merchants;
@@ -22,6 +23,7 @@ mod qr;
 mod transfers;
 
 pub use accounts::{account, history, AccountCmd};
+pub use cash::{topup, withdraw, TopupArgs, WithdrawArgs};
 pub use cluster::{cluster, watch, ClusterCmd};
 pub use keys::{clients, keys, ClientsCmd, KeysCmd};
 pub use merchants::{merchant, MerchantCmd};

@@ -188,3 +188,27 @@ pub fn pay_code(id: Id, merchant: Id, code: &str, amount: &str, currency: &str) 
         currency: currency.into(),
     }))
 }
+
+pub fn topup(id: Id, wallet: Id, bank: Id, amount: &str, currency: &str) -> pb::Command {
+    wrap(pb::command::Kind::Topup(pb::Topup {
+        id: id.to_string(),
+        wallet_id: wallet.to_string(),
+        bank_account_id: bank.to_string(),
+        amount: amount.into(),
+        currency: currency.into(),
+    }))
+}
+
+pub fn withdraw(w: pb::Withdraw) -> pb::Command {
+    wrap(pb::command::Kind::Withdraw(w))
+}
+
+/// Settles a withdrawal: `completed` posts its hold, else it is voided (the bank refused).
+pub fn settle_withdrawal(id: Id, withdrawal: Id, completed: bool) -> pb::Command {
+    let (id, withdrawal_id) = (id.to_string(), withdrawal.to_string());
+    wrap(if completed {
+        pb::command::Kind::CompleteWithdrawal(pb::CompleteWithdrawal { id, withdrawal_id })
+    } else {
+        pb::command::Kind::FailWithdrawal(pb::FailWithdrawal { id, withdrawal_id })
+    })
+}

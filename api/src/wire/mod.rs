@@ -384,6 +384,41 @@ pub fn command_from_pb(
                 currency: Some(currency),
             })
         }
+        Kind::Topup(t) => {
+            let currency = parse_currency(&f("topup.currency"), &t.currency)?;
+            Command::Topup(ledger::Topup {
+                id: parse_id(&f("topup.id"), &t.id)?,
+                wallet: parse_id(&f("topup.wallet_id"), &t.wallet_id)?,
+                bank: parse_id(&f("topup.bank_account_id"), &t.bank_account_id)?,
+                amount: parse_amount(&f("topup.amount"), &t.amount, currency)?,
+                currency: Some(currency),
+            })
+        }
+        Kind::Withdraw(w) => {
+            let currency = parse_currency(&f("withdraw.currency"), &w.currency)?;
+            Command::Withdraw(ledger::Withdraw {
+                id: parse_id(&f("withdraw.id"), &w.id)?,
+                wallet: parse_id(&f("withdraw.wallet_id"), &w.wallet_id)?,
+                bank: parse_id(&f("withdraw.bank_account_id"), &w.bank_account_id)?,
+                amount: parse_amount(&f("withdraw.amount"), &w.amount, currency)?,
+                currency: Some(currency),
+                fee_bps: w.fee_bps,
+                fee_account: w
+                    .fee_account_id
+                    .as_deref()
+                    .map(|s| parse_id(&f("withdraw.fee_account_id"), s))
+                    .transpose()?,
+                expires_in_seconds: w.expires_in_seconds,
+            })
+        }
+        Kind::CompleteWithdrawal(c) => Command::CompleteWithdrawal(ledger::CompleteWithdrawal {
+            id: parse_id(&f("complete_withdrawal.id"), &c.id)?,
+            withdrawal: parse_id(&f("complete_withdrawal.withdrawal_id"), &c.withdrawal_id)?,
+        }),
+        Kind::FailWithdrawal(c) => Command::FailWithdrawal(ledger::FailWithdrawal {
+            id: parse_id(&f("fail_withdrawal.id"), &c.id)?,
+            withdrawal: parse_id(&f("fail_withdrawal.withdrawal_id"), &c.withdrawal_id)?,
+        }),
         Kind::CloseOrder(c) => Command::CloseOrder(ledger::CloseOrder {
             id: parse_id(&f("close_order.id"), &c.id)?,
             order: parse_id(&f("close_order.order_id"), &c.order_id)?,

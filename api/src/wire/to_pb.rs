@@ -267,6 +267,31 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
             amount: dec(&p.amount),
             currency: code_or(p.currency, currency_of(p.merchant)),
         }),
+        Command::Topup(t) => Kind::Topup(pb::Topup {
+            id: t.id.to_string(),
+            wallet_id: t.wallet.to_string(),
+            bank_account_id: t.bank.to_string(),
+            amount: dec(&t.amount),
+            currency: code_or(t.currency, currency_of(t.wallet)),
+        }),
+        Command::Withdraw(w) => Kind::Withdraw(pb::Withdraw {
+            id: w.id.to_string(),
+            wallet_id: w.wallet.to_string(),
+            bank_account_id: w.bank.to_string(),
+            amount: dec(&w.amount),
+            currency: code_or(w.currency, currency_of(w.wallet)),
+            fee_bps: w.fee_bps,
+            fee_account_id: w.fee_account.map(|a| a.to_string()),
+            expires_in_seconds: w.expires_in_seconds,
+        }),
+        Command::CompleteWithdrawal(c) => Kind::CompleteWithdrawal(pb::CompleteWithdrawal {
+            id: c.id.to_string(),
+            withdrawal_id: c.withdrawal.to_string(),
+        }),
+        Command::FailWithdrawal(c) => Kind::FailWithdrawal(pb::FailWithdrawal {
+            id: c.id.to_string(),
+            withdrawal_id: c.withdrawal.to_string(),
+        }),
         Command::CloseOrder(c) => Kind::CloseOrder(pb::CloseOrder {
             id: c.id.to_string(),
             order_id: c.order.to_string(),

@@ -147,6 +147,35 @@ pub fn encode_command(e: &mut Enc, c: &Command) {
             e.decimal(p.amount);
             e.opt_currency(p.currency);
         }
+        Command::Topup(t) => {
+            e.u8(19);
+            e.id(t.id);
+            e.id(t.wallet);
+            e.id(t.bank);
+            e.decimal(t.amount);
+            e.opt_currency(t.currency);
+        }
+        Command::Withdraw(w) => {
+            e.u8(20);
+            e.id(w.id);
+            e.id(w.wallet);
+            e.id(w.bank);
+            e.decimal(w.amount);
+            e.opt_currency(w.currency);
+            e.u32(w.fee_bps);
+            e.opt_id(w.fee_account);
+            e.opt_u64(w.expires_in_seconds);
+        }
+        Command::CompleteWithdrawal(c) => {
+            e.u8(21);
+            e.id(c.id);
+            e.id(c.withdrawal);
+        }
+        Command::FailWithdrawal(f) => {
+            e.u8(22);
+            e.id(f.id);
+            e.id(f.withdrawal);
+        }
     }
 }
 
@@ -284,6 +313,31 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
             },
             amount: d.decimal()?,
             currency: d.opt_currency()?,
+        }),
+        19 => Command::Topup(Topup {
+            id: d.id()?,
+            wallet: d.id()?,
+            bank: d.id()?,
+            amount: d.decimal()?,
+            currency: d.opt_currency()?,
+        }),
+        20 => Command::Withdraw(Withdraw {
+            id: d.id()?,
+            wallet: d.id()?,
+            bank: d.id()?,
+            amount: d.decimal()?,
+            currency: d.opt_currency()?,
+            fee_bps: d.u32()?,
+            fee_account: d.opt_id()?,
+            expires_in_seconds: d.opt_u64()?,
+        }),
+        21 => Command::CompleteWithdrawal(CompleteWithdrawal {
+            id: d.id()?,
+            withdrawal: d.id()?,
+        }),
+        22 => Command::FailWithdrawal(FailWithdrawal {
+            id: d.id()?,
+            withdrawal: d.id()?,
         }),
         _ => return Err(DecodeError("unknown command tag")),
     })

@@ -6,7 +6,7 @@
 //!   limits and funds, holds and their release — so no flow repeats a debit or credit check;
 //! - [`accounts`], [`merchants`], [`transfers`] (transfers and two-phase holds), [`orders`] (QR
 //!   orders, merchant payments, refunds, bills), [`paycodes`] (customer-presented payment codes),
-//!   [`clients`]: the commands;
+//!   [`cash`] (top-ups and withdrawals), [`clients`]: the commands;
 //! - [`timers`]: the one timer index `(due_ns, kind, id)` through which everything expires;
 //! - [`queries`], [`verify`], [`snapshot`]: reads, the full consistency check, state transfer.
 
@@ -22,6 +22,7 @@ use crate::store::{Cf, Store, StoreError, WriteBatch};
 use crate::types::*;
 
 mod accounts;
+mod cash;
 mod clients;
 mod merchants;
 mod moves;
@@ -410,6 +411,10 @@ impl<S: Store> Ledger<S> {
             Command::BindPaycode(b) => self.bind_paycode(ctx, b).map(|()| None),
             Command::RevokePaycode(r) => self.revoke_paycode(ctx, r).map(|()| None),
             Command::PayCode(p) => self.pay_code(ctx, p).map(Some),
+            Command::Topup(t) => self.topup(ctx, t).map(Some),
+            Command::Withdraw(w) => self.withdraw(ctx, w).map(Some),
+            Command::CompleteWithdrawal(c) => self.complete_withdrawal(ctx, c).map(Some),
+            Command::FailWithdrawal(f) => self.fail_withdrawal(ctx, f).map(Some),
         };
         let (code, transfer) = match outcome {
             Ok(t) => (ResultCode::Ok, t),

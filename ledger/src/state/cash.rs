@@ -1,0 +1,152 @@
+//! Cash-in and cash-out through the custodial bank account (an asset account: credits never exceed
+//! debits, so the ledger never pays out more than came in).
+//! - Top-up: Dr bank, Cr wallet, at once.
+//! - Withdrawal: the wallet's money (the amount to the bank, plus any fee to the fee account) is
+//!   held as an ordinary two-phase transfer until the bank confirms (`complete`: the hold is
+//!   posted), refuses (`fail`: voided) or never answers (the hold expires back to the wallet).
+//!   The withdrawal's state is its hold's: pending → posted | voided | expired.
+
+use super::orders::{index_key, INDEX_WITHDRAWAL};
+use super::*;
+use crate::money;
+
+impl<S: Store> Ledger<S> {
+    /// The bank account must be an asset account of this ledger.
+    fn bank_account(&self, bank: Id) -> Result<(), ResultCode> {
+        let a = self
+            .accounts
+            .get(&bank)
+            .ok_or(ResultCode::AccountNotFound)?;
+        if a.info.flags & FLAG_CREDITS_MUST_NOT_EXCEED_DEBITS == 0 {
+            return Err(ResultCode::InvalidBankAccount);
+        }
+        Ok(())
+    }
+
+    pub(super) fn topup(&mut self, ctx: &mut BatchCtx, t: &Topup) -> Result<Transfer, Failure> {
+        self.bank_account(t.bank)?;
+        self.create_transfer(
+            ctx,
+            &CreateTransfer {
+                id: t.id,
+                legs: vec![LegSpec {
+                    debit: t.bank,
+                    credit: t.wallet,
+                    amount: t.amount,
+                    currency: t.currency,
+                }],
+                pending_timeout_seconds: None,
+                reference: String::new(),
+            },
+        )
+    }
+
+    pub(super) fn withdraw(
+        &mut self,
+        ctx: &mut BatchCtx,
+        w: &Withdraw,
+    ) -> Result<Transfer, Failure> {
+        self.bank_account(w.bank)?;
+        if w.fee_bps > FEE_BPS_MAX
+            || (w.fee_bps > 0 && w.fee_account.is_none())
+            || w.fee_account.is_some_and(|f| f == w.wallet || f == w.bank)
+        {
+            return Err(ResultCode::InvalidFee.into());
+        }
+        let currency = self
+            .accounts
+            .get(&w.wallet)
+            .ok_or(ResultCode::AccountNotFound)?
+            .info
+            .currency;
+        let amount = currency.to_minor(w.amount)?;
+        let mut legs = vec![LegSpec {
+            debit: w.wallet,
+            credit: w.bank,
+            amount: w.amount,
+            currency: w.currency,
+        }];
+        let fee = money::fee_half_up(amount, w.fee_bps);
+        if let (true, Some(fee_account)) = (fee > 0, w.fee_account) {
+            legs.push(LegSpec {
+                debit: w.wallet,
+                credit: fee_account,
+                amount: currency.to_decimal(fee),
+                currency: w.currency,
+            });
+        }
+        let t = self.create_transfer(
+            ctx,
+            &CreateTransfer {
+                id: w.id,
+                legs,
+                pending_timeout_seconds: Some(
+                    w.expires_in_seconds
+                        .unwrap_or(WITHDRAWAL_EXPIRES_DEFAULT_SECONDS),
+                ),
+                reference: String::new(),
+            },
+        )?;
+        Self::kv_put(
+            ctx,
+            Cf::FlowIndex,
+            index_key(INDEX_WITHDRAWAL, w.id, &[]),
+            w.wallet.to_bytes().to_vec(),
+        );
+        Ok(t)
+    }
+
+    fn is_withdrawal(&self, ctx: &BatchCtx, id: Id) -> Result<bool, LedgerError> {
+        Ok(self
+            .kv_get(ctx, Cf::FlowIndex, &index_key(INDEX_WITHDRAWAL, id, &[]))?
+            .is_some())
+    }
+
+    /// Whether `id` is a withdrawal (reads).
+    pub fn withdrawal(&self, id: Id) -> Result<Option<Transfer>, LedgerError> {
+        if self
+            .store
+            .get(Cf::FlowIndex, &index_key(INDEX_WITHDRAWAL, id, &[]))?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        self.transfer(id)
+    }
+
+    pub(super) fn complete_withdrawal(
+        &mut self,
+        ctx: &mut BatchCtx,
+        c: &CompleteWithdrawal,
+    ) -> Result<Transfer, Failure> {
+        if !self.is_withdrawal(ctx, c.withdrawal)? {
+            return Err(ResultCode::WithdrawalNotFound.into());
+        }
+        self.post_pending(
+            ctx,
+            &PostPending {
+                id: c.id,
+                pending_id: c.withdrawal,
+                amount: None,
+                currency: None,
+            },
+        )
+    }
+
+    pub(super) fn fail_withdrawal(
+        &mut self,
+        ctx: &mut BatchCtx,
+        f: &FailWithdrawal,
+    ) -> Result<Transfer, Failure> {
+        if !self.is_withdrawal(ctx, f.withdrawal)? {
+            return Err(ResultCode::WithdrawalNotFound.into());
+        }
+        self.void_pending(
+            ctx,
+            &VoidPending {
+                id: f.id,
+                pending_id: f.withdrawal,
+            },
+        )
+    }
+}
