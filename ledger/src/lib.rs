@@ -51,8 +51,8 @@ pub use result::{CommandResult, ResultCode};
 #[cfg(feature = "rocksdb")]
 pub use rocks::{open_db, RocksStore};
 pub use state::{
-    BatchOutput, CurrencyTotals, Ledger, LedgerError, VerifyError, EXPIRE_PER_BATCH_MAX,
-    HISTORY_PAGE_MAX,
+    BatchOutput, CurrencyTotals, JournalBatch, Ledger, LedgerError, VerifyError,
+    EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX, EXPIRE_PER_BATCH_MAX, HISTORY_PAGE_MAX,
 };
 pub use store::{Cf, MemStore, Store, StoreError, WriteBatch};
 pub use types::*;

@@ -30,10 +30,13 @@ pub enum Cf {
     FlowIndex,
     /// Wallet id → its payment-code key and limit.
     Paycodes,
+    /// Applied index (big-endian) → that batch's flow events (the journal behind notifications;
+    /// the last `EVENT_RETAIN_BATCHES` indexes are kept).
+    Events,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 10] = [
+    pub const ALL: [Cf; 11] = [
         Cf::Meta,
         Cf::Accounts,
         Cf::Commands,
@@ -44,6 +47,7 @@ impl Cf {
         Cf::Orders,
         Cf::FlowIndex,
         Cf::Paycodes,
+        Cf::Events,
     ];
 
     /// Column family name in RocksDB (prefixed so the Raft log's families can share the database).
@@ -59,6 +63,7 @@ impl Cf {
             Cf::Orders => "ledger_orders",
             Cf::FlowIndex => "ledger_flow_index",
             Cf::Paycodes => "ledger_paycodes",
+            Cf::Events => "ledger_events",
         }
     }
 }

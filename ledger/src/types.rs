@@ -364,6 +364,50 @@ impl Order {
     }
 }
 
+stable_enum! {
+    /// What a flow event reports: one transition of one flow (see [`FlowEvent`]).
+    pub enum EventKind: u8 {
+        /// A QR order was created (`→ unpaid`).
+        OrderCreated = 0 => "order_created",
+        /// An order (QR order, static-code, payment-code or bill payment) was paid.
+        OrderPaid = 1 => "order_paid",
+        /// Part or the rest of an order was refunded (`→ partially_refunded | refunded`).
+        OrderRefunded = 2 => "order_refunded",
+        OrderClosed = 3 => "order_closed",
+        OrderExpired = 4 => "order_expired",
+        /// A payment code was consumed by a payment.
+        PaycodeConsumed = 5 => "paycode_consumed",
+        TopupCompleted = 6 => "topup_completed",
+        WithdrawalRequested = 7 => "withdrawal_requested",
+        WithdrawalCompleted = 8 => "withdrawal_completed",
+        WithdrawalFailed = 9 => "withdrawal_failed",
+        WithdrawalExpired = 10 => "withdrawal_expired",
+        /// A two-phase transfer's hold expired and returned to the debited accounts.
+        HoldExpired = 11 => "hold_expired",
+    }
+}
+
+/// Most accounts one event names (merchant, payer, fee account, bank).
+pub const EVENT_ACCOUNTS_MAX: usize = 4;
+
+/// One transition of one flow, emitted by the apply itself — the same on every replica — and
+/// journaled with the batch, so notifications survive restarts and leader changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowEvent {
+    pub kind: EventKind,
+    /// The flow: order (payment) id, withdrawal id, or transfer id.
+    pub flow: Id,
+    /// The command that caused it (for a timer's expiry, the flow's own id).
+    pub command: Id,
+    /// The flow's state after the transition (its stable name).
+    pub state: String,
+    /// Who it concerns (≤ [`EVENT_ACCOUNTS_MAX`]): the merchant first for merchant flows.
+    pub accounts: Vec<Id>,
+    /// The amount the transition moved (for a refund, this refund), in minor units.
+    pub amount: u128,
+    pub currency: crate::Currency,
+}
+
 /// A wallet's payment-code key and limit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaycodeBinding {

@@ -26,6 +26,8 @@
 //! - `topup ID WALLET BANK AMOUNT [currency=CUR]`, `withdraw ID WALLET BANK AMOUNT [fee_bps=N]
 //!   [fee_account=NAME] [expires_in=SECONDS] [currency=CUR]`, `withdraw_complete ID WITHDRAWAL`,
 //!   `withdraw_fail ID WITHDRAWAL`
+//! - `journal [from=INDEX]`: the journaled flow events from an index (each batch's events are
+//!   also printed under its results)
 //! - `begin` … `commit`: the commands between them go in one batch (else one batch each)
 //! - `advance DURATION` (`90s`, `30m`, `2h`, `1d`): moves the leader's clock (each batch is
 //!   stamped one second after the previous one anyway); `advance until=NAME`: the next batch is
@@ -140,6 +142,9 @@ impl Runner {
         for (c, r) in batch.commands.iter().zip(&output.results) {
             writeln!(out, "{} → {}", self.name(c.id()), r.code)?;
         }
+        for e in &output.events {
+            writeln!(out, "{}", self.event(e))?;
+        }
         self.check()?;
         Ok(out)
     }
@@ -164,6 +169,25 @@ impl Runner {
             }
             None => self.apply(vec![c]),
         }
+    }
+
+    /// One flow event, as the batch output and `journal` print it.
+    fn event(&self, e: &FlowEvent) -> String {
+        let accounts: Vec<String> = e.accounts.iter().map(|a| self.name(*a)).collect();
+        format!(
+            "  event {} {}{} → {} [{}] {} {}",
+            e.kind,
+            self.name(e.flow),
+            if e.command == e.flow {
+                String::new()
+            } else {
+                format!(" by {}", self.name(e.command))
+            },
+            e.state,
+            accounts.join(" "),
+            e.currency.to_decimal(e.amount),
+            e.currency
+        )
     }
 
     fn balances(&self, id: Id) -> Res<String> {
@@ -733,6 +757,23 @@ impl goldenscript::Runner for Runner {
                 } else {
                     Command::FailWithdrawal(FailWithdrawal { id, withdrawal })
                 })?
+            }
+            "journal" => {
+                let from: u64 = args.lookup_parse("from")?.unwrap_or(1);
+                args.reject_rest()?;
+                let (batches, next) = self.ledger.events(from)?;
+                let mut out = format!(
+                    "journal from {from}: {} batches with events, next {next}, oldest kept {}\n",
+                    batches.len(),
+                    self.ledger.first_journaled_index()
+                );
+                for b in batches {
+                    writeln!(out, "index {}:", b.index)?;
+                    for e in &b.events {
+                        writeln!(out, "{}", self.event(e))?;
+                    }
+                }
+                out
             }
             "begin" => {
                 args.reject_rest()?;

@@ -204,3 +204,67 @@ fn corrupt_account_status_or_flags_are_refused_at_load() {
         assert!(Ledger::open(store).is_err(), "byte {at} = {bad}");
     }
 }
+
+/// The event journal keeps the last `EVENT_RETAIN_BATCHES` indexes: older batches' events are
+/// deleted as new ones apply, deterministically.
+#[test]
+fn the_event_journal_keeps_a_bounded_window() {
+    let mut l = Ledger::open(MemStore::new()).unwrap();
+    let bank = with(system(1, "CNY"), |a| {
+        a.credits_must_not_exceed_debits = true
+    });
+    let setup = vec![bank, wallet(2, "CNY")];
+    l.apply(
+        1,
+        &Batch {
+            timestamp_ns: T0,
+            seed: 0,
+            commands: setup,
+        },
+    )
+    .unwrap();
+    let topup = Command::Topup(Topup {
+        id: Id(3),
+        wallet: Id(2),
+        bank: Id(1),
+        amount: d("5"),
+        currency: None,
+    });
+    let out = l
+        .apply(
+            2,
+            &Batch {
+                timestamp_ns: T0 + SEC,
+                seed: 0,
+                commands: vec![topup],
+            },
+        )
+        .unwrap();
+    assert_eq!(out.events.len(), 1);
+    assert_eq!(out.events[0].kind, EventKind::TopupCompleted);
+    let (b, _) = l.events(1).unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].index, 2);
+    // Apply empty batches until index 2 falls out of the window.
+    let last = EVENT_RETAIN_BATCHES + 2;
+    for i in 3..=last {
+        l.apply(
+            i,
+            &Batch {
+                timestamp_ns: T0 + i * SEC,
+                seed: 0,
+                commands: vec![],
+            },
+        )
+        .unwrap();
+        if i == last - 1 {
+            assert_eq!(l.first_journaled_index(), 2);
+            assert_eq!(l.events(2).unwrap().0.len(), 1);
+        }
+    }
+    assert_eq!(l.first_journaled_index(), 3);
+    assert!(l.events(1).unwrap().0.is_empty());
+    // A scan is bounded: it reports where to continue.
+    let (_, next) = l.events(3).unwrap();
+    assert_eq!(next, 3 + EVENT_SCAN_INDEXES_MAX);
+}

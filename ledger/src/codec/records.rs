@@ -303,3 +303,54 @@ pub(crate) fn decode_paycode_binding(b: &[u8]) -> Result<PaycodeBinding, DecodeE
     d.finish()?;
     Ok(r)
 }
+
+/// One batch's journaled events: the batch's log time, then the events in order.
+pub(crate) fn encode_events(timestamp_ns: u64, events: &[FlowEvent]) -> Vec<u8> {
+    let mut e = Enc::with_capacity(16 + events.len() * 96);
+    e.u8(VERSION);
+    e.u64(timestamp_ns);
+    e.u32(events.len() as u32);
+    for ev in events {
+        e.u8(ev.kind as u8);
+        e.id(ev.flow);
+        e.id(ev.command);
+        e.str(&ev.state);
+        e.u32(ev.accounts.len() as u32);
+        for a in &ev.accounts {
+            e.id(*a);
+        }
+        e.u128(ev.amount);
+        e.currency(ev.currency);
+    }
+    e.buf
+}
+
+pub(crate) fn decode_events(b: &[u8]) -> Result<(u64, Vec<FlowEvent>), DecodeError> {
+    let mut d = Dec::new(b);
+    d.version()?;
+    let ts = d.u64()?;
+    let n = d.count(crate::BATCH_COMMANDS_MAX * 4)?;
+    let mut v = Vec::with_capacity(n.min(b.len() / 40));
+    for _ in 0..n {
+        let kind = EventKind::from_repr(d.u8()?).ok_or(DecodeError("bad event kind"))?;
+        let flow = d.id()?;
+        let command = d.id()?;
+        let state = d.string()?;
+        let k = d.count(EVENT_ACCOUNTS_MAX)?;
+        let mut accounts = Vec::with_capacity(k);
+        for _ in 0..k {
+            accounts.push(d.id()?);
+        }
+        v.push(FlowEvent {
+            kind,
+            flow,
+            command,
+            state,
+            accounts,
+            amount: d.u128()?,
+            currency: d.currency()?,
+        });
+    }
+    d.finish()?;
+    Ok((ts, v))
+}

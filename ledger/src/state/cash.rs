@@ -25,7 +25,7 @@ impl<S: Store> Ledger<S> {
 
     pub(super) fn topup(&mut self, ctx: &mut BatchCtx, t: &Topup) -> Result<Transfer, Failure> {
         self.bank_account(t.bank)?;
-        self.create_transfer(
+        let done = self.create_transfer(
             ctx,
             &CreateTransfer {
                 id: t.id,
@@ -38,7 +38,49 @@ impl<S: Store> Ledger<S> {
                 pending_timeout_seconds: None,
                 reference: String::new(),
             },
-        )
+        )?;
+        Self::transfer_event(
+            self,
+            ctx,
+            EventKind::TopupCompleted,
+            &done,
+            t.id,
+            "completed",
+        );
+        Ok(done)
+    }
+
+    /// A cash flow's event: its accounts (wallet first) and total amount.
+    pub(super) fn transfer_event(
+        &self,
+        ctx: &mut BatchCtx,
+        kind: EventKind,
+        t: &Transfer,
+        command: Id,
+        state: &str,
+    ) {
+        let mut accounts = Vec::with_capacity(4);
+        for l in &t.legs {
+            // The wallet (debited on the way out, credited on the way in) first.
+            if kind == EventKind::TopupCompleted {
+                accounts.extend([l.credit, l.debit]);
+            } else {
+                accounts.extend([l.debit, l.credit]);
+            }
+        }
+        let Some(first) = t.legs.first() else { return };
+        let currency = self.accounts[&first.debit].info.currency;
+        let amount = t.legs.iter().map(|l| l.amount).sum();
+        Self::emit(
+            ctx,
+            kind,
+            t.pending_id.unwrap_or(t.id),
+            command,
+            state,
+            &accounts,
+            amount,
+            currency,
+        );
     }
 
     pub(super) fn withdraw(
@@ -93,10 +135,11 @@ impl<S: Store> Ledger<S> {
             index_key(INDEX_WITHDRAWAL, w.id, &[]),
             w.wallet.to_bytes().to_vec(),
         );
+        self.transfer_event(ctx, EventKind::WithdrawalRequested, &t, w.id, "pending");
         Ok(t)
     }
 
-    fn is_withdrawal(&self, ctx: &BatchCtx, id: Id) -> Result<bool, LedgerError> {
+    pub(super) fn is_withdrawal(&self, ctx: &BatchCtx, id: Id) -> Result<bool, LedgerError> {
         Ok(self
             .kv_get(ctx, Cf::FlowIndex, &index_key(INDEX_WITHDRAWAL, id, &[]))?
             .is_some())
@@ -122,7 +165,7 @@ impl<S: Store> Ledger<S> {
         if !self.is_withdrawal(ctx, c.withdrawal)? {
             return Err(ResultCode::WithdrawalNotFound.into());
         }
-        self.post_pending(
+        let t = self.post_pending(
             ctx,
             &PostPending {
                 id: c.id,
@@ -130,7 +173,9 @@ impl<S: Store> Ledger<S> {
                 amount: None,
                 currency: None,
             },
-        )
+        )?;
+        self.transfer_event(ctx, EventKind::WithdrawalCompleted, &t, c.id, "completed");
+        Ok(t)
     }
 
     pub(super) fn fail_withdrawal(
@@ -141,12 +186,14 @@ impl<S: Store> Ledger<S> {
         if !self.is_withdrawal(ctx, f.withdrawal)? {
             return Err(ResultCode::WithdrawalNotFound.into());
         }
-        self.void_pending(
+        let t = self.void_pending(
             ctx,
             &VoidPending {
                 id: f.id,
                 pending_id: f.withdrawal,
             },
-        )
+        )?;
+        self.transfer_event(ctx, EventKind::WithdrawalFailed, &t, f.id, "failed");
+        Ok(t)
     }
 }

@@ -7,6 +7,7 @@
 //! - [`accounts`], [`merchants`], [`transfers`] (transfers and two-phase holds), [`orders`] (QR
 //!   orders, merchant payments, refunds, bills), [`paycodes`] (customer-presented payment codes),
 //!   [`cash`] (top-ups and withdrawals), [`clients`]: the commands;
+//! - [`events`]: the flow events each transition emits, journaled per batch;
 //! - [`timers`]: the one timer index `(due_ns, kind, id)` through which everything expires;
 //! - [`queries`], [`verify`], [`snapshot`]: reads, the full consistency check, state transfer.
 
@@ -24,6 +25,7 @@ use crate::types::*;
 mod accounts;
 mod cash;
 mod clients;
+mod events;
 mod merchants;
 mod moves;
 mod orders;
@@ -34,6 +36,7 @@ mod timers;
 mod transfers;
 mod verify;
 
+pub use events::{JournalBatch, EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX};
 pub use timers::EXPIRE_PER_BATCH_MAX;
 pub use verify::VerifyError;
 
@@ -76,6 +79,8 @@ pub struct BatchOutput {
     pub digest: [u8; 32],
     /// The timestamp the batch was applied with (strictly greater than the previous batch's).
     pub timestamp_ns: u64,
+    /// The flow transitions the batch made, in order (also journaled under its index).
+    pub events: Vec<FlowEvent>,
 }
 
 /// Per-currency sums over all accounts (the trial balance).
@@ -114,6 +119,8 @@ struct BatchCtx {
     /// Flow records and indexes written in this batch, so later commands read their own writes
     /// (`None`: deleted).
     kv: FxHashMap<(Cf, Vec<u8>), Option<Vec<u8>>>,
+    /// Flow events emitted so far, in order.
+    events: Vec<FlowEvent>,
     scratch: Enc,
 }
 
@@ -249,6 +256,7 @@ impl<S: Store> Ledger<S> {
                 Default::default(),
             ),
             kv: FxHashMap::default(),
+            events: Vec::new(),
             scratch: Enc::with_capacity(256),
         };
 
@@ -276,6 +284,7 @@ impl<S: Store> Ledger<S> {
         let digest: [u8; 32] = *hasher.finalize().as_bytes();
 
         self.check_and_write_accounts(&mut ctx);
+        Self::journal_events(&mut ctx, index);
 
         let mut meta = Enc::with_capacity(64);
         meta.u64(index);
@@ -292,6 +301,7 @@ impl<S: Store> Ledger<S> {
             applied_index: index,
             digest,
             timestamp_ns: ts,
+            events: ctx.events,
         })
     }
 

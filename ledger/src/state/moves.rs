@@ -353,6 +353,14 @@ impl<S: Store> Ledger<S> {
             self.cancel_timer(ctx, at, TimerKind::PendingTransfer, pending_id);
         }
         p.state = new_state;
+        if kind == PostingKind::PendingExpire {
+            let event = if self.is_withdrawal(ctx, pending_id)? {
+                EventKind::WithdrawalExpired
+            } else {
+                EventKind::HoldExpired
+            };
+            self.transfer_event(ctx, event, &p, pending_id, "expired");
+        }
         if let Some((_, amounts)) = post {
             p.posted_amount = Some(amounts.iter().sum());
         }

@@ -106,6 +106,29 @@ impl<S: Store> Ledger<S> {
         Ok(())
     }
 
+    /// An order's transition event: the merchant first, then the payer and the fee account.
+    pub(super) fn order_event(
+        ctx: &mut BatchCtx,
+        kind: EventKind,
+        o: &Order,
+        command: Id,
+        amount: u128,
+    ) {
+        let mut accounts = vec![o.merchant];
+        accounts.extend(o.payer);
+        accounts.extend(o.fee_account);
+        Self::emit(
+            ctx,
+            kind,
+            o.id,
+            command,
+            o.state.name(),
+            &accounts,
+            amount,
+            o.currency,
+        );
+    }
+
     // ---- dynamic orders -----------------------------------------------------------------------------
 
     pub(super) fn create_order(
@@ -154,6 +177,7 @@ impl<S: Store> Ledger<S> {
         Self::kv_put(ctx, Cf::FlowIndex, ref_key, c.id.to_bytes().to_vec());
         Self::put_order(ctx, &order);
         self.schedule_timer(ctx, expires_ns, TimerKind::Order, c.id);
+        Self::order_event(ctx, EventKind::OrderCreated, &order, c.id, order.amount);
         Ok(())
     }
 
@@ -170,6 +194,7 @@ impl<S: Store> Ledger<S> {
         }
         if o.expires_ns.is_some_and(|at| ctx.ts >= at) {
             self.end_unpaid(ctx, o, OrderState::Expired);
+            Self::order_event(ctx, EventKind::OrderExpired, o, o.id, o.amount);
             return Err(ResultCode::OrderExpired.into());
         }
         Ok(())
@@ -202,6 +227,7 @@ impl<S: Store> Ledger<S> {
             .ok_or(ResultCode::OrderNotFound)?;
         self.unpaid_order(ctx, &mut o)?;
         self.end_unpaid(ctx, &mut o, OrderState::Closed);
+        Self::order_event(ctx, EventKind::OrderClosed, &o, c.id, o.amount);
         Ok(())
     }
 
@@ -211,6 +237,7 @@ impl<S: Store> Ledger<S> {
             .load_order(ctx, id)?
             .ok_or_else(|| LedgerError::Corrupt(format!("order {id} has a timer but no record")))?;
         self.end_unpaid(ctx, &mut o, OrderState::Expired);
+        Self::order_event(ctx, EventKind::OrderExpired, &o, id, o.amount);
         Ok(())
     }
 
@@ -325,6 +352,7 @@ impl<S: Store> Ledger<S> {
                 "",
             );
             Self::put_order(ctx, &o);
+            Self::order_event(ctx, EventKind::OrderPaid, &o, p.id, o.amount);
             return Ok(t);
         };
         let mut o = self
@@ -347,6 +375,7 @@ impl<S: Store> Ledger<S> {
         let (t, fee) = self.charge(ctx, p.id, p.payer, &profile, o.amount, &o.reference)?;
         Self::mark_paid(ctx, &mut o, p.payer, p.id, &profile, fee);
         self.end_unpaid(ctx, &mut o, OrderState::Paid);
+        Self::order_event(ctx, EventKind::OrderPaid, &o, p.id, o.amount);
         Ok(t)
     }
 
@@ -386,6 +415,7 @@ impl<S: Store> Ledger<S> {
         );
         Self::put_order(ctx, &o);
         Self::kv_put(ctx, Cf::FlowIndex, key, b.id.to_bytes().to_vec());
+        Self::order_event(ctx, EventKind::OrderPaid, &o, b.id, o.amount);
         Ok(t)
     }
 
@@ -438,6 +468,7 @@ impl<S: Store> Ledger<S> {
         };
         o.updated_ns = ctx.ts;
         Self::put_order(ctx, &o);
+        Self::order_event(ctx, EventKind::OrderRefunded, &o, r.id, amount);
         Ok(Transfer {
             id: r.id,
             legs,

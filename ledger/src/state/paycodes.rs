@@ -148,6 +148,17 @@ impl<S: Store> Ledger<S> {
             &reference,
         );
         Self::put_order(ctx, &o);
+        Self::emit(
+            ctx,
+            EventKind::PaycodeConsumed,
+            p.id,
+            p.id,
+            "consumed",
+            &[t.wallet, p.merchant],
+            amount,
+            currency,
+        );
+        Self::order_event(ctx, EventKind::OrderPaid, &o, p.id, amount);
         let mut used = Vec::with_capacity(32);
         used.extend_from_slice(&p.merchant.to_bytes());
         used.extend_from_slice(&p.id.to_bytes());
