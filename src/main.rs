@@ -137,7 +137,7 @@ enum Cmd {
         #[command(flatten)]
         args: cli::TransferArgs,
     },
-    /// Stream applied commands and their results from a log index.
+    /// Stream applied commands and their results, and flow events, from a log index.
     Watch {
         #[command(flatten)]
         conn: cli::Conn,
@@ -146,6 +146,17 @@ enum Cmd {
         /// Stop after this many events.
         #[arg(long)]
         count: Option<u64>,
+        /// Only flow events that concern this account (repeat for several); served from the
+        /// replicated journal, so they survive restarts.
+        #[arg(long = "account")]
+        accounts: Vec<String>,
+    },
+    /// Forward an account's flow events to an HTTP URL (at least once, resuming from a cursor file).
+    Notify {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(flatten)]
+        args: cli::NotifyArgs,
     },
     /// Cluster membership and status.
     Cluster {
@@ -354,7 +365,13 @@ fn main() {
                 after,
             } => cli::history(&conn, account, limit, after).await,
             Cmd::Transfer { conn, args } => cli::transfer(&conn, args).await,
-            Cmd::Watch { conn, from, count } => cli::watch(&conn, from, count).await,
+            Cmd::Watch {
+                conn,
+                from,
+                count,
+                accounts,
+            } => cli::watch(&conn, from, count, accounts).await,
+            Cmd::Notify { conn, args } => cli::notify(&conn, args).await,
             Cmd::Cluster { conn, cmd } => cli::cluster(&conn, cmd).await,
             Cmd::Bench(a) => {
                 init_tracing_quiet();

@@ -1,4 +1,6 @@
-//! The bounded in-memory ring of recently applied batches behind `WatchEvents`.
+//! `WatchEvents`: a bounded in-memory ring of recently applied batches (commands, results and
+//! flow events), backed by the ledger's replicated journal of flow events for what the ring no
+//! longer holds — after a restart, for a slow reader, on another node.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -89,31 +91,26 @@ impl EventLog {
         r.complete_from = index + 1;
     }
 
-    /// Events with index >= `from` (or none if `from == 0`) and a live subscription that
-    /// continues exactly after them.
-    #[allow(clippy::result_large_err)]
+    /// The first index the ring holds every batch from.
+    fn complete_from(&self) -> u64 {
+        self.ring.lock().complete_from
+    }
+
+    /// Events with index >= `from` and a live subscription that continues exactly after them, or
+    /// `None` when `from` is older than the ring (read the journal first).
     fn catch_up(
         &self,
         from: u64,
-    ) -> Result<
-        (
-            Vec<Arc<pb::WatchEvent>>,
-            broadcast::Receiver<Arc<pb::WatchEvent>>,
-        ),
-        Status,
-    > {
+    ) -> Option<(
+        Vec<Arc<pb::WatchEvent>>,
+        broadcast::Receiver<Arc<pb::WatchEvent>>,
+    )> {
         let r = self.ring.lock();
-        let rx = self.live.subscribe();
-        if from == 0 {
-            return Ok((Vec::new(), rx));
-        }
         if from < r.complete_from {
-            return Err(Status::out_of_range(format!(
-                "index {from} is older than this node's event ring (oldest available: {})",
-                r.complete_from
-            )));
+            return None;
         }
-        Ok((
+        let rx = self.live.subscribe();
+        Some((
             r.events
                 .iter()
                 .filter(|e| e.index >= from)
@@ -123,49 +120,79 @@ impl EventLog {
         ))
     }
 
-    /// Starts a watcher task feeding a bounded channel.
+    /// Starts a watcher task feeding a bounded channel: batches from `from` on (0: from the next
+    /// applied batch), first from the journal for what the ring no longer holds, then from the
+    /// ring and live. With `accounts`, only the flow events that concern them (batches left empty
+    /// are skipped). The watcher ends (with `UNAVAILABLE`) when `closing` becomes true (node
+    /// shutdown).
     #[allow(clippy::result_large_err)]
-    /// The watcher ends (with `UNAVAILABLE`) when `closing` becomes true (node shutdown).
     pub fn watch(
         self: &Arc<Self>,
         from: u64,
+        accounts: Vec<String>,
+        journal: Arc<dyn Journal>,
         mut closing: tokio::sync::watch::Receiver<bool>,
     ) -> Result<mpsc::Receiver<Result<pb::WatchEvent, Status>>, Status> {
-        let (mut backlog, mut rx) = self.catch_up(from)?;
+        if from != 0 {
+            // Say plainly, before streaming, when the start is no longer retained.
+            journal.check_retained(from)?;
+        }
         let (tx, out) = mpsc::channel(64);
         let log = self.clone();
+        let send = move |e: &pb::WatchEvent| filter(e, &accounts);
         tokio::spawn(async move {
-            let mut next = from;
+            // From 0: the first batch applied from now on.
+            let mut next = if from == 0 {
+                log.complete_from().max(1)
+            } else {
+                from
+            };
             'outer: loop {
-                for e in backlog.drain(..) {
-                    if e.index < next {
-                        continue;
-                    }
-                    next = e.index + 1;
-                    if tx.send(Ok((*e).clone())).await.is_err() {
-                        return;
-                    }
-                }
-                tokio::select! {
-                    _ = tx.closed() => return,
-                    _ = closed(&mut closing) => break 'outer,
-                    got = rx.recv() => match got {
-                        Ok(e) => backlog.push(e),
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            // Fell behind the live buffer: re-read from the ring.
-                            match log.catch_up(next.max(1)) {
-                                Ok((b, r)) => {
-                                    backlog = b;
-                                    rx = r;
-                                }
-                                Err(s) => {
-                                    let _ = tx.send(Err(s)).await;
-                                    return;
-                                }
+                // Batches the ring no longer holds come from the journal.
+                let mut ring_from = log.complete_from();
+                while next < ring_from {
+                    let (batches, jnext) = match journal.read(next) {
+                        Ok(r) => r,
+                        Err(s) => {
+                            let _ = tx.send(Err(s)).await;
+                            return;
+                        }
+                    };
+                    for b in batches.iter().filter(|b| b.index < ring_from) {
+                        if let Some(e) = send(b) {
+                            if tx.send(Ok(e)).await.is_err() {
+                                return;
                             }
                         }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
+                    }
+                    next = jnext.min(ring_from);
+                    ring_from = log.complete_from();
+                }
+                let Some((mut backlog, mut rx)) = log.catch_up(next) else {
+                    continue; // the ring moved on meanwhile: back to the journal
+                };
+                loop {
+                    for e in backlog.drain(..) {
+                        if e.index < next {
+                            continue;
+                        }
+                        next = e.index + 1;
+                        if let Some(e) = send(&e) {
+                            if tx.send(Ok(e)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    tokio::select! {
+                        _ = tx.closed() => return,
+                        _ = closed(&mut closing) => break 'outer,
+                        got = rx.recv() => match got {
+                            Ok(e) => backlog.push(e),
+                            // Fell behind the live buffer: re-read from the ring or the journal.
+                            Err(broadcast::error::RecvError::Lagged(_)) => continue 'outer,
+                            Err(broadcast::error::RecvError::Closed) => return,
+                        },
+                    }
                 }
             }
             let _ = tx
@@ -173,5 +200,80 @@ impl EventLog {
                 .await;
         });
         Ok(out)
+    }
+}
+
+/// The batch as a watcher filtering by `accounts` sees it (`None`: nothing left).
+fn filter(e: &pb::WatchEvent, accounts: &[String]) -> Option<pb::WatchEvent> {
+    if accounts.is_empty() {
+        return Some(e.clone());
+    }
+    let flow_events: Vec<pb::FlowEvent> = e
+        .flow_events
+        .iter()
+        .filter(|f| f.account_ids.iter().any(|a| accounts.contains(a)))
+        .cloned()
+        .collect();
+    if flow_events.is_empty() {
+        return None;
+    }
+    Some(pb::WatchEvent {
+        index: e.index,
+        timestamp_ns: e.timestamp_ns,
+        events: Vec::new(),
+        flow_events,
+        from_journal: e.from_journal,
+    })
+}
+
+/// The replicated journal of flow events, as the watcher reads it.
+pub trait Journal: Send + Sync + 'static {
+    /// `OUT_OF_RANGE` when `from` is older than the journal keeps.
+    #[allow(clippy::result_large_err)]
+    fn check_retained(&self, from: u64) -> Result<(), Status>;
+    /// Batches with flow events from `from` on (a bounded scan) and the next index to read.
+    #[allow(clippy::result_large_err)]
+    fn read(&self, from: u64) -> Result<(Vec<pb::WatchEvent>, u64), Status>;
+}
+
+/// The journal of a node's ledger.
+pub struct LedgerJournal(pub crate::state_machine::SharedLedger);
+
+impl Journal for LedgerJournal {
+    fn check_retained(&self, from: u64) -> Result<(), Status> {
+        let first = self.0.lock().first_journaled_index();
+        if from < first {
+            return Err(Status::out_of_range(format!(
+                "events before index {first} are no longer retained (the journal keeps the last \
+                 {} applied indexes); resume from {first}",
+                ledger::EVENT_RETAIN_BATCHES
+            )));
+        }
+        Ok(())
+    }
+
+    fn read(&self, from: u64) -> Result<(Vec<pb::WatchEvent>, u64), Status> {
+        self.check_retained(from)?;
+        let (batches, next) = self
+            .0
+            .lock()
+            .events(from)
+            .map_err(|e| Status::internal(format!("reading the event journal: {e}")))?;
+        let events = batches
+            .into_iter()
+            .map(|b| pb::WatchEvent {
+                index: b.index,
+                timestamp_ns: b.timestamp_ns,
+                events: Vec::new(),
+                flow_events: b
+                    .events
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| crate::wire::flow_event_to_pb(i, e))
+                    .collect(),
+                from_journal: true,
+            })
+            .collect();
+        Ok((events, next))
     }
 }

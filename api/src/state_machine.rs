@@ -94,7 +94,7 @@ impl<S: Store + 'static> StateMachine for LedgerStateMachine<S> {
                 })
                 .collect();
             out.push(per_proposal);
-            if !batch.commands.is_empty() {
+            if !batch.commands.is_empty() || !output.events.is_empty() {
                 let currency_of = |id| ledger.account(id).map(|a| a.info.currency);
                 let events = batch
                     .commands
@@ -109,6 +109,13 @@ impl<S: Store + 'static> StateMachine for LedgerStateMachine<S> {
                     index: e.index,
                     timestamp_ns: output.timestamp_ns,
                     events,
+                    flow_events: output
+                        .events
+                        .iter()
+                        .enumerate()
+                        .map(|(i, ev)| wire::flow_event_to_pb(i, ev))
+                        .collect(),
+                    from_journal: false,
                 });
             }
         }

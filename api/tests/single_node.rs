@@ -521,26 +521,68 @@ async fn watch_delivers_events() {
         .unwrap();
     assert_eq!(e.index, index);
 
-    // Push the ring past its bound: index 1 is gone.
+    // A flow: a top-up through an asset account emits a journaled event.
+    let custody = new_id();
+    f.payments
+        .submit_unbatched(vec![cmd::create_account_with(pb::CreateAccount {
+            id: custody.to_string(),
+            currency: "CNY".into(),
+            kind: pb::AccountKind::System as i32,
+            credits_must_not_exceed_debits: true,
+            ..Default::default()
+        })])
+        .await
+        .unwrap();
+    let r = f
+        .payments
+        .submit_unbatched(vec![cmd::topup(new_id(), wallet, custody, "7", "CNY")])
+        .await
+        .unwrap();
+    assert_eq!(r[0].name, "ok");
+    let topup_index = r[0].applied_index;
+
+    // Push the ring past its bound: the top-up's batch leaves memory.
     for _ in 0..10 {
         f.payments
             .submit_unbatched(vec![cmd::transfer(new_id(), bank, wallet, "1", "CNY")])
             .await
             .unwrap();
     }
-    let mut old = f
-        .finance
-        .watch_events(1)
+    // Its flow event is still served, from the replicated journal; batches without flow events
+    // that left memory are skipped, and the stream continues from the ring.
+    let mut old = f.finance.watch_events(1).await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), old.next())
         .await
-        .map(Some)
-        .unwrap_or_else(|e| {
-            assert_eq!(e.code(), Some(Code::OutOfRange));
-            None
-        });
-    if let Some(s) = old.as_mut() {
-        let e = s.next().await.unwrap().unwrap_err();
-        assert_eq!(e.code(), Code::OutOfRange);
-    }
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.index, topup_index);
+    assert!(e.from_journal);
+    assert!(e.events.is_empty());
+    assert_eq!(e.flow_events[0].kind, "topup_completed");
+    assert_eq!(e.flow_events[0].amount, "7.00");
+    let next = tokio::time::timeout(Duration::from_secs(5), old.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(next.index > topup_index && !next.from_journal);
+    // Filtered by account: only flow events that concern it.
+    let mut mine = f.finance.watch_flow_events(1, &[custody]).await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), mine.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.index, topup_index);
+    assert!(e.events.is_empty());
+    // Ids are checked at the wire.
+    let bad = f
+        .finance
+        .watch_flow_events(1, &[ledger::Id(0)])
+        .await
+        .unwrap_err();
+    assert_eq!(bad.status().map(|s| s.code()), Some(Code::InvalidArgument));
     f.node.shutdown().await.unwrap();
 }
 

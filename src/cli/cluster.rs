@@ -97,9 +97,18 @@ fn command_json(c: &Option<pb::Command>) -> Value {
     }
 }
 
-pub async fn watch(conn: &Conn, from: u64, count: Option<u64>) -> Result<Exit> {
+pub async fn watch(
+    conn: &Conn,
+    from: u64,
+    count: Option<u64>,
+    accounts: Vec<String>,
+) -> Result<Exit> {
     let c = conn.client()?;
-    let mut stream = c.watch_events(from).await?;
+    let accounts: Vec<Id> = accounts
+        .iter()
+        .map(|s| parse_id(s))
+        .collect::<Result<_>>()?;
+    let mut stream = c.watch_flow_events(from, &accounts).await?;
     let mut seen = 0u64;
     while let Some(ev) = stream
         .message()
@@ -122,6 +131,26 @@ pub async fn watch(conn: &Conn, from: u64, count: Option<u64>) -> Result<Exit> {
                     cmd["type"].as_str().unwrap_or("?"),
                     r.id,
                     r.name
+                );
+            }
+            seen += 1;
+            if count.is_some_and(|n| seen >= n) {
+                return Ok(Exit(0));
+            }
+        }
+        for f in &ev.flow_events {
+            if conn.json {
+                println!(
+                    "{}",
+                    json!({"index": ev.index, "timestamp_ns": ev.timestamp_ns, "event": {
+                        "id": format!("{}-{}", ev.index, f.seq), "kind": f.kind, "flow_id": f.flow_id,
+                        "command_id": f.command_id, "state": f.state, "accounts": f.account_ids,
+                        "amount": f.amount, "currency": f.currency}})
+                );
+            } else {
+                println!(
+                    "#{} {} {} -> {} {} {}",
+                    ev.index, f.kind, f.flow_id, f.state, f.amount, f.currency
                 );
             }
             seen += 1;

@@ -313,3 +313,94 @@ pub fn json(out: &Output) -> serde_json::Value {
         )
     })
 }
+
+/// A merchant's notify URL for tests: a tiny HTTP/1.1 server on 127.0.0.1 that answers `500` to a
+/// seeded share of requests (the sender must retry) and records every body it accepted.
+pub struct NotifySink {
+    pub url: String,
+    pub accepted: std::sync::Arc<parking_lot::Mutex<Vec<serde_json::Value>>>,
+    pub refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl NotifySink {
+    /// Refuses a request with probability `fail_percent` / 100, drawn from `seed`.
+    pub async fn start(seed: u64, fail_percent: u64) -> NotifySink {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/notify", listener.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (acc, refd) = (accepted.clone(), refused.clone());
+        let rng = std::sync::Arc::new(parking_lot::Mutex::new(ledger::rng::SplitMix64::new(seed)));
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acc, refd, rng) = (acc.clone(), refd.clone(), rng.clone());
+                tokio::spawn(async move {
+                    // Read the head, then Content-Length bytes of body (bounded).
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let head_end = loop {
+                        let Ok(n) = s.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 || buf.len() > 64 << 10 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break p + 4;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0)
+                        .min(64 << 10);
+                    while buf.len() < head_end + len {
+                        let Ok(n) = s.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let fail = rng.lock().below(100) < fail_percent;
+                    let status = if fail {
+                        refd.fetch_add(1, Ordering::Relaxed);
+                        "500 Internal Server Error"
+                    } else {
+                        if let Ok(v) = serde_json::from_slice(&buf[head_end..head_end + len]) {
+                            acc.lock().push(v);
+                        }
+                        "200 OK"
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        NotifySink {
+            url,
+            accepted,
+            refused,
+        }
+    }
+
+    /// Ids (`"<index>-<seq>"`) of the events accepted so far.
+    pub fn ids(&self) -> std::collections::BTreeSet<String> {
+        self.accepted
+            .lock()
+            .iter()
+            .filter_map(|v| v["id"].as_str().map(String::from))
+            .collect()
+    }
+}

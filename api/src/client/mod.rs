@@ -330,10 +330,24 @@ impl Client {
         &self,
         from_index: u64,
     ) -> Result<tonic::Streaming<pb::WatchEvent>, ClientError> {
+        self.watch_flow_events(from_index, &[]).await
+    }
+
+    /// As [`Client::watch_events`]; with `accounts`, only the flow events that concern them
+    /// (batches with none are skipped, command events left out).
+    pub async fn watch_flow_events(
+        &self,
+        from_index: u64,
+        accounts: &[Id],
+    ) -> Result<tonic::Streaming<pb::WatchEvent>, ClientError> {
+        let account_ids: Vec<String> = accounts.iter().map(Id::to_string).collect();
         self.core
             .call(
                 "/suanpan.v1.Ledger/WatchEvents",
-                pb::WatchEventsRequest { from_index },
+                pb::WatchEventsRequest {
+                    from_index,
+                    account_ids,
+                },
                 |ch, mut r| async move {
                     // The per-attempt deadline must not cut the stream.
                     r.metadata_mut().remove("grpc-timeout");

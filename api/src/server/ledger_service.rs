@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// Most accounts one `WatchEvents` call may filter by.
+const WATCH_ACCOUNTS_MAX: usize = 64;
+
 pub struct LedgerService {
     ctx: Arc<NodeContext>,
 }
@@ -213,8 +216,24 @@ impl pb::ledger_server::Ledger for LedgerService {
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let req = request.into_inner();
+        if req.account_ids.len() > WATCH_ACCOUNTS_MAX {
+            return Err(Status::invalid_argument(format!(
+                "account_ids: {} ids, over the limit of {WATCH_ACCOUNTS_MAX}",
+                req.account_ids.len()
+            )));
+        }
+        let accounts = req
+            .account_ids
+            .iter()
+            .enumerate()
+            .map(|(i, s)| wire::parse_id(&format!("account_ids[{i}]"), s).map(|id| id.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let journal = Arc::new(crate::events::LedgerJournal(self.ctx.ledger.clone()));
         let rx = self.ctx.events.watch(
-            request.into_inner().from_index,
+            req.from_index,
+            accounts,
+            journal,
             self.ctx.closing.subscribe(),
         )?;
         Ok(Response::new(Box::pin(

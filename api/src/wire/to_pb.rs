@@ -130,6 +130,20 @@ pub fn order_to_pb(o: &ledger::Order, payload: Option<String>) -> pb::Order {
     }
 }
 
+/// A flow event; `seq` is its position in the batch.
+pub fn flow_event_to_pb(seq: usize, e: &ledger::FlowEvent) -> pb::FlowEvent {
+    pb::FlowEvent {
+        kind: e.kind.name().to_string(),
+        flow_id: e.flow.to_string(),
+        command_id: e.command.to_string(),
+        state: e.state.clone(),
+        account_ids: e.accounts.iter().map(Id::to_string).collect(),
+        amount: amount_str(e.currency, e.amount),
+        currency: e.currency.code().to_string(),
+        seq: seq as u32,
+    }
+}
+
 pub fn posting_to_pb(currency: Currency, p: &ledger::Posting) -> pb::Posting {
     pb::Posting {
         seq: p.seq,
