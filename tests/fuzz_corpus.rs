@@ -49,6 +49,39 @@ fn write_seeds() {
             vec![ops::leg(a, b, "1", "CNY"), ops::leg(b, a, "2", "CNY")],
             None,
         )],
+        // Merchant payments.
+        vec![
+            ops::create_order(ledger::Id(9), b, "78.50", "CNY", "T-0001", Some(600)),
+            ops::pay_qr(ledger::Id(10), a, "000201010212", None),
+            ops::pay_qr(ledger::Id(11), a, "000201010211", Some(("3", "CNY"))),
+            ops::close_order(ledger::Id(12), ledger::Id(9)),
+            ops::refund(ledger::Id(13), ledger::Id(9), "1.00", "CNY", "cold"),
+            ops::pay_bill(ledger::Id(14), a, b, "2026-11-0042", "99", "CNY"),
+        ],
+        vec![
+            ops::bind_paycode(ledger::Id(15), a, &[7; 32], Some(("2000", "CNY"))),
+            ops::revoke_paycode(ledger::Id(16), a),
+            ops::pay_code(
+                ledger::Id(17),
+                b,
+                &format!("spc1:{}", "ab".repeat(104)),
+                "25",
+                "CNY",
+            ),
+            ops::topup(ledger::Id(18), a, b, "100", "CNY"),
+            ops::withdraw(pb::Withdraw {
+                id: id(19),
+                wallet_id: a.to_string(),
+                bank_account_id: b.to_string(),
+                amount: "60".into(),
+                currency: "CNY".into(),
+                fee_bps: 10,
+                fee_account_id: Some(id(20)),
+                expires_in_seconds: Some(3600),
+            }),
+            ops::settle_withdrawal(ledger::Id(21), ledger::Id(19), true),
+            ops::settle_withdrawal(ledger::Id(22), ledger::Id(19), false),
+        ],
     ];
     let dir = corpus("submit_request");
     std::fs::create_dir_all(&dir).unwrap();
@@ -100,6 +133,93 @@ fn write_seeds() {
         }),
     ];
     std::fs::write(dir.join("seed-0"), ledger::codec::encode_commands(&cmds)).unwrap();
+    // One of each merchant-payment command.
+    let dec = |s: &str| s.parse::<rust_decimal::Decimal>().unwrap();
+    let cny = ledger::Currency::from_code("CNY");
+    let flows = vec![
+        ledger::Command::CreateOrder(ledger::CreateOrder {
+            id: ledger::Id(10),
+            merchant: b,
+            amount: dec("78.50"),
+            currency: cny,
+            reference: "T-0001".into(),
+            expires_in_seconds: Some(600),
+        }),
+        ledger::Command::PayQr(ledger::PayQr {
+            id: ledger::Id(11),
+            payer: a,
+            qr: "000201010211".into(),
+            amount: Some(dec("3")),
+            currency: cny,
+        }),
+        ledger::Command::CloseOrder(ledger::CloseOrder {
+            id: ledger::Id(12),
+            order: ledger::Id(10),
+        }),
+        ledger::Command::Refund(ledger::Refund {
+            id: ledger::Id(13),
+            order: ledger::Id(10),
+            amount: dec("1"),
+            currency: None,
+            reason: "cold".into(),
+        }),
+        ledger::Command::PayBill(ledger::PayBill {
+            id: ledger::Id(14),
+            payer: a,
+            biller: b,
+            bill_ref: "B-1".into(),
+            amount: dec("99"),
+            currency: cny,
+        }),
+        ledger::Command::BindPaycode(ledger::BindPaycode {
+            id: ledger::Id(15),
+            wallet: a,
+            public_key: [7; 32],
+            paycode_max: None,
+        }),
+        ledger::Command::RevokePaycode(ledger::RevokePaycode {
+            id: ledger::Id(16),
+            wallet: a,
+        }),
+        ledger::Command::PayCode(ledger::PayCode {
+            id: ledger::Id(17),
+            merchant: b,
+            token: ledger::paycode::Token {
+                wallet: a,
+                nonce: [1; 16],
+                expires_ns: 1,
+                signature: [2; 64],
+            },
+            amount: dec("25"),
+            currency: cny,
+        }),
+        ledger::Command::Topup(ledger::Topup {
+            id: ledger::Id(18),
+            wallet: a,
+            bank: b,
+            amount: dec("100"),
+            currency: cny,
+        }),
+        ledger::Command::Withdraw(ledger::Withdraw {
+            id: ledger::Id(19),
+            wallet: a,
+            bank: b,
+            amount: dec("60"),
+            currency: cny,
+            fee_bps: 10,
+            fee_account: Some(ledger::Id(20)),
+            expires_in_seconds: None,
+        }),
+        ledger::Command::CompleteWithdrawal(ledger::CompleteWithdrawal {
+            id: ledger::Id(21),
+            withdrawal: ledger::Id(19),
+        }),
+        ledger::Command::FailWithdrawal(ledger::FailWithdrawal {
+            id: ledger::Id(22),
+            withdrawal: ledger::Id(19),
+        }),
+    ];
+    std::fs::write(dir.join("seed-flows"), ledger::codec::encode_commands(&flows)).unwrap();
     std::fs::write(dir.join("seed-empty"), ledger::codec::encode_commands(&[])).unwrap();
 
     // EMV payloads: the EMVCo sample, a static and a dynamic code, and broken ones.
