@@ -121,7 +121,10 @@ impl World {
         let t = Instant::now();
         let out = self.ledger.apply(self.index, &batch).unwrap();
         let d = t.elapsed();
-        assert!(out.results.iter().all(|r| r.is_ok()), "every command succeeds");
+        assert!(
+            out.results.iter().all(|r| r.is_ok()),
+            "every command succeeds"
+        );
         d
     }
 
@@ -201,17 +204,19 @@ impl World {
 
     fn transfers(&mut self) -> Vec<Command> {
         (0..BATCH)
-            .map(|i| Command::CreateTransfer(CreateTransfer {
-                id: self.id(),
-                legs: vec![LegSpec {
-                    debit: self.wallet(i),
-                    credit: Id(SHOP),
-                    amount: Decimal::new(1250, 2),
-                    currency: None,
-                }],
-                pending_timeout_seconds: None,
-                reference: String::new(),
-            }))
+            .map(|i| {
+                Command::CreateTransfer(CreateTransfer {
+                    id: self.id(),
+                    legs: vec![LegSpec {
+                        debit: self.wallet(i),
+                        credit: Id(SHOP),
+                        amount: Decimal::new(1250, 2),
+                        currency: None,
+                    }],
+                    pending_timeout_seconds: None,
+                    reference: String::new(),
+                })
+            })
             .collect()
     }
 }

@@ -119,6 +119,28 @@ enum Cmd {
         #[command(flatten)]
         args: cli::WithdrawArgs,
     },
+    /// A chat transfer: at once, or held until the payee receives it (`--accept-within`);
+    /// `send return` takes a held one back.
+    Send {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(flatten)]
+        args: cli::SendArgs,
+    },
+    /// The payee receives a held chat transfer.
+    Receive {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(flatten)]
+        args: cli::ReceiveArgs,
+    },
+    /// Payment requests (collect): `request create|pay|decline|cancel|get`.
+    Request {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::RequestCmd,
+    },
     /// An account's postings, oldest first, paged by cursor.
     History {
         #[command(flatten)]
@@ -357,6 +379,9 @@ fn main() {
             Cmd::Refund { conn, args } => cli::refund(&conn, args).await,
             Cmd::Bill { conn, cmd } => cli::bill(&conn, cmd).await,
             Cmd::Topup { conn, args } => cli::topup(&conn, args).await,
+            Cmd::Send { conn, args } => cli::send(&conn, args).await,
+            Cmd::Receive { conn, args } => cli::receive(&conn, args).await,
+            Cmd::Request { conn, cmd } => cli::request(&conn, cmd).await,
             Cmd::Withdraw { conn, args } => cli::withdraw(&conn, args).await,
             Cmd::History {
                 conn,

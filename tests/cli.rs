@@ -749,3 +749,123 @@ fn decode_png_qr(path: &std::path::Path) -> String {
     assert_eq!(grids.len(), 1, "one QR code in the image");
     grids[0].decode().unwrap().1
 }
+
+/// Chat transfers and payment requests through the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn social_payments_through_the_cli() {
+    let c = Cluster::start(1, &[]);
+    c.wait_ready(Duration::from_secs(60)).await;
+    let (bank, alice, bob) = (
+        "00000000-0000-4000-8000-0000000000b0",
+        "00000000-0000-4000-8000-0000000000a1",
+        "00000000-0000-4000-8000-0000000000b1",
+    );
+    for (id, kind) in [(bank, "system"), (alice, "wallet"), (bob, "wallet")] {
+        let out = c.cli(&[
+            "account",
+            "create",
+            "--id",
+            id,
+            "--currency",
+            "CNY",
+            "--kind",
+            kind,
+        ]);
+        assert_eq!(ok(&out)["result"], "ok");
+    }
+    ok(&c.cli(&["transfer", "--from", bank, "--to", alice, "--amount", "100"]));
+    let balance = |w: &str| -> String {
+        ok(&c.cli(&["account", "get", w]))["accounts"][0]["balance"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // At once; held and received; held and returned.
+    assert_eq!(
+        ok(&c.cli(&["send", "--from", alice, "--to", bob, "--amount", "10", "--note", "lunch"]))
+            ["result"],
+        "ok"
+    );
+    let v = ok(&c.cli(&[
+        "send",
+        "--from",
+        alice,
+        "--to",
+        bob,
+        "--amount",
+        "20",
+        "--accept-within",
+    ]));
+    let held = v["id"].as_str().unwrap().to_string();
+    let t = ok(&c.cli(&["transfer", "get", &held]));
+    assert_eq!(t["transfers"][0]["state"], "pending");
+    let t0 = t["transfers"][0]["timestamp_ns"].as_u64().unwrap();
+    assert_eq!(
+        t["transfers"][0]["expires_ns"].as_u64().unwrap() - t0,
+        86_400_000_000_000
+    );
+    assert_eq!(balance(bob), "10.00");
+    assert_eq!(
+        ok(&c.cli(&["receive", "--transfer", &held]))["result"],
+        "ok"
+    );
+    assert_eq!(balance(bob), "30.00");
+    let v = ok(&c.cli(&[
+        "send",
+        "--from",
+        alice,
+        "--to",
+        bob,
+        "--amount",
+        "5",
+        "--accept-within",
+        "600",
+    ]));
+    let back = v["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        ok(&c.cli(&["send", "return", "--transfer", &back]))["result"],
+        "ok"
+    );
+    let out = c.cli(&["receive", "--transfer", &back]);
+    assert_eq!(json(&out)["result"], "pending_already_voided");
+    assert_eq!(balance(alice), "70.00");
+    assert_eq!(c.cli(&["send", "--from", alice]).status.code(), Some(2));
+
+    // A request paid, one declined; `request get` in its documented shape.
+    let v = ok(&c.cli(&[
+        "request", "create", "--payee", bob, "--payer", alice, "--amount", "7.50", "--note", "taxi",
+    ]));
+    let q1 = v["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        ok(&c.cli(&["request", "pay", "--request", &q1]))["result"],
+        "ok"
+    );
+    let v = ok(&c.cli(&[
+        "request", "create", "--payee", bob, "--payer", alice, "--amount", "1",
+    ]));
+    let q2 = v["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        ok(&c.cli(&["request", "decline", "--request", &q2]))["result"],
+        "ok"
+    );
+    let out = c.cli(&["request", "pay", "--request", &q2]);
+    assert_eq!(json(&out)["result"], "request_declined");
+    let v = ok(&c.cli(&["request", "get", &q1, &q2]));
+    assert_eq!(v["requests"][0]["state"], "paid");
+    assert_eq!(v["requests"][0]["note"], "taxi");
+    assert_eq!(v["requests"][1]["state"], "declined");
+    assert_eq!(balance(bob), "37.50");
+    // A note over 64 bytes is refused at the wire.
+    let out = c.cli(&[
+        "send",
+        "--from",
+        alice,
+        "--to",
+        bob,
+        "--amount",
+        "1",
+        "--note",
+        &"n".repeat(65),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -219,7 +219,11 @@ fn write_seeds() {
             withdrawal: ledger::Id(19),
         }),
     ];
-    std::fs::write(dir.join("seed-flows"), ledger::codec::encode_commands(&flows)).unwrap();
+    std::fs::write(
+        dir.join("seed-flows"),
+        ledger::codec::encode_commands(&flows),
+    )
+    .unwrap();
     std::fs::write(dir.join("seed-empty"), ledger::codec::encode_commands(&[])).unwrap();
 
     // EMV payloads: the EMVCo sample, a static and a dynamic code, and broken ones.

@@ -50,6 +50,12 @@ pub const QR_PAYLOAD_CHARS_MAX: usize = crate::emv::PAYLOAD_CHARS_MAX;
 pub const PAYCODE_MAX_DEFAULT: u64 = 2_000;
 /// How long a withdrawal waits for the bank by default: 3 days.
 pub const WITHDRAWAL_EXPIRES_DEFAULT_SECONDS: u64 = 3 * 24 * 3600;
+/// A chat transfer or payment request note, in bytes.
+pub const NOTE_BYTES_MAX: usize = 64;
+/// How long a chat transfer waits for its payee when `--accept-within` names no time: 24 h.
+pub const ACCEPT_WITHIN_DEFAULT_SECONDS: u64 = 24 * 3600;
+/// How long a payment request stays open by default: 24 h.
+pub const REQUEST_EXPIRES_DEFAULT_SECONDS: u64 = 24 * 3600;
 /// Longest pending-transfer timeout: 30 days.
 pub const PENDING_TIMEOUT_SECONDS_MAX: u64 = 30 * 24 * 3600;
 
@@ -276,6 +282,57 @@ pub struct FailWithdrawal {
     pub withdrawal: Id,
 }
 
+/// A transfer between wallets (WeChat's chat transfer). With `accept_within_seconds` the money is
+/// held until the payee receives it ([`ReceiveTransfer`]) or the sender takes it back
+/// ([`ReturnTransfer`]); unaccepted by then it returns to the sender. Without, it moves at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Send {
+    pub id: Id,
+    pub from: Id,
+    pub to: Id,
+    pub amount: Decimal,
+    pub currency: Option<Currency>,
+    /// ≤ [`NOTE_BYTES_MAX`] bytes.
+    pub note: String,
+    /// 1 ..= [`PENDING_TIMEOUT_SECONDS_MAX`].
+    pub accept_within_seconds: Option<u64>,
+    /// Fee charged to the sender on top, into `fee_account`.
+    pub fee_bps: u32,
+    pub fee_account: Option<Id>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiveTransfer {
+    pub id: Id,
+    pub transfer: Id,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReturnTransfer {
+    pub id: Id,
+    pub transfer: Id,
+}
+
+/// A payment request (collect): the payee asks the payer for `amount`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateRequest {
+    pub id: Id,
+    pub payee: Id,
+    pub payer: Id,
+    pub amount: Decimal,
+    pub currency: Option<Currency>,
+    pub note: String,
+    /// `None`: [`REQUEST_EXPIRES_DEFAULT_SECONDS`]; at most [`PENDING_TIMEOUT_SECONDS_MAX`].
+    pub expires_in_seconds: Option<u64>,
+}
+
+/// Acting on a payment request: the payer pays or declines it, the payee cancels it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestAction {
+    pub id: Id,
+    pub request: Id,
+}
+
 /// Registers (or re-registers with a new role) an API client's Ed25519 public key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegisterClient {
@@ -313,6 +370,13 @@ pub enum Command {
     Withdraw(Withdraw),
     CompleteWithdrawal(CompleteWithdrawal),
     FailWithdrawal(FailWithdrawal),
+    Send(Send),
+    ReceiveTransfer(ReceiveTransfer),
+    ReturnTransfer(ReturnTransfer),
+    CreateRequest(CreateRequest),
+    PayRequest(RequestAction),
+    DeclineRequest(RequestAction),
+    CancelRequest(RequestAction),
 }
 
 impl Command {
@@ -339,6 +403,11 @@ impl Command {
             Command::Withdraw(c) => c.id,
             Command::CompleteWithdrawal(c) => c.id,
             Command::FailWithdrawal(c) => c.id,
+            Command::Send(c) => c.id,
+            Command::ReceiveTransfer(c) => c.id,
+            Command::ReturnTransfer(c) => c.id,
+            Command::CreateRequest(c) => c.id,
+            Command::PayRequest(c) | Command::DeclineRequest(c) | Command::CancelRequest(c) => c.id,
         }
     }
 }

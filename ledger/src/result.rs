@@ -95,6 +95,14 @@ stable_enum! {
         InvalidBankAccount = 60 => "invalid_bank_account",
         /// No withdrawal with that id.
         WithdrawalNotFound = 61 => "withdrawal_not_found",
+        /// No chat transfer waiting for its payee with that id.
+        ChatTransferNotFound = 62 => "chat_transfer_not_found",
+        RequestNotFound = 63 => "request_not_found",
+        /// Acting on a request that was already paid.
+        RequestPaid = 64 => "request_paid",
+        RequestDeclined = 65 => "request_declined",
+        RequestCancelled = 66 => "request_cancelled",
+        RequestExpired = 67 => "request_expired",
     }
 }
 

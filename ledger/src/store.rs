@@ -33,10 +33,12 @@ pub enum Cf {
     /// Applied index (big-endian) → that batch's flow events (the journal behind notifications;
     /// the last `EVENT_RETAIN_BATCHES` indexes are kept).
     Events,
+    /// Payment request id → request.
+    Requests,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 11] = [
+    pub const ALL: [Cf; 12] = [
         Cf::Meta,
         Cf::Accounts,
         Cf::Commands,
@@ -48,6 +50,7 @@ impl Cf {
         Cf::FlowIndex,
         Cf::Paycodes,
         Cf::Events,
+        Cf::Requests,
     ];
 
     /// Column family name in RocksDB (prefixed so the Raft log's families can share the database).
@@ -64,6 +67,7 @@ impl Cf {
             Cf::FlowIndex => "ledger_flow_index",
             Cf::Paycodes => "ledger_paycodes",
             Cf::Events => "ledger_events",
+            Cf::Requests => "ledger_requests",
         }
     }
 }

@@ -112,6 +112,8 @@ stable_enum! {
         Order = 1 => "order",
         /// A consumed payment code expires: its nonce is forgotten (the id is the payment's).
         PaycodeNonce = 2 => "paycode_nonce",
+        /// An open payment request expires.
+        Request = 3 => "request",
     }
 }
 
@@ -384,7 +386,45 @@ stable_enum! {
         WithdrawalExpired = 10 => "withdrawal_expired",
         /// A two-phase transfer's hold expired and returned to the debited accounts.
         HoldExpired = 11 => "hold_expired",
+        /// A chat transfer was sent: held for the payee (`pending`) or moved at once (`received`).
+        TransferSent = 12 => "transfer_sent",
+        TransferReceived = 13 => "transfer_received",
+        /// Returned to the sender: by the sender (`returned`) or unaccepted in time (`expired`).
+        TransferReturned = 14 => "transfer_returned",
+        RequestCreated = 15 => "request_created",
+        RequestPaid = 16 => "request_paid",
+        RequestDeclined = 17 => "request_declined",
+        RequestCancelled = 18 => "request_cancelled",
+        RequestExpired = 19 => "request_expired",
     }
+}
+
+stable_enum! {
+    /// A payment request's life: `open → paid | declined | cancelled | expired`.
+    pub enum RequestState: u8 {
+        Open = 0 => "open",
+        Paid = 1 => "paid",
+        Declined = 2 => "declined",
+        Cancelled = 3 => "cancelled",
+        Expired = 4 => "expired",
+    }
+}
+
+/// A payment request (collect): amounts in minor units of the wallets' currency.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentRequest {
+    pub id: Id,
+    pub payee: Id,
+    pub payer: Id,
+    pub currency: crate::Currency,
+    pub amount: u128,
+    pub note: String,
+    pub state: RequestState,
+    pub created_ns: u64,
+    pub expires_ns: u64,
+    pub updated_ns: u64,
+    /// The command that paid it.
+    pub payment: Option<Id>,
 }
 
 /// Most accounts one event names (merchant, payer, fee account, bank).

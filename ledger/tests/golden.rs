@@ -26,6 +26,11 @@
 //! - `topup ID WALLET BANK AMOUNT [currency=CUR]`, `withdraw ID WALLET BANK AMOUNT [fee_bps=N]
 //!   [fee_account=NAME] [expires_in=SECONDS] [currency=CUR]`, `withdraw_complete ID WITHDRAWAL`,
 //!   `withdraw_fail ID WITHDRAWAL`
+//! - `send ID FROM TO AMOUNT [accept_within=SECONDS] [note=TEXT] [fee_bps=N fee_account=NAME]
+//!   [currency=CUR]`, `receive ID TRANSFER`, `return ID TRANSFER`
+//! - `request ID PAYEE PAYER AMOUNT [note=TEXT] [expires_in=SECONDS] [currency=CUR]`,
+//!   `request_pay ID REQUEST`, `request_decline ID REQUEST`, `request_cancel ID REQUEST`,
+//!   `requests NAME...`
 //! - `journal [from=INDEX]`: the journaled flow events from an index (each batch's events are
 //!   also printed under its results)
 //! - `begin` … `commit`: the commands between them go in one batch (else one batch each)
@@ -133,6 +138,10 @@ impl Runner {
                         .order(t.2)?
                         .is_some_and(|o| o.state == OrderState::Expired),
                     TimerKind::PaycodeNonce => true,
+                    TimerKind::Request => self
+                        .ledger
+                        .request(t.2)?
+                        .is_some_and(|r| r.state == RequestState::Expired),
                 };
                 if expired {
                     writeln!(out, "expired {} ({})", self.name(t.2), t.1)?;
@@ -758,6 +767,105 @@ impl goldenscript::Runner for Runner {
                     Command::FailWithdrawal(FailWithdrawal { id, withdrawal })
                 })?
             }
+            "send" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let from = self.id(&pos(&mut args, "from")?.value);
+                let to = self.id(&pos(&mut args, "to")?.value);
+                let amount = amount(&pos(&mut args, "amount")?.value)?;
+                let currency = opt_currency(&mut args)?;
+                let note = args
+                    .lookup("note")
+                    .map(|a| a.value.clone())
+                    .unwrap_or_default();
+                let accept_within_seconds = args.lookup_parse("accept_within")?;
+                let fee_bps = args.lookup_parse("fee_bps")?.unwrap_or(0);
+                let fee_account = args.lookup("fee_account").map(|a| a.value.clone());
+                let fee_account = fee_account.map(|a| self.id(&a));
+                args.reject_rest()?;
+                self.submit(Command::Send(Send {
+                    id,
+                    from,
+                    to,
+                    amount,
+                    currency,
+                    note,
+                    accept_within_seconds,
+                    fee_bps,
+                    fee_account,
+                }))?
+            }
+            "receive" | "return" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let transfer = self.id(&pos(&mut args, "transfer")?.value);
+                args.reject_rest()?;
+                self.submit(if line.name == "receive" {
+                    Command::ReceiveTransfer(ReceiveTransfer { id, transfer })
+                } else {
+                    Command::ReturnTransfer(ReturnTransfer { id, transfer })
+                })?
+            }
+            "request" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let payee = self.id(&pos(&mut args, "payee")?.value);
+                let payer = self.id(&pos(&mut args, "payer")?.value);
+                let amount = amount(&pos(&mut args, "amount")?.value)?;
+                let currency = opt_currency(&mut args)?;
+                let note = args
+                    .lookup("note")
+                    .map(|a| a.value.clone())
+                    .unwrap_or_default();
+                let expires_in_seconds = args.lookup_parse("expires_in")?;
+                args.reject_rest()?;
+                self.submit(Command::CreateRequest(CreateRequest {
+                    id,
+                    payee,
+                    payer,
+                    amount,
+                    currency,
+                    note,
+                    expires_in_seconds,
+                }))?
+            }
+            "request_pay" | "request_decline" | "request_cancel" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let request = self.id(&pos(&mut args, "request")?.value);
+                args.reject_rest()?;
+                let a = RequestAction { id, request };
+                self.submit(match line.name.as_str() {
+                    "request_pay" => Command::PayRequest(a),
+                    "request_decline" => Command::DeclineRequest(a),
+                    _ => Command::CancelRequest(a),
+                })?
+            }
+            "requests" => {
+                let mut out = String::new();
+                for a in args.rest_pos() {
+                    let id = self.id(&a.value);
+                    match self.ledger.request(id)? {
+                        None => writeln!(out, "{}: no request", a.value)?,
+                        Some(r) => writeln!(
+                            out,
+                            "{}: {} {} {} from {} to {}{}{}",
+                            a.value,
+                            r.state,
+                            r.currency.to_decimal(r.amount),
+                            r.currency,
+                            self.name(r.payer),
+                            self.name(r.payee),
+                            if r.note.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" {:?}", r.note)
+                            },
+                            r.payment
+                                .map(|p| format!(" paid by {}", self.name(p)))
+                                .unwrap_or_default()
+                        )?,
+                    }
+                }
+                args.reject_rest()?;
+                out
+            }
             "journal" => {
                 let from: u64 = args.lookup_parse("from")?.unwrap_or(1);
                 args.reject_rest()?;
@@ -1041,6 +1149,11 @@ fn paycodes() {
 #[test]
 fn cash() {
     family("cash");
+}
+
+#[test]
+fn social() {
+    family("social");
 }
 
 #[test]

@@ -84,6 +84,27 @@ fn command_json(c: &Option<pb::Command>) -> Value {
         Some(K::FailWithdrawal(c)) => {
             json!({"type": "fail_withdrawal", "id": c.id, "withdrawal": c.withdrawal_id})
         }
+        Some(K::Send(x)) => {
+            json!({"type": "send", "id": x.id, "from": x.from_account_id, "to": x.to_account_id, "amount": x.amount, "currency": x.currency, "accept_within_seconds": x.accept_within_seconds})
+        }
+        Some(K::ReceiveTransfer(r)) => {
+            json!({"type": "receive_transfer", "id": r.id, "transfer": r.transfer_id})
+        }
+        Some(K::ReturnTransfer(r)) => {
+            json!({"type": "return_transfer", "id": r.id, "transfer": r.transfer_id})
+        }
+        Some(K::CreateRequest(r)) => {
+            json!({"type": "create_request", "id": r.id, "payee": r.payee_account_id, "payer": r.payer_account_id, "amount": r.amount, "currency": r.currency})
+        }
+        Some(K::PayRequest(a)) => {
+            json!({"type": "pay_request", "id": a.id, "request": a.request_id})
+        }
+        Some(K::DeclineRequest(a)) => {
+            json!({"type": "decline_request", "id": a.id, "request": a.request_id})
+        }
+        Some(K::CancelRequest(a)) => {
+            json!({"type": "cancel_request", "id": a.id, "request": a.request_id})
+        }
         Some(K::SetAccountStatus(s)) => {
             json!({"type": "set_account_status", "id": s.id, "account": s.account_id, "status": name::<ledger::AccountStatus>(s.status)})
         }

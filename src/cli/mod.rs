@@ -21,6 +21,7 @@ mod notify;
 mod paycodes;
 mod payments;
 mod qr;
+mod social;
 mod transfers;
 
 pub use accounts::{account, history, AccountCmd};
@@ -32,6 +33,7 @@ pub use notify::{notify, NotifyArgs};
 pub use paycodes::{paycode, PaycodeCmd};
 pub use payments::{bill, order, pay, refund, BillCmd, OrderCmd, PayArgs, RefundArgs};
 pub use qr::{qr, QrCmd};
+pub use social::{receive, request, send, ReceiveArgs, RequestCmd, SendArgs};
 pub use transfers::{transfer, TransferArgs};
 
 /// Where and as whom to connect.

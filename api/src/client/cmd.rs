@@ -212,3 +212,41 @@ pub fn settle_withdrawal(id: Id, withdrawal: Id, completed: bool) -> pb::Command
         pb::command::Kind::FailWithdrawal(pb::FailWithdrawal { id, withdrawal_id })
     })
 }
+
+pub fn send(s: pb::Send) -> pb::Command {
+    wrap(pb::command::Kind::Send(s))
+}
+
+/// Receives (`receive`) or returns a held chat transfer.
+pub fn settle_chat_transfer(id: Id, transfer: Id, receive: bool) -> pb::Command {
+    let (id, transfer_id) = (id.to_string(), transfer.to_string());
+    wrap(if receive {
+        pb::command::Kind::ReceiveTransfer(pb::ReceiveTransfer { id, transfer_id })
+    } else {
+        pb::command::Kind::ReturnTransfer(pb::ReturnTransfer { id, transfer_id })
+    })
+}
+
+pub fn create_request(r: pb::CreateRequest) -> pb::Command {
+    wrap(pb::command::Kind::CreateRequest(r))
+}
+
+/// What to do with a payment request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestVerb {
+    Pay,
+    Decline,
+    Cancel,
+}
+
+pub fn request_action(id: Id, request: Id, verb: RequestVerb) -> pb::Command {
+    let a = pb::RequestAction {
+        id: id.to_string(),
+        request_id: request.to_string(),
+    };
+    wrap(match verb {
+        RequestVerb::Pay => pb::command::Kind::PayRequest(a),
+        RequestVerb::Decline => pb::command::Kind::DeclineRequest(a),
+        RequestVerb::Cancel => pb::command::Kind::CancelRequest(a),
+    })
+}

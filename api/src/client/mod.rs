@@ -278,6 +278,22 @@ impl Client {
             .await
     }
 
+    /// Payment requests (found ones in request order, and the ids not found).
+    pub async fn get_requests(&self, ids: &[Id]) -> Result<pb::GetRequestsResponse, ClientError> {
+        let msg = pb::GetRequestsRequest {
+            ids: ids.iter().map(Id::to_string).collect(),
+            allow_stale: self.core.cfg.stale_reads,
+        };
+        self.core
+            .call("/suanpan.v1.Ledger/GetRequests", msg, |ch, r| async move {
+                pb::ledger_client::LedgerClient::new(ch)
+                    .max_decoding_message_size(64 << 20)
+                    .get_requests(r)
+                    .await
+            })
+            .await
+    }
+
     /// One page of an account's history (postings with `seq > after_seq`, at most `limit`).
     pub async fn list_account_history(
         &self,

@@ -125,6 +125,27 @@ impl pb::ledger_server::Ledger for LedgerService {
         Ok(Response::new(resp))
     }
 
+    async fn get_requests(
+        &self,
+        request: Request<pb::GetRequestsRequest>,
+    ) -> Result<Response<pb::GetRequestsResponse>, Status> {
+        let req = request.into_inner();
+        let ids = check_ids(&req.ids)?;
+        self.ctx.read_barrier(req.allow_stale).await?;
+        let l = self.ctx.ledger.lock();
+        let mut resp = pb::GetRequestsResponse {
+            applied_index: l.applied_index(),
+            ..Default::default()
+        };
+        for id in ids {
+            match l.request(id).map_err(internal)? {
+                Some(r) => resp.requests.push(wire::request_to_pb(&r)),
+                None => resp.not_found.push(id.to_string()),
+            }
+        }
+        Ok(Response::new(resp))
+    }
+
     async fn get_transfers(
         &self,
         request: Request<pb::GetTransfersRequest>,

@@ -419,6 +419,74 @@ pub fn command_from_pb(
             id: parse_id(&f("fail_withdrawal.id"), &c.id)?,
             withdrawal: parse_id(&f("fail_withdrawal.withdrawal_id"), &c.withdrawal_id)?,
         }),
+        Kind::Send(x) => {
+            let currency = parse_currency(&f("send.currency"), &x.currency)?;
+            check_text(
+                &f("send.note"),
+                &x.note,
+                0,
+                ledger::NOTE_BYTES_MAX,
+                Count::Bytes,
+            )?;
+            Command::Send(ledger::Send {
+                id: parse_id(&f("send.id"), &x.id)?,
+                from: parse_id(&f("send.from_account_id"), &x.from_account_id)?,
+                to: parse_id(&f("send.to_account_id"), &x.to_account_id)?,
+                amount: parse_amount(&f("send.amount"), &x.amount, currency)?,
+                currency: Some(currency),
+                note: x.note.clone(),
+                accept_within_seconds: x.accept_within_seconds,
+                fee_bps: x.fee_bps,
+                fee_account: x
+                    .fee_account_id
+                    .as_deref()
+                    .map(|s| parse_id(&f("send.fee_account_id"), s))
+                    .transpose()?,
+            })
+        }
+        Kind::ReceiveTransfer(r) => Command::ReceiveTransfer(ledger::ReceiveTransfer {
+            id: parse_id(&f("receive_transfer.id"), &r.id)?,
+            transfer: parse_id(&f("receive_transfer.transfer_id"), &r.transfer_id)?,
+        }),
+        Kind::ReturnTransfer(r) => Command::ReturnTransfer(ledger::ReturnTransfer {
+            id: parse_id(&f("return_transfer.id"), &r.id)?,
+            transfer: parse_id(&f("return_transfer.transfer_id"), &r.transfer_id)?,
+        }),
+        Kind::CreateRequest(r) => {
+            let currency = parse_currency(&f("create_request.currency"), &r.currency)?;
+            check_text(
+                &f("create_request.note"),
+                &r.note,
+                0,
+                ledger::NOTE_BYTES_MAX,
+                Count::Bytes,
+            )?;
+            Command::CreateRequest(ledger::CreateRequest {
+                id: parse_id(&f("create_request.id"), &r.id)?,
+                payee: parse_id(&f("create_request.payee_account_id"), &r.payee_account_id)?,
+                payer: parse_id(&f("create_request.payer_account_id"), &r.payer_account_id)?,
+                amount: parse_amount(&f("create_request.amount"), &r.amount, currency)?,
+                currency: Some(currency),
+                note: r.note.clone(),
+                expires_in_seconds: r.expires_in_seconds,
+            })
+        }
+        Kind::PayRequest(a) | Kind::DeclineRequest(a) | Kind::CancelRequest(a) => {
+            let name = match kind {
+                Kind::PayRequest(_) => "pay_request",
+                Kind::DeclineRequest(_) => "decline_request",
+                _ => "cancel_request",
+            };
+            let action = ledger::RequestAction {
+                id: parse_id(&f(&format!("{name}.id")), &a.id)?,
+                request: parse_id(&f(&format!("{name}.request_id")), &a.request_id)?,
+            };
+            match kind {
+                Kind::PayRequest(_) => Command::PayRequest(action),
+                Kind::DeclineRequest(_) => Command::DeclineRequest(action),
+                _ => Command::CancelRequest(action),
+            }
+        }
         Kind::CloseOrder(c) => Command::CloseOrder(ledger::CloseOrder {
             id: parse_id(&f("close_order.id"), &c.id)?,
             order: parse_id(&f("close_order.order_id"), &c.order_id)?,
@@ -774,6 +842,9 @@ mod tests {
         });
         check::<ledger::OrderState>("ORDER_STATE", |n| {
             pb::OrderState::try_from(n).ok().map(|e| e.as_str_name())
+        });
+        check::<ledger::RequestState>("REQUEST_STATE", |n| {
+            pb::RequestState::try_from(n).ok().map(|e| e.as_str_name())
         });
     }
 

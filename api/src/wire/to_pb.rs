@@ -172,6 +172,29 @@ pub fn result_code_from_wire(code: i32) -> Option<ResultCode> {
     u16::try_from(code).ok().and_then(ResultCode::from_u16)
 }
 
+fn request_action_pb(a: &ledger::RequestAction) -> pb::RequestAction {
+    pb::RequestAction {
+        id: a.id.to_string(),
+        request_id: a.request.to_string(),
+    }
+}
+
+pub fn request_to_pb(r: &ledger::PaymentRequest) -> pb::PaymentRequest {
+    pb::PaymentRequest {
+        id: r.id.to_string(),
+        payee_account_id: r.payee.to_string(),
+        payer_account_id: r.payer.to_string(),
+        amount: amount_str(r.currency, r.amount),
+        currency: r.currency.code().to_string(),
+        note: r.note.clone(),
+        state: enum_to_pb(r.state),
+        created_ns: r.created_ns,
+        expires_ns: r.expires_ns,
+        updated_ns: r.updated_ns,
+        payment_id: r.payment.map(|p| p.to_string()),
+    }
+}
+
 /// A declared currency's code, else the fallback's, else empty.
 fn code_or(declared: Option<Currency>, fallback: Option<Currency>) -> String {
     declared
@@ -306,6 +329,37 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
             id: c.id.to_string(),
             withdrawal_id: c.withdrawal.to_string(),
         }),
+        Command::Send(x) => Kind::Send(pb::Send {
+            id: x.id.to_string(),
+            from_account_id: x.from.to_string(),
+            to_account_id: x.to.to_string(),
+            amount: dec(&x.amount),
+            currency: code_or(x.currency, currency_of(x.from)),
+            note: x.note.clone(),
+            accept_within_seconds: x.accept_within_seconds,
+            fee_bps: x.fee_bps,
+            fee_account_id: x.fee_account.map(|a| a.to_string()),
+        }),
+        Command::ReceiveTransfer(r) => Kind::ReceiveTransfer(pb::ReceiveTransfer {
+            id: r.id.to_string(),
+            transfer_id: r.transfer.to_string(),
+        }),
+        Command::ReturnTransfer(r) => Kind::ReturnTransfer(pb::ReturnTransfer {
+            id: r.id.to_string(),
+            transfer_id: r.transfer.to_string(),
+        }),
+        Command::CreateRequest(r) => Kind::CreateRequest(pb::CreateRequest {
+            id: r.id.to_string(),
+            payee_account_id: r.payee.to_string(),
+            payer_account_id: r.payer.to_string(),
+            amount: dec(&r.amount),
+            currency: code_or(r.currency, currency_of(r.payee)),
+            note: r.note.clone(),
+            expires_in_seconds: r.expires_in_seconds,
+        }),
+        Command::PayRequest(a) => Kind::PayRequest(request_action_pb(a)),
+        Command::DeclineRequest(a) => Kind::DeclineRequest(request_action_pb(a)),
+        Command::CancelRequest(a) => Kind::CancelRequest(request_action_pb(a)),
         Command::CloseOrder(c) => Kind::CloseOrder(pb::CloseOrder {
             id: c.id.to_string(),
             order_id: c.order.to_string(),

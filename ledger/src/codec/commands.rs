@@ -176,6 +176,47 @@ pub fn encode_command(e: &mut Enc, c: &Command) {
             e.id(f.id);
             e.id(f.withdrawal);
         }
+        Command::Send(s) => {
+            e.u8(23);
+            e.id(s.id);
+            e.id(s.from);
+            e.id(s.to);
+            e.decimal(s.amount);
+            e.opt_currency(s.currency);
+            e.str(&s.note);
+            e.opt_u64(s.accept_within_seconds);
+            e.u32(s.fee_bps);
+            e.opt_id(s.fee_account);
+        }
+        Command::ReceiveTransfer(r) => {
+            e.u8(24);
+            e.id(r.id);
+            e.id(r.transfer);
+        }
+        Command::ReturnTransfer(r) => {
+            e.u8(25);
+            e.id(r.id);
+            e.id(r.transfer);
+        }
+        Command::CreateRequest(r) => {
+            e.u8(26);
+            e.id(r.id);
+            e.id(r.payee);
+            e.id(r.payer);
+            e.decimal(r.amount);
+            e.opt_currency(r.currency);
+            e.str(&r.note);
+            e.opt_u64(r.expires_in_seconds);
+        }
+        Command::PayRequest(a) | Command::DeclineRequest(a) | Command::CancelRequest(a) => {
+            e.u8(match c {
+                Command::PayRequest(_) => 27,
+                Command::DeclineRequest(_) => 28,
+                _ => 29,
+            });
+            e.id(a.id);
+            e.id(a.request);
+        }
     }
 }
 
@@ -339,6 +380,45 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
             id: d.id()?,
             withdrawal: d.id()?,
         }),
+        23 => Command::Send(Send {
+            id: d.id()?,
+            from: d.id()?,
+            to: d.id()?,
+            amount: d.decimal()?,
+            currency: d.opt_currency()?,
+            note: d.string()?,
+            accept_within_seconds: d.opt_u64()?,
+            fee_bps: d.u32()?,
+            fee_account: d.opt_id()?,
+        }),
+        24 => Command::ReceiveTransfer(ReceiveTransfer {
+            id: d.id()?,
+            transfer: d.id()?,
+        }),
+        25 => Command::ReturnTransfer(ReturnTransfer {
+            id: d.id()?,
+            transfer: d.id()?,
+        }),
+        26 => Command::CreateRequest(CreateRequest {
+            id: d.id()?,
+            payee: d.id()?,
+            payer: d.id()?,
+            amount: d.decimal()?,
+            currency: d.opt_currency()?,
+            note: d.string()?,
+            expires_in_seconds: d.opt_u64()?,
+        }),
+        tag @ 27..=29 => {
+            let a = RequestAction {
+                id: d.id()?,
+                request: d.id()?,
+            };
+            match tag {
+                27 => Command::PayRequest(a),
+                28 => Command::DeclineRequest(a),
+                _ => Command::CancelRequest(a),
+            }
+        }
         _ => return Err(DecodeError("unknown command tag")),
     })
 }

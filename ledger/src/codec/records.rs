@@ -354,3 +354,40 @@ pub(crate) fn decode_events(b: &[u8]) -> Result<(u64, Vec<FlowEvent>), DecodeErr
     d.finish()?;
     Ok((ts, v))
 }
+
+pub(crate) fn encode_request(r: &PaymentRequest) -> Vec<u8> {
+    let mut e = Enc::with_capacity(128 + r.note.len());
+    e.u8(VERSION);
+    e.id(r.id);
+    e.id(r.payee);
+    e.id(r.payer);
+    e.currency(r.currency);
+    e.u128(r.amount);
+    e.str(&r.note);
+    e.u8(r.state as u8);
+    e.u64(r.created_ns);
+    e.u64(r.expires_ns);
+    e.u64(r.updated_ns);
+    e.opt_id(r.payment);
+    e.buf
+}
+
+pub(crate) fn decode_request(b: &[u8]) -> Result<PaymentRequest, DecodeError> {
+    let mut d = Dec::new(b);
+    d.version()?;
+    let r = PaymentRequest {
+        id: d.id()?,
+        payee: d.id()?,
+        payer: d.id()?,
+        currency: d.currency()?,
+        amount: d.u128()?,
+        note: d.string()?,
+        state: RequestState::from_repr(d.u8()?).ok_or(DecodeError("bad request state"))?,
+        created_ns: d.u64()?,
+        expires_ns: d.u64()?,
+        updated_ns: d.u64()?,
+        payment: d.opt_id()?,
+    };
+    d.finish()?;
+    Ok(r)
+}

@@ -6,9 +6,8 @@
 //!   posted), refuses (`fail`: voided) or never answers (the hold expires back to the wallet).
 //!   The withdrawal's state is its hold's: pending → posted | voided | expired.
 
-use super::orders::{index_key, INDEX_WITHDRAWAL};
+use super::holds::HoldFlow;
 use super::*;
-use crate::money;
 
 impl<S: Store> Ledger<S> {
     /// The bank account must be an asset account of this ledger.
@@ -89,69 +88,25 @@ impl<S: Store> Ledger<S> {
         w: &Withdraw,
     ) -> Result<Transfer, Failure> {
         self.bank_account(w.bank)?;
-        if w.fee_bps > FEE_BPS_MAX
-            || (w.fee_bps > 0 && w.fee_account.is_none())
-            || w.fee_account.is_some_and(|f| f == w.wallet || f == w.bank)
-        {
-            return Err(ResultCode::InvalidFee.into());
-        }
-        let currency = self
-            .accounts
-            .get(&w.wallet)
-            .ok_or(ResultCode::AccountNotFound)?
-            .info
-            .currency;
-        let amount = currency.to_minor(w.amount)?;
-        let mut legs = vec![LegSpec {
-            debit: w.wallet,
-            credit: w.bank,
-            amount: w.amount,
-            currency: w.currency,
-        }];
-        let fee = money::fee_half_up(amount, w.fee_bps);
-        if let (true, Some(fee_account)) = (fee > 0, w.fee_account) {
-            legs.push(LegSpec {
-                debit: w.wallet,
-                credit: fee_account,
-                amount: currency.to_decimal(fee),
-                currency: w.currency,
-            });
-        }
-        let t = self.create_transfer(
-            ctx,
-            &CreateTransfer {
-                id: w.id,
-                legs,
-                pending_timeout_seconds: Some(
-                    w.expires_in_seconds
-                        .unwrap_or(WITHDRAWAL_EXPIRES_DEFAULT_SECONDS),
-                ),
-                reference: String::new(),
-            },
+        let legs = self.legs_with_fee(
+            w.wallet,
+            w.bank,
+            w.amount,
+            w.currency,
+            w.fee_bps,
+            w.fee_account,
         )?;
-        Self::kv_put(
-            ctx,
-            Cf::FlowIndex,
-            index_key(INDEX_WITHDRAWAL, w.id, &[]),
-            w.wallet.to_bytes().to_vec(),
-        );
+        let timeout = w
+            .expires_in_seconds
+            .unwrap_or(WITHDRAWAL_EXPIRES_DEFAULT_SECONDS);
+        let t = self.start_hold(ctx, HoldFlow::Withdrawal, w.id, legs, timeout, "")?;
         self.transfer_event(ctx, EventKind::WithdrawalRequested, &t, w.id, "pending");
         Ok(t)
     }
 
-    pub(super) fn is_withdrawal(&self, ctx: &BatchCtx, id: Id) -> Result<bool, LedgerError> {
-        Ok(self
-            .kv_get(ctx, Cf::FlowIndex, &index_key(INDEX_WITHDRAWAL, id, &[]))?
-            .is_some())
-    }
-
-    /// Whether `id` is a withdrawal (reads).
+    /// A withdrawal (reads): its hold transfer.
     pub fn withdrawal(&self, id: Id) -> Result<Option<Transfer>, LedgerError> {
-        if self
-            .store
-            .get(Cf::FlowIndex, &index_key(INDEX_WITHDRAWAL, id, &[]))?
-            .is_none()
-        {
+        if !self.is_hold_of(id, HoldFlow::Withdrawal)? {
             return Ok(None);
         }
         self.transfer(id)
@@ -162,17 +117,13 @@ impl<S: Store> Ledger<S> {
         ctx: &mut BatchCtx,
         c: &CompleteWithdrawal,
     ) -> Result<Transfer, Failure> {
-        if !self.is_withdrawal(ctx, c.withdrawal)? {
-            return Err(ResultCode::WithdrawalNotFound.into());
-        }
-        let t = self.post_pending(
+        let t = self.settle_hold(
             ctx,
-            &PostPending {
-                id: c.id,
-                pending_id: c.withdrawal,
-                amount: None,
-                currency: None,
-            },
+            HoldFlow::Withdrawal,
+            c.id,
+            c.withdrawal,
+            true,
+            ResultCode::WithdrawalNotFound,
         )?;
         self.transfer_event(ctx, EventKind::WithdrawalCompleted, &t, c.id, "completed");
         Ok(t)
@@ -183,15 +134,13 @@ impl<S: Store> Ledger<S> {
         ctx: &mut BatchCtx,
         f: &FailWithdrawal,
     ) -> Result<Transfer, Failure> {
-        if !self.is_withdrawal(ctx, f.withdrawal)? {
-            return Err(ResultCode::WithdrawalNotFound.into());
-        }
-        let t = self.void_pending(
+        let t = self.settle_hold(
             ctx,
-            &VoidPending {
-                id: f.id,
-                pending_id: f.withdrawal,
-            },
+            HoldFlow::Withdrawal,
+            f.id,
+            f.withdrawal,
+            false,
+            ResultCode::WithdrawalNotFound,
         )?;
         self.transfer_event(ctx, EventKind::WithdrawalFailed, &t, f.id, "failed");
         Ok(t)

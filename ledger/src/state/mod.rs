@@ -6,7 +6,8 @@
 //!   limits and funds, holds and their release — so no flow repeats a debit or credit check;
 //! - [`accounts`], [`merchants`], [`transfers`] (transfers and two-phase holds), [`orders`] (QR
 //!   orders, merchant payments, refunds, bills), [`paycodes`] (customer-presented payment codes),
-//!   [`cash`] (top-ups and withdrawals), [`clients`]: the commands;
+//!   [`cash`] (top-ups and withdrawals), [`social`] (chat transfers, payment requests), [`clients`]:
+//!   the commands; [`holds`]: flows that are a two-phase hold with a purpose;
 //! - [`events`]: the flow events each transition emits, journaled per batch;
 //! - [`timers`]: the one timer index `(due_ns, kind, id)` through which everything expires;
 //! - [`queries`], [`verify`], [`snapshot`]: reads, the full consistency check, state transfer.
@@ -26,12 +27,14 @@ mod accounts;
 mod cash;
 mod clients;
 mod events;
+mod holds;
 mod merchants;
 mod moves;
 mod orders;
 mod paycodes;
 mod queries;
 mod snapshot;
+mod social;
 mod timers;
 mod transfers;
 mod verify;
@@ -425,6 +428,17 @@ impl<S: Store> Ledger<S> {
             Command::Withdraw(w) => self.withdraw(ctx, w).map(Some),
             Command::CompleteWithdrawal(c) => self.complete_withdrawal(ctx, c).map(Some),
             Command::FailWithdrawal(f) => self.fail_withdrawal(ctx, f).map(Some),
+            Command::Send(s) => self.send(ctx, s).map(Some),
+            Command::ReceiveTransfer(r) => self.receive_transfer(ctx, r).map(Some),
+            Command::ReturnTransfer(r) => self.return_transfer(ctx, r).map(Some),
+            Command::CreateRequest(c) => self.create_request(ctx, c).map(|()| None),
+            Command::PayRequest(a) => self.pay_request(ctx, a).map(Some),
+            Command::DeclineRequest(a) => self
+                .end_request(ctx, a, RequestState::Declined)
+                .map(|()| None),
+            Command::CancelRequest(a) => self
+                .end_request(ctx, a, RequestState::Cancelled)
+                .map(|()| None),
         };
         let (code, transfer) = match outcome {
             Ok(t) => (ResultCode::Ok, t),

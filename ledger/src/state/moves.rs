@@ -354,11 +354,7 @@ impl<S: Store> Ledger<S> {
         }
         p.state = new_state;
         if kind == PostingKind::PendingExpire {
-            let event = if self.is_withdrawal(ctx, pending_id)? {
-                EventKind::WithdrawalExpired
-            } else {
-                EventKind::HoldExpired
-            };
+            let event = self.hold_expired_event(ctx, pending_id)?;
             self.transfer_event(ctx, event, &p, pending_id, "expired");
         }
         if let Some((_, amounts)) = post {

@@ -18,7 +18,7 @@ use crate::money;
 const INDEX_OPEN_ORDER: u8 = 1;
 const INDEX_PAID_BILL: u8 = 2;
 pub(super) const INDEX_PAYCODE_NONCE: u8 = 3;
-pub(super) const INDEX_WITHDRAWAL: u8 = 4;
+pub(super) const INDEX_HOLD_FLOW: u8 = 4;
 
 /// Key in the `FlowIndex` family: index kind, owner (merchant, biller, wallet), then the key bytes.
 pub(super) fn index_key(kind: u8, owner: Id, key: &[u8]) -> Vec<u8> {

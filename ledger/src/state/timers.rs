@@ -94,6 +94,7 @@ impl<S: Store> Ledger<S> {
                 // `expire_order` cancels the timer along with the order.
                 TimerKind::Order => self.expire_order(ctx, id)?,
                 TimerKind::PaycodeNonce => self.forget_paycode_nonce(ctx, due_ns, id)?,
+                TimerKind::Request => self.expire_request(ctx, id)?,
             }
         }
         Ok(())
