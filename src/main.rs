@@ -141,6 +141,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::RequestCmd,
     },
+    /// Bill splits and AA collection: `split create|pay|cancel|get`.
+    Split {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::SplitCmd,
+    },
     /// An account's postings, oldest first, paged by cursor.
     History {
         #[command(flatten)]
@@ -382,6 +389,7 @@ fn main() {
             Cmd::Send { conn, args } => cli::send(&conn, args).await,
             Cmd::Receive { conn, args } => cli::receive(&conn, args).await,
             Cmd::Request { conn, cmd } => cli::request(&conn, cmd).await,
+            Cmd::Split { conn, cmd } => cli::split(&conn, cmd).await,
             Cmd::Withdraw { conn, args } => cli::withdraw(&conn, args).await,
             Cmd::History {
                 conn,

@@ -855,6 +855,67 @@ async fn social_payments_through_the_cli() {
     assert_eq!(v["requests"][0]["note"], "taxi");
     assert_eq!(v["requests"][1]["state"], "declined");
     assert_eq!(balance(bob), "37.50");
+    // A dinner split three ways (alice paid 100.00): shares by largest remainder, alice's own
+    // settled at creation; bob pays his; `split get` in its documented shape.
+    let carol = "00000000-0000-4000-8000-0000000000c1";
+    ok(&c.cli(&["account", "create", "--id", carol, "--currency", "CNY"]));
+    ok(&c.cli(&["transfer", "--from", bank, "--to", carol, "--amount", "50"]));
+    let v = ok(&c.cli(&[
+        "split",
+        "create",
+        "--payer",
+        alice,
+        "--total",
+        "100",
+        "--currency",
+        "CNY",
+        "--participants",
+        &format!("{alice},{bob},{carol}"),
+    ]));
+    let split = v["id"].as_str().unwrap().to_string();
+    let mut shares: Vec<String> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["amount"].as_str().unwrap().to_string())
+        .collect();
+    shares.sort();
+    assert_eq!(shares, ["33.33", "33.33", "33.34"]);
+    assert_eq!(
+        ok(&c.cli(&["split", "pay", "--split", &split, "--participant", bob]))["result"],
+        "ok"
+    );
+    let out = c.cli(&["split", "pay", "--split", &split, "--participant", bob]);
+    assert_eq!(json(&out)["result"], "split_item_paid");
+    let v = ok(&c.cli(&["split", "get", &split]));
+    let x = &v["splits"][0];
+    for key in ["id", "payer", "total", "currency", "mode", "state", "items"] {
+        assert!(x.get(key).is_some(), "split get lacks {key}");
+    }
+    assert_eq!(x["state"], "open");
+    assert_eq!(x["items"][0]["state"], "paid"); // alice, the payer
+    assert_eq!(
+        ok(&c.cli(&["split", "pay", "--split", &split, "--participant", carol]))["result"],
+        "ok"
+    );
+    assert_eq!(
+        ok(&c.cli(&["split", "get", &split]))["splits"][0]["state"],
+        "settled"
+    );
+    let out = c.cli(&[
+        "split",
+        "create",
+        "--payer",
+        alice,
+        "--total",
+        "10",
+        "--currency",
+        "CNY",
+        "--participants",
+        &format!("{bob},{bob}"),
+    ]);
+    assert_eq!(json(&out)["result"], "split_participant_twice");
+
     // A note over 64 bytes is refused at the wire.
     let out = c.cli(&[
         "send",

@@ -50,6 +50,10 @@ pub const QR_PAYLOAD_CHARS_MAX: usize = crate::emv::PAYLOAD_CHARS_MAX;
 pub const PAYCODE_MAX_DEFAULT: u64 = 2_000;
 /// How long a withdrawal waits for the bank by default: 3 days.
 pub const WITHDRAWAL_EXPIRES_DEFAULT_SECONDS: u64 = 3 * 24 * 3600;
+/// Most participants in a split.
+pub const SPLIT_PARTICIPANTS_MAX: usize = 100;
+/// Largest weight in `shares` mode (so total × weight fits the arithmetic).
+pub const SPLIT_WEIGHT_MAX: u32 = 1_000_000;
 /// A chat transfer or payment request note, in bytes.
 pub const NOTE_BYTES_MAX: usize = 64;
 /// How long a chat transfer waits for its payee when `--accept-within` names no time: 24 h.
@@ -333,6 +337,37 @@ pub struct RequestAction {
     pub request: Id,
 }
 
+/// Splits a bill the payer paid among participants (or, mode `each`, asks every participant for
+/// the same amount: AA collection). Each participant's share is an item the participant pays to the
+/// payer; the payer's own share is settled at creation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateSplit {
+    pub id: Id,
+    pub payer: Id,
+    /// The bill (modes other than `each`), or the amount asked of each participant (`each`).
+    pub total: Decimal,
+    pub currency: Currency,
+    pub participants: Vec<Id>,
+    pub mode: crate::types::SplitMode,
+    /// `exact`: amounts; `percent`: basis points; `shares`: weights; empty otherwise.
+    pub values: Vec<Decimal>,
+    pub note: String,
+}
+
+/// A participant pays its share of a split to the payer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaySplit {
+    pub id: Id,
+    pub split: Id,
+    pub participant: Id,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CancelSplit {
+    pub id: Id,
+    pub split: Id,
+}
+
 /// Registers (or re-registers with a new role) an API client's Ed25519 public key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegisterClient {
@@ -377,6 +412,9 @@ pub enum Command {
     PayRequest(RequestAction),
     DeclineRequest(RequestAction),
     CancelRequest(RequestAction),
+    CreateSplit(CreateSplit),
+    PaySplit(PaySplit),
+    CancelSplit(CancelSplit),
 }
 
 impl Command {
@@ -408,6 +446,9 @@ impl Command {
             Command::ReturnTransfer(c) => c.id,
             Command::CreateRequest(c) => c.id,
             Command::PayRequest(c) | Command::DeclineRequest(c) | Command::CancelRequest(c) => c.id,
+            Command::CreateSplit(c) => c.id,
+            Command::PaySplit(c) => c.id,
+            Command::CancelSplit(c) => c.id,
         }
     }
 }

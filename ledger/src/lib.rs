@@ -50,6 +50,7 @@ pub use money::{Currency, MAX_MINOR};
 pub use result::{CommandResult, ResultCode};
 #[cfg(feature = "rocksdb")]
 pub use rocks::{open_db, RocksStore};
+pub use state::{split_rotation, split_shares};
 pub use state::{
     BatchOutput, CurrencyTotals, JournalBatch, Ledger, LedgerError, VerifyError,
     EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX, EXPIRE_PER_BATCH_MAX, HISTORY_PAGE_MAX,

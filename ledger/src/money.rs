@@ -150,6 +150,14 @@ pub(crate) fn add(a: u128, b: u128) -> Result<u128, ResultCode> {
     }
 }
 
+/// Checked multiplication within [`MAX_MINOR`].
+pub(crate) fn mul(a: u128, b: u128) -> Result<u128, ResultCode> {
+    match a.checked_mul(b) {
+        Some(v) if v <= MAX_MINOR => Ok(v),
+        _ => Err(ResultCode::Overflow),
+    }
+}
+
 /// A fee: `amount × bps / 10 000`, rounded half up to the minor unit (the one fee rule).
 pub fn fee_half_up(amount: u128, bps: u32) -> u128 {
     mul_div_half_up(amount, u128::from(bps), 10_000)
@@ -197,6 +205,31 @@ pub fn mul_div_half_up(a: u128, b: u128, c: u128) -> u128 {
     }
 }
 
+/// Splits `total` minor units by `weights` with the largest-remainder rule: each part first gets
+/// `⌊total × w / W⌋`; the units left over go one each to the parts with the largest remainders
+/// `(total × w) mod W`; among equal remainders, parts go in participant order rotated by
+/// `rotation` (part `rotation` first, then the next, wrapping). The parts always sum to `total`,
+/// and equal weights get parts that differ by at most one unit. Callers bound `total` (≤ 2^96) and
+/// every weight (≤ 2^24), so the products fit.
+pub fn largest_remainder(total: u128, weights: &[u128], rotation: usize) -> Vec<u128> {
+    let sum: u128 = weights.iter().sum();
+    assert!(sum > 0 && !weights.is_empty(), "weights sum to something");
+    let n = weights.len();
+    let mut parts: Vec<u128> = weights.iter().map(|w| total * w / sum).collect();
+    let left = total - parts.iter().sum::<u128>();
+    let mut order: Vec<usize> = (0..n).collect();
+    // Largest remainder first; ties by position after the rotation.
+    order.sort_by(|&a, &b| {
+        let (ra, rb) = (total * weights[a] % sum, total * weights[b] % sum);
+        rb.cmp(&ra)
+            .then(((a + n - rotation % n) % n).cmp(&((b + n - rotation % n) % n)))
+    });
+    for &i in order.iter().take(left as usize) {
+        parts[i] += 1;
+    }
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +259,32 @@ mod tests {
         assert_eq!(Currency::from_numeric(156), Some(cny));
         assert!(Currency::from_code("XXX").is_none());
         assert!(Currency::from_code("cny").is_none());
+    }
+
+    #[test]
+    fn largest_remainder_vectors_of_the_domain() {
+        // 100.00 in 3 equal parts → 33.34, 33.33, 33.33.
+        assert_eq!(
+            largest_remainder(10_000, &[1, 1, 1], 0),
+            vec![3334, 3333, 3333]
+        );
+        // The tie break rotates: another split id gives another participant the extra fen.
+        assert_eq!(
+            largest_remainder(10_000, &[1, 1, 1], 2),
+            vec![3333, 3333, 3334]
+        );
+        // 10.00 at weights 1:2:3 → 1.67, 3.33, 5.00.
+        assert_eq!(largest_remainder(1_000, &[1, 2, 3], 1), vec![167, 333, 500]);
+        // 30.05 in 10 equal parts → five of 3.01 and five of 3.00.
+        let p = largest_remainder(3_005, &[1; 10], 7);
+        assert_eq!(p.iter().filter(|&&x| x == 301).count(), 5);
+        assert_eq!(p.iter().filter(|&&x| x == 300).count(), 5);
+        assert_eq!(p.iter().sum::<u128>(), 3_005);
+        // Percent in basis points.
+        assert_eq!(
+            largest_remainder(999, &[3_333, 3_333, 3_334], 0),
+            vec![333, 333, 333]
+        );
     }
 
     #[test]

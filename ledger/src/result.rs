@@ -103,6 +103,22 @@ stable_enum! {
         RequestDeclined = 65 => "request_declined",
         RequestCancelled = 66 => "request_cancelled",
         RequestExpired = 67 => "request_expired",
+        /// A split with no participants or more than 100, or values not matching the mode (a count
+        /// other than the participants', a zero or negative weight, a percent not in basis points).
+        InvalidSplit = 68 => "invalid_split",
+        /// A participant listed twice.
+        SplitParticipantTwice = 69 => "split_participant_twice",
+        /// Exact amounts that do not sum to the total, or percents that do not sum to 10 000.
+        SplitSumMismatch = 70 => "split_sum_mismatch",
+        /// Less than one minor unit per participant.
+        SplitAmountTooSmall = 71 => "split_amount_too_small",
+        SplitNotFound = 72 => "split_not_found",
+        /// Paying or cancelling a split that is settled or cancelled.
+        SplitClosed = 73 => "split_closed",
+        /// The participant is not in the split.
+        SplitItemNotFound = 74 => "split_item_not_found",
+        /// The participant's share was already paid.
+        SplitItemPaid = 75 => "split_item_paid",
     }
 }
 

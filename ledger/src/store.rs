@@ -35,10 +35,12 @@ pub enum Cf {
     Events,
     /// Payment request id → request.
     Requests,
+    /// Split id → split with its items.
+    Splits,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 12] = [
+    pub const ALL: [Cf; 13] = [
         Cf::Meta,
         Cf::Accounts,
         Cf::Commands,
@@ -51,6 +53,7 @@ impl Cf {
         Cf::Paycodes,
         Cf::Events,
         Cf::Requests,
+        Cf::Splits,
     ];
 
     /// Column family name in RocksDB (prefixed so the Raft log's families can share the database).
@@ -68,6 +71,7 @@ impl Cf {
             Cf::Paycodes => "ledger_paycodes",
             Cf::Events => "ledger_events",
             Cf::Requests => "ledger_requests",
+            Cf::Splits => "ledger_splits",
         }
     }
 }

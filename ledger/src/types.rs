@@ -396,7 +396,71 @@ stable_enum! {
         RequestDeclined = 17 => "request_declined",
         RequestCancelled = 18 => "request_cancelled",
         RequestExpired = 19 => "request_expired",
+        SplitCreated = 20 => "split_created",
+        /// A participant paid its share (amount = the share).
+        SplitItemPaid = 21 => "split_item_paid",
+        /// Every item is paid.
+        SplitSettled = 22 => "split_settled",
+        SplitCancelled = 23 => "split_cancelled",
     }
+}
+
+stable_enum! {
+    /// How a split divides its total (see `money::largest_remainder`).
+    pub enum SplitMode: u8 {
+        /// Equal parts.
+        Equal = 0 => "equal",
+        /// Given amounts that sum to the total.
+        Exact = 1 => "exact",
+        /// Basis points summing to 10 000.
+        Percent = 2 => "percent",
+        /// Positive integer weights.
+        Shares = 3 => "shares",
+        /// AA collection: every participant owes the same given amount; no total.
+        Each = 4 => "each",
+    }
+}
+
+stable_enum! {
+    /// A split's life: `open → settled | cancelled`.
+    pub enum SplitState: u8 {
+        Open = 0 => "open",
+        Settled = 1 => "settled",
+        Cancelled = 2 => "cancelled",
+    }
+}
+
+stable_enum! {
+    /// A participant's item: `pending → paid | cancelled`.
+    pub enum SplitItemState: u8 {
+        Pending = 0 => "pending",
+        Paid = 1 => "paid",
+        Cancelled = 2 => "cancelled",
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitItem {
+    pub participant: Id,
+    pub amount: u128,
+    pub state: SplitItemState,
+    /// The command that paid it.
+    pub payment: Option<Id>,
+}
+
+/// A bill split or AA collection: amounts in minor units of `currency`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Split {
+    pub id: Id,
+    pub payer: Id,
+    pub currency: crate::Currency,
+    pub total: u128,
+    pub mode: SplitMode,
+    pub state: SplitState,
+    pub note: String,
+    pub items: Vec<SplitItem>,
+    pub created_ns: u64,
+    pub updated_ns: u64,
 }
 
 stable_enum! {

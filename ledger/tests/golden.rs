@@ -31,6 +31,9 @@
 //! - `request ID PAYEE PAYER AMOUNT [note=TEXT] [expires_in=SECONDS] [currency=CUR]`,
 //!   `request_pay ID REQUEST`, `request_decline ID REQUEST`, `request_cancel ID REQUEST`,
 //!   `requests NAME...`
+//! - `split ID PAYER TOTAL CUR participants=A,B,… [mode=equal|exact|percent|shares|each]
+//!   [values=V1,V2,…] [note=TEXT]`, `split_pay ID SPLIT PARTICIPANT`, `split_cancel ID SPLIT`,
+//!   `splits NAME...`
 //! - `journal [from=INDEX]`: the journaled flow events from an index (each batch's events are
 //!   also printed under its results)
 //! - `begin` … `commit`: the commands between them go in one batch (else one batch each)
@@ -861,6 +864,94 @@ impl goldenscript::Runner for Runner {
                                 .map(|p| format!(" paid by {}", self.name(p)))
                                 .unwrap_or_default()
                         )?,
+                    }
+                }
+                args.reject_rest()?;
+                out
+            }
+            "split" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let payer = self.id(&pos(&mut args, "payer")?.value);
+                let total = amount(&pos(&mut args, "total")?.value)?;
+                let currency = currency(&pos(&mut args, "currency")?.value)?;
+                let names = args
+                    .lookup("participants")
+                    .ok_or("participants=")?
+                    .value
+                    .clone();
+                let participants = names.split(',').map(|n| self.id(n)).collect();
+                let mode = match args.lookup("mode") {
+                    None => SplitMode::Equal,
+                    Some(m) => SplitMode::from_name(&m.value).ok_or("mode")?,
+                };
+                let values = match args.lookup("values") {
+                    None => Vec::new(),
+                    Some(v) => v.value.split(',').map(amount).collect::<Res<_>>()?,
+                };
+                let note = args
+                    .lookup("note")
+                    .map(|a| a.value.clone())
+                    .unwrap_or_default();
+                args.reject_rest()?;
+                self.submit(Command::CreateSplit(CreateSplit {
+                    id,
+                    payer,
+                    total,
+                    currency,
+                    participants,
+                    mode,
+                    values,
+                    note,
+                }))?
+            }
+            "split_pay" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let split = self.id(&pos(&mut args, "split")?.value);
+                let participant = self.id(&pos(&mut args, "participant")?.value);
+                args.reject_rest()?;
+                self.submit(Command::PaySplit(PaySplit {
+                    id,
+                    split,
+                    participant,
+                }))?
+            }
+            "split_cancel" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let split = self.id(&pos(&mut args, "split")?.value);
+                args.reject_rest()?;
+                self.submit(Command::CancelSplit(CancelSplit { id, split }))?
+            }
+            "splits" => {
+                let mut out = String::new();
+                for a in args.rest_pos() {
+                    let id = self.id(&a.value);
+                    match self.ledger.split(id)? {
+                        None => writeln!(out, "{}: no split", a.value)?,
+                        Some(x) => {
+                            let c = x.currency;
+                            let items: Vec<String> = x
+                                .items
+                                .iter()
+                                .map(|i| {
+                                    format!(
+                                        "{} {} {}",
+                                        self.name(i.participant),
+                                        c.to_decimal(i.amount),
+                                        i.state
+                                    )
+                                })
+                                .collect();
+                            writeln!(
+                                out,
+                                "{}: {} {} {} {c} paid by {}: {}",
+                                a.value,
+                                x.mode,
+                                x.state,
+                                c.to_decimal(x.total),
+                                self.name(x.payer),
+                                items.join(", ")
+                            )?
+                        }
                     }
                 }
                 args.reject_rest()?;

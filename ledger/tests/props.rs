@@ -105,6 +105,7 @@ fn generate(seed: u64, batches: usize) -> Vec<Batch> {
     // QR orders (id, merchant index, amount text) and every payment that may be refunded.
     let mut orders: Vec<(u128, usize, String, String)> = vec![];
     let mut paid: Vec<u128> = vec![];
+    let mut splits: Vec<(u128, Vec<Id>)> = vec![];
     for b in 0..batches {
         let span = if rng.chance(10) { 2 * 86_400 } else { 120 };
         now += rng.below(span) * SEC;
@@ -121,7 +122,7 @@ fn generate(seed: u64, batches: usize) -> Vec<Batch> {
                 .position(|(m, _)| m.account == mp.account)
                 .unwrap();
             let mcur = *mcur;
-            let cmd = match rng.below(130) {
+            let cmd = match rng.below(140) {
                 0..=14 => transfer(next_id, bank, a, &amount(&mut rng, cur)), // top-up
                 15..=54 => transfer(next_id, a, b2, &amount(&mut rng, cur)), // p2p (maybe cross-currency)
                 55..=59 => legs(
@@ -247,6 +248,37 @@ fn generate(seed: u64, batches: usize) -> Vec<Batch> {
                         bill_ref: format!("B{}", rng.below(30)),
                         amount: d(&amount(&mut rng, mcur)),
                         currency: None,
+                    })
+                }
+                130..=134 => {
+                    // A split of the payer's bill among wallets of its currency (some of them
+                    // repeated or in another currency now and then).
+                    let k = 1 + rng.below(4) as usize;
+                    let participants: Vec<Id> = (0..k)
+                        .map(|_| Id(accounts[rng.below(accounts.len() as u64) as usize].0))
+                        .collect();
+                    splits.push((next_id, participants.clone()));
+                    Command::CreateSplit(CreateSplit {
+                        id: Id(next_id),
+                        payer: Id(a),
+                        total: d(&amount(&mut rng, cur)),
+                        currency: Currency::from_code(cur).unwrap(),
+                        participants,
+                        mode: if rng.chance(50) {
+                            SplitMode::Equal
+                        } else {
+                            SplitMode::Each
+                        },
+                        values: vec![],
+                        note: String::new(),
+                    })
+                }
+                135..=139 if !splits.is_empty() => {
+                    let (sid, ps) = splits[rng.below(splits.len() as u64) as usize].clone();
+                    Command::PaySplit(PaySplit {
+                        id: Id(next_id),
+                        split: Id(sid),
+                        participant: ps[rng.below(ps.len() as u64) as usize],
                     })
                 }
                 _ => transfer(next_id, a, b2, &amount(&mut rng, cur)),
@@ -561,6 +593,75 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// Split shares sum exactly to the total; equal shares differ by at most one minor unit; every
+    /// weighted share is its exact quotient rounded down or up (largest remainder), and a share gets
+    /// the extra unit only if no share with a larger remainder went without.
+    #[test]
+    fn split_shares_follow_the_largest_remainder_rule(seed in any::<u64>()) {
+        let seed = seed_or(seed);
+        let mut rng = Rng(seed);
+        let n = 1 + rng.below(SPLIT_PARTICIPANTS_MAX as u64) as usize;
+        let cny = Currency::from_code("CNY").unwrap();
+        let span = if rng.chance(50) { 1_000 } else { 10_000_000_000 };
+        let total = n as u128 + u128::from(rng.below(span));
+        let mode = [SplitMode::Equal, SplitMode::Percent, SplitMode::Shares][rng.below(3) as usize];
+        let weights: Vec<u128> = match mode {
+            SplitMode::Equal => vec![1; n],
+            SplitMode::Shares => (0..n).map(|_| 1 + u128::from(rng.below(1_000))).collect(),
+            _ => {
+                // Basis points summing to 10 000, each ≥ 1 (needs n ≤ 10 000).
+                let mut w = vec![1u128; n];
+                for _ in 0..(10_000 - n) {
+                    w[rng.below(n as u64) as usize] += 1;
+                }
+                w
+            }
+        };
+        let c = CreateSplit {
+            id: Id(u128::from(rng.next()) << 64 | u128::from(rng.next())),
+            payer: Id(1),
+            total: cny.to_decimal(total),
+            currency: cny,
+            participants: (0..n as u128).map(|i| Id(100 + i)).collect(),
+            mode,
+            values: if mode == SplitMode::Equal { vec![] } else { weights.iter().map(|w| rust_decimal::Decimal::from(*w as u64)).collect() },
+            note: String::new(),
+        };
+        let parts = match split_shares(&c) {
+            Ok((parts, t)) => { prop_assert_eq!(t, total, "seed={}", seed); parts }
+            Err(code) => {
+                // Only a share that would round to zero is refused.
+                prop_assert_eq!(code, ResultCode::SplitAmountTooSmall, "seed={}", seed);
+                return Ok(());
+            }
+        };
+        prop_assert_eq!(parts.iter().sum::<u128>(), total, "seed={}", seed);
+        let w_sum: u128 = weights.iter().sum();
+        for (p, w) in parts.iter().zip(&weights) {
+            let floor = total * w / w_sum;
+            prop_assert!(*p == floor || *p == floor + 1, "seed={}: {} vs floor {}", seed, p, floor);
+        }
+        if mode == SplitMode::Equal {
+            let (lo, hi) = (parts.iter().min().unwrap(), parts.iter().max().unwrap());
+            prop_assert!(hi - lo <= 1, "seed={}", seed);
+        }
+        // No unit went to a smaller remainder while a larger one went without.
+        let rem = |i: usize| total * weights[i] % w_sum;
+        let bumped: Vec<usize> = (0..n).filter(|&i| parts[i] > total * weights[i] / w_sum).collect();
+        let min_bumped = bumped.iter().map(|&i| rem(i)).min();
+        if let Some(m) = min_bumped {
+            for i in 0..n {
+                if !bumped.contains(&i) {
+                    prop_assert!(rem(i) <= m, "seed={}: remainder order", seed);
+                }
+            }
+        }
+    }
+}
+
 /// The generator exercises what it claims to: across a fixed set of seeds, transfers, holds, posts,
 /// voids, expiries, replays and conflicts all occur with successful and failing outcomes.
 #[test]
@@ -585,6 +686,8 @@ fn generator_covers_the_interesting_outcomes() {
                     Command::CloseOrder(_) => "close",
                     Command::Refund(_) => "refund",
                     Command::PayBill(_) => "bill",
+                    Command::CreateSplit(_) => "split",
+                    Command::PaySplit(_) => "split_pay",
                     _ => "other",
                 };
                 if r.code == ResultCode::Ok {
@@ -606,6 +709,8 @@ fn generator_covers_the_interesting_outcomes() {
         "close",
         "refund",
         "bill",
+        "split",
+        "split_pay",
     ] {
         assert!(
             kinds.get(k).copied().unwrap_or(0) > 10,

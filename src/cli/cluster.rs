@@ -105,6 +105,15 @@ fn command_json(c: &Option<pb::Command>) -> Value {
         Some(K::CancelRequest(a)) => {
             json!({"type": "cancel_request", "id": a.id, "request": a.request_id})
         }
+        Some(K::CreateSplit(x)) => {
+            json!({"type": "create_split", "id": x.id, "payer": x.payer_account_id, "total": x.total, "currency": x.currency, "participants": x.participant_ids, "mode": name::<ledger::SplitMode>(x.mode)})
+        }
+        Some(K::PaySplit(p)) => {
+            json!({"type": "pay_split", "id": p.id, "split": p.split_id, "participant": p.participant_account_id})
+        }
+        Some(K::CancelSplit(c)) => {
+            json!({"type": "cancel_split", "id": c.id, "split": c.split_id})
+        }
         Some(K::SetAccountStatus(s)) => {
             json!({"type": "set_account_status", "id": s.id, "account": s.account_id, "status": name::<ledger::AccountStatus>(s.status)})
         }

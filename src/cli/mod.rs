@@ -22,6 +22,7 @@ mod paycodes;
 mod payments;
 mod qr;
 mod social;
+mod splits;
 mod transfers;
 
 pub use accounts::{account, history, AccountCmd};
@@ -34,6 +35,7 @@ pub use paycodes::{paycode, PaycodeCmd};
 pub use payments::{bill, order, pay, refund, BillCmd, OrderCmd, PayArgs, RefundArgs};
 pub use qr::{qr, QrCmd};
 pub use social::{receive, request, send, ReceiveArgs, RequestCmd, SendArgs};
+pub use splits::{split, SplitCmd};
 pub use transfers::{transfer, TransferArgs};
 
 /// Where and as whom to connect.

@@ -250,3 +250,22 @@ pub fn request_action(id: Id, request: Id, verb: RequestVerb) -> pb::Command {
         RequestVerb::Cancel => pb::command::Kind::CancelRequest(a),
     })
 }
+
+pub fn create_split(x: pb::CreateSplit) -> pb::Command {
+    wrap(pb::command::Kind::CreateSplit(x))
+}
+
+pub fn pay_split(id: Id, split: Id, participant: Id) -> pb::Command {
+    wrap(pb::command::Kind::PaySplit(pb::PaySplit {
+        id: id.to_string(),
+        split_id: split.to_string(),
+        participant_account_id: participant.to_string(),
+    }))
+}
+
+pub fn cancel_split(id: Id, split: Id) -> pb::Command {
+    wrap(pb::command::Kind::CancelSplit(pb::CancelSplit {
+        id: id.to_string(),
+        split_id: split.to_string(),
+    }))
+}

@@ -294,6 +294,22 @@ impl Client {
             .await
     }
 
+    /// Splits (found ones in request order, and the ids not found).
+    pub async fn get_splits(&self, ids: &[Id]) -> Result<pb::GetSplitsResponse, ClientError> {
+        let msg = pb::GetSplitsRequest {
+            ids: ids.iter().map(Id::to_string).collect(),
+            allow_stale: self.core.cfg.stale_reads,
+        };
+        self.core
+            .call("/suanpan.v1.Ledger/GetSplits", msg, |ch, r| async move {
+                pb::ledger_client::LedgerClient::new(ch)
+                    .max_decoding_message_size(64 << 20)
+                    .get_splits(r)
+                    .await
+            })
+            .await
+    }
+
     /// One page of an account's history (postings with `seq > after_seq`, at most `limit`).
     pub async fn list_account_history(
         &self,

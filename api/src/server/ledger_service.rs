@@ -37,6 +37,31 @@ fn internal(e: impl std::fmt::Display) -> Status {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send + 'static>>;
 
+impl LedgerService {
+    /// The one read path of the `Get*` calls: checks the ids, waits for the read barrier, then looks
+    /// each id up under one ledger lock. Returns the found values in request order, the ids not
+    /// found, and the applied index the answer reflects.
+    async fn lookup<T>(
+        &self,
+        ids: &[String],
+        allow_stale: bool,
+        find: impl Fn(&ledger::Ledger<ledger::RocksStore>, Id) -> Result<Option<T>, Status>,
+    ) -> Result<(Vec<T>, Vec<String>, u64), Status> {
+        let ids = check_ids(ids)?;
+        self.ctx.read_barrier(allow_stale).await?;
+        let l = self.ctx.ledger.lock();
+        let mut found = Vec::with_capacity(ids.len());
+        let mut not_found = Vec::new();
+        for id in ids {
+            match find(&l, id)? {
+                Some(v) => found.push(v),
+                None => not_found.push(id.to_string()),
+            }
+        }
+        Ok((found, not_found, l.applied_index()))
+    }
+}
+
 #[tonic::async_trait]
 impl pb::ledger_server::Ledger for LedgerService {
     async fn submit(
@@ -65,20 +90,16 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetAccountsRequest>,
     ) -> Result<Response<pb::GetAccountsResponse>, Status> {
         let req = request.into_inner();
-        let ids = check_ids(&req.ids)?;
-        self.ctx.read_barrier(req.allow_stale).await?;
-        let l = self.ctx.ledger.lock();
-        let mut resp = pb::GetAccountsResponse {
-            applied_index: l.applied_index(),
-            ..Default::default()
-        };
-        for id in ids {
-            match l.account(id) {
-                Some(a) => resp.accounts.push(wire::account_to_pb(a)),
-                None => resp.not_found.push(id.to_string()),
-            }
-        }
-        Ok(Response::new(resp))
+        let (accounts, not_found, applied_index) = self
+            .lookup(&req.ids, req.allow_stale, |l, id| {
+                Ok(l.account(id).map(wire::account_to_pb))
+            })
+            .await?;
+        Ok(Response::new(pb::GetAccountsResponse {
+            accounts,
+            not_found,
+            applied_index,
+        }))
     }
 
     async fn get_merchants(
@@ -86,22 +107,18 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetMerchantsRequest>,
     ) -> Result<Response<pb::GetMerchantsResponse>, Status> {
         let req = request.into_inner();
-        let ids = check_ids(&req.ids)?;
-        self.ctx.read_barrier(req.allow_stale).await?;
-        let l = self.ctx.ledger.lock();
-        let mut resp = pb::GetMerchantsResponse {
-            applied_index: l.applied_index(),
-            ..Default::default()
-        };
-        for id in ids {
-            match l.merchant(id).zip(l.account(id)) {
-                Some((m, a)) => resp
-                    .merchants
-                    .push(wire::merchant_to_pb(m, a.info.currency)),
-                None => resp.not_found.push(id.to_string()),
-            }
-        }
-        Ok(Response::new(resp))
+        let (merchants, not_found, applied_index) = self
+            .lookup(&req.ids, req.allow_stale, |l, id| {
+                Ok(l.merchant(id)
+                    .zip(l.account(id))
+                    .map(|(m, a)| wire::merchant_to_pb(m, a.info.currency)))
+            })
+            .await?;
+        Ok(Response::new(pb::GetMerchantsResponse {
+            merchants,
+            not_found,
+            applied_index,
+        }))
     }
 
     async fn get_orders(
@@ -109,20 +126,18 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetOrdersRequest>,
     ) -> Result<Response<pb::GetOrdersResponse>, Status> {
         let req = request.into_inner();
-        let ids = check_ids(&req.ids)?;
-        self.ctx.read_barrier(req.allow_stale).await?;
-        let l = self.ctx.ledger.lock();
-        let mut resp = pb::GetOrdersResponse {
-            applied_index: l.applied_index(),
-            ..Default::default()
-        };
-        for id in ids {
-            match l.order(id).map_err(internal)? {
-                Some(o) => resp.orders.push(wire::order_to_pb(&o, l.order_payload(&o))),
-                None => resp.not_found.push(id.to_string()),
-            }
-        }
-        Ok(Response::new(resp))
+        let (orders, not_found, applied_index) = self
+            .lookup(&req.ids, req.allow_stale, |l, id| {
+                Ok(l.order(id)
+                    .map_err(internal)?
+                    .map(|o| wire::order_to_pb(&o, l.order_payload(&o))))
+            })
+            .await?;
+        Ok(Response::new(pb::GetOrdersResponse {
+            orders,
+            not_found,
+            applied_index,
+        }))
     }
 
     async fn get_requests(
@@ -130,20 +145,37 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetRequestsRequest>,
     ) -> Result<Response<pb::GetRequestsResponse>, Status> {
         let req = request.into_inner();
-        let ids = check_ids(&req.ids)?;
-        self.ctx.read_barrier(req.allow_stale).await?;
-        let l = self.ctx.ledger.lock();
-        let mut resp = pb::GetRequestsResponse {
-            applied_index: l.applied_index(),
-            ..Default::default()
-        };
-        for id in ids {
-            match l.request(id).map_err(internal)? {
-                Some(r) => resp.requests.push(wire::request_to_pb(&r)),
-                None => resp.not_found.push(id.to_string()),
-            }
-        }
-        Ok(Response::new(resp))
+        let (requests, not_found, applied_index) = self
+            .lookup(&req.ids, req.allow_stale, |l, id| {
+                Ok(l.request(id)
+                    .map_err(internal)?
+                    .map(|r| wire::request_to_pb(&r)))
+            })
+            .await?;
+        Ok(Response::new(pb::GetRequestsResponse {
+            requests,
+            not_found,
+            applied_index,
+        }))
+    }
+
+    async fn get_splits(
+        &self,
+        request: Request<pb::GetSplitsRequest>,
+    ) -> Result<Response<pb::GetSplitsResponse>, Status> {
+        let req = request.into_inner();
+        let (splits, not_found, applied_index) = self
+            .lookup(&req.ids, req.allow_stale, |l, id| {
+                Ok(l.split(id)
+                    .map_err(internal)?
+                    .map(|x| wire::split_to_pb(&x)))
+            })
+            .await?;
+        Ok(Response::new(pb::GetSplitsResponse {
+            splits,
+            not_found,
+            applied_index,
+        }))
     }
 
     async fn get_transfers(
@@ -151,21 +183,19 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetTransfersRequest>,
     ) -> Result<Response<pb::GetTransfersResponse>, Status> {
         let req = request.into_inner();
-        let ids = check_ids(&req.ids)?;
-        self.ctx.read_barrier(req.allow_stale).await?;
-        let l = self.ctx.ledger.lock();
-        let currency_of = |id| l.account(id).map(|a| a.info.currency);
-        let mut resp = pb::GetTransfersResponse {
-            applied_index: l.applied_index(),
-            ..Default::default()
-        };
-        for id in ids {
-            match l.transfer(id).map_err(internal)? {
-                Some(t) => resp.transfers.push(wire::transfer_to_pb(&t, &currency_of)),
-                None => resp.not_found.push(id.to_string()),
-            }
-        }
-        Ok(Response::new(resp))
+        let (transfers, not_found, applied_index) = self
+            .lookup(&req.ids, req.allow_stale, |l, id| {
+                let currency_of = |id| l.account(id).map(|a| a.info.currency);
+                Ok(l.transfer(id)
+                    .map_err(internal)?
+                    .map(|t| wire::transfer_to_pb(&t, &currency_of)))
+            })
+            .await?;
+        Ok(Response::new(pb::GetTransfersResponse {
+            transfers,
+            not_found,
+            applied_index,
+        }))
     }
 
     async fn list_account_history(

@@ -487,6 +487,74 @@ pub fn command_from_pb(
                 _ => Command::CancelRequest(action),
             }
         }
+        Kind::CreateSplit(x) => {
+            let currency = parse_currency(&f("create_split.currency"), &x.currency)?;
+            check_text(
+                &f("create_split.note"),
+                &x.note,
+                0,
+                ledger::NOTE_BYTES_MAX,
+                Count::Bytes,
+            )?;
+            for (name, n) in [
+                ("participant_ids", x.participant_ids.len()),
+                ("values", x.values.len()),
+            ] {
+                if n > ledger::SPLIT_PARTICIPANTS_MAX {
+                    return Err(invalid(format!(
+                        "{}: {n} entries, over the limit of {}",
+                        f(&format!("create_split.{name}")),
+                        ledger::SPLIT_PARTICIPANTS_MAX
+                    )));
+                }
+            }
+            let mode =
+                parse_enum::<ledger::SplitMode>(&f("create_split.mode"), "split mode", x.mode)?;
+            let values = x
+                .values
+                .iter()
+                .enumerate()
+                .map(|(j, v)| {
+                    let field = f(&format!("create_split.values[{j}]"));
+                    match mode {
+                        // Amounts in the currency; basis points and weights are whole numbers.
+                        ledger::SplitMode::Exact => parse_amount(&field, v, currency),
+                        _ => parse_amount(
+                            &field,
+                            v,
+                            ledger::Currency::from_code("JPY").expect("JPY"),
+                        ),
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Command::CreateSplit(ledger::CreateSplit {
+                id: parse_id(&f("create_split.id"), &x.id)?,
+                payer: parse_id(&f("create_split.payer_account_id"), &x.payer_account_id)?,
+                total: parse_amount(&f("create_split.total"), &x.total, currency)?,
+                currency,
+                participants: x
+                    .participant_ids
+                    .iter()
+                    .enumerate()
+                    .map(|(j, p)| parse_id(&f(&format!("create_split.participant_ids[{j}]")), p))
+                    .collect::<Result<_, _>>()?,
+                mode,
+                values,
+                note: x.note.clone(),
+            })
+        }
+        Kind::PaySplit(p) => Command::PaySplit(ledger::PaySplit {
+            id: parse_id(&f("pay_split.id"), &p.id)?,
+            split: parse_id(&f("pay_split.split_id"), &p.split_id)?,
+            participant: parse_id(
+                &f("pay_split.participant_account_id"),
+                &p.participant_account_id,
+            )?,
+        }),
+        Kind::CancelSplit(c) => Command::CancelSplit(ledger::CancelSplit {
+            id: parse_id(&f("cancel_split.id"), &c.id)?,
+            split: parse_id(&f("cancel_split.split_id"), &c.split_id)?,
+        }),
         Kind::CloseOrder(c) => Command::CloseOrder(ledger::CloseOrder {
             id: parse_id(&f("close_order.id"), &c.id)?,
             order: parse_id(&f("close_order.order_id"), &c.order_id)?,
@@ -842,6 +910,9 @@ mod tests {
         });
         check::<ledger::OrderState>("ORDER_STATE", |n| {
             pb::OrderState::try_from(n).ok().map(|e| e.as_str_name())
+        });
+        check::<ledger::SplitMode>("SPLIT_MODE", |n| {
+            pb::SplitMode::try_from(n).ok().map(|e| e.as_str_name())
         });
         check::<ledger::RequestState>("REQUEST_STATE", |n| {
             pb::RequestState::try_from(n).ok().map(|e| e.as_str_name())

@@ -179,6 +179,31 @@ fn request_action_pb(a: &ledger::RequestAction) -> pb::RequestAction {
     }
 }
 
+pub fn split_to_pb(x: &ledger::Split) -> pb::Split {
+    let c = x.currency;
+    pb::Split {
+        id: x.id.to_string(),
+        payer_account_id: x.payer.to_string(),
+        total: amount_str(c, x.total),
+        currency: c.code().to_string(),
+        mode: enum_to_pb(x.mode),
+        state: x.state.name().to_string(),
+        note: x.note.clone(),
+        items: x
+            .items
+            .iter()
+            .map(|i| pb::SplitItem {
+                participant_account_id: i.participant.to_string(),
+                amount: amount_str(c, i.amount),
+                state: i.state.name().to_string(),
+                payment_id: i.payment.map(|p| p.to_string()),
+            })
+            .collect(),
+        created_ns: x.created_ns,
+        updated_ns: x.updated_ns,
+    }
+}
+
 pub fn request_to_pb(r: &ledger::PaymentRequest) -> pb::PaymentRequest {
     pb::PaymentRequest {
         id: r.id.to_string(),
@@ -360,6 +385,25 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
         Command::PayRequest(a) => Kind::PayRequest(request_action_pb(a)),
         Command::DeclineRequest(a) => Kind::DeclineRequest(request_action_pb(a)),
         Command::CancelRequest(a) => Kind::CancelRequest(request_action_pb(a)),
+        Command::CreateSplit(x) => Kind::CreateSplit(pb::CreateSplit {
+            id: x.id.to_string(),
+            payer_account_id: x.payer.to_string(),
+            total: dec(&x.total),
+            currency: x.currency.code().to_string(),
+            participant_ids: x.participants.iter().map(Id::to_string).collect(),
+            mode: enum_to_pb(x.mode),
+            values: x.values.iter().map(dec).collect(),
+            note: x.note.clone(),
+        }),
+        Command::PaySplit(p) => Kind::PaySplit(pb::PaySplit {
+            id: p.id.to_string(),
+            split_id: p.split.to_string(),
+            participant_account_id: p.participant.to_string(),
+        }),
+        Command::CancelSplit(c) => Kind::CancelSplit(pb::CancelSplit {
+            id: c.id.to_string(),
+            split_id: c.split.to_string(),
+        }),
         Command::CloseOrder(c) => Kind::CloseOrder(pb::CloseOrder {
             id: c.id.to_string(),
             order_id: c.order.to_string(),

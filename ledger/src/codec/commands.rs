@@ -217,6 +217,34 @@ pub fn encode_command(e: &mut Enc, c: &Command) {
             e.id(a.id);
             e.id(a.request);
         }
+        Command::CreateSplit(x) => {
+            e.u8(30);
+            e.id(x.id);
+            e.id(x.payer);
+            e.decimal(x.total);
+            e.currency(x.currency);
+            e.u32(x.participants.len() as u32);
+            for p in &x.participants {
+                e.id(*p);
+            }
+            e.u8(x.mode as u8);
+            e.u32(x.values.len() as u32);
+            for v in &x.values {
+                e.decimal(*v);
+            }
+            e.str(&x.note);
+        }
+        Command::PaySplit(p) => {
+            e.u8(31);
+            e.id(p.id);
+            e.id(p.split);
+            e.id(p.participant);
+        }
+        Command::CancelSplit(c) => {
+            e.u8(32);
+            e.id(c.id);
+            e.id(c.split);
+        }
     }
 }
 
@@ -419,6 +447,42 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
                 _ => Command::CancelRequest(a),
             }
         }
+        30 => {
+            let id = d.id()?;
+            let payer = d.id()?;
+            let total = d.decimal()?;
+            let currency = d.currency()?;
+            let n = d.count(SPLIT_PARTICIPANTS_MAX * 4)?;
+            let mut participants = Vec::with_capacity(n);
+            for _ in 0..n {
+                participants.push(d.id()?);
+            }
+            let mode = SplitMode::from_repr(d.u8()?).ok_or(DecodeError("bad split mode"))?;
+            let k = d.count(SPLIT_PARTICIPANTS_MAX * 4)?;
+            let mut values = Vec::with_capacity(k);
+            for _ in 0..k {
+                values.push(d.decimal()?);
+            }
+            Command::CreateSplit(CreateSplit {
+                id,
+                payer,
+                total,
+                currency,
+                participants,
+                mode,
+                values,
+                note: d.string()?,
+            })
+        }
+        31 => Command::PaySplit(PaySplit {
+            id: d.id()?,
+            split: d.id()?,
+            participant: d.id()?,
+        }),
+        32 => Command::CancelSplit(CancelSplit {
+            id: d.id()?,
+            split: d.id()?,
+        }),
         _ => return Err(DecodeError("unknown command tag")),
     })
 }

@@ -391,3 +391,61 @@ pub(crate) fn decode_request(b: &[u8]) -> Result<PaymentRequest, DecodeError> {
     d.finish()?;
     Ok(r)
 }
+
+pub(crate) fn encode_split(x: &Split) -> Vec<u8> {
+    let mut e = Enc::with_capacity(96 + x.items.len() * 56 + x.note.len());
+    e.u8(VERSION);
+    e.id(x.id);
+    e.id(x.payer);
+    e.currency(x.currency);
+    e.u128(x.total);
+    e.u8(x.mode as u8);
+    e.u8(x.state as u8);
+    e.str(&x.note);
+    e.u32(x.items.len() as u32);
+    for i in &x.items {
+        e.id(i.participant);
+        e.u128(i.amount);
+        e.u8(i.state as u8);
+        e.opt_id(i.payment);
+    }
+    e.u64(x.created_ns);
+    e.u64(x.updated_ns);
+    e.buf
+}
+
+pub(crate) fn decode_split(b: &[u8]) -> Result<Split, DecodeError> {
+    let mut d = Dec::new(b);
+    d.version()?;
+    let id = d.id()?;
+    let payer = d.id()?;
+    let currency = d.currency()?;
+    let total = d.u128()?;
+    let mode = SplitMode::from_repr(d.u8()?).ok_or(DecodeError("bad split mode"))?;
+    let state = SplitState::from_repr(d.u8()?).ok_or(DecodeError("bad split state"))?;
+    let note = d.string()?;
+    let n = d.count(SPLIT_PARTICIPANTS_MAX)?;
+    let mut items = Vec::with_capacity(n);
+    for _ in 0..n {
+        items.push(SplitItem {
+            participant: d.id()?,
+            amount: d.u128()?,
+            state: SplitItemState::from_repr(d.u8()?).ok_or(DecodeError("bad item state"))?,
+            payment: d.opt_id()?,
+        });
+    }
+    let x = Split {
+        id,
+        payer,
+        currency,
+        total,
+        mode,
+        state,
+        note,
+        items,
+        created_ns: d.u64()?,
+        updated_ns: d.u64()?,
+    };
+    d.finish()?;
+    Ok(x)
+}

@@ -6,7 +6,8 @@
 //!   limits and funds, holds and their release — so no flow repeats a debit or credit check;
 //! - [`accounts`], [`merchants`], [`transfers`] (transfers and two-phase holds), [`orders`] (QR
 //!   orders, merchant payments, refunds, bills), [`paycodes`] (customer-presented payment codes),
-//!   [`cash`] (top-ups and withdrawals), [`social`] (chat transfers, payment requests), [`clients`]:
+//!   [`cash`] (top-ups and withdrawals), [`social`] (chat transfers, payment requests), [`splits`]
+//!   (bill splits, AA collection), [`clients`]:
 //!   the commands; [`holds`]: flows that are a two-phase hold with a purpose;
 //! - [`events`]: the flow events each transition emits, journaled per batch;
 //! - [`timers`]: the one timer index `(due_ns, kind, id)` through which everything expires;
@@ -35,11 +36,13 @@ mod paycodes;
 mod queries;
 mod snapshot;
 mod social;
+mod splits;
 mod timers;
 mod transfers;
 mod verify;
 
 pub use events::{JournalBatch, EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX};
+pub use splits::{split_rotation, split_shares};
 pub use timers::EXPIRE_PER_BATCH_MAX;
 pub use verify::VerifyError;
 
@@ -439,6 +442,9 @@ impl<S: Store> Ledger<S> {
             Command::CancelRequest(a) => self
                 .end_request(ctx, a, RequestState::Cancelled)
                 .map(|()| None),
+            Command::CreateSplit(c) => self.create_split(ctx, c).map(|()| None),
+            Command::PaySplit(p) => self.pay_split(ctx, p).map(Some),
+            Command::CancelSplit(c) => self.cancel_split(ctx, c).map(|()| None),
         };
         let (code, transfer) = match outcome {
             Ok(t) => (ResultCode::Ok, t),
