@@ -148,6 +148,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::SplitCmd,
     },
+    /// Red packets: `redpacket create|claim|get|verify`.
+    Redpacket {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::RedPacketCmd,
+    },
     /// An account's postings, oldest first, paged by cursor.
     History {
         #[command(flatten)]
@@ -390,6 +397,7 @@ fn main() {
             Cmd::Receive { conn, args } => cli::receive(&conn, args).await,
             Cmd::Request { conn, cmd } => cli::request(&conn, cmd).await,
             Cmd::Split { conn, cmd } => cli::split(&conn, cmd).await,
+            Cmd::Redpacket { conn, cmd } => cli::redpacket(&conn, cmd).await,
             Cmd::Withdraw { conn, args } => cli::withdraw(&conn, args).await,
             Cmd::History {
                 conn,

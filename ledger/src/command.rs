@@ -50,6 +50,10 @@ pub const QR_PAYLOAD_CHARS_MAX: usize = crate::emv::PAYLOAD_CHARS_MAX;
 pub const PAYCODE_MAX_DEFAULT: u64 = 2_000;
 /// How long a withdrawal waits for the bank by default: 3 days.
 pub const WITHDRAWAL_EXPIRES_DEFAULT_SECONDS: u64 = 3 * 24 * 3600;
+/// Most slots in a red packet.
+pub const REDPACKET_SLOTS_MAX: u32 = 1_000;
+/// How long a red packet stays claimable by default: 24 h.
+pub const REDPACKET_EXPIRES_DEFAULT_SECONDS: u64 = 24 * 3600;
 /// Most participants in a split.
 pub const SPLIT_PARTICIPANTS_MAX: usize = 100;
 /// Largest weight in `shares` mode (so total × weight fits the arithmetic).
@@ -368,6 +372,29 @@ pub struct CancelSplit {
     pub split: Id,
 }
 
+/// A red packet: the sender's `total` moves into escrow and is cut into `count` slots at creation
+/// (see [`crate::redpacket`]); the k-th claim takes slot k; at expiry the rest returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateRedPacket {
+    pub id: Id,
+    pub sender: Id,
+    pub total: Decimal,
+    pub currency: Option<Currency>,
+    /// 1 ..= [`REDPACKET_SLOTS_MAX`], at most one slot per minor unit.
+    pub count: u32,
+    /// `random` (double average) or fixed (equal) slots.
+    pub random: bool,
+    /// `None`: [`REDPACKET_EXPIRES_DEFAULT_SECONDS`]; at most [`PENDING_TIMEOUT_SECONDS_MAX`].
+    pub expires_in_seconds: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimRedPacket {
+    pub id: Id,
+    pub packet: Id,
+    pub wallet: Id,
+}
+
 /// Registers (or re-registers with a new role) an API client's Ed25519 public key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegisterClient {
@@ -415,6 +442,8 @@ pub enum Command {
     CreateSplit(CreateSplit),
     PaySplit(PaySplit),
     CancelSplit(CancelSplit),
+    CreateRedPacket(CreateRedPacket),
+    ClaimRedPacket(ClaimRedPacket),
 }
 
 impl Command {
@@ -449,6 +478,8 @@ impl Command {
             Command::CreateSplit(c) => c.id,
             Command::PaySplit(c) => c.id,
             Command::CancelSplit(c) => c.id,
+            Command::CreateRedPacket(c) => c.id,
+            Command::ClaimRedPacket(c) => c.id,
         }
     }
 }

@@ -28,6 +28,7 @@
 //!   `rocksdb`, on by default; off for crates that need only the ledger's types).
 //! - [`emv`]: EMV QR merchant-presented payloads — build, parse, CRC (pure; used by the QR flows).
 //! - [`paycode`]: customer-presented payment codes — the token format and its signature check.
+//! - [`redpacket`]: how a red packet is cut into slots from its seed (recomputable by anyone).
 //! - [`codec`]: the binary encoding of commands, results and records.
 
 pub mod codec;
@@ -36,6 +37,7 @@ pub mod emv;
 pub mod enums;
 pub mod money;
 pub mod paycode;
+pub mod redpacket;
 pub mod result;
 pub mod rng;
 #[cfg(feature = "rocksdb")]
@@ -50,7 +52,7 @@ pub use money::{Currency, MAX_MINOR};
 pub use result::{CommandResult, ResultCode};
 #[cfg(feature = "rocksdb")]
 pub use rocks::{open_db, RocksStore};
-pub use state::{split_rotation, split_shares};
+pub use state::{escrow_account_id, split_rotation, split_shares};
 pub use state::{
     BatchOutput, CurrencyTotals, JournalBatch, Ledger, LedgerError, VerifyError,
     EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX, EXPIRE_PER_BATCH_MAX, HISTORY_PAGE_MAX,

@@ -119,6 +119,15 @@ stable_enum! {
         SplitItemNotFound = 74 => "split_item_not_found",
         /// The participant's share was already paid.
         SplitItemPaid = 75 => "split_item_paid",
+        /// A red packet with no slots or more than 1 000, fewer minor units than slots, or a total
+        /// past 2^63 minor units.
+        InvalidRedPacket = 76 => "invalid_redpacket",
+        RedPacketNotFound = 77 => "redpacket_not_found",
+        /// Every slot is taken.
+        RedPacketEmpty = 78 => "redpacket_empty",
+        /// This wallet already claimed from the packet.
+        RedPacketAlreadyClaimed = 79 => "redpacket_already_claimed",
+        RedPacketExpired = 80 => "redpacket_expired",
     }
 }
 

@@ -37,10 +37,12 @@ pub enum Cf {
     Requests,
     /// Split id → split with its items.
     Splits,
+    /// Red packet id → packet; (id, 0xFF) → its slots; (id, slot) → the claim of that slot.
+    RedPackets,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 13] = [
+    pub const ALL: [Cf; 14] = [
         Cf::Meta,
         Cf::Accounts,
         Cf::Commands,
@@ -54,6 +56,7 @@ impl Cf {
         Cf::Events,
         Cf::Requests,
         Cf::Splits,
+        Cf::RedPackets,
     ];
 
     /// Column family name in RocksDB (prefixed so the Raft log's families can share the database).
@@ -72,6 +75,7 @@ impl Cf {
             Cf::Events => "ledger_events",
             Cf::Requests => "ledger_requests",
             Cf::Splits => "ledger_splits",
+            Cf::RedPackets => "ledger_redpackets",
         }
     }
 }

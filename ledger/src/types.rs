@@ -114,6 +114,8 @@ stable_enum! {
         PaycodeNonce = 2 => "paycode_nonce",
         /// An open payment request expires.
         Request = 3 => "request",
+        /// A red packet expires: the unclaimed rest returns to the sender.
+        RedPacket = 4 => "redpacket",
     }
 }
 
@@ -402,7 +404,52 @@ stable_enum! {
         /// Every item is paid.
         SplitSettled = 22 => "split_settled",
         SplitCancelled = 23 => "split_cancelled",
+        RedPacketCreated = 24 => "redpacket_created",
+        /// A wallet took a slot (amount = the slot).
+        RedPacketClaimed = 25 => "redpacket_claimed",
+        /// The packet expired; the unclaimed rest (amount) returned to the sender.
+        RedPacketExpired = 26 => "redpacket_expired",
     }
+}
+
+stable_enum! {
+    /// A red packet's life: `open → emptied | expired`.
+    pub enum RedPacketState: u8 {
+        Open = 0 => "open",
+        /// Every slot claimed.
+        Emptied = 1 => "emptied",
+        /// Expired; the rest returned to the sender.
+        Expired = 2 => "expired",
+    }
+}
+
+/// A red packet. Its slots (fixed at creation) and claims are stored beside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedPacket {
+    pub id: Id,
+    pub sender: Id,
+    pub currency: crate::Currency,
+    pub total: u128,
+    pub count: u32,
+    pub random: bool,
+    /// The seed the slots were cut with (see `crate::redpacket`).
+    pub seed: u64,
+    pub escrow: Id,
+    pub state: RedPacketState,
+    pub claimed: u32,
+    pub claimed_amount: u128,
+    pub created_ns: u64,
+    pub expires_ns: u64,
+    pub updated_ns: u64,
+}
+
+/// One claim of a red packet: slot `slot` (0-based) to `wallet`, by command `claim`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RedPacketClaim {
+    pub slot: u32,
+    pub wallet: Id,
+    pub claim: Id,
+    pub amount: u128,
 }
 
 stable_enum! {

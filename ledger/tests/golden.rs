@@ -34,6 +34,9 @@
 //! - `split ID PAYER TOTAL CUR participants=A,B,… [mode=equal|exact|percent|shares|each]
 //!   [values=V1,V2,…] [note=TEXT]`, `split_pay ID SPLIT PARTICIPANT`, `split_cancel ID SPLIT`,
 //!   `splits NAME...`
+//! - `redpacket ID SENDER TOTAL COUNT [mode=random|fixed] [expires_in=SECONDS] [currency=CUR]`,
+//!   `claim ID PACKET WALLET`, `redpackets NAME...` (slots, claims, and the slots recomputed from the
+//!   recorded seed)
 //! - `journal [from=INDEX]`: the journaled flow events from an index (each batch's events are
 //!   also printed under its results)
 //! - `begin` … `commit`: the commands between them go in one batch (else one batch each)
@@ -94,6 +97,10 @@ impl Runner {
         if let Some(id) = self.names.get(name) {
             return *id;
         }
+        // The derived escrow account of a currency (`escrow_CNY`).
+        if let Some(c) = name.strip_prefix("escrow_").and_then(Currency::from_code) {
+            return escrow_account_id(c);
+        }
         let id = Id(self.names.len() as u128 + 1);
         self.names.insert(name.to_string(), id);
         self.ids.insert(id, name.to_string());
@@ -101,7 +108,17 @@ impl Runner {
     }
 
     fn name(&self, id: Id) -> String {
-        self.ids.get(&id).cloned().unwrap_or_else(|| id.to_string())
+        if let Some(n) = self.ids.get(&id) {
+            return n.clone();
+        }
+        // The derived escrow accounts, by their documented names.
+        for code in ["CNY", "USD", "JPY"] {
+            let c = Currency::from_code(code).expect("known currency");
+            if escrow_account_id(c) == id {
+                return format!("escrow_{code}");
+            }
+        }
+        id.to_string()
     }
 
     fn key(name: &str) -> [u8; 32] {
@@ -141,6 +158,10 @@ impl Runner {
                         .order(t.2)?
                         .is_some_and(|o| o.state == OrderState::Expired),
                     TimerKind::PaycodeNonce => true,
+                    TimerKind::RedPacket => self
+                        .ledger
+                        .redpacket(t.2)?
+                        .is_some_and(|(r, _, _)| r.state == RedPacketState::Expired),
                     TimerKind::Request => self
                         .ledger
                         .request(t.2)?
@@ -951,6 +972,87 @@ impl goldenscript::Runner for Runner {
                                 self.name(x.payer),
                                 items.join(", ")
                             )?
+                        }
+                    }
+                }
+                args.reject_rest()?;
+                out
+            }
+            "redpacket" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let sender = self.id(&pos(&mut args, "sender")?.value);
+                let total = amount(&pos(&mut args, "total")?.value)?;
+                let count: u32 = pos(&mut args, "count")?.value.parse()?;
+                let currency = opt_currency(&mut args)?;
+                let random = match args.lookup("mode").map(|a| a.value.clone()).as_deref() {
+                    None | Some("random") => true,
+                    Some("fixed") => false,
+                    Some(m) => return Err(format!("mode {m}").into()),
+                };
+                let expires_in_seconds = args.lookup_parse("expires_in")?;
+                args.reject_rest()?;
+                self.submit(Command::CreateRedPacket(CreateRedPacket {
+                    id,
+                    sender,
+                    total,
+                    currency,
+                    count,
+                    random,
+                    expires_in_seconds,
+                }))?
+            }
+            "claim" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let packet = self.id(&pos(&mut args, "packet")?.value);
+                let wallet = self.id(&pos(&mut args, "wallet")?.value);
+                args.reject_rest()?;
+                self.submit(Command::ClaimRedPacket(ClaimRedPacket {
+                    id,
+                    packet,
+                    wallet,
+                }))?
+            }
+            "redpackets" => {
+                let mut out = String::new();
+                for a in args.rest_pos() {
+                    let id = self.id(&a.value);
+                    match self.ledger.redpacket(id)? {
+                        None => writeln!(out, "{}: no red packet", a.value)?,
+                        Some((r, slots, claims)) => {
+                            let c = r.currency;
+                            let fmt = |v: u128| c.to_decimal(v).to_string();
+                            let recomputed =
+                                redpacket::slots(r.seed, r.total as u64, r.count, r.random);
+                            writeln!(
+                                out,
+                                "{}: {} {} {c} in {} slots, claimed {} ({}); slots [{}]; verify {}",
+                                a.value,
+                                r.state,
+                                fmt(r.total),
+                                r.count,
+                                r.claimed,
+                                fmt(r.claimed_amount),
+                                slots
+                                    .iter()
+                                    .map(|s| fmt(u128::from(*s)))
+                                    .collect::<Vec<_>>()
+                                    .join(" "),
+                                if recomputed == slots {
+                                    "ok"
+                                } else {
+                                    "MISMATCH"
+                                }
+                            )?;
+                            for cl in claims {
+                                writeln!(
+                                    out,
+                                    "  slot {} → {} {} by {}",
+                                    cl.slot,
+                                    self.name(cl.wallet),
+                                    fmt(cl.amount),
+                                    self.name(cl.claim)
+                                )?;
+                            }
                         }
                     }
                 }

@@ -662,6 +662,37 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// Red-packet slots sum to the total, each is at least one minor unit, the random ones respect
+    /// the double-average bound, and the same seed gives the same slots (what `verify` relies on).
+    #[test]
+    fn redpacket_slots_sum_and_recompute(seed in any::<u64>()) {
+        let seed = seed_or(seed);
+        let mut rng = Rng(seed);
+        let count = 1 + rng.below(u64::from(REDPACKET_SLOTS_MAX)) as u32;
+        let span = if rng.chance(50) { 100 } else { 1_000_000_000 };
+        let total = u64::from(count) + rng.below(span);
+        let random = rng.chance(80);
+        let s = redpacket::slots(seed, total, count, random);
+        prop_assert_eq!(s.len(), count as usize, "seed={}", seed);
+        prop_assert_eq!(s.iter().sum::<u64>(), total, "seed={}", seed);
+        prop_assert!(s.iter().all(|v| *v >= 1), "seed={}", seed);
+        if random {
+            let mut rem = total;
+            for (i, v) in s.iter().enumerate() {
+                let left = u64::from(count) - i as u64;
+                if left > 1 {
+                    prop_assert!(*v <= (2 * rem / left).max(1), "seed={}: slot {} over twice the average", seed, i);
+                }
+                rem -= v;
+            }
+        }
+        prop_assert_eq!(redpacket::slots(seed, total, count, random), s, "seed={}", seed);
+    }
+}
+
 /// The generator exercises what it claims to: across a fixed set of seeds, transfers, holds, posts,
 /// voids, expiries, replays and conflicts all occur with successful and failing outcomes.
 #[test]

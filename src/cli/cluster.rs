@@ -114,6 +114,12 @@ fn command_json(c: &Option<pb::Command>) -> Value {
         Some(K::CancelSplit(c)) => {
             json!({"type": "cancel_split", "id": c.id, "split": c.split_id})
         }
+        Some(K::CreateRedpacket(r)) => {
+            json!({"type": "create_redpacket", "id": r.id, "sender": r.sender_account_id, "total": r.total, "currency": r.currency, "count": r.count, "random": r.random})
+        }
+        Some(K::ClaimRedpacket(c)) => {
+            json!({"type": "claim_redpacket", "id": c.id, "packet": c.packet_id, "wallet": c.wallet_id})
+        }
         Some(K::SetAccountStatus(s)) => {
             json!({"type": "set_account_status", "id": s.id, "account": s.account_id, "status": name::<ledger::AccountStatus>(s.status)})
         }

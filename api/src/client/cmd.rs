@@ -269,3 +269,15 @@ pub fn cancel_split(id: Id, split: Id) -> pb::Command {
         split_id: split.to_string(),
     }))
 }
+
+pub fn create_redpacket(r: pb::CreateRedPacket) -> pb::Command {
+    wrap(pb::command::Kind::CreateRedpacket(r))
+}
+
+pub fn claim_redpacket(id: Id, packet: Id, wallet: Id) -> pb::Command {
+    wrap(pb::command::Kind::ClaimRedpacket(pb::ClaimRedPacket {
+        id: id.to_string(),
+        packet_id: packet.to_string(),
+        wallet_id: wallet.to_string(),
+    }))
+}

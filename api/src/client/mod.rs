@@ -310,6 +310,29 @@ impl Client {
             .await
     }
 
+    /// Red packets (found ones in request order, and the ids not found).
+    pub async fn get_redpackets(
+        &self,
+        ids: &[Id],
+    ) -> Result<pb::GetRedPacketsResponse, ClientError> {
+        let msg = pb::GetRedPacketsRequest {
+            ids: ids.iter().map(Id::to_string).collect(),
+            allow_stale: self.core.cfg.stale_reads,
+        };
+        self.core
+            .call(
+                "/suanpan.v1.Ledger/GetRedPackets",
+                msg,
+                |ch, r| async move {
+                    pb::ledger_client::LedgerClient::new(ch)
+                        .max_decoding_message_size(64 << 20)
+                        .get_red_packets(r)
+                        .await
+                },
+            )
+            .await
+    }
+
     /// One page of an account's history (postings with `seq > after_seq`, at most `limit`).
     pub async fn list_account_history(
         &self,

@@ -178,6 +178,25 @@ impl pb::ledger_server::Ledger for LedgerService {
         }))
     }
 
+    async fn get_red_packets(
+        &self,
+        request: Request<pb::GetRedPacketsRequest>,
+    ) -> Result<Response<pb::GetRedPacketsResponse>, Status> {
+        let req = request.into_inner();
+        let (redpackets, not_found, applied_index) = self
+            .lookup(&req.ids, req.allow_stale, |l, id| {
+                Ok(l.redpacket(id)
+                    .map_err(internal)?
+                    .map(|(r, slots, claims)| wire::redpacket_to_pb(&r, &slots, &claims)))
+            })
+            .await?;
+        Ok(Response::new(pb::GetRedPacketsResponse {
+            redpackets,
+            not_found,
+            applied_index,
+        }))
+    }
+
     async fn get_transfers(
         &self,
         request: Request<pb::GetTransfersRequest>,

@@ -555,6 +555,26 @@ pub fn command_from_pb(
             id: parse_id(&f("cancel_split.id"), &c.id)?,
             split: parse_id(&f("cancel_split.split_id"), &c.split_id)?,
         }),
+        Kind::CreateRedpacket(r) => {
+            let currency = parse_currency(&f("create_redpacket.currency"), &r.currency)?;
+            Command::CreateRedPacket(ledger::CreateRedPacket {
+                id: parse_id(&f("create_redpacket.id"), &r.id)?,
+                sender: parse_id(
+                    &f("create_redpacket.sender_account_id"),
+                    &r.sender_account_id,
+                )?,
+                total: parse_amount(&f("create_redpacket.total"), &r.total, currency)?,
+                currency: Some(currency),
+                count: r.count,
+                random: r.random,
+                expires_in_seconds: r.expires_in_seconds,
+            })
+        }
+        Kind::ClaimRedpacket(c) => Command::ClaimRedPacket(ledger::ClaimRedPacket {
+            id: parse_id(&f("claim_redpacket.id"), &c.id)?,
+            packet: parse_id(&f("claim_redpacket.packet_id"), &c.packet_id)?,
+            wallet: parse_id(&f("claim_redpacket.wallet_id"), &c.wallet_id)?,
+        }),
         Kind::CloseOrder(c) => Command::CloseOrder(ledger::CloseOrder {
             id: parse_id(&f("close_order.id"), &c.id)?,
             order: parse_id(&f("close_order.order_id"), &c.order_id)?,

@@ -204,6 +204,42 @@ pub fn split_to_pb(x: &ledger::Split) -> pb::Split {
     }
 }
 
+pub fn redpacket_to_pb(
+    r: &ledger::RedPacket,
+    slots: &[u64],
+    claims: &[ledger::RedPacketClaim],
+) -> pb::RedPacket {
+    let c = r.currency;
+    pb::RedPacket {
+        id: r.id.to_string(),
+        sender_account_id: r.sender.to_string(),
+        total: amount_str(c, r.total),
+        currency: c.code().to_string(),
+        count: r.count,
+        random: r.random,
+        seed: r.seed,
+        escrow_account_id: r.escrow.to_string(),
+        state: r.state.name().to_string(),
+        claimed: r.claimed,
+        claimed_amount: amount_str(c, r.claimed_amount),
+        slots: slots
+            .iter()
+            .map(|s| amount_str(c, u128::from(*s)))
+            .collect(),
+        claims: claims
+            .iter()
+            .map(|cl| pb::RedPacketClaim {
+                slot: cl.slot,
+                wallet_id: cl.wallet.to_string(),
+                claim_id: cl.claim.to_string(),
+                amount: amount_str(c, cl.amount),
+            })
+            .collect(),
+        created_ns: r.created_ns,
+        expires_ns: r.expires_ns,
+    }
+}
+
 pub fn request_to_pb(r: &ledger::PaymentRequest) -> pb::PaymentRequest {
     pb::PaymentRequest {
         id: r.id.to_string(),
@@ -403,6 +439,20 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
         Command::CancelSplit(c) => Kind::CancelSplit(pb::CancelSplit {
             id: c.id.to_string(),
             split_id: c.split.to_string(),
+        }),
+        Command::CreateRedPacket(r) => Kind::CreateRedpacket(pb::CreateRedPacket {
+            id: r.id.to_string(),
+            sender_account_id: r.sender.to_string(),
+            total: dec(&r.total),
+            currency: code_or(r.currency, currency_of(r.sender)),
+            count: r.count,
+            random: r.random,
+            expires_in_seconds: r.expires_in_seconds,
+        }),
+        Command::ClaimRedPacket(c) => Kind::ClaimRedpacket(pb::ClaimRedPacket {
+            id: c.id.to_string(),
+            packet_id: c.packet.to_string(),
+            wallet_id: c.wallet.to_string(),
         }),
         Command::CloseOrder(c) => Kind::CloseOrder(pb::CloseOrder {
             id: c.id.to_string(),

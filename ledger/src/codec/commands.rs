@@ -245,6 +245,22 @@ pub fn encode_command(e: &mut Enc, c: &Command) {
             e.id(c.id);
             e.id(c.split);
         }
+        Command::CreateRedPacket(r) => {
+            e.u8(33);
+            e.id(r.id);
+            e.id(r.sender);
+            e.decimal(r.total);
+            e.opt_currency(r.currency);
+            e.u32(r.count);
+            e.bool(r.random);
+            e.opt_u64(r.expires_in_seconds);
+        }
+        Command::ClaimRedPacket(c) => {
+            e.u8(34);
+            e.id(c.id);
+            e.id(c.packet);
+            e.id(c.wallet);
+        }
     }
 }
 
@@ -482,6 +498,20 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
         32 => Command::CancelSplit(CancelSplit {
             id: d.id()?,
             split: d.id()?,
+        }),
+        33 => Command::CreateRedPacket(CreateRedPacket {
+            id: d.id()?,
+            sender: d.id()?,
+            total: d.decimal()?,
+            currency: d.opt_currency()?,
+            count: d.u32()?,
+            random: d.bool()?,
+            expires_in_seconds: d.opt_u64()?,
+        }),
+        34 => Command::ClaimRedPacket(ClaimRedPacket {
+            id: d.id()?,
+            packet: d.id()?,
+            wallet: d.id()?,
         }),
         _ => return Err(DecodeError("unknown command tag")),
     })

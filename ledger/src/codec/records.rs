@@ -449,3 +449,91 @@ pub(crate) fn decode_split(b: &[u8]) -> Result<Split, DecodeError> {
     d.finish()?;
     Ok(x)
 }
+
+pub(crate) fn encode_redpacket(r: &RedPacket) -> Vec<u8> {
+    let mut e = Enc::with_capacity(160);
+    e.u8(VERSION);
+    e.id(r.id);
+    e.id(r.sender);
+    e.currency(r.currency);
+    e.u128(r.total);
+    e.u32(r.count);
+    e.bool(r.random);
+    e.u64(r.seed);
+    e.id(r.escrow);
+    e.u8(r.state as u8);
+    e.u32(r.claimed);
+    e.u128(r.claimed_amount);
+    e.u64(r.created_ns);
+    e.u64(r.expires_ns);
+    e.u64(r.updated_ns);
+    e.buf
+}
+
+pub(crate) fn decode_redpacket(b: &[u8]) -> Result<RedPacket, DecodeError> {
+    let mut d = Dec::new(b);
+    d.version()?;
+    let r = RedPacket {
+        id: d.id()?,
+        sender: d.id()?,
+        currency: d.currency()?,
+        total: d.u128()?,
+        count: d.u32()?,
+        random: d.bool()?,
+        seed: d.u64()?,
+        escrow: d.id()?,
+        state: RedPacketState::from_repr(d.u8()?).ok_or(DecodeError("bad red packet state"))?,
+        claimed: d.u32()?,
+        claimed_amount: d.u128()?,
+        created_ns: d.u64()?,
+        expires_ns: d.u64()?,
+        updated_ns: d.u64()?,
+    };
+    d.finish()?;
+    Ok(r)
+}
+
+pub(crate) fn encode_slots(slots: &[u64]) -> Vec<u8> {
+    let mut e = Enc::with_capacity(8 + slots.len() * 8);
+    e.u8(VERSION);
+    e.u32(slots.len() as u32);
+    for s in slots {
+        e.u64(*s);
+    }
+    e.buf
+}
+
+pub(crate) fn decode_slots(b: &[u8]) -> Result<Vec<u64>, DecodeError> {
+    let mut d = Dec::new(b);
+    d.version()?;
+    let n = d.count(REDPACKET_SLOTS_MAX as usize)?;
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        v.push(d.u64()?);
+    }
+    d.finish()?;
+    Ok(v)
+}
+
+pub(crate) fn encode_claim(c: &RedPacketClaim) -> Vec<u8> {
+    let mut e = Enc::with_capacity(64);
+    e.u8(VERSION);
+    e.u32(c.slot);
+    e.id(c.wallet);
+    e.id(c.claim);
+    e.u128(c.amount);
+    e.buf
+}
+
+pub(crate) fn decode_claim(b: &[u8]) -> Result<RedPacketClaim, DecodeError> {
+    let mut d = Dec::new(b);
+    d.version()?;
+    let c = RedPacketClaim {
+        slot: d.u32()?,
+        wallet: d.id()?,
+        claim: d.id()?,
+        amount: d.u128()?,
+    };
+    d.finish()?;
+    Ok(c)
+}

@@ -7,7 +7,7 @@
 //! - [`accounts`], [`merchants`], [`transfers`] (transfers and two-phase holds), [`orders`] (QR
 //!   orders, merchant payments, refunds, bills), [`paycodes`] (customer-presented payment codes),
 //!   [`cash`] (top-ups and withdrawals), [`social`] (chat transfers, payment requests), [`splits`]
-//!   (bill splits, AA collection), [`clients`]:
+//!   (bill splits, AA collection), [`redpackets`], [`clients`]:
 //!   the commands; [`holds`]: flows that are a two-phase hold with a purpose;
 //! - [`events`]: the flow events each transition emits, journaled per batch;
 //! - [`timers`]: the one timer index `(due_ns, kind, id)` through which everything expires;
@@ -34,6 +34,7 @@ mod moves;
 mod orders;
 mod paycodes;
 mod queries;
+mod redpackets;
 mod snapshot;
 mod social;
 mod splits;
@@ -42,6 +43,7 @@ mod transfers;
 mod verify;
 
 pub use events::{JournalBatch, EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX};
+pub use redpackets::escrow_account_id;
 pub use splits::{split_rotation, split_shares};
 pub use timers::EXPIRE_PER_BATCH_MAX;
 pub use verify::VerifyError;
@@ -116,6 +118,8 @@ pub struct Ledger<S: Store> {
 /// Working state of one batch: changes are gathered here and written in one atomic store write.
 struct BatchCtx {
     ts: u64,
+    /// The leader's seed for the batch (red packets derive theirs from it).
+    seed: u64,
     day: u32,
     wb: WriteBatch,
     /// Account states before the batch first touched them (for the conservation check and the write).
@@ -251,6 +255,7 @@ impl<S: Store> Ledger<S> {
         let ts = batch.timestamp_ns.max(self.last_timestamp_ns + 1);
         let mut ctx = BatchCtx {
             ts,
+            seed: batch.seed,
             day: (ts / NS_PER_DAY) as u32,
             wb: WriteBatch::with_capacity(batch.commands.len() * 4 + 8),
             before: FxHashMap::with_capacity_and_hasher(
@@ -445,6 +450,8 @@ impl<S: Store> Ledger<S> {
             Command::CreateSplit(c) => self.create_split(ctx, c).map(|()| None),
             Command::PaySplit(p) => self.pay_split(ctx, p).map(Some),
             Command::CancelSplit(c) => self.cancel_split(ctx, c).map(|()| None),
+            Command::CreateRedPacket(r) => self.create_redpacket(ctx, r).map(Some),
+            Command::ClaimRedPacket(c) => self.claim_redpacket(ctx, c).map(Some),
         };
         let (code, transfer) = match outcome {
             Ok(t) => (ResultCode::Ok, t),

@@ -95,6 +95,7 @@ impl<S: Store> Ledger<S> {
                 TimerKind::Order => self.expire_order(ctx, id)?,
                 TimerKind::PaycodeNonce => self.forget_paycode_nonce(ctx, due_ns, id)?,
                 TimerKind::Request => self.expire_request(ctx, id)?,
+                TimerKind::RedPacket => self.expire_redpacket(ctx, id)?,
             }
         }
         Ok(())
