@@ -148,6 +148,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::SplitCmd,
     },
+    /// Groups and netted settle-up: `group create|balances|settle`.
+    Group {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::GroupCmd,
+    },
     /// Red packets: `redpacket create|claim|get|verify`.
     Redpacket {
         #[command(flatten)]
@@ -398,6 +405,7 @@ fn main() {
             Cmd::Request { conn, cmd } => cli::request(&conn, cmd).await,
             Cmd::Split { conn, cmd } => cli::split(&conn, cmd).await,
             Cmd::Redpacket { conn, cmd } => cli::redpacket(&conn, cmd).await,
+            Cmd::Group { conn, cmd } => cli::group(&conn, cmd).await,
             Cmd::Withdraw { conn, args } => cli::withdraw(&conn, args).await,
             Cmd::History {
                 conn,

@@ -54,6 +54,11 @@ pub const WITHDRAWAL_EXPIRES_DEFAULT_SECONDS: u64 = 3 * 24 * 3600;
 pub const REDPACKET_SLOTS_MAX: u32 = 1_000;
 /// How long a red packet stays claimable by default: 24 h.
 pub const REDPACKET_EXPIRES_DEFAULT_SECONDS: u64 = 24 * 3600;
+/// Most members of a group, and most open splits it tracks.
+pub const GROUP_MEMBERS_MAX: usize = 100;
+pub const GROUP_OPEN_SPLITS_MAX: usize = 1_000;
+/// Longest group name, in bytes.
+pub const GROUP_NAME_BYTES_MAX: usize = 64;
 /// Most participants in a split.
 pub const SPLIT_PARTICIPANTS_MAX: usize = 100;
 /// Largest weight in `shares` mode (so total × weight fits the arithmetic).
@@ -356,6 +361,27 @@ pub struct CreateSplit {
     /// `exact`: amounts; `percent`: basis points; `shares`: weights; empty otherwise.
     pub values: Vec<Decimal>,
     pub note: String,
+    /// The group the split belongs to (its payer and participants must be members); group splits
+    /// can be settled together with `SettleGroup`.
+    pub group: Option<Id>,
+}
+
+/// A group of wallets whose splits are settled together (netted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateGroup {
+    pub id: Id,
+    /// 1 ..= 64 bytes.
+    pub name: String,
+    /// 2 ..= [`GROUP_MEMBERS_MAX`] distinct accounts.
+    pub members: Vec<Id>,
+}
+
+/// Settles every pending item of the group's open splits at once, netted: per currency, at most
+/// (members − 1) transfers, all or nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettleGroup {
+    pub id: Id,
+    pub group: Id,
 }
 
 /// A participant pays its share of a split to the payer.
@@ -444,6 +470,8 @@ pub enum Command {
     CancelSplit(CancelSplit),
     CreateRedPacket(CreateRedPacket),
     ClaimRedPacket(ClaimRedPacket),
+    CreateGroup(CreateGroup),
+    SettleGroup(SettleGroup),
 }
 
 impl Command {
@@ -480,6 +508,8 @@ impl Command {
             Command::CancelSplit(c) => c.id,
             Command::CreateRedPacket(c) => c.id,
             Command::ClaimRedPacket(c) => c.id,
+            Command::CreateGroup(c) => c.id,
+            Command::SettleGroup(c) => c.id,
         }
     }
 }

@@ -52,7 +52,7 @@ pub use money::{Currency, MAX_MINOR};
 pub use result::{CommandResult, ResultCode};
 #[cfg(feature = "rocksdb")]
 pub use rocks::{open_db, RocksStore};
-pub use state::{escrow_account_id, split_rotation, split_shares};
+pub use state::{escrow_account_id, settle_plan, split_rotation, split_shares, GroupNets};
 pub use state::{
     BatchOutput, CurrencyTotals, JournalBatch, Ledger, LedgerError, VerifyError,
     EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX, EXPIRE_PER_BATCH_MAX, HISTORY_PAGE_MAX,

@@ -128,6 +128,14 @@ stable_enum! {
         /// This wallet already claimed from the packet.
         RedPacketAlreadyClaimed = 79 => "redpacket_already_claimed",
         RedPacketExpired = 80 => "redpacket_expired",
+        /// A group with fewer than 2 or more than 100 members, a member twice, or a name empty or
+        /// over 64 bytes.
+        InvalidGroup = 81 => "invalid_group",
+        GroupNotFound = 82 => "group_not_found",
+        /// A group split whose payer or a participant is not a member.
+        NotAGroupMember = 83 => "not_a_group_member",
+        /// The group already tracks 1 000 open splits.
+        GroupFull = 84 => "group_full",
     }
 }
 

@@ -39,10 +39,12 @@ pub enum Cf {
     Splits,
     /// Red packet id → packet; (id, 0xFF) → its slots; (id, slot) → the claim of that slot.
     RedPackets,
+    /// Group id → group.
+    Groups,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 14] = [
+    pub const ALL: [Cf; 15] = [
         Cf::Meta,
         Cf::Accounts,
         Cf::Commands,
@@ -57,6 +59,7 @@ impl Cf {
         Cf::Requests,
         Cf::Splits,
         Cf::RedPackets,
+        Cf::Groups,
     ];
 
     /// Column family name in RocksDB (prefixed so the Raft log's families can share the database).
@@ -76,6 +79,7 @@ impl Cf {
             Cf::Requests => "ledger_requests",
             Cf::Splits => "ledger_splits",
             Cf::RedPackets => "ledger_redpackets",
+            Cf::Groups => "ledger_groups",
         }
     }
 }

@@ -409,6 +409,9 @@ stable_enum! {
         RedPacketClaimed = 25 => "redpacket_claimed",
         /// The packet expired; the unclaimed rest (amount) returned to the sender.
         RedPacketExpired = 26 => "redpacket_expired",
+        GroupCreated = 27 => "group_created",
+        /// Every open split of the group was settled (amount = the total moved).
+        GroupSettled = 28 => "group_settled",
     }
 }
 
@@ -508,6 +511,17 @@ pub struct Split {
     pub items: Vec<SplitItem>,
     pub created_ns: u64,
     pub updated_ns: u64,
+    pub group: Option<Id>,
+}
+
+/// A group: members, and the open splits it tracks for netted settle-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub id: Id,
+    pub name: String,
+    pub members: Vec<Id>,
+    pub open_splits: Vec<Id>,
+    pub created_ns: u64,
 }
 
 stable_enum! {

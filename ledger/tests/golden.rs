@@ -34,6 +34,8 @@
 //! - `split ID PAYER TOTAL CUR participants=A,B,… [mode=equal|exact|percent|shares|each]
 //!   [values=V1,V2,…] [note=TEXT]`, `split_pay ID SPLIT PARTICIPANT`, `split_cancel ID SPLIT`,
 //!   `splits NAME...`
+//! - `group ID NAME members=A,B,…`, `group_settle ID GROUP`, `group_balances GROUP`; a split's
+//!   `group=NAME`
 //! - `redpacket ID SENDER TOTAL COUNT [mode=random|fixed] [expires_in=SECONDS] [currency=CUR]`,
 //!   `claim ID PACKET WALLET`, `redpackets NAME...` (slots, claims, and the slots recomputed from the
 //!   recorded seed)
@@ -913,6 +915,8 @@ impl goldenscript::Runner for Runner {
                     .lookup("note")
                     .map(|a| a.value.clone())
                     .unwrap_or_default();
+                let group = args.lookup("group").map(|a| a.value.clone());
+                let group = group.map(|g| self.id(&g));
                 args.reject_rest()?;
                 self.submit(Command::CreateSplit(CreateSplit {
                     id,
@@ -923,7 +927,42 @@ impl goldenscript::Runner for Runner {
                     mode,
                     values,
                     note,
+                    group,
                 }))?
+            }
+            "group" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let name = pos(&mut args, "name")?.value.clone();
+                let names = args.lookup("members").ok_or("members=")?.value.clone();
+                let members = names.split(',').map(|n| self.id(n)).collect();
+                args.reject_rest()?;
+                self.submit(Command::CreateGroup(CreateGroup { id, name, members }))?
+            }
+            "group_settle" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let group = self.id(&pos(&mut args, "group")?.value);
+                args.reject_rest()?;
+                self.submit(Command::SettleGroup(SettleGroup { id, group }))?
+            }
+            "group_balances" => {
+                let id = self.id(&pos(&mut args, "group")?.value);
+                args.reject_rest()?;
+                let mut out = String::new();
+                match self.ledger.group_balances(id)? {
+                    None => writeln!(out, "no group")?,
+                    Some(nets) => {
+                        for (cur, m) in nets {
+                            let v: Vec<String> = m
+                                .iter()
+                                .map(|(a, n)| {
+                                    format!("{} {}", self.name(*a), cur.to_decimal_signed(*n))
+                                })
+                                .collect();
+                            writeln!(out, "{cur}: {}", v.join(", "))?;
+                        }
+                    }
+                }
+                out
             }
             "split_pay" => {
                 let id = self.id(&pos(&mut args, "id")?.value);

@@ -271,6 +271,7 @@ fn generate(seed: u64, batches: usize) -> Vec<Batch> {
                         },
                         values: vec![],
                         note: String::new(),
+                        group: None,
                     })
                 }
                 135..=139 if !splits.is_empty() => {
@@ -629,6 +630,7 @@ proptest! {
             mode,
             values: if mode == SplitMode::Equal { vec![] } else { weights.iter().map(|w| rust_decimal::Decimal::from(*w as u64)).collect() },
             note: String::new(),
+            group: None,
         };
         let parts = match split_shares(&c) {
             Ok((parts, t)) => { prop_assert_eq!(t, total, "seed={}", seed); parts }
@@ -690,6 +692,41 @@ proptest! {
             }
         }
         prop_assert_eq!(redpacket::slots(seed, total, count, random), s, "seed={}", seed);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// Settle-up uses at most n − 1 transfers per currency and leaves every member's net at zero;
+    /// each transfer goes from a debtor to a creditor.
+    #[test]
+    fn settle_up_uses_at_most_n_minus_one_transfers(seed in any::<u64>()) {
+        let seed = seed_or(seed);
+        let mut rng = Rng(seed);
+        let n = 2 + rng.below(GROUP_MEMBERS_MAX as u64 - 1) as usize;
+        let cny = Currency::from_code("CNY").unwrap();
+        // Random debts between members net to zero by construction.
+        let mut nets: std::collections::BTreeMap<Id, i128> = std::collections::BTreeMap::new();
+        for _ in 0..rng.below(300) {
+            let (a, b) = (rng.below(n as u64) as u128, rng.below(n as u64) as u128);
+            let x = 1 + rng.below(10_000) as i128;
+            *nets.entry(Id(100 + a)).or_default() += x;
+            *nets.entry(Id(100 + b)).or_default() -= x;
+        }
+        let before = nets.clone();
+        let mut all = GroupNets::new();
+        all.insert(cny, nets);
+        let plan = settle_plan(&all);
+        let members = before.values().filter(|v| **v != 0).count();
+        prop_assert!(plan.len() <= members.saturating_sub(1), "seed={}: {} transfers for {} members", seed, plan.len(), members);
+        let mut after = before.clone();
+        for (_, debtor, creditor, amount) in &plan {
+            prop_assert!(before[debtor] < 0 && before[creditor] > 0, "seed={}", seed);
+            *after.get_mut(debtor).unwrap() += *amount as i128;
+            *after.get_mut(creditor).unwrap() -= *amount as i128;
+        }
+        prop_assert!(after.values().all(|v| *v == 0), "seed={}: {:?}", seed, after);
     }
 }
 

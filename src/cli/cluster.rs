@@ -120,6 +120,12 @@ fn command_json(c: &Option<pb::Command>) -> Value {
         Some(K::ClaimRedpacket(c)) => {
             json!({"type": "claim_redpacket", "id": c.id, "packet": c.packet_id, "wallet": c.wallet_id})
         }
+        Some(K::CreateGroup(g)) => {
+            json!({"type": "create_group", "id": g.id, "name": g.name, "members": g.member_ids})
+        }
+        Some(K::SettleGroup(g)) => {
+            json!({"type": "settle_group", "id": g.id, "group": g.group_id})
+        }
         Some(K::SetAccountStatus(s)) => {
             json!({"type": "set_account_status", "id": s.id, "account": s.account_id, "status": name::<ledger::AccountStatus>(s.status)})
         }

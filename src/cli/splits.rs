@@ -37,6 +37,9 @@ pub enum SplitCmd {
         /// Free text, at most 64 bytes.
         #[arg(long, default_value = "")]
         note: String,
+        /// The group the split belongs to (settled together by `group settle`).
+        #[arg(long)]
+        group: Option<String>,
     },
     /// A participant pays its share to the payer.
     Pay {
@@ -84,8 +87,10 @@ pub async fn split(conn: &Conn, cmd: SplitCmd) -> Result<Exit> {
             mode,
             values,
             note,
+            group,
         } => {
             let (id, payer) = (id_or_new(&id)?, parse_id(&payer)?);
+            let group = group.as_deref().map(parse_id).transpose()?;
             let participants: Vec<Id> = participants
                 .iter()
                 .map(|s| parse_id(s.trim()))
@@ -107,6 +112,7 @@ pub async fn split(conn: &Conn, cmd: SplitCmd) -> Result<Exit> {
                     mode: mode as i32,
                     values,
                     note,
+                    group_id: group.map(|g| g.to_string()),
                 }))
                 .await?;
             if !o.is_ok() {

@@ -281,3 +281,18 @@ pub fn claim_redpacket(id: Id, packet: Id, wallet: Id) -> pb::Command {
         wallet_id: wallet.to_string(),
     }))
 }
+
+pub fn create_group(id: Id, name: &str, members: &[Id]) -> pb::Command {
+    wrap(pb::command::Kind::CreateGroup(pb::CreateGroup {
+        id: id.to_string(),
+        name: name.into(),
+        member_ids: members.iter().map(Id::to_string).collect(),
+    }))
+}
+
+pub fn settle_group(id: Id, group: Id) -> pb::Command {
+    wrap(pb::command::Kind::SettleGroup(pb::SettleGroup {
+        id: id.to_string(),
+        group_id: group.to_string(),
+    }))
+}

@@ -333,6 +333,29 @@ impl Client {
             .await
     }
 
+    /// A group's members, open splits and nets.
+    pub async fn get_group_balances(
+        &self,
+        group: Id,
+    ) -> Result<pb::GetGroupBalancesResponse, ClientError> {
+        let msg = pb::GetGroupBalancesRequest {
+            group_id: group.to_string(),
+            allow_stale: self.core.cfg.stale_reads,
+        };
+        self.core
+            .call(
+                "/suanpan.v1.Ledger/GetGroupBalances",
+                msg,
+                |ch, r| async move {
+                    pb::ledger_client::LedgerClient::new(ch)
+                        .max_decoding_message_size(64 << 20)
+                        .get_group_balances(r)
+                        .await
+                },
+            )
+            .await
+    }
+
     /// One page of an account's history (postings with `seq > after_seq`, at most `limit`).
     pub async fn list_account_history(
         &self,

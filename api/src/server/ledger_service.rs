@@ -197,6 +197,39 @@ impl pb::ledger_server::Ledger for LedgerService {
         }))
     }
 
+    async fn get_group_balances(
+        &self,
+        request: Request<pb::GetGroupBalancesRequest>,
+    ) -> Result<Response<pb::GetGroupBalancesResponse>, Status> {
+        let req = request.into_inner();
+        let id = wire::parse_id("group_id", &req.group_id)?;
+        self.ctx.read_barrier(req.allow_stale).await?;
+        let l = self.ctx.ledger.lock();
+        let (Some(g), Some(nets)) = (
+            l.group(id).map_err(internal)?,
+            l.group_balances(id).map_err(internal)?,
+        ) else {
+            return Err(Status::not_found(format!("group {id} not found")));
+        };
+        Ok(Response::new(pb::GetGroupBalancesResponse {
+            id: g.id.to_string(),
+            name: g.name.clone(),
+            member_ids: g.members.iter().map(Id::to_string).collect(),
+            open_split_ids: g.open_splits.iter().map(Id::to_string).collect(),
+            nets: nets
+                .iter()
+                .flat_map(|(cur, m)| {
+                    m.iter().map(move |(a, n)| pb::MemberNet {
+                        account_id: a.to_string(),
+                        currency: cur.code().to_string(),
+                        net: cur.to_decimal_signed(*n).to_string(),
+                    })
+                })
+                .collect(),
+            applied_index: l.applied_index(),
+        }))
+    }
+
     async fn get_transfers(
         &self,
         request: Request<pb::GetTransfersRequest>,

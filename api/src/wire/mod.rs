@@ -541,8 +541,44 @@ pub fn command_from_pb(
                 mode,
                 values,
                 note: x.note.clone(),
+                group: x
+                    .group_id
+                    .as_deref()
+                    .map(|g| parse_id(&f("create_split.group_id"), g))
+                    .transpose()?,
             })
         }
+        Kind::CreateGroup(g) => {
+            check_text(
+                &f("create_group.name"),
+                &g.name,
+                1,
+                ledger::GROUP_NAME_BYTES_MAX,
+                Count::Bytes,
+            )?;
+            if g.member_ids.len() > ledger::GROUP_MEMBERS_MAX {
+                return Err(invalid(format!(
+                    "{}: {} members, over the limit of {}",
+                    f("create_group.member_ids"),
+                    g.member_ids.len(),
+                    ledger::GROUP_MEMBERS_MAX
+                )));
+            }
+            Command::CreateGroup(ledger::CreateGroup {
+                id: parse_id(&f("create_group.id"), &g.id)?,
+                name: g.name.clone(),
+                members: g
+                    .member_ids
+                    .iter()
+                    .enumerate()
+                    .map(|(j, m)| parse_id(&f(&format!("create_group.member_ids[{j}]")), m))
+                    .collect::<Result<_, _>>()?,
+            })
+        }
+        Kind::SettleGroup(g) => Command::SettleGroup(ledger::SettleGroup {
+            id: parse_id(&f("settle_group.id"), &g.id)?,
+            group: parse_id(&f("settle_group.group_id"), &g.group_id)?,
+        }),
         Kind::PaySplit(p) => Command::PaySplit(ledger::PaySplit {
             id: parse_id(&f("pay_split.id"), &p.id)?,
             split: parse_id(&f("pay_split.split_id"), &p.split_id)?,

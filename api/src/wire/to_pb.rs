@@ -430,6 +430,16 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
             mode: enum_to_pb(x.mode),
             values: x.values.iter().map(dec).collect(),
             note: x.note.clone(),
+            group_id: x.group.map(|g| g.to_string()),
+        }),
+        Command::CreateGroup(g) => Kind::CreateGroup(pb::CreateGroup {
+            id: g.id.to_string(),
+            name: g.name.clone(),
+            member_ids: g.members.iter().map(Id::to_string).collect(),
+        }),
+        Command::SettleGroup(g) => Kind::SettleGroup(pb::SettleGroup {
+            id: g.id.to_string(),
+            group_id: g.group.to_string(),
         }),
         Command::PaySplit(p) => Kind::PaySplit(pb::PaySplit {
             id: p.id.to_string(),

@@ -217,7 +217,11 @@ fn fatal_state_machine_error_stops_node_without_panicking_callers() {
         h.read_index().blocking_recv().unwrap(),
         Err(ReadError::Stopped)
     );
-    assert!(h.step(vec![1, 2, 3]).is_err());
+    // The driver loop exits just after it records the fatal error: peer messages are refused
+    // from then on.
+    assert!(wait_for(Duration::from_secs(5), || h
+        .step(vec![1, 2, 3])
+        .is_err()));
     h.shutdown();
 }
 

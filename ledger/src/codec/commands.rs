@@ -233,6 +233,7 @@ pub fn encode_command(e: &mut Enc, c: &Command) {
                 e.decimal(*v);
             }
             e.str(&x.note);
+            e.opt_id(x.group);
         }
         Command::PaySplit(p) => {
             e.u8(31);
@@ -260,6 +261,20 @@ pub fn encode_command(e: &mut Enc, c: &Command) {
             e.id(c.id);
             e.id(c.packet);
             e.id(c.wallet);
+        }
+        Command::CreateGroup(g) => {
+            e.u8(35);
+            e.id(g.id);
+            e.str(&g.name);
+            e.u32(g.members.len() as u32);
+            for m in &g.members {
+                e.id(*m);
+            }
+        }
+        Command::SettleGroup(g) => {
+            e.u8(36);
+            e.id(g.id);
+            e.id(g.group);
         }
     }
 }
@@ -488,6 +503,7 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
                 mode,
                 values,
                 note: d.string()?,
+                group: d.opt_id()?,
             })
         }
         31 => Command::PaySplit(PaySplit {
@@ -512,6 +528,20 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
             id: d.id()?,
             packet: d.id()?,
             wallet: d.id()?,
+        }),
+        35 => {
+            let id = d.id()?;
+            let name = d.string()?;
+            let n = d.count(GROUP_MEMBERS_MAX * 4)?;
+            let mut members = Vec::with_capacity(n);
+            for _ in 0..n {
+                members.push(d.id()?);
+            }
+            Command::CreateGroup(CreateGroup { id, name, members })
+        }
+        36 => Command::SettleGroup(SettleGroup {
+            id: d.id()?,
+            group: d.id()?,
         }),
         _ => return Err(DecodeError("unknown command tag")),
     })

@@ -411,6 +411,7 @@ pub(crate) fn encode_split(x: &Split) -> Vec<u8> {
     }
     e.u64(x.created_ns);
     e.u64(x.updated_ns);
+    e.opt_id(x.group);
     e.buf
 }
 
@@ -445,6 +446,7 @@ pub(crate) fn decode_split(b: &[u8]) -> Result<Split, DecodeError> {
         items,
         created_ns: d.u64()?,
         updated_ns: d.u64()?,
+        group: d.opt_id()?,
     };
     d.finish()?;
     Ok(x)
@@ -536,4 +538,47 @@ pub(crate) fn decode_claim(b: &[u8]) -> Result<RedPacketClaim, DecodeError> {
     };
     d.finish()?;
     Ok(c)
+}
+
+pub(crate) fn encode_group(g: &Group) -> Vec<u8> {
+    let mut e = Enc::with_capacity(64 + 16 * (g.members.len() + g.open_splits.len()));
+    e.u8(VERSION);
+    e.id(g.id);
+    e.str(&g.name);
+    e.u32(g.members.len() as u32);
+    for m in &g.members {
+        e.id(*m);
+    }
+    e.u32(g.open_splits.len() as u32);
+    for s in &g.open_splits {
+        e.id(*s);
+    }
+    e.u64(g.created_ns);
+    e.buf
+}
+
+pub(crate) fn decode_group(b: &[u8]) -> Result<Group, DecodeError> {
+    let mut d = Dec::new(b);
+    d.version()?;
+    let id = d.id()?;
+    let name = d.string()?;
+    let n = d.count(GROUP_MEMBERS_MAX)?;
+    let mut members = Vec::with_capacity(n);
+    for _ in 0..n {
+        members.push(d.id()?);
+    }
+    let k = d.count(GROUP_OPEN_SPLITS_MAX)?;
+    let mut open_splits = Vec::with_capacity(k);
+    for _ in 0..k {
+        open_splits.push(d.id()?);
+    }
+    let g = Group {
+        id,
+        name,
+        members,
+        open_splits,
+        created_ns: d.u64()?,
+    };
+    d.finish()?;
+    Ok(g)
 }

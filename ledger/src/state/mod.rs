@@ -7,7 +7,7 @@
 //! - [`accounts`], [`merchants`], [`transfers`] (transfers and two-phase holds), [`orders`] (QR
 //!   orders, merchant payments, refunds, bills), [`paycodes`] (customer-presented payment codes),
 //!   [`cash`] (top-ups and withdrawals), [`social`] (chat transfers, payment requests), [`splits`]
-//!   (bill splits, AA collection), [`redpackets`], [`clients`]:
+//!   (bill splits, AA collection), [`groups`] (netted settle-up), [`redpackets`], [`clients`]:
 //!   the commands; [`holds`]: flows that are a two-phase hold with a purpose;
 //! - [`events`]: the flow events each transition emits, journaled per batch;
 //! - [`timers`]: the one timer index `(due_ns, kind, id)` through which everything expires;
@@ -28,6 +28,7 @@ mod accounts;
 mod cash;
 mod clients;
 mod events;
+mod groups;
 mod holds;
 mod merchants;
 mod moves;
@@ -43,6 +44,7 @@ mod transfers;
 mod verify;
 
 pub use events::{JournalBatch, EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX};
+pub use groups::{settle_plan, GroupNets};
 pub use redpackets::escrow_account_id;
 pub use splits::{split_rotation, split_shares};
 pub use timers::EXPIRE_PER_BATCH_MAX;
@@ -452,6 +454,8 @@ impl<S: Store> Ledger<S> {
             Command::CancelSplit(c) => self.cancel_split(ctx, c).map(|()| None),
             Command::CreateRedPacket(r) => self.create_redpacket(ctx, r).map(Some),
             Command::ClaimRedPacket(c) => self.claim_redpacket(ctx, c).map(Some),
+            Command::CreateGroup(g) => self.create_group(ctx, g).map(|()| None),
+            Command::SettleGroup(g) => self.settle_group(ctx, g).map(Some),
         };
         let (code, transfer) = match outcome {
             Ok(t) => (ResultCode::Ok, t),

@@ -89,14 +89,14 @@ pub fn split_shares(c: &CreateSplit) -> Result<(Vec<u128>, u128), ResultCode> {
 }
 
 impl<S: Store> Ledger<S> {
-    fn load_split(&self, ctx: &BatchCtx, id: Id) -> Result<Option<Split>, LedgerError> {
+    pub(super) fn load_split(&self, ctx: &BatchCtx, id: Id) -> Result<Option<Split>, LedgerError> {
         match self.kv_get(ctx, Cf::Splits, &id.to_bytes())? {
             Some(b) => Ok(Some(codec::decode_split(&b)?)),
             None => Ok(None),
         }
     }
 
-    fn put_split(ctx: &mut BatchCtx, x: &Split) {
+    pub(super) fn put_split(ctx: &mut BatchCtx, x: &Split) {
         Self::kv_put(
             ctx,
             Cf::Splits,
@@ -113,7 +113,7 @@ impl<S: Store> Ledger<S> {
         }
     }
 
-    fn split_event(
+    pub(super) fn split_event(
         ctx: &mut BatchCtx,
         kind: EventKind,
         x: &Split,
@@ -150,6 +150,23 @@ impl<S: Store> Ledger<S> {
             }
         }
         let (parts, total) = split_shares(c)?;
+        // A group split: everyone a member, and room in the group's list of open splits.
+        let mut group = match c.group {
+            None => None,
+            Some(g) => {
+                let group = self.load_group(ctx, g)?.ok_or(ResultCode::GroupNotFound)?;
+                let members_all = std::iter::once(&c.payer)
+                    .chain(&c.participants)
+                    .all(|a| group.members.contains(a));
+                if !members_all {
+                    return Err(ResultCode::NotAGroupMember.into());
+                }
+                if group.open_splits.len() >= GROUP_OPEN_SPLITS_MAX {
+                    return Err(ResultCode::GroupFull.into());
+                }
+                Some(group)
+            }
+        };
         let items: Vec<SplitItem> = c
             .participants
             .iter()
@@ -182,8 +199,13 @@ impl<S: Store> Ledger<S> {
             items,
             created_ns: ctx.ts,
             updated_ns: ctx.ts,
+            group: c.group,
         };
         Self::put_split(ctx, &x);
+        if let (Some(g), SplitState::Open) = (group.as_mut(), x.state) {
+            g.open_splits.push(x.id);
+            Self::put_group(ctx, g);
+        }
         Self::split_event(ctx, EventKind::SplitCreated, &x, c.id, None, total);
         Ok(())
     }
@@ -231,6 +253,7 @@ impl<S: Store> Ledger<S> {
         let settled = x.items.iter().all(|i| i.state == SplitItemState::Paid);
         if settled {
             x.state = SplitState::Settled;
+            self.untrack_split(ctx, &x)?;
         }
         Self::put_split(ctx, &x);
         Self::split_event(
@@ -260,6 +283,7 @@ impl<S: Store> Ledger<S> {
             }
         }
         x.updated_ns = ctx.ts;
+        self.untrack_split(ctx, &x)?;
         Self::put_split(ctx, &x);
         Self::split_event(ctx, EventKind::SplitCancelled, &x, c.id, None, x.total);
         Ok(())
