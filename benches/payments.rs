@@ -1,6 +1,7 @@
 //! Payment-flow apply paths against a plain transfer: paying QR orders, charging payment codes
 //! (an Ed25519 verification each), and plain transfers, 1 000 commands per batch on the memory
-//! store. Orders and codes are prepared outside the timed part.
+//! store; creating splits of 100 participants; 1 000 wallets claiming one hot red packet. Orders,
+//! codes and packets are prepared outside the timed part.
 //!
 //! `cargo bench --bench payments` — figures are recorded in docs/performance.md.
 
@@ -121,10 +122,8 @@ impl World {
         let t = Instant::now();
         let out = self.ledger.apply(self.index, &batch).unwrap();
         let d = t.elapsed();
-        assert!(
-            out.results.iter().all(|r| r.is_ok()),
-            "every command succeeds"
-        );
+        let bad = out.results.iter().find(|r| !r.is_ok());
+        assert!(bad.is_none(), "every command succeeds: {bad:?}");
         d
     }
 
@@ -202,6 +201,50 @@ impl World {
             .collect()
     }
 
+    /// Ten splits of a 1 000.00 bill among 100 participants each (shares by largest remainder).
+    fn splits(&mut self) -> Vec<Command> {
+        (0..10)
+            .map(|k| {
+                let participants = (0..100).map(|i| self.wallet(k * 100 + i)).collect();
+                Command::CreateSplit(CreateSplit {
+                    id: self.id(),
+                    payer: self.wallet(k * 100),
+                    total: Decimal::new(100_000, 2),
+                    currency: Currency::from_code("CNY").unwrap(),
+                    participants,
+                    mode: SplitMode::Equal,
+                    values: vec![],
+                    note: String::new(),
+                    group: None,
+                })
+            })
+            .collect()
+    }
+
+    /// One red packet of 1 000 slots (created untimed), then its 1 000 claims in one batch.
+    fn packet_claims(&mut self) -> Vec<Command> {
+        let packet = self.id();
+        self.apply(vec![Command::CreateRedPacket(CreateRedPacket {
+            id: packet,
+            // A different sender each time: the claims spread the money back over the wallets.
+            sender: self.wallet(self.index as usize),
+            total: Decimal::new(888_888, 2),
+            currency: None,
+            count: BATCH as u32,
+            random: true,
+            expires_in_seconds: None,
+        })]);
+        (0..BATCH)
+            .map(|i| {
+                Command::ClaimRedPacket(ClaimRedPacket {
+                    id: self.id(),
+                    packet,
+                    wallet: self.wallet(i),
+                })
+            })
+            .collect()
+    }
+
     fn transfers(&mut self) -> Vec<Command> {
         (0..BATCH)
             .map(|i| {
@@ -253,6 +296,28 @@ fn payments(c: &mut Criterion) {
             (0..iters)
                 .map(|_| {
                     let cmds = w.code_payments();
+                    w.apply(cmds)
+                })
+                .sum()
+        })
+    });
+    group.throughput(Throughput::Elements(10));
+    group.bench_function("split_create_100_participants/memory/10", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let cmds = w.splits();
+                    w.apply(cmds)
+                })
+                .sum()
+        })
+    });
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function("redpacket_hot_claims/memory/1000", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let cmds = w.packet_claims();
                     w.apply(cmds)
                 })
                 .sum()
