@@ -69,6 +69,17 @@ pub const NOTE_BYTES_MAX: usize = 64;
 pub const ACCEPT_WITHIN_DEFAULT_SECONDS: u64 = 24 * 3600;
 /// How long a payment request stays open by default: 24 h.
 pub const REQUEST_EXPIRES_DEFAULT_SECONDS: u64 = 24 * 3600;
+/// Longest in-app currency display name, in bytes.
+pub const CURRENCY_NAME_BYTES_MAX: usize = 64;
+/// Most in-app currencies, exchange rates and tiers the ledger keeps (each is a small record kept
+/// in memory).
+pub const CURRENCIES_MAX: usize = 256;
+pub const RATES_MAX: usize = 1_024;
+pub const TIERS_MAX: usize = 256;
+/// A tier name: 1 ..= 32 bytes of `[a-z0-9_-]`.
+pub const TIER_NAME_BYTES_MAX: usize = 32;
+/// Largest scale of an exchange rate (fractional digits).
+pub const RATE_SCALE_MAX: u32 = 18;
 /// Longest pending-transfer timeout: 30 days.
 pub const PENDING_TIMEOUT_SECONDS_MAX: u64 = 30 * 24 * 3600;
 
@@ -364,6 +375,9 @@ pub struct CreateSplit {
     /// The group the split belongs to (its payer and participants must be members); group splits
     /// can be settled together with `SettleGroup`.
     pub group: Option<Id>,
+    /// `Some(s)`: items still pending `s` seconds after creation are cancelled and the split
+    /// expires (at most [`PENDING_TIMEOUT_SECONDS_MAX`]); `None`: open until paid or cancelled.
+    pub expires_in_seconds: Option<u64>,
 }
 
 /// A group of wallets whose splits are settled together (netted).
@@ -412,6 +426,8 @@ pub struct CreateRedPacket {
     pub random: bool,
     /// `None`: [`REDPACKET_EXPIRES_DEFAULT_SECONDS`]; at most [`PENDING_TIMEOUT_SECONDS_MAX`].
     pub expires_in_seconds: Option<u64>,
+    /// Only members of this group may claim (the sender must be one).
+    pub group: Option<Id>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -434,6 +450,68 @@ pub struct RegisterClient {
 pub struct RevokeClient {
     pub id: Id,
     pub public_key: [u8; 32],
+}
+
+/// Defines an in-app currency (points, coins) accounts can then hold. Operator command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DefineCurrency {
+    pub id: Id,
+    /// 3–8 upper-case letters, not an ISO 4217 code.
+    pub code: String,
+    /// Fractional digits of the minor unit, 0 ..= 8.
+    pub scale: u8,
+    pub name: String,
+}
+
+/// Sets the rate at which `from` converts to `to`: one major unit of `from` buys `rate` major units
+/// of `to`. Replaces the previous rate for the pair. Operator command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetRate {
+    pub id: Id,
+    pub from: Currency,
+    pub to: Currency,
+    pub rate: Decimal,
+}
+
+/// Converts `amount` (in the `from` wallet's currency) at the current rate into the `to` wallet's
+/// currency, the target amount rounded down to its minor unit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Convert {
+    pub id: Id,
+    pub from: Id,
+    pub to: Id,
+    pub amount: Decimal,
+    /// The currency the client declared for `amount` (checked against the `from` wallet's).
+    pub currency: Option<Currency>,
+    /// The rate the client was quoted: if the current rate differs, `rate_changed` and nothing moves.
+    pub expect_rate: Option<Decimal>,
+}
+
+/// Defines a KYC tier: a named set of limits wallets can be put on. Tiers are immutable once
+/// defined (raise a wallet by moving it to another tier). Operator command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DefineTier {
+    pub id: Id,
+    pub name: String,
+    /// In major units of the account the tier is applied to.
+    pub limits: LimitsSpec,
+}
+
+/// Puts an account on a tier: its limits become the tier's from the next command on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetAccountTier {
+    pub id: Id,
+    pub account: Id,
+    pub tier: String,
+}
+
+/// Changes a replicated ledger setting. Keys: `business-utc-offset` (`±HH:MM`, the time zone whose
+/// midnight starts the limit day). Operator command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetSetting {
+    pub id: Id,
+    pub key: String,
+    pub value: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -472,6 +550,12 @@ pub enum Command {
     ClaimRedPacket(ClaimRedPacket),
     CreateGroup(CreateGroup),
     SettleGroup(SettleGroup),
+    DefineCurrency(DefineCurrency),
+    SetRate(SetRate),
+    Convert(Convert),
+    DefineTier(DefineTier),
+    SetAccountTier(SetAccountTier),
+    SetSetting(SetSetting),
 }
 
 impl Command {
@@ -510,6 +594,12 @@ impl Command {
             Command::ClaimRedPacket(c) => c.id,
             Command::CreateGroup(c) => c.id,
             Command::SettleGroup(c) => c.id,
+            Command::DefineCurrency(c) => c.id,
+            Command::SetRate(c) => c.id,
+            Command::Convert(c) => c.id,
+            Command::DefineTier(c) => c.id,
+            Command::SetAccountTier(c) => c.id,
+            Command::SetSetting(c) => c.id,
         }
     }
 }

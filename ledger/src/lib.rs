@@ -48,11 +48,14 @@ pub mod types;
 
 pub use command::*;
 pub use enums::StableEnum;
-pub use money::{Currency, MAX_MINOR};
+pub use money::{is_in_app_code, is_iso_4217, Currency, MAX_MINOR};
 pub use result::{CommandResult, ResultCode};
 #[cfg(feature = "rocksdb")]
 pub use rocks::{open_db, RocksStore};
-pub use state::{escrow_account_id, settle_plan, split_rotation, split_shares, GroupNets};
+pub use state::{
+    escrow_account_id, position_account_id, settle_plan, split_rotation, split_shares, GroupNets,
+    SETTING_BUSINESS_UTC_OFFSET,
+};
 pub use state::{
     BatchOutput, CurrencyTotals, JournalBatch, Ledger, LedgerError, VerifyError,
     EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX, EXPIRE_PER_BATCH_MAX, HISTORY_PAGE_MAX,

@@ -13,12 +13,85 @@ use crate::result::ResultCode;
 /// stored total converts back to a `Decimal` exactly. Sums beyond it are an `Overflow` result.
 pub const MAX_MINOR: u128 = (1u128 << 96) - 1;
 
-/// An ISO 4217 currency: alphabetic code, numeric code (used by EMV QR tag 53) and minor-unit exponent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A currency: an ISO 4217 one (alphabetic code, numeric code used by EMV QR tag 53, minor-unit
+/// exponent) or an in-app one (points, coins: 3–8 upper-case letters, scale 0–8, defined through the
+/// log). Identity is the code alone: equality, hashing and order look at nothing else, so a
+/// currency a client *declared* (known only by its code until the ledger resolves it) equals the
+/// ledger's own.
+#[derive(Clone, Copy, Debug)]
 pub struct Currency {
-    code: [u8; 3],
+    /// The code, zero-padded (so byte order is string order).
+    code: [u8; CODE_BYTES_MAX],
     numeric: u16,
     exponent: u8,
+    origin: Origin,
+}
+
+/// Where a [`Currency`] value comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    Iso,
+    /// Defined in the ledger (its exponent is authoritative).
+    InApp,
+    /// Named by a client: an in-app code not yet resolved against the ledger's definitions. Its
+    /// exponent is the largest allowed, for a first check at the edge only; the ledger never reads an
+    /// amount in it ([`Currency::to_minor`] refuses).
+    Declared,
+}
+
+/// Longest in-app currency code, and the largest in-app scale.
+pub const CODE_BYTES_MAX: usize = 8;
+pub const IN_APP_SCALE_MAX: u8 = 8;
+
+impl PartialEq for Currency {
+    fn eq(&self, other: &Self) -> bool {
+        self.code == other.code
+    }
+}
+impl Eq for Currency {}
+impl std::hash::Hash for Currency {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.code.hash(state)
+    }
+}
+impl PartialOrd for Currency {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Currency {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.code.cmp(&other.code)
+    }
+}
+
+/// Every active ISO 4217 alphabetic code (and the X-codes for metals, funds and testing): none of
+/// them may be defined as an in-app currency, whether or not the ledger accepts it as money.
+const ISO_4217_CODES: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD \
+BND BOB BOV BRL BSD BTN BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF \
+DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HRK HTG HUF IDR ILS INR \
+IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD \
+MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG \
+QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND \
+TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF XAG XAU XBA XBB XBC XBD \
+XCD XCG XDR XOF XPD XPF XPT XSU XTS XUA XXX YER ZAR ZMW ZWG ZWL";
+
+/// True for a code ISO 4217 assigns (see [`ISO_4217_CODES`]).
+pub fn is_iso_4217(code: &str) -> bool {
+    code.len() == 3 && ISO_4217_CODES.split_ascii_whitespace().any(|c| c == code)
+}
+
+/// True for a well-formed in-app code: 3–8 upper-case ASCII letters, not an ISO 4217 code.
+pub fn is_in_app_code(code: &str) -> bool {
+    (3..=CODE_BYTES_MAX).contains(&code.len())
+        && code.bytes().all(|b| b.is_ascii_uppercase())
+        && !is_iso_4217(code)
+}
+
+fn padded(code: &str) -> [u8; CODE_BYTES_MAX] {
+    let mut c = [0u8; CODE_BYTES_MAX];
+    c[..code.len()].copy_from_slice(code.as_bytes());
+    c
 }
 
 /// The currencies the ledger accepts. A code missing here is `InvalidCurrency`; adding one is a
@@ -61,10 +134,45 @@ impl Currency {
             .iter()
             .find(|(c, _, _)| *c == code)
             .map(|&(c, numeric, exponent)| Currency {
-                code: c.as_bytes().try_into().expect("table codes are 3 bytes"),
+                code: padded(c),
                 numeric,
                 exponent,
+                origin: Origin::Iso,
             })
+    }
+
+    /// An in-app currency as the ledger defines it (`None` for a malformed or ISO code, or a scale
+    /// over [`IN_APP_SCALE_MAX`]).
+    pub fn in_app(code: &str, scale: u8) -> Option<Currency> {
+        (is_in_app_code(code) && scale <= IN_APP_SCALE_MAX).then(|| Currency {
+            code: padded(code),
+            numeric: 0,
+            exponent: scale,
+            origin: Origin::InApp,
+        })
+    }
+
+    /// A currency as a client names it: an accepted ISO code, or a well-formed in-app code that the
+    /// ledger resolves at apply time (unknown there: `invalid_currency` or `currency_mismatch`).
+    pub fn declared(code: &str) -> Option<Currency> {
+        Currency::from_code(code).or_else(|| {
+            is_in_app_code(code).then(|| Currency {
+                code: padded(code),
+                numeric: 0,
+                exponent: IN_APP_SCALE_MAX,
+                origin: Origin::Declared,
+            })
+        })
+    }
+
+    /// True for in-app currencies (defined or declared): no ISO numeric code, no EMV QR.
+    pub fn is_in_app(&self) -> bool {
+        self.origin != Origin::Iso
+    }
+
+    /// True for a declared code not yet resolved against the ledger's definitions.
+    pub fn is_declared_only(&self) -> bool {
+        self.origin == Origin::Declared
     }
 
     /// Looks up an ISO 4217 numeric code (as carried in EMV QR tag 53).
@@ -76,7 +184,12 @@ impl Currency {
     }
 
     pub fn code(&self) -> &str {
-        std::str::from_utf8(&self.code).expect("currency codes are ASCII")
+        let len = self
+            .code
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(CODE_BYTES_MAX);
+        std::str::from_utf8(&self.code[..len]).expect("currency codes are ASCII")
     }
 
     pub fn numeric(&self) -> u16 {
@@ -86,10 +199,6 @@ impl Currency {
     /// Number of fractional digits of the minor unit (CNY 2, JPY 0, KWD 3).
     pub fn exponent(&self) -> u8 {
         self.exponent
-    }
-
-    pub(crate) fn code_bytes(&self) -> [u8; 3] {
-        self.code
     }
 
     /// Converts a client amount to minor units, rejecting anything that is not a positive, exactly
@@ -106,6 +215,10 @@ impl Currency {
 
     /// As [`Currency::to_minor`] but zero is accepted (limits and overdrafts may be zero).
     pub fn to_minor_allow_zero(&self, amount: Decimal) -> Result<u128, ResultCode> {
+        if self.origin == Origin::Declared {
+            // Never read an amount in a scale the ledger has not confirmed.
+            return Err(ResultCode::InvalidCurrency);
+        }
         if amount.is_sign_negative() && !amount.is_zero() {
             return Err(ResultCode::AmountNegative);
         }
@@ -168,41 +281,57 @@ pub fn fee_half_up(amount: u128, bps: u32) -> u128 {
 /// whole always add up to the whole. Panics if `c` is zero (callers divide by a paid amount, never 0).
 pub fn mul_div_half_up(a: u128, b: u128, c: u128) -> u128 {
     assert!(c > 0 && c <= MAX_MINOR.max(10_000), "divisor within range");
-    let (q, r) = match a.checked_mul(b) {
-        Some(p) => (p / c, p % c),
-        None => {
-            // 256-bit product as (hi, lo) from 64-bit halves, then binary long division by c.
-            let (a1, a0) = (a >> 64, a & u128::from(u64::MAX));
-            let (b1, b0) = (b >> 64, b & u128::from(u64::MAX));
-            let lo_lo = a0 * b0;
-            let mid1 = a1 * b0;
-            let mid2 = a0 * b1;
-            let (mid, mid_carry) = mid1.overflowing_add(mid2);
-            let (lo, lo_carry) = lo_lo.overflowing_add(mid << 64);
-            let hi = a1 * b1 + (mid >> 64) + (u128::from(mid_carry) << 64) + u128::from(lo_carry);
-            let (mut q, mut r) = (0u128, 0u128);
-            for i in (0..256).rev() {
-                let bit = if i >= 128 {
-                    (hi >> (i - 128)) & 1
-                } else {
-                    (lo >> i) & 1
-                };
-                // r < c ≤ 2^96, so the shift cannot overflow.
-                r = (r << 1) | bit;
-                q <<= 1;
-                if r >= c {
-                    r -= c;
-                    q |= 1;
-                }
-            }
-            (q, r)
-        }
-    };
+    let (q, r) =
+        mul_div_rem(a, b, c).expect("a, b ≤ MAX_MINOR and c ≥ 1 keep the quotient in range");
     if r * 2 >= c {
         q + 1
     } else {
         q
     }
+}
+
+/// `⌊a × b / c⌋`, or `None` when the quotient does not fit `u128` (conversions round down to the
+/// target's minor unit). `c` must be in `1 ..= 2^126`.
+pub fn mul_div_floor(a: u128, b: u128, c: u128) -> Option<u128> {
+    mul_div_rem(a, b, c).map(|(q, _)| q)
+}
+
+/// Quotient and remainder of the full 256-bit `a × b` by `c` (`0 < c ≤ 2^126`); `None` when the
+/// quotient passes `u128`.
+fn mul_div_rem(a: u128, b: u128, c: u128) -> Option<(u128, u128)> {
+    assert!(c > 0 && c <= 1u128 << 126, "divisor within range");
+    if let Some(p) = a.checked_mul(b) {
+        return Some((p / c, p % c));
+    }
+    // 256-bit product as (hi, lo) from 64-bit halves, then binary long division by c.
+    let (a1, a0) = (a >> 64, a & u128::from(u64::MAX));
+    let (b1, b0) = (b >> 64, b & u128::from(u64::MAX));
+    let lo_lo = a0 * b0;
+    let mid1 = a1 * b0;
+    let mid2 = a0 * b1;
+    let (mid, mid_carry) = mid1.overflowing_add(mid2);
+    let (lo, lo_carry) = lo_lo.overflowing_add(mid << 64);
+    let hi = a1 * b1 + (mid >> 64) + (u128::from(mid_carry) << 64) + u128::from(lo_carry);
+    if hi >= c {
+        // The quotient is at least 2^128.
+        return None;
+    }
+    let (mut q, mut r) = (0u128, 0u128);
+    for i in (0..256).rev() {
+        let bit = if i >= 128 {
+            (hi >> (i - 128)) & 1
+        } else {
+            (lo >> i) & 1
+        };
+        // r < c ≤ 2^126, so the shift cannot overflow.
+        r = (r << 1) | bit;
+        q <<= 1;
+        if r >= c {
+            r -= c;
+            q |= 1;
+        }
+    }
+    Some((q, r))
 }
 
 /// Splits `total` minor units by `weights` with the largest-remainder rule: each part first gets
@@ -259,6 +388,43 @@ mod tests {
         assert_eq!(Currency::from_numeric(156), Some(cny));
         assert!(Currency::from_code("XXX").is_none());
         assert!(Currency::from_code("cny").is_none());
+    }
+
+    #[test]
+    fn in_app_currencies() {
+        let q = Currency::in_app("QCOIN", 0).unwrap();
+        assert_eq!(q.code(), "QCOIN");
+        assert!(q.is_in_app() && !q.is_declared_only());
+        assert_eq!(q.to_minor(d("10")), Ok(10));
+        assert_eq!(q.to_minor(d("10.5")), Err(ResultCode::AmountPrecision));
+        // ISO codes, bad shapes and scales are refused.
+        for bad in ["CNY", "ZAR", "XAU", "QC", "QCOINSXXL", "qcoin", "Q1COIN"] {
+            assert!(Currency::in_app(bad, 0).is_none(), "{bad}");
+        }
+        assert!(Currency::in_app("POINTS", 9).is_none());
+        // A declared code equals the defined one but reads no amount.
+        let declared = Currency::declared("QCOIN").unwrap();
+        assert_eq!(declared, q);
+        assert!(declared.is_declared_only());
+        assert_eq!(declared.to_minor(d("1")), Err(ResultCode::InvalidCurrency));
+        assert_eq!(Currency::declared("CNY"), Currency::from_code("CNY"));
+        assert!(!Currency::declared("CNY").unwrap().is_in_app());
+        assert!(Currency::declared("ZAR").is_none()); // ISO but not accepted: not in-app either
+                                                      // Order is the codes' string order.
+        assert!(Currency::from_code("CNY").unwrap() < q);
+        assert!(Currency::in_app("QCO", 0).unwrap() < q);
+    }
+
+    #[test]
+    fn floor_division_detects_overflow() {
+        assert_eq!(mul_div_floor(1000, 10, 100), Some(100));
+        assert_eq!(mul_div_floor(999, 1, 1000), Some(0));
+        assert_eq!(mul_div_floor(MAX_MINOR, MAX_MINOR, 1), None);
+        assert_eq!(
+            mul_div_floor(MAX_MINOR, 1u128 << 100, 1u128 << 100),
+            Some(MAX_MINOR)
+        );
+        assert_eq!(mul_div_floor(u128::MAX, 2, 2), Some(u128::MAX));
     }
 
     #[test]

@@ -136,6 +136,27 @@ stable_enum! {
         NotAGroupMember = 83 => "not_a_group_member",
         /// The group already tracks 1 000 open splits.
         GroupFull = 84 => "group_full",
+        /// A currency code that is not 3–8 upper-case letters or is an ISO 4217 code, a scale over 8,
+        /// or a name over 64 bytes.
+        InvalidCurrencyDefinition = 85 => "invalid_currency_definition",
+        CurrencyExists = 86 => "currency_exists",
+        /// A rate that is zero, negative, has more than 18 fractional digits, or converts a
+        /// currency to itself.
+        InvalidRate = 87 => "invalid_rate",
+        /// No rate is set from the source currency to the target currency.
+        RateNotFound = 88 => "rate_not_found",
+        /// The current rate is not the one the client expected.
+        RateChanged = 89 => "rate_changed",
+        /// The amount converts to less than one minor unit of the target currency.
+        ConversionTooSmall = 90 => "conversion_too_small",
+        /// A tier name not of 1–32 `[a-z0-9_-]` bytes, or a limit that is not a valid amount.
+        InvalidTier = 91 => "invalid_tier",
+        TierExists = 92 => "tier_exists",
+        TierNotFound = 93 => "tier_not_found",
+        /// An unknown setting key, or a value it does not accept.
+        InvalidSetting = 94 => "invalid_setting",
+        /// The ledger already holds the most currencies (256), rates (1 024) or tiers (256).
+        ConfigFull = 95 => "config_full",
     }
 }
 

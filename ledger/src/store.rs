@@ -41,10 +41,15 @@ pub enum Cf {
     RedPackets,
     /// Group id → group.
     Groups,
+    /// The ledger's replicated configuration: in-app currencies (`c/` + code), exchange rates
+    /// (`r/` + from + `/` + to), KYC tiers (`t/` + name) and settings (`s/` + key).
+    Config,
+    /// Conversion command id → the conversion with the rate it used.
+    Conversions,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 15] = [
+    pub const ALL: [Cf; 17] = [
         Cf::Meta,
         Cf::Accounts,
         Cf::Commands,
@@ -60,6 +65,8 @@ impl Cf {
         Cf::Splits,
         Cf::RedPackets,
         Cf::Groups,
+        Cf::Config,
+        Cf::Conversions,
     ];
 
     /// Column family name in RocksDB (prefixed so the Raft log's families can share the database).
@@ -80,6 +87,8 @@ impl Cf {
             Cf::Splits => "ledger_splits",
             Cf::RedPackets => "ledger_redpackets",
             Cf::Groups => "ledger_groups",
+            Cf::Config => "ledger_config",
+            Cf::Conversions => "ledger_conversions",
         }
     }
 }

@@ -116,6 +116,8 @@ stable_enum! {
         Request = 3 => "request",
         /// A red packet expires: the unclaimed rest returns to the sender.
         RedPacket = 4 => "redpacket",
+        /// A split with an expiry: its pending items are cancelled.
+        Split = 5 => "split",
     }
 }
 
@@ -149,6 +151,8 @@ pub struct AccountInfo {
     pub reference: String,
     pub metadata: BTreeMap<String, String>,
     pub created_ns: u64,
+    /// The KYC tier whose limits `limits` holds (`None`: the limits given at creation).
+    pub tier: Option<String>,
 }
 
 /// What changes as money moves: small and `Copy`, so a transfer works on copies and commits them only
@@ -412,6 +416,13 @@ stable_enum! {
         GroupCreated = 27 => "group_created",
         /// Every open split of the group was settled (amount = the total moved).
         GroupSettled = 28 => "group_settled",
+        /// A split expired with items pending (amount = what was still owed).
+        SplitExpired = 29 => "split_expired",
+        /// A wallet converted money into another currency (amount = what it paid, in its currency;
+        /// the conversion record holds both sides and the rate).
+        Converted = 30 => "converted",
+        /// A wallet was put on a KYC tier.
+        TierChanged = 31 => "tier_changed",
     }
 }
 
@@ -444,6 +455,8 @@ pub struct RedPacket {
     pub created_ns: u64,
     pub expires_ns: u64,
     pub updated_ns: u64,
+    /// Only this group's members may claim.
+    pub group: Option<Id>,
 }
 
 /// One claim of a red packet: slot `slot` (0-based) to `wallet`, by command `claim`.
@@ -477,6 +490,8 @@ stable_enum! {
         Open = 0 => "open",
         Settled = 1 => "settled",
         Cancelled = 2 => "cancelled",
+        /// Its expiry came with items still pending (they are cancelled).
+        Expired = 3 => "expired",
     }
 }
 
@@ -512,6 +527,8 @@ pub struct Split {
     pub created_ns: u64,
     pub updated_ns: u64,
     pub group: Option<Id>,
+    /// When pending items are cancelled (`None`: never).
+    pub expires_ns: Option<u64>,
 }
 
 /// A group: members, and the open splits it tracks for netted settle-up.
@@ -612,5 +629,103 @@ mod tests {
             .is_err());
         assert!("+190a0b87c1e7d2a9f000123456789ab".parse::<Id>().is_err());
         assert_eq!(Id::from_bytes(id.to_bytes()), id);
+    }
+}
+
+/// An in-app currency as defined.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CurrencyDef {
+    pub currency: crate::Currency,
+    pub name: String,
+    pub defined_ns: u64,
+}
+
+/// An exchange rate: one major unit of `from` buys `rate` major units of `to`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub from: crate::Currency,
+    pub to: crate::Currency,
+    pub rate: Decimal,
+    /// The command that set it, and when.
+    pub set_by: Id,
+    pub set_ns: u64,
+}
+
+/// A KYC tier: limits in major units of whichever account is put on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tier {
+    pub name: String,
+    pub limits: crate::LimitsSpec,
+    pub defined_ns: u64,
+}
+
+/// A conversion as applied: both sides, in minor units of each currency, and the rate used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conversion {
+    pub id: Id,
+    pub from_account: Id,
+    pub to_account: Id,
+    pub from_currency: crate::Currency,
+    pub to_currency: crate::Currency,
+    pub from_amount: u128,
+    pub to_amount: u128,
+    pub rate: Decimal,
+    /// When the rate used was set (its `set_ns`).
+    pub rate_set_ns: u64,
+    pub timestamp_ns: u64,
+}
+
+/// The replicated settings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Offset of the business time zone from UTC, in seconds: the limit day starts at its midnight.
+    pub business_utc_offset_seconds: i32,
+}
+
+impl Settings {
+    /// Longest offset either side of UTC (UTC−12:00 … UTC+14:00).
+    pub const OFFSET_WEST_MAX_SECONDS: i32 = 12 * 3600;
+    pub const OFFSET_EAST_MAX_SECONDS: i32 = 14 * 3600;
+
+    /// The limit day of log time `ts_ns`: days since the epoch in the business time zone.
+    pub fn day_of(&self, ts_ns: u64) -> u32 {
+        let shifted = ts_ns as i128 + i128::from(self.business_utc_offset_seconds) * 1_000_000_000;
+        (shifted.max(0) / (86_400 * 1_000_000_000)) as u32
+    }
+
+    /// Parses `±HH:MM` (or `Z`) into seconds: minutes a multiple of 15, within the range above.
+    pub fn parse_offset(s: &str) -> Option<i32> {
+        if s == "Z" {
+            return Some(0);
+        }
+        let b = s.as_bytes();
+        if b.len() != 6 || b[3] != b':' {
+            return None;
+        }
+        let sign = match b[0] {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        let digits = |x: &[u8]| -> Option<i32> {
+            x.iter()
+                .all(u8::is_ascii_digit)
+                .then(|| x.iter().fold(0i32, |acc, d| acc * 10 + i32::from(d - b'0')))
+        };
+        let (h, m) = (digits(&b[1..3])?, digits(&b[4..6])?);
+        if m >= 60 || m % 15 != 0 {
+            return None;
+        }
+        let secs = sign * (h * 3600 + m * 60);
+        (-Self::OFFSET_WEST_MAX_SECONDS..=Self::OFFSET_EAST_MAX_SECONDS)
+            .contains(&secs)
+            .then_some(secs)
+    }
+
+    /// `±HH:MM` for an offset in seconds.
+    pub fn format_offset(secs: i32) -> String {
+        let sign = if secs < 0 { '-' } else { '+' };
+        let a = secs.unsigned_abs();
+        format!("{sign}{:02}:{:02}", a / 3600, a % 3600 / 60)
     }
 }

@@ -39,6 +39,11 @@
 //! - `redpacket ID SENDER TOTAL COUNT [mode=random|fixed] [expires_in=SECONDS] [currency=CUR]`,
 //!   `claim ID PACKET WALLET`, `redpackets NAME...` (slots, claims, and the slots recomputed from the
 //!   recorded seed)
+//! - `currency_define ID CODE SCALE [name=TEXT]`, `rate ID FROM TO RATE`, `convert ID FROM TO AMOUNT
+//!   [currency=CUR] [expect_rate=RATE]`, `conversions NAME...`; `tier ID NAME [per_transfer_max=…]
+//!   [daily_outflow_max=…] [daily_outflow_count_max=N] [balance_max=…]`, `set_tier ID ACCOUNT TIER`;
+//!   `setting ID KEY VALUE`; `config` (currencies, rates, tiers, settings). A split's
+//!   `expires_in=SECONDS`, a red packet's `group=NAME`
 //! - `journal [from=INDEX]`: the journaled flow events from an index (each batch's events are
 //!   also printed under its results)
 //! - `begin` … `commit`: the commands between them go in one batch (else one batch each)
@@ -99,9 +104,12 @@ impl Runner {
         if let Some(id) = self.names.get(name) {
             return *id;
         }
-        // The derived escrow account of a currency (`escrow_CNY`).
-        if let Some(c) = name.strip_prefix("escrow_").and_then(Currency::from_code) {
+        // The derived escrow and position accounts of a currency (`escrow_CNY`, `position_QCOIN`).
+        if let Some(c) = name.strip_prefix("escrow_").and_then(Currency::declared) {
             return escrow_account_id(c);
+        }
+        if let Some(c) = name.strip_prefix("position_").and_then(Currency::declared) {
+            return position_account_id(c);
         }
         let id = Id(self.names.len() as u128 + 1);
         self.names.insert(name.to_string(), id);
@@ -113,11 +121,14 @@ impl Runner {
         if let Some(n) = self.ids.get(&id) {
             return n.clone();
         }
-        // The derived escrow accounts, by their documented names.
-        for code in ["CNY", "USD", "JPY"] {
-            let c = Currency::from_code(code).expect("known currency");
+        // The derived escrow and position accounts, by their documented names.
+        for code in ["CNY", "USD", "JPY", "QCOIN", "PTS"] {
+            let c = Currency::declared(code).expect("known currency");
             if escrow_account_id(c) == id {
                 return format!("escrow_{code}");
+            }
+            if position_account_id(c) == id {
+                return format!("position_{code}");
             }
         }
         id.to_string()
@@ -168,6 +179,10 @@ impl Runner {
                         .ledger
                         .request(t.2)?
                         .is_some_and(|r| r.state == RequestState::Expired),
+                    TimerKind::Split => self
+                        .ledger
+                        .split(t.2)?
+                        .is_some_and(|x| x.state == SplitState::Expired),
                 };
                 if expired {
                     writeln!(out, "expired {} ({})", self.name(t.2), t.1)?;
@@ -242,7 +257,13 @@ impl Runner {
             c.to_decimal(b.debits_pending),
             c.to_decimal(b.credits_pending),
             a.status(),
-        ))
+        )
+        .to_string()
+            + &a.info
+                .tier
+                .as_ref()
+                .map(|t| format!(" tier {t}"))
+                .unwrap_or_default())
     }
 }
 
@@ -296,8 +317,9 @@ fn opt_amount(args: &mut goldenscript::ArgumentConsumer, key: &str) -> Res<Optio
     args.lookup(key).map(|a| amount(&a.value)).transpose()
 }
 
+/// A currency as a client declares it (an ISO code, or an in-app code the ledger resolves).
 fn currency(s: &str) -> Res<Currency> {
-    Ok(Currency::from_code(s).ok_or_else(|| format!("unknown currency {s}"))?)
+    Ok(Currency::declared(s).ok_or_else(|| format!("unknown currency {s}"))?)
 }
 
 fn duration_ns(s: &str) -> Res<u64> {
@@ -917,6 +939,7 @@ impl goldenscript::Runner for Runner {
                     .unwrap_or_default();
                 let group = args.lookup("group").map(|a| a.value.clone());
                 let group = group.map(|g| self.id(&g));
+                let expires_in_seconds = args.lookup_parse("expires_in")?;
                 args.reject_rest()?;
                 self.submit(Command::CreateSplit(CreateSplit {
                     id,
@@ -928,6 +951,7 @@ impl goldenscript::Runner for Runner {
                     values,
                     note,
                     group,
+                    expires_in_seconds,
                 }))?
             }
             "group" => {
@@ -1029,6 +1053,8 @@ impl goldenscript::Runner for Runner {
                     Some(m) => return Err(format!("mode {m}").into()),
                 };
                 let expires_in_seconds = args.lookup_parse("expires_in")?;
+                let group = args.lookup("group").map(|a| a.value.clone());
+                let group = group.map(|g| self.id(&g));
                 args.reject_rest()?;
                 self.submit(Command::CreateRedPacket(CreateRedPacket {
                     id,
@@ -1038,6 +1064,7 @@ impl goldenscript::Runner for Runner {
                     count,
                     random,
                     expires_in_seconds,
+                    group,
                 }))?
             }
             "claim" => {
@@ -1148,6 +1175,144 @@ impl goldenscript::Runner for Runner {
                 self.now -= duration_ns(&pos(&mut args, "duration")?.value)?;
                 args.reject_rest()?;
                 String::new()
+            }
+            "currency_define" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let code = pos(&mut args, "code")?.value.clone();
+                let scale: u8 = pos(&mut args, "scale")?.value.parse()?;
+                let name = args
+                    .lookup("name")
+                    .map(|a| a.value.clone())
+                    .unwrap_or_default();
+                args.reject_rest()?;
+                self.submit(Command::DefineCurrency(DefineCurrency {
+                    id,
+                    code,
+                    scale,
+                    name,
+                }))?
+            }
+            "rate" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let from = currency(&pos(&mut args, "from")?.value)?;
+                let to = currency(&pos(&mut args, "to")?.value)?;
+                let rate = Decimal::from_str(&pos(&mut args, "rate")?.value)?;
+                args.reject_rest()?;
+                self.submit(Command::SetRate(SetRate { id, from, to, rate }))?
+            }
+            "convert" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let from = self.id(&pos(&mut args, "from")?.value);
+                let to = self.id(&pos(&mut args, "to")?.value);
+                let amount = amount(&pos(&mut args, "amount")?.value)?;
+                let currency = opt_currency(&mut args)?;
+                let expect_rate = args
+                    .lookup("expect_rate")
+                    .map(|a| Decimal::from_str(&a.value))
+                    .transpose()?;
+                args.reject_rest()?;
+                self.submit(Command::Convert(Convert {
+                    id,
+                    from,
+                    to,
+                    amount,
+                    currency,
+                    expect_rate,
+                }))?
+            }
+            "tier" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let name = pos(&mut args, "name")?.value.clone();
+                let limits = LimitsSpec {
+                    per_transfer_max: opt_amount(&mut args, "per_transfer_max")?,
+                    daily_outflow_max: opt_amount(&mut args, "daily_outflow_max")?,
+                    daily_outflow_count_max: args.lookup_parse("daily_outflow_count_max")?,
+                    balance_max: opt_amount(&mut args, "balance_max")?,
+                };
+                args.reject_rest()?;
+                self.submit(Command::DefineTier(DefineTier { id, name, limits }))?
+            }
+            "set_tier" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let account = self.id(&pos(&mut args, "account")?.value);
+                let tier = pos(&mut args, "tier")?.value.clone();
+                args.reject_rest()?;
+                self.submit(Command::SetAccountTier(SetAccountTier {
+                    id,
+                    account,
+                    tier,
+                }))?
+            }
+            "setting" => {
+                let id = self.id(&pos(&mut args, "id")?.value);
+                let key = pos(&mut args, "key")?.value.clone();
+                let value = pos(&mut args, "value")?.value.clone();
+                args.reject_rest()?;
+                self.submit(Command::SetSetting(SetSetting { id, key, value }))?
+            }
+            "config" => {
+                args.reject_rest()?;
+                let mut out = String::new();
+                for c in self.ledger.currencies() {
+                    writeln!(
+                        out,
+                        "currency {} scale {} {:?}",
+                        c.currency,
+                        c.currency.exponent(),
+                        c.name
+                    )?;
+                }
+                for r in self.ledger.rates() {
+                    writeln!(
+                        out,
+                        "rate {}→{} {} set by {}",
+                        r.from,
+                        r.to,
+                        r.rate,
+                        self.name(r.set_by)
+                    )?;
+                }
+                for t in self.ledger.tiers() {
+                    let l = &t.limits;
+                    writeln!(
+                        out,
+                        "tier {} per_transfer_max {:?} daily_outflow_max {:?} daily_outflow_count_max {:?} balance_max {:?}",
+                        t.name,
+                        l.per_transfer_max.map(|d| d.to_string()),
+                        l.daily_outflow_max.map(|d| d.to_string()),
+                        l.daily_outflow_count_max,
+                        l.balance_max.map(|d| d.to_string()),
+                    )?;
+                }
+                writeln!(
+                    out,
+                    "business-utc-offset {}",
+                    Settings::format_offset(self.ledger.settings().business_utc_offset_seconds)
+                )?;
+                out
+            }
+            "conversions" => {
+                let mut out = String::new();
+                for a in args.rest_pos() {
+                    let id = self.id(&a.value);
+                    match self.ledger.conversion(id)? {
+                        None => writeln!(out, "{}: no conversion", a.value)?,
+                        Some(c) => writeln!(
+                            out,
+                            "{}: {} paid {} {} → {} got {} {} at {}",
+                            a.value,
+                            self.name(c.from_account),
+                            c.from_currency.to_decimal(c.from_amount),
+                            c.from_currency,
+                            self.name(c.to_account),
+                            c.to_currency.to_decimal(c.to_amount),
+                            c.to_currency,
+                            c.rate
+                        )?,
+                    }
+                }
+                args.reject_rest()?;
+                out
             }
             "balances" => {
                 let mut out = String::new();
@@ -1391,4 +1556,9 @@ fn social() {
 #[test]
 fn log_time() {
     family("log_time");
+}
+
+#[test]
+fn config() {
+    family("config");
 }

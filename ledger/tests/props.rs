@@ -272,6 +272,7 @@ fn generate(seed: u64, batches: usize) -> Vec<Batch> {
                         values: vec![],
                         note: String::new(),
                         group: None,
+                        expires_in_seconds: rng.chance(20).then(|| 1 + rng.below(600)),
                     })
                 }
                 135..=139 if !splits.is_empty() => {
@@ -631,8 +632,9 @@ proptest! {
             values: if mode == SplitMode::Equal { vec![] } else { weights.iter().map(|w| rust_decimal::Decimal::from(*w as u64)).collect() },
             note: String::new(),
             group: None,
+            expires_in_seconds: None,
         };
-        let parts = match split_shares(&c) {
+        let parts = match split_shares(&c, c.currency) {
             Ok((parts, t)) => { prop_assert_eq!(t, total, "seed={}", seed); parts }
             Err(code) => {
                 // Only a share that would round to zero is refused.

@@ -218,7 +218,12 @@ pub fn encode_command(e: &mut Enc, c: &Command) {
             e.id(a.request);
         }
         Command::CreateSplit(x) => {
-            e.u8(30);
+            // Tag 44 adds the expiry (tag 30: without one, as logged before it existed).
+            e.u8(if x.expires_in_seconds.is_some() {
+                44
+            } else {
+                30
+            });
             e.id(x.id);
             e.id(x.payer);
             e.decimal(x.total);
@@ -234,6 +239,9 @@ pub fn encode_command(e: &mut Enc, c: &Command) {
             }
             e.str(&x.note);
             e.opt_id(x.group);
+            if let Some(s) = x.expires_in_seconds {
+                e.u64(s);
+            }
         }
         Command::PaySplit(p) => {
             e.u8(31);
@@ -247,7 +255,8 @@ pub fn encode_command(e: &mut Enc, c: &Command) {
             e.id(c.split);
         }
         Command::CreateRedPacket(r) => {
-            e.u8(33);
+            // Tag 43 adds the group (tag 33: without one, as logged before it existed).
+            e.u8(if r.group.is_some() { 43 } else { 33 });
             e.id(r.id);
             e.id(r.sender);
             e.decimal(r.total);
@@ -255,6 +264,9 @@ pub fn encode_command(e: &mut Enc, c: &Command) {
             e.u32(r.count);
             e.bool(r.random);
             e.opt_u64(r.expires_in_seconds);
+            if let Some(g) = r.group {
+                e.id(g);
+            }
         }
         Command::ClaimRedPacket(c) => {
             e.u8(34);
@@ -275,6 +287,50 @@ pub fn encode_command(e: &mut Enc, c: &Command) {
             e.u8(36);
             e.id(g.id);
             e.id(g.group);
+        }
+        Command::DefineCurrency(c) => {
+            e.u8(37);
+            e.id(c.id);
+            e.str(&c.code);
+            e.u8(c.scale);
+            e.str(&c.name);
+        }
+        Command::SetRate(r) => {
+            e.u8(38);
+            e.id(r.id);
+            e.currency(r.from);
+            e.currency(r.to);
+            e.decimal(r.rate);
+        }
+        Command::Convert(c) => {
+            e.u8(39);
+            e.id(c.id);
+            e.id(c.from);
+            e.id(c.to);
+            e.decimal(c.amount);
+            e.opt_currency(c.currency);
+            e.opt_decimal(c.expect_rate);
+        }
+        Command::DefineTier(t) => {
+            e.u8(40);
+            e.id(t.id);
+            e.str(&t.name);
+            e.opt_decimal(t.limits.per_transfer_max);
+            e.opt_decimal(t.limits.daily_outflow_max);
+            e.opt_u32(t.limits.daily_outflow_count_max);
+            e.opt_decimal(t.limits.balance_max);
+        }
+        Command::SetAccountTier(t) => {
+            e.u8(41);
+            e.id(t.id);
+            e.id(t.account);
+            e.str(&t.tier);
+        }
+        Command::SetSetting(x) => {
+            e.u8(42);
+            e.id(x.id);
+            e.str(&x.key);
+            e.str(&x.value);
         }
     }
 }
@@ -478,7 +534,7 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
                 _ => Command::CancelRequest(a),
             }
         }
-        30 => {
+        tag @ (30 | 44) => {
             let id = d.id()?;
             let payer = d.id()?;
             let total = d.decimal()?;
@@ -504,6 +560,7 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
                 values,
                 note: d.string()?,
                 group: d.opt_id()?,
+                expires_in_seconds: if tag == 44 { Some(d.u64()?) } else { None },
             })
         }
         31 => Command::PaySplit(PaySplit {
@@ -515,7 +572,7 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
             id: d.id()?,
             split: d.id()?,
         }),
-        33 => Command::CreateRedPacket(CreateRedPacket {
+        tag @ (33 | 43) => Command::CreateRedPacket(CreateRedPacket {
             id: d.id()?,
             sender: d.id()?,
             total: d.decimal()?,
@@ -523,6 +580,7 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
             count: d.u32()?,
             random: d.bool()?,
             expires_in_seconds: d.opt_u64()?,
+            group: if tag == 43 { Some(d.id()?) } else { None },
         }),
         34 => Command::ClaimRedPacket(ClaimRedPacket {
             id: d.id()?,
@@ -542,6 +600,46 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
         36 => Command::SettleGroup(SettleGroup {
             id: d.id()?,
             group: d.id()?,
+        }),
+        37 => Command::DefineCurrency(DefineCurrency {
+            id: d.id()?,
+            code: d.string()?,
+            scale: d.u8()?,
+            name: d.string()?,
+        }),
+        38 => Command::SetRate(SetRate {
+            id: d.id()?,
+            from: d.currency()?,
+            to: d.currency()?,
+            rate: d.decimal()?,
+        }),
+        39 => Command::Convert(Convert {
+            id: d.id()?,
+            from: d.id()?,
+            to: d.id()?,
+            amount: d.decimal()?,
+            currency: d.opt_currency()?,
+            expect_rate: d.opt_decimal()?,
+        }),
+        40 => Command::DefineTier(DefineTier {
+            id: d.id()?,
+            name: d.string()?,
+            limits: LimitsSpec {
+                per_transfer_max: d.opt_decimal()?,
+                daily_outflow_max: d.opt_decimal()?,
+                daily_outflow_count_max: d.opt_u32()?,
+                balance_max: d.opt_decimal()?,
+            },
+        }),
+        41 => Command::SetAccountTier(SetAccountTier {
+            id: d.id()?,
+            account: d.id()?,
+            tier: d.string()?,
+        }),
+        42 => Command::SetSetting(SetSetting {
+            id: d.id()?,
+            key: d.string()?,
+            value: d.string()?,
         }),
         _ => return Err(DecodeError("unknown command tag")),
     })

@@ -20,6 +20,10 @@ pub use self::commands::*;
 pub(crate) use self::records::*;
 
 const VERSION: u8 = 1;
+/// First byte of an in-app currency (ISO codes start with a letter), and the scale byte of a code a
+/// client declared but the ledger has not resolved.
+const IN_APP_CURRENCY: u8 = 0x01;
+const DECLARED_SCALE: u8 = 0xFF;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed ledger encoding: {0}")]
@@ -130,8 +134,21 @@ impl Enc {
             None => self.u8(0),
         }
     }
+    /// An ISO currency is its three letters (as always); an in-app one is `0x01`, the code's length
+    /// and bytes, and its scale (`0xFF` for a code a client declared, not yet resolved).
     pub fn currency(&mut self, c: Currency) {
-        self.buf.extend_from_slice(&c.code_bytes());
+        if c.is_in_app() {
+            self.u8(IN_APP_CURRENCY);
+            self.u8(c.code().len() as u8);
+            self.buf.extend_from_slice(c.code().as_bytes());
+            self.u8(if c.is_declared_only() {
+                DECLARED_SCALE
+            } else {
+                c.exponent()
+            });
+        } else {
+            self.buf.extend_from_slice(c.code().as_bytes());
+        }
     }
     pub(crate) fn map(&mut self, m: &BTreeMap<String, String>) {
         self.u32(m.len() as u32);
@@ -246,11 +263,27 @@ impl<'a> Dec<'a> {
         Ok(n)
     }
     pub fn currency(&mut self) -> Result<Currency, DecodeError> {
+        let bad = DecodeError("bad currency");
+        if self.buf.first() == Some(&IN_APP_CURRENCY) {
+            self.u8()?;
+            let len = usize::from(self.u8()?);
+            if len > crate::money::CODE_BYTES_MAX {
+                return Err(bad);
+            }
+            let code =
+                std::str::from_utf8(self.take(len)?).map_err(|_| DecodeError("bad currency"))?;
+            let code = code.to_string();
+            return match self.u8()? {
+                DECLARED_SCALE => Currency::declared(&code).filter(|c| c.is_in_app()),
+                scale => Currency::in_app(&code, scale),
+            }
+            .ok_or(bad);
+        }
         let code: [u8; 3] = self.arr()?;
         std::str::from_utf8(&code)
             .ok()
             .and_then(Currency::from_code)
-            .ok_or(DecodeError("bad currency"))
+            .ok_or(bad)
     }
     pub(crate) fn opt_currency(&mut self) -> Result<Option<Currency>, DecodeError> {
         self.opt(|d| d.currency())

@@ -28,6 +28,10 @@ pub(crate) fn encode_account(a: &Account) -> Vec<u8> {
     e.u128(s.day_outflow);
     e.u32(s.day_outflow_count);
     e.u32(s.pending_count);
+    // Appended fields: absent in records written before they existed.
+    if let Some(t) = &i.tier {
+        e.str(t);
+    }
     e.buf
 }
 
@@ -54,6 +58,7 @@ pub(crate) fn decode_account(b: &[u8]) -> Result<Account, DecodeError> {
         reference: d.string()?,
         metadata: d.map(METADATA_ENTRIES_MAX)?,
         created_ns: d.u64()?,
+        tier: None,
     };
     let state = AccountState {
         status: AccountStatus::from_repr(d.u8()?).ok_or(DecodeError("bad account status"))?,
@@ -64,6 +69,10 @@ pub(crate) fn decode_account(b: &[u8]) -> Result<Account, DecodeError> {
         day_outflow_count: d.u32()?,
         pending_count: d.u32()?,
     };
+    let mut info = info;
+    if !d.is_empty() {
+        info.tier = Some(d.string()?);
+    }
     d.finish()?;
     Ok(Account { info, state })
 }
@@ -412,6 +421,9 @@ pub(crate) fn encode_split(x: &Split) -> Vec<u8> {
     e.u64(x.created_ns);
     e.u64(x.updated_ns);
     e.opt_id(x.group);
+    if let Some(t) = x.expires_ns {
+        e.u64(t);
+    }
     e.buf
 }
 
@@ -447,7 +459,12 @@ pub(crate) fn decode_split(b: &[u8]) -> Result<Split, DecodeError> {
         created_ns: d.u64()?,
         updated_ns: d.u64()?,
         group: d.opt_id()?,
+        expires_ns: None,
     };
+    let mut x = x;
+    if !d.is_empty() {
+        x.expires_ns = Some(d.u64()?);
+    }
     d.finish()?;
     Ok(x)
 }
@@ -469,6 +486,9 @@ pub(crate) fn encode_redpacket(r: &RedPacket) -> Vec<u8> {
     e.u64(r.created_ns);
     e.u64(r.expires_ns);
     e.u64(r.updated_ns);
+    if let Some(g) = r.group {
+        e.id(g);
+    }
     e.buf
 }
 
@@ -490,7 +510,12 @@ pub(crate) fn decode_redpacket(b: &[u8]) -> Result<RedPacket, DecodeError> {
         created_ns: d.u64()?,
         expires_ns: d.u64()?,
         updated_ns: d.u64()?,
+        group: None,
     };
+    let mut r = r;
+    if !d.is_empty() {
+        r.group = Some(d.id()?);
+    }
     d.finish()?;
     Ok(r)
 }
@@ -581,4 +606,119 @@ pub(crate) fn decode_group(b: &[u8]) -> Result<Group, DecodeError> {
     };
     d.finish()?;
     Ok(g)
+}
+
+// ---- configuration ----------------------------------------------------------------------------------
+
+pub(crate) fn encode_currency_def(c: &CurrencyDef) -> Vec<u8> {
+    let mut e = Enc::with_capacity(32 + c.name.len());
+    e.u8(VERSION);
+    e.currency(c.currency);
+    e.str(&c.name);
+    e.u64(c.defined_ns);
+    e.buf
+}
+
+pub(crate) fn decode_currency_def(b: &[u8]) -> Result<CurrencyDef, DecodeError> {
+    let mut d = Dec::new(b);
+    d.version()?;
+    let c = CurrencyDef {
+        currency: d.currency()?,
+        name: d.string()?,
+        defined_ns: d.u64()?,
+    };
+    if !c.currency.is_in_app() || c.currency.is_declared_only() {
+        return Err(DecodeError("not a defined in-app currency"));
+    }
+    d.finish()?;
+    Ok(c)
+}
+
+pub(crate) fn encode_rate(r: &Rate) -> Vec<u8> {
+    let mut e = Enc::with_capacity(64);
+    e.u8(VERSION);
+    e.currency(r.from);
+    e.currency(r.to);
+    e.decimal(r.rate);
+    e.id(r.set_by);
+    e.u64(r.set_ns);
+    e.buf
+}
+
+pub(crate) fn decode_rate(b: &[u8]) -> Result<Rate, DecodeError> {
+    let mut d = Dec::new(b);
+    d.version()?;
+    let r = Rate {
+        from: d.currency()?,
+        to: d.currency()?,
+        rate: d.decimal()?,
+        set_by: d.id()?,
+        set_ns: d.u64()?,
+    };
+    d.finish()?;
+    Ok(r)
+}
+
+pub(crate) fn encode_tier(t: &Tier) -> Vec<u8> {
+    let mut e = Enc::with_capacity(96);
+    e.u8(VERSION);
+    e.str(&t.name);
+    e.opt_decimal(t.limits.per_transfer_max);
+    e.opt_decimal(t.limits.daily_outflow_max);
+    e.opt_u32(t.limits.daily_outflow_count_max);
+    e.opt_decimal(t.limits.balance_max);
+    e.u64(t.defined_ns);
+    e.buf
+}
+
+pub(crate) fn decode_tier(b: &[u8]) -> Result<Tier, DecodeError> {
+    let mut d = Dec::new(b);
+    d.version()?;
+    let t = Tier {
+        name: d.string()?,
+        limits: crate::LimitsSpec {
+            per_transfer_max: d.opt_decimal()?,
+            daily_outflow_max: d.opt_decimal()?,
+            daily_outflow_count_max: d.opt_u32()?,
+            balance_max: d.opt_decimal()?,
+        },
+        defined_ns: d.u64()?,
+    };
+    d.finish()?;
+    Ok(t)
+}
+
+pub(crate) fn encode_conversion(c: &Conversion) -> Vec<u8> {
+    let mut e = Enc::with_capacity(128);
+    e.u8(VERSION);
+    e.id(c.id);
+    e.id(c.from_account);
+    e.id(c.to_account);
+    e.currency(c.from_currency);
+    e.currency(c.to_currency);
+    e.u128(c.from_amount);
+    e.u128(c.to_amount);
+    e.decimal(c.rate);
+    e.u64(c.rate_set_ns);
+    e.u64(c.timestamp_ns);
+    e.buf
+}
+
+pub(crate) fn decode_conversion(b: &[u8]) -> Result<Conversion, DecodeError> {
+    let mut d = Dec::new(b);
+    d.version()?;
+    let c = Conversion {
+        id: d.id()?,
+        from_account: d.id()?,
+        to_account: d.id()?,
+        from_currency: d.currency()?,
+        to_currency: d.currency()?,
+        from_amount: d.u128()?,
+        to_amount: d.u128()?,
+        rate: d.decimal()?,
+        rate_set_ns: d.u64()?,
+        timestamp_ns: d.u64()?,
+    };
+    d.finish()?;
+    Ok(c)
 }

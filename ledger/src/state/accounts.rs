@@ -8,7 +8,9 @@ impl<S: Store> Ledger<S> {
         ctx: &mut BatchCtx,
         c: &CreateAccount,
     ) -> Result<(), Failure> {
-        let currency = Currency::from_code(&c.currency).ok_or(ResultCode::InvalidCurrency)?;
+        let currency = self
+            .resolve_currency(&c.currency)
+            .ok_or(ResultCode::InvalidCurrency)?;
         if self.accounts.contains_key(&c.id) {
             // Unreachable through idempotency (the account id is the command id), kept as a guard.
             return Err(ResultCode::IdempotencyConflict.into());
@@ -64,6 +66,7 @@ impl<S: Store> Ledger<S> {
                 reference: c.reference.clone(),
                 metadata: c.metadata.clone(),
                 created_ns: ctx.ts,
+                tier: None,
             },
             state: AccountState {
                 status: AccountStatus::Open,

@@ -73,12 +73,13 @@ impl<S: Store> Ledger<S> {
         }
     }
 
-    /// A split left `open`: its group stops tracking it.
+    /// A split left `open`: its expiry timer is disarmed and its group stops tracking it.
     pub(super) fn untrack_split(
         &mut self,
         ctx: &mut BatchCtx,
         x: &Split,
     ) -> Result<(), LedgerError> {
+        self.disarm_split(ctx, x);
         if let Some(gid) = x.group {
             let mut g = self.load_group(ctx, gid)?.ok_or_else(|| {
                 LedgerError::Corrupt(format!("split {} of a missing group", x.id))
@@ -213,6 +214,7 @@ impl<S: Store> Ledger<S> {
             }
             x.state = SplitState::Settled;
             x.updated_ns = ctx.ts;
+            self.disarm_split(ctx, &x);
             Self::put_split(ctx, &x);
             Self::split_event(ctx, EventKind::SplitSettled, &x, c.id, None, x.total);
         }

@@ -20,7 +20,9 @@ impl<S: Store> Ledger<S> {
         ctx: &mut BatchCtx,
         c: &CreateMerchant,
     ) -> Result<(), Failure> {
-        let currency = Currency::from_code(&c.currency).ok_or(ResultCode::InvalidCurrency)?;
+        let currency = self
+            .resolve_currency(&c.currency)
+            .ok_or(ResultCode::InvalidCurrency)?;
         if !profile_ok(c) {
             return Err(ResultCode::InvalidMerchantProfile.into());
         }

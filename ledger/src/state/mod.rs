@@ -27,6 +27,7 @@ use crate::types::*;
 mod accounts;
 mod cash;
 mod clients;
+mod config;
 mod events;
 mod groups;
 mod holds;
@@ -43,6 +44,7 @@ mod timers;
 mod transfers;
 mod verify;
 
+pub use config::{position_account_id, SETTING_BUSINESS_UTC_OFFSET};
 pub use events::{JournalBatch, EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX};
 pub use groups::{settle_plan, GroupNets};
 pub use redpackets::escrow_account_id;
@@ -55,7 +57,6 @@ pub const HISTORY_PAGE_MAX: usize = 1_000;
 /// Longest client name, in bytes.
 pub const CLIENT_NAME_BYTES_MAX: usize = 64;
 
-const NS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 const META_KEY: &[u8] = b"meta";
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +113,8 @@ pub struct Ledger<S: Store> {
     merchants: FxHashMap<Id, MerchantProfile>,
     /// Everything that expires by log time, ordered by due time, then kind, then id.
     timers: BTreeSet<(u64, TimerKind, Id)>,
+    /// In-app currencies, rates, tiers, settings (see [`config`]).
+    config: config::Config,
     applied_index: u64,
     digest: [u8; 32],
     last_timestamp_ns: u64,
@@ -170,6 +173,7 @@ impl<S: Store> Ledger<S> {
             clients: FxHashMap::default(),
             merchants: FxHashMap::default(),
             timers: BTreeSet::new(),
+            config: config::Config::default(),
             applied_index: 0,
             digest: [0; 32],
             last_timestamp_ns: 0,
@@ -216,6 +220,7 @@ impl<S: Store> Ledger<S> {
         })?;
         self.load_merchants()?;
         self.load_timers()?;
+        self.load_config()?;
         Ok(())
     }
 
@@ -258,7 +263,7 @@ impl<S: Store> Ledger<S> {
         let mut ctx = BatchCtx {
             ts,
             seed: batch.seed,
-            day: (ts / NS_PER_DAY) as u32,
+            day: self.config.settings.day_of(ts),
             wb: WriteBatch::with_capacity(batch.commands.len() * 4 + 8),
             before: FxHashMap::with_capacity_and_hasher(
                 batch.commands.len() * 2,
@@ -456,6 +461,12 @@ impl<S: Store> Ledger<S> {
             Command::ClaimRedPacket(c) => self.claim_redpacket(ctx, c).map(Some),
             Command::CreateGroup(g) => self.create_group(ctx, g).map(|()| None),
             Command::SettleGroup(g) => self.settle_group(ctx, g).map(Some),
+            Command::DefineCurrency(c) => self.define_currency(ctx, c).map(|()| None),
+            Command::SetRate(r) => self.set_rate(ctx, r).map(|()| None),
+            Command::Convert(c) => self.convert(ctx, c).map(Some),
+            Command::DefineTier(t) => self.define_tier(ctx, t).map(|()| None),
+            Command::SetAccountTier(t) => self.set_account_tier(ctx, t).map(|()| None),
+            Command::SetSetting(s) => self.set_setting(ctx, s).map(|()| None),
         };
         let (code, transfer) = match outcome {
             Ok(t) => (ResultCode::Ok, t),

@@ -295,7 +295,7 @@ impl<S: Store> Ledger<S> {
                 pending_id,
             ),
         };
-        let hold_day = (p.timestamp_ns / NS_PER_DAY) as u32;
+        let hold_day = self.config.settings.day_of(p.timestamp_ns);
         let mut touched: Vec<Id> = Vec::with_capacity(2);
         let mut count_returned: Vec<Id> = Vec::new();
         for (i, leg) in p.legs.iter().enumerate() {

@@ -144,6 +144,10 @@ impl<S: Store> Ledger<S> {
         if c.currency.is_some_and(|d| d != currency) {
             return Err(ResultCode::CurrencyMismatch.into());
         }
+        if currency.is_in_app() {
+            // EMV QR carries an ISO 4217 numeric code: in-app money is paid by code or bill.
+            return Err(ResultCode::InvalidCurrency.into());
+        }
         let amount = currency.to_minor(c.amount)?;
         if !reference_ok(&c.reference, ORDER_REFERENCE_CHARS_MAX, usize::MAX) {
             return Err(ResultCode::InvalidReference.into());
@@ -330,7 +334,7 @@ impl<S: Store> Ledger<S> {
             .ok_or(ResultCode::MerchantNotFound)?
             .clone();
         let currency = self.accounts[&profile.account].info.currency;
-        if scanned.currency_numeric != currency.numeric() {
+        if currency.is_in_app() || scanned.currency_numeric != currency.numeric() {
             return Err(ResultCode::InvalidQr.into());
         }
         if p.currency.is_some_and(|d| d != currency) {

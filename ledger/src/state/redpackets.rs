@@ -83,28 +83,6 @@ impl<S: Store> Ledger<S> {
         Ok(Some((r, slots, claims)))
     }
 
-    /// The escrow account of a currency, created the first time it is needed.
-    fn escrow_account(&mut self, ctx: &mut BatchCtx, currency: Currency) -> Result<Id, Failure> {
-        let id = escrow_account_id(currency);
-        if !self.accounts.contains_key(&id) {
-            self.create_account(
-                ctx,
-                &CreateAccount {
-                    id,
-                    currency: currency.code().to_string(),
-                    kind: AccountKind::System,
-                    debits_must_not_exceed_credits: true,
-                    credits_must_not_exceed_debits: false,
-                    overdraft: None,
-                    limits: LimitsSpec::default(),
-                    reference: "escrow".into(),
-                    metadata: BTreeMap::new(),
-                },
-            )?;
-        }
-        Ok(id)
-    }
-
     fn redpacket_event(
         ctx: &mut BatchCtx,
         kind: EventKind,
@@ -149,6 +127,12 @@ impl<S: Store> Ledger<S> {
         {
             return Err(ResultCode::InvalidRedPacket.into());
         }
+        if let Some(g) = c.group {
+            let group = self.load_group(ctx, g)?.ok_or(ResultCode::GroupNotFound)?;
+            if !group.members.contains(&c.sender) {
+                return Err(ResultCode::NotAGroupMember.into());
+            }
+        }
         let seconds = match c.expires_in_seconds {
             None => REDPACKET_EXPIRES_DEFAULT_SECONDS,
             Some(s) if s == 0 || s > PENDING_TIMEOUT_SECONDS_MAX => {
@@ -156,7 +140,9 @@ impl<S: Store> Ledger<S> {
             }
             Some(s) => s,
         };
-        let escrow = self.escrow_account(ctx, currency)?;
+        // Escrow never lends: debits stay within credits.
+        let escrow =
+            self.system_account(ctx, escrow_account_id(currency), currency, "escrow", true)?;
         let t = self.create_transfer(
             ctx,
             &CreateTransfer {
@@ -188,6 +174,7 @@ impl<S: Store> Ledger<S> {
             created_ns: ctx.ts,
             expires_ns: ctx.ts + seconds * 1_000_000_000,
             updated_ns: ctx.ts,
+            group: c.group,
         };
         Self::kv_put(
             ctx,
@@ -223,6 +210,14 @@ impl<S: Store> Ledger<S> {
             .is_some()
         {
             return Err(ResultCode::RedPacketAlreadyClaimed.into());
+        }
+        if let Some(g) = r.group {
+            let group = self.load_group(ctx, g)?.ok_or_else(|| {
+                LedgerError::Corrupt(format!("red packet {} of a missing group", r.id))
+            })?;
+            if !group.members.contains(&c.wallet) {
+                return Err(ResultCode::NotAGroupMember.into());
+            }
         }
         let slots = match self.kv_get(ctx, Cf::RedPackets, &slots_key(r.id))? {
             Some(b) => codec::decode_slots(&b).map_err(LedgerError::from)?,
@@ -293,22 +288,25 @@ impl<S: Store> Ledger<S> {
         })?;
         assert_eq!(r.state, RedPacketState::Open, "only open packets expire");
         let rest = r.total - r.claimed_amount;
+        let mut returned = 0;
         if rest > 0 {
             let mut m = super::moves::Movement::new(ctx, id, false, 1);
             // Escrow holds at least the rest; the sender's account may be frozen but takes
-            // credits. A closed sender keeps the rest in escrow (visible in the trial balance).
+            // credits. A closed sender keeps the rest in escrow (visible in the trial balance,
+            // and the event reports nothing returned).
             if self
                 .add_leg_minor(&mut m, r.escrow, r.sender, Some(r.currency), rest)
                 .is_ok()
             {
                 self.commit_movement(ctx, m);
+                returned = rest;
             }
         }
         r.state = RedPacketState::Expired;
         r.updated_ns = ctx.ts;
         self.cancel_timer(ctx, r.expires_ns, TimerKind::RedPacket, r.id);
         Self::put_redpacket(ctx, &r);
-        Self::redpacket_event(ctx, EventKind::RedPacketExpired, &r, id, None, rest);
+        Self::redpacket_event(ctx, EventKind::RedPacketExpired, &r, id, None, returned);
         Ok(())
     }
 }

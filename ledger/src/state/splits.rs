@@ -26,7 +26,9 @@ fn integer(v: &rust_decimal::Decimal, max: u32) -> Option<u128> {
 }
 
 /// Each participant's share of a split, in minor units, and the split's total.
-pub fn split_shares(c: &CreateSplit) -> Result<(Vec<u128>, u128), ResultCode> {
+/// `cur` is the currency the amounts read in (the payer's; `c.currency` as the client declared it
+/// may not carry an in-app currency's scale).
+pub fn split_shares(c: &CreateSplit, cur: Currency) -> Result<(Vec<u128>, u128), ResultCode> {
     let n = c.participants.len();
     if n == 0 || n > SPLIT_PARTICIPANTS_MAX {
         return Err(ResultCode::InvalidSplit);
@@ -36,7 +38,6 @@ pub fn split_shares(c: &CreateSplit) -> Result<(Vec<u128>, u128), ResultCode> {
             return Err(ResultCode::SplitParticipantTwice);
         }
     }
-    let cur = c.currency;
     let needs_values = matches!(
         c.mode,
         SplitMode::Exact | SplitMode::Percent | SplitMode::Shares
@@ -149,7 +150,15 @@ impl<S: Store> Ledger<S> {
                 return Err(ResultCode::CurrencyMismatch.into());
             }
         }
-        let (parts, total) = split_shares(c)?;
+        let currency = self.accounts[&c.payer].info.currency;
+        let (parts, total) = split_shares(c, currency)?;
+        let expires_ns = match c.expires_in_seconds {
+            None => None,
+            Some(s) if s == 0 || s > PENDING_TIMEOUT_SECONDS_MAX => {
+                return Err(ResultCode::InvalidTimeout.into())
+            }
+            Some(s) => Some(ctx.ts + s * 1_000_000_000),
+        };
         // A group split: everyone a member, and room in the group's list of open splits.
         let mut group = match c.group {
             None => None,
@@ -187,7 +196,7 @@ impl<S: Store> Ledger<S> {
         let x = Split {
             id: c.id,
             payer: c.payer,
-            currency: c.currency,
+            currency,
             total,
             mode: c.mode,
             state: if settled {
@@ -200,8 +209,12 @@ impl<S: Store> Ledger<S> {
             created_ns: ctx.ts,
             updated_ns: ctx.ts,
             group: c.group,
+            expires_ns,
         };
         Self::put_split(ctx, &x);
+        if let (Some(at), SplitState::Open) = (expires_ns, x.state) {
+            self.schedule_timer(ctx, at, TimerKind::Split, x.id);
+        }
         if let (Some(g), SplitState::Open) = (group.as_mut(), x.state) {
             g.open_splits.push(x.id);
             Self::put_group(ctx, g);
@@ -286,6 +299,34 @@ impl<S: Store> Ledger<S> {
         self.untrack_split(ctx, &x)?;
         Self::put_split(ctx, &x);
         Self::split_event(ctx, EventKind::SplitCancelled, &x, c.id, None, x.total);
+        Ok(())
+    }
+
+    /// Disarms a split's expiry timer (it settled, was cancelled, or expired).
+    pub(super) fn disarm_split(&mut self, ctx: &mut BatchCtx, x: &Split) {
+        if let Some(at) = x.expires_ns {
+            self.cancel_timer(ctx, at, TimerKind::Split, x.id);
+        }
+    }
+
+    /// A split's expiry: items still pending are cancelled (what they owed is no longer asked).
+    pub(super) fn expire_split(&mut self, ctx: &mut BatchCtx, id: Id) -> Result<(), LedgerError> {
+        let mut x = self
+            .load_split(ctx, id)?
+            .ok_or_else(|| LedgerError::Corrupt(format!("split {id} has a timer but no record")))?;
+        assert_eq!(x.state, SplitState::Open, "only open splits expire");
+        let mut owed = 0u128;
+        for i in &mut x.items {
+            if i.state == SplitItemState::Pending {
+                i.state = SplitItemState::Cancelled;
+                owed += i.amount;
+            }
+        }
+        x.state = SplitState::Expired;
+        x.updated_ns = ctx.ts;
+        self.untrack_split(ctx, &x)?;
+        Self::put_split(ctx, &x);
+        Self::split_event(ctx, EventKind::SplitExpired, &x, id, None, owed);
         Ok(())
     }
 }

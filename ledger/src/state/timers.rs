@@ -96,6 +96,8 @@ impl<S: Store> Ledger<S> {
                 TimerKind::PaycodeNonce => self.forget_paycode_nonce(ctx, due_ns, id)?,
                 TimerKind::Request => self.expire_request(ctx, id)?,
                 TimerKind::RedPacket => self.expire_redpacket(ctx, id)?,
+                // `expire_split` disarms the timer along with the split.
+                TimerKind::Split => self.expire_split(ctx, id)?,
             }
         }
         Ok(())
