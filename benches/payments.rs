@@ -216,6 +216,7 @@ impl World {
                     values: vec![],
                     note: String::new(),
                     group: None,
+                    expires_in_seconds: None,
                 })
             })
             .collect()
@@ -233,6 +234,7 @@ impl World {
             count: BATCH as u32,
             random: true,
             expires_in_seconds: None,
+            group: None,
         })]);
         (0..BATCH)
             .map(|i| {

@@ -162,6 +162,42 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::RedPacketCmd,
     },
+    /// In-app currencies (points, coins): `currency define|list` (define: operators only).
+    Currency {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::CurrencyCmd,
+    },
+    /// Exchange rates: `rate set|list` (set: operators only).
+    Rate {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::RateCmd,
+    },
+    /// Convert money between a wallet's currency and another wallet's at the current rate
+    /// (rounded down to the target's minor unit); `convert get ID…` shows conversions.
+    Convert {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(flatten)]
+        args: cli::ConvertArgs,
+    },
+    /// KYC tiers: `tier define|list` (define: operators only); `account set-tier` applies one.
+    Tier {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::TierCmd,
+    },
+    /// Replicated ledger settings: `settings set|get` (set: operators only).
+    Settings {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::SettingsCmd,
+    },
     /// An account's postings, oldest first, paged by cursor.
     History {
         #[command(flatten)]
@@ -406,6 +442,11 @@ fn main() {
             Cmd::Split { conn, cmd } => cli::split(&conn, cmd).await,
             Cmd::Redpacket { conn, cmd } => cli::redpacket(&conn, cmd).await,
             Cmd::Group { conn, cmd } => cli::group(&conn, cmd).await,
+            Cmd::Currency { conn, cmd } => cli::currency(&conn, cmd).await,
+            Cmd::Rate { conn, cmd } => cli::rate(&conn, cmd).await,
+            Cmd::Convert { conn, args } => cli::convert(&conn, args).await,
+            Cmd::Tier { conn, cmd } => cli::tier(&conn, cmd).await,
+            Cmd::Settings { conn, cmd } => cli::settings(&conn, cmd).await,
             Cmd::Withdraw { conn, args } => cli::withdraw(&conn, args).await,
             Cmd::History {
                 conn,

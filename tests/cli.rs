@@ -930,3 +930,186 @@ async fn social_payments_through_the_cli() {
     ]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn currencies_rates_and_tiers_through_the_cli() {
+    let c = Cluster::start(1, &[]);
+    c.wait_ready(Duration::from_secs(60)).await;
+    // An operator defines coins and a rate; a CNY wallet buys coins and spends them.
+    let v = ok(&c.cli(&[
+        "currency", "define", "--code", "QCOIN", "--scale", "0", "--name", "Q-coins",
+    ]));
+    assert_eq!(v["result"], "ok");
+    // An ISO code is refused at the edge (INVALID_ARGUMENT, nothing proposed).
+    let out = c.cli(&["currency", "define", "--code", "CNY", "--scale", "2"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an in-app currency code"));
+    assert_eq!(
+        ok(&c.cli(&["rate", "set", "--from", "CNY", "--to", "QCOIN", "--rate", "10"]))["result"],
+        "ok"
+    );
+    let (bank, alice, alice_q, shop_q) = (
+        "00000000-0000-4000-8000-0000000000b0",
+        "00000000-0000-4000-8000-0000000000a1",
+        "00000000-0000-4000-8000-0000000000a2",
+        "00000000-0000-4000-8000-0000000000c1",
+    );
+    for (id, cur, kind) in [
+        (bank, "CNY", "system"),
+        (alice, "CNY", "wallet"),
+        (alice_q, "QCOIN", "wallet"),
+        (shop_q, "QCOIN", "wallet"),
+    ] {
+        let out = c.cli(&[
+            "account",
+            "create",
+            "--id",
+            id,
+            "--currency",
+            cur,
+            "--kind",
+            kind,
+        ]);
+        assert_eq!(ok(&out)["result"], "ok");
+    }
+    ok(&c.cli(&["transfer", "--from", bank, "--to", alice, "--amount", "100"]));
+    let v = ok(&c.cli(&[
+        "convert",
+        "--from",
+        alice,
+        "--to",
+        alice_q,
+        "--amount",
+        "10.05",
+        "--expect-rate",
+        "10",
+    ]));
+    assert_eq!(v["result"], "ok");
+    assert_eq!(v["to_amount"], "100", "rounded down: {v}");
+    assert_eq!(v["rate"], "10");
+    let conv = v["id"].as_str().unwrap().to_string();
+    let g = ok(&c.cli(&["convert", "get", &conv]));
+    assert_eq!(g["conversions"][0]["from_amount"], "10.05");
+    let v = json(&c.cli(&[
+        "convert",
+        "--from",
+        alice,
+        "--to",
+        alice_q,
+        "--amount",
+        "1",
+        "--expect-rate",
+        "9",
+    ]));
+    assert_eq!(v["result"], "rate_changed");
+    assert_eq!(
+        ok(&c.cli(&["transfer", "--from", alice_q, "--to", shop_q, "--amount", "30"]))["result"],
+        "ok"
+    );
+    let bal = |w: &str| -> String {
+        ok(&c.cli(&["account", "get", w]))["accounts"][0]["balance"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(bal(alice), "89.95");
+    assert_eq!(bal(alice_q), "70");
+    assert_eq!(bal(shop_q), "30");
+    let cfg = ok(&c.cli(&["currency", "list"]));
+    assert_eq!(cfg["currencies"][0]["code"], "QCOIN");
+    assert_eq!(ok(&c.cli(&["rate", "list"]))["rates"][0]["rate"], "10");
+
+    // Tiers: a basic wallet is capped; raised to verified, the new limit is usable at once.
+    for (name, max) in [("basic", "20"), ("verified", "500")] {
+        let v = ok(&c.cli(&["tier", "define", "--name", name, "--per-transfer-max", max]));
+        assert_eq!(v["result"], "ok");
+    }
+    assert_eq!(
+        ok(&c.cli(&["account", "set-tier", "--account", alice, "--tier", "basic"]))["result"],
+        "ok"
+    );
+    let a = ok(&c.cli(&["account", "get", alice]));
+    assert_eq!(a["accounts"][0]["tier"], "basic");
+    assert_eq!(a["accounts"][0]["limits"]["per_transfer_max"], "20.00");
+    let v = json(&c.cli(&["transfer", "--from", alice, "--to", bank, "--amount", "50"]));
+    assert_eq!(v["result"], "per_transfer_limit");
+    assert_eq!(
+        ok(&c.cli(&[
+            "account",
+            "set-tier",
+            "--account",
+            alice,
+            "--tier",
+            "verified"
+        ]))["result"],
+        "ok"
+    );
+    assert_eq!(
+        ok(&c.cli(&["transfer", "--from", alice, "--to", bank, "--amount", "50"]))["result"],
+        "ok"
+    );
+    assert_eq!(
+        ok(&c.cli(&["tier", "list"]))["tiers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // The business time zone is a replicated setting.
+    assert_eq!(
+        ok(&c.cli(&["settings", "set", "business-utc-offset", "+08:00"]))["result"],
+        "ok"
+    );
+    assert_eq!(
+        ok(&c.cli(&["settings", "get"]))["business-utc-offset"],
+        "+08:00"
+    );
+    let v = json(&c.cli(&["settings", "set", "business-utc-offset", "+08:07"]));
+    assert_eq!(v["result"], "invalid_setting");
+    let v = ok(&c.cli(&["settings", "set", "business-utc-offset", "UTC-05:00"]));
+    assert_eq!(v["result"], "ok");
+    assert_eq!(
+        ok(&c.cli(&["settings", "get"]))["business-utc-offset"],
+        "-05:00"
+    );
+
+    // Configuration is for operators: a payments key may convert but not set a rate.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("pay.key");
+    let out = std::process::Command::new(BIN)
+        .args(["keys", "gen", "--out", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    ok(&c.cli(&[
+        "clients",
+        "add",
+        "--key-file",
+        key.to_str().unwrap(),
+        "--role",
+        "payments",
+        "--name",
+        "svc",
+    ]));
+    let as_payments = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(args)
+            .args(["--endpoint", &c.endpoints().join(","), "--key"])
+            .arg(&key)
+            .arg("--json")
+            .output()
+            .unwrap()
+    };
+    let out = as_payments(&[
+        "rate", "set", "--from", "CNY", "--to", "QCOIN", "--rate", "1",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("operator command"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = as_payments(&["convert", "--from", alice, "--to", alice_q, "--amount", "1"]);
+    assert_eq!(ok(&out)["result"], "ok");
+}

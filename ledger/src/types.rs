@@ -693,8 +693,10 @@ impl Settings {
         (shifted.max(0) / (86_400 * 1_000_000_000)) as u32
     }
 
-    /// Parses `±HH:MM` (or `Z`) into seconds: minutes a multiple of 15, within the range above.
+    /// Parses `±HH:MM` (or `Z`; either may follow `UTC`) into seconds: minutes a multiple of 15,
+    /// within the range above.
     pub fn parse_offset(s: &str) -> Option<i32> {
+        let s = s.strip_prefix("UTC").unwrap_or(s);
         if s == "Z" {
             return Some(0);
         }

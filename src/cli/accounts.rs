@@ -23,7 +23,7 @@ pub enum AccountCmd {
         /// Account id (UUID); a new time-ordered one is generated and printed when omitted.
         #[arg(long)]
         id: Option<String>,
-        /// ISO 4217 code, e.g. CNY.
+        /// ISO 4217 code (e.g. CNY) or a defined in-app currency (e.g. QCOIN).
         #[arg(long)]
         currency: String,
         #[arg(long, value_enum, default_value = "wallet")]
@@ -62,6 +62,17 @@ pub enum AccountCmd {
         #[arg(long)]
         id: Option<String>,
     },
+    /// Put an account on a KYC tier: its limits become the tier's from the next command on.
+    SetTier {
+        /// Command id (idempotency key); generated and printed when omitted.
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        account: String,
+        /// A tier defined with `suanpan tier define`.
+        #[arg(long)]
+        tier: String,
+    },
     /// Balances as of a log time (nanoseconds since the Unix epoch).
     BalanceAt {
         account: String,
@@ -85,6 +96,7 @@ fn account_json(a: &pb::Account) -> Value {
         "limits": {"per_transfer_max": l.per_transfer_max, "daily_outflow_max": l.daily_outflow_max,
                    "daily_outflow_count_max": l.daily_outflow_count_max, "balance_max": l.balance_max},
         "reference": a.reference, "metadata": a.metadata, "created_ns": a.created_ns, "posting_seq": a.posting_seq,
+        "tier": a.tier,
     })
 }
 
@@ -151,13 +163,17 @@ pub async fn account(conn: &Conn, cmd: AccountCmd) -> Result<Exit> {
             } else {
                 for a in &r.accounts {
                     println!(
-                        "{}  {:<8} {:<6} {} {:>14}  available {:>14}",
+                        "{}  {:<8} {:<6} {} {:>14}  available {:>14}{}",
                         a.id,
                         name::<ledger::AccountKind>(a.kind),
                         name::<ledger::AccountStatus>(a.status),
                         a.currency,
                         a.balance,
-                        a.available
+                        a.available,
+                        a.tier
+                            .as_ref()
+                            .map(|t| format!("  tier {t}"))
+                            .unwrap_or_default()
                     );
                 }
                 for n in &r.not_found {
@@ -182,6 +198,16 @@ pub async fn account(conn: &Conn, cmd: AccountCmd) -> Result<Exit> {
                 .submit_one(ops::set_account_status(id, account, st))
                 .await?;
             Ok(report(conn, "status change", &o))
+        }
+        AccountCmd::SetTier { id, account, tier } => {
+            let o = c
+                .submit_one(ops::set_account_tier(
+                    id_or_new(&id)?,
+                    parse_id(&account)?,
+                    &tier,
+                ))
+                .await?;
+            Ok(report(conn, "tier change", &o))
         }
         AccountCmd::BalanceAt { account, at_ns } => {
             let r = match c.get_balance_at(parse_id(&account)?, at_ns).await {

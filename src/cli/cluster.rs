@@ -126,6 +126,24 @@ fn command_json(c: &Option<pb::Command>) -> Value {
         Some(K::SettleGroup(g)) => {
             json!({"type": "settle_group", "id": g.id, "group": g.group_id})
         }
+        Some(K::DefineCurrency(c)) => {
+            json!({"type": "define_currency", "id": c.id, "code": c.code, "scale": c.scale, "name": c.name})
+        }
+        Some(K::SetRate(r)) => {
+            json!({"type": "set_rate", "id": r.id, "from": r.from_currency, "to": r.to_currency, "rate": r.rate})
+        }
+        Some(K::Convert(c)) => {
+            json!({"type": "convert", "id": c.id, "from": c.from_account_id, "to": c.to_account_id, "amount": c.amount, "currency": c.currency})
+        }
+        Some(K::DefineTier(t)) => {
+            json!({"type": "define_tier", "id": t.id, "name": t.name})
+        }
+        Some(K::SetAccountTier(t)) => {
+            json!({"type": "set_account_tier", "id": t.id, "account": t.account_id, "tier": t.tier})
+        }
+        Some(K::SetSetting(x)) => {
+            json!({"type": "set_setting", "id": x.id, "key": x.key, "value": x.value})
+        }
         Some(K::SetAccountStatus(s)) => {
             json!({"type": "set_account_status", "id": s.id, "account": s.account_id, "status": name::<ledger::AccountStatus>(s.status)})
         }

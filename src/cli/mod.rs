@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 mod accounts;
 mod cash;
 mod cluster;
+mod config;
 mod groups;
 mod keys;
 mod merchants;
@@ -30,6 +31,10 @@ mod transfers;
 pub use accounts::{account, history, AccountCmd};
 pub use cash::{topup, withdraw, TopupArgs, WithdrawArgs};
 pub use cluster::{cluster, watch, ClusterCmd};
+pub use config::{
+    convert, currency, rate, settings, tier, ConvertArgs, CurrencyCmd, RateCmd, SettingsCmd,
+    TierCmd,
+};
 pub use groups::{group, GroupCmd};
 pub use keys::{clients, keys, ClientsCmd, KeysCmd};
 pub use merchants::{merchant, MerchantCmd};

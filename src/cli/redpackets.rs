@@ -28,6 +28,9 @@ pub enum RedPacketCmd {
         /// Seconds of log time before the unclaimed rest returns (default 86400).
         #[arg(long)]
         expires_in: Option<u64>,
+        /// Only members of this group may claim (the sender must be one).
+        #[arg(long)]
+        group: Option<String>,
     },
     /// Take the next slot (once per wallet).
     Claim {
@@ -71,8 +74,10 @@ pub async fn redpacket(conn: &Conn, cmd: RedPacketCmd) -> Result<Exit> {
             count,
             mode,
             expires_in,
+            group,
         } => {
             let (id, sender) = (id_or_new(&id)?, parse_id(&sender)?);
+            let group = group.as_deref().map(parse_id).transpose()?;
             let cur = super::transfers::currency_of(&c, sender).await?;
             let o = c
                 .submit_one(ops::create_redpacket(pb::CreateRedPacket {
@@ -83,6 +88,7 @@ pub async fn redpacket(conn: &Conn, cmd: RedPacketCmd) -> Result<Exit> {
                     count,
                     random: matches!(mode, PacketMode::Random),
                     expires_in_seconds: expires_in,
+                    group_id: group.map(|g| g.to_string()),
                 }))
                 .await?;
             Ok(report(conn, "redpacket", &o))

@@ -40,6 +40,10 @@ pub enum SplitCmd {
         /// The group the split belongs to (settled together by `group settle`).
         #[arg(long)]
         group: Option<String>,
+        /// Seconds of log time after which shares still pending are cancelled and the split
+        /// expires (1 to 2592000); without it the split stays open until paid or cancelled.
+        #[arg(long)]
+        expires_in: Option<u64>,
     },
     /// A participant pays its share to the payer.
     Pay {
@@ -72,7 +76,7 @@ fn split_json(x: &pb::Split) -> Value {
         .collect();
     json!({"id": x.id, "payer": x.payer_account_id, "total": x.total, "currency": x.currency,
            "mode": name::<ledger::SplitMode>(x.mode), "state": x.state, "note": x.note, "items": items,
-           "created_ns": x.created_ns})
+           "created_ns": x.created_ns, "group": x.group_id, "expires_ns": x.expires_ns})
 }
 
 pub async fn split(conn: &Conn, cmd: SplitCmd) -> Result<Exit> {
@@ -88,6 +92,7 @@ pub async fn split(conn: &Conn, cmd: SplitCmd) -> Result<Exit> {
             values,
             note,
             group,
+            expires_in,
         } => {
             let (id, payer) = (id_or_new(&id)?, parse_id(&payer)?);
             let group = group.as_deref().map(parse_id).transpose()?;
@@ -113,6 +118,7 @@ pub async fn split(conn: &Conn, cmd: SplitCmd) -> Result<Exit> {
                     values,
                     note,
                     group_id: group.map(|g| g.to_string()),
+                    expires_in_seconds: expires_in,
                 }))
                 .await?;
             if !o.is_ok() {

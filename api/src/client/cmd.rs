@@ -296,3 +296,49 @@ pub fn settle_group(id: Id, group: Id) -> pb::Command {
         group_id: group.to_string(),
     }))
 }
+
+pub fn define_currency(id: Id, code: &str, scale: u32, name: &str) -> pb::Command {
+    wrap(pb::command::Kind::DefineCurrency(pb::DefineCurrency {
+        id: id.to_string(),
+        code: code.into(),
+        scale,
+        name: name.into(),
+    }))
+}
+
+pub fn set_rate(id: Id, from: &str, to: &str, rate: &str) -> pb::Command {
+    wrap(pb::command::Kind::SetRate(pb::SetRate {
+        id: id.to_string(),
+        from_currency: from.into(),
+        to_currency: to.into(),
+        rate: rate.into(),
+    }))
+}
+
+pub fn convert(c: pb::Convert) -> pb::Command {
+    wrap(pb::command::Kind::Convert(c))
+}
+
+pub fn define_tier(id: Id, name: &str, limits: pb::Limits) -> pb::Command {
+    wrap(pb::command::Kind::DefineTier(pb::DefineTier {
+        id: id.to_string(),
+        name: name.into(),
+        limits: Some(limits),
+    }))
+}
+
+pub fn set_account_tier(id: Id, account: Id, tier: &str) -> pb::Command {
+    wrap(pb::command::Kind::SetAccountTier(pb::SetAccountTier {
+        id: id.to_string(),
+        account_id: account.to_string(),
+        tier: tier.into(),
+    }))
+}
+
+pub fn set_setting(id: Id, key: &str, value: &str) -> pb::Command {
+    wrap(pb::command::Kind::SetSetting(pb::SetSetting {
+        id: id.to_string(),
+        key: key.into(),
+        value: value.into(),
+    }))
+}

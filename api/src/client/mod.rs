@@ -356,6 +356,44 @@ impl Client {
             .await
     }
 
+    /// The replicated configuration: in-app currencies, rates, tiers, settings.
+    pub async fn get_config(&self) -> Result<pb::GetConfigResponse, ClientError> {
+        let msg = pb::GetConfigRequest {
+            allow_stale: self.core.cfg.stale_reads,
+        };
+        self.core
+            .call("/suanpan.v1.Ledger/GetConfig", msg, |ch, r| async move {
+                pb::ledger_client::LedgerClient::new(ch)
+                    .max_decoding_message_size(64 << 20)
+                    .get_config(r)
+                    .await
+            })
+            .await
+    }
+
+    /// Conversions by command id (found ones in request order, and the ids not found).
+    pub async fn get_conversions(
+        &self,
+        ids: &[Id],
+    ) -> Result<pb::GetConversionsResponse, ClientError> {
+        let msg = pb::GetConversionsRequest {
+            ids: ids.iter().map(Id::to_string).collect(),
+            allow_stale: self.core.cfg.stale_reads,
+        };
+        self.core
+            .call(
+                "/suanpan.v1.Ledger/GetConversions",
+                msg,
+                |ch, r| async move {
+                    pb::ledger_client::LedgerClient::new(ch)
+                        .max_decoding_message_size(64 << 20)
+                        .get_conversions(r)
+                        .await
+                },
+            )
+            .await
+    }
+
     /// One page of an account's history (postings with `seq > after_seq`, at most `limit`).
     pub async fn list_account_history(
         &self,

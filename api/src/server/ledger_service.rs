@@ -68,12 +68,29 @@ impl pb::ledger_server::Ledger for LedgerService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let role = request
+            .extensions()
+            .get::<crate::auth::Caller>()
+            .map(|c| c.role);
         let req = request.into_inner();
         let commands = wire::submit_from_pb(
             &req,
             self.ctx.limits.max_batch_commands,
             &self.ctx.currency_lookup(),
         )?;
+        // Configuration changes (currencies, rates, tiers, settings) are for operators only.
+        if let Some(role) = role.filter(|r| *r != ledger::ClientRole::Admin) {
+            if let Some((i, name)) = commands
+                .iter()
+                .enumerate()
+                .find_map(|(i, c)| wire::operator_command(c).map(|n| (i, n)))
+            {
+                return Err(Status::permission_denied(format!(
+                    "commands[{i}]: {name} is an operator command; role {} may not submit it",
+                    role.name()
+                )));
+            }
+        }
         let (index, results) = self.ctx.propose(&commands).await?;
         Ok(Response::new(pb::SubmitResponse {
             results: commands
@@ -227,6 +244,35 @@ impl pb::ledger_server::Ledger for LedgerService {
                 })
                 .collect(),
             applied_index: l.applied_index(),
+        }))
+    }
+
+    async fn get_config(
+        &self,
+        request: Request<pb::GetConfigRequest>,
+    ) -> Result<Response<pb::GetConfigResponse>, Status> {
+        let req = request.into_inner();
+        self.ctx.read_barrier(req.allow_stale).await?;
+        let l = self.ctx.ledger.lock();
+        Ok(Response::new(wire::config_to_pb(&l)))
+    }
+
+    async fn get_conversions(
+        &self,
+        request: Request<pb::GetConversionsRequest>,
+    ) -> Result<Response<pb::GetConversionsResponse>, Status> {
+        let req = request.into_inner();
+        let (conversions, not_found, applied_index) = self
+            .lookup(&req.ids, req.allow_stale, |l, id| {
+                Ok(l.conversion(id)
+                    .map_err(internal)?
+                    .map(|c| wire::conversion_to_pb(&c)))
+            })
+            .await?;
+        Ok(Response::new(pb::GetConversionsResponse {
+            conversions,
+            not_found,
+            applied_index,
         }))
     }
 

@@ -70,24 +70,61 @@ pub fn parse_id(field: &str, s: &str) -> Result<Id, Status> {
     Ok(id)
 }
 
+/// The wire name of a command only admin (operator) clients may submit — those that change the
+/// ledger's configuration (in-app currencies, rates, tiers, settings) — or `None`.
+pub fn operator_command(c: &Command) -> Option<&'static str> {
+    match c {
+        Command::DefineCurrency(_) => Some("define_currency"),
+        Command::SetRate(_) => Some("set_rate"),
+        Command::DefineTier(_) => Some("define_tier"),
+        Command::SetSetting(_) => Some("set_setting"),
+        _ => None,
+    }
+}
+
+/// Longest setting key or value, in bytes.
+const SETTING_TEXT_BYTES_MAX: usize = 64;
+
+/// Parses a currency code: an ISO 4217 code the ledger accepts, or an in-app code (3 ..= 8
+/// upper-case letters) that the ledger resolves against its definitions when it applies the command.
 pub fn parse_currency(field: &str, s: &str) -> Result<Currency, Status> {
-    Currency::from_code(s).ok_or_else(|| {
+    Currency::declared(s).ok_or_else(|| {
         invalid(format!(
-            "{field}: unknown currency {s:?} (ISO 4217 upper-case code)"
+            "{field}: unknown currency {s:?} (an accepted ISO 4217 code, or an in-app code of \
+             3 ..= 8 upper-case letters)"
         ))
     })
 }
 
 /// Parses a non-negative decimal amount in `currency`: `[0-9]+(\.[0-9]+)?`, at most
 /// [`AMOUNT_DIGITS_MAX`] significant digits and at most the currency's exponent in fractional
-/// digits once trailing zeros are dropped ("12.300" CNY is fine, "12.345" CNY is not).
+/// digits once trailing zeros are dropped ("12.300" CNY is fine, "12.345" CNY is not). An in-app
+/// currency a client names is checked against the largest in-app scale here and against its own
+/// scale by the ledger.
 pub fn parse_amount(field: &str, s: &str, currency: Currency) -> Result<Decimal, Status> {
-    let bad = |why: &str| {
-        invalid(format!(
-            "{field}: {s:?} is not a valid {} amount: {why}",
-            currency.code()
-        ))
-    };
+    parse_decimal(
+        field,
+        s,
+        u32::from(currency.exponent()),
+        &format!("{} amount", currency.code()),
+    )
+}
+
+/// Parses a whole number (basis points, weights) written as a decimal string.
+pub fn parse_whole_number(field: &str, s: &str) -> Result<Decimal, Status> {
+    parse_decimal(field, s, 0, "whole number")
+}
+
+/// Parses an exchange rate: a decimal with at most [`ledger::RATE_SCALE_MAX`] fractional digits.
+pub fn parse_rate(field: &str, s: &str) -> Result<Decimal, Status> {
+    parse_decimal(field, s, ledger::RATE_SCALE_MAX, "rate")
+}
+
+/// The one decimal parser of the edge: `[0-9]+(\.[0-9]+)?`, non-negative, at most
+/// [`AMOUNT_DIGITS_MAX`] significant digits and `frac_max` fractional digits once trailing zeros
+/// are dropped. `what` names the value in the error.
+fn parse_decimal(field: &str, s: &str, frac_max: u32, what: &str) -> Result<Decimal, Status> {
+    let bad = |why: &str| invalid(format!("{field}: {s:?} is not a valid {what}: {why}"));
     if s.is_empty() {
         return Err(bad("empty"));
     }
@@ -106,11 +143,8 @@ pub fn parse_amount(field: &str, s: &str, currency: Currency) -> Result<Decimal,
         return Err(bad("expected digits with an optional '.' and fraction"));
     }
     let frac = frac.unwrap_or("").trim_end_matches('0');
-    if frac.len() > usize::from(currency.exponent()) {
-        return Err(bad(&format!(
-            "more than {} fractional digits",
-            currency.exponent()
-        )));
+    if frac.len() > frac_max as usize {
+        return Err(bad(&format!("more than {frac_max} fractional digits")));
     }
     let int = int.trim_start_matches('0');
     let mut mantissa_digits = String::with_capacity(int.len() + frac.len());
@@ -519,11 +553,7 @@ pub fn command_from_pb(
                     match mode {
                         // Amounts in the currency; basis points and weights are whole numbers.
                         ledger::SplitMode::Exact => parse_amount(&field, v, currency),
-                        _ => parse_amount(
-                            &field,
-                            v,
-                            ledger::Currency::from_code("JPY").expect("JPY"),
-                        ),
+                        _ => parse_whole_number(&field, v),
                     }
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -546,6 +576,7 @@ pub fn command_from_pb(
                     .as_deref()
                     .map(|g| parse_id(&f("create_split.group_id"), g))
                     .transpose()?,
+                expires_in_seconds: x.expires_in_seconds,
             })
         }
         Kind::CreateGroup(g) => {
@@ -573,6 +604,124 @@ pub fn command_from_pb(
                     .enumerate()
                     .map(|(j, m)| parse_id(&f(&format!("create_group.member_ids[{j}]")), m))
                     .collect::<Result<_, _>>()?,
+            })
+        }
+        Kind::DefineCurrency(c) => {
+            check_text(
+                &f("define_currency.name"),
+                &c.name,
+                0,
+                ledger::CURRENCY_NAME_BYTES_MAX,
+                Count::Bytes,
+            )?;
+            if !ledger::is_in_app_code(&c.code) {
+                return Err(invalid(format!(
+                    "{}: {:?} is not an in-app currency code (3 ..= 8 upper-case letters, not an \
+                     ISO 4217 code)",
+                    f("define_currency.code"),
+                    c.code
+                )));
+            }
+            Command::DefineCurrency(ledger::DefineCurrency {
+                id: parse_id(&f("define_currency.id"), &c.id)?,
+                code: c.code.clone(),
+                scale: u8::try_from(c.scale)
+                    .ok()
+                    .filter(|s| *s <= ledger::money::IN_APP_SCALE_MAX)
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "{}: {} is over the largest scale, {}",
+                            f("define_currency.scale"),
+                            c.scale,
+                            ledger::money::IN_APP_SCALE_MAX
+                        ))
+                    })?,
+                name: c.name.clone(),
+            })
+        }
+        Kind::SetRate(r) => Command::SetRate(ledger::SetRate {
+            id: parse_id(&f("set_rate.id"), &r.id)?,
+            from: parse_currency(&f("set_rate.from_currency"), &r.from_currency)?,
+            to: parse_currency(&f("set_rate.to_currency"), &r.to_currency)?,
+            rate: parse_rate(&f("set_rate.rate"), &r.rate)?,
+        }),
+        Kind::Convert(c) => {
+            let currency = parse_currency(&f("convert.currency"), &c.currency)?;
+            Command::Convert(ledger::Convert {
+                id: parse_id(&f("convert.id"), &c.id)?,
+                from: parse_id(&f("convert.from_account_id"), &c.from_account_id)?,
+                to: parse_id(&f("convert.to_account_id"), &c.to_account_id)?,
+                amount: parse_amount(&f("convert.amount"), &c.amount, currency)?,
+                currency: Some(currency),
+                expect_rate: c
+                    .expect_rate
+                    .as_deref()
+                    .map(|r| parse_rate(&f("convert.expect_rate"), r))
+                    .transpose()?,
+            })
+        }
+        Kind::DefineTier(t) => {
+            check_text(
+                &f("define_tier.name"),
+                &t.name,
+                1,
+                ledger::TIER_NAME_BYTES_MAX,
+                Count::Bytes,
+            )?;
+            let limits = t.limits.clone().unwrap_or_default();
+            // Tier amounts are read in each account's currency: checked against the finest scale
+            // here, against the account's when the tier is applied.
+            let opt = |name: &str, v: &Option<String>| {
+                v.as_deref()
+                    .map(|v| {
+                        parse_decimal(
+                            &f(&format!("define_tier.limits.{name}")),
+                            v,
+                            u32::from(ledger::money::IN_APP_SCALE_MAX),
+                            "limit",
+                        )
+                    })
+                    .transpose()
+            };
+            Command::DefineTier(ledger::DefineTier {
+                id: parse_id(&f("define_tier.id"), &t.id)?,
+                name: t.name.clone(),
+                limits: LimitsSpec {
+                    per_transfer_max: opt("per_transfer_max", &limits.per_transfer_max)?,
+                    daily_outflow_max: opt("daily_outflow_max", &limits.daily_outflow_max)?,
+                    daily_outflow_count_max: limits.daily_outflow_count_max,
+                    balance_max: opt("balance_max", &limits.balance_max)?,
+                },
+            })
+        }
+        Kind::SetAccountTier(t) => {
+            check_text(
+                &f("set_account_tier.tier"),
+                &t.tier,
+                1,
+                ledger::TIER_NAME_BYTES_MAX,
+                Count::Bytes,
+            )?;
+            Command::SetAccountTier(ledger::SetAccountTier {
+                id: parse_id(&f("set_account_tier.id"), &t.id)?,
+                account: parse_id(&f("set_account_tier.account_id"), &t.account_id)?,
+                tier: t.tier.clone(),
+            })
+        }
+        Kind::SetSetting(x) => {
+            for (name, v) in [("key", &x.key), ("value", &x.value)] {
+                check_text(
+                    &f(&format!("set_setting.{name}")),
+                    v,
+                    1,
+                    SETTING_TEXT_BYTES_MAX,
+                    Count::Bytes,
+                )?;
+            }
+            Command::SetSetting(ledger::SetSetting {
+                id: parse_id(&f("set_setting.id"), &x.id)?,
+                key: x.key.clone(),
+                value: x.value.clone(),
             })
         }
         Kind::SettleGroup(g) => Command::SettleGroup(ledger::SettleGroup {
@@ -604,6 +753,11 @@ pub fn command_from_pb(
                 count: r.count,
                 random: r.random,
                 expires_in_seconds: r.expires_in_seconds,
+                group: r
+                    .group_id
+                    .as_deref()
+                    .map(|g| parse_id(&f("create_redpacket.group_id"), g))
+                    .transpose()?,
             })
         }
         Kind::ClaimRedpacket(c) => Command::ClaimRedPacket(ledger::ClaimRedPacket {

@@ -54,6 +54,7 @@ pub fn account_to_pb(a: &ledger::Account) -> pb::Account {
         balance: a.balance().to_string(),
         available: a.available().to_string(),
         posting_seq: a.state.posting_seq,
+        tier: a.info.tier.clone(),
     }
 }
 
@@ -201,6 +202,8 @@ pub fn split_to_pb(x: &ledger::Split) -> pb::Split {
             .collect(),
         created_ns: x.created_ns,
         updated_ns: x.updated_ns,
+        group_id: x.group.map(|g| g.to_string()),
+        expires_ns: x.expires_ns,
     }
 }
 
@@ -276,12 +279,7 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
             debits_must_not_exceed_credits: a.debits_must_not_exceed_credits,
             credits_must_not_exceed_debits: a.credits_must_not_exceed_debits,
             overdraft: a.overdraft.as_ref().map(dec),
-            limits: Some(pb::Limits {
-                per_transfer_max: a.limits.per_transfer_max.as_ref().map(dec),
-                daily_outflow_max: a.limits.daily_outflow_max.as_ref().map(dec),
-                daily_outflow_count_max: a.limits.daily_outflow_count_max,
-                balance_max: a.limits.balance_max.as_ref().map(dec),
-            }),
+            limits: Some(limits_spec_to_pb(&a.limits)),
             reference: a.reference.clone(),
             metadata: a
                 .metadata
@@ -431,6 +429,7 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
             values: x.values.iter().map(dec).collect(),
             note: x.note.clone(),
             group_id: x.group.map(|g| g.to_string()),
+            expires_in_seconds: x.expires_in_seconds,
         }),
         Command::CreateGroup(g) => Kind::CreateGroup(pb::CreateGroup {
             id: g.id.to_string(),
@@ -458,6 +457,42 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
             count: r.count,
             random: r.random,
             expires_in_seconds: r.expires_in_seconds,
+            group_id: r.group.map(|g| g.to_string()),
+        }),
+        Command::DefineCurrency(c) => Kind::DefineCurrency(pb::DefineCurrency {
+            id: c.id.to_string(),
+            code: c.code.clone(),
+            scale: u32::from(c.scale),
+            name: c.name.clone(),
+        }),
+        Command::SetRate(r) => Kind::SetRate(pb::SetRate {
+            id: r.id.to_string(),
+            from_currency: r.from.code().to_string(),
+            to_currency: r.to.code().to_string(),
+            rate: dec(&r.rate),
+        }),
+        Command::Convert(c) => Kind::Convert(pb::Convert {
+            id: c.id.to_string(),
+            from_account_id: c.from.to_string(),
+            to_account_id: c.to.to_string(),
+            amount: dec(&c.amount),
+            currency: code_or(c.currency, currency_of(c.from)),
+            expect_rate: c.expect_rate.as_ref().map(dec),
+        }),
+        Command::DefineTier(t) => Kind::DefineTier(pb::DefineTier {
+            id: t.id.to_string(),
+            name: t.name.clone(),
+            limits: Some(limits_spec_to_pb(&t.limits)),
+        }),
+        Command::SetAccountTier(t) => Kind::SetAccountTier(pb::SetAccountTier {
+            id: t.id.to_string(),
+            account_id: t.account.to_string(),
+            tier: t.tier.clone(),
+        }),
+        Command::SetSetting(x) => Kind::SetSetting(pb::SetSetting {
+            id: x.id.to_string(),
+            key: x.key.clone(),
+            value: x.value.clone(),
         }),
         Command::ClaimRedPacket(c) => Kind::ClaimRedpacket(pb::ClaimRedPacket {
             id: c.id.to_string(),
@@ -500,4 +535,66 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
         }),
     };
     pb::Command { kind: Some(kind) }
+}
+
+/// Limits as a client gave them (decimal strings in major units).
+pub fn limits_spec_to_pb(l: &ledger::LimitsSpec) -> pb::Limits {
+    pb::Limits {
+        per_transfer_max: l.per_transfer_max.map(|d| d.to_string()),
+        daily_outflow_max: l.daily_outflow_max.map(|d| d.to_string()),
+        daily_outflow_count_max: l.daily_outflow_count_max,
+        balance_max: l.balance_max.map(|d| d.to_string()),
+    }
+}
+
+pub fn config_to_pb<S: ledger::Store>(l: &ledger::Ledger<S>) -> pb::GetConfigResponse {
+    pb::GetConfigResponse {
+        currencies: l
+            .currencies()
+            .map(|c| pb::CurrencyDefinition {
+                code: c.currency.code().to_string(),
+                scale: u32::from(c.currency.exponent()),
+                name: c.name.clone(),
+                defined_ns: c.defined_ns,
+                position_account_id: ledger::position_account_id(c.currency).to_string(),
+            })
+            .collect(),
+        rates: l
+            .rates()
+            .map(|r| pb::ExchangeRate {
+                from_currency: r.from.code().to_string(),
+                to_currency: r.to.code().to_string(),
+                rate: r.rate.to_string(),
+                set_by: r.set_by.to_string(),
+                set_ns: r.set_ns,
+            })
+            .collect(),
+        tiers: l
+            .tiers()
+            .map(|t| pb::Tier {
+                name: t.name.clone(),
+                limits: Some(limits_spec_to_pb(&t.limits)),
+                defined_ns: t.defined_ns,
+            })
+            .collect(),
+        business_utc_offset: ledger::Settings::format_offset(
+            l.settings().business_utc_offset_seconds,
+        ),
+        applied_index: l.applied_index(),
+    }
+}
+
+pub fn conversion_to_pb(c: &ledger::Conversion) -> pb::Conversion {
+    pb::Conversion {
+        id: c.id.to_string(),
+        from_account_id: c.from_account.to_string(),
+        to_account_id: c.to_account.to_string(),
+        from_currency: c.from_currency.code().to_string(),
+        to_currency: c.to_currency.code().to_string(),
+        from_amount: amount_str(c.from_currency, c.from_amount),
+        to_amount: amount_str(c.to_currency, c.to_amount),
+        rate: c.rate.to_string(),
+        rate_set_ns: c.rate_set_ns,
+        timestamp_ns: c.timestamp_ns,
+    }
 }
