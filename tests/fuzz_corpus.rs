@@ -82,6 +82,56 @@ fn write_seeds() {
             ops::settle_withdrawal(ledger::Id(21), ledger::Id(19), true),
             ops::settle_withdrawal(ledger::Id(22), ledger::Id(19), false),
         ],
+        // Social payments, in-app currencies and tiers.
+        vec![
+            ops::create_group(ledger::Id(30), "trip", &[a, b]),
+            ops::create_split(pb::CreateSplit {
+                id: id(31),
+                payer_account_id: a.to_string(),
+                total: "100".into(),
+                currency: "CNY".into(),
+                participant_ids: vec![a.to_string(), b.to_string()],
+                mode: pb::SplitMode::Shares as i32,
+                values: vec!["1".into(), "2".into()],
+                note: "dinner".into(),
+                group_id: Some(id(30)),
+                expires_in_seconds: Some(3600),
+            }),
+            ops::settle_group(ledger::Id(32), ledger::Id(30)),
+            ops::create_redpacket(pb::CreateRedPacket {
+                id: id(33),
+                sender_account_id: a.to_string(),
+                total: "8.88".into(),
+                currency: "CNY".into(),
+                count: 3,
+                random: true,
+                expires_in_seconds: None,
+                group_id: Some(id(30)),
+            }),
+            ops::claim_redpacket(ledger::Id(34), ledger::Id(33), b),
+        ],
+        vec![
+            ops::define_currency(ledger::Id(40), "QCOIN", 0, "Q-coins"),
+            ops::set_rate(ledger::Id(41), "CNY", "QCOIN", "10.5"),
+            ops::convert(pb::Convert {
+                id: id(42),
+                from_account_id: a.to_string(),
+                to_account_id: b.to_string(),
+                amount: "10.00".into(),
+                currency: "CNY".into(),
+                expect_rate: Some("10.5".into()),
+            }),
+            ops::define_tier(
+                ledger::Id(43),
+                "verified",
+                pb::Limits {
+                    per_transfer_max: Some("5000".into()),
+                    ..Default::default()
+                },
+            ),
+            ops::set_account_tier(ledger::Id(44), a, "verified"),
+            ops::set_setting(ledger::Id(45), "business-utc-offset", "+08:00"),
+        ],
     ];
     let dir = corpus("submit_request");
     std::fs::create_dir_all(&dir).unwrap();
@@ -225,6 +275,45 @@ fn write_seeds() {
     )
     .unwrap();
     std::fs::write(dir.join("seed-empty"), ledger::codec::encode_commands(&[])).unwrap();
+    // Configuration commands, with an in-app currency declared on a conversion.
+    let qcoin = ledger::Currency::declared("QCOIN");
+    let config = vec![
+        ledger::Command::DefineCurrency(ledger::DefineCurrency {
+            id: ledger::Id(40),
+            code: "QCOIN".into(),
+            scale: 0,
+            name: "Q-coins".into(),
+        }),
+        ledger::Command::SetRate(ledger::SetRate {
+            id: ledger::Id(41),
+            from: cny.unwrap(),
+            to: qcoin.unwrap(),
+            rate: dec("10.5"),
+        }),
+        ledger::Command::Convert(ledger::Convert {
+            id: ledger::Id(42),
+            from: a,
+            to: b,
+            amount: dec("10"),
+            currency: qcoin,
+            expect_rate: None,
+        }),
+        ledger::Command::SetAccountTier(ledger::SetAccountTier {
+            id: ledger::Id(44),
+            account: a,
+            tier: "verified".into(),
+        }),
+        ledger::Command::SetSetting(ledger::SetSetting {
+            id: ledger::Id(45),
+            key: "business-utc-offset".into(),
+            value: "+08:00".into(),
+        }),
+    ];
+    std::fs::write(
+        dir.join("seed-config"),
+        ledger::codec::encode_commands(&config),
+    )
+    .unwrap();
 
     // EMV payloads: the EMVCo sample, a static and a dynamic code, and broken ones.
     let dir = corpus("emv_payload");

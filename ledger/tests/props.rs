@@ -94,6 +94,39 @@ fn generate(seed: u64, batches: usize) -> Vec<Batch> {
         accounts.push((profile.account.0, cur));
         merchants.push((profile, cur));
     }
+    // In-app coins (scale 0) and points (scale 2), rates both ways with CNY, tiers to move wallets
+    // between; coin wallets are converted into, spent and converted back.
+    setup.push(Command::DefineCurrency(DefineCurrency {
+        id: Id(900),
+        code: "QCOIN".into(),
+        scale: 0,
+        name: String::new(),
+    }));
+    setup.push(Command::DefineCurrency(DefineCurrency {
+        id: Id(901),
+        code: "PTS".into(),
+        scale: 2,
+        name: String::new(),
+    }));
+    let coins: Vec<(u128, &str)> = (0..3)
+        .map(|i| (910 + i, "QCOIN"))
+        .chain((0..2).map(|i| (920 + i, "PTS")))
+        .collect();
+    for (n, cur) in &coins {
+        setup.push(wallet(*n, cur));
+    }
+    for (i, name) in ["basic", "verified"].iter().enumerate() {
+        setup.push(Command::DefineTier(DefineTier {
+            id: Id(930 + i as u128),
+            name: name.to_string(),
+            limits: LimitsSpec {
+                per_transfer_max: Some(d(if i == 0 { "20" } else { "5000" })),
+                daily_outflow_max: Some(d(if i == 0 { "60" } else { "20000" })),
+                daily_outflow_count_max: None,
+                balance_max: None,
+            },
+        }));
+    }
     out.push(Batch {
         timestamp_ns: now,
         seed: 0,
@@ -122,7 +155,7 @@ fn generate(seed: u64, batches: usize) -> Vec<Batch> {
                 .position(|(m, _)| m.account == mp.account)
                 .unwrap();
             let mcur = *mcur;
-            let cmd = match rng.below(140) {
+            let cmd = match rng.below(152) {
                 0..=14 => transfer(next_id, bank, a, &amount(&mut rng, cur)), // top-up
                 15..=54 => transfer(next_id, a, b2, &amount(&mut rng, cur)), // p2p (maybe cross-currency)
                 55..=59 => legs(
@@ -283,6 +316,63 @@ fn generate(seed: u64, batches: usize) -> Vec<Batch> {
                         participant: ps[rng.below(ps.len() as u64) as usize],
                     })
                 }
+                140..=142 => {
+                    // An operator moves a rate (sometimes to one with many decimals).
+                    let (from, to) = [
+                        ("CNY", "QCOIN"),
+                        ("QCOIN", "CNY"),
+                        ("CNY", "PTS"),
+                        ("PTS", "QCOIN"),
+                    ][rng.below(4) as usize];
+                    let rate = match rng.below(4) {
+                        0 => format!("0.{:04}", 1 + rng.below(9_999)),
+                        1 => format!("{}.{:03}", rng.below(50), rng.below(1000)),
+                        _ => (1 + rng.below(20)).to_string(),
+                    };
+                    Command::SetRate(SetRate {
+                        id: Id(next_id),
+                        from: Currency::declared(from).unwrap(),
+                        to: Currency::declared(to).unwrap(),
+                        rate: d(&rate),
+                    })
+                }
+                143..=147 => {
+                    // Buy coins or points with a CNY wallet, or convert them back (or onward).
+                    let (c, ccur) = coins[rng.below(coins.len() as u64) as usize];
+                    let cny = 100 + rng.below(4) as u128;
+                    let (from, to, fcur) = match rng.below(3) {
+                        0 | 1 => (cny, c, "CNY"),
+                        _ => (c, cny, ccur),
+                    };
+                    let amt = if fcur == "QCOIN" {
+                        (1 + rng.below(50)).to_string()
+                    } else {
+                        amount(&mut rng, fcur)
+                    };
+                    Command::Convert(Convert {
+                        id: Id(next_id),
+                        from: Id(from),
+                        to: Id(to),
+                        amount: d(&amt),
+                        currency: None,
+                        expect_rate: None,
+                    })
+                }
+                148..=149 => {
+                    // Coins move between coin wallets like any money.
+                    let (x, xc) = coins[rng.below(coins.len() as u64) as usize];
+                    let (y, _) = coins[rng.below(coins.len() as u64) as usize];
+                    let mut t = transfer(next_id, x, y, &(1 + rng.below(30)).to_string());
+                    if let Command::CreateTransfer(t) = &mut t {
+                        t.legs[0].currency = Currency::declared(xc);
+                    }
+                    t
+                }
+                150..=151 => Command::SetAccountTier(SetAccountTier {
+                    id: Id(next_id),
+                    account: Id(a),
+                    tier: ["basic", "verified", "gold"][rng.below(3) as usize].into(),
+                }),
                 _ => transfer(next_id, a, b2, &amount(&mut rng, cur)),
             };
             issued.push(cmd.clone());
@@ -317,9 +407,18 @@ fn seed_or(s: u64) -> u64 {
         .unwrap_or(s)
 }
 
-fn check_limits<S: Store>(l: &Ledger<S>, seed: u64) {
+/// Limits hold after every batch. An account moved to a tier with lower limits may already be past
+/// them for the day: for it, the daily limit is checked only when this batch added outflow under
+/// unchanged limits (`prev`: the accounts before the batch).
+fn check_limits<S: Store>(l: &Ledger<S>, prev: &std::collections::HashMap<Id, Account>, seed: u64) {
     for a in l.accounts() {
         let (i, b) = (&a.info, &a.state.balances);
+        let daily_checked = i.tier.is_none()
+            || prev.get(&i.id).is_some_and(|p| {
+                p.info.limits == i.limits
+                    && p.state.day == a.state.day
+                    && a.state.day_outflow > p.state.day_outflow
+            });
         if i.flags & FLAG_DEBITS_MUST_NOT_EXCEED_CREDITS != 0 {
             assert!(
                 b.debits_posted + b.debits_pending <= b.credits_posted + i.overdraft,
@@ -332,10 +431,10 @@ fn check_limits<S: Store>(l: &Ledger<S>, seed: u64) {
                 "seed={seed}: {a:?}"
             );
         }
-        if let Some(m) = i.limits.daily_outflow_max {
+        if let Some(m) = i.limits.daily_outflow_max.filter(|_| daily_checked) {
             assert!(a.state.day_outflow <= m, "seed={seed}: {a:?}");
         }
-        if let Some(m) = i.limits.daily_outflow_count_max {
+        if let Some(m) = i.limits.daily_outflow_count_max.filter(|_| daily_checked) {
             assert!(a.state.day_outflow_count <= m, "seed={seed}: {a:?}");
         }
         if let Some(m) = i.limits.balance_max {
@@ -359,12 +458,14 @@ proptest! {
         let batches = generate(seed, 30);
         let mut l = Ledger::open(MemStore::new()).unwrap();
         for (i, b) in batches.iter().enumerate() {
+            let prev: std::collections::HashMap<Id, Account> =
+                l.accounts().map(|a| (a.info.id, a.clone())).collect();
             l.apply(i as u64 + 1, b).unwrap();
             for (cur, t) in l.totals() {
                 prop_assert_eq!(t.debits_posted, t.credits_posted, "seed={} {}", seed, cur);
                 prop_assert_eq!(t.debits_pending, t.credits_pending, "seed={} {}", seed, cur);
             }
-            check_limits(&l, seed);
+            check_limits(&l, &prev, seed);
         }
         prop_assert!(l.verify().is_ok(), "seed={}: {:?}", seed, l.verify());
     }
@@ -807,5 +908,52 @@ fn generator_covers_the_interesting_outcomes() {
             codes.get(c).copied().unwrap_or(0) > 0,
             "never saw {c}: {codes:?}"
         );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// A conversion credits ⌊amount × rate⌋ in the target's minor unit — never more than the exact
+    /// value, less by under one minor unit — and posts both halves balanced per currency.
+    #[test]
+    fn conversions_round_down_exactly(seed in any::<u64>()) {
+        let seed = seed_or(seed);
+        let mut rng = Rng(seed);
+        let scale = rng.below(9) as u8;
+        let code = "GEMS";
+        let mut l = Ledger::open(MemStore::new()).unwrap();
+        let rate_scale = rng.below(19) as u32;
+        let rate = rust_decimal::Decimal::from_i128_with_scale(1 + rng.below(10_000_000) as i128, rate_scale);
+        let cmds = vec![
+            Command::DefineCurrency(DefineCurrency { id: Id(1), code: code.into(), scale, name: String::new() }),
+            system(2, "CNY"),
+            wallet(3, "CNY"),
+            wallet(4, code),
+            transfer(5, 2, 3, "1000000.00"),
+            Command::SetRate(SetRate { id: Id(6), from: Currency::declared("CNY").unwrap(), to: Currency::declared(code).unwrap(), rate }),
+        ];
+        l.apply(1, &Batch { timestamp_ns: T0, seed: 0, commands: cmds }).unwrap();
+        let paid = 1 + rng.below(10_000_000) as u128; // fen
+        let out = l.apply(2, &Batch { timestamp_ns: T0 + SEC, seed: 0, commands: vec![Command::Convert(Convert {
+            id: Id(7), from: Id(3), to: Id(4), amount: rust_decimal::Decimal::from_i128_with_scale(paid as i128, 2), currency: None, expect_rate: None,
+        })] }).unwrap();
+        // Exact target in the target's minor units: paid/100 × rate × 10^scale, as a fraction.
+        let num = paid * rate.mantissa() as u128 * 10u128.pow(u32::from(scale));
+        let den = 100u128 * 10u128.pow(rate_scale);
+        let expected = num / den;
+        if expected == 0 {
+            prop_assert_eq!(out.results[0].code, ResultCode::ConversionTooSmall, "seed={}", seed);
+        } else {
+            prop_assert_eq!(out.results[0].code, ResultCode::Ok, "seed={}", seed);
+            let c = l.conversion(Id(7)).unwrap().unwrap();
+            prop_assert_eq!(c.to_amount, expected, "seed={}", seed);
+            prop_assert!(c.to_amount * den <= num && num - c.to_amount * den < den, "seed={}", seed);
+            prop_assert_eq!(c.rate, rate.normalize(), "seed={}", seed);
+        }
+        for (cur, t) in l.totals() {
+            prop_assert_eq!(t.debits_posted, t.credits_posted, "seed={} {}", seed, cur);
+        }
+        prop_assert!(l.verify().is_ok(), "seed={}", seed);
     }
 }
