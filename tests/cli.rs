@@ -1113,3 +1113,40 @@ async fn currencies_rates_and_tiers_through_the_cli() {
     let out = as_payments(&["convert", "--from", alice, "--to", alice_q, "--amount", "1"]);
     assert_eq!(ok(&out)["result"], "ok");
 }
+
+/// `suanpan bench --workload payments`, short: every flow of the mix runs to its end, money is
+/// conserved per currency and the acknowledged transfers exist.
+#[test]
+fn bench_payment_workload_runs_every_flow() {
+    let out = std::process::Command::new(BIN)
+        .args([
+            "bench",
+            "--spawn",
+            "1",
+            "--workload",
+            "payments",
+            "--accounts",
+            "200",
+            "--transfers",
+            "4000",
+            "--concurrency",
+            "8",
+            "--batch-size",
+            "50",
+            "--warmup-s",
+            "0",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let v = ok(&out);
+    assert_eq!(v["workload"], "payments");
+    assert_eq!(v["verification"]["money_conserved"], true, "{v}");
+    assert_eq!(v["verification"]["missing"], 0, "{v}");
+    let kinds = v["commands_per_kind"].as_object().unwrap();
+    assert_eq!(kinds.len(), 15, "{v}");
+    for (k, c) in kinds {
+        // Follow-ups of the last batch may not have run; every kind ran at least once.
+        assert!(c["ok"].as_u64().unwrap() > 0, "{k}: {v}");
+    }
+}

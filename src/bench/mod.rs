@@ -2,7 +2,10 @@
 //! (`--spawn N`, durable, in a temporary data dir). It creates its accounts, drives transfers from
 //! concurrent tasks through the batching client, and reports throughput, latency percentiles (HDR
 //! histogram), rejected and retried counts and cluster CPU per 1 000 transfers; at the end it checks
-//! that money was conserved and that acknowledged transfers exist.
+//! that money was conserved and that acknowledged transfers exist. `--workload payments` drives the
+//! mixed payment workload of [`mix`] instead of plain transfers.
+
+mod mix;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -14,15 +17,28 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use api::client::{self, cmd as ops, Client, ClientConfig, ClientError};
 use api::pb;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use ledger::Id;
 use parking_lot::Mutex;
 use rust_decimal::Decimal;
 use serde_json::json;
 
+/// What the load generator submits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// Single-leg wallet transfers (with --hot-share and --two-phase-share).
+    Transfers,
+    /// The mixed payment workload: P2P, QR static and order payments, refunds, chat transfers,
+    /// payment requests, splits, red packets and conversions, each flow run to its end.
+    Payments,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
+    /// What to submit: plain transfers, or the mixed payment workload.
+    #[arg(long, value_enum, default_value = "transfers")]
+    pub workload: Workload,
     /// Node(s) of a running cluster (comma-separated). Ignored with --spawn.
     #[arg(long, default_value = "127.0.0.1:7400")]
     pub endpoint: String,
@@ -234,6 +250,83 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         submit_retrying(&c, chunk.to_vec(), &retried).await?;
     }
 
+    // The payment workload's merchant (0.6 % fee), coins and coin wallets.
+    let payments = a.workload == Workload::Payments;
+    let fees = client::new_id();
+    let coins: Arc<Vec<Id>> = Arc::new(
+        (0..(a.accounts / 10).max(1))
+            .map(|_| client::new_id())
+            .collect(),
+    );
+    let cny = ledger::Currency::from_code("CNY").expect("CNY");
+    let qcoin = ledger::Currency::declared("QCOIN").expect("QCOIN");
+    let system_balances = |c: Client| async move {
+        let ids = [
+            ledger::escrow_account_id(cny),
+            ledger::position_account_id(cny),
+            ledger::position_account_id(qcoin),
+        ];
+        let mut out = [Decimal::ZERO; 3];
+        for (i, id) in ids.into_iter().enumerate() {
+            if let Some(acct) = c.get_account(id).await? {
+                out[i] = Decimal::from_str(&acct.balance)?;
+            }
+        }
+        anyhow::Ok(out)
+    };
+    let system_before = system_balances(c.clone()).await?;
+    let merchant = ledger::MerchantProfile {
+        account: client::new_id(),
+        name: "BENCH MART".into(),
+        city: "HANGZHOU".into(),
+        mcc: "5411".into(),
+        country: "CN".into(),
+        fee_bps: 60,
+        fee_account: Some(fees),
+        created_ns: 0,
+    };
+    if payments {
+        let mut cmds = vec![
+            ops::create_account(fees, "CNY", pb::AccountKind::System),
+            ops::create_merchant(pb::CreateMerchant {
+                id: merchant.account.to_string(),
+                currency: "CNY".into(),
+                name: merchant.name.clone(),
+                city: merchant.city.clone(),
+                mcc: merchant.mcc.clone(),
+                country: merchant.country.clone(),
+                fee_bps: merchant.fee_bps,
+                fee_account_id: Some(fees.to_string()),
+            }),
+            ops::define_currency(client::new_id(), "QCOIN", 0, "bench coins"),
+            ops::set_rate(client::new_id(), "CNY", "QCOIN", "10"),
+        ];
+        for w in coins.iter() {
+            cmds.push(ops::create_account(*w, "QCOIN", pb::AccountKind::Wallet));
+        }
+        for chunk in cmds.chunks(4_000) {
+            let r = submit_retrying(&c, chunk.to_vec(), &retried).await?;
+            // A cluster that already has the coins keeps them.
+            if let Some(bad) = r.iter().find(|o| !o.is_ok() && o.name != "currency_exists") {
+                bail!("payment workload setup failed: {bad:?}");
+            }
+        }
+    }
+    let mix = Arc::new(mix::Mix {
+        wallets: wallets.clone(),
+        coins: coins.clone(),
+        static_qr: ledger::emv::merchant_payload(&merchant, cny, None)
+            .map_err(|e| anyhow!("static QR: {e:?}"))?,
+        merchant: merchant.clone(),
+    });
+    let kinds = mix::kind_names();
+    let per_kind: Arc<Vec<[AtomicU64; 2]>> = Arc::new(
+        kinds
+            .iter()
+            .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
+            .collect(),
+    );
+
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let submitted = Arc::new(AtomicU64::new(0));
@@ -270,9 +363,11 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             bar.clone(),
         );
         let a = a.clone();
+        let (mix, per_kind) = (mix.clone(), per_kind.clone());
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng(a.seed ^ ((t as u64 + 1) << 32));
             let mut holds: Vec<Id> = Vec::new();
+            let mut later: Vec<(&'static str, pb::Command)> = Vec::new();
             let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
             let mut acked = Vec::new();
             while !stop.load(Ordering::Relaxed) {
@@ -284,10 +379,25 @@ pub async fn run(a: BenchArgs) -> Result<()> {
                     break;
                 }
                 let mut cmds = Vec::with_capacity(a.batch_size);
+                let mut labels: Vec<&'static str> = Vec::with_capacity(a.batch_size);
                 for p in holds.drain(..) {
                     cmds.push(ops::post_pending(client::new_id(), p, None));
                 }
                 let mut new_holds = Vec::new();
+                if payments {
+                    // Follow-ups of the previous batch first, then new flows.
+                    let mut next_later = Vec::new();
+                    for (k, c) in later.drain(..) {
+                        labels.push(k);
+                        cmds.push(c);
+                    }
+                    while cmds.len() < a.batch_size {
+                        let (k, c) = mix.next(&mut rng, &mut next_later);
+                        labels.push(k);
+                        cmds.push(c);
+                    }
+                    later = next_later;
+                }
                 while cmds.len() < a.batch_size {
                     let from = wallets[(rng.next() % wallets.len() as u64) as usize];
                     let to = if rng.unit() < a.hot_share {
@@ -327,7 +437,16 @@ pub async fn run(a: BenchArgs) -> Result<()> {
                     done.fetch_add(n, Ordering::Relaxed);
                     rejected.fetch_add(bad, Ordering::Relaxed);
                     bar.inc(n);
-                    for (id, o) in ids.into_iter().zip(&r) {
+                    for (k, o) in labels.iter().zip(&r) {
+                        per_kind[mix::kind_index(k)][usize::from(!o.is_ok())]
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    for (i, (id, o)) in ids.into_iter().zip(&r).enumerate() {
+                        // Acknowledged transfers are looked up at the end (in the payment mix,
+                        // the P2P transfers).
+                        if payments && labels.get(i) != Some(&"p2p_transfer") {
+                            continue;
+                        }
                         if o.is_ok() {
                             if let Ok(id) = Id::from_str(&id) {
                                 acked.push(id);
@@ -370,15 +489,28 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         .ok_or_else(|| anyhow!("histogram"))?;
 
     // Verification: money conserved over the bench's accounts; acknowledged transfers exist.
+    // Per currency: the bench's accounts plus what moved into escrow and the position accounts
+    // during the run (exact when the bench is their only user, as with --spawn).
     let mut all = vec![bank, hot];
     all.extend(wallets.iter().copied());
-    let mut sum = Decimal::ZERO;
+    if payments {
+        all.extend([fees, merchant.account]);
+        all.extend(coins.iter().copied());
+    }
+    let system_after = system_balances(c.clone()).await?;
+    let mut sums: std::collections::BTreeMap<String, Decimal> = Default::default();
     for chunk in all.chunks(1_000) {
         for acct in c.get_accounts(chunk).await?.accounts {
-            sum += Decimal::from_str(&acct.balance)
+            *sums.entry(acct.currency.clone()).or_default() += Decimal::from_str(&acct.balance)
                 .map_err(|e| anyhow!("bad balance {}: {e}", acct.balance))?;
         }
     }
+    if payments {
+        *sums.entry("CNY".into()).or_default() +=
+            system_after[0] - system_before[0] + system_after[1] - system_before[1];
+        *sums.entry("QCOIN".into()).or_default() += system_after[2] - system_before[2];
+    }
+    let sum: Decimal = sums.values().map(|v| v.abs()).sum();
     let acked = shared.acked.lock().clone();
     let sample: Vec<Id> = if a.verify_sample == 0 || a.verify_sample >= acked.len() {
         acked.clone()
@@ -402,7 +534,22 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         Some((cpu1 - cpu0) / n as f64 * 1000.0)
     };
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let mix_report: serde_json::Map<String, serde_json::Value> = kinds
+        .iter()
+        .enumerate()
+        .filter(|_| payments)
+        .map(|(i, k)| {
+            (
+                k.to_string(),
+                json!({"ok": per_kind[i][0].load(Ordering::Relaxed), "rejected": per_kind[i][1].load(Ordering::Relaxed)}),
+            )
+        })
+        .collect();
     let report = json!({
+        "workload": format!("{:?}", a.workload).to_lowercase(),
+        // With the payment workload, `transfers` counts every command (flows and follow-ups).
+        "unit": if payments { "commands" } else { "transfers" },
+        "commands_per_kind": mix_report,
         "transfers": n,
         "seconds": elapsed,
         "transfers_per_second": n as f64 / elapsed,
@@ -410,15 +557,16 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         "rejected": rejected.load(Ordering::Relaxed),
         "retried_batches": retried.load(Ordering::Relaxed),
         "cluster_cpu_seconds_per_1000_transfers": cpu_per_k,
-        "params": {"nodes": a.spawn, "accounts": a.accounts, "concurrency": a.concurrency, "batch_size": a.batch_size,
+        "params": {"workload": format!("{:?}", a.workload).to_lowercase(), "nodes": a.spawn, "accounts": a.accounts, "concurrency": a.concurrency, "batch_size": a.batch_size,
                    "hot_share": a.hot_share, "two_phase_share": a.two_phase_share},
         "verification": {"money_conserved": conserved, "acknowledged": acked.len(), "checked": sample.len(), "missing": missing},
     });
     if a.json {
         println!("{report}");
     } else {
+        let unit = if payments { "commands" } else { "transfers" };
         println!(
-            "transfers         {n} in {elapsed:.2} s  →  {:.0} transfers/s",
+            "{unit:<17} {n} in {elapsed:.2} s  →  {:.0} {unit}/s",
             n as f64 / elapsed
         );
         println!("latency per call  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms  max {:.2} ms", ms(0.5), ms(0.9), ms(0.99), ms(0.999), hist.max() as f64 / 1000.0);
@@ -427,6 +575,11 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             rejected.load(Ordering::Relaxed),
             retried.load(Ordering::Relaxed)
         );
+        if payments {
+            for (k, v) in &mix_report {
+                println!("  {k:<20} ok {:>9}  rejected {:>7}", v["ok"], v["rejected"]);
+            }
+        }
         match cpu_per_k {
             Some(v) => println!("cluster CPU       {v:.3} s per 1 000 transfers"),
             None => println!("cluster CPU       n/a (only measured with --spawn)"),
