@@ -83,6 +83,7 @@ fn setup<S: Store>(store: S, g: &mut Gen) -> Ledger<S> {
         limits: LimitsSpec::default(),
         reference: String::new(),
         metadata: Default::default(),
+        normal_side: None,
     })];
     for w in 0..WALLETS {
         cmds.push(Command::CreateAccount(CreateAccount {
@@ -95,6 +96,7 @@ fn setup<S: Store>(store: S, g: &mut Gen) -> Ledger<S> {
             limits: LimitsSpec::default(),
             reference: String::new(),
             metadata: Default::default(),
+            normal_side: None,
         }));
     }
     for w in 0..WALLETS {

@@ -63,6 +63,7 @@ impl World {
                 limits: LimitsSpec::default(),
                 reference: String::new(),
                 metadata: Default::default(),
+                normal_side: None,
             })
         };
         let mut cmds = vec![

@@ -34,11 +34,14 @@ pub fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             currency: "CNY".into(),
             kind,
             debits_must_not_exceed_credits: false,
-            credits_must_not_exceed_debits: false,
+            // The custodial bank account is an asset: it never holds more credits than debits, and
+            // its balance is read on the debit side.
+            credits_must_not_exceed_debits: id == bank,
             overdraft: None,
             limits: LimitsSpec::default(),
             reference: String::new(),
             metadata: Default::default(),
+            normal_side: None,
         })
     };
     let xfer = |id: u128, from, to, amount: &str, pending: Option<u64>| {
@@ -115,10 +118,16 @@ pub fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         ("shop", shop),
     ] {
         let a = l.account(id).expect("created above");
+        // Balances on each account's normal side, the side named.
+        // What a payment may still use is a credit-normal account's notion.
+        let available = match a.info.normal_side {
+            NormalSide::Credit => format!("(available {})", a.available()),
+            NormalSide::Debit => String::new(),
+        };
         println!(
-            "{name:<6} {:>10} CNY  (available {:>10})",
-            a.balance().to_string(),
-            a.available().to_string()
+            "{name:<6} {:>10} CNY {:<6} {available}",
+            a.normal_balance().to_string(),
+            a.info.normal_side.name(),
         );
     }
     l.verify()?;

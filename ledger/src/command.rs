@@ -107,6 +107,9 @@ pub struct CreateAccount {
     pub limits: LimitsSpec,
     pub reference: String,
     pub metadata: BTreeMap<String, String>,
+    /// `None`: debit for a system account whose credits must not exceed its debits (an asset),
+    /// credit otherwise.
+    pub normal_side: Option<crate::types::NormalSide>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

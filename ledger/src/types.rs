@@ -72,6 +72,16 @@ stable_enum! {
 }
 
 stable_enum! {
+    /// The side on which an account's balance is normally carried: assets (the custodial bank
+    /// account, FX positions, receivables) are debit-normal; liabilities and revenue (wallets,
+    /// merchants, escrow, fees) credit-normal. Reports show balances on this side.
+    pub enum NormalSide: u8 {
+        Credit = 0 => "credit",
+        Debit = 1 => "debit",
+    }
+}
+
+stable_enum! {
     pub enum AccountStatus: u8 {
         Open = 0 => "open",
         /// No debits; credits still arrive (a frozen wallet can be refunded).
@@ -153,6 +163,7 @@ pub struct AccountInfo {
     pub created_ns: u64,
     /// The KYC tier whose limits `limits` holds (`None`: the limits given at creation).
     pub tier: Option<String>,
+    pub normal_side: NormalSide,
 }
 
 /// What changes as money moves: small and `Copy`, so a transfer works on copies and commits them only
@@ -187,6 +198,17 @@ impl Account {
         self.info
             .currency
             .to_decimal_signed(b.credits_posted as i128 - b.debits_posted as i128)
+    }
+    /// Posted balance on the account's normal side (debits − credits for a debit-normal account).
+    pub fn normal_balance(&self) -> Decimal {
+        let b = &self.state.balances;
+        let credit_view = b.credits_posted as i128 - b.debits_posted as i128;
+        self.info
+            .currency
+            .to_decimal_signed(match self.info.normal_side {
+                NormalSide::Credit => credit_view,
+                NormalSide::Debit => -credit_view,
+            })
     }
     /// Posted balance minus funds held by pending debits: what a payment may still use.
     pub fn available(&self) -> Decimal {
@@ -246,6 +268,26 @@ stable_enum! {
     }
 }
 
+stable_enum! {
+    /// The payment flow a posting belongs to (statements, settlement reports, reconciliation).
+    pub enum FlowKind: u8 {
+        /// A plain transfer or two-phase transfer (and postings written before flows were recorded).
+        Transfer = 0 => "transfer",
+        QrPayment = 1 => "qr_payment",
+        CodePayment = 2 => "code_payment",
+        BillPayment = 3 => "bill_payment",
+        Refund = 4 => "refund",
+        Topup = 5 => "topup",
+        Withdrawal = 6 => "withdrawal",
+        ChatTransfer = 7 => "chat_transfer",
+        RequestPayment = 8 => "request_payment",
+        SplitPayment = 9 => "split_payment",
+        GroupSettlement = 10 => "group_settlement",
+        RedPacket = 11 => "redpacket",
+        Conversion = 12 => "conversion",
+    }
+}
+
 /// One line of an account's history: a change of its balances, with the balances that resulted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Posting {
@@ -258,6 +300,9 @@ pub struct Posting {
     pub amount: u128,
     pub timestamp_ns: u64,
     pub balances_after: Balances,
+    /// The other account of the leg (`None` in postings written before it was recorded).
+    pub counterparty: Option<Id>,
+    pub flow: FlowKind,
 }
 
 /// A merchant's profile (its account is a merchant account with the same id).

@@ -263,7 +263,12 @@ impl Runner {
                 .tier
                 .as_ref()
                 .map(|t| format!(" tier {t}"))
-                .unwrap_or_default())
+                .unwrap_or_default()
+            + &(if a.info.normal_side == NormalSide::Debit {
+                format!(" debit-normal {}", a.normal_balance())
+            } else {
+                String::new()
+            }))
     }
 }
 
@@ -386,6 +391,10 @@ impl goldenscript::Runner for Runner {
                     metadata: (0..metadata_n)
                         .map(|i| (format!("k{i}"), "v".repeat(metadata_value_len)))
                         .collect(),
+                    normal_side: args
+                        .lookup("normal_side")
+                        .map(|a| NormalSide::from_name(&a.value).ok_or("normal_side"))
+                        .transpose()?,
                 };
                 args.reject_rest()?;
                 self.submit(Command::CreateAccount(c))?
@@ -1338,7 +1347,7 @@ impl goldenscript::Runner for Runner {
                 for p in self.ledger.history(id, after, limit)? {
                     writeln!(
                         out,
-                        "#{} {} {} {} {} by {} leg {} → posted dr {} cr {}, pending dr {} cr {}",
+                        "#{} {} {} {} {} by {} leg {} ({} with {}) → posted dr {} cr {}, pending dr {} cr {}",
                         p.seq,
                         p.kind,
                         if p.is_debit { "dr" } else { "cr" },
@@ -1346,6 +1355,8 @@ impl goldenscript::Runner for Runner {
                         c,
                         self.name(p.transfer),
                         p.leg,
+                        p.flow,
+                        p.counterparty.map_or("?".to_string(), |a| self.name(a)),
                         c.to_decimal(p.balances_after.debits_posted),
                         c.to_decimal(p.balances_after.credits_posted),
                         c.to_decimal(p.balances_after.debits_pending),

@@ -192,8 +192,9 @@ fn corrupt_account_status_or_flags_are_refused_at_load() {
             Ok(())
         })
         .unwrap();
-    // The status byte follows the created timestamp; flags follow the kind.
-    let status_at = raw.len() - (1 + 64 + 8 + 4 + 16 + 4 + 4);
+    // The status byte follows the created timestamp; flags follow the kind. The record ends with
+    // the normal side and the (absent) tier: two bytes.
+    let status_at = raw.len() - (2 + 1 + 64 + 8 + 4 + 16 + 4 + 4);
     for (at, bad) in [(status_at, 7u8), (1 + 16 + 3 + 1, 0x80)] {
         let mut v = raw.clone();
         v[at] = bad;

@@ -16,6 +16,12 @@ pub enum Status {
     Closed,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Side {
+    Debit,
+    Credit,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum AccountCmd {
     /// Create an account (the id is also the idempotency key: retrying with it is safe).
@@ -47,6 +53,10 @@ pub enum AccountCmd {
         balance_max: Option<String>,
         #[arg(long, default_value = "")]
         reference: String,
+        /// The side its balance is carried on in reports (default: debit for an asset created
+        /// with --credits-must-not-exceed-debits, credit otherwise).
+        #[arg(long, value_enum)]
+        normal_side: Option<Side>,
     },
     /// Show accounts and their balances.
     Get {
@@ -96,7 +106,8 @@ fn account_json(a: &pb::Account) -> Value {
         "limits": {"per_transfer_max": l.per_transfer_max, "daily_outflow_max": l.daily_outflow_max,
                    "daily_outflow_count_max": l.daily_outflow_count_max, "balance_max": l.balance_max},
         "reference": a.reference, "metadata": a.metadata, "created_ns": a.created_ns, "posting_seq": a.posting_seq,
-        "tier": a.tier,
+        "tier": a.tier, "normal_side": name::<ledger::NormalSide>(a.normal_side),
+        "normal_balance": a.normal_balance,
     })
 }
 
@@ -115,6 +126,7 @@ pub async fn account(conn: &Conn, cmd: AccountCmd) -> Result<Exit> {
             daily_outflow_count_max,
             balance_max,
             reference,
+            normal_side,
         } => {
             let id = id_or_new(&id)?;
             // Why `invalid_flags` for an overdraft, in words (the result code alone does not say).
@@ -146,6 +158,11 @@ pub async fn account(conn: &Conn, cmd: AccountCmd) -> Result<Exit> {
                 }),
                 reference,
                 metadata: Default::default(),
+                normal_side: match normal_side {
+                    None => pb::NormalSide::Unspecified,
+                    Some(Side::Debit) => pb::NormalSide::Debit,
+                    Some(Side::Credit) => pb::NormalSide::Credit,
+                } as i32,
             });
             let o = c.submit_one(cmd).await?;
             let hint = overdraft_hint.filter(|_| o.name == "invalid_flags");
@@ -162,13 +179,15 @@ pub async fn account(conn: &Conn, cmd: AccountCmd) -> Result<Exit> {
                 );
             } else {
                 for a in &r.accounts {
+                    // The balance on the account's normal side, the side named.
                     println!(
-                        "{}  {:<8} {:<6} {} {:>14}  available {:>14}{}",
+                        "{}  {:<8} {:<6} {} {:>14} {:<6}  available {:>14}{}",
                         a.id,
                         name::<ledger::AccountKind>(a.kind),
                         name::<ledger::AccountStatus>(a.status),
                         a.currency,
-                        a.balance,
+                        a.normal_balance,
+                        name::<ledger::NormalSide>(a.normal_side),
                         a.available,
                         a.tier
                             .as_ref()

@@ -233,6 +233,14 @@ pub fn command_from_pb(
                 id: parse_id(&f("create_account.id"), &a.id)?,
                 currency: currency.code().to_string(),
                 kind: parse_enum::<AccountKind>(&f("create_account.kind"), "account kind", a.kind)?,
+                normal_side: match a.normal_side {
+                    0 => None,
+                    n => Some(parse_enum::<ledger::NormalSide>(
+                        &f("create_account.normal_side"),
+                        "normal side",
+                        n,
+                    )?),
+                },
                 debits_must_not_exceed_credits: a.debits_must_not_exceed_credits,
                 credits_must_not_exceed_debits: a.credits_must_not_exceed_debits,
                 overdraft: parse_opt_amount(
@@ -1126,6 +1134,9 @@ mod tests {
         });
         check::<ledger::RequestState>("REQUEST_STATE", |n| {
             pb::RequestState::try_from(n).ok().map(|e| e.as_str_name())
+        });
+        check::<ledger::NormalSide>("NORMAL_SIDE", |n| {
+            pb::NormalSide::try_from(n).ok().map(|e| e.as_str_name())
         });
     }
 

@@ -55,6 +55,8 @@ pub fn account_to_pb(a: &ledger::Account) -> pb::Account {
         available: a.available().to_string(),
         posting_seq: a.state.posting_seq,
         tier: a.info.tier.clone(),
+        normal_side: enum_to_pb(a.info.normal_side),
+        normal_balance: a.normal_balance().to_string(),
     }
 }
 
@@ -280,6 +282,7 @@ pub fn command_to_pb(c: &Command, currency_of: &dyn Fn(Id) -> Option<Currency>) 
             credits_must_not_exceed_debits: a.credits_must_not_exceed_debits,
             overdraft: a.overdraft.as_ref().map(dec),
             limits: Some(limits_spec_to_pb(&a.limits)),
+            normal_side: a.normal_side.map_or(0, enum_to_pb),
             reference: a.reference.clone(),
             metadata: a
                 .metadata

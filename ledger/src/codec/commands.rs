@@ -9,7 +9,8 @@ use super::*;
 pub fn encode_command(e: &mut Enc, c: &Command) {
     match c {
         Command::CreateAccount(a) => {
-            e.u8(1);
+            // Tag 45 adds the normal side (tag 1: without one, as logged before it existed).
+            e.u8(if a.normal_side.is_some() { 45 } else { 1 });
             e.id(a.id);
             e.str(&a.currency);
             e.u8(a.kind as u8);
@@ -22,6 +23,9 @@ pub fn encode_command(e: &mut Enc, c: &Command) {
             e.opt_decimal(a.limits.balance_max);
             e.str(&a.reference);
             e.map(&a.metadata);
+            if let Some(s) = a.normal_side {
+                e.u8(s as u8);
+            }
         }
         Command::CreateTransfer(t) => {
             // Tag 8 carries each leg's declared currency; tag 2 (no currencies) is what commands
@@ -339,7 +343,7 @@ pub fn encode_command(e: &mut Enc, c: &Command) {
 /// validation happens at apply time.
 pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
     Ok(match d.u8()? {
-        1 => Command::CreateAccount(CreateAccount {
+        tag @ (1 | 45) => Command::CreateAccount(CreateAccount {
             id: d.id()?,
             currency: d.string()?,
             kind: AccountKind::from_repr(d.u8()?).ok_or(DecodeError("bad account kind"))?,
@@ -354,6 +358,11 @@ pub fn decode_command(d: &mut Dec<'_>) -> Result<Command, DecodeError> {
             },
             reference: d.string()?,
             metadata: d.map(METADATA_ENTRIES_ENCODED_MAX)?,
+            normal_side: if tag == 45 {
+                Some(NormalSide::from_repr(d.u8()?).ok_or(DecodeError("bad normal side"))?)
+            } else {
+                None
+            },
         }),
         tag @ (2 | 8) => {
             let declared = tag == 8;

@@ -28,9 +28,14 @@ pub(crate) fn encode_account(a: &Account) -> Vec<u8> {
     e.u128(s.day_outflow);
     e.u32(s.day_outflow_count);
     e.u32(s.pending_count);
-    // Appended fields: absent in records written before they existed.
-    if let Some(t) = &i.tier {
-        e.str(t);
+    // Appended fields (absent in records written before they existed).
+    e.u8(i.normal_side as u8);
+    match &i.tier {
+        Some(t) => {
+            e.u8(1);
+            e.str(t);
+        }
+        None => e.u8(0),
     }
     e.buf
 }
@@ -59,7 +64,13 @@ pub(crate) fn decode_account(b: &[u8]) -> Result<Account, DecodeError> {
         metadata: d.map(METADATA_ENTRIES_MAX)?,
         created_ns: d.u64()?,
         tier: None,
+        normal_side: NormalSide::Credit,
     };
+    // Records written before the normal side was: an asset is what refuses credits past debits.
+    let mut info = info;
+    if info.flags & FLAG_CREDITS_MUST_NOT_EXCEED_DEBITS != 0 {
+        info.normal_side = NormalSide::Debit;
+    }
     let state = AccountState {
         status: AccountStatus::from_repr(d.u8()?).ok_or(DecodeError("bad account status"))?,
         balances: d.balances()?,
@@ -71,7 +82,8 @@ pub(crate) fn decode_account(b: &[u8]) -> Result<Account, DecodeError> {
     };
     let mut info = info;
     if !d.is_empty() {
-        info.tier = Some(d.string()?);
+        info.normal_side = NormalSide::from_repr(d.u8()?).ok_or(DecodeError("bad normal side"))?;
+        info.tier = d.opt(|d| d.string())?;
     }
     d.finish()?;
     Ok(Account { info, state })
@@ -162,6 +174,9 @@ pub(crate) fn encode_posting(p: &Posting) -> Vec<u8> {
     e.u128(p.amount);
     e.u64(p.timestamp_ns);
     e.balances(&p.balances_after);
+    // Appended fields (absent in postings written before they existed).
+    e.opt_id(p.counterparty);
+    e.u8(p.flow as u8);
     e.buf
 }
 
@@ -178,7 +193,14 @@ pub(crate) fn decode_posting(account: Id, seq: u64, b: &[u8]) -> Result<Posting,
         amount: d.u128()?,
         timestamp_ns: d.u64()?,
         balances_after: d.balances()?,
+        counterparty: None,
+        flow: FlowKind::Transfer,
     };
+    let mut p = p;
+    if !d.is_empty() {
+        p.counterparty = d.opt_id()?;
+        p.flow = FlowKind::from_repr(d.u8()?).ok_or(DecodeError("bad flow kind"))?;
+    }
     d.finish()?;
     Ok(p)
 }

@@ -67,6 +67,13 @@ impl<S: Store> Ledger<S> {
                 metadata: c.metadata.clone(),
                 created_ns: ctx.ts,
                 tier: None,
+                normal_side: c.normal_side.unwrap_or(
+                    if flags & FLAG_CREDITS_MUST_NOT_EXCEED_DEBITS != 0 {
+                        NormalSide::Debit
+                    } else {
+                        NormalSide::Credit
+                    },
+                ),
             },
             state: AccountState {
                 status: AccountStatus::Open,

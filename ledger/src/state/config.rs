@@ -214,9 +214,19 @@ impl<S: Store> Ledger<S> {
             return Err(ResultCode::ConversionTooSmall.into());
         }
         // Position accounts go either way: the operator is short the currency it sells.
-        let pos_from =
-            self.system_account(ctx, position_account_id(from), from, "position", false)?;
-        let pos_to = self.system_account(ctx, position_account_id(to), to, "position", false)?;
+        // FX positions are assets: debit-normal.
+        let position = |l: &mut Self, ctx: &mut BatchCtx, c: Currency| {
+            l.system_account(
+                ctx,
+                position_account_id(c),
+                c,
+                "position",
+                false,
+                NormalSide::Debit,
+            )
+        };
+        let pos_from = position(self, ctx, from)?;
+        let pos_to = position(self, ctx, to)?;
         let t = self.create_transfer(
             ctx,
             &CreateTransfer {
@@ -381,6 +391,7 @@ impl<S: Store> Ledger<S> {
         currency: Currency,
         reference: &str,
         never_negative: bool,
+        normal_side: NormalSide,
     ) -> Result<Id, Failure> {
         if !self.accounts.contains_key(&id) {
             self.create_account(
@@ -395,6 +406,7 @@ impl<S: Store> Ledger<S> {
                     limits: LimitsSpec::default(),
                     reference: reference.into(),
                     metadata: BTreeMap::new(),
+                    normal_side: Some(normal_side),
                 },
             )?;
         }

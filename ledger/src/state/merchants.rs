@@ -51,6 +51,7 @@ impl<S: Store> Ledger<S> {
                 limits: LimitsSpec::default(),
                 reference: String::new(),
                 metadata: BTreeMap::new(),
+                normal_side: None,
             },
         )?;
         let m = MerchantProfile {

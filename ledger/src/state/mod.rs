@@ -136,6 +136,8 @@ struct BatchCtx {
     kv: FxHashMap<(Cf, Vec<u8>), Option<Vec<u8>>>,
     /// Flow events emitted so far, in order.
     events: Vec<FlowEvent>,
+    /// The flow the postings being written belong to (set per command, and per fired timer).
+    flow: FlowKind,
     scratch: Enc,
 }
 
@@ -154,6 +156,29 @@ impl From<ResultCode> for Failure {
 impl From<LedgerError> for Failure {
     fn from(e: LedgerError) -> Self {
         Failure::Fatal(e)
+    }
+}
+
+/// The flow a command's postings belong to.
+fn flow_of(c: &Command) -> FlowKind {
+    match c {
+        Command::PayQr(_) | Command::CreateOrder(_) | Command::CloseOrder(_) => FlowKind::QrPayment,
+        Command::PayCode(_) => FlowKind::CodePayment,
+        Command::PayBill(_) => FlowKind::BillPayment,
+        Command::Refund(_) => FlowKind::Refund,
+        Command::Topup(_) => FlowKind::Topup,
+        Command::Withdraw(_) | Command::CompleteWithdrawal(_) | Command::FailWithdrawal(_) => {
+            FlowKind::Withdrawal
+        }
+        Command::Send(_) | Command::ReceiveTransfer(_) | Command::ReturnTransfer(_) => {
+            FlowKind::ChatTransfer
+        }
+        Command::PayRequest(_) => FlowKind::RequestPayment,
+        Command::PaySplit(_) => FlowKind::SplitPayment,
+        Command::SettleGroup(_) => FlowKind::GroupSettlement,
+        Command::CreateRedPacket(_) | Command::ClaimRedPacket(_) => FlowKind::RedPacket,
+        Command::Convert(_) => FlowKind::Conversion,
+        _ => FlowKind::Transfer,
     }
 }
 
@@ -275,6 +300,7 @@ impl<S: Store> Ledger<S> {
             ),
             kv: FxHashMap::default(),
             events: Vec::new(),
+            flow: FlowKind::Transfer,
             scratch: Enc::with_capacity(256),
         };
 
@@ -422,6 +448,7 @@ impl<S: Store> Ledger<S> {
                 }
             });
         }
+        ctx.flow = flow_of(cmd);
         let outcome = match cmd {
             Command::CreateAccount(c) => self.create_account(ctx, c).map(|()| None),
             Command::CreateTransfer(t) => self.create_transfer(ctx, t).map(Some),

@@ -30,6 +30,7 @@ struct Work {
 /// The legs of one command under construction (see the module docs).
 pub(super) struct Movement {
     transfer: Id,
+    flow: FlowKind,
     pending: bool,
     ts: u64,
     day: u32,
@@ -43,6 +44,7 @@ impl Movement {
     pub(super) fn new(ctx: &BatchCtx, transfer: Id, pending: bool, legs_hint: usize) -> Movement {
         Movement {
             transfer,
+            flow: ctx.flow,
             pending,
             ts: ctx.ts,
             day: ctx.day,
@@ -72,7 +74,13 @@ impl Movement {
         self.work.len() - 1
     }
 
-    fn post(&mut self, wi: usize, is_debit: bool, amount: u128) -> Result<(), ResultCode> {
+    fn post(
+        &mut self,
+        wi: usize,
+        is_debit: bool,
+        amount: u128,
+        counterparty: Id,
+    ) -> Result<(), ResultCode> {
         let w = &mut self.work[wi];
         let b = &mut w.state.balances;
         let total = match (self.pending, is_debit) {
@@ -97,6 +105,8 @@ impl Movement {
             amount,
             timestamp_ns: self.ts,
             balances_after: w.state.balances,
+            counterparty: Some(counterparty),
+            flow: self.flow,
         });
         Ok(())
     }
@@ -164,8 +174,8 @@ fn push_leg(m: &mut Movement, dr: &Account, cr: &Account, amount: u128) -> Resul
     let ci = m.work_index(cr);
     debit_checks(&dr.info, &mut m.work[di], amount)?;
     credit_checks(&cr.info, &m.work[ci].state, amount)?;
-    m.post(di, true, amount)?;
-    m.post(ci, false, amount)?;
+    m.post(di, true, amount, cr.info.id)?;
+    m.post(ci, false, amount, dr.info.id)?;
     m.legs.push(Leg {
         debit: dr.info.id,
         credit: cr.info.id,
@@ -340,6 +350,8 @@ impl<S: Store> Ledger<S> {
                     amount: if post.is_some() { amt_post } else { leg.amount },
                     timestamp_ns: ctx.ts,
                     balances_after: st.balances,
+                    counterparty: Some(if debit { leg.credit } else { leg.debit }),
+                    flow: ctx.flow,
                 };
                 ctx.wb.put(
                     Cf::Postings,

@@ -141,8 +141,14 @@ impl<S: Store> Ledger<S> {
             Some(s) => s,
         };
         // Escrow never lends: debits stay within credits.
-        let escrow =
-            self.system_account(ctx, escrow_account_id(currency), currency, "escrow", true)?;
+        let escrow = self.system_account(
+            ctx,
+            escrow_account_id(currency),
+            currency,
+            "escrow",
+            true,
+            NormalSide::Credit,
+        )?;
         let t = self.create_transfer(
             ctx,
             &CreateTransfer {

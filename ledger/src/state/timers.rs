@@ -89,13 +89,21 @@ impl<S: Store> Ledger<S> {
             match kind {
                 // `release` cancels the timer along with the hold.
                 TimerKind::PendingTransfer => {
+                    ctx.flow = match self.hold_flow(ctx, id)? {
+                        Some(super::holds::HoldFlow::Withdrawal) => FlowKind::Withdrawal,
+                        Some(super::holds::HoldFlow::ChatTransfer) => FlowKind::ChatTransfer,
+                        None => FlowKind::Transfer,
+                    };
                     self.release(ctx, id, None)?;
                 }
                 // `expire_order` cancels the timer along with the order.
                 TimerKind::Order => self.expire_order(ctx, id)?,
                 TimerKind::PaycodeNonce => self.forget_paycode_nonce(ctx, due_ns, id)?,
                 TimerKind::Request => self.expire_request(ctx, id)?,
-                TimerKind::RedPacket => self.expire_redpacket(ctx, id)?,
+                TimerKind::RedPacket => {
+                    ctx.flow = FlowKind::RedPacket;
+                    self.expire_redpacket(ctx, id)?
+                }
                 // `expire_split` disarms the timer along with the split.
                 TimerKind::Split => self.expire_split(ctx, id)?,
             }

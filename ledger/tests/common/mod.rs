@@ -29,6 +29,7 @@ pub fn account(n: u128, currency: &str, kind: AccountKind) -> Command {
         limits: LimitsSpec::default(),
         reference: String::new(),
         metadata: BTreeMap::new(),
+        normal_side: None,
     })
 }
 
