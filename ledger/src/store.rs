@@ -147,6 +147,15 @@ pub trait Store: Send {
         cf: Cf,
         f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
+    /// Records whose keys start with `prefix`, from `start` (inclusive; it must itself start with
+    /// `prefix`) in key order, at most `limit` (reports page through indexes with it).
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
     /// Applies every operation atomically.
     fn write(&mut self, batch: WriteBatch) -> Result<(), StoreError>;
     /// Atomically replaces the whole ledger state with `batch` (snapshot install).
@@ -184,6 +193,24 @@ impl Store for MemStore {
             f(k, v)?;
         }
         Ok(())
+    }
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        // A hash map has no order: filter, then sort (the in-memory store serves tests and the
+        // simulator, not reports over millions of keys).
+        let mut v: Vec<(Vec<u8>, Vec<u8>)> = self.maps[Self::idx(cf)]
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix) && k.as_slice() >= start)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort();
+        v.truncate(limit);
+        Ok(v)
     }
     fn write(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
         for (cf, k, v) in batch.ops {

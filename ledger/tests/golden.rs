@@ -44,6 +44,7 @@
 //!   [daily_outflow_max=…] [daily_outflow_count_max=N] [balance_max=…]`, `set_tier ID ACCOUNT TIER`;
 //!   `setting ID KEY VALUE`; `config` (currencies, rates, tiers, settings). A split's
 //!   `expires_in=SECONDS`, a red packet's `group=NAME`
+//! - `settlement MERCHANT` (its settlement over all time), `by_reference REF` (transfers carrying it)
 //! - `journal [from=INDEX]`: the journaled flow events from an index (each batch's events are
 //!   also printed under its results)
 //! - `begin` … `commit`: the commands between them go in one batch (else one batch each)
@@ -1322,6 +1323,39 @@ impl goldenscript::Runner for Runner {
                 }
                 args.reject_rest()?;
                 out
+            }
+            "settlement" => {
+                // The merchant's settlement over its whole history so far.
+                let id = self.id(&pos(&mut args, "merchant")?.value);
+                args.reject_rest()?;
+                let c = self
+                    .ledger
+                    .account(id)
+                    .ok_or("no such account")?
+                    .info
+                    .currency;
+                let Some(x) = self.ledger.merchant_settlement(id, 0, u64::MAX)? else {
+                    return Ok("no such merchant\n".into());
+                };
+                format!(
+                    "payments {} gross {} fees {}; refunds {} refunded {} fees refunded {}; other in {} out {}; net {}\n",
+                    x.payments,
+                    c.to_decimal(x.gross),
+                    c.to_decimal(x.fees),
+                    x.refunds,
+                    c.to_decimal(x.refunded),
+                    c.to_decimal(x.fees_refunded),
+                    c.to_decimal(x.other_in),
+                    c.to_decimal(x.other_out),
+                    c.to_decimal_signed(x.net)
+                )
+            }
+            "by_reference" => {
+                let reference = pos(&mut args, "reference")?.value.clone();
+                args.reject_rest()?;
+                let ids = self.ledger.transfers_by_reference(&reference, None, 100)?;
+                let names: Vec<String> = ids.iter().map(|i| self.name(*i)).collect();
+                format!("{reference}: [{}]\n", names.join(" "))
             }
             "balances" => {
                 let mut out = String::new();

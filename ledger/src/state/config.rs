@@ -246,7 +246,8 @@ impl<S: Store> Ledger<S> {
                     },
                 ],
                 pending_timeout_seconds: None,
-                reference: format!("convert {}/{} {}", from, to, rate.rate),
+                // The conversion record keeps the pair and the rate.
+                reference: String::new(),
             },
         )?;
         let conv = Conversion {

@@ -37,6 +37,7 @@ mod orders;
 mod paycodes;
 mod queries;
 mod redpackets;
+mod reports;
 mod snapshot;
 mod social;
 mod splits;
@@ -48,6 +49,7 @@ pub use config::{position_account_id, SETTING_BUSINESS_UTC_OFFSET};
 pub use events::{JournalBatch, EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX};
 pub use groups::{settle_plan, GroupNets};
 pub use redpackets::escrow_account_id;
+pub use reports::{AccountCheck, Settlement, ACCOUNT_PAGE_MAX};
 pub use splits::{split_rotation, split_shares};
 pub use timers::EXPIRE_PER_BATCH_MAX;
 pub use verify::VerifyError;
@@ -109,6 +111,8 @@ pub struct CurrencyTotals {
 pub struct Ledger<S: Store> {
     store: S,
     accounts: FxHashMap<Id, Account>,
+    /// Every account id in order (reports page through accounts by id).
+    account_ids: BTreeSet<Id>,
     clients: FxHashMap<[u8; 32], Client>,
     merchants: FxHashMap<Id, MerchantProfile>,
     /// Everything that expires by log time, ordered by due time, then kind, then id.
@@ -195,6 +199,7 @@ impl<S: Store> Ledger<S> {
         let mut l = Ledger {
             store,
             accounts: FxHashMap::default(),
+            account_ids: BTreeSet::new(),
             clients: FxHashMap::default(),
             merchants: FxHashMap::default(),
             timers: BTreeSet::new(),
@@ -243,6 +248,7 @@ impl<S: Store> Ledger<S> {
             clients.insert(c.public_key, c);
             Ok(())
         })?;
+        self.account_ids = self.accounts.keys().copied().collect();
         self.load_merchants()?;
         self.load_timers()?;
         self.load_config()?;

@@ -36,6 +36,14 @@ impl<S: Store> Ledger<S> {
         if let Some(at) = expires_ns {
             self.schedule_timer(ctx, at, TimerKind::PendingTransfer, t.id);
         }
+        if !t.reference.is_empty() {
+            // Found again by reference (reconciliation matches bank lines on it).
+            ctx.wb.put(
+                Cf::FlowIndex,
+                super::reports::reference_key(&t.reference, t.id),
+                Vec::new(),
+            );
+        }
         Ok(Transfer {
             id: t.id,
             legs,
