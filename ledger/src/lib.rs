@@ -57,7 +57,8 @@ pub use state::{
     SETTING_BUSINESS_UTC_OFFSET,
 };
 pub use state::{
-    BatchOutput, CurrencyTotals, JournalBatch, Ledger, LedgerError, VerifyError,
+    AccountCheck, BatchOutput, CurrencyTotals, JournalBatch, Ledger, LedgerError, Settlement,
+    VerifyError, ACCOUNT_PAGE_MAX,
     EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX, EXPIRE_PER_BATCH_MAX, HISTORY_PAGE_MAX,
 };
 pub use store::{Cf, MemStore, Store, StoreError, WriteBatch};

@@ -262,7 +262,8 @@ pub async fn history(conn: &Conn, account: String, limit: u32, after: u64) -> Re
             .map(|p| {
                 json!({"seq": p.seq, "transfer_id": p.transfer_id, "leg": p.leg, "kind": name::<ledger::PostingKind>(p.kind),
                        "side": if p.is_debit { "debit" } else { "credit" }, "amount": p.amount,
-                       "timestamp_ns": p.timestamp_ns, "balances_after": balances_json(&p.balances_after)})
+                       "timestamp_ns": p.timestamp_ns, "balances_after": balances_json(&p.balances_after),
+                       "counterparty": p.counterparty_account_id, "flow": p.flow, "reference": p.reference})
             })
             .collect();
         let next = if r.has_more {
@@ -278,13 +279,15 @@ pub async fn history(conn: &Conn, account: String, limit: u32, after: u64) -> Re
         for p in &r.postings {
             let b = p.balances_after.clone().unwrap_or_default();
             println!(
-                "#{:<6} {:<14} {:<6} {:>14} {}  transfer {}  (credits {} debits {})",
+                "#{:<6} {:<14} {:<6} {:>14} {}  {:<16} transfer {}  with {}  (credits {} debits {})",
                 p.seq,
                 name::<ledger::PostingKind>(p.kind),
                 if p.is_debit { "debit" } else { "credit" },
                 p.amount,
                 r.currency,
+                p.flow,
                 p.transfer_id,
+                p.counterparty_account_id.as_deref().unwrap_or("?"),
                 b.credits_posted,
                 b.debits_posted
             );

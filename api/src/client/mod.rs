@@ -356,6 +356,72 @@ impl Client {
             .await
     }
 
+    /// One page of accounts in id order (see `ListAccountsRequest`).
+    pub async fn list_accounts(
+        &self,
+        mut msg: pb::ListAccountsRequest,
+    ) -> Result<pb::ListAccountsResponse, ClientError> {
+        msg.allow_stale = self.core.cfg.stale_reads;
+        self.core
+            .call("/suanpan.v1.Ledger/ListAccounts", msg, |ch, r| async move {
+                pb::ledger_client::LedgerClient::new(ch)
+                    .max_decoding_message_size(64 << 20)
+                    .list_accounts(r)
+                    .await
+            })
+            .await
+    }
+
+    /// One page of the transfers carrying `reference`.
+    pub async fn find_transfers(
+        &self,
+        reference: &str,
+        after: Option<Id>,
+        limit: u32,
+    ) -> Result<pb::FindTransfersResponse, ClientError> {
+        let msg = pb::FindTransfersRequest {
+            reference: reference.into(),
+            after_id: after.map(|a| a.to_string()).unwrap_or_default(),
+            limit,
+            allow_stale: self.core.cfg.stale_reads,
+        };
+        self.core
+            .call("/suanpan.v1.Ledger/FindTransfers", msg, |ch, r| async move {
+                pb::ledger_client::LedgerClient::new(ch)
+                    .max_decoding_message_size(64 << 20)
+                    .find_transfers(r)
+                    .await
+            })
+            .await
+    }
+
+    /// A merchant's settlement over log time `[from_ns, to_ns)`.
+    pub async fn get_merchant_settlement(
+        &self,
+        merchant: Id,
+        from_ns: u64,
+        to_ns: u64,
+    ) -> Result<pb::GetMerchantSettlementResponse, ClientError> {
+        let msg = pb::GetMerchantSettlementRequest {
+            merchant_id: merchant.to_string(),
+            from_ns,
+            to_ns,
+            allow_stale: self.core.cfg.stale_reads,
+        };
+        self.core
+            .call(
+                "/suanpan.v1.Ledger/GetMerchantSettlement",
+                msg,
+                |ch, r| async move {
+                    pb::ledger_client::LedgerClient::new(ch)
+                        .max_decoding_message_size(64 << 20)
+                        .get_merchant_settlement(r)
+                        .await
+                },
+            )
+            .await
+    }
+
     /// The replicated configuration: in-app currencies, rates, tiers, settings.
     pub async fn get_config(&self) -> Result<pb::GetConfigResponse, ClientError> {
         let msg = pb::GetConfigRequest {
@@ -401,11 +467,26 @@ impl Client {
         after_seq: u64,
         limit: u32,
     ) -> Result<pb::ListAccountHistoryResponse, ClientError> {
+        self.list_account_history_between(account, after_seq, limit, None, None)
+            .await
+    }
+
+    /// As [`Client::list_account_history`], only postings with log time in `[from_ns, to_ns)`.
+    pub async fn list_account_history_between(
+        &self,
+        account: Id,
+        after_seq: u64,
+        limit: u32,
+        from_ns: Option<u64>,
+        to_ns: Option<u64>,
+    ) -> Result<pb::ListAccountHistoryResponse, ClientError> {
         let msg = pb::ListAccountHistoryRequest {
             account_id: account.to_string(),
             after_seq,
             limit,
             allow_stale: self.core.cfg.stale_reads,
+            from_ns,
+            to_ns,
         };
         self.core
             .call(

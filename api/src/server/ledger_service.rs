@@ -247,6 +247,148 @@ impl pb::ledger_server::Ledger for LedgerService {
         }))
     }
 
+    async fn list_accounts(
+        &self,
+        request: Request<pb::ListAccountsRequest>,
+    ) -> Result<Response<pb::ListAccountsResponse>, Status> {
+        let req = request.into_inner();
+        let after = match req.after_id.as_str() {
+            "" => None,
+            s => Some(wire::parse_id("after_id", s)?),
+        };
+        let limit = match req.limit {
+            0 => ledger::ACCOUNT_PAGE_MAX,
+            n if n as usize > ledger::ACCOUNT_PAGE_MAX => {
+                return Err(Status::invalid_argument(format!(
+                    "limit must be at most {}",
+                    ledger::ACCOUNT_PAGE_MAX
+                )))
+            }
+            n => n as usize,
+        };
+        self.ctx.read_barrier(req.allow_stale).await?;
+        let l = self.ctx.ledger.lock();
+        let page = l.account_page(after, limit);
+        let mut out = Vec::with_capacity(page.len());
+        for a in &page {
+            let c = a.info.currency;
+            let balances_at = match req.at_ns {
+                Some(at) => l
+                    .balance_at(a.info.id, at)
+                    .map_err(internal)?
+                    .map(|b| wire::balances_to_pb(c, &b)),
+                None => None,
+            };
+            let problem = if req.check_postings {
+                l.check_account(a.info.id)
+                    .map_err(internal)?
+                    .and_then(|c| c.problem)
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            out.push(pb::ListedAccount {
+                account: Some(wire::account_to_pb(a)),
+                balances_at,
+                problem,
+            });
+        }
+        let next_after_id = if page.len() == limit {
+            page.last().map(|a| a.info.id.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListAccountsResponse {
+            accounts: out,
+            next_after_id,
+            applied_index: l.applied_index(),
+        }))
+    }
+
+    async fn find_transfers(
+        &self,
+        request: Request<pb::FindTransfersRequest>,
+    ) -> Result<Response<pb::FindTransfersResponse>, Status> {
+        let req = request.into_inner();
+        if req.reference.is_empty() || req.reference.len() > ledger::REFERENCE_BYTES_MAX {
+            return Err(Status::invalid_argument(format!(
+                "reference: 1 ..= {} bytes",
+                ledger::REFERENCE_BYTES_MAX
+            )));
+        }
+        let after = match req.after_id.as_str() {
+            "" => None,
+            s => Some(wire::parse_id("after_id", s)?),
+        };
+        let limit = match req.limit {
+            0 => wire::HISTORY_PAGE_DEFAULT,
+            n if n > wire::HISTORY_PAGE_MAX => {
+                return Err(Status::invalid_argument(format!(
+                    "limit must be at most {}",
+                    wire::HISTORY_PAGE_MAX
+                )))
+            }
+            n => n,
+        } as usize;
+        self.ctx.read_barrier(req.allow_stale).await?;
+        let l = self.ctx.ledger.lock();
+        let ids = l
+            .transfers_by_reference(&req.reference, after, limit)
+            .map_err(internal)?;
+        let currency_of = |id| l.account(id).map(|a| a.info.currency);
+        let mut transfers = Vec::with_capacity(ids.len());
+        for id in &ids {
+            if let Some(t) = l.transfer(*id).map_err(internal)? {
+                transfers.push(wire::transfer_to_pb(&t, &currency_of));
+            }
+        }
+        Ok(Response::new(pb::FindTransfersResponse {
+            transfers,
+            next_after_id: if ids.len() == limit {
+                ids.last().map(Id::to_string).unwrap_or_default()
+            } else {
+                String::new()
+            },
+            applied_index: l.applied_index(),
+        }))
+    }
+
+    async fn get_merchant_settlement(
+        &self,
+        request: Request<pb::GetMerchantSettlementRequest>,
+    ) -> Result<Response<pb::GetMerchantSettlementResponse>, Status> {
+        let req = request.into_inner();
+        let merchant = wire::parse_id("merchant_id", &req.merchant_id)?;
+        if req.from_ns >= req.to_ns {
+            return Err(Status::invalid_argument("from_ns must be before to_ns"));
+        }
+        self.ctx.read_barrier(req.allow_stale).await?;
+        let l = self.ctx.ledger.lock();
+        let s = l
+            .merchant_settlement(merchant, req.from_ns, req.to_ns)
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("merchant {merchant} not found")))?;
+        let c = l
+            .account(merchant)
+            .map(|a| a.info.currency)
+            .ok_or_else(|| Status::internal("merchant without an account"))?;
+        let amt = |v: u128| wire::amount_str(c, v);
+        Ok(Response::new(pb::GetMerchantSettlementResponse {
+            merchant_id: merchant.to_string(),
+            currency: c.code().to_string(),
+            payments: s.payments,
+            gross: amt(s.gross),
+            fees: amt(s.fees),
+            refunds: s.refunds,
+            refunded: amt(s.refunded),
+            fees_refunded: amt(s.fees_refunded),
+            other_in: amt(s.other_in),
+            other_out: amt(s.other_out),
+            net: c.to_decimal_signed(s.net).to_string(),
+            applied_index: l.applied_index(),
+        }))
+    }
+
     async fn get_config(
         &self,
         request: Request<pb::GetConfigRequest>,
@@ -319,18 +461,41 @@ impl pb::ledger_server::Ledger for LedgerService {
             .ok_or_else(|| Status::not_found(format!("account {account} not found")))?;
         let currency = a.info.currency;
         let last_seq = a.state.posting_seq;
-        let postings = l
-            .history(account, req.after_seq, limit as usize)
-            .map_err(internal)?;
+        let timed = req.from_ns.is_some() || req.to_ns.is_some();
+        let postings = if timed {
+            l.history_between(
+                account,
+                req.from_ns.unwrap_or(0),
+                req.to_ns.unwrap_or(u64::MAX),
+                req.after_seq,
+                limit as usize,
+            )
+        } else {
+            l.history(account, req.after_seq, limit as usize)
+        }
+        .map_err(internal)?;
         let next = postings.last().map_or(req.after_seq, |p| p.seq);
+        // Each posting's transfer reference (one read per distinct transfer of the page).
+        let mut references: std::collections::HashMap<Id, String> = Default::default();
+        for p in &postings {
+            if !references.contains_key(&p.transfer) {
+                let r = l
+                    .transfer(p.transfer)
+                    .map_err(internal)?
+                    .map(|t| t.reference)
+                    .unwrap_or_default();
+                references.insert(p.transfer, r);
+            }
+        }
         Ok(Response::new(pb::ListAccountHistoryResponse {
             currency: currency.code().to_string(),
             postings: postings
                 .iter()
-                .map(|p| wire::posting_to_pb(currency, p))
+                .map(|p| wire::posting_to_pb(currency, p, &references[&p.transfer]))
                 .collect(),
             next_after_seq: next,
-            has_more: next < last_seq,
+            // A time-bounded page ends the range when it came back short.
+            has_more: next < last_seq && (!timed || postings.len() == limit as usize),
             applied_index: l.applied_index(),
         }))
     }

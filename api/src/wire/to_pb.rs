@@ -2,7 +2,7 @@
 
 use super::*;
 
-fn amount_str(currency: Currency, minor: u128) -> String {
+pub fn amount_str(currency: Currency, minor: u128) -> String {
     currency
         .to_decimal(minor.min(ledger::MAX_MINOR))
         .to_string()
@@ -147,8 +147,12 @@ pub fn flow_event_to_pb(seq: usize, e: &ledger::FlowEvent) -> pb::FlowEvent {
     }
 }
 
-pub fn posting_to_pb(currency: Currency, p: &ledger::Posting) -> pb::Posting {
+/// A posting as the wire shows it; `reference` is its transfer's (looked up by the caller).
+pub fn posting_to_pb(currency: Currency, p: &ledger::Posting, reference: &str) -> pb::Posting {
     pb::Posting {
+        counterparty_account_id: p.counterparty.map(|c| c.to_string()),
+        flow: p.flow.name().to_string(),
+        reference: reference.to_string(),
         seq: p.seq,
         transfer_id: p.transfer.to_string(),
         leg: u32::from(p.leg),
