@@ -198,6 +198,20 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::SettingsCmd,
     },
+    /// Finance audits: `audit trial-balance`, `audit safeguarding` (read-only).
+    Audit {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::AuditCmd,
+    },
+    /// Exports for account holders and finance: `export statement` (read-only).
+    Export {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::ExportCmd,
+    },
     /// An account's postings, oldest first, paged by cursor.
     History {
         #[command(flatten)]
@@ -447,6 +461,8 @@ fn main() {
             Cmd::Convert { conn, args } => cli::convert(&conn, args).await,
             Cmd::Tier { conn, cmd } => cli::tier(&conn, cmd).await,
             Cmd::Settings { conn, cmd } => cli::settings(&conn, cmd).await,
+            Cmd::Audit { conn, cmd } => cli::audit(&conn, cmd).await,
+            Cmd::Export { conn, cmd } => cli::export(&conn, cmd).await,
             Cmd::Withdraw { conn, args } => cli::withdraw(&conn, args).await,
             Cmd::History {
                 conn,

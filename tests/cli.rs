@@ -1150,3 +1150,252 @@ fn bench_payment_workload_runs_every_flow() {
         assert!(c["ok"].as_u64().unwrap() > 0, "{k}: {v}");
     }
 }
+
+/// The finance commands against a real node, with a read-only `finance` key where they read:
+/// the trial balance (table, CSV, JSON), safeguarding, a merchant's settlement day and a wallet's
+/// statement whose running balance ends at the ledger's closing balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finance_reports_through_the_cli() {
+    let c = Cluster::start(1, &[]);
+    c.wait_ready(Duration::from_secs(60)).await;
+    let (bank, fees, alice, bob, shop) = (
+        "00000000-0000-4000-8000-0000000000b0",
+        "00000000-0000-4000-8000-0000000000f0",
+        "00000000-0000-4000-8000-0000000000a1",
+        "00000000-0000-4000-8000-0000000000b1",
+        "00000000-0000-4000-8000-0000000000c1",
+    );
+    let v = ok(&c.cli(&[
+        "account",
+        "create",
+        "--id",
+        bank,
+        "--currency",
+        "CNY",
+        "--kind",
+        "system",
+        "--credits-must-not-exceed-debits",
+    ]));
+    assert_eq!(v["result"], "ok");
+    ok(&c.cli(&[
+        "account",
+        "create",
+        "--id",
+        fees,
+        "--currency",
+        "CNY",
+        "--kind",
+        "system",
+    ]));
+    ok(&c.cli(&["account", "create", "--id", alice, "--currency", "CNY"]));
+    ok(&c.cli(&["account", "create", "--id", bob, "--currency", "CNY"]));
+    ok(&c.cli(&[
+        "merchant",
+        "create",
+        "--id",
+        shop,
+        "--currency",
+        "CNY",
+        "--name",
+        "SHOP",
+        "--city",
+        "SHANGHAI",
+        "--mcc",
+        "5411",
+        "--fee-bps",
+        "60",
+        "--fee-account",
+        fees,
+    ]));
+    ok(&c.cli(&[
+        "topup",
+        "--wallet",
+        alice,
+        "--amount",
+        "500",
+        "--bank-account",
+        bank,
+    ]));
+    let pay = ok(&c.cli(&[
+        "bill",
+        "pay",
+        "--payer",
+        alice,
+        "--biller",
+        shop,
+        "--bill-ref",
+        "B-1",
+        "--amount",
+        "100",
+    ]));
+    assert_eq!(pay["result"], "ok");
+    let payment = pay["id"].as_str().unwrap().to_string();
+    let refund = ok(&c.cli(&["refund", "--order", &payment, "--amount", "20"]));
+    assert_eq!(refund["result"], "ok");
+    ok(&c.cli(&[
+        "transfer",
+        "--from",
+        alice,
+        "--to",
+        bob,
+        "--amount",
+        "30",
+        "--reference",
+        "INV-7",
+    ]));
+
+    // The bank account is an asset: its balance is shown on the debit side.
+    let a = ok(&c.cli(&["account", "get", bank]));
+    assert_eq!(a["accounts"][0]["normal_side"], "debit");
+    assert_eq!(a["accounts"][0]["normal_balance"], "500.00");
+
+    // A finance key reads everything below.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("finance.key");
+    let out = std::process::Command::new(BIN)
+        .args(["keys", "gen", "--out", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    ok(&c.cli(&[
+        "clients",
+        "add",
+        "--key-file",
+        key.to_str().unwrap(),
+        "--role",
+        "finance",
+        "--name",
+        "fin",
+    ]));
+    let finance = |args: &[&str], json: bool| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(args)
+            .args(["--endpoint", &c.endpoints().join(","), "--key"])
+            .arg(&key);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().unwrap()
+    };
+
+    let tb = ok(&finance(
+        &["audit", "trial-balance", "--format", "json"],
+        false,
+    ));
+    assert_eq!(tb["ok"], true, "{tb}");
+    let cny = &tb["currencies"][0];
+    assert_eq!(cny["currency"], "CNY");
+    assert_eq!(cny["debit_total"], cny["credit_total"]);
+    assert_eq!(cny["debit_total"], "500.00", "{tb}");
+    assert_eq!(cny["accounts"], 5);
+    let csv_out = finance(&["audit", "trial-balance", "--format", "csv"], false);
+    assert!(csv_out.status.success());
+    let text = String::from_utf8_lossy(&csv_out.stdout).to_string();
+    assert!(
+        text.starts_with("account,kind,currency,normal_side,debit,credit"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 6, "{text}");
+    let table = finance(&["audit", "trial-balance"], false);
+    assert!(String::from_utf8_lossy(&table.stdout).contains(": ok"));
+
+    // Customer money: alice 500 − 100 + 20 − 30 = 390, bob 30, the shop 99.40 − 19.88 = 79.52;
+    // the bank holds 500: the difference is the fees kept (0.60 − 0.12).
+    let sg = ok(&finance(
+        &["audit", "safeguarding", "--bank-account", bank],
+        true,
+    ));
+    assert_eq!(sg["bank_balance"], "500.00");
+    assert_eq!(sg["wallets"], "420.00");
+    assert_eq!(sg["merchants"], "79.52");
+    assert_eq!(sg["difference"], "0.48");
+    assert_eq!(sg["shortfall"], false);
+
+    // The settlement of the payment's business day (UTC by default).
+    let day = |ns: u64| {
+        chrono::DateTime::from_timestamp((ns / 1_000_000_000) as i64, 0)
+            .unwrap()
+            .date_naive()
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let pay_day = day(pay["timestamp_ns"].as_u64().unwrap());
+    let s = ok(&finance(
+        &[
+            "merchant",
+            "settlement",
+            "--merchant",
+            shop,
+            "--date",
+            &pay_day,
+        ],
+        true,
+    ));
+    assert_eq!(s["payments"], 1);
+    assert_eq!(s["gross"], "100.00");
+    assert_eq!(s["fees"], "0.60");
+    if day(refund["timestamp_ns"].as_u64().unwrap()) == pay_day {
+        assert_eq!(s["refunds"], 1);
+        assert_eq!(s["refunded"], "20.00");
+        assert_eq!(s["fees_refunded"], "0.12");
+        assert_eq!(s["net"], "79.52");
+    }
+
+    // alice's statement over three days around the payment: opening 0, closing 390.
+    let next = |d: &str, k: i64| {
+        (chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap() + chrono::Duration::days(k))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let (from, to) = (next(&pay_day, -1), next(&pay_day, 1));
+    let st = ok(&finance(
+        &[
+            "export",
+            "statement",
+            alice,
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--format",
+            "json",
+        ],
+        false,
+    ));
+    assert_eq!(st["opening_balance"], "0.00");
+    assert_eq!(st["closing_balance"], "390.00");
+    let flows: Vec<&str> = st["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["flow"].as_str().unwrap())
+        .collect();
+    // One line per posting: the payment is the merchant's part and the fee, each with its
+    // counterparty; so is the refund.
+    assert_eq!(
+        flows,
+        [
+            "topup",
+            "bill_payment",
+            "bill_payment",
+            "refund",
+            "refund",
+            "transfer"
+        ],
+        "{st}"
+    );
+    assert_eq!(st["lines"][1]["counterparty"], shop);
+    assert_eq!(st["lines"][2]["counterparty"], fees);
+    assert_eq!(st["lines"][5]["reference"], "INV-7");
+    assert_eq!(st["lines"][5]["counterparty"], bob);
+    assert_eq!(st["lines"][5]["amount"], "-30.00");
+    let csv_st = finance(
+        &["export", "statement", alice, "--from", &from, "--to", &to],
+        false,
+    );
+    let text = String::from_utf8_lossy(&csv_st.stdout).to_string();
+    assert!(
+        text.contains("opening_balance") && text.contains("closing_balance,,,,,390.00"),
+        "{text}"
+    );
+}

@@ -58,8 +58,8 @@ pub use state::{
 };
 pub use state::{
     AccountCheck, BatchOutput, CurrencyTotals, JournalBatch, Ledger, LedgerError, Settlement,
-    VerifyError, ACCOUNT_PAGE_MAX,
-    EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX, EXPIRE_PER_BATCH_MAX, HISTORY_PAGE_MAX,
+    VerifyError, ACCOUNT_PAGE_MAX, EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX,
+    EXPIRE_PER_BATCH_MAX, HISTORY_PAGE_MAX,
 };
 pub use store::{Cf, MemStore, Store, StoreError, WriteBatch};
 pub use types::*;

@@ -37,6 +37,17 @@ pub enum MerchantCmd {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// One business day of a merchant: payments (gross, fees), refunds (the fee part returned),
+    /// other movements, net and counts. The day is in the ledger's business time zone.
+    Settlement {
+        #[arg(long)]
+        merchant: String,
+        /// YYYY-MM-DD.
+        #[arg(long)]
+        date: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: super::finance::ReportFormat,
+    },
 }
 
 fn merchant_json(m: &pb::Merchant) -> Value {
@@ -48,6 +59,11 @@ fn merchant_json(m: &pb::Merchant) -> Value {
 pub async fn merchant(conn: &Conn, cmd: MerchantCmd) -> Result<Exit> {
     let c = conn.client()?;
     match cmd {
+        MerchantCmd::Settlement {
+            merchant,
+            date,
+            format,
+        } => super::finance::settlement(conn, &merchant, &date, format).await,
         MerchantCmd::Create {
             id,
             currency,

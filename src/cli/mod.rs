@@ -16,6 +16,7 @@ mod accounts;
 mod cash;
 mod cluster;
 mod config;
+mod finance;
 mod groups;
 mod keys;
 mod merchants;
@@ -35,6 +36,7 @@ pub use config::{
     convert, currency, rate, settings, tier, ConvertArgs, CurrencyCmd, RateCmd, SettingsCmd,
     TierCmd,
 };
+pub use finance::{audit, export, AuditCmd, ExportCmd};
 pub use groups::{group, GroupCmd};
 pub use keys::{clients, keys, ClientsCmd, KeysCmd};
 pub use merchants::{merchant, MerchantCmd};

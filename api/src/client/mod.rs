@@ -386,12 +386,16 @@ impl Client {
             allow_stale: self.core.cfg.stale_reads,
         };
         self.core
-            .call("/suanpan.v1.Ledger/FindTransfers", msg, |ch, r| async move {
-                pb::ledger_client::LedgerClient::new(ch)
-                    .max_decoding_message_size(64 << 20)
-                    .find_transfers(r)
-                    .await
-            })
+            .call(
+                "/suanpan.v1.Ledger/FindTransfers",
+                msg,
+                |ch, r| async move {
+                    pb::ledger_client::LedgerClient::new(ch)
+                        .max_decoding_message_size(64 << 20)
+                        .find_transfers(r)
+                        .await
+                },
+            )
             .await
     }
 

@@ -294,7 +294,9 @@ impl pb::ledger_server::Ledger for LedgerService {
             });
         }
         let next_after_id = if page.len() == limit {
-            page.last().map(|a| a.info.id.to_string()).unwrap_or_default()
+            page.last()
+                .map(|a| a.info.id.to_string())
+                .unwrap_or_default()
         } else {
             String::new()
         };
