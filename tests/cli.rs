@@ -7,6 +7,44 @@ use std::time::Duration;
 
 use common::*;
 
+/// A new key file in `dir`, registered with `role` through the CLI (as the admin).
+fn registered_key(c: &Cluster, dir: &std::path::Path, role: &str) -> std::path::PathBuf {
+    let key = dir.join(format!("{role}.key"));
+    let out = std::process::Command::new(BIN)
+        .args(["keys", "gen", "--out", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    ok(&c.cli(&[
+        "clients",
+        "add",
+        "--key-file",
+        key.to_str().unwrap(),
+        "--role",
+        role,
+        "--name",
+        role,
+    ]));
+    key
+}
+
+/// Runs the CLI against the cluster with another key than the admin's.
+fn run_with_key(
+    c: &Cluster,
+    key: &std::path::Path,
+    args: &[&str],
+    json: bool,
+) -> std::process::Output {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(args)
+        .args(["--endpoint", &c.endpoints().join(","), "--key"])
+        .arg(key);
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.output().unwrap()
+}
+
 fn ok(out: &std::process::Output) -> serde_json::Value {
     assert!(
         out.status.success(),
@@ -1076,31 +1114,8 @@ async fn currencies_rates_and_tiers_through_the_cli() {
 
     // Configuration is for operators: a payments key may convert but not set a rate.
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("pay.key");
-    let out = std::process::Command::new(BIN)
-        .args(["keys", "gen", "--out", key.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    ok(&c.cli(&[
-        "clients",
-        "add",
-        "--key-file",
-        key.to_str().unwrap(),
-        "--role",
-        "payments",
-        "--name",
-        "svc",
-    ]));
-    let as_payments = |args: &[&str]| {
-        std::process::Command::new(BIN)
-            .args(args)
-            .args(["--endpoint", &c.endpoints().join(","), "--key"])
-            .arg(&key)
-            .arg("--json")
-            .output()
-            .unwrap()
-    };
+    let key = registered_key(&c, dir.path(), "payments");
+    let as_payments = |args: &[&str]| run_with_key(&c, &key, args, true);
     let out = as_payments(&[
         "rate", "set", "--from", "CNY", "--to", "QCOIN", "--rate", "1",
     ]);
@@ -1251,32 +1266,8 @@ async fn finance_reports_through_the_cli() {
 
     // A finance key reads everything below.
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("finance.key");
-    let out = std::process::Command::new(BIN)
-        .args(["keys", "gen", "--out", key.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    ok(&c.cli(&[
-        "clients",
-        "add",
-        "--key-file",
-        key.to_str().unwrap(),
-        "--role",
-        "finance",
-        "--name",
-        "fin",
-    ]));
-    let finance = |args: &[&str], json: bool| {
-        let mut cmd = std::process::Command::new(BIN);
-        cmd.args(args)
-            .args(["--endpoint", &c.endpoints().join(","), "--key"])
-            .arg(&key);
-        if json {
-            cmd.arg("--json");
-        }
-        cmd.output().unwrap()
-    };
+    let key = registered_key(&c, dir.path(), "finance");
+    let finance = |args: &[&str], json: bool| run_with_key(&c, &key, args, json);
 
     let tb = ok(&finance(
         &["audit", "trial-balance", "--format", "json"],
