@@ -12,6 +12,8 @@
 //!   shared by the ledger and the Raft log, the `consensus` runtime, the state-machine adapter and
 //!   the tonic server.
 //! * [`client`]: the Rust client library (leader discovery, retries, signing, batching).
+//! * [`statement`] (feature `statements`): streaming bank-statement parsers (camt.053, MT940, CSV)
+//!   and the reconciliation matcher, used by `suanpan reconcile`.
 //!
 //! ## Wire contract (summary; the `.proto` files are normative)
 //! * Ids are canonical UUID strings (8-4-4-4-12 hex); anything else, and the nil UUID, is
@@ -49,6 +51,8 @@
 pub mod client;
 pub mod protocol;
 pub mod signing;
+#[cfg(feature = "statements")]
+pub mod statement;
 pub mod wire;
 
 // The node (feature `server`, on by default).
