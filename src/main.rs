@@ -205,6 +205,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::AuditCmd,
     },
+    /// Bank reconciliation: `reconcile statement FILE --account BANK` (camt.053, MT940, CSV).
+    Reconcile {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::ReconcileCmd,
+    },
     /// Exports for account holders and finance: `export statement` (read-only).
     Export {
         #[command(flatten)]
@@ -462,6 +469,7 @@ fn main() {
             Cmd::Tier { conn, cmd } => cli::tier(&conn, cmd).await,
             Cmd::Settings { conn, cmd } => cli::settings(&conn, cmd).await,
             Cmd::Audit { conn, cmd } => cli::audit(&conn, cmd).await,
+            Cmd::Reconcile { conn, cmd } => cli::reconcile(&conn, cmd).await,
             Cmd::Export { conn, cmd } => cli::export(&conn, cmd).await,
             Cmd::Withdraw { conn, args } => cli::withdraw(&conn, args).await,
             Cmd::History {

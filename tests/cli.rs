@@ -1390,3 +1390,163 @@ async fn finance_reports_through_the_cli() {
         "{text}"
     );
 }
+
+/// `reconcile statement` against a real node: a camt.053 statement of today with a match, an
+/// amount mismatch, a line only the bank knows and a closing balance that disagrees; the buckets
+/// as CSV files; suspense posted once (the re-run matches it and posts nothing); a malformed
+/// statement names its line and posts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_a_bank_statement_through_the_cli() {
+    let c = Cluster::start(1, &[]);
+    c.wait_ready(Duration::from_secs(60)).await;
+    let (bank, suspense, alice) = (
+        "00000000-0000-4000-8000-0000000000b0",
+        "00000000-0000-4000-8000-0000000000e0",
+        "00000000-0000-4000-8000-0000000000a1",
+    );
+    ok(&c.cli(&[
+        "account",
+        "create",
+        "--id",
+        bank,
+        "--currency",
+        "CNY",
+        "--kind",
+        "system",
+        "--credits-must-not-exceed-debits",
+    ]));
+    ok(&c.cli(&[
+        "account",
+        "create",
+        "--id",
+        suspense,
+        "--currency",
+        "CNY",
+        "--kind",
+        "system",
+    ]));
+    ok(&c.cli(&["account", "create", "--id", alice, "--currency", "CNY"]));
+    let (u1, u2) = (
+        "00000000-0000-4000-8000-000000000101",
+        "00000000-0000-4000-8000-000000000102",
+    );
+    for (id, amount) in [(u1, "100"), (u2, "250")] {
+        let v = ok(&c.cli(&[
+            "topup",
+            "--id",
+            id,
+            "--wallet",
+            alice,
+            "--amount",
+            amount,
+            "--bank-account",
+            bank,
+        ]));
+        assert_eq!(v["result"], "ok");
+    }
+    let today = chrono::DateTime::from_timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+        0,
+    )
+    .unwrap()
+    .date_naive()
+    .to_string();
+    let entry = |amount: &str, reference: &str| {
+        format!(
+            "<Ntry><Amt Ccy=\"CNY\">{amount}</Amt><CdtDbtInd>CRDT</CdtDbtInd><BookgDt><Dt>{today}</Dt></BookgDt>\
+             <NtryDtls><TxDtls><Refs><EndToEndId>{reference}</EndToEndId></Refs></TxDtls></NtryDtls></Ntry>\n"
+        )
+    };
+    let balance = |code: &str, amount: &str| {
+        format!(
+            "<Bal><Tp><CdOrPrtry><Cd>{code}</Cd></CdOrPrtry></Tp><Amt Ccy=\"CNY\">{amount}</Amt>\
+             <CdtDbtInd>CRDT</CdtDbtInd><Dt><Dt>{today}</Dt></Dt></Bal>\n"
+        )
+    };
+    let doc = format!(
+        "<?xml version=\"1.0\"?>\n<Document><BkToCstmrStmt><Stmt><Id>S-1</Id>\n\
+         <Acct><Id><IBAN>CN00BANK</IBAN></Id><Ccy>CNY</Ccy></Acct>\n{}{}{}{}{}</Stmt></BkToCstmrStmt></Document>\n",
+        balance("OPBD", "0.00"),
+        balance("CLBD", "362.84"),
+        entry("100.00", u1),
+        entry("250.50", u2),
+        entry("12.34", "BANK-INTEREST-11")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("statement.xml");
+    std::fs::write(&file, doc).unwrap();
+    let out_dir = dir.path().join("breaks");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "reconcile",
+            "statement",
+            file.to_str().unwrap(),
+            "--account",
+            bank,
+        ];
+        args.extend_from_slice(extra);
+        c.cli(&args)
+    };
+    let out = run(&["--out", out_dir.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["summary"]["statement_lines"], 3, "{v}");
+    assert_eq!(v["summary"]["matched"], 1, "{v}");
+    assert_eq!(v["summary"]["amount_mismatch"], 1, "{v}");
+    assert_eq!(v["summary"]["only_in_statement"], 1, "{v}");
+    assert_eq!(v["summary"]["only_in_ledger"], 0, "{v}");
+    assert_eq!(v["balances"]["opening"]["ok"], true, "{v}");
+    assert_eq!(v["balances"]["closing"]["ledger"], "350.00", "{v}");
+    assert_eq!(v["balances"]["closing"]["ok"], false, "{v}");
+    assert_eq!(v["reconciled"], false);
+    let mismatch = std::fs::read_to_string(out_dir.join("amount_mismatch.csv")).unwrap();
+    assert!(
+        mismatch.contains(u2) && mismatch.contains("250.50"),
+        "{mismatch}"
+    );
+    assert!(out_dir.join("only_in_statement.csv").exists());
+
+    // The interest only the bank knows goes to suspense, once.
+    let v = json(&run(&["--post-suspense", "--suspense-account", suspense]));
+    assert_eq!(v["suspense"]["posted"], 1, "{v}");
+    let bank_acct = ok(&c.cli(&["account", "get", bank]));
+    assert_eq!(bank_acct["accounts"][0]["normal_balance"], "362.34");
+    let v = json(&run(&["--post-suspense", "--suspense-account", suspense]));
+    assert_eq!(v["summary"]["only_in_statement"], 0, "{v}");
+    assert_eq!(v["summary"]["matched"], 2, "{v}");
+    assert!(v["suspense"].is_null(), "{v}");
+    let bank_acct = ok(&c.cli(&["account", "get", bank]));
+    assert_eq!(bank_acct["accounts"][0]["normal_balance"], "362.34");
+
+    // A malformed statement: the file, the line and the reason; nothing posted.
+    let bad = dir.path().join("bad.xml");
+    std::fs::write(
+        &bad,
+        "<Document><Stmt>\n<Acct><Ccy>CNY</Ccy></Acct>\n<Ntry><CdtDbtInd>CRDT</CdtDbtInd></Ntry></Stmt></Document>\n",
+    )
+    .unwrap();
+    let out = c.cli(&[
+        "reconcile",
+        "statement",
+        bad.to_str().unwrap(),
+        "--account",
+        bank,
+        "--post-suspense",
+        "--suspense-account",
+        suspense,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.xml: line 3: entry without an amount"),
+        "{err}"
+    );
+}

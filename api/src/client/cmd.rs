@@ -54,11 +54,21 @@ pub fn transfer_legs(
     legs: Vec<pb::Leg>,
     pending_timeout_seconds: Option<u64>,
 ) -> pb::Command {
+    transfer_with_reference(id, legs, pending_timeout_seconds, "")
+}
+
+/// A transfer carrying a reference (found again by `FindTransfers`, matched by reconciliation).
+pub fn transfer_with_reference(
+    id: Id,
+    legs: Vec<pb::Leg>,
+    pending_timeout_seconds: Option<u64>,
+    reference: &str,
+) -> pb::Command {
     wrap(pb::command::Kind::CreateTransfer(pb::CreateTransfer {
         id: id.to_string(),
         legs,
         pending_timeout_seconds,
-        reference: String::new(),
+        reference: reference.into(),
     }))
 }
 
