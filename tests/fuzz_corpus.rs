@@ -362,6 +362,15 @@ fn fuzz_seed_corpora_replay_cleanly() {
     let n = replay("ledger_codec", ledger::codec::fuzz_decode_commands)
         + replay("emv_payload", ledger::emv::fuzz_parse)
         + replay("submit_request", api::fuzzing::submit_request)
-        + replay("signed_request", api::fuzzing::signed_request);
+        + replay("signed_request", api::fuzzing::signed_request)
+        + replay("statement_camt053", |d| {
+            api::statement::fuzz_parse(api::statement::Format::Camt053, d)
+        })
+        + replay("statement_mt940", |d| {
+            api::statement::fuzz_parse(api::statement::Format::Mt940, d)
+        })
+        + replay("statement_csv", |d| {
+            api::statement::fuzz_parse(api::statement::Format::Csv, d)
+        });
     eprintln!("replayed {n} corpus inputs");
 }

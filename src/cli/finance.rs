@@ -90,6 +90,60 @@ async fn business_days(c: &Client, from: &str, to: &str) -> Result<(u64, u64, St
     Ok((start as u64, end as u64, cfg.business_utc_offset))
 }
 
+/// Pages through an account's postings in a log-time range, keeping only those that moved its
+/// posted balance (holds only reserve money; their post, if any, is what moves it).
+pub(super) struct MovedPostings<'a> {
+    c: &'a Client,
+    account: Id,
+    from_ns: u64,
+    to_ns: u64,
+    after: u64,
+    done: bool,
+}
+
+impl<'a> MovedPostings<'a> {
+    pub(super) fn new(c: &'a Client, account: Id, from_ns: u64, to_ns: u64) -> Self {
+        MovedPostings {
+            c,
+            account,
+            from_ns,
+            to_ns,
+            after: 0,
+            done: false,
+        }
+    }
+
+    /// The next page (`None` once the range is exhausted).
+    pub(super) async fn next_page(&mut self) -> Result<Option<Vec<pb::Posting>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self
+            .c
+            .list_account_history_between(
+                self.account,
+                self.after,
+                1_000,
+                Some(self.from_ns),
+                Some(self.to_ns),
+            )
+            .await?;
+        self.after = page.postings.last().map_or(self.after, |p| p.seq);
+        self.done = !page.has_more || page.postings.is_empty();
+        Ok(Some(
+            page.postings
+                .into_iter()
+                .filter(|p| {
+                    !matches!(
+                        name::<ledger::PostingKind>(p.kind),
+                        "pending_hold" | "pending_void" | "pending_expire"
+                    )
+                })
+                .collect(),
+        ))
+    }
+}
+
 fn dec(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap_or_default()
 }
@@ -482,18 +536,9 @@ pub async fn export(conn: &Conn, cmd: ExportCmd) -> Result<Exit> {
             &opening.to_string(),
         ])?;
     }
-    let mut after = 0;
-    loop {
-        let page = c
-            .list_account_history_between(id, after, 1_000, Some(start), Some(end))
-            .await?;
-        for p in &page.postings {
-            after = p.seq;
-            // A statement lists what moved the posted balance; holds only reserve.
-            let kind = name::<ledger::PostingKind>(p.kind);
-            if matches!(kind, "pending_hold" | "pending_void" | "pending_expire") {
-                continue;
-            }
+    let mut pages = MovedPostings::new(&c, id, start, end);
+    while let Some(page) = pages.next_page().await? {
+        for p in &page {
             let mut amount = dec(&p.amount);
             let debit_normal = name::<ledger::NormalSide>(side) == "debit";
             if p.is_debit != debit_normal {
@@ -523,9 +568,6 @@ pub async fn export(conn: &Conn, cmd: ExportCmd) -> Result<Exit> {
                     "balance": running.to_string()}),
                 );
             }
-        }
-        if !page.has_more || page.postings.is_empty() {
-            break;
         }
     }
     // The closing balance is read back, not only summed: the two must agree.

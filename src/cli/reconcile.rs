@@ -175,17 +175,9 @@ pub async fn reconcile(conn: &Conn, cmd: ReconcileCmd) -> Result<Exit> {
     if let (Some(f), Some(l)) = (first, last) {
         let from = day_start_ns(f - chrono::Duration::days(window), offset);
         let to = day_start_ns(l + chrono::Duration::days(window + 1), offset);
-        let mut after = 0;
-        loop {
-            let page = c
-                .list_account_history_between(bank, after, 1_000, Some(from), Some(to))
-                .await?;
-            for p in &page.postings {
-                after = p.seq;
-                let kind = name::<ledger::PostingKind>(p.kind);
-                if matches!(kind, "pending_hold" | "pending_void" | "pending_expire") {
-                    continue;
-                }
+        let mut pages = super::finance::MovedPostings::new(&c, bank, from, to);
+        while let Some(page) = pages.next_page().await? {
+            for p in &page {
                 entries.push(LedgerEntry {
                     transfer: p.transfer_id.clone(),
                     reference: p.reference.clone(),
@@ -199,9 +191,6 @@ pub async fn reconcile(conn: &Conn, cmd: ReconcileCmd) -> Result<Exit> {
                     date: business_date(p.timestamp_ns, offset),
                     seq: p.seq,
                 });
-            }
-            if !page.has_more || page.postings.is_empty() {
-                break;
             }
         }
     }
