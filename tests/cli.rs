@@ -1444,16 +1444,7 @@ async fn reconcile_a_bank_statement_through_the_cli() {
         ]));
         assert_eq!(v["result"], "ok");
     }
-    let today = chrono::DateTime::from_timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64,
-        0,
-    )
-    .unwrap()
-    .date_naive()
-    .to_string();
+    let today = utc_today().to_string();
     let entry = |amount: &str, reference: &str| {
         format!(
             "<Ntry><Amt Ccy=\"CNY\">{amount}</Amt><CdtDbtInd>CRDT</CdtDbtInd><BookgDt><Dt>{today}</Dt></BookgDt>\

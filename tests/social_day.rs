@@ -61,17 +61,7 @@ async fn friends_pay_each_other_through_a_leader_kill() {
 
     // Eight friends with 1 000 CNY each from the custodial bank, a ninth with nothing; coins.
     let bank = id(1);
-    ok(
-        &c,
-        ops::create_account_with(pb::CreateAccount {
-            id: bank.to_string(),
-            currency: "CNY".into(),
-            kind: pb::AccountKind::System as i32,
-            credits_must_not_exceed_debits: true,
-            ..Default::default()
-        }),
-    )
-    .await;
+    ok(&c, custodial_bank(bank)).await;
     let w: Vec<Id> = (0..9).map(|i| id(10 + i)).collect();
     let (alice, bob, carol, dave, erin, frank, grace, heidi, ivan) =
         (w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8]);

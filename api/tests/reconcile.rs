@@ -35,6 +35,7 @@ fn ledger() -> (Vec<LedgerEntry>, (NaiveDate, Decimal), (NaiveDate, Decimal)) {
             ["closing", d, a] => closing = Some((date(d), Decimal::from_str(a).unwrap())),
             [t, r, a, dir, d] => entries.push(LedgerEntry {
                 transfer: t.to_string(),
+                hold: None,
                 reference: r.to_string(),
                 amount: Decimal::from_str(a).unwrap(),
                 direction: if *dir == "CRDT" {

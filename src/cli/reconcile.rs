@@ -180,6 +180,7 @@ pub async fn reconcile(conn: &Conn, cmd: ReconcileCmd) -> Result<Exit> {
             for p in &page {
                 entries.push(LedgerEntry {
                     transfer: p.transfer_id.clone(),
+                    hold: p.pending_id.clone(),
                     reference: p.reference.clone(),
                     amount: Decimal::from_str(&p.amount).unwrap_or_default(),
                     // Money into the bank account is a debit of the (asset) bank account.

@@ -13,6 +13,31 @@ use api::pb;
 pub const BIN: &str = env!("CARGO_BIN_EXE_suanpan");
 
 /// The seed of a randomized test: `SUANPAN_SEED` or the clock; always printed so a failure replays.
+/// Today's date in UTC (the business time zone a fresh cluster starts with).
+#[allow(dead_code)]
+pub fn utc_today() -> chrono::NaiveDate {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    chrono::DateTime::from_timestamp(secs, 0)
+        .expect("a valid time")
+        .date_naive()
+}
+
+/// The command creating a custodial bank account in CNY: a system account that never holds more
+/// credits than debits (an asset, debit-normal).
+#[allow(dead_code)]
+pub fn custodial_bank(id: ledger::Id) -> pb::Command {
+    api::client::cmd::create_account_with(pb::CreateAccount {
+        id: id.to_string(),
+        currency: "CNY".into(),
+        kind: pb::AccountKind::System as i32,
+        credits_must_not_exceed_debits: true,
+        ..Default::default()
+    })
+}
+
 pub fn seed() -> u64 {
     let s = std::env::var("SUANPAN_SEED")
         .ok()

@@ -62,6 +62,9 @@ impl LedgerService {
     }
 }
 
+/// Most accounts one `ListAccounts` page checks against their postings.
+const CHECKED_ACCOUNTS_PAGE_MAX: usize = 100;
+
 #[tonic::async_trait]
 impl pb::ledger_server::Ledger for LedgerService {
     async fn submit(
@@ -265,6 +268,13 @@ impl pb::ledger_server::Ledger for LedgerService {
                 )))
             }
             n => n as usize,
+        };
+        // Checking postings reads every posting of the page's accounts under the ledger lock:
+        // smaller pages keep the apply loop from waiting long.
+        let limit = if req.check_postings {
+            limit.min(CHECKED_ACCOUNTS_PAGE_MAX)
+        } else {
+            limit
         };
         self.ctx.read_barrier(req.allow_stale).await?;
         let l = self.ctx.ledger.lock();
@@ -477,23 +487,33 @@ impl pb::ledger_server::Ledger for LedgerService {
         }
         .map_err(internal)?;
         let next = postings.last().map_or(req.after_seq, |p| p.seq);
-        // Each posting's transfer reference (one read per distinct transfer of the page).
-        let mut references: std::collections::HashMap<Id, String> = Default::default();
+        // Each posting's transfer reference and, for a hold's post or void, the hold (one read
+        // per distinct transfer of the page; a post takes its hold's reference).
+        let mut references: std::collections::HashMap<Id, (String, Option<Id>)> =
+            Default::default();
         for p in &postings {
             if !references.contains_key(&p.transfer) {
-                let r = l
-                    .transfer(p.transfer)
-                    .map_err(internal)?
-                    .map(|t| t.reference)
-                    .unwrap_or_default();
-                references.insert(p.transfer, r);
+                let t = l.transfer(p.transfer).map_err(internal)?;
+                let hold = t.as_ref().and_then(|t| t.pending_id);
+                let mut r = t.map(|t| t.reference).unwrap_or_default();
+                if let (true, Some(h)) = (r.is_empty(), hold) {
+                    r = l
+                        .transfer(h)
+                        .map_err(internal)?
+                        .map(|t| t.reference)
+                        .unwrap_or_default();
+                }
+                references.insert(p.transfer, (r, hold));
             }
         }
         Ok(Response::new(pb::ListAccountHistoryResponse {
             currency: currency.code().to_string(),
             postings: postings
                 .iter()
-                .map(|p| wire::posting_to_pb(currency, p, &references[&p.transfer]))
+                .map(|p| {
+                    let (r, hold) = &references[&p.transfer];
+                    wire::posting_to_pb(currency, p, r, *hold)
+                })
                 .collect(),
             next_after_seq: next,
             // A time-bounded page ends the range when it came back short.

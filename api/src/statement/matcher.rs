@@ -27,6 +27,8 @@ use super::{Direction, Line};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LedgerEntry {
     pub transfer: String,
+    /// For the post of a hold (a withdrawal completed): the hold's id, which the bank may quote.
+    pub hold: Option<String>,
     pub reference: String,
     pub amount: Decimal,
     /// In the statement's terms: a debit posting on the bank account is a statement credit.
@@ -106,6 +108,9 @@ impl Matcher {
         let mut by_key: HashMap<String, Vec<u32>> = HashMap::with_capacity(entries.len() * 2);
         for (i, e) in entries.iter().enumerate() {
             by_key.entry(e.transfer.clone()).or_default().push(i as u32);
+            if let Some(h) = &e.hold {
+                by_key.entry(h.clone()).or_default().push(i as u32);
+            }
             if !e.reference.is_empty() && e.reference != e.transfer {
                 by_key
                     .entry(e.reference.clone())

@@ -147,9 +147,16 @@ pub fn flow_event_to_pb(seq: usize, e: &ledger::FlowEvent) -> pb::FlowEvent {
     }
 }
 
-/// A posting as the wire shows it; `reference` is its transfer's (looked up by the caller).
-pub fn posting_to_pb(currency: Currency, p: &ledger::Posting, reference: &str) -> pb::Posting {
+/// A posting as the wire shows it; `reference` and `pending_id` are its transfer's (looked up by
+/// the caller).
+pub fn posting_to_pb(
+    currency: Currency,
+    p: &ledger::Posting,
+    reference: &str,
+    pending_id: Option<Id>,
+) -> pb::Posting {
     pb::Posting {
+        pending_id: pending_id.map(|i| i.to_string()),
         counterparty_account_id: p.counterparty.map(|c| c.to_string()),
         flow: p.flow.name().to_string(),
         reference: reference.to_string(),
