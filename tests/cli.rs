@@ -1389,6 +1389,49 @@ async fn finance_reports_through_the_cli() {
         text.contains("opening_balance") && text.contains("closing_balance,,,,,390.00"),
         "{text}"
     );
+    // As camt.053: the project's own reader reads it back, balances and entries alike.
+    let camt = run_with_key(
+        &c,
+        &key,
+        &[
+            "export",
+            "statement",
+            alice,
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--format",
+            "camt053",
+        ],
+        false,
+    );
+    assert!(
+        camt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&camt.stderr)
+    );
+    let mut r = api::statement::reader(
+        api::statement::Format::Camt053,
+        &camt.stdout[..],
+        &api::statement::csv_map::ColumnMap::default(),
+    )
+    .unwrap();
+    let entries: Vec<api::statement::Line> = (&mut r).map(|l| l.unwrap()).collect();
+    assert_eq!(entries.len(), 6);
+    assert_eq!(entries[0].direction, api::statement::Direction::Credit);
+    assert_eq!(entries[5].direction, api::statement::Direction::Debit);
+    assert!(
+        entries[5].references.contains(&"INV-7".to_string()),
+        "{:?}",
+        entries[5]
+    );
+    let closing = r.summary().closing.clone().unwrap();
+    assert_eq!(closing.amount.to_string(), "390.00");
+    assert_eq!(
+        r.summary().opening.clone().unwrap().amount.to_string(),
+        "0.00"
+    );
 }
 
 /// `reconcile statement` against a real node: a camt.053 statement of today with a match, an

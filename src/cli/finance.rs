@@ -23,6 +23,8 @@ pub enum ReportFormat {
 pub enum StatementFormat {
     Csv,
     Json,
+    /// ISO 20022 camt.053 (what a merchant's bank-side tools import).
+    Camt053,
 }
 
 #[derive(Subcommand, Debug)]
@@ -509,6 +511,7 @@ pub async fn export(conn: &Conn, cmd: ExportCmd) -> Result<Exit> {
     };
     let mut running = opening;
     let mut lines: Vec<Value> = Vec::new();
+    let mut entries: Vec<api::statement::camt053::ExportEntry> = Vec::new();
     let mut w = (format == StatementFormat::Csv && !conn.json)
         .then(|| csv::Writer::from_writer(std::io::stdout()));
     // One table: the opening balance as the first row, the closing balance as the last.
@@ -560,6 +563,16 @@ pub async fn export(conn: &Conn, cmd: ExportCmd) -> Result<Exit> {
                     &amount.to_string(),
                     &running.to_string(),
                 ])?;
+            } else if format == StatementFormat::Camt053 && !conn.json {
+                entries.push(api::statement::camt053::ExportEntry {
+                    seq: p.seq,
+                    booked: time.clone(),
+                    amount,
+                    transfer: p.transfer_id.clone(),
+                    reference: p.reference.clone(),
+                    flow: p.flow.clone(),
+                    counterparty: counterparty.clone(),
+                });
             } else {
                 lines.push(
                     json!({"time": time, "timestamp_ns": p.timestamp_ns, "seq": p.seq,
@@ -596,6 +609,23 @@ pub async fn export(conn: &Conn, cmd: ExportCmd) -> Result<Exit> {
             &closing.to_string(),
         ])?;
         w.flush()?;
+    } else if format == StatementFormat::Camt053 && !conn.json {
+        let export = api::statement::camt053::Export {
+            statement_id: format!("{}-{from}-{to}", a.id),
+            account: a.id.clone(),
+            currency: a.currency.clone(),
+            from: chrono::NaiveDate::parse_from_str(&from, "%Y-%m-%d")?,
+            to: chrono::NaiveDate::parse_from_str(&to, "%Y-%m-%d")?,
+            created: chrono::DateTime::from_timestamp_nanos(end.saturating_sub(1) as i64)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            opening,
+            closing,
+            entries,
+        };
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        api::statement::camt053::write(&mut out, &export)?;
+        std::io::Write::flush(&mut out)?;
     } else {
         println!(
             "{}",

@@ -381,3 +381,102 @@ impl<R: BufRead> StatementReader for Camt053Reader<R> {
         &self.summary
     }
 }
+
+/// A statement to write as camt.053 (`suanpan export statement --format camt053`): the account
+/// holder's view, so a positive amount is money in (CRDT).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Export {
+    pub statement_id: String,
+    pub account: String,
+    pub currency: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub created: String,
+    pub opening: rust_decimal::Decimal,
+    pub closing: rust_decimal::Decimal,
+    pub entries: Vec<ExportEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportEntry {
+    pub seq: u64,
+    /// RFC 3339 booking time.
+    pub booked: String,
+    /// Signed: positive is money in.
+    pub amount: rust_decimal::Decimal,
+    pub transfer: String,
+    pub reference: String,
+    pub flow: String,
+    pub counterparty: String,
+}
+
+/// Writes `s` as an ISO 20022 camt.053.001.08 document (the parser of this module reads it back).
+pub fn write(out: &mut impl std::io::Write, s: &Export) -> std::io::Result<()> {
+    use quick_xml::escape::escape;
+    let side = |a: rust_decimal::Decimal| if a.is_sign_negative() { "DBIT" } else { "CRDT" };
+    let ccy = escape(s.currency.as_str());
+    let bal = |out: &mut dyn std::io::Write,
+               code: &str,
+               amount: rust_decimal::Decimal,
+               date: NaiveDate| {
+        writeln!(
+            out,
+            "      <Bal><Tp><CdOrPrtry><Cd>{code}</Cd></CdOrPrtry></Tp><Amt Ccy=\"{ccy}\">{}</Amt>\
+             <CdtDbtInd>{}</CdtDbtInd><Dt><Dt>{date}</Dt></Dt></Bal>",
+            amount.abs(),
+            side(amount)
+        )
+    };
+    writeln!(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>")?;
+    writeln!(
+        out,
+        "<Document xmlns=\"urn:iso:std:iso:20022:tech:xsd:camt.053.001.08\">"
+    )?;
+    writeln!(out, "  <BkToCstmrStmt>")?;
+    writeln!(
+        out,
+        "    <GrpHdr><MsgId>{}</MsgId><CreDtTm>{}</CreDtTm></GrpHdr>",
+        escape(s.statement_id.as_str()),
+        escape(s.created.as_str())
+    )?;
+    writeln!(out, "    <Stmt>")?;
+    writeln!(out, "      <Id>{}</Id>", escape(s.statement_id.as_str()))?;
+    writeln!(
+        out,
+        "      <CreDtTm>{}</CreDtTm>",
+        escape(s.created.as_str())
+    )?;
+    writeln!(
+        out,
+        "      <FrToDt><FrDtTm>{}T00:00:00</FrDtTm><ToDtTm>{}T23:59:59</ToDtTm></FrToDt>",
+        s.from, s.to
+    )?;
+    writeln!(
+        out,
+        "      <Acct><Id><Othr><Id>{}</Id></Othr></Id><Ccy>{ccy}</Ccy></Acct>",
+        escape(s.account.as_str())
+    )?;
+    bal(out, "OPBD", s.opening, s.from)?;
+    bal(out, "CLBD", s.closing, s.to)?;
+    for e in &s.entries {
+        writeln!(
+            out,
+            "      <Ntry><NtryRef>{}</NtryRef><Amt Ccy=\"{ccy}\">{}</Amt><CdtDbtInd>{}</CdtDbtInd>\
+             <Sts><Cd>BOOK</Cd></Sts><BookgDt><DtTm>{}</DtTm></BookgDt><AcctSvcrRef>{}</AcctSvcrRef>\
+             <BkTxCd><Prtry><Cd>{}</Cd></Prtry></BkTxCd><NtryDtls><TxDtls><Refs><EndToEndId>{}</EndToEndId>\
+             </Refs><RltdPties><CdtrAcct><Id><Othr><Id>{}</Id></Othr></Id></CdtrAcct></RltdPties>\
+             </TxDtls></NtryDtls></Ntry>",
+            e.seq,
+            e.amount.abs(),
+            side(e.amount),
+            escape(e.booked.as_str()),
+            escape(e.transfer.as_str()),
+            escape(e.flow.as_str()),
+            if e.reference.is_empty() { "NOTPROVIDED".into() } else { escape(e.reference.as_str()) },
+            escape(e.counterparty.as_str())
+        )?;
+    }
+    writeln!(out, "    </Stmt>")?;
+    writeln!(out, "  </BkToCstmrStmt>")?;
+    writeln!(out, "</Document>")
+}
