@@ -62,6 +62,17 @@ impl LedgerService {
     }
 }
 
+/// A request's page size: `0` means `default`, more than `max` is `INVALID_ARGUMENT`.
+fn page_limit(requested: u32, default: usize, max: usize) -> Result<usize, Status> {
+    match requested as usize {
+        0 => Ok(default),
+        n if n > max => Err(Status::invalid_argument(format!(
+            "limit must be at most {max}"
+        ))),
+        n => Ok(n),
+    }
+}
+
 /// Most accounts one `ListAccounts` page checks against their postings.
 const CHECKED_ACCOUNTS_PAGE_MAX: usize = 100;
 
@@ -259,16 +270,11 @@ impl pb::ledger_server::Ledger for LedgerService {
             "" => None,
             s => Some(wire::parse_id("after_id", s)?),
         };
-        let limit = match req.limit {
-            0 => ledger::ACCOUNT_PAGE_MAX,
-            n if n as usize > ledger::ACCOUNT_PAGE_MAX => {
-                return Err(Status::invalid_argument(format!(
-                    "limit must be at most {}",
-                    ledger::ACCOUNT_PAGE_MAX
-                )))
-            }
-            n => n as usize,
-        };
+        let limit = page_limit(
+            req.limit,
+            ledger::ACCOUNT_PAGE_MAX,
+            ledger::ACCOUNT_PAGE_MAX,
+        )?;
         // Checking postings reads every posting of the page's accounts under the ledger lock:
         // smaller pages keep the apply loop from waiting long.
         let limit = if req.check_postings {
@@ -332,16 +338,11 @@ impl pb::ledger_server::Ledger for LedgerService {
             "" => None,
             s => Some(wire::parse_id("after_id", s)?),
         };
-        let limit = match req.limit {
-            0 => wire::HISTORY_PAGE_DEFAULT,
-            n if n > wire::HISTORY_PAGE_MAX => {
-                return Err(Status::invalid_argument(format!(
-                    "limit must be at most {}",
-                    wire::HISTORY_PAGE_MAX
-                )))
-            }
-            n => n,
-        } as usize;
+        let limit = page_limit(
+            req.limit,
+            wire::HISTORY_PAGE_DEFAULT as usize,
+            wire::HISTORY_PAGE_MAX as usize,
+        )?;
         self.ctx.read_barrier(req.allow_stale).await?;
         let l = self.ctx.ledger.lock();
         let ids = l
@@ -456,16 +457,11 @@ impl pb::ledger_server::Ledger for LedgerService {
     ) -> Result<Response<pb::ListAccountHistoryResponse>, Status> {
         let req = request.into_inner();
         let account = wire::parse_id("account_id", &req.account_id)?;
-        let limit = match req.limit {
-            0 => wire::HISTORY_PAGE_DEFAULT,
-            n if n > wire::HISTORY_PAGE_MAX => {
-                return Err(Status::invalid_argument(format!(
-                    "limit must be at most {}",
-                    wire::HISTORY_PAGE_MAX
-                )))
-            }
-            n => n,
-        };
+        let limit = page_limit(
+            req.limit,
+            wire::HISTORY_PAGE_DEFAULT as usize,
+            wire::HISTORY_PAGE_MAX as usize,
+        )?;
         self.ctx.read_barrier(req.allow_stale).await?;
         let l = self.ctx.ledger.lock();
         let a = l
@@ -480,10 +476,10 @@ impl pb::ledger_server::Ledger for LedgerService {
                 req.from_ns.unwrap_or(0),
                 req.to_ns.unwrap_or(u64::MAX),
                 req.after_seq,
-                limit as usize,
+                limit,
             )
         } else {
-            l.history(account, req.after_seq, limit as usize)
+            l.history(account, req.after_seq, limit)
         }
         .map_err(internal)?;
         let next = postings.last().map_or(req.after_seq, |p| p.seq);
@@ -517,7 +513,7 @@ impl pb::ledger_server::Ledger for LedgerService {
                 .collect(),
             next_after_seq: next,
             // A time-bounded page ends the range when it came back short.
-            has_more: next < last_seq && (!timed || postings.len() == limit as usize),
+            has_more: next < last_seq && (!timed || postings.len() == limit),
             applied_index: l.applied_index(),
         }))
     }

@@ -359,20 +359,10 @@ impl<R: BufRead> Camt053Reader<R> {
 impl<R: BufRead> Iterator for Camt053Reader<R> {
     type Item = Result<Line, ParseError>;
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        match self.next_line() {
-            Ok(Some(l)) => Some(Ok(l)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        let mut done = self.done;
+        let r = step(&mut done, || self.next_line());
+        self.done = done;
+        r
     }
 }
 

@@ -98,6 +98,22 @@ fn err<T>(line: u64, reason: impl Into<String>) -> Result<T, ParseError> {
     })
 }
 
+/// One step of a reader's iterator: a line, the end, or an error — after either of the last two the
+/// reader is `done` and yields nothing more.
+pub(crate) fn step(
+    done: &mut bool,
+    next: impl FnOnce() -> Result<Option<Line>, ParseError>,
+) -> Option<Result<Line, ParseError>> {
+    if *done {
+        return None;
+    }
+    let r = next().transpose();
+    if !matches!(r, Some(Ok(_))) {
+        *done = true;
+    }
+    r
+}
+
 /// A streaming statement reader.
 pub trait StatementReader: Iterator<Item = Result<Line, ParseError>> {
     /// The statement's identity, account, currency and balances seen so far.
