@@ -57,9 +57,10 @@ pub use state::{
     SETTING_BUSINESS_UTC_OFFSET,
 };
 pub use state::{
-    AccountCheck, BatchOutput, CurrencyTotals, JournalBatch, Ledger, LedgerError, Settlement,
-    VerifyError, ACCOUNT_PAGE_MAX, EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX,
-    EXPIRE_PER_BATCH_MAX, HISTORY_PAGE_MAX,
+    AccountCheck, BatchOutput, ChainLink, ChainPage, CurrencyTotals, JournalBatch, Ledger,
+    LedgerError, Recomputed, Settlement, VerifyError, ACCOUNT_PAGE_MAX, CHAIN_PAGE_MAX,
+    CHAIN_RETAIN_BATCHES, EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX, EXPIRE_PER_BATCH_MAX,
+    HISTORY_PAGE_MAX,
 };
 pub use store::{Cf, MemStore, Store, StoreError, WriteBatch};
 pub use types::*;

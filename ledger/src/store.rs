@@ -46,10 +46,13 @@ pub enum Cf {
     Config,
     /// Conversion command id → the conversion with the rate it used.
     Conversions,
+    /// The digest chain: `d` + index → digest and log time (kept for ever); `b` + index → the
+    /// journal record the link is recomputed from (the last `CHAIN_RETAIN_BATCHES` kept).
+    Chain,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 17] = [
+    pub const ALL: [Cf; 18] = [
         Cf::Meta,
         Cf::Accounts,
         Cf::Commands,
@@ -67,6 +70,7 @@ impl Cf {
         Cf::Groups,
         Cf::Config,
         Cf::Conversions,
+        Cf::Chain,
     ];
 
     /// Column family name in RocksDB (prefixed so the Raft log's families can share the database).
@@ -89,6 +93,7 @@ impl Cf {
             Cf::Groups => "ledger_groups",
             Cf::Config => "ledger_config",
             Cf::Conversions => "ledger_conversions",
+            Cf::Chain => "ledger_chain",
         }
     }
 }

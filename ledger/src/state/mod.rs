@@ -26,6 +26,7 @@ use crate::types::*;
 
 mod accounts;
 mod cash;
+mod chain;
 mod clients;
 mod config;
 mod events;
@@ -45,6 +46,7 @@ mod timers;
 mod transfers;
 mod verify;
 
+pub use chain::{ChainLink, ChainPage, Recomputed, CHAIN_PAGE_MAX, CHAIN_RETAIN_BATCHES};
 pub use config::{position_account_id, SETTING_BUSINESS_UTC_OFFSET};
 pub use events::{JournalBatch, EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX};
 pub use groups::{settle_plan, GroupNets};
@@ -267,6 +269,10 @@ impl<S: Store> Ledger<S> {
     pub fn store(&self) -> &S {
         &self.store
     }
+    /// Gives the store back (tests tamper with it to show the audit checks notice).
+    pub fn into_store(self) -> S {
+        self.store
+    }
 
     // ---- apply --------------------------------------------------------------------------------------
 
@@ -315,26 +321,20 @@ impl<S: Store> Ledger<S> {
             self.prefetch(&mut ctx, &batch.commands)?;
         }
 
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(&self.digest);
-        hasher.update(&index.to_le_bytes());
-        hasher.update(&ts.to_le_bytes());
-        hasher.update(&batch.seed.to_le_bytes());
-        hasher.update(&(batch.commands.len() as u64).to_le_bytes());
-
+        let mut chain =
+            chain::ChainHasher::new(&self.digest, index, ts, batch.seed, batch.commands.len());
         let mut results = Vec::with_capacity(batch.commands.len());
         for cmd in &batch.commands {
             let fp = fingerprint(&mut ctx.scratch, cmd);
             let result = self.apply_one(&mut ctx, cmd, fp)?;
-            hasher.update(&fp);
-            hasher.update(&(result.code as u16).to_le_bytes());
-            hasher.update(&result.timestamp_ns.to_le_bytes());
+            chain.command(&fp, result.code as u16, result.timestamp_ns);
             results.push(result);
         }
-        let digest: [u8; 32] = *hasher.finalize().as_bytes();
+        let (digest, chain_record) = chain.finish();
 
         self.check_and_write_accounts(&mut ctx);
         Self::journal_events(&mut ctx, index);
+        Self::journal_chain(&mut ctx, index, &digest, ts, chain_record);
 
         let mut meta = Enc::with_capacity(64);
         meta.u64(index);

@@ -2,12 +2,15 @@
 
 use super::*;
 
+/// 2: the digest chain family (see `chain`) follows the others.
+const SNAPSHOT_VERSION: u8 = 2;
+
 impl<S: Store> Ledger<S> {
     /// Serializes the whole ledger state (every family, including the applied index and digest).
     pub fn snapshot(&self) -> Result<Vec<u8>, LedgerError> {
         let mut e = Enc::with_capacity(1 << 16);
         e.buf.extend_from_slice(b"SPLS");
-        e.u8(1);
+        e.u8(SNAPSHOT_VERSION);
         for cf in Cf::ALL {
             let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
             self.store.for_each(cf, &mut |k, v| {
@@ -29,12 +32,18 @@ impl<S: Store> Ledger<S> {
     /// index may jump).
     pub fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), LedgerError> {
         let bad = |r: &str| LedgerError::Snapshot(r.to_string());
-        if data.len() < 5 || &data[..4] != b"SPLS" || data[4] != 1 {
+        if data.len() < 5 || &data[..4] != b"SPLS" || !(1..=SNAPSHOT_VERSION).contains(&data[4]) {
             return Err(bad("not a ledger snapshot"));
         }
+        // Version 1 predates the digest chain (its last family).
+        let families = if data[4] == 1 {
+            &Cf::ALL[..Cf::ALL.len() - 1]
+        } else {
+            &Cf::ALL[..]
+        };
         let mut d = Dec::new(&data[5..]);
         let mut wb = WriteBatch::default();
-        for cf in Cf::ALL {
+        for &cf in families {
             if d.u8()? != cf as u8 {
                 return Err(bad("column family order"));
             }
