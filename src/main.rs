@@ -319,6 +319,9 @@ struct NodeArgs {
     /// Cluster admin key (all nodes of a cluster share it); default DATA_DIR/admin.key, created on first start.
     #[arg(long)]
     admin_key_file: Option<PathBuf>,
+    /// Key that signs audit checkpoints (all nodes of a cluster share it); default: derived from the admin key.
+    #[arg(long)]
+    audit_key_file: Option<PathBuf>,
     /// TOML file with Raft tuning (flags override it).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -375,6 +378,7 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     cfg.join = a.join;
     cfg.advertise = a.advertise;
     cfg.admin_key_file = a.admin_key_file;
+    cfg.audit_key_file = a.audit_key_file;
     let r = &mut cfg.raft;
     macro_rules! set {
         ($f:ident) => {

@@ -1166,6 +1166,32 @@ fn bench_payment_workload_runs_every_flow() {
     }
 }
 
+/// The reconciliation benchmark, small: every generated statement line matches its top-up, and
+/// the reconcile child's time and peak memory are reported.
+#[test]
+fn bench_statement_workload_reconciles_every_line() {
+    let out = std::process::Command::new(BIN)
+        .args([
+            "bench",
+            "--spawn",
+            "1",
+            "--workload",
+            "statement",
+            "--lines",
+            "20000",
+            "--accounts",
+            "50",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let v = ok(&out);
+    assert_eq!(v["workload"], "statement");
+    assert_eq!(v["matched"], 20000, "{v}");
+    assert_eq!(v["reconciled"], true, "{v}");
+    assert!(v["peak_rss_mib"].as_f64().unwrap() > 0.0, "{v}");
+}
+
 /// The finance commands against a real node, with a read-only `finance` key where they read:
 /// the trial balance (table, CSV, JSON), safeguarding, a merchant's settlement day and a wallet's
 /// statement whose running balance ends at the ledger's closing balance.

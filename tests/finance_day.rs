@@ -3,7 +3,8 @@
 //! has known breaks (a top-up it booked for another amount, interest the ledger does not know, a
 //! top-up it has not settled yet); `reconcile statement` finds exactly those, posts the interest to
 //! suspense once (the re-run matches it and posts nothing); the trial balance and safeguarding hold
-//! with a read-only finance key throughout.
+//! with a read-only finance key throughout; a signed checkpoint taken mid-day still verifies at the
+//! end on every replica (the restarted one included), and altered copies of it do not.
 
 mod common;
 
@@ -129,6 +130,27 @@ async fn reconcile_the_bank_through_a_leader_kill() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A checkpoint of the history so far, signed by the cluster's audit key, taken with the
+    // finance key while the old leader is still down.
+    let checkpoint = dir.path().join("checkpoint.json");
+    let out = cli(
+        &cluster,
+        &finance_key,
+        &["audit", "checkpoint", "--out", checkpoint.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cp = json(&out);
+    assert!(cp["index"].as_u64().unwrap() > 0, "{cp}");
+    let key = json(&cli(&cluster, &finance_key, &["audit", "checkpoint-key"]));
+    assert_eq!(key["audit_key"], cp["audit_key"], "{key} {cp}");
+    // The old leader comes back and catches up; more money moves after the checkpoint.
+    cluster.spawn(leader);
+    ok(&c, ops::transfer(id(15), alice, bob, "10.00", "CNY")).await;
+
     let reconcile = |key: &std::path::Path, extra: &[&str]| {
         let mut args = vec![
             "reconcile",
@@ -219,4 +241,141 @@ async fn reconcile_the_bank_through_a_leader_kill() {
     assert_eq!(sg["shortfall"], false, "{sg}");
     let (_, digest) = cluster.wait_converged(Duration::from_secs(30)).await;
     eprintln!("converged at digest {digest}");
+
+    // Every replica, the restarted one included, holds the same chain, and every retained link
+    // recomputes; the checkpoint taken before the later transfers still verifies.
+    let out = cli(&cluster, &finance_key, &["audit", "verify-chain"]);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["replicas"].as_array().unwrap().len(), 3, "{v}");
+    assert!(
+        v["to"].as_u64().unwrap() > cp["index"].as_u64().unwrap(),
+        "{v}"
+    );
+    assert_eq!(v["indexes_checked"], v["to"], "{v}");
+    assert_eq!(v["links_recomputed"], v["to"], "{v}");
+    let verify = |file: &std::path::Path| {
+        cli(
+            &cluster,
+            &finance_key,
+            &["audit", "verify-checkpoint", file.to_str().unwrap()],
+        )
+    };
+    let out = verify(&checkpoint);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["signature_ok"], true, "{v}");
+    assert_eq!(v["from"], cp["index"], "{v}");
+    // A checkpoint whose digest was altered, or whose index was moved, does not verify.
+    let mut forged = cp.clone();
+    let d = cp["digest"].as_str().unwrap();
+    let flipped = if d.starts_with('0') { "1" } else { "0" };
+    forged["digest"] = format!("{flipped}{}", &d[1..]).into();
+    let forged_file = dir.path().join("forged.json");
+    std::fs::write(&forged_file, forged.to_string()).unwrap();
+    let v = json(&verify(&forged_file));
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["signature_ok"], false, "{v}");
+    let mut moved = cp.clone();
+    moved["index"] = (cp["index"].as_u64().unwrap() - 1).into();
+    std::fs::write(&forged_file, moved.to_string()).unwrap();
+    let out = verify(&forged_file);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// A replica whose stored chain was rewritten (one digest changed on disk while it was down) is
+/// named at exactly that index, and a checkpoint taken before no longer verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_chain_names_a_rewritten_replica() {
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.wait_ready(Duration::from_secs(60)).await;
+    let mut cfg = ClientConfig::new(cluster.endpoints());
+    cfg.max_attempts = 40;
+    let c = Client::connect(cfg, cluster.key()).unwrap();
+    let (a, b) = (id(1), id(2));
+    ok(&c, ops::create_account(a, "CNY", pb::AccountKind::System)).await;
+    ok(&c, ops::create_account(b, "CNY", pb::AccountKind::Wallet)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("checkpoint.json");
+    let out = cli(
+        &cluster,
+        &cluster.key,
+        &["audit", "checkpoint", "--out", checkpoint.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cp_index = json(&out)["index"].as_u64().unwrap();
+    for n in 0..5 {
+        ok(&c, ops::transfer(id(10 + n), a, b, "1.00", "CNY")).await;
+    }
+    let (applied, _) = cluster.wait_converged(Duration::from_secs(30)).await;
+    assert!(applied > cp_index);
+
+    // Node 3, stopped, gets one stored digest rewritten: the checkpoint's own index.
+    cluster.kill(3);
+    {
+        let db = ledger::open_db(
+            &cluster.node(3).data_dir.join("db"),
+            consensus::RAFT_COLUMN_FAMILIES,
+        )
+        .unwrap();
+        let mut store = ledger::RocksStore::new(db).unwrap();
+        let mut key = vec![b'd'];
+        key.extend_from_slice(&cp_index.to_be_bytes());
+        let mut v = ledger::Store::get(&store, ledger::Cf::Chain, &key)
+            .unwrap()
+            .expect("a recorded digest");
+        v[5] ^= 0xFF;
+        let mut wb = ledger::WriteBatch::default();
+        wb.put(ledger::Cf::Chain, key, v);
+        ledger::Store::write(&mut store, wb).unwrap();
+    }
+    cluster.spawn(3);
+    cluster.wait_converged(Duration::from_secs(30)).await;
+
+    let out = cli(&cluster, &cluster.key, &["audit", "verify-chain"]);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(3), "{v}");
+    assert_eq!(v["first_break"]["index"], cp_index, "{v}");
+    assert_eq!(v["first_break"]["reason"], "replicas differ", "{v}");
+    let out = cli(
+        &cluster,
+        &cluster.key,
+        &[
+            "audit",
+            "verify-chain",
+            "--from",
+            &(cp_index + 1).to_string(),
+        ],
+    );
+    let v = json(&out);
+    // From the next index on, node 3 recomputes its link from the rewritten digest: it breaks.
+    assert_eq!(out.status.code(), Some(3), "{v}");
+    assert_eq!(v["first_break"]["index"], cp_index + 1, "{v}");
+    assert!(
+        v["first_break"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("node 3"),
+        "{v}"
+    );
+    let out = cli(
+        &cluster,
+        &cluster.key,
+        &["audit", "verify-checkpoint", checkpoint.to_str().unwrap()],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

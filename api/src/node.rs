@@ -76,6 +76,9 @@ pub struct NodeConfig {
     /// is used, generated (mode 0600) on first start. All nodes of a cluster need the same key:
     /// it authenticates peer streams.
     pub admin_key_file: Option<PathBuf>,
+    /// Ed25519 key that signs audit checkpoints (all nodes of a cluster need the same one). Default:
+    /// derived from the admin key, so it needs no distribution of its own.
+    pub audit_key_file: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -93,6 +96,7 @@ impl NodeConfig {
             events: EventLogConfig::default(),
             transport: TransportConfig::default(),
             admin_key_file: None,
+            audit_key_file: None,
         }
     }
 }
@@ -181,6 +185,10 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     }
     std::fs::create_dir_all(&cfg.data_dir)?;
     let admin_key = load_or_create_admin_key(&cfg)?;
+    let audit_key = match &cfg.audit_key_file {
+        Some(p) => crate::auth::load_key_file(p)?,
+        None => crate::auth::derived_audit_key(&admin_key),
+    };
 
     let db = ledger::open_db(&cfg.data_dir.join("db"), RAFT_COLUMN_FAMILIES)?;
     let ledger: SharedLedger = Arc::new(Mutex::new(Ledger::open(RocksStore::new(db.clone())?)?));
@@ -247,6 +255,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         events,
         peers,
         admin_key: admin_key.clone(),
+        audit_key,
         limits: cfg.limits.clone(),
         closing: tokio::sync::watch::channel(false).0,
     });

@@ -3,9 +3,11 @@
 //! concurrent tasks through the batching client, and reports throughput, latency percentiles (HDR
 //! histogram), rejected and retried counts and cluster CPU per 1 000 transfers; at the end it checks
 //! that money was conserved and that acknowledged transfers exist. `--workload payments` drives the
-//! mixed payment workload of [`mix`] instead of plain transfers.
+//! mixed payment workload of [`mix`] instead of plain transfers; `--workload statement` is the
+//! reconciliation benchmark of [`statement`].
 
 mod mix;
+mod statement;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -32,6 +34,9 @@ pub enum Workload {
     /// The mixed payment workload: P2P, QR static and order payments, refunds, chat transfers,
     /// payment requests, splits, red packets and conversions, each flow run to its end.
     Payments,
+    /// The reconciliation benchmark: --lines top-ups through a bank account, the bank's MT940
+    /// statement for them, and `reconcile statement` timed (wall time, peak RSS).
+    Statement,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -54,6 +59,9 @@ pub struct BenchArgs {
     /// Transfers to submit (after warm-up), unless --duration-s is given.
     #[arg(long, default_value_t = 200_000)]
     pub transfers: u64,
+    /// Statement lines (and ledger postings) for --workload statement.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub lines: u64,
     /// Run for this many seconds instead of a transfer count.
     #[arg(long)]
     pub duration_s: Option<u64>,
@@ -222,6 +230,10 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             bail!("cluster at {} not ready within 60 s", endpoints.join(","));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    if a.workload == Workload::Statement {
+        return statement::run(&a, &c, &endpoints, &key_path).await;
     }
 
     // Accounts: a bank, a hot merchant, wallets; wallets funded generously so transfers succeed.

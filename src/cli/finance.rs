@@ -48,6 +48,30 @@ pub enum AuditCmd {
         #[arg(long)]
         bank_account: String,
     },
+    /// Every replica reports its digest at the same indexes, and each retained link is recomputed
+    /// from the replica's journal; names the first index where a replica or the recomputation
+    /// differs (exit 3), or where not every replica could be asked.
+    VerifyChain {
+        /// First index to check (default: the first).
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+    },
+    /// Writes a checkpoint of the applied history (index, digest, log time) signed by the
+    /// cluster's audit key.
+    Checkpoint {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Prints the cluster's audit public key (keep it: checkpoints are verified against it).
+    CheckpointKey,
+    /// Proves the history up to a checkpoint's index was not rewritten: the signature, every
+    /// replica's digest at that index, and the chain from there to today (exit 3 otherwise).
+    VerifyCheckpoint {
+        file: PathBuf,
+        /// The audit key to trust (hex, from `audit checkpoint-key`); default: the cluster's.
+        #[arg(long)]
+        audit_key: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -180,6 +204,12 @@ pub async fn audit(conn: &Conn, cmd: AuditCmd) -> Result<Exit> {
             format,
         } => trial_balance(conn, &c, currency, at_ns, format).await,
         AuditCmd::Safeguarding { bank_account } => safeguarding(conn, &c, &bank_account).await,
+        AuditCmd::VerifyChain { from } => super::chain::verify_chain(conn, &c, from).await,
+        AuditCmd::Checkpoint { out } => super::chain::checkpoint(conn, &c, &out).await,
+        AuditCmd::CheckpointKey => super::chain::checkpoint_key(conn, &c).await,
+        AuditCmd::VerifyCheckpoint { file, audit_key } => {
+            super::chain::verify_checkpoint(conn, &c, &file, audit_key).await
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 mod accounts;
 mod cash;
+mod chain;
 mod cluster;
 mod config;
 mod finance;

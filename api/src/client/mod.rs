@@ -427,6 +427,56 @@ impl Client {
     }
 
     /// The replicated configuration: in-app currencies, rates, tiers, settings.
+    /// The digest chain of the node this call reaches (build the client with one endpoint to
+    /// ask a given replica), from `from_index` on, at most `limit` links (0: the most).
+    pub async fn get_chain(
+        &self,
+        from_index: u64,
+        limit: u32,
+    ) -> Result<pb::GetChainResponse, ClientError> {
+        let msg = pb::GetChainRequest { from_index, limit };
+        self.core
+            .call("/suanpan.v1.Ledger/GetChain", msg, |ch, r| async move {
+                pb::ledger_client::LedgerClient::new(ch)
+                    .max_decoding_message_size(64 << 20)
+                    .get_chain(r)
+                    .await
+            })
+            .await
+    }
+
+    /// A checkpoint of the reached node's applied state, signed by the cluster's audit key.
+    pub async fn get_checkpoint(&self) -> Result<pb::GetCheckpointResponse, ClientError> {
+        self.core
+            .call(
+                "/suanpan.v1.Ledger/GetCheckpoint",
+                pb::GetCheckpointRequest {},
+                |ch, r| async move {
+                    pb::ledger_client::LedgerClient::new(ch)
+                        .get_checkpoint(r)
+                        .await
+                },
+            )
+            .await
+    }
+
+    /// The cluster's audit public key (hex).
+    pub async fn get_audit_key(&self) -> Result<String, ClientError> {
+        let r = self
+            .core
+            .call(
+                "/suanpan.v1.Ledger/GetAuditKey",
+                pb::GetAuditKeyRequest {},
+                |ch, r| async move {
+                    pb::ledger_client::LedgerClient::new(ch)
+                        .get_audit_key(r)
+                        .await
+                },
+            )
+            .await?;
+        Ok(r.audit_key)
+    }
+
     pub async fn get_config(&self) -> Result<pb::GetConfigResponse, ClientError> {
         let msg = pb::GetConfigRequest {
             allow_stale: self.core.cfg.stale_reads,

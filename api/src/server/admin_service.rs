@@ -54,13 +54,7 @@ impl pb::admin_server::Admin for AdminService {
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
         let me = self.ctx.node_info()?;
         let book = self.ctx.peers.all();
-        let mut ids: std::collections::BTreeSet<u64> = me
-            .voters
-            .iter()
-            .chain(me.learners.iter())
-            .copied()
-            .collect();
-        ids.insert(self.ctx.id);
+        let ids = self.ctx.member_ids(&me.voters, &me.learners);
         let timeout = Duration::from_millis(self.ctx.limits.status_fanout_timeout_ms);
         let lookups = ids.iter().map(|&id| {
             let addr = book.get(&id).cloned();

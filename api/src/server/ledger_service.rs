@@ -402,6 +402,90 @@ impl pb::ledger_server::Ledger for LedgerService {
         }))
     }
 
+    async fn get_chain(
+        &self,
+        request: Request<pb::GetChainRequest>,
+    ) -> Result<Response<pb::GetChainResponse>, Status> {
+        let req = request.into_inner();
+        let limit = page_limit(req.limit, ledger::CHAIN_PAGE_MAX, ledger::CHAIN_PAGE_MAX)?;
+        // No read barrier: every replica answers for its own chain (that is the point).
+        let page = self
+            .ctx
+            .ledger
+            .lock()
+            .chain(req.from_index, limit)
+            .map_err(internal)?;
+        let st = self.ctx.status()?;
+        let book = self.ctx.peers.all();
+        let mut ids: std::collections::BTreeSet<u64> = st
+            .voters
+            .iter()
+            .chain(st.learners.iter())
+            .copied()
+            .collect();
+        ids.insert(self.ctx.id);
+        let members = ids
+            .into_iter()
+            .map(|id| pb::ChainMember {
+                id,
+                address: if id == self.ctx.id {
+                    self.ctx.advertise.clone()
+                } else {
+                    book.get(&id).cloned().unwrap_or_default()
+                },
+            })
+            .collect();
+        Ok(Response::new(pb::GetChainResponse {
+            node_id: self.ctx.id,
+            applied_index: page.applied_index,
+            journal_from: page.journal_from,
+            links: page
+                .links
+                .iter()
+                .map(|l| pb::ChainLink {
+                    index: l.index,
+                    digest: l.digest.map(hex::encode).unwrap_or_default(),
+                    timestamp_ns: l.timestamp_ns,
+                    recomputed: match l.recomputed {
+                        ledger::Recomputed::Ok => "ok",
+                        ledger::Recomputed::Mismatch => "mismatch",
+                        ledger::Recomputed::NotJournaled => "not_journaled",
+                    }
+                    .into(),
+                })
+                .collect(),
+            members,
+        }))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        _request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        let (index, digest, ts) = {
+            let l = self.ctx.ledger.lock();
+            (l.applied_index(), l.digest(), l.last_timestamp_ns())
+        };
+        let sig = crate::auth::sign_checkpoint(&self.ctx.audit_key, index, &digest, ts);
+        Ok(Response::new(pb::GetCheckpointResponse {
+            node_id: self.ctx.id,
+            index,
+            digest: hex::encode(digest),
+            timestamp_ns: ts,
+            audit_key: hex::encode(self.ctx.audit_key.verifying_key().to_bytes()),
+            signature: hex::encode(sig),
+        }))
+    }
+
+    async fn get_audit_key(
+        &self,
+        _request: Request<pb::GetAuditKeyRequest>,
+    ) -> Result<Response<pb::GetAuditKeyResponse>, Status> {
+        Ok(Response::new(pb::GetAuditKeyResponse {
+            audit_key: hex::encode(self.ctx.audit_key.verifying_key().to_bytes()),
+        }))
+    }
+
     async fn get_config(
         &self,
         request: Request<pb::GetConfigRequest>,

@@ -98,6 +98,8 @@ pub struct NodeContext {
     pub peers: Arc<PeerBook>,
     /// The node's admin key: signs the `ClusterStatus` fan-out.
     pub admin_key: SigningKey,
+    /// Signs audit checkpoints (`GetCheckpoint`).
+    pub audit_key: SigningKey,
     pub limits: ApiLimits,
     /// Becomes true when the node shuts down: long-lived streams end so the server can stop.
     pub closing: tokio::sync::watch::Sender<bool>,
@@ -279,6 +281,14 @@ impl NodeContext {
             learners: st.learners,
             last_timestamp_ns: last_ts,
         })
+    }
+
+    /// Voters and learners, this node included (a node not yet added still answers for itself).
+    fn member_ids(&self, voters: &[u64], learners: &[u64]) -> std::collections::BTreeSet<u64> {
+        let mut ids: std::collections::BTreeSet<u64> =
+            voters.iter().chain(learners).copied().collect();
+        ids.insert(self.id);
+        ids
     }
 
     fn currency_lookup(&self) -> impl Fn(Id) -> Option<Currency> + '_ {

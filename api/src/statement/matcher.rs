@@ -91,37 +91,97 @@ pub struct Outcome {
     pub direction: Direction,
 }
 
+/// A 64-bit hash of a reference, optionally with an amount and direction. Memory is what bounds a
+/// million-line statement, so the indexes hold these instead of strings: the posting index checks
+/// each candidate's own strings (exact); the duplicate and reversal sets are sets of hashes (a
+/// collision, about 10⁻⁷ over two million references, could only relabel a line that already
+/// failed to match).
+fn key_hash(reference: &str, with: Option<(Decimal, Direction)>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    reference.hash(&mut h);
+    if let Some((amount, direction)) = with {
+        amount.normalize().hash(&mut h);
+        (direction == Direction::Credit).hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Postings by the keys a bank may quote (transfer id, hold id, reference): a multimap of
+/// reference hash → chain of posting indexes in posting order, in two flat allocations.
+struct KeyIndex {
+    /// Hash → (first, last) node.
+    heads: HashMap<u64, (u32, u32)>,
+    /// (posting index, next node or `u32::MAX`).
+    nodes: Vec<(u32, u32)>,
+}
+
+impl KeyIndex {
+    fn new(entries: &[LedgerEntry]) -> KeyIndex {
+        fn keys(e: &LedgerEntry) -> [Option<&String>; 3] {
+            let reference =
+                (!e.reference.is_empty() && e.reference != e.transfer).then_some(&e.reference);
+            [Some(&e.transfer), e.hold.as_ref(), reference]
+        }
+        let n: usize = entries
+            .iter()
+            .map(|e| keys(e).iter().flatten().count())
+            .sum();
+        let mut ix = KeyIndex {
+            heads: HashMap::with_capacity(n),
+            nodes: Vec::with_capacity(n),
+        };
+        for (i, e) in entries.iter().enumerate() {
+            for k in keys(e).into_iter().flatten() {
+                let node = ix.nodes.len() as u32;
+                ix.nodes.push((i as u32, u32::MAX));
+                match ix.heads.entry(key_hash(k, None)) {
+                    std::collections::hash_map::Entry::Occupied(mut o) => {
+                        let (_, last) = *o.get();
+                        ix.nodes[last as usize].1 = node;
+                        o.get_mut().1 = node;
+                    }
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert((node, node));
+                    }
+                }
+            }
+        }
+        ix
+    }
+
+    /// Posting indexes under `key`'s hash, in posting order (callers check the strings).
+    fn get(&self, key: &str) -> impl Iterator<Item = u32> + '_ {
+        let mut node = self
+            .heads
+            .get(&key_hash(key, None))
+            .map_or(u32::MAX, |h| h.0);
+        std::iter::from_fn(move || {
+            let (i, next) = *self.nodes.get(node as usize)?;
+            node = next;
+            Some(i)
+        })
+    }
+}
+
 pub struct Matcher {
     entries: Vec<LedgerEntry>,
     taken: Vec<bool>,
-    by_key: HashMap<String, Vec<u32>>,
+    by_key: KeyIndex,
     window_days: i64,
-    /// (reference, amount, direction) of lines already matched: a repeat is a duplicate.
-    done: HashSet<(String, Decimal, Direction)>,
+    /// (reference, amount, direction) hashes of lines already matched: a repeat is a duplicate.
+    done: HashSet<u64>,
     /// Lines that found no posting, held to the end (a later reversal may cancel one).
     unmatched: Vec<Option<Line>>,
-    unmatched_by_key: HashMap<(String, Decimal, Direction), Vec<usize>>,
+    unmatched_by_key: HashMap<u64, Vec<usize>>,
 }
 
 impl Matcher {
     pub fn new(entries: Vec<LedgerEntry>, window_days: i64) -> Matcher {
-        let mut by_key: HashMap<String, Vec<u32>> = HashMap::with_capacity(entries.len() * 2);
-        for (i, e) in entries.iter().enumerate() {
-            by_key.entry(e.transfer.clone()).or_default().push(i as u32);
-            if let Some(h) = &e.hold {
-                by_key.entry(h.clone()).or_default().push(i as u32);
-            }
-            if !e.reference.is_empty() && e.reference != e.transfer {
-                by_key
-                    .entry(e.reference.clone())
-                    .or_default()
-                    .push(i as u32);
-            }
-        }
         Matcher {
             taken: vec![false; entries.len()],
+            by_key: KeyIndex::new(&entries),
             entries,
-            by_key,
             window_days,
             done: HashSet::new(),
             unmatched: Vec::new(),
@@ -130,20 +190,21 @@ impl Matcher {
     }
 
     fn candidates(&self, key: &str, line: &Line) -> Vec<u32> {
-        self.by_key
+        let mut c: Vec<u32> = self
+            .by_key
             .get(key)
-            .map(|v| {
-                v.iter()
-                    .copied()
-                    .filter(|&i| {
-                        let e = &self.entries[i as usize];
-                        !self.taken[i as usize]
-                            && e.direction == line.direction
-                            && (e.date - line.booking_date).num_days().abs() <= self.window_days
-                    })
-                    .collect()
+            .filter(|&i| {
+                let e = &self.entries[i as usize];
+                (e.transfer == key || e.hold.as_deref() == Some(key) || e.reference == key)
+                    && !self.taken[i as usize]
+                    && e.direction == line.direction
+                    && (e.date - line.booking_date).num_days().abs() <= self.window_days
             })
-            .unwrap_or_default()
+            .collect();
+        // A posting quoted under two of its keys (its hold id as its reference) counts once; its
+        // nodes are adjacent in the chain.
+        c.dedup();
+        c
     }
 
     fn outcome(
@@ -218,7 +279,7 @@ impl Matcher {
         // 3. A line already matched once.
         if line.references.iter().any(|r| {
             self.done
-                .contains(&(r.clone(), line.amount, line.direction))
+                .contains(&key_hash(r, Some((line.amount, line.direction))))
         }) {
             return vec![Self::outcome(Bucket::Duplicate, &line, None, None)];
         }
@@ -239,7 +300,7 @@ impl Matcher {
         // 5. A reversal cancelling an earlier unmatched line.
         if line.reversal {
             for key in &line.references {
-                let k = (key.clone(), line.amount, line.direction.opposite());
+                let k = key_hash(key, Some((line.amount, line.direction.opposite())));
                 if let Some(slot) = self.unmatched_by_key.get_mut(&k).and_then(|v| v.pop()) {
                     if let Some(original) = self.unmatched[slot].take() {
                         return vec![
@@ -254,7 +315,7 @@ impl Matcher {
         let slot = self.unmatched.len();
         for key in &line.references {
             self.unmatched_by_key
-                .entry((key.clone(), line.amount, line.direction))
+                .entry(key_hash(key, Some((line.amount, line.direction))))
                 .or_default()
                 .push(slot);
         }
@@ -264,7 +325,8 @@ impl Matcher {
 
     fn remember(&mut self, line: &Line) {
         for r in &line.references {
-            self.done.insert((r.clone(), line.amount, line.direction));
+            self.done
+                .insert(key_hash(r, Some((line.amount, line.direction))));
         }
     }
 
