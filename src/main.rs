@@ -47,6 +47,9 @@ enum Cmd {
     /// Key files.
     #[command(subcommand)]
     Keys(cli::KeysCmd),
+    /// TLS certificates: the cluster's CA and one per node (`--tls-dir` on nodes, `--ca` on clients).
+    #[command(subcommand)]
+    Certs(cli::CertsCmd),
     /// API clients (keys and roles), registered through the replicated log.
     Clients {
         #[command(flatten)]
@@ -319,6 +322,9 @@ struct NodeArgs {
     /// Cluster admin key (all nodes of a cluster share it); default DATA_DIR/admin.key, created on first start.
     #[arg(long)]
     admin_key_file: Option<PathBuf>,
+    /// TLS directory (`suanpan certs init`): every connection TLS, peers authenticated by certificate.
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
     /// Key that signs audit checkpoints (all nodes of a cluster share it); default: derived from the admin key.
     #[arg(long)]
     audit_key_file: Option<PathBuf>,
@@ -379,6 +385,7 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     cfg.advertise = a.advertise;
     cfg.admin_key_file = a.admin_key_file;
     cfg.audit_key_file = a.audit_key_file;
+    cfg.tls_dir = a.tls_dir;
     let r = &mut cfg.raft;
     macro_rules! set {
         ($f:ident) => {
@@ -451,6 +458,7 @@ fn main() {
             .await
             .map(|()| cli::Exit(0)),
             Cmd::Keys(k) => cli::keys(k),
+            Cmd::Certs(k) => cli::certs(k),
             Cmd::Qr { conn, cmd } => cli::qr(&conn, cmd).await,
             Cmd::Clients { conn, cmd } => cli::clients(&conn, cmd).await,
             Cmd::Account { conn, cmd } => cli::account(&conn, cmd).await,

@@ -25,6 +25,12 @@
 //! against the receiving node's admin public key within the same time window. Every node of a
 //! cluster must therefore be given the same admin key file. Stream opens are not nonce-checked: a
 //! replayed stream can only replay Raft frames, which Raft tolerates (terms and indexes).
+//!
+//! That scheme is the **insecure** one (plaintext: anyone who sees a stream can inject frames into
+//! it). With TLS (`--tls-dir`, see [`crate::tls`]) a peer stream is authenticated by the connection
+//! instead: mutual TLS with the cluster CA, and the client certificate must name the node
+//! `x-suanpan-peer-from` claims (`node-<id>.suanpan`); the admin key plays no part. Every Raft
+//! message on the stream must then come from that node (`consensus::NodeHandle::step_from`).
 
 use std::collections::{BTreeSet, HashSet};
 use std::pin::Pin;
@@ -153,9 +159,11 @@ pub struct Authenticator {
     cfg: AuthConfig,
     directory: Arc<dyn ClientDirectory>,
     nonces: Mutex<NonceCache>,
-    /// The cluster admin public key (peer streams) and this node's id.
+    /// The cluster admin public key (peer streams without TLS) and this node's id.
     peer_key: VerifyingKey,
     node_id: u64,
+    /// Peers prove their id with a TLS client certificate (the admin key is not accepted).
+    peer_tls: bool,
 }
 
 pub(crate) fn status_with_reason(
@@ -191,7 +199,14 @@ impl Authenticator {
             nonces,
             peer_key,
             node_id,
+            peer_tls: false,
         }
+    }
+
+    /// Peers must prove their id with a TLS client certificate from the cluster CA.
+    pub fn with_peer_tls(mut self) -> Authenticator {
+        self.peer_tls = true;
+        self
     }
 
     fn check_ts(&self, ts: &str, now: u64) -> Result<u64, Status> {
@@ -283,10 +298,27 @@ impl Authenticator {
         })
     }
 
-    pub fn verify_peer(&self, headers: &http::HeaderMap) -> Result<u64, Status> {
+    /// The id of the node opening a peer stream. `leaf_certificate`: the TLS client certificate
+    /// of the connection (its chain already verified against the cluster CA by the handshake).
+    pub fn verify_peer(
+        &self,
+        headers: &http::HeaderMap,
+        leaf_certificate: Option<&[u8]>,
+    ) -> Result<u64, Status> {
         let from: u64 = header(headers, HEADER_PEER_FROM)?
             .parse()
             .map_err(|_| Status::unauthenticated("bad peer id"))?;
+        if self.peer_tls {
+            return match leaf_certificate {
+                Some(der) if crate::tls::certificate_names_node(der, from) => Ok(from),
+                Some(_) => Err(Status::unauthenticated(format!(
+                    "the peer's certificate does not name node {from}"
+                ))),
+                None => Err(Status::unauthenticated(
+                    "peer streams need a TLS client certificate from the cluster CA",
+                )),
+            };
+        }
         let ts = self.check_ts(header(headers, HEADER_PEER_TS)?, now_ms())?;
         let mut sig = [0u8; 64];
         hex::decode_to_slice(header(headers, HEADER_PEER_SIG)?, &mut sig)
@@ -350,24 +382,27 @@ async fn read_body(body: Body, max_bytes: usize) -> Result<(Bytes, Vec<u8>), Sta
             return Err(Status::cancelled(format!("reading request: {e}")));
         }
     };
-    let mut message = Vec::with_capacity(raw.len().saturating_sub(5));
-    let mut rest = &raw[..];
-    while !rest.is_empty() {
-        if rest.len() < 5 {
-            return Err(Status::invalid_argument("truncated gRPC frame"));
-        }
-        if rest[0] != 0 {
-            return Err(Status::invalid_argument(
-                "compressed requests are not supported",
-            ));
-        }
-        let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
-        if rest.len() < 5 + len {
-            return Err(Status::invalid_argument("truncated gRPC frame"));
-        }
-        message.extend_from_slice(&rest[5..5 + len]);
-        rest = &rest[5 + len..];
+    // Exactly one uncompressed frame: the signature covers that frame's payload, and a unary
+    // call is that one message (split into frames, a signed message's prefix could otherwise be
+    // served as a message of its own).
+    if raw.len() < 5 {
+        return Err(Status::invalid_argument("truncated gRPC frame"));
     }
+    if raw[0] != 0 {
+        return Err(Status::invalid_argument(
+            "compressed requests are not supported",
+        ));
+    }
+    let len = u32::from_be_bytes([raw[1], raw[2], raw[3], raw[4]]) as usize;
+    if raw.len() < 5 + len {
+        return Err(Status::invalid_argument("truncated gRPC frame"));
+    }
+    if raw.len() > 5 + len {
+        return Err(Status::invalid_argument(
+            "a request carries exactly one gRPC message",
+        ));
+    }
+    let message = raw[5..].to_vec();
     Ok((raw, message))
 }
 
@@ -396,7 +431,14 @@ where
             let path = req.uri().path().to_string();
             if path.starts_with(PEER_PREFIX) {
                 let mut req = req;
-                return match auth.verify_peer(req.headers()) {
+                let certs = req
+                    .extensions()
+                    .get::<tonic::transport::server::TlsConnectInfo<
+                        tonic::transport::server::TcpConnectInfo,
+                    >>()
+                    .and_then(|i| i.peer_certs());
+                let leaf = certs.as_ref().and_then(|c| c.first()).map(|c| c.as_ref());
+                return match auth.verify_peer(req.headers(), leaf) {
                     Ok(from) => {
                         req.extensions_mut().insert(crate::protocol::PeerId(from));
                         inner.call(req).await
@@ -427,6 +469,42 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8];
+        f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn read(bytes: Vec<u8>) -> Result<Vec<u8>, Status> {
+        let body = Body::new(http_body_util::Full::new(Bytes::from(bytes)));
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(read_body(body, 1 << 20))
+            .map(|(_, m)| m)
+    }
+
+    /// A signed message split over two frames would let its prefix be served as a message of its
+    /// own: a request must be exactly one frame.
+    #[test]
+    fn a_request_is_exactly_one_frame() {
+        assert_eq!(read(frame(b"abcdef")).unwrap(), b"abcdef");
+        let mut two = frame(b"abc");
+        two.extend(frame(b"def"));
+        let e = read(two).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("exactly one"), "{e:?}");
+        assert_eq!(
+            read(frame(b"abc")[..6].to_vec()).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(
+            read(vec![0, 0]).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+    }
 
     #[test]
     fn nonce_cache_rejects_replays_and_expires() {

@@ -53,6 +53,7 @@ pub mod protocol;
 pub mod signing;
 #[cfg(feature = "statements")]
 pub mod statement;
+pub mod tls;
 pub mod wire;
 
 // The node (feature `server`, on by default).

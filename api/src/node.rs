@@ -76,6 +76,9 @@ pub struct NodeConfig {
     /// is used, generated (mode 0600) on first start. All nodes of a cluster need the same key:
     /// it authenticates peer streams.
     pub admin_key_file: Option<PathBuf>,
+    /// TLS directory (`suanpan certs init`): `ca.pem`, `node-<id>.pem`, `node-<id>.key`. With it
+    /// every connection is TLS and peers authenticate by certificate; without it, plaintext.
+    pub tls_dir: Option<PathBuf>,
     /// Ed25519 key that signs audit checkpoints (all nodes of a cluster need the same one). Default:
     /// derived from the admin key, so it needs no distribution of its own.
     pub audit_key_file: Option<PathBuf>,
@@ -97,6 +100,7 @@ impl NodeConfig {
             transport: TransportConfig::default(),
             admin_key_file: None,
             audit_key_file: None,
+            tls_dir: None,
         }
     }
 }
@@ -190,6 +194,13 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         None => crate::auth::derived_audit_key(&admin_key),
     };
 
+    let tls = match &cfg.tls_dir {
+        Some(d) => Some(Arc::new(
+            crate::tls::NodeTls::load(d, cfg.id).map_err(|e| NodeError::Config(e.to_string()))?,
+        )),
+        None => None,
+    };
+
     let db = ledger::open_db(&cfg.data_dir.join("db"), RAFT_COLUMN_FAMILIES)?;
     let ledger: SharedLedger = Arc::new(Mutex::new(Ledger::open(RocksStore::new(db.clone())?)?));
     let events = Arc::new(EventLog::new(cfg.events, ledger.lock().applied_index()));
@@ -238,6 +249,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         transport_cfg.clone(),
         peers.clone(),
         admin_key.clone(),
+        tls.clone(),
         tokio::runtime::Handle::current(),
     ));
     let log_store = RaftLogStore::open(db.clone())?;
@@ -256,17 +268,23 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         peers,
         admin_key: admin_key.clone(),
         audit_key,
+        tls: tls.clone(),
         limits: cfg.limits.clone(),
         closing: tokio::sync::watch::channel(false).0,
     });
     let mut auth_cfg = cfg.auth.clone();
     auth_cfg.max_request_bytes = cfg.limits.max_request_bytes;
-    let auth = Arc::new(Authenticator::new(
+    let auth = Authenticator::new(
         auth_cfg,
         Arc::new(LedgerDirectory(ledger.clone())),
         admin_key.verifying_key(),
         cfg.id,
-    ));
+    );
+    let auth = Arc::new(if tls.is_some() {
+        auth.with_peer_tls()
+    } else {
+        auth
+    });
 
     let max_req = cfg.limits.max_request_bytes;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -277,8 +295,13 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| NodeError::Config(format!("reflection: {e}")))?;
-    let router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    if let Some(t) = &tls {
+        builder = builder
+            .tls_config(t.server_config())
+            .map_err(|e| NodeError::Config(format!("tls: {e}")))?;
+    }
+    let router = builder
         .layer(AuthLayer::new(auth))
         .add_service(
             pb::ledger_server::LedgerServer::new(LedgerService::new(ctx.clone()))

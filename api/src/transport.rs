@@ -15,7 +15,7 @@ use ed25519_dalek::SigningKey;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use crate::auth::peer_headers;
+use crate::auth::{peer_headers, HEADER_PEER_FROM};
 use crate::pb;
 use crate::server::PeerBook;
 
@@ -44,6 +44,8 @@ impl Default for TransportConfig {
 
 pub struct GrpcTransport {
     me: u64,
+    /// Mutual TLS to peers (`None`: plaintext with admin-key-signed stream opens, insecure).
+    tls: Option<Arc<crate::tls::NodeTls>>,
     advertise: String,
     cfg: TransportConfig,
     book: Arc<PeerBook>,
@@ -60,10 +62,12 @@ impl GrpcTransport {
         cfg: TransportConfig,
         book: Arc<PeerBook>,
         key: SigningKey,
+        tls: Option<Arc<crate::tls::NodeTls>>,
         rt: tokio::runtime::Handle,
     ) -> Self {
         GrpcTransport {
             me,
+            tls,
             advertise,
             cfg,
             book,
@@ -89,6 +93,7 @@ impl GrpcTransport {
         let (tx, rx) = mpsc::channel(self.cfg.queue_frames.max(1));
         let link = Link {
             me: self.me,
+            tls: self.tls.clone(),
             to,
             advertise: self.advertise.clone(),
             cfg: self.cfg.clone(),
@@ -115,6 +120,7 @@ impl consensus::Transport for GrpcTransport {
 
 struct Link {
     me: u64,
+    tls: Option<Arc<crate::tls::NodeTls>>,
     to: u64,
     advertise: String,
     cfg: TransportConfig,
@@ -144,8 +150,7 @@ impl Link {
                 continue;
             };
             let connected = async {
-                let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-                    .map_err(|e| e.to_string())?
+                let ep = peer_endpoint(self.tls.as_deref(), self.to, &addr)?
                     .connect_timeout(Duration::from_millis(self.cfg.connect_timeout_ms))
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(10))
@@ -169,7 +174,12 @@ impl Link {
             backoff = Duration::from_millis(self.cfg.backoff_min_ms);
             let (stx, srx) = mpsc::channel::<pb::PeerFrame>(64);
             let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(srx));
-            for (k, v) in peer_headers(&self.key, self.me, self.to) {
+            // With TLS the connection proves who we are; the admin key is not sent anywhere.
+            let headers = match self.tls {
+                Some(_) => vec![(HEADER_PEER_FROM, self.me.to_string())],
+                None => peer_headers(&self.key, self.me, self.to).to_vec(),
+            };
+            for (k, v) in headers {
                 if let Ok(v) = v.parse() {
                     req.metadata_mut().insert(k, v);
                 }
@@ -210,5 +220,21 @@ impl Link {
                 pending = f;
             }
         }
+    }
+}
+
+/// The endpoint of peer `to` at `addr`: mutual TLS as this node when configured, else plaintext.
+pub(crate) fn peer_endpoint(
+    tls: Option<&crate::tls::NodeTls>,
+    to: u64,
+    addr: &str,
+) -> Result<tonic::transport::Endpoint, String> {
+    match tls {
+        Some(t) => tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+            .map_err(|e| e.to_string())?
+            .tls_config(t.peer_client_config(to))
+            .map_err(|e| e.to_string()),
+        None => tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| e.to_string()),
     }
 }

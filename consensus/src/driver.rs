@@ -326,27 +326,31 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             if self.fatal.is_none() {
                 tracing::error!(node = self.cfg.id, "consensus fatal error: {e}");
                 self.fatal = Some(e.to_string());
-                self.fail_everything(
-                    ProposeOutcome::Rejected {
-                        reason: RejectReason::Stopped,
-                    },
-                    ReadError::Stopped,
-                );
+                self.abandon();
             }
         }
         r
     }
 
-    fn fail_everything(&mut self, outcome: ProposeOutcome, read_err: ReadError) {
+    /// Answers every proposal and read this node still holds, because it is stopping: proposals
+    /// not yet handed to Raft were **not** proposed (`Rejected { Stopped }`); proposals Raft took
+    /// may already be in the log and be committed by the next leader, so their outcome is
+    /// `Unknown` — never "not applied", or a caller resubmitting under new ids would pay twice.
+    pub fn abandon(&mut self) {
         for (pid, _, _) in self.queued.drain(..) {
-            self.completions.push((pid, outcome.clone()));
+            self.completions.push((
+                pid,
+                ProposeOutcome::Rejected {
+                    reason: RejectReason::Stopped,
+                },
+            ));
         }
         for (pid, _) in std::mem::take(&mut self.waiters) {
-            self.completions.push((pid, outcome.clone()));
+            self.completions.push((pid, ProposeOutcome::Unknown));
         }
         self.waiters_by_index.clear();
         for (rid, _) in std::mem::take(&mut self.reads) {
-            self.read_completions.push((rid, Err(read_err.clone())));
+            self.read_completions.push((rid, Err(ReadError::Stopped)));
         }
     }
 
@@ -401,6 +405,14 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
     /// Feed one encoded raft message from a peer. Undecodable or misaddressed messages are
     /// logged and dropped (never fatal); only storage failures are returned as errors.
     pub fn step(&mut self, bytes: &[u8]) -> Result<(), ConsensusError> {
+        self.step_from(None, bytes)
+    }
+
+    /// [`Driver::step`] for a message that arrived from the authenticated node `peer`: dropped
+    /// unless the message says it is from `peer` and `peer` is a member (voter or learner) of
+    /// the configuration this node knows. A node that knows no configuration yet (started to
+    /// join, waiting for the leader) accepts any authenticated peer.
+    pub fn step_from(&mut self, peer: Option<u64>, bytes: &[u8]) -> Result<(), ConsensusError> {
         self.stopped()?;
         let msg = match Message::decode(bytes) {
             Ok(m) => m,
@@ -409,6 +421,19 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
                 return Ok(());
             }
         };
+        if let Some(p) = peer {
+            let prs = self.raw.raft.prs();
+            let knows_config = prs.iter().next().is_some();
+            if msg.from != p || (knows_config && prs.get(p).is_none()) {
+                tracing::warn!(
+                    node = self.cfg.id,
+                    peer = p,
+                    from = msg.from,
+                    "dropping a raft message not from its authenticated, member sender"
+                );
+                return Ok(());
+            }
+        }
         self.step_message(msg)
     }
 

@@ -547,6 +547,37 @@ mod tests {
         sim.leader().unwrap()
     }
 
+    /// A message is stepped only when it is from the node its stream authenticated, and that node
+    /// is a member: a follower that could forge the leader's id, or an outsider, moves nothing.
+    #[test]
+    fn messages_must_come_from_their_authenticated_member_sender() {
+        use prost011::Message as _;
+        use raft::eraftpb::{Message, MessageType};
+        let seed = sim_seed(3);
+        let mut sim = Sim::new(SimConfig::new(3, seed));
+        let l = elect(&mut sim);
+        let mut others = sim.live_nodes().into_iter().filter(|id| *id != l);
+        let (f, g) = (others.next().unwrap(), others.next().unwrap());
+        let term = sim.node(f).raw_node().raft.term;
+        let forged = |from: u64| {
+            let mut m = Message::default();
+            m.set_msg_type(MessageType::MsgHeartbeat);
+            m.from = from;
+            m.to = f;
+            m.term = term + 5;
+            m.encode_to_vec()
+        };
+        // Node g, authenticated as g, speaks in the leader's name.
+        sim.node_mut(f).step_from(Some(g), &forged(l)).unwrap();
+        assert_eq!(sim.node(f).raw_node().raft.term, term, "seed {seed}");
+        // An authenticated node that is not a member.
+        sim.node_mut(f).step_from(Some(9), &forged(9)).unwrap();
+        assert_eq!(sim.node(f).raw_node().raft.term, term, "seed {seed}");
+        // The same message from its real sender is stepped (the check is what stopped it).
+        sim.node_mut(f).step_from(Some(l), &forged(l)).unwrap();
+        assert_eq!(sim.node(f).raw_node().raft.term, term + 5, "seed {seed}");
+    }
+
     #[test]
     fn elects_a_single_leader() {
         let seed = sim_seed(1);

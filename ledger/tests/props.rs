@@ -1131,3 +1131,44 @@ proptest! {
         prop_assert_eq!(first_bad, Some(k), "seed={} pick={}", seed, pick);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// A snapshot is checked before it replaces a replica's state: a flipped byte (checksum), the
+    /// wrong index, and a checksummed snapshot of a state that does not balance (one funded
+    /// account's record missing) are refused, and the replica keeps what it had.
+    #[test]
+    fn snapshots_are_checked_before_they_replace_state(seed in any::<u64>(), at in any::<usize>()) {
+        let seed = seed_or(seed);
+        let batches = generate(seed, 12);
+        let (l, _) = run(MemStore::new(), &batches);
+        let (index, snap) = (l.applied_index(), l.snapshot().unwrap());
+        let mut replica = Ledger::open(MemStore::new()).unwrap();
+        let mut flipped = snap.clone();
+        let i = 5 + at % (flipped.len() - 5);
+        flipped[i] ^= 0x40;
+        prop_assert!(replica.restore(index, &flipped).is_err(), "seed={} byte {}", seed, i);
+        prop_assert!(replica.restore(index + 1, &snap).is_err(), "seed={}", seed);
+        prop_assert_eq!(replica.applied_index(), 0, "seed={}", seed);
+
+        let funded = l
+            .accounts()
+            .find(|a| {
+                let b = a.state.balances;
+                b.debits_posted != b.credits_posted || b.debits_pending != b.credits_pending
+            })
+            .map(|a| a.info.id);
+        prop_assume!(funded.is_some());
+        let mut store = l.into_store();
+        let mut wb = WriteBatch::default();
+        wb.delete(Cf::Accounts, funded.unwrap().to_bytes().to_vec());
+        store.write(wb).unwrap();
+        let forged = Ledger::open(store).unwrap().snapshot().unwrap();
+        let e = replica.restore(index, &forged).unwrap_err();
+        prop_assert!(e.to_string().contains("does not balance"), "seed={}: {}", seed, e);
+        prop_assert_eq!(replica.applied_index(), 0, "seed={}", seed);
+        prop_assert!(replica.restore(index, &snap).is_ok(), "seed={}", seed);
+        prop_assert_eq!(replica.applied_index(), index, "seed={}", seed);
+    }
+}

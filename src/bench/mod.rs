@@ -50,6 +50,9 @@ pub struct BenchArgs {
     /// Key file (an admin or payments key of that cluster).
     #[arg(long, default_value = ".suanpan-dev/admin.key")]
     pub key: PathBuf,
+    /// The cluster CA (PEM) of a TLS cluster at --endpoint.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
     /// Start an N-node durable cluster of our own in a temporary directory.
     #[arg(long)]
     pub spawn: Option<u64>,
@@ -220,6 +223,9 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     let key = client::load_key_file(&key_path)
         .with_context(|| format!("reading {}", key_path.display()))?;
     let mut cfg = ClientConfig::new(endpoints.clone());
+    if let (Some(ca), None) = (&a.ca, &spawned) {
+        cfg.tls_ca_pem = Some(api::tls::load_ca(ca)?);
+    }
     cfg.max_in_flight_batches = (a.concurrency / 2).clamp(4, 64);
     let c = Client::connect(cfg, key)?;
 

@@ -118,7 +118,11 @@ pub(super) async fn run(
     // Reconcile it in a process of its own, so its peak RSS is its own.
     let exe = std::env::current_exe()?;
     let started = Instant::now();
-    let out = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    if let (Some(ca), None) = (&a.ca, a.spawn) {
+        cmd.arg("--ca").arg(ca);
+    }
+    let out = cmd
         .args(["reconcile", "statement"])
         .arg(&file)
         .args([

@@ -37,8 +37,7 @@ impl Replica {
 
 /// Every member of the cluster (as the reached node knows them), each with its own client.
 async fn replicas(conn: &Conn, c: &Client) -> Result<Vec<Replica>> {
-    let key = client::load_key_file(&conn.key)
-        .with_context(|| format!("reading key {}", conn.key.display()))?;
+    let key = conn.signing_key()?;
     let first = c.get_chain(u64::MAX, 1).await?;
     let mut out = Vec::with_capacity(first.members.len());
     for m in first.members {
@@ -55,7 +54,7 @@ async fn replicas(conn: &Conn, c: &Client) -> Result<Vec<Replica>> {
             out.push(r);
             continue;
         }
-        let mut cfg = ClientConfig::new([m.address.clone()]);
+        let mut cfg = conn.config(vec![m.address.clone()])?;
         cfg.max_attempts = 2;
         cfg.request_timeout_ms = 5_000;
         let reached = match Client::connect(cfg, key.clone()) {

@@ -22,6 +22,76 @@ pub enum KeysCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum CertsCmd {
+    /// Create the cluster's CA (`ca.pem`, `ca.key`) and certificates for nodes 1..=N in DIR.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// Extra host names or IP addresses every node certificate carries (repeat).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a certificate for one more node, signed by the CA in DIR (before `cluster add-node`).
+    Node {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        id: u64,
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn certs(cmd: CertsCmd) -> Result<Exit> {
+    let (dir, ids, hosts, json_out) = match cmd {
+        CertsCmd::Init {
+            dir,
+            nodes,
+            hosts,
+            json,
+        } => {
+            if !(1..=64).contains(&nodes) {
+                return Err(Usage("--nodes takes 1 to 64".into()).into());
+            }
+            api::tls::create_ca(&dir)?;
+            (dir, (1..=nodes).collect::<Vec<u64>>(), hosts, json)
+        }
+        CertsCmd::Node {
+            dir,
+            id,
+            hosts,
+            json,
+        } => (dir, vec![id], hosts, json),
+    };
+    let mut written = Vec::new();
+    for id in ids {
+        written.push(api::tls::create_node(&dir, id, &hosts)?);
+    }
+    if json_out {
+        println!(
+            "{}",
+            json!({"dir": dir, "ca": dir.join("ca.pem"), "nodes": written})
+        );
+    } else {
+        for p in &written {
+            println!("wrote {} (and its .key, mode 0600)", p.display());
+        }
+        println!(
+            "start each node with --tls-dir {}; clients use --ca {}",
+            dir.display(),
+            dir.join("ca.pem").display()
+        );
+    }
+    Ok(Exit(0))
+}
+
+#[derive(Subcommand, Debug)]
 pub enum ClientsCmd {
     /// Register a client's public key with a role (replicated through the log).
     Add {

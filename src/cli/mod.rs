@@ -40,7 +40,7 @@ pub use config::{
 };
 pub use finance::{audit, export, AuditCmd, ExportCmd};
 pub use groups::{group, GroupCmd};
-pub use keys::{clients, keys, ClientsCmd, KeysCmd};
+pub use keys::{certs, clients, keys, CertsCmd, ClientsCmd, KeysCmd};
 pub use merchants::{merchant, MerchantCmd};
 pub use notify::{notify, NotifyArgs};
 pub use paycodes::{paycode, PaycodeCmd};
@@ -77,21 +77,45 @@ pub struct Conn {
     /// Allow reads from a follower without a leadership check (may be stale).
     #[arg(long, global = true)]
     pub stale: bool,
+    /// The cluster CA certificate (PEM): connect with TLS, trusting only that cluster's nodes.
+    #[arg(long, global = true, env = "SUANPAN_CA")]
+    pub ca: Option<PathBuf>,
 }
 
 impl Conn {
     pub fn client(&self) -> Result<Client> {
-        let key = client::load_key_file(&self.key)
-            .with_context(|| format!("reading key {}", self.key.display()))?;
-        let mut cfg = ClientConfig::new(
+        self.client_for(
             self.endpoint
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(String::from),
-        );
+                .map(String::from)
+                .collect(),
+        )
+    }
+
+    /// A client of these endpoints with this connection's key, CA and read mode.
+    pub fn client_for(&self, endpoints: Vec<String>) -> Result<Client> {
+        Ok(Client::connect(
+            self.config(endpoints)?,
+            self.signing_key()?,
+        )?)
+    }
+
+    pub fn signing_key(&self) -> Result<ed25519_dalek::SigningKey> {
+        client::load_key_file(&self.key)
+            .with_context(|| format!("reading key {}", self.key.display()))
+    }
+
+    pub fn config(&self, endpoints: Vec<String>) -> Result<ClientConfig> {
+        let mut cfg = ClientConfig::new(endpoints);
         cfg.stale_reads = self.stale;
-        Ok(Client::connect(cfg, key)?)
+        if let Some(ca) = &self.ca {
+            cfg.tls_ca_pem = Some(
+                api::tls::load_ca(ca).with_context(|| format!("reading CA {}", ca.display()))?,
+            );
+        }
+        Ok(cfg)
     }
 }
 

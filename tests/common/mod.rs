@@ -66,6 +66,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     pub initial: Vec<u64>,
     pub extra_args: Vec<String>,
+    /// The cluster CA of a TLS cluster (`start_tls`); clients and the CLI trust it.
+    pub ca: Option<PathBuf>,
 }
 
 fn free_port() -> u16 {
@@ -79,7 +81,34 @@ fn free_port() -> u16 {
 impl Cluster {
     /// Starts `n` nodes forming one cluster. `extra` flags go to every node.
     pub fn start(n: u64, extra: &[&str]) -> Cluster {
+        Self::start_with(n, extra, false)
+    }
+
+    /// Starts `n` nodes with TLS everywhere: a CA and node certificates made by `suanpan certs
+    /// init` in the cluster's directory, `--tls-dir` on every node.
+    pub fn start_tls(n: u64, extra: &[&str]) -> Cluster {
+        Self::start_with(n, extra, true)
+    }
+
+    fn start_with(n: u64, extra: &[&str], tls: bool) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut ca = None;
+        if tls {
+            let tls_dir = dir.path().join("tls");
+            let out = Command::new(BIN)
+                .args(["certs", "init", "--nodes", &(n + 2).to_string(), "--dir"])
+                .arg(&tls_dir)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "certs init: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            extra.extend(["--tls-dir".to_string(), tls_dir.display().to_string()]);
+            ca = Some(tls_dir.join("ca.pem"));
+        }
         let key = dir.path().join("admin.key");
         let out = Command::new(BIN)
             .args(["keys", "gen", "--out"])
@@ -95,7 +124,8 @@ impl Cluster {
             nodes: Vec::new(),
             key,
             initial: (1..=n).collect(),
-            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            extra_args: extra,
+            ca,
             dir,
         };
         for id in 1..=n {
@@ -204,14 +234,24 @@ impl Cluster {
         api::client::load_key_file(&self.key).unwrap()
     }
 
+    /// A client configuration for these endpoints (trusting the cluster CA of a TLS cluster).
+    pub fn config(&self, endpoints: Vec<String>) -> ClientConfig {
+        let mut cfg = ClientConfig::new(endpoints);
+        cfg.tls_ca_pem = self
+            .ca
+            .as_ref()
+            .map(|p| std::fs::read_to_string(p).unwrap());
+        cfg
+    }
+
     /// A client over every running node.
     pub fn client(&self) -> Client {
-        Client::connect(ClientConfig::new(self.endpoints()), self.key()).unwrap()
+        Client::connect(self.config(self.endpoints()), self.key()).unwrap()
     }
 
     /// A client pinned to one node, reading its local state (stale reads allowed).
     pub fn local_client(&self, id: u64) -> Client {
-        let mut cfg = ClientConfig::new([self.node(id).addr.clone()]);
+        let mut cfg = self.config(vec![self.node(id).addr.clone()]);
         cfg.stale_reads = true;
         cfg.max_attempts = 2;
         cfg.request_timeout_ms = 2_000;
@@ -292,15 +332,17 @@ impl Cluster {
 
     /// Runs the CLI against this cluster with `--json`; returns the process output.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
             .arg("--endpoint")
             .arg(self.endpoints().join(","))
             .arg("--key")
             .arg(&self.key)
-            .arg("--json")
-            .output()
-            .unwrap()
+            .arg("--json");
+        if let Some(ca) = &self.ca {
+            cmd.arg("--ca").arg(ca);
+        }
+        cmd.output().unwrap()
     }
 
     pub fn log_dir(&self) -> &Path {

@@ -14,9 +14,12 @@ use crate::pb;
 use crate::protocol::{ErrorReason, HEADER_LEADER_ADDR, SUBMIT_PATH};
 use crate::signing::SignedHeaders;
 
-pub(super) fn normalize(endpoint: &str) -> String {
+/// `host:port` as a URI: `https://` when the client trusts a cluster CA, else `http://`.
+pub(super) fn normalize(endpoint: &str, tls: bool) -> String {
     if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
         endpoint.to_string()
+    } else if tls {
+        format!("https://{endpoint}")
     } else {
         format!("http://{endpoint}")
     }
@@ -36,8 +39,19 @@ impl Core {
         if let Some(c) = self.channels.lock().get(endpoint) {
             return Ok(c.clone());
         }
-        let ep = tonic::transport::Endpoint::from_shared(endpoint.to_string())
-            .map_err(|e| ClientError::Invalid(format!("bad endpoint {endpoint}: {e}")))?
+        let mut ep = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| ClientError::Invalid(format!("bad endpoint {endpoint}: {e}")))?;
+        if endpoint.starts_with("https://") {
+            let ca = self.cfg.tls_ca_pem.as_deref().ok_or_else(|| {
+                ClientError::Invalid(format!(
+                    "{endpoint} is https: give the cluster CA (ClientConfig::tls_ca_pem, --ca)"
+                ))
+            })?;
+            ep = ep
+                .tls_config(crate::tls::client_config(ca))
+                .map_err(|e| ClientError::Invalid(format!("tls: {e}")))?;
+        }
+        let ep = ep
             .connect_timeout(Duration::from_millis(self.cfg.connect_timeout_ms))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(20))
@@ -100,10 +114,16 @@ impl Core {
                         .metadata()
                         .get(HEADER_LEADER_ADDR)
                         .and_then(|v| v.to_str().ok())
-                        .map(normalize);
+                        .map(|a| normalize(a, self.cfg.tls_ca_pem.is_some()));
                 }
                 (tonic::Code::Unavailable, Some(ErrorReason::OutcomeUnknown)) => {
                     maybe_applied = true
+                }
+                (tonic::Code::Unavailable, Some(ErrorReason::Stopped)) => {
+                    // A node that stopped may have had the batch in its log: the next leader can
+                    // still commit it. Retry the same ids elsewhere; never report "not applied".
+                    maybe_applied |= path == SUBMIT_PATH;
+                    target = self.next_endpoint(&target);
                 }
                 (tonic::Code::Unavailable, Some(_)) => {}
                 (

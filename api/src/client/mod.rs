@@ -44,6 +44,9 @@ pub struct ClientConfig {
     pub max_in_flight_batches: usize,
     /// Serve reads from any replica without a leadership check.
     pub stale_reads: bool,
+    /// The cluster CA (PEM): connect with TLS and accept only nodes with a certificate from it.
+    /// `None`: plaintext (a cluster started without `--tls-dir`, local development only).
+    pub tls_ca_pem: Option<String>,
 }
 
 impl ClientConfig {
@@ -60,6 +63,7 @@ impl ClientConfig {
             max_queued_submits: 16_384,
             max_in_flight_batches: 64,
             stale_reads: false,
+            tls_ca_pem: None,
         }
     }
 }
@@ -157,7 +161,11 @@ impl Client {
                 "at least one endpoint is required".into(),
             ));
         }
-        let endpoints: Vec<String> = cfg.endpoints.iter().map(|e| normalize(e)).collect();
+        let endpoints: Vec<String> = cfg
+            .endpoints
+            .iter()
+            .map(|e| normalize(e, cfg.tls_ca_pem.is_some()))
+            .collect();
         let core = Arc::new(Core {
             preferred: Mutex::new(endpoints[0].clone()),
             endpoints,

@@ -22,12 +22,13 @@ fn command_id(s: &str) -> Result<Id, Status> {
 
 /// Asks one member for its `NodeInfo`, signed with this node's admin key.
 async fn fetch_node_info(
+    tls: Option<&crate::tls::NodeTls>,
+    id: u64,
     addr: &str,
     key: &SigningKey,
     timeout: Duration,
 ) -> Result<pb::NodeInfoResponse, String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| e.to_string())?
+    let endpoint = crate::transport::peer_endpoint(tls, id, addr)?
         .connect_timeout(timeout)
         .timeout(timeout);
     let channel = tokio::time::timeout(timeout, endpoint.connect())
@@ -78,22 +79,25 @@ impl pb::admin_server::Admin for AdminService {
                         error: "address unknown".into(),
                         info: None,
                     },
-                    Some(a) => match fetch_node_info(&a, &key, timeout).await {
-                        Ok(info) => pb::MemberStatus {
-                            id,
-                            address: a,
-                            reachable: true,
-                            error: String::new(),
-                            info: Some(info),
-                        },
-                        Err(e) => pb::MemberStatus {
-                            id,
-                            address: a,
-                            reachable: false,
-                            error: e,
-                            info: None,
-                        },
-                    },
+                    Some(a) => {
+                        match fetch_node_info(self.ctx.tls.as_deref(), id, &a, &key, timeout).await
+                        {
+                            Ok(info) => pb::MemberStatus {
+                                id,
+                                address: a,
+                                reachable: true,
+                                error: String::new(),
+                                info: Some(info),
+                            },
+                            Err(e) => pb::MemberStatus {
+                                id,
+                                address: a,
+                                reachable: false,
+                                error: e,
+                                info: None,
+                            },
+                        }
+                    }
                 }
             }
         });

@@ -100,6 +100,8 @@ pub struct NodeContext {
     pub admin_key: SigningKey,
     /// Signs audit checkpoints (`GetCheckpoint`).
     pub audit_key: SigningKey,
+    /// The node's TLS material (`None`: plaintext, insecure).
+    pub tls: Option<Arc<crate::tls::NodeTls>>,
     pub limits: ApiLimits,
     /// Becomes true when the node shuts down: long-lived streams end so the server can stop.
     pub closing: tokio::sync::watch::Sender<bool>,

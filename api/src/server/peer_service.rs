@@ -18,7 +18,11 @@ impl pb::peer_server::Peer for PeerService {
         &self,
         request: Request<Streaming<pb::PeerFrame>>,
     ) -> Result<Response<pb::PeerAck>, Status> {
-        let from = request.extensions().get::<PeerId>().map(|p| p.0);
+        let Some(from) = request.extensions().get::<PeerId>().map(|p| p.0) else {
+            return Err(Status::unauthenticated(
+                "peer stream without an authenticated sender",
+            ));
+        };
         let mut frames = request.into_inner();
         let mut dropped = 0u64;
         let mut closing = self.ctx.closing.subscribe();
@@ -30,19 +34,21 @@ impl pb::peer_server::Peer for PeerService {
                 },
                 _ = crate::events::closed(&mut closing) => break,
             };
-            if let (Some(from), false) = (from, frame.from_address.is_empty()) {
-                if frame.from_address.len() <= 256 && from != self.ctx.id {
-                    self.ctx.peers.set(from, frame.from_address);
-                }
+            if !frame.from_address.is_empty()
+                && frame.from_address.len() <= 256
+                && from != self.ctx.id
+            {
+                self.ctx.peers.set(from, frame.from_address);
             }
-            if self.ctx.raft.step(frame.frame).is_err() {
+            // Every message must be from the node the stream authenticated as.
+            if self.ctx.raft.step_from(from, frame.frame).is_err() {
                 dropped += 1; // overloaded or stopped: Raft retransmits
             }
         }
         if dropped > 0 {
             tracing::debug!(
                 node = self.ctx.id,
-                ?from,
+                from,
                 dropped,
                 "dropped inbound raft frames"
             );

@@ -39,7 +39,8 @@ pub enum NodeError {
 }
 
 enum Command {
-    Step(Vec<u8>),
+    /// A frame, and the node the transport authenticated as its sender (`None`: not known).
+    Step(Option<u64>, Vec<u8>),
     /// Payload, weight, where to answer.
     Propose(Vec<u8>, u64, oneshot::Sender<ProposeOutcome>),
     Read(oneshot::Sender<Result<u64, ReadError>>),
@@ -143,6 +144,7 @@ fn run<S: LogStore, M: StateMachine>(
         reads: HashMap::new(),
     };
     let result = catch_unwind(AssertUnwindSafe(|| lp.run(&rx)));
+    let panicked = result.is_err();
     let reason = match result {
         Ok(Ok(())) => "shut down".to_string(),
         Ok(Err(e)) => {
@@ -160,12 +162,15 @@ fn run<S: LogStore, M: StateMachine>(
         }
     };
     *shared.stopped.lock() = Some(reason);
-    // Nobody waits forever: answer everything still pending or queued.
-    let stopped = ProposeOutcome::Rejected {
-        reason: RejectReason::Stopped,
-    };
+    // Nobody waits forever. The driver knows which proposals Raft took (outcome unknown: they
+    // may be committed by the next leader) and which it never proposed (rejected). After a
+    // panic it cannot be asked: everything it held is unknown.
+    if !panicked {
+        lp.driver.abandon();
+        lp.route_completions();
+    }
     for (_, tx) in lp.proposals.drain() {
-        let _ = tx.send(stopped.clone());
+        let _ = tx.send(ProposeOutcome::Unknown);
     }
     for (_, tx) in lp.reads.drain() {
         let _ = tx.send(Err(ReadError::Stopped));
@@ -241,8 +246,16 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
     /// Returns false on shutdown.
     fn handle(&mut self, cmd: Command) -> Result<bool, ConsensusError> {
         match cmd {
-            Command::Step(frame) => match self.reassembler.push(&frame) {
-                Ok(Some((_from, msg))) => self.driver.step(&msg)?,
+            Command::Step(peer, frame) => match self.reassembler.push(&frame) {
+                Ok(Some((from, msg))) if peer.is_none_or(|p| p == from) => {
+                    self.driver.step_from(peer, &msg)?
+                }
+                Ok(Some((from, _))) => tracing::warn!(
+                    node = self.cfg.id,
+                    ?peer,
+                    claimed = from,
+                    "dropping a frame a peer sent in another node's name"
+                ),
                 Ok(None) => {}
                 Err(e) => tracing::debug!(node = self.cfg.id, "dropping inbound frame: {e}"),
             },
@@ -348,7 +361,14 @@ impl NodeHandle {
 
     /// Hand one inbound transport frame to the node. Dropped (with `QueueFull`) under overload.
     pub fn step(&self, frame: Vec<u8>) -> Result<(), NodeError> {
-        self.submit(Command::Step(frame)).map_err(|(e, _)| e)
+        self.submit(Command::Step(None, frame)).map_err(|(e, _)| e)
+    }
+
+    /// Feeds a frame that arrived on a stream authenticated as node `peer`: the frame and every
+    /// Raft message in it must be from `peer`, and `peer` a member, or they are dropped.
+    pub fn step_from(&self, peer: u64, frame: Vec<u8>) -> Result<(), NodeError> {
+        self.submit(Command::Step(Some(peer), frame))
+            .map_err(|(e, _)| e)
     }
 
     pub fn add_node(&self, id: u64) -> oneshot::Receiver<ProposeOutcome> {

@@ -63,12 +63,9 @@ fn leader_of(handles: &[NodeHandle]) -> Option<NodeHandle> {
     handles.iter().find(|h| h.is_leader()).cloned()
 }
 
-#[test]
-fn three_node_cluster_on_rocksdb_with_restart_and_snapshot() {
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let dbs: Vec<Arc<rocksdb::DB>> = dirs.iter().map(|d| open_db(d.path())).collect();
-    let net = Arc::new(LocalNet::default());
-    let voters = vec![1, 2, 3];
+/// Starts voters 1..=n, one per database, on `net`.
+fn start_cluster(dbs: &[Arc<rocksdb::DB>], net: &Arc<LocalNet>) -> Vec<NodeHandle> {
+    let voters: Vec<u64> = (1..=dbs.len() as u64).collect();
     let mut handles = Vec::new();
     for (i, db) in dbs.iter().enumerate() {
         let id = i as u64 + 1;
@@ -83,6 +80,16 @@ fn three_node_cluster_on_rocksdb_with_restart_and_snapshot() {
         net.handles.write().insert(id, h.clone());
         handles.push(h);
     }
+    handles
+}
+
+#[test]
+fn three_node_cluster_on_rocksdb_with_restart_and_snapshot() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let dbs: Vec<Arc<rocksdb::DB>> = dirs.iter().map(|d| open_db(d.path())).collect();
+    let net = Arc::new(LocalNet::default());
+    let voters = vec![1, 2, 3];
+    let handles = start_cluster(&dbs, &net);
     assert!(
         wait_for(Duration::from_secs(5), || leader_of(&handles).is_some()),
         "no leader"
@@ -223,6 +230,41 @@ fn fatal_state_machine_error_stops_node_without_panicking_callers() {
         .step(vec![1, 2, 3])
         .is_err()));
     h.shutdown();
+}
+
+/// A proposal the leader put in its log but could not commit (its followers are cut off) may
+/// still be committed by the next leader: when the node stops, its caller must hear "outcome
+/// unknown", never "stopped" (which clients read as "not applied" and resubmit under new ids).
+#[test]
+fn stopping_answers_in_log_proposals_with_outcome_unknown() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let dbs: Vec<Arc<rocksdb::DB>> = dirs.iter().map(|d| open_db(d.path())).collect();
+    let net = Arc::new(LocalNet::default());
+    let handles = start_cluster(&dbs, &net);
+    assert!(wait_for(Duration::from_secs(5), || leader_of(&handles).is_some()));
+    let leader = leader_of(&handles).unwrap();
+    // Cut the followers off, then propose: the entry is in the leader's log, uncommitted.
+    for h in &handles {
+        if h.id() != leader.id() {
+            net.down.write().insert(h.id());
+        }
+    }
+    let rx = leader.propose(b"pay 100".to_vec());
+    // The next ready cycle (every 10 ms tick at the latest) hands it to Raft, which appends it.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(leader.is_leader());
+    leader.shutdown();
+    assert_eq!(rx.blocking_recv().unwrap(), ProposeOutcome::Unknown);
+    // Proposed after the stop: never entered the log, plainly rejected.
+    assert!(matches!(
+        leader.propose(b"x".to_vec()).blocking_recv().unwrap(),
+        ProposeOutcome::Rejected {
+            reason: RejectReason::Stopped
+        }
+    ));
+    for h in &handles {
+        h.shutdown();
+    }
 }
 
 #[test]
