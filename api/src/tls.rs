@@ -10,7 +10,7 @@
 //! Files in a TLS directory (`suanpan certs init --dir D`): `ca.pem`, `ca.key` (keep it offline
 //! once the nodes have their certificates), `node-<id>.pem`, `node-<id>.key`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
@@ -166,7 +166,11 @@ mod generate {
 
     /// Creates `node-<id>.pem` and `node-<id>.key` in `dir`, signed by the CA there. `hosts`: extra
     /// names or IP addresses the certificate carries (for clients that check the host).
-    pub fn create_node(dir: &Path, id: u64, hosts: &[String]) -> Result<PathBuf, TlsError> {
+    pub fn create_node(
+        dir: &Path,
+        id: u64,
+        hosts: &[String],
+    ) -> Result<std::path::PathBuf, TlsError> {
         if id == 0 {
             return Err(TlsError::Certificate("node id must be non-zero".into()));
         }
