@@ -298,6 +298,7 @@ struct NodeToml {
     log_retain_entries: Option<u64>,
     max_proposals_per_entry: Option<usize>,
     max_entry_bytes: Option<usize>,
+    max_clock_step_ms: Option<u64>,
 }
 
 #[derive(Args)]
@@ -351,6 +352,10 @@ struct NodeArgs {
     /// Largest Raft entry, in bytes.
     #[arg(long)]
     max_entry_bytes: Option<usize>,
+    /// How far past the last log time plus its own elapsed time a leader may stamp an entry
+    /// (a wall clock that jumps ahead is not followed faster than this per entry).
+    #[arg(long)]
+    max_clock_step_ms: Option<u64>,
 }
 
 fn parse_peer(s: &str) -> Result<(u64, String)> {
@@ -401,6 +406,7 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     set!(log_retain_entries);
     set!(max_proposals_per_entry);
     set!(max_entry_bytes);
+    set!(max_clock_step_ms);
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");

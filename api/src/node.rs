@@ -33,6 +33,8 @@ pub struct RaftTuning {
     pub max_proposals_per_entry: usize,
     /// Largest log entry, in bytes.
     pub max_entry_bytes: usize,
+    /// How far past the last log time plus its own elapsed time a leader may stamp an entry.
+    pub max_clock_step_ms: u64,
 }
 
 impl Default for RaftTuning {
@@ -46,6 +48,7 @@ impl Default for RaftTuning {
             log_retain_entries: c.log_retain_entries,
             max_proposals_per_entry: c.max_proposals_per_entry,
             max_entry_bytes: c.max_entry_bytes,
+            max_clock_step_ms: c.max_clock_step_ms,
         }
     }
 }
@@ -228,6 +231,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     raft_cfg.log_retain_entries = cfg.raft.log_retain_entries;
     raft_cfg.max_proposals_per_entry = cfg.raft.max_proposals_per_entry;
     raft_cfg.max_entry_bytes = cfg.raft.max_entry_bytes;
+    raft_cfg.max_clock_step_ms = cfg.raft.max_clock_step_ms;
     // One entry is one ledger batch: never more commands than the ledger applies at once.
     raft_cfg.max_weight_per_entry = ledger::BATCH_COMMANDS_MAX as u64;
     raft_cfg.initial_voters = if cfg.join {

@@ -50,6 +50,10 @@ pub struct Config {
     pub max_inflight_msgs: usize,
     /// Bound on committed entries handed to one `StateMachine::apply` call batch.
     pub max_apply_batch_bytes: u64,
+    /// How far past the last log time plus this node's own elapsed time (ticks) the leader may
+    /// stamp an entry: a wall clock that jumps ahead cannot drag log time (and every expiry
+    /// with it) forward faster than this per entry.
+    pub max_clock_step_ms: u64,
 }
 
 impl Default for Config {
@@ -79,6 +83,7 @@ impl Default for Config {
             max_append_bytes: 1 << 20,
             max_inflight_msgs: 256,
             max_apply_batch_bytes: 64 << 20,
+            max_clock_step_ms: 2_000,
         }
     }
 }
@@ -102,6 +107,9 @@ impl Config {
         }
         if self.tick_interval_ms == 0 {
             return err("tick_interval_ms must be > 0");
+        }
+        if self.max_clock_step_ms == 0 {
+            return err("max_clock_step_ms must be > 0");
         }
         if self.heartbeat_tick == 0 || self.election_tick <= self.heartbeat_tick {
             return err("need 0 < heartbeat_tick < election_tick");

@@ -97,6 +97,11 @@ pub struct NodeStatus {
     pub applied_index: u64,
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
+    /// Entries this node stamped earlier than its wall clock said, because the clock ran ahead
+    /// of the last log time plus the node's own elapsed time by more than `max_clock_step_ms`.
+    pub clock_clamps: u64,
+    /// By how much the wall clock ran ahead at the last stamp (0: not clamped).
+    pub clock_ahead_ns: u64,
 }
 
 /// A proposal that is in the raft log at `index` (proposed in `term`), awaiting apply.
@@ -152,6 +157,10 @@ pub struct Driver<S: LogStore, M: StateMachine> {
     read_completions: Vec<(u64, Result<u64, ReadError>)>,
     outbox: Vec<(u64, Vec<u8>)>,
     ticks: u64,
+    /// The latest log time this node stamped or applied, and its tick count then.
+    clock_anchor: (u64, u64),
+    clock_clamps: u64,
+    clock_ahead_ns: u64,
     /// (role, term, leader) as of the last check; changes fail waiters/reads.
     observed: (StateRole, u64, u64),
     last_snapshot_index: u64,
@@ -235,6 +244,9 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             read_completions: Vec::new(),
             outbox: Vec::new(),
             ticks: 0,
+            clock_anchor: (0, 0),
+            clock_clamps: 0,
+            clock_ahead_ns: 0,
             observed,
             last_snapshot_index,
             snapshots_in_flight: BTreeMap::new(),
@@ -295,6 +307,8 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             applied_index: self.sm.applied_index(),
             voters,
             learners,
+            clock_clamps: self.clock_clamps,
+            clock_ahead_ns: self.clock_ahead_ns,
         }
     }
 
@@ -727,6 +741,47 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
     }
 
     /// Group commit: pack queued proposals into as few entries as the bounds allow.
+    /// The log time to stamp a new entry with: the wall clock, but never further than
+    /// `max_clock_step_ms` past the last log time this node saw plus the time its own ticks say
+    /// has passed since (the ledger keeps log time strictly increasing on the other side).
+    fn stamp(&mut self, now_ns: u64) -> u64 {
+        let (last_ns, at_tick) = self.clock_anchor;
+        if last_ns == 0 {
+            self.clock_anchor = (now_ns, self.ticks);
+            return now_ns; // nothing seen yet: no reference to bound against
+        }
+        let elapsed_ns = self
+            .ticks
+            .saturating_sub(at_tick)
+            .saturating_mul(self.cfg.tick_interval_ms)
+            .saturating_mul(1_000_000);
+        let bound = last_ns
+            .saturating_add(elapsed_ns)
+            .saturating_add(self.cfg.max_clock_step_ms.saturating_mul(1_000_000));
+        let stamp = if now_ns > bound {
+            self.clock_clamps += 1;
+            self.clock_ahead_ns = now_ns - bound;
+            tracing::warn!(
+                node = self.cfg.id,
+                ahead_ms = self.clock_ahead_ns / 1_000_000,
+                "wall clock ahead of log time; stamping the bound"
+            );
+            bound
+        } else {
+            self.clock_ahead_ns = 0;
+            now_ns
+        };
+        self.observe_log_time(stamp);
+        stamp
+    }
+
+    /// Moves the clock anchor to a later log time (stamped here or applied from the log).
+    fn observe_log_time(&mut self, ts: u64) {
+        if ts > self.clock_anchor.0 {
+            self.clock_anchor = (ts, self.ticks);
+        }
+    }
+
     fn flush_proposals(&mut self, now_ns: u64, seed: u64) {
         if self.queued.is_empty() {
             return;
@@ -761,7 +816,8 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
                     payload: p,
                 })
                 .collect();
-            let data = encode_entry_data(now_ns, entry_seed, &proposals);
+            let stamp_ns = self.stamp(now_ns);
+            let data = encode_entry_data(stamp_ns, entry_seed, &proposals);
             let before = self.raw.raft.raft_log.last_index();
             match self.raw.propose(Vec::new(), data) {
                 Ok(()) => {
@@ -956,6 +1012,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
                                 index: e.index,
                                 reason: err.to_string(),
                             })?;
+                        self.observe_log_time(d.timestamp_ns);
                         batch.push(CommittedEntry {
                             index: e.index,
                             term: e.term,

@@ -227,6 +227,8 @@ pub struct Sim {
     down: BTreeMap<u64, (MemLogStore, SimStateMachine)>,
     in_flight: BTreeMap<(u64, u64), (u64, u64, Vec<u8>)>,
     partition: Option<Vec<BTreeSet<u64>>>,
+    /// Per-node wall clock offsets (skew, jumps), in nanoseconds.
+    clock_offsets: BTreeMap<u64, i64>,
     pub outcomes: BTreeMap<SimKey, ProposeOutcome>,
     pub read_outcomes: BTreeMap<SimKey, Result<u64, ReadError>>,
     pub messages_delivered: u64,
@@ -246,6 +248,7 @@ impl Sim {
             down: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             partition: None,
+            clock_offsets: BTreeMap::new(),
             outcomes: BTreeMap::new(),
             read_outcomes: BTreeMap::new(),
             messages_delivered: 0,
@@ -289,6 +292,11 @@ impl Sim {
 
     pub fn node_mut(&mut self, id: u64) -> &mut SimDriver {
         self.nodes.get_mut(&id).expect("sim: no such node")
+    }
+
+    /// Sets node `id`'s wall clock to the simulated time plus `offset_ns` (a skew or a jump).
+    pub fn set_clock_offset(&mut self, id: u64, offset_ns: i64) {
+        self.clock_offsets.insert(id, offset_ns);
     }
 
     pub fn live_nodes(&self) -> Vec<u64> {
@@ -421,8 +429,9 @@ impl Sim {
         let now_ns = self.step * 1_000_000;
         for id in ids {
             let seed = self.rng.gen();
+            let offset = self.clock_offsets.get(&id).copied().unwrap_or(0);
             let d = self.nodes.get_mut(&id).expect("node");
-            d.process_ready(now_ns, seed)?;
+            d.process_ready(now_ns.saturating_add_signed(offset), seed)?;
             let msgs = d.take_messages();
             self.collect(id);
             for (to, bytes) in msgs {
@@ -576,6 +585,52 @@ mod tests {
         // The same message from its real sender is stepped (the check is what stopped it).
         sim.node_mut(f).step_from(Some(l), &forged(l)).unwrap();
         assert_eq!(sim.node(f).raw_node().raft.term, term + 5, "seed {seed}");
+    }
+
+    /// A leader whose wall clock jumps a year ahead cannot drag log time with it: each entry is
+    /// stamped at most `max_clock_step_ms` past the last log time plus the leader's own elapsed
+    /// ticks, and the clamp is counted.
+    #[test]
+    fn a_clock_jump_does_not_move_log_time() {
+        let seed = sim_seed(11);
+        let mut sim = Sim::new(SimConfig::new(3, seed));
+        let l = elect(&mut sim);
+        let k1 = sim.propose(l, b"before".to_vec());
+        assert!(
+            sim.run_until(2_000, |s| s.outcomes.contains_key(&k1)),
+            "seed {seed}"
+        );
+        let ts1 = sim
+            .node(l)
+            .state_machine()
+            .records
+            .last()
+            .unwrap()
+            .timestamp_ns;
+        let year_ns: i64 = 365 * 86_400 * 1_000_000_000;
+        sim.set_clock_offset(l, year_ns);
+        let steps_before = sim.step;
+        let k2 = sim.propose(l, b"after".to_vec());
+        assert!(
+            sim.run_until(2_000, |s| s.outcomes.contains_key(&k2)),
+            "seed {seed}"
+        );
+        let r = sim.node(l).state_machine().records.last().unwrap().clone();
+        assert_eq!(r.payload, b"after".to_vec(), "seed {seed}");
+        let cfg = &sim.cfg.consensus;
+        let ticks = (sim.step - steps_before) / sim.cfg.steps_per_tick + 1;
+        let allowed = ticks * cfg.tick_interval_ms * 1_000_000 + cfg.max_clock_step_ms * 1_000_000;
+        assert!(
+            r.timestamp_ns <= ts1 + allowed,
+            "seed {seed}: {} > {} + {allowed}",
+            r.timestamp_ns,
+            ts1
+        );
+        assert!(sim.node(l).status().clock_clamps > 0, "seed {seed}");
+        assert!(
+            sim.node(l).status().clock_ahead_ns > (year_ns as u64) / 2,
+            "seed {seed}"
+        );
     }
 
     #[test]

@@ -247,7 +247,8 @@ pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> Result<Exit> {
                         json!({"id": m.id, "address": m.address, "reachable": m.reachable, "error": m.error,
                                "role": if m.reachable { role_of(i.role) } else { "unreachable".into() }, "term": i.term,
                                "leader_id": i.leader_id, "commit_index": i.commit_index, "applied_index": i.applied_index,
-                               "digest": i.digest, "voters": i.voters, "learners": i.learners})
+                               "digest": i.digest, "voters": i.voters, "learners": i.learners,
+                               "clock_clamps": i.clock_clamps, "clock_ahead_ns": i.clock_ahead_ns})
                     })
                     .collect();
                 println!("{}", json!({"leader_id": s.leader_id, "members": m}));

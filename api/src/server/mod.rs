@@ -282,6 +282,8 @@ impl NodeContext {
             voters: st.voters,
             learners: st.learners,
             last_timestamp_ns: last_ts,
+            clock_clamps: st.clock_clamps,
+            clock_ahead_ns: st.clock_ahead_ns,
         })
     }
 
