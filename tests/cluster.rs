@@ -268,8 +268,12 @@ async fn leader_sigkill_under_load_loses_and_duplicates_nothing() {
     check_replicas(&c, bank, &wallets, &acked).await;
 }
 
+/// A follower whose disk is lost must not come back under its old id (it would be a voter that
+/// forgot its vote and log): the node refuses to start, naming the way back. Replaced the
+/// documented way — removed, and an empty node joined under a new id — the newcomer catches up
+/// through a snapshot and every acknowledged transfer is on every replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn wiped_follower_catches_up_through_a_snapshot() {
+async fn wiped_follower_is_refused_and_replaced_through_a_snapshot() {
     let seed = seed();
     let mut c = Cluster::start(
         3,
@@ -305,13 +309,43 @@ async fn wiped_follower_catches_up_through_a_snapshot() {
         10,
     )
     .await;
+
+    // Restarted empty under its old id: refused.
     c.spawn(follower);
-    check_replicas(&c, bank, &wallets, &acked).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let child = c.nodes.iter_mut().find(|n| n.id == follower).unwrap();
+        if let Some(st) = child.child.as_mut().unwrap().try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the wiped node kept running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success());
+    c.kill(follower);
     let log = std::fs::read_to_string(c.log_dir().join(format!("node-{follower}.log")))
         .unwrap_or_default();
+    assert!(log.contains("log is lost"), "no refusal in the log:\n{log}");
+
+    // The documented way back: remove it, join an empty node under a new id.
+    let out = c.cli(&["cluster", "remove-node", "--id", &follower.to_string()]);
+    assert!(
+        out.status.success(),
+        "remove-node: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let addr = c.spawn_joining(4);
+    let out = c.cli(&["cluster", "add-node", "--id", "4", "--address", &addr]);
+    assert!(
+        out.status.success(),
+        "add-node: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_replicas(&c, bank, &wallets, &acked).await;
+    let log = std::fs::read_to_string(c.log_dir().join("node-4.log")).unwrap_or_default();
     assert!(
         log.contains("snapshot installed"),
-        "follower {follower} did not install a snapshot:\n{log}"
+        "node 4 did not install a snapshot:\n{log}"
     );
 }
 

@@ -64,6 +64,8 @@ pub mod events;
 #[cfg(feature = "server")]
 pub mod fuzzing;
 #[cfg(feature = "server")]
+pub mod identity;
+#[cfg(feature = "server")]
 pub mod node;
 #[cfg(feature = "server")]
 pub mod server;

@@ -257,6 +257,17 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         tokio::runtime::Handle::current(),
     ));
     let log_store = RaftLogStore::open(db.clone())?;
+    // Refuse to start as a member that forgot its log (see `identity`).
+    let log_empty = consensus::LogStore::is_empty(&log_store) && ledger.lock().applied_index() == 0;
+    crate::identity::check(
+        &cfg.data_dir,
+        cfg.id,
+        &admin_key,
+        tls.as_deref(),
+        &cfg.peers,
+        log_empty,
+    )
+    .await?;
     let sm = LedgerStateMachine::new(ledger.clone(), events.clone());
     let raft = NodeRuntime::start(raft_cfg, log_store, sm, transport)?;
     if single_voter {

@@ -102,6 +102,9 @@ pub struct NodeStatus {
     pub clock_clamps: u64,
     /// By how much the wall clock ran ahead at the last stamp (0: not clamped).
     pub clock_ahead_ns: u64,
+    /// On the leader: every member's highest index known to be in its log, `(id, matched)`.
+    /// Empty on other nodes.
+    pub progress: Vec<(u64, u64)>,
 }
 
 /// A proposal that is in the raft log at `index` (proposed in `term`), awaiting apply.
@@ -309,6 +312,19 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             learners,
             clock_clamps: self.clock_clamps,
             clock_ahead_ns: self.clock_ahead_ns,
+            progress: if self.is_leader() {
+                let mut p: Vec<(u64, u64)> = self
+                    .raw
+                    .raft
+                    .prs()
+                    .iter()
+                    .map(|(id, pr)| (*id, pr.matched))
+                    .collect();
+                p.sort_unstable();
+                p
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -884,7 +900,8 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         if !self.raw.has_ready() {
             self.check_store()?;
             self.complete_reads();
-            return Ok(());
+            // A peer may be waiting for a snapshot that names it (see `maybe_snapshot`).
+            return self.maybe_snapshot();
         }
         let mut rd = self.raw.ready();
 
@@ -1159,10 +1176,14 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
 
     fn maybe_snapshot(&mut self) -> Result<(), ConsensusError> {
         let applied = self.sm.applied_index();
-        if applied
-            < self
-                .last_snapshot_index
-                .saturating_add(self.cfg.snapshot_threshold_entries)
+        // A peer needs a snapshot whose configuration names it (it was added after the last
+        // one): take one now if anything was applied since.
+        let wanted = self.raw.store().take_snapshot_request() && applied > self.last_snapshot_index;
+        if !wanted
+            && applied
+                < self
+                    .last_snapshot_index
+                    .saturating_add(self.cfg.snapshot_threshold_entries)
         {
             return Ok(());
         }

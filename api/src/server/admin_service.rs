@@ -21,7 +21,7 @@ fn command_id(s: &str) -> Result<Id, Status> {
 }
 
 /// Asks one member for its `NodeInfo`, signed with this node's admin key.
-async fn fetch_node_info(
+pub(crate) async fn fetch_node_info(
     tls: Option<&crate::tls::NodeTls>,
     id: u64,
     addr: &str,

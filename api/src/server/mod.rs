@@ -27,6 +27,7 @@ mod admin_service;
 mod ledger_service;
 mod peer_service;
 
+pub(crate) use self::admin_service::fetch_node_info;
 pub use self::admin_service::AdminService;
 pub use self::ledger_service::LedgerService;
 pub use self::peer_service::PeerService;
@@ -284,6 +285,11 @@ impl NodeContext {
             last_timestamp_ns: last_ts,
             clock_clamps: st.clock_clamps,
             clock_ahead_ns: st.clock_ahead_ns,
+            progress: st
+                .progress
+                .iter()
+                .map(|&(id, matched)| pb::PeerProgress { id, matched })
+                .collect(),
         })
     }
 

@@ -11,6 +11,7 @@ pub struct MemLogStore {
     meta: LogMeta,
     entries: VecDeque<Entry>,
     snapshot: Option<Snapshot>,
+    snapshot_wanted: std::cell::Cell<bool>,
 }
 
 impl MemLogStore {
@@ -55,13 +56,13 @@ impl Storage for MemLogStore {
         Ok(self.meta.last_index())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        match &self.snapshot {
-            Some(s) if s.get_metadata().index >= request_index => Ok(s.clone()),
-            _ => Err(raft::Error::Store(
-                StorageError::SnapshotTemporarilyUnavailable,
-            )),
-        }
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        serve_snapshot(
+            self.snapshot.clone(),
+            request_index,
+            to,
+            &self.snapshot_wanted,
+        )
     }
 }
 
@@ -136,5 +137,9 @@ impl LogStore for MemLogStore {
 
     fn read_error(&self) -> Option<String> {
         None
+    }
+
+    fn take_snapshot_request(&self) -> bool {
+        self.snapshot_wanted.replace(false)
     }
 }

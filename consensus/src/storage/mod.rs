@@ -78,11 +78,55 @@ pub trait LogStore: Storage + Send + 'static {
     fn snapshot_metadata(&self) -> Option<SnapshotMetadata> {
         self.log_meta().snap_meta.clone()
     }
+    /// Nothing stored yet: no entry, no vote or term, no snapshot (a brand-new, or lost, log).
+    fn is_empty(&self) -> bool {
+        let m = self.log_meta();
+        m.last_index() == 0 && m.hs == HardState::default() && m.snap_meta.is_none()
+    }
     /// Latest stored snapshot including its data.
     fn load_snapshot(&self) -> Result<Option<Snapshot>, ConsensusError>;
     /// A read error that happened inside a `Storage` method (raft-rs cannot propagate those);
     /// the driver checks this after every call into raft and stops the node.
     fn read_error(&self) -> Option<String>;
+    /// Whether raft asked for a snapshot the stored one cannot serve (its configuration lacks
+    /// the peer: a node added after it was taken); reading clears it. The driver then takes a
+    /// fresh snapshot, whatever the threshold.
+    fn take_snapshot_request(&self) -> bool;
+}
+
+/// `Storage::snapshot` for both stores: the stored snapshot if it is recent enough and its
+/// configuration has `to` (raft-rs ignores a snapshot that does not name the receiver), else
+/// "temporarily unavailable" — noting the request when the configuration was the reason.
+pub(crate) fn serve_snapshot(
+    stored: Option<Snapshot>,
+    request_index: u64,
+    to: u64,
+    wanted: &std::cell::Cell<bool>,
+) -> raft::Result<Snapshot> {
+    let unavailable = || {
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
+    };
+    let Some(s) = stored else {
+        return unavailable();
+    };
+    if s.get_metadata().index < request_index {
+        return unavailable();
+    }
+    let cs = s.get_metadata().get_conf_state();
+    let names_peer = cs
+        .voters
+        .iter()
+        .chain(&cs.learners)
+        .chain(&cs.voters_outgoing)
+        .chain(&cs.learners_next)
+        .any(|id| *id == to);
+    if !names_peer {
+        wanted.set(true);
+        return unavailable();
+    }
+    Ok(s)
 }
 
 fn log_key(index: u64) -> [u8; 8] {

@@ -13,6 +13,7 @@ pub struct RaftLogStore {
     db: Arc<DB>,
     meta: LogMeta,
     read_error: Mutex<Option<String>>,
+    snapshot_wanted: std::cell::Cell<bool>,
 }
 
 impl RaftLogStore {
@@ -73,6 +74,7 @@ impl RaftLogStore {
             db,
             meta,
             read_error: Mutex::new(None),
+            snapshot_wanted: std::cell::Cell::new(false),
         })
     }
 
@@ -154,12 +156,9 @@ impl Storage for RaftLogStore {
         Ok(self.meta.last_index())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         match self.load_snapshot() {
-            Ok(Some(s)) if s.get_metadata().index >= request_index => Ok(s),
-            Ok(_) => Err(raft::Error::Store(
-                StorageError::SnapshotTemporarilyUnavailable,
-            )),
+            Ok(s) => serve_snapshot(s, request_index, to, &self.snapshot_wanted),
             Err(e) => Err(self.note_read_error(e)),
         }
     }
@@ -295,5 +294,9 @@ impl LogStore for RaftLogStore {
 
     fn read_error(&self) -> Option<String> {
         self.read_error.lock().clone()
+    }
+
+    fn take_snapshot_request(&self) -> bool {
+        self.snapshot_wanted.replace(false)
     }
 }
