@@ -33,6 +33,8 @@ pub fn node_args(opts: &DevOpts, id: u64, key: &Path) -> Vec<String> {
         node_addr(opts.base_port, id),
         "--admin-key-file".into(),
         key.display().to_string(),
+        // A laptop cluster on loopback: plaintext, said out loud.
+        "--insecure".into(),
     ];
     for p in 1..=opts.nodes {
         if p != id {

@@ -326,6 +326,9 @@ struct NodeArgs {
     /// TLS directory (`suanpan certs init`): every connection TLS, peers authenticated by certificate.
     #[arg(long)]
     tls_dir: Option<PathBuf>,
+    /// Serve plaintext without --tls-dir (local development only: peer traffic can be forged).
+    #[arg(long, conflicts_with = "tls_dir")]
+    insecure: bool,
     /// Key that signs audit checkpoints (all nodes of a cluster share it); default: derived from the admin key.
     #[arg(long)]
     audit_key_file: Option<PathBuf>,
@@ -391,6 +394,7 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     cfg.admin_key_file = a.admin_key_file;
     cfg.audit_key_file = a.audit_key_file;
     cfg.tls_dir = a.tls_dir;
+    cfg.insecure = a.insecure;
     let r = &mut cfg.raft;
     macro_rules! set {
         ($f:ident) => {

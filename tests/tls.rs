@@ -151,3 +151,21 @@ async fn a_peer_stream_needs_the_certificate_of_the_node_it_claims_to_be() {
     // The cluster is unharmed.
     cluster.wait_converged(Duration::from_secs(30)).await;
 }
+
+/// Without `--tls-dir` a node serves plaintext only when told `--insecure`; otherwise it refuses
+/// to start and says how to fix it.
+#[test]
+fn a_node_without_tls_refuses_to_start_unless_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["node", "--id", "1", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("n1"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--insecure") && err.contains("--tls-dir"),
+        "{err}"
+    );
+}

@@ -82,6 +82,9 @@ pub struct NodeConfig {
     /// TLS directory (`suanpan certs init`): `ca.pem`, `node-<id>.pem`, `node-<id>.key`. With it
     /// every connection is TLS and peers authenticate by certificate; without it, plaintext.
     pub tls_dir: Option<PathBuf>,
+    /// Serve plaintext without `tls_dir` (local development only: peer traffic can then be
+    /// forged by anyone on the network). Without TLS and without this, the node refuses to start.
+    pub insecure: bool,
     /// Ed25519 key that signs audit checkpoints (all nodes of a cluster need the same one). Default:
     /// derived from the admin key, so it needs no distribution of its own.
     pub audit_key_file: Option<PathBuf>,
@@ -104,6 +107,7 @@ impl NodeConfig {
             admin_key_file: None,
             audit_key_file: None,
             tls_dir: None,
+            insecure: false,
         }
     }
 }
@@ -201,7 +205,20 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         Some(d) => Some(Arc::new(
             crate::tls::NodeTls::load(d, cfg.id).map_err(|e| NodeError::Config(e.to_string()))?,
         )),
-        None => None,
+        None if cfg.insecure => {
+            tracing::warn!(
+                node = cfg.id,
+                "serving PLAINTEXT (--insecure): peer traffic can be read and forged on the network"
+            );
+            None
+        }
+        None => {
+            return Err(NodeError::Config(
+                "no --tls-dir: refusing to serve plaintext. Make certificates with `suanpan certs \
+                 init` and pass --tls-dir, or pass --insecure for local development"
+                    .into(),
+            ))
+        }
     };
 
     let db = ledger::open_db(&cfg.data_dir.join("db"), RAFT_COLUMN_FAMILIES)?;

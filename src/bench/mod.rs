@@ -136,6 +136,7 @@ fn spawn_cluster(n: u64) -> Result<Spawned> {
             endpoints[id as usize - 1].clone(),
             "--admin-key-file".into(),
             key.display().to_string(),
+            "--insecure".into(),
         ];
         for p in 1..=n {
             if p != id {

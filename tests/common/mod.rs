@@ -178,6 +178,9 @@ impl Cluster {
         if n.join {
             args.push("--join".into());
         }
+        if self.ca.is_none() {
+            args.push("--insecure".into());
+        }
         args.extend(self.extra_args.iter().cloned());
         let log = std::fs::OpenOptions::new()
             .create(true)

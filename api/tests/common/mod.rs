@@ -12,6 +12,7 @@ pub fn fast_config(id: u64, dir: &std::path::Path, listen: SocketAddr) -> NodeCo
     cfg.raft.tick_interval_ms = 10;
     cfg.raft.election_tick = 10;
     cfg.raft.heartbeat_tick = 2;
+    cfg.insecure = true;
     cfg
 }
 
