@@ -1,5 +1,7 @@
 //! Thin std-thread runtime around [`Driver`]: one thread per node runs the tick timer and the
-//! ready loop; everything else talks to it through a bounded queue via [`NodeHandle`].
+//! ready loop; everything else talks to it through bounded queues via [`NodeHandle`]. Raft frames
+//! from peers have a lane of their own, drained first every cycle: client load fills the command
+//! lane (and is refused as overloaded) without crowding out the messages consensus lives on.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -8,7 +10,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
 use parking_lot::{Mutex, RwLock};
 use rand::{Rng, SeedableRng};
 use tokio::sync::oneshot;
@@ -63,6 +65,8 @@ struct Shared {
 pub struct NodeHandle {
     id: u64,
     tx: Sender<Command>,
+    /// The peer lane: `Command::Step` only.
+    peer_tx: Sender<Command>,
     shared: Arc<Shared>,
 }
 
@@ -97,6 +101,7 @@ impl NodeRuntime {
             &logger,
         )?;
         let (tx, rx) = bounded(config.inbound_queue_len);
+        let (peer_tx, peer_rx) = bounded(config.inbound_queue_len);
         let shared = Arc::new(Shared {
             status: RwLock::new(driver.status()),
             stopped: Mutex::new(None),
@@ -106,10 +111,15 @@ impl NodeRuntime {
         let thread_shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name(format!("raft-{}", config.id))
-            .spawn(move || run(driver, config, rx, transport, thread_shared))
+            .spawn(move || run(driver, config, rx, peer_rx, transport, thread_shared))
             .map_err(|e| ConsensusError::Stopped(format!("cannot spawn raft thread: {e}")))?;
         *shared.thread.lock() = Some(handle);
-        Ok(NodeHandle { id, tx, shared })
+        Ok(NodeHandle {
+            id,
+            tx,
+            peer_tx,
+            shared,
+        })
     }
 }
 
@@ -129,6 +139,7 @@ fn run<S: LogStore, M: StateMachine>(
     driver: Driver<S, M>,
     cfg: Config,
     rx: Receiver<Command>,
+    peer_rx: Receiver<Command>,
     transport: Arc<dyn Transport>,
     shared: Arc<Shared>,
 ) {
@@ -143,7 +154,7 @@ fn run<S: LogStore, M: StateMachine>(
         proposals: HashMap::new(),
         reads: HashMap::new(),
     };
-    let result = catch_unwind(AssertUnwindSafe(|| lp.run(&rx)));
+    let result = catch_unwind(AssertUnwindSafe(|| lp.run(&rx, &peer_rx)));
     let panicked = result.is_err();
     let reason = match result {
         Ok(Ok(())) => "shut down".to_string(),
@@ -179,6 +190,7 @@ fn run<S: LogStore, M: StateMachine>(
     while let Ok(cmd) = rx.try_recv() {
         reject(cmd);
     }
+    while peer_rx.try_recv().is_ok() {}
 }
 
 fn reject(cmd: Command) {
@@ -196,7 +208,11 @@ fn reject(cmd: Command) {
 }
 
 impl<S: LogStore, M: StateMachine> Loop<S, M> {
-    fn run(&mut self, rx: &Receiver<Command>) -> Result<(), ConsensusError> {
+    fn run(
+        &mut self,
+        rx: &Receiver<Command>,
+        peer_rx: &Receiver<Command>,
+    ) -> Result<(), ConsensusError> {
         let tick = Duration::from_millis(self.cfg.tick_interval_ms);
         let mut next_tick = Instant::now() + tick;
         loop {
@@ -204,20 +220,30 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
                 return Ok(());
             }
             let timeout = next_tick.saturating_duration_since(Instant::now());
-            let mut cmd = match rx.recv_timeout(timeout) {
-                Ok(c) => Some(c),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            let first = select! {
+                recv(peer_rx) -> c => match c {
+                    Ok(c) => Some(c),
+                    Err(_) => return Ok(()), // every handle dropped
+                },
+                recv(rx) -> c => match c {
+                    Ok(c) => Some(c),
+                    Err(_) => return Ok(()), // every handle dropped
+                },
+                default(timeout) => None,
             };
-            // Drain a bounded batch: everything proposed meanwhile is group-committed below.
-            let mut handled = 0;
-            while let Some(c) = cmd.take() {
+            if let Some(c) = first {
                 if !self.handle(c)? {
                     return Ok(());
                 }
-                handled += 1;
-                if handled < MAX_COMMANDS_PER_CYCLE {
-                    cmd = rx.try_recv().ok();
+            }
+            // Drain bounded batches, peer frames first: everything proposed meanwhile is
+            // group-committed below.
+            for lane in [peer_rx, rx] {
+                for _ in 0..MAX_COMMANDS_PER_CYCLE {
+                    let Ok(c) = lane.try_recv() else { break };
+                    if !self.handle(c)? {
+                        return Ok(());
+                    }
                 }
             }
             let now = Instant::now();
@@ -318,6 +344,17 @@ impl NodeHandle {
         }
     }
 
+    /// A frame into the peer lane (full: dropped by the caller; Raft retransmits).
+    fn submit_peer(&self, cmd: Command) -> Result<(), NodeError> {
+        match self.peer_tx.try_send(cmd) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(NodeError::QueueFull),
+            Err(TrySendError::Disconnected(_)) => Err(NodeError::Stopped(
+                self.stopped_reason().unwrap_or_else(|| "stopped".into()),
+            )),
+        }
+    }
+
     fn submit_proposal(&self, cmd: Command) {
         if let Err((e, cmd)) = self.submit(cmd) {
             let reason = match e {
@@ -361,14 +398,13 @@ impl NodeHandle {
 
     /// Hand one inbound transport frame to the node. Dropped (with `QueueFull`) under overload.
     pub fn step(&self, frame: Vec<u8>) -> Result<(), NodeError> {
-        self.submit(Command::Step(None, frame)).map_err(|(e, _)| e)
+        self.submit_peer(Command::Step(None, frame))
     }
 
     /// Feeds a frame that arrived on a stream authenticated as node `peer`: the frame and every
     /// Raft message in it must be from `peer`, and `peer` a member, or they are dropped.
     pub fn step_from(&self, peer: u64, frame: Vec<u8>) -> Result<(), NodeError> {
-        self.submit(Command::Step(Some(peer), frame))
-            .map_err(|(e, _)| e)
+        self.submit_peer(Command::Step(Some(peer), frame))
     }
 
     pub fn add_node(&self, id: u64) -> oneshot::Receiver<ProposeOutcome> {

@@ -204,6 +204,72 @@ impl StateMachine for FailingSm {
     }
 }
 
+/// A state machine whose first apply waits until released: the node's thread is busy, its
+/// queues fill up.
+struct GatedSm {
+    gate: crossbeam_channel::Receiver<()>,
+    inner: SimStateMachine,
+}
+
+impl StateMachine for GatedSm {
+    fn apply(
+        &mut self,
+        entries: &[CommittedEntry<'_>],
+    ) -> Result<Vec<Vec<Vec<u8>>>, StateMachineError> {
+        let _ = self.gate.recv();
+        self.inner.apply(entries)
+    }
+    fn applied_index(&self) -> u64 {
+        self.inner.applied_index()
+    }
+    fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
+        self.inner.snapshot()
+    }
+    fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), StateMachineError> {
+        self.inner.restore(index, data)
+    }
+}
+
+/// Client load cannot crowd out consensus: with the command queue full (proposals refused as
+/// overloaded), frames from peers still get in through their own lane.
+#[test]
+fn peer_frames_have_a_lane_client_load_cannot_fill() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RaftLogStore::open(open_db(dir.path())).unwrap();
+    let (release, gate) = crossbeam_channel::unbounded();
+    let sm = GatedSm {
+        gate,
+        inner: SimStateMachine::default(),
+    };
+    let cfg = Config {
+        inbound_queue_len: 8,
+        ..test_config(1, vec![1])
+    };
+    let h = NodeRuntime::start(cfg, store, sm, Arc::new(LocalNet::default())).unwrap();
+    // The single voter elects itself and blocks applying its first entry.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut refused = false;
+    let mut pending = Vec::new();
+    for i in 0..64 {
+        let mut rx = h.propose(format!("p{i}").into_bytes());
+        if let Ok(ProposeOutcome::Rejected {
+            reason: RejectReason::Overloaded,
+        }) = rx.try_recv()
+        {
+            refused = true;
+            break;
+        }
+        pending.push(rx);
+    }
+    assert!(refused, "the command queue never filled");
+    assert!(h.step(vec![0u8; 4]).is_ok(), "a peer frame was refused");
+    for _ in 0..100 {
+        let _ = release.send(());
+    }
+    drop(release);
+    h.shutdown();
+}
+
 #[test]
 fn fatal_state_machine_error_stops_node_without_panicking_callers() {
     let dir = tempfile::tempdir().unwrap();
