@@ -326,6 +326,9 @@ struct NodeArgs {
     /// TLS directory (`suanpan certs init`): every connection TLS, peers authenticated by certificate.
     #[arg(long)]
     tls_dir: Option<PathBuf>,
+    /// How often this node compares its digest with every peer's (0: never).
+    #[arg(long)]
+    digest_check_interval_ms: Option<u64>,
     /// Serve plaintext without --tls-dir (local development only: peer traffic can be forged).
     #[arg(long, conflicts_with = "tls_dir")]
     insecure: bool,
@@ -395,6 +398,9 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     cfg.audit_key_file = a.audit_key_file;
     cfg.tls_dir = a.tls_dir;
     cfg.insecure = a.insecure;
+    if let Some(ms) = a.digest_check_interval_ms {
+        cfg.limits.digest_check_interval_ms = ms;
+    }
     let r = &mut cfg.raft;
     macro_rules! set {
         ($f:ident) => {

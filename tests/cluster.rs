@@ -485,3 +485,84 @@ async fn add_and_remove_nodes_while_serving() {
     .await;
     assert!(r[0].is_ok(), "write after leadership transfer: {r:?}");
 }
+
+/// Replicas compare digests on their own: a replica whose state was altered on disk while it was
+/// down (its running digest changed) diverges from the others as soon as it applies again, and
+/// the healthy nodes report it in `NodeInfo.divergences` — without anyone asking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_raise_an_alarm_on_a_divergence() {
+    let mut c = Cluster::start(3, &["--digest-check-interval-ms", "200"]);
+    let leader = c.wait_ready(READY).await;
+    let client = c.client();
+    let bank = api::client::new_id();
+    let wallets: Vec<Id> = (0..3).map(|_| api::client::new_id()).collect();
+    create_accounts(&client, bank, &wallets).await;
+    let (_, digest) = c.wait_converged(READY).await;
+    let victim = (1..=3).find(|i| *i != leader).unwrap();
+    c.kill(victim);
+    {
+        let db = ledger::open_db(
+            &c.node(victim).data_dir.join("db"),
+            consensus::RAFT_COLUMN_FAMILIES,
+        )
+        .unwrap();
+        let mut store = ledger::RocksStore::new(db).unwrap();
+        let want = hex::decode(&digest).unwrap();
+        let mut rows = Vec::new();
+        ledger::Store::for_each(&store, ledger::Cf::Meta, &mut |k, v| {
+            rows.push((k.to_vec(), v.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        let (k, mut v) = rows
+            .into_iter()
+            .find(|(_, v)| v.windows(32).any(|w| w == want.as_slice()))
+            .expect("the applied digest in the meta record");
+        let at = v.windows(32).position(|w| w == want.as_slice()).unwrap();
+        v[at] ^= 0x01;
+        let mut wb = ledger::WriteBatch::default();
+        wb.put(ledger::Cf::Meta, k, v);
+        ledger::Store::write(&mut store, wb).unwrap();
+    }
+    c.spawn(victim);
+    for n in 0..3u128 {
+        let o = client
+            .submit_one(ops::transfer(
+                Id(0x0190_0000_0000_7000_8000_0000_0000_0100 | n),
+                bank,
+                wallets[0],
+                "1.00",
+                "CNY",
+            ))
+            .await
+            .unwrap();
+        assert!(o.is_ok(), "{o:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut seen = Vec::new();
+        for id in (1..=3).filter(|i| *i != victim) {
+            if let Some(i) = c.info(id).await {
+                seen.extend(i.divergences.iter().map(|d| (id, d.peer)));
+            }
+        }
+        if !seen.is_empty() {
+            assert!(seen.iter().all(|(_, peer)| *peer == victim), "{seen:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no node reported the divergence of {victim}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let v = json(&c.cli(&["cluster", "status"]));
+    assert!(
+        v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["divergences"].as_array().is_some_and(|d| !d.is_empty())),
+        "{v}"
+    );
+}

@@ -301,6 +301,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         admin_key: admin_key.clone(),
         audit_key,
         tls: tls.clone(),
+        divergences: Default::default(),
         limits: cfg.limits.clone(),
         closing: tokio::sync::watch::channel(false).0,
     });
@@ -360,6 +361,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         ctx.clone(),
         admin_key.verifying_key().to_bytes(),
     ));
+    let digest_watch = tokio::spawn(crate::server::digest_watch::run(ctx.clone()));
     tracing::info!(node = cfg.id, %local_addr, "suanpan node listening");
     Ok(RunningNode {
         id: cfg.id,
@@ -370,7 +372,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         ctx,
         stop: Some(stop_tx),
         server: Some(server),
-        background: vec![bootstrap],
+        background: vec![bootstrap, digest_watch],
     })
 }
 

@@ -238,3 +238,20 @@ pub(crate) fn peer_endpoint(
             .map_err(|e| e.to_string()),
     }
 }
+
+/// A connection to peer `to` at `addr` for one admin call (status fan-out, digest comparison),
+/// every step bounded by `timeout`.
+pub(crate) async fn peer_channel(
+    tls: Option<&crate::tls::NodeTls>,
+    to: u64,
+    addr: &str,
+    timeout: Duration,
+) -> Result<tonic::transport::Channel, String> {
+    let endpoint = peer_endpoint(tls, to, addr)?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    tokio::time::timeout(timeout, endpoint.connect())
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())
+}

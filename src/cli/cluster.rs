@@ -248,7 +248,8 @@ pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> Result<Exit> {
                                "role": if m.reachable { role_of(i.role) } else { "unreachable".into() }, "term": i.term,
                                "leader_id": i.leader_id, "commit_index": i.commit_index, "applied_index": i.applied_index,
                                "digest": i.digest, "voters": i.voters, "learners": i.learners,
-                               "clock_clamps": i.clock_clamps, "clock_ahead_ns": i.clock_ahead_ns})
+                               "clock_clamps": i.clock_clamps, "clock_ahead_ns": i.clock_ahead_ns,
+                               "divergences": i.divergences.iter().map(|d| json!({"peer": d.peer, "index": d.index})).collect::<Vec<_>>()})
                     })
                     .collect();
                 println!("{}", json!({"leader_id": s.leader_id, "members": m}));

@@ -28,13 +28,7 @@ pub(crate) async fn fetch_node_info(
     key: &SigningKey,
     timeout: Duration,
 ) -> Result<pb::NodeInfoResponse, String> {
-    let endpoint = crate::transport::peer_endpoint(tls, id, addr)?
-        .connect_timeout(timeout)
-        .timeout(timeout);
-    let channel = tokio::time::timeout(timeout, endpoint.connect())
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+    let channel = crate::transport::peer_channel(tls, id, addr, timeout).await?;
     let msg = pb::NodeInfoRequest {};
     let bytes = prost::Message::encode_to_vec(&msg);
     let mut req = Request::new(msg);

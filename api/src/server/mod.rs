@@ -24,6 +24,7 @@ use crate::ErrorReason;
 pub use crate::protocol::{PeerId, HEADER_LEADER_ADDR, HEADER_LEADER_ID};
 
 mod admin_service;
+pub(crate) mod digest_watch;
 mod ledger_service;
 mod peer_service;
 
@@ -73,8 +74,10 @@ pub struct ApiLimits {
     pub propose_timeout_ms: u64,
     /// How long a linearizable read waits for its read index.
     pub read_timeout_ms: u64,
-    /// Per-member timeout of the `ClusterStatus` fan-out.
+    /// Per-member timeout of the `ClusterStatus` fan-out (and of the digest comparison).
     pub status_fanout_timeout_ms: u64,
+    /// How often the node compares its digest with every peer's (0: never).
+    pub digest_check_interval_ms: u64,
 }
 
 impl Default for ApiLimits {
@@ -85,6 +88,7 @@ impl Default for ApiLimits {
             propose_timeout_ms: 10_000,
             read_timeout_ms: 5_000,
             status_fanout_timeout_ms: 1_000,
+            digest_check_interval_ms: 10_000,
         }
     }
 }
@@ -103,6 +107,8 @@ pub struct NodeContext {
     pub audit_key: SigningKey,
     /// The node's TLS material (`None`: plaintext, insecure).
     pub tls: Option<Arc<crate::tls::NodeTls>>,
+    /// Peers whose digest differed from ours at the same applied index (peer → index).
+    pub divergences: parking_lot::Mutex<BTreeMap<u64, u64>>,
     pub limits: ApiLimits,
     /// Becomes true when the node shuts down: long-lived streams end so the server can stop.
     pub closing: tokio::sync::watch::Sender<bool>,
@@ -289,6 +295,12 @@ impl NodeContext {
                 .progress
                 .iter()
                 .map(|&(id, matched)| pb::PeerProgress { id, matched })
+                .collect(),
+            divergences: self
+                .divergences
+                .lock()
+                .iter()
+                .map(|(&peer, &index)| pb::Divergence { peer, index })
                 .collect(),
         })
     }
