@@ -79,16 +79,24 @@ pub fn role_allows(role: ClientRole, path: &str) -> bool {
 /// Bounded replay cache: remembers (key, nonce) pairs until their timestamp leaves the window.
 pub struct NonceCache {
     seen: HashSet<[u8; 16]>,
-    by_expiry: BTreeSet<(u64, [u8; 16])>,
+    by_expiry: BTreeSet<(u64, [u8; 16], [u8; 32])>,
+    /// Unexpired nonces per key: one key may hold at most `per_key_max`, so a single client
+    /// flooding nonces is refused on its own instead of filling the cache for everyone.
+    per_key: std::collections::HashMap<[u8; 32], usize>,
     capacity: usize,
+    per_key_max: usize,
 }
 
 impl NonceCache {
+    /// A cache of `capacity` nonces in all, each key at most a quarter of it.
     pub fn new(capacity: usize) -> NonceCache {
+        let capacity = capacity.max(1);
         NonceCache {
             seen: HashSet::new(),
             by_expiry: BTreeSet::new(),
-            capacity: capacity.max(1),
+            per_key: std::collections::HashMap::new(),
+            capacity,
+            per_key_max: (capacity / 4).max(1),
         }
     }
 
@@ -100,8 +108,9 @@ impl NonceCache {
         self.seen.is_empty()
     }
 
-    /// Records a nonce valid until `expires_ms`. `Ok(false)` = replay; `Err(())` = cache full of
-    /// unexpired entries (the request must be refused: evicting would allow replays).
+    /// Records a nonce valid until `expires_ms`. `Ok(false)` = replay; `Err(())` = the cache, or
+    /// this key's share of it, is full of unexpired entries (the request must be refused:
+    /// evicting would allow replays).
     #[allow(clippy::result_unit_err)]
     pub fn insert(
         &mut self,
@@ -110,12 +119,18 @@ impl NonceCache {
         now_ms: u64,
         expires_ms: u64,
     ) -> Result<bool, ()> {
-        while let Some(&(exp, h)) = self.by_expiry.first() {
+        while let Some(&(exp, h, k)) = self.by_expiry.first() {
             if exp >= now_ms {
                 break;
             }
             self.by_expiry.pop_first();
             self.seen.remove(&h);
+            if let std::collections::hash_map::Entry::Occupied(mut e) = self.per_key.entry(k) {
+                *e.get_mut() -= 1;
+                if *e.get() == 0 {
+                    e.remove();
+                }
+            }
         }
         let mut hasher = Sha256::new();
         hasher.update(public_key);
@@ -124,11 +139,13 @@ impl NonceCache {
         if self.seen.contains(&h) {
             return Ok(false);
         }
-        if self.seen.len() >= self.capacity {
+        let held = self.per_key.get(public_key).copied().unwrap_or(0);
+        if self.seen.len() >= self.capacity || held >= self.per_key_max {
             return Err(());
         }
         self.seen.insert(h);
-        self.by_expiry.insert((expires_ms, h));
+        self.by_expiry.insert((expires_ms, h, *public_key));
+        *self.per_key.entry(*public_key).or_default() += 1;
         Ok(true)
     }
 }
@@ -484,6 +501,25 @@ mod tests {
             .unwrap()
             .block_on(read_body(body, 1 << 20))
             .map(|(_, m)| m)
+    }
+
+    /// One key flooding nonces fills only its own share: other clients are still served.
+    #[test]
+    fn one_key_cannot_fill_the_nonce_cache_for_everyone() {
+        let mut c = NonceCache::new(160);
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let mut refused = 0;
+        for i in 0..200 {
+            if c.insert(&a, &format!("nonce-{i:08}"), 1_000, 60_000)
+                .is_err()
+            {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 160, "key a keeps exactly its share of 40");
+        assert_eq!(c.insert(&b, "nonce-b-000001", 1_000, 60_000), Ok(true));
+        // Expired nonces give the share back.
+        assert_eq!(c.insert(&a, "nonce-late-001", 70_000, 130_000), Ok(true));
     }
 
     /// A signed message split over two frames would let its prefix be served as a message of its
