@@ -77,7 +77,7 @@ pub struct NodeConfig {
     pub transport: TransportConfig,
     /// The cluster admin key (PKCS#8 PEM or hex). Must exist if set. If unset, `data_dir/admin.key`
     /// is used, generated (mode 0600) on first start. All nodes of a cluster need the same key:
-    /// it authenticates peer streams.
+    /// without TLS it also authenticates peer streams.
     pub admin_key_file: Option<PathBuf>,
     /// TLS directory (`suanpan certs init`): `ca.pem`, `node-<id>.pem`, `node-<id>.key`. With it
     /// every connection is TLS and peers authenticate by certificate; without it, plaintext.
