@@ -150,6 +150,15 @@ impl NonceCache {
     }
 }
 
+/// The signed metadata of a request, parsed.
+struct HeaderParts<'h> {
+    key: [u8; 32],
+    ts: u64,
+    nonce: &'h str,
+    sig_hex: &'h str,
+    role: ClientRole,
+}
+
 /// Settings of the verifier.
 #[derive(Clone, Debug)]
 pub struct AuthConfig {
@@ -240,18 +249,15 @@ impl Authenticator {
     }
 
     /// Verifies a client request given its headers, method path and message bytes.
-    pub fn verify_request(
-        &self,
-        path: &str,
-        headers: &http::HeaderMap,
-        message: &[u8],
-    ) -> Result<Caller, Status> {
+    /// The checks that need no body: metadata present and well-formed, timestamp in the window,
+    /// key registered and not revoked. Run before the body is read, so an unknown or stale caller
+    /// costs the node no buffering.
+    fn check_headers<'h>(&self, headers: &'h http::HeaderMap) -> Result<HeaderParts<'h>, Status> {
         let key_hex = header(headers, HEADER_KEY)?;
         let ts = header(headers, HEADER_TS)?;
         let nonce = header(headers, HEADER_NONCE)?;
         let sig_hex = header(headers, HEADER_SIG)?;
-        let now = now_ms();
-        let ts = self.check_ts(ts, now)?;
+        let ts = self.check_ts(ts, now_ms())?;
         if nonce.len() < NONCE_CHARS_MIN
             || nonce.len() > NONCE_CHARS_MAX
             || !nonce
@@ -277,6 +283,34 @@ impl Authenticator {
             }
             None => return Err(Status::unauthenticated("unknown client key")),
         };
+        Ok(HeaderParts {
+            key,
+            ts,
+            nonce,
+            sig_hex,
+            role,
+        })
+    }
+
+    /// [`Authenticator::check_headers`] alone, for the layer to run before reading the body.
+    pub fn precheck(&self, headers: &http::HeaderMap) -> Result<(), Status> {
+        self.check_headers(headers).map(|_| ())
+    }
+
+    pub fn verify_request(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+        message: &[u8],
+    ) -> Result<Caller, Status> {
+        let HeaderParts {
+            key,
+            ts,
+            nonce,
+            sig_hex,
+            role,
+        } = self.check_headers(headers)?;
+        let now = now_ms();
         let mut sig = [0u8; 64];
         hex::decode_to_slice(sig_hex, &mut sig)
             .map_err(|_| Status::unauthenticated("signature is not 128 hex digits"))?;
@@ -466,6 +500,10 @@ where
             if !(path.starts_with(LEDGER_PREFIX) || path.starts_with(ADMIN_PREFIX)) {
                 return inner.call(req).await; // reflection, or unknown (tonic answers UNIMPLEMENTED)
             }
+            // Who is calling is checked from the headers alone, before any body is buffered.
+            if let Err(s) = auth.precheck(req.headers()) {
+                return Ok(s.into_http());
+            }
             let (mut parts, body) = req.into_parts();
             let (raw, message) = match read_body(body, auth.cfg.max_request_bytes).await {
                 Ok(x) => x,
@@ -501,6 +539,60 @@ mod tests {
             .unwrap()
             .block_on(read_body(body, 1 << 20))
             .map(|(_, m)| m)
+    }
+
+    struct NoKeys;
+    impl ClientDirectory for NoKeys {
+        fn lookup(&self, _: &[u8; 32]) -> Option<(ClientRole, bool)> {
+            None
+        }
+        fn is_empty(&self) -> bool {
+            false
+        }
+    }
+
+    /// An unknown key is refused from its headers alone: the node does not read (buffer) the
+    /// body of a caller it does not know.
+    #[test]
+    fn an_unknown_caller_is_refused_before_its_body_is_read() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tower::{Layer, ServiceExt};
+        let polled = Arc::new(AtomicBool::new(false));
+        let p = polled.clone();
+        let body = futures::stream::poll_fn(move |_| {
+            p.store(true, Ordering::SeqCst);
+            std::task::Poll::Ready(Some(Ok::<_, Status>(http_body::Frame::data(
+                Bytes::from_static(&[0u8; 1024]),
+            ))))
+        });
+        let body = Body::new(http_body_util::StreamBody::new(body));
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
+        let signed = SignedHeaders::sign_now(&key, SUBMIT_PATH, b"");
+        let mut req = http::Request::builder()
+            .uri(format!("http://node{SUBMIT_PATH}"))
+            .body(body)
+            .unwrap();
+        let mut md = tonic::metadata::MetadataMap::new();
+        signed.apply(&mut md);
+        *req.headers_mut() = md.into_headers();
+        let auth = Arc::new(Authenticator::new(
+            AuthConfig::default(),
+            Arc::new(NoKeys),
+            key.verifying_key(),
+            1,
+        ));
+        let inner = tower::service_fn(|_req: http::Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+        });
+        let svc = AuthLayer::new(auth).layer(inner);
+        let resp = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(svc.oneshot(req))
+            .unwrap();
+        let status = Status::from_header_map(resp.headers()).expect("a gRPC status");
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+        assert!(!polled.load(Ordering::SeqCst), "the body was read");
     }
 
     /// One key flooding nonces fills only its own share: other clients are still served.
