@@ -8,43 +8,6 @@ use std::time::Duration;
 use common::*;
 
 /// A new key file in `dir`, registered with `role` through the CLI (as the admin).
-fn registered_key(c: &Cluster, dir: &std::path::Path, role: &str) -> std::path::PathBuf {
-    let key = dir.join(format!("{role}.key"));
-    let out = std::process::Command::new(BIN)
-        .args(["keys", "gen", "--out", key.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    ok(&c.cli(&[
-        "clients",
-        "add",
-        "--key-file",
-        key.to_str().unwrap(),
-        "--role",
-        role,
-        "--name",
-        role,
-    ]));
-    key
-}
-
-/// Runs the CLI against the cluster with another key than the admin's.
-fn run_with_key(
-    c: &Cluster,
-    key: &std::path::Path,
-    args: &[&str],
-    json: bool,
-) -> std::process::Output {
-    let mut cmd = std::process::Command::new(BIN);
-    cmd.args(args)
-        .args(["--endpoint", &c.endpoints().join(","), "--key"])
-        .arg(key);
-    if json {
-        cmd.arg("--json");
-    }
-    cmd.output().unwrap()
-}
-
 fn ok(out: &std::process::Output) -> serde_json::Value {
     assert!(
         out.status.success(),
@@ -1114,8 +1077,8 @@ async fn currencies_rates_and_tiers_through_the_cli() {
 
     // Configuration is for operators: a payments key may convert but not set a rate.
     let dir = tempfile::tempdir().unwrap();
-    let key = registered_key(&c, dir.path(), "payments");
-    let as_payments = |args: &[&str]| run_with_key(&c, &key, args, true);
+    let key = c.registered_key(dir.path(), "payments");
+    let as_payments = |args: &[&str]| c.cli_with(&key, args, true);
     let out = as_payments(&[
         "rate", "set", "--from", "CNY", "--to", "QCOIN", "--rate", "1",
     ]);
@@ -1292,8 +1255,8 @@ async fn finance_reports_through_the_cli() {
 
     // A finance key reads everything below.
     let dir = tempfile::tempdir().unwrap();
-    let key = registered_key(&c, dir.path(), "finance");
-    let finance = |args: &[&str], json: bool| run_with_key(&c, &key, args, json);
+    let key = c.registered_key(dir.path(), "finance");
+    let finance = |args: &[&str], json: bool| c.cli_with(&key, args, json);
 
     let tb = ok(&finance(
         &["audit", "trial-balance", "--format", "json"],
@@ -1416,8 +1379,7 @@ async fn finance_reports_through_the_cli() {
         "{text}"
     );
     // As camt.053: the project's own reader reads it back, balances and entries alike.
-    let camt = run_with_key(
-        &c,
+    let camt = c.cli_with(
         &key,
         &[
             "export",

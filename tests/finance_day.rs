@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use api::client::{cmd as ops, Client, ClientConfig};
@@ -23,18 +22,6 @@ fn id(n: u128) -> Id {
 async fn ok(c: &Client, cmd: pb::Command) {
     let o = c.submit_one(cmd).await.expect("submit");
     assert!(o.is_ok(), "{} → {}", o.id, o.name);
-}
-
-fn cli(cluster: &Cluster, key: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--endpoint")
-        .arg(cluster.endpoints().join(","))
-        .arg("--key")
-        .arg(key)
-        .arg("--json")
-        .output()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,39 +91,15 @@ async fn reconcile_the_bank_through_a_leader_kill() {
     std::fs::write(&file, statement).unwrap();
 
     // A read-only finance key for the audits.
-    let finance_key = dir.path().join("finance.key");
-    let out = Command::new(BIN)
-        .args(["keys", "gen", "--out", finance_key.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let out = cli(
-        &cluster,
-        &cluster.key,
-        &[
-            "clients",
-            "add",
-            "--key-file",
-            finance_key.to_str().unwrap(),
-            "--role",
-            "finance",
-            "--name",
-            "finance",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let finance_key = cluster.registered_key(dir.path(), "finance");
 
     // A checkpoint of the history so far, signed by the cluster's audit key, taken with the
     // finance key while the old leader is still down.
     let checkpoint = dir.path().join("checkpoint.json");
-    let out = cli(
-        &cluster,
+    let out = cluster.cli_with(
         &finance_key,
         &["audit", "checkpoint", "--out", checkpoint.to_str().unwrap()],
+        true,
     );
     assert!(
         out.status.success(),
@@ -145,7 +108,7 @@ async fn reconcile_the_bank_through_a_leader_kill() {
     );
     let cp = json(&out);
     assert!(cp["index"].as_u64().unwrap() > 0, "{cp}");
-    let key = json(&cli(&cluster, &finance_key, &["audit", "checkpoint-key"]));
+    let key = json(&cluster.cli_with(&finance_key, &["audit", "checkpoint-key"], true));
     assert_eq!(key["audit_key"], cp["audit_key"], "{key} {cp}");
     // The old leader comes back and catches up; more money moves after the checkpoint.
     cluster.spawn(leader);
@@ -161,7 +124,7 @@ async fn reconcile_the_bank_through_a_leader_kill() {
         let b = bank.to_string();
         args.push(&b);
         args.extend_from_slice(extra);
-        cli(&cluster, key, &args)
+        cluster.cli_with(key, &args, true)
     };
     let out = reconcile(&finance_key, &[]);
     assert_eq!(
@@ -225,16 +188,16 @@ async fn reconcile_the_bank_through_a_leader_kill() {
     assert_eq!(bank_now.normal_balance, "759.21");
 
     // The books balance, and customer money is covered.
-    let tb = json(&cli(
-        &cluster,
+    let tb = json(&cluster.cli_with(
         &finance_key,
         &["audit", "trial-balance", "--format", "json"],
+        true,
     ));
     assert_eq!(tb["ok"], true, "{tb}");
-    let sg = json(&cli(
-        &cluster,
+    let sg = json(&cluster.cli_with(
         &finance_key,
         &["audit", "safeguarding", "--bank-account", &bank.to_string()],
+        true,
     ));
     assert_eq!(sg["wallets"], "755.00", "{sg}");
     assert_eq!(sg["bank_balance"], "759.21", "{sg}");
@@ -244,7 +207,7 @@ async fn reconcile_the_bank_through_a_leader_kill() {
 
     // Every replica, the restarted one included, holds the same chain, and every retained link
     // recomputes; the checkpoint taken before the later transfers still verifies.
-    let out = cli(&cluster, &finance_key, &["audit", "verify-chain"]);
+    let out = cluster.cli_with(&finance_key, &["audit", "verify-chain"], true);
     let v = json(&out);
     assert_eq!(out.status.code(), Some(0), "{v}");
     assert_eq!(v["replicas"].as_array().unwrap().len(), 3, "{v}");
@@ -255,10 +218,10 @@ async fn reconcile_the_bank_through_a_leader_kill() {
     assert_eq!(v["indexes_checked"], v["to"], "{v}");
     assert_eq!(v["links_recomputed"], v["to"], "{v}");
     let verify = |file: &std::path::Path| {
-        cli(
-            &cluster,
+        cluster.cli_with(
             &finance_key,
             &["audit", "verify-checkpoint", file.to_str().unwrap()],
+            true,
         )
     };
     let out = verify(&checkpoint);
@@ -302,10 +265,10 @@ async fn verify_chain_names_a_rewritten_replica() {
     ok(&c, ops::create_account(b, "CNY", pb::AccountKind::Wallet)).await;
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("checkpoint.json");
-    let out = cli(
-        &cluster,
+    let out = cluster.cli_with(
         &cluster.key,
         &["audit", "checkpoint", "--out", checkpoint.to_str().unwrap()],
+        true,
     );
     assert!(
         out.status.success(),
@@ -341,13 +304,12 @@ async fn verify_chain_names_a_rewritten_replica() {
     cluster.spawn(3);
     cluster.wait_converged(Duration::from_secs(30)).await;
 
-    let out = cli(&cluster, &cluster.key, &["audit", "verify-chain"]);
+    let out = cluster.cli_with(&cluster.key, &["audit", "verify-chain"], true);
     let v = json(&out);
     assert_eq!(out.status.code(), Some(3), "{v}");
     assert_eq!(v["first_break"]["index"], cp_index, "{v}");
     assert_eq!(v["first_break"]["reason"], "replicas differ", "{v}");
-    let out = cli(
-        &cluster,
+    let out = cluster.cli_with(
         &cluster.key,
         &[
             "audit",
@@ -355,6 +317,7 @@ async fn verify_chain_names_a_rewritten_replica() {
             "--from",
             &(cp_index + 1).to_string(),
         ],
+        true,
     );
     let v = json(&out);
     // From the next index on, node 3 recomputes its link from the rewritten digest: it breaks.
@@ -367,10 +330,10 @@ async fn verify_chain_names_a_rewritten_replica() {
             .starts_with("node 3"),
         "{v}"
     );
-    let out = cli(
-        &cluster,
+    let out = cluster.cli_with(
         &cluster.key,
         &["audit", "verify-checkpoint", checkpoint.to_str().unwrap()],
+        true,
     );
     assert_eq!(
         out.status.code(),

@@ -108,7 +108,7 @@ pub enum StoreError {
 }
 
 /// Puts and deletes applied together or not at all.
-#[derive(Default, Debug)]
+#[derive(Clone, Default, Debug)]
 pub struct WriteBatch {
     pub ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>,
 }

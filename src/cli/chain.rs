@@ -315,10 +315,13 @@ impl Checkpoint {
 }
 
 fn hex_field<const N: usize>(v: &Value, k: &str) -> Result<[u8; N], String> {
-    let s = v[k].as_str().ok_or_else(|| format!("{k}: missing"))?;
-    let b = hex::decode(s).map_err(|e| format!("{k}: {e}"))?;
+    hex_bytes(v[k].as_str().ok_or_else(|| format!("{k}: missing"))?, k)
+}
+
+fn hex_bytes<const N: usize>(s: &str, what: &str) -> Result<[u8; N], String> {
+    let b = hex::decode(s).map_err(|e| format!("{what}: {e}"))?;
     b.try_into()
-        .map_err(|_| format!("{k}: not {N} bytes of hex"))
+        .map_err(|_| format!("{what}: not {N} bytes of hex"))
 }
 
 fn log_time(ns: u64) -> String {
@@ -332,10 +335,10 @@ pub(super) async fn checkpoint(conn: &Conn, c: &Client, out: &Path) -> Result<Ex
     let cp = Checkpoint {
         node_id: r.node_id,
         index: r.index,
-        digest: hex_field(&json!({"d": r.digest}), "d").map_err(|e| anyhow!(e))?,
+        digest: hex_bytes(&r.digest, "digest").map_err(|e| anyhow!(e))?,
         timestamp_ns: r.timestamp_ns,
-        audit_key: hex_field(&json!({"k": r.audit_key}), "k").map_err(|e| anyhow!(e))?,
-        signature: hex_field(&json!({"s": r.signature}), "s").map_err(|e| anyhow!(e))?,
+        audit_key: hex_bytes(&r.audit_key, "audit_key").map_err(|e| anyhow!(e))?,
+        signature: hex_bytes(&r.signature, "signature").map_err(|e| anyhow!(e))?,
     };
     if !cp.signed() {
         bail!(
@@ -394,13 +397,14 @@ pub(super) async fn verify_checkpoint(
         Some(k) => k.to_lowercase(),
         None => c.get_audit_key().await?,
     };
+    let signature_ok = cp.signed();
     let mut problem = None;
     if hex::encode(cp.audit_key) != trusted {
         problem = Some(format!(
             "the checkpoint names audit key {}, not {trusted}",
             hex::encode(cp.audit_key)
         ));
-    } else if !cp.signed() {
+    } else if !signature_ok {
         problem = Some("the signature does not match the checkpoint".to_string());
     }
     let reps = replicas(conn, c).await?;
@@ -436,7 +440,7 @@ pub(super) async fn verify_checkpoint(
         conn,
         &reps,
         &w,
-        json!({"checkpoint": cp.json(), "signature_ok": cp.signed(),
+        json!({"checkpoint": cp.json(), "signature_ok": signature_ok,
                "audit_key_trusted": hex::encode(cp.audit_key) == trusted}),
     ))
 }

@@ -335,17 +335,50 @@ impl Cluster {
 
     /// Runs the CLI against this cluster with `--json`; returns the process output.
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with(&self.key, args, true)
+    }
+
+    /// Runs the CLI against this cluster as the caller of `key` (`--json` when asked).
+    pub fn cli_with(&self, key: &Path, args: &[&str], json: bool) -> Output {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
             .arg("--endpoint")
             .arg(self.endpoints().join(","))
             .arg("--key")
-            .arg(&self.key)
-            .arg("--json");
+            .arg(key);
+        if json {
+            cmd.arg("--json");
+        }
         if let Some(ca) = &self.ca {
             cmd.arg("--ca").arg(ca);
         }
         cmd.output().unwrap()
+    }
+
+    /// Makes a key file in `dir` and registers it with `role` (named after the role).
+    pub fn registered_key(&self, dir: &Path, role: &str) -> PathBuf {
+        let key = dir.join(format!("{role}.key"));
+        let out = Command::new(BIN)
+            .args(["keys", "gen", "--out", key.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let out = self.cli(&[
+            "clients",
+            "add",
+            "--key-file",
+            key.to_str().unwrap(),
+            "--role",
+            role,
+            "--name",
+            role,
+        ]);
+        assert!(
+            out.status.success(),
+            "clients add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        key
     }
 
     pub fn log_dir(&self) -> &Path {

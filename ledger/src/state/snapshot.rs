@@ -104,8 +104,8 @@ impl<S: Store> Ledger<S> {
     /// index may jump).
     pub fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), LedgerError> {
         // Checked in a scratch ledger first: the real state is replaced only by a sound snapshot.
-        Self::check_snapshot(index, Self::snapshot_rows(data)?)?;
         let wb = Self::snapshot_rows(data)?;
+        Self::check_snapshot(index, wb.clone())?;
         self.store.replace_all(wb)?;
         self.load()?;
         // Read back: the state now in the store is the one that was checked.
