@@ -269,6 +269,16 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         &self.sm
     }
 
+    /// For the simulator (writeback of a machine's unsynced writes).
+    pub fn state_machine_mut(&mut self) -> &mut M {
+        &mut self.sm
+    }
+
+    /// For the simulator (writeback of the log store's unsynced writes).
+    pub fn store_mut(&mut self) -> &mut S {
+        self.raw.mut_store()
+    }
+
     pub fn raw_node(&self) -> &RawNode<S> {
         &self.raw
     }

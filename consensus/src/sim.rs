@@ -1,9 +1,12 @@
 //! Deterministic in-process cluster simulator.
 //!
-//! N [`Driver`]s over [`MemLogStore`] and a recording [`SimStateMachine`], a simulated network
-//! (seeded loss, per-message random delay ⇒ reordering, partitions) and simulated time. Every
-//! random choice — including each node's election timeout — comes from one seeded RNG, so a
-//! run is reproducible from its seed (`SUANPAN_SIM_SEED` overrides the seed in tests).
+//! N [`Driver`]s over [`MemLogStore`] and any [`SimMachine`] (the recording [`SimStateMachine`]
+//! here; the real ledger in the `suanpan sim` swarm), a simulated network (seeded loss,
+//! duplication, per-message random delay ⇒ reordering, symmetric and one-way partitions) and
+//! simulated time with per-node clock offsets. Crashes keep what a disk would keep: a machine's
+//! unsynced writes may be lost ([`SimMachine::crash_image`]). Every random choice — including
+//! each node's election timeout — comes from one seeded RNG, so a run is reproducible from its
+//! seed (`SUANPAN_SIM_SEED` overrides the seed in tests).
 //!
 //! Time: the simulation advances in *steps*; every `steps_per_tick` steps all nodes tick.
 //! Messages are delivered `1..=max_delay_steps` steps after being sent.
@@ -64,6 +67,26 @@ fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01B3);
     }
     h
+}
+
+/// A state machine the simulator can crash and restart.
+pub trait SimMachine: StateMachine + Sized {
+    /// The machine of node `node_id` on an empty disk.
+    fn empty(node_id: u64) -> Self;
+    /// What a crash leaves on disk; `rng` picks how many unsynced writes made it (in order).
+    fn crash_image(&self, rng: &mut StdRng) -> Self;
+    /// Writeback: unsynced writes reach the disk.
+    fn flush(&mut self) {}
+}
+
+impl SimMachine for SimStateMachine {
+    fn empty(_node_id: u64) -> Self {
+        SimStateMachine::default()
+    }
+    /// The recording machine's writes are durable at once.
+    fn crash_image(&self, _rng: &mut StdRng) -> Self {
+        self.clone()
+    }
 }
 
 impl StateMachine for SimStateMachine {
@@ -178,7 +201,7 @@ impl StateMachine for SimStateMachine {
     }
 }
 
-pub type SimDriver = Driver<MemLogStore, SimStateMachine>;
+pub type SimDriver<M = SimStateMachine> = Driver<MemLogStore, M>;
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -186,8 +209,14 @@ pub struct SimConfig {
     pub seed: u64,
     /// Probability that a message is dropped.
     pub loss: f64,
+    /// Probability that a delivered message is delivered a second time.
+    pub duplicate: f64,
     pub max_delay_steps: u64,
     pub steps_per_tick: u64,
+    /// Per node and step, probability that unsynced writes reach the disk.
+    pub writeback: f64,
+    /// Nodes' log stores acknowledge appends before they are durable (the injected bug).
+    pub unsynced_appends: bool,
     /// Template for every node (`id` and election range are set per node).
     pub consensus: Config,
 }
@@ -207,8 +236,11 @@ impl SimConfig {
             node_ids,
             seed,
             loss: 0.0,
+            duplicate: 0.0,
             max_delay_steps: 3,
             steps_per_tick: 4,
+            writeback: 0.05,
+            unsynced_appends: false,
             consensus,
         }
     }
@@ -217,25 +249,48 @@ impl SimConfig {
 /// Proposal / read identity in the simulation: `(node, id)`.
 pub type SimKey = (u64, u64);
 
-pub struct Sim {
+/// What the simulator did (for reports).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimStats {
+    pub messages_delivered: u64,
+    pub messages_dropped: u64,
+    pub messages_duplicated: u64,
+    pub crashes: u64,
+    pub restarts: u64,
+    pub wipes: u64,
+    /// Distinct (term, leader) pairs observed.
+    pub leader_changes: u64,
+}
+
+pub struct Sim<M: SimMachine = SimStateMachine> {
     pub cfg: SimConfig,
     rng: StdRng,
     step: u64,
     seq: u64,
-    nodes: BTreeMap<u64, SimDriver>,
-    /// Crashed nodes: their state is kept here until restarted.
-    down: BTreeMap<u64, (MemLogStore, SimStateMachine)>,
+    nodes: BTreeMap<u64, SimDriver<M>>,
+    /// Crashed nodes: what their disks kept, until restarted.
+    down: BTreeMap<u64, (MemLogStore, M)>,
     in_flight: BTreeMap<(u64, u64), (u64, u64, Vec<u8>)>,
     partition: Option<Vec<BTreeSet<u64>>>,
+    /// One-way cuts: messages from `.0` to `.1` are lost.
+    cut: BTreeSet<(u64, u64)>,
+    last_leader: (u64, u64),
     /// Per-node wall clock offsets (skew, jumps), in nanoseconds.
     clock_offsets: BTreeMap<u64, i64>,
     pub outcomes: BTreeMap<SimKey, ProposeOutcome>,
     pub read_outcomes: BTreeMap<SimKey, Result<u64, ReadError>>,
-    pub messages_delivered: u64,
+    pub stats: SimStats,
 }
 
-impl Sim {
+impl Sim<SimStateMachine> {
     pub fn new(cfg: SimConfig) -> Self {
+        Self::with_machines(cfg)
+    }
+}
+
+impl<M: SimMachine> Sim<M> {
+    /// A cluster of `cfg.node_ids`, each starting from `M::empty`.
+    pub fn with_machines(cfg: SimConfig) -> Self {
         let mut rng = StdRng::seed_from_u64(cfg.seed);
         let mut offsets: Vec<usize> = (0..cfg.consensus.election_tick).collect();
         offsets.shuffle(&mut rng);
@@ -248,26 +303,32 @@ impl Sim {
             down: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             partition: None,
+            cut: BTreeSet::new(),
+            last_leader: (0, 0),
             clock_offsets: BTreeMap::new(),
             outcomes: BTreeMap::new(),
             read_outcomes: BTreeMap::new(),
-            messages_delivered: 0,
+            stats: SimStats::default(),
         };
         for (i, id) in cfg.node_ids.iter().enumerate() {
             let off = offsets[i % offsets.len()];
-            sim.spawn(
-                *id,
-                MemLogStore::new(),
-                SimStateMachine::default(),
-                Some(off),
-            );
+            let store = sim.empty_store();
+            sim.spawn(*id, store, M::empty(*id), Some(off));
         }
         sim
     }
 
     /// Create a node process. The election timeout is fixed per node (randomized from the
     /// sim RNG), which makes raft-rs's internal timeout randomization deterministic.
-    fn spawn(&mut self, id: u64, store: MemLogStore, sm: SimStateMachine, offset: Option<usize>) {
+    fn empty_store(&self) -> MemLogStore {
+        if self.cfg.unsynced_appends {
+            MemLogStore::with_unsynced_appends()
+        } else {
+            MemLogStore::new()
+        }
+    }
+
+    fn spawn(&mut self, id: u64, store: MemLogStore, sm: M, offset: Option<usize>) {
         let e = self.cfg.consensus.election_tick;
         let off = offset.unwrap_or_else(|| self.rng.gen_range(0..e));
         let cfg = Config {
@@ -286,11 +347,16 @@ impl Sim {
         self.step
     }
 
-    pub fn node(&self, id: u64) -> &SimDriver {
+    pub fn node(&self, id: u64) -> &SimDriver<M> {
         &self.nodes[&id]
     }
 
-    pub fn node_mut(&mut self, id: u64) -> &mut SimDriver {
+    /// Nodes that are down (crashed, not yet restarted).
+    pub fn down_nodes(&self) -> Vec<u64> {
+        self.down.keys().copied().collect()
+    }
+
+    pub fn node_mut(&mut self, id: u64) -> &mut SimDriver<M> {
         self.nodes.get_mut(&id).expect("sim: no such node")
     }
 
@@ -322,41 +388,62 @@ impl Sim {
         self.partition(vec![vec![id], others]);
     }
 
+    /// Cut the link from `from` to `to` only (an asymmetric, one-way partition).
+    pub fn cut_one_way(&mut self, from: u64, to: u64) {
+        self.cut.insert((from, to));
+    }
+
+    /// Heal every partition and cut.
     pub fn heal(&mut self) {
         self.partition = None;
+        self.cut.clear();
     }
 
     fn connected(&self, a: u64, b: u64) -> bool {
+        if self.cut.contains(&(a, b)) {
+            return false;
+        }
         match &self.partition {
             None => true,
             Some(groups) => groups.iter().any(|g| g.contains(&a) && g.contains(&b)),
         }
     }
 
-    /// Crash a node (its durable state survives; in-flight messages to it are lost).
+    /// Crash a node: its disk keeps what was synced (and, at random, some later writes in order);
+    /// in-flight messages to it are lost.
     pub fn crash(&mut self, id: u64) {
         if let Some(d) = self.nodes.remove(&id) {
-            self.down
-                .insert(id, (d.store().clone(), d.state_machine().clone()));
+            let store = d.store();
+            let keep = self.rng.gen_range(0..=store.pending_writes());
+            let image = (
+                store.crash_image(keep),
+                d.state_machine().crash_image(&mut self.rng),
+            );
+            self.down.insert(id, image);
+            self.stats.crashes += 1;
         }
     }
 
-    /// Restart a crashed node from its durable state.
+    /// Restart a crashed node from its disk.
     pub fn restart(&mut self, id: u64) {
         let (store, sm) = self.down.remove(&id).expect("sim: node not down");
         self.spawn(id, store, sm, None);
+        self.stats.restarts += 1;
     }
 
     /// Replace a node with one that has an empty data dir (same id).
     pub fn wipe(&mut self, id: u64) {
         self.nodes.remove(&id);
         self.down.remove(&id);
-        self.spawn(id, MemLogStore::new(), SimStateMachine::default(), None);
+        let store = self.empty_store();
+        self.spawn(id, store, M::empty(id), None);
+        self.stats.wipes += 1;
     }
 
     /// Start a brand-new empty node process (it becomes a member once added via the log).
     pub fn add_process(&mut self, id: u64) {
-        self.spawn(id, MemLogStore::new(), SimStateMachine::default(), None);
+        let store = self.empty_store();
+        self.spawn(id, store, M::empty(id), None);
     }
 
     pub fn propose(&mut self, node: u64, payload: Vec<u8>) -> SimKey {
@@ -411,11 +498,19 @@ impl Sim {
             }
             let (from, to, bytes) = entry.remove();
             if !self.connected(from, to) {
+                self.stats.messages_dropped += 1;
                 continue;
             }
+            if self.cfg.duplicate > 0.0 && self.rng.gen_bool(self.cfg.duplicate) {
+                let at = self.step + self.rng.gen_range(1..=self.cfg.max_delay_steps);
+                self.seq += 1;
+                self.in_flight
+                    .insert((at, self.seq), (from, to, bytes.clone()));
+                self.stats.messages_duplicated += 1;
+            }
             if let Some(d) = self.nodes.get_mut(&to) {
-                d.step(&bytes)?;
-                self.messages_delivered += 1;
+                d.step_from(Some(from), &bytes)?;
+                self.stats.messages_delivered += 1;
             }
         }
         let ids: Vec<u64> = self.nodes.keys().copied().collect();
@@ -436,6 +531,7 @@ impl Sim {
             self.collect(id);
             for (to, bytes) in msgs {
                 if self.rng.gen_bool(self.cfg.loss) || !self.connected(id, to) {
+                    self.stats.messages_dropped += 1;
                     continue;
                 }
                 let at = self.step + self.rng.gen_range(1..=self.cfg.max_delay_steps);
@@ -443,7 +539,34 @@ impl Sim {
                 self.in_flight.insert((at, self.seq), (id, to, bytes));
             }
         }
+        self.writeback();
+        self.observe_leader();
         Ok(())
+    }
+
+    /// Writeback on each live node with probability `cfg.writeback`.
+    fn writeback(&mut self) {
+        if self.cfg.writeback <= 0.0 {
+            return;
+        }
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            if self.rng.gen_bool(self.cfg.writeback) {
+                let d = self.nodes.get_mut(&id).expect("node");
+                d.store_mut().flush();
+                d.state_machine_mut().flush();
+            }
+        }
+    }
+
+    fn observe_leader(&mut self) {
+        if let Some(l) = self.leader() {
+            let key = (self.nodes[&l].raw_node().raft.term, l);
+            if key != self.last_leader {
+                self.last_leader = key;
+                self.stats.leader_changes += 1;
+            }
+        }
     }
 
     pub fn run(&mut self, steps: u64) {
@@ -453,7 +576,7 @@ impl Sim {
     }
 
     /// Step until `pred` holds (checked after each step); returns whether it did.
-    pub fn run_until(&mut self, max_steps: u64, mut pred: impl FnMut(&Sim) -> bool) -> bool {
+    pub fn run_until(&mut self, max_steps: u64, mut pred: impl FnMut(&Self) -> bool) -> bool {
         for _ in 0..max_steps {
             if pred(self) {
                 return true;
@@ -464,7 +587,7 @@ impl Sim {
     }
 
     pub fn applied_index(&self, id: u64) -> u64 {
-        self.nodes[&id].state_machine().applied_index
+        self.nodes[&id].state_machine().applied_index()
     }
 
     /// True when all live nodes have applied the same index and it equals the leader's commit.
@@ -473,9 +596,11 @@ impl Sim {
         let commit = self.nodes[&l].raw_node().raft.raft_log.committed;
         self.nodes
             .values()
-            .all(|d| d.state_machine().applied_index == commit)
+            .all(|d| d.state_machine().applied_index() == commit)
     }
+}
 
+impl Sim<SimStateMachine> {
     /// Safety checks over all live nodes; panics with a description on violation.
     pub fn check_safety(&self) {
         let sms: Vec<(u64, &SimStateMachine)> = self
@@ -676,7 +801,7 @@ mod tests {
             (
                 proposed,
                 l,
-                sim.messages_delivered,
+                sim.stats.messages_delivered,
                 sim.live_nodes()
                     .iter()
                     .map(|id| sim.node(*id).state_machine().hash)
@@ -742,7 +867,7 @@ mod tests {
         eprintln!(
             "applied {applied} of {} proposals; {} messages delivered",
             keys.len(),
-            sim.messages_delivered
+            sim.stats.messages_delivered
         );
         assert!(
             applied > keys.len() / 10,

@@ -1,16 +1,84 @@
 //! The in-memory log store the simulator drives (same contract as the RocksDB one).
+//!
+//! By default every write is durable at once, like the RocksDB store's synced writes. For the
+//! simulator's injected-bug run, [`MemLogStore::with_unsynced_appends`] makes appends reach the
+//! "disk" only at the next synced write or writeback ([`MemLogStore::flush`]); a crash keeps the
+//! durable image plus a prefix of the pending writes ([`MemLogStore::crash_image`]). That is the
+//! store of a node that acknowledges entries before they are fsynced.
 
 use super::*;
 
-// ---------------------------------------------------------------------------------------------
-// In-memory
+/// One write as it would reach the disk.
+#[derive(Debug, Clone)]
+enum Op {
+    Append(Vec<Entry>, Option<HardState>),
+    Commit(u64),
+    Conf(ConfState),
+    Install(Snapshot),
+    Compact(Snapshot, u64),
+}
+
+/// The log's contents (live, or as of the last sync).
+#[derive(Debug, Clone, Default)]
+struct MemLog {
+    meta: LogMeta,
+    entries: VecDeque<Entry>,
+    snapshot: Option<Snapshot>,
+}
+
+impl MemLog {
+    fn apply(&mut self, op: &Op) -> Result<(), ConsensusError> {
+        match op {
+            Op::Append(entries, hard_state) => {
+                self.meta.check_append(entries)?;
+                if let Some(first) = entries.first() {
+                    self.entries
+                        .truncate((first.index - self.meta.first_index()) as usize);
+                    self.entries.extend(entries.iter().cloned());
+                }
+                self.meta.apply_append(entries);
+                if let Some(hs) = hard_state {
+                    self.meta.hs = hs.clone();
+                }
+            }
+            Op::Commit(commit) => self.meta.hs.commit = *commit,
+            Op::Conf(cs) => self.meta.cs = cs.clone(),
+            Op::Install(snap) => {
+                let meta = snap.get_metadata();
+                if meta.index < self.meta.truncated_index {
+                    return Err(ConsensusError::Invariant("stale snapshot".into()));
+                }
+                self.meta.snapshot_install_state(meta);
+                self.entries.clear();
+                self.snapshot = Some(snap.clone());
+            }
+            Op::Compact(snap, compact_to) => {
+                let compact_to = *compact_to;
+                if compact_to > snap.get_metadata().index {
+                    return Err(ConsensusError::Invariant(
+                        "compacting beyond the snapshot".into(),
+                    ));
+                }
+                let term = self.meta.check_compact(compact_to)?;
+                if compact_to > self.meta.truncated_index {
+                    self.entries
+                        .drain(..(compact_to - self.meta.truncated_index) as usize);
+                }
+                self.meta.apply_compact(compact_to, term);
+                self.meta.snap_meta = Some(snap.get_metadata().clone());
+                self.snapshot = Some(snap.clone());
+            }
+        }
+        Ok(())
+    }
+}
 
 /// In-memory log store with the same semantics as [`RaftLogStore`] (for the simulator/tests).
 #[derive(Debug, Clone, Default)]
 pub struct MemLogStore {
-    meta: LogMeta,
-    entries: VecDeque<Entry>,
-    snapshot: Option<Snapshot>,
+    live: MemLog,
+    /// `Some` only with unsynced appends: the disk image and the writes not yet on it, in order.
+    unsynced: Option<(MemLog, Vec<Op>)>,
     snapshot_wanted: std::cell::Cell<bool>,
 }
 
@@ -18,11 +86,80 @@ impl MemLogStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// A store whose appends are not synced (a deliberately broken store, to show that the
+    /// simulator catches acknowledging before fsync).
+    pub fn with_unsynced_appends() -> Self {
+        MemLogStore {
+            unsynced: Some((MemLog::default(), Vec::new())),
+            ..Self::default()
+        }
+    }
+
+    /// Writes not yet durable.
+    pub fn pending_writes(&self) -> usize {
+        self.unsynced.as_ref().map_or(0, |(_, p)| p.len())
+    }
+
+    /// Writeback: every pending write reaches the disk.
+    pub fn flush(&mut self) {
+        if let Some((disk, pending)) = &mut self.unsynced {
+            for op in pending.drain(..) {
+                disk.apply(&op)
+                    .expect("sim: a write accepted live fails on disk");
+            }
+        }
+    }
+
+    /// What a crash leaves: the disk image plus the first `keep` pending writes (writes reach a
+    /// disk in order; the rest are lost).
+    pub fn crash_image(&self, keep: usize) -> MemLogStore {
+        match &self.unsynced {
+            None => MemLogStore {
+                live: self.live.clone(),
+                ..Self::default()
+            },
+            Some((disk, pending)) => {
+                let mut disk = disk.clone();
+                for op in pending.iter().take(keep) {
+                    disk.apply(op)
+                        .expect("sim: a write accepted live fails on disk");
+                }
+                MemLogStore {
+                    live: disk.clone(),
+                    unsynced: Some((disk, Vec::new())),
+                    ..Self::default()
+                }
+            }
+        }
+    }
+
+    /// Applies a write live, then to the disk: at once for a synced write (which also carries
+    /// every earlier pending write down, as a shared WAL does), later for an unsynced append.
+    fn write(&mut self, op: Op) -> Result<(), ConsensusError> {
+        self.live.apply(&op)?;
+        if self.unsynced.is_some() {
+            if matches!(op, Op::Append(..)) {
+                if let Some((_, pending)) = &mut self.unsynced {
+                    pending.push(op);
+                }
+            } else {
+                self.flush();
+                if let Some((disk, _)) = &mut self.unsynced {
+                    disk.apply(&op)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Storage for MemLogStore {
     fn initial_state(&self) -> raft::Result<RaftState> {
-        Ok(RaftState::new(self.meta.hs.clone(), self.meta.cs.clone()))
+        Ok(RaftState::new(
+            self.live.meta.hs.clone(),
+            self.live.meta.cs.clone(),
+        ))
     }
 
     fn entries(
@@ -32,9 +169,10 @@ impl Storage for MemLogStore {
         max_size: impl Into<Option<u64>>,
         _ctx: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        self.meta.check_range(low, high)?;
-        let off = (low - self.meta.first_index()) as usize;
+        self.live.meta.check_range(low, high)?;
+        let off = (low - self.live.meta.first_index()) as usize;
         let iter = self
+            .live
             .entries
             .iter()
             .skip(off)
@@ -45,20 +183,20 @@ impl Storage for MemLogStore {
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
-        self.meta.term(idx)
+        self.live.meta.term(idx)
     }
 
     fn first_index(&self) -> raft::Result<u64> {
-        Ok(self.meta.first_index())
+        Ok(self.live.meta.first_index())
     }
 
     fn last_index(&self) -> raft::Result<u64> {
-        Ok(self.meta.last_index())
+        Ok(self.live.meta.last_index())
     }
 
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         serve_snapshot(
-            self.snapshot.clone(),
+            self.live.snapshot.clone(),
             request_index,
             to,
             &self.snapshot_wanted,
@@ -72,38 +210,19 @@ impl LogStore for MemLogStore {
         entries: &[Entry],
         hard_state: Option<&HardState>,
     ) -> Result<(), ConsensusError> {
-        self.meta.check_append(entries)?;
-        if let Some(first) = entries.first() {
-            self.entries
-                .truncate((first.index - self.meta.first_index()) as usize);
-            self.entries.extend(entries.iter().cloned());
-        }
-        self.meta.apply_append(entries);
-        if let Some(hs) = hard_state {
-            self.meta.hs = hs.clone();
-        }
-        Ok(())
+        self.write(Op::Append(entries.to_vec(), hard_state.cloned()))
     }
 
     fn set_commit(&mut self, commit: u64) -> Result<(), ConsensusError> {
-        self.meta.hs.commit = commit;
-        Ok(())
+        self.write(Op::Commit(commit))
     }
 
     fn set_conf_state(&mut self, cs: &ConfState) -> Result<(), ConsensusError> {
-        self.meta.cs = cs.clone();
-        Ok(())
+        self.write(Op::Conf(cs.clone()))
     }
 
     fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), ConsensusError> {
-        let meta = snap.get_metadata();
-        if meta.index < self.meta.truncated_index {
-            return Err(ConsensusError::Invariant("stale snapshot".into()));
-        }
-        self.meta.snapshot_install_state(meta);
-        self.entries.clear();
-        self.snapshot = Some(snap.clone());
-        Ok(())
+        self.write(Op::Install(snap.clone()))
     }
 
     fn save_snapshot_and_compact(
@@ -111,28 +230,15 @@ impl LogStore for MemLogStore {
         snap: &Snapshot,
         compact_to: u64,
     ) -> Result<(), ConsensusError> {
-        if compact_to > snap.get_metadata().index {
-            return Err(ConsensusError::Invariant(
-                "compacting beyond the snapshot".into(),
-            ));
-        }
-        let term = self.meta.check_compact(compact_to)?;
-        if compact_to > self.meta.truncated_index {
-            self.entries
-                .drain(..(compact_to - self.meta.truncated_index) as usize);
-        }
-        self.meta.apply_compact(compact_to, term);
-        self.meta.snap_meta = Some(snap.get_metadata().clone());
-        self.snapshot = Some(snap.clone());
-        Ok(())
+        self.write(Op::Compact(snap.clone(), compact_to))
     }
 
     fn log_meta(&self) -> &LogMeta {
-        &self.meta
+        &self.live.meta
     }
 
     fn load_snapshot(&self) -> Result<Option<Snapshot>, ConsensusError> {
-        Ok(self.snapshot.clone())
+        Ok(self.live.snapshot.clone())
     }
 
     fn read_error(&self) -> Option<String> {
