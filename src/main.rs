@@ -14,6 +14,7 @@ mod bench;
 mod cli;
 mod demo;
 mod dev;
+mod sim;
 
 #[derive(Parser)]
 #[command(
@@ -278,6 +279,10 @@ enum Cmd {
     },
     /// Load generator: throughput, latency percentiles, CPU per 1 000 transfers, and a final check.
     Bench(bench::BenchArgs),
+    /// Deterministic cluster simulator with the real ledger in the loop: seeded faults, crashes
+    /// that lose unsynced writes, checkers for lost, duplicated and divergent money
+    /// (docs/reliability.md). `--seed S` replays one seed bit for bit.
+    Sim(sim::SimArgs),
     /// Single-node embedded demo on RocksDB (no network): create wallets, move money, print balances.
     Demo {
         /// Keep the data here (default: a temporary directory).
@@ -520,6 +525,7 @@ fn main() {
                 bench::run(a).await.map(|()| cli::Exit(0))
             }
             Cmd::Demo { data_dir } => demo::run(data_dir).map(|()| cli::Exit(0)),
+            Cmd::Sim(a) => sim::run_cli(a).map(cli::Exit),
         }
     });
     match r {

@@ -440,6 +440,12 @@ impl<M: SimMachine> Sim<M> {
         self.stats.wipes += 1;
     }
 
+    /// A node and its disk are gone for good (it must be removed from the configuration).
+    pub fn destroy(&mut self, id: u64) {
+        self.nodes.remove(&id);
+        self.down.remove(&id);
+    }
+
     /// Start a brand-new empty node process (it becomes a member once added via the log).
     pub fn add_process(&mut self, id: u64) {
         let store = self.empty_store();

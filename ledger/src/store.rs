@@ -168,7 +168,7 @@ pub trait Store: Send {
 }
 
 /// The in-memory store: hash maps, no ordering needed (postings are read by dense sequence number).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct MemStore {
     maps: [FxHashMap<Vec<u8>, Vec<u8>>; Cf::ALL.len()],
 }

@@ -269,6 +269,11 @@ impl<S: Store> Ledger<S> {
     pub fn store(&self) -> &S {
         &self.store
     }
+    /// The store, for the simulator's writeback only: whatever is done through it must not change
+    /// what reads see (the ledger caches state in memory).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
     /// Gives the store back (tests tamper with it to show the audit checks notice).
     pub fn into_store(self) -> S {
         self.store
