@@ -157,6 +157,8 @@ struct HeaderParts<'h> {
     nonce: &'h str,
     sig_hex: &'h str,
     role: ClientRole,
+    /// The cluster the request is signed for (checked to be this one), if bound.
+    cluster: Option<&'h str>,
 }
 
 /// Settings of the verifier.
@@ -168,6 +170,9 @@ pub struct AuthConfig {
     pub nonce_cache_entries: usize,
     /// Largest request message accepted, in bytes (larger: `INVALID_ARGUMENT`).
     pub max_request_bytes: usize,
+    /// This node's cluster id: a request signed for another cluster is refused, and every
+    /// response names it (`x-suanpan-cluster`) so clients can bind their signatures to it.
+    pub cluster_id: String,
 }
 
 impl Default for AuthConfig {
@@ -176,6 +181,7 @@ impl Default for AuthConfig {
             window_ms: 60_000,
             nonce_cache_entries: 1 << 20,
             max_request_bytes: 8 << 20,
+            cluster_id: String::new(),
         }
     }
 }
@@ -257,6 +263,14 @@ impl Authenticator {
         let ts = header(headers, HEADER_TS)?;
         let nonce = header(headers, HEADER_NONCE)?;
         let sig_hex = header(headers, HEADER_SIG)?;
+        let cluster = headers.get(HEADER_CLUSTER).and_then(|v| v.to_str().ok());
+        if cluster.is_some_and(|c| c != self.cfg.cluster_id) {
+            return Err(status_with_reason(
+                tonic::Code::PermissionDenied,
+                "the request is signed for another cluster",
+                "wrong_cluster",
+            ));
+        }
         let ts = self.check_ts(ts, now_ms())?;
         if nonce.len() < NONCE_CHARS_MIN
             || nonce.len() > NONCE_CHARS_MAX
@@ -289,6 +303,7 @@ impl Authenticator {
             nonce,
             sig_hex,
             role,
+            cluster,
         })
     }
 
@@ -309,6 +324,7 @@ impl Authenticator {
             nonce,
             sig_hex,
             role,
+            cluster,
         } = self.check_headers(headers)?;
         let now = now_ms();
         let mut sig = [0u8; 64];
@@ -318,7 +334,7 @@ impl Authenticator {
             .map_err(|_| Status::unauthenticated("invalid public key"))?;
         let digest: [u8; 32] = Sha256::digest(message).into();
         vk.verify_strict(
-            canonical_string(path, ts, nonce, &digest).as_bytes(),
+            canonical_for(cluster, path, ts, nonce, &digest).as_bytes(),
             &Signature::from_bytes(&sig),
         )
         .map_err(|_| Status::unauthenticated("bad signature"))?;
@@ -500,22 +516,32 @@ where
             if !(path.starts_with(LEDGER_PREFIX) || path.starts_with(ADMIN_PREFIX)) {
                 return inner.call(req).await; // reflection, or unknown (tonic answers UNIMPLEMENTED)
             }
+            let cluster = http::HeaderValue::from_str(&auth.cfg.cluster_id).ok();
+            let name_cluster = |mut resp: http::Response<Body>| {
+                if let Some(c) = &cluster {
+                    resp.headers_mut().insert(HEADER_CLUSTER, c.clone());
+                }
+                resp
+            };
             // Who is calling is checked from the headers alone, before any body is buffered.
             if let Err(s) = auth.precheck(req.headers()) {
-                return Ok(s.into_http());
+                return Ok(name_cluster(s.into_http()));
             }
             let (mut parts, body) = req.into_parts();
             let (raw, message) = match read_body(body, auth.cfg.max_request_bytes).await {
                 Ok(x) => x,
-                Err(s) => return Ok(s.into_http()),
+                Err(s) => return Ok(name_cluster(s.into_http())),
             };
             match auth.verify_request(&path, &parts.headers, &message) {
                 Ok(caller) => {
                     parts.extensions.insert(caller);
                     let body = Body::new(http_body_util::Full::new(raw));
-                    inner.call(http::Request::from_parts(parts, body)).await
+                    inner
+                        .call(http::Request::from_parts(parts, body))
+                        .await
+                        .map(name_cluster)
                 }
-                Err(s) => Ok(s.into_http()),
+                Err(s) => Ok(name_cluster(s.into_http())),
             }
         })
     }
@@ -593,6 +619,53 @@ mod tests {
         let status = Status::from_header_map(resp.headers()).expect("a gRPC status");
         assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
         assert!(!polled.load(Ordering::SeqCst), "the body was read");
+    }
+
+    struct OneAdmin([u8; 32]);
+    impl ClientDirectory for OneAdmin {
+        fn lookup(&self, k: &[u8; 32]) -> Option<(ClientRole, bool)> {
+            (*k == self.0).then_some((ClientRole::Admin, false))
+        }
+        fn is_empty(&self) -> bool {
+            false
+        }
+    }
+
+    /// A request signed for one cluster is refused by another that knows the same key, and
+    /// removing the cluster header (to pass it off as unbound) breaks the signature.
+    #[test]
+    fn a_signature_is_bound_to_its_cluster() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let node = |cluster: &str| {
+            Authenticator::new(
+                AuthConfig {
+                    cluster_id: cluster.into(),
+                    ..AuthConfig::default()
+                },
+                Arc::new(OneAdmin(key.verifying_key().to_bytes())),
+                key.verifying_key(),
+                1,
+            )
+        };
+        let (a, b) = (node("cluster-a"), node("cluster-b"));
+        let body = b"submit body";
+        let headers = |signed: &SignedHeaders| {
+            let mut md = tonic::metadata::MetadataMap::new();
+            signed.apply(&mut md);
+            md.into_headers()
+        };
+        let for_a = SignedHeaders::sign_now_for(Some("cluster-a"), &key, SUBMIT_PATH, body);
+        let err = b
+            .verify_request(SUBMIT_PATH, &headers(&for_a), body)
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+        assert_eq!(ErrorReason::of(&err), Some(ErrorReason::WrongCluster));
+        let mut stripped = headers(&for_a);
+        stripped.remove(HEADER_CLUSTER);
+        let err = b.verify_request(SUBMIT_PATH, &stripped, body).unwrap_err();
+        assert!(err.message().contains("bad signature"), "{err:?}");
+        a.verify_request(SUBMIT_PATH, &headers(&for_a), body)
+            .expect("accepted by the cluster it was signed for");
     }
 
     /// One key flooding nonces fills only its own share: other clients are still served.

@@ -307,6 +307,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     });
     let mut auth_cfg = cfg.auth.clone();
     auth_cfg.max_request_bytes = cfg.limits.max_request_bytes;
+    auth_cfg.cluster_id = crate::identity::cluster_id(&admin_key);
     let auth = Authenticator::new(
         auth_cfg,
         Arc::new(LedgerDirectory(ledger.clone())),

@@ -6,6 +6,8 @@ pub const HEADER_KEY: &str = "x-suanpan-key";
 pub const HEADER_TS: &str = "x-suanpan-ts";
 pub const HEADER_NONCE: &str = "x-suanpan-nonce";
 pub const HEADER_SIG: &str = "x-suanpan-sig";
+/// The cluster a request is signed for (request) / the cluster a node belongs to (every response).
+pub const HEADER_CLUSTER: &str = "x-suanpan-cluster";
 pub const HEADER_PEER_FROM: &str = "x-suanpan-peer-from";
 pub const HEADER_PEER_TS: &str = "x-suanpan-peer-ts";
 pub const HEADER_PEER_SIG: &str = "x-suanpan-peer-sig";
@@ -45,10 +47,12 @@ pub enum ErrorReason {
     ReadNotConfirmed,
     /// The node's Raft runtime stopped.
     Stopped,
+    /// The request was signed for another cluster (`x-suanpan-cluster`); nothing was applied.
+    WrongCluster,
 }
 
 impl ErrorReason {
-    pub const ALL: [ErrorReason; 7] = [
+    pub const ALL: [ErrorReason; 8] = [
         ErrorReason::NotLeader,
         ErrorReason::NoLeader,
         ErrorReason::OutcomeUnknown,
@@ -56,6 +60,7 @@ impl ErrorReason {
         ErrorReason::Overloaded,
         ErrorReason::ReadNotConfirmed,
         ErrorReason::Stopped,
+        ErrorReason::WrongCluster,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -67,6 +72,7 @@ impl ErrorReason {
             ErrorReason::Overloaded => "overloaded",
             ErrorReason::ReadNotConfirmed => "read_not_confirmed",
             ErrorReason::Stopped => "stopped",
+            ErrorReason::WrongCluster => "wrong_cluster",
         }
     }
 

@@ -32,6 +32,9 @@ pub(super) struct Core {
     pub(super) channels: Mutex<HashMap<String, Channel>>,
     /// Endpoint believed to be the leader (or the last that answered).
     pub(super) preferred: Mutex<String>,
+    /// The cluster signatures are bound to, learnt from the first answer (`x-suanpan-cluster`);
+    /// `Some("")`: the node names none (unbound v1 signatures).
+    pub(super) cluster: Mutex<Option<String>>,
 }
 
 impl Core {
@@ -97,7 +100,14 @@ impl Core {
             let channel = self.channel(&target)?;
             let mut req = Request::new(msg.clone());
             req.set_timeout(timeout);
-            SignedHeaders::sign_now(&self.key, path, &bytes).apply(req.metadata_mut());
+            let cluster = self.cluster.lock().clone();
+            // Until the cluster id is known the request goes unsigned: the node refuses it
+            // unread and names its cluster, and every later signature is bound to that id.
+            if let Some(c) = &cluster {
+                let bound = (!c.is_empty()).then_some(c.as_str());
+                SignedHeaders::sign_now_for(bound, &self.key, path, &bytes)
+                    .apply(req.metadata_mut());
+            }
             let status = match tokio::time::timeout(timeout, f(channel, req)).await {
                 Ok(Ok(resp)) => {
                     *self.preferred.lock() = target;
@@ -106,6 +116,16 @@ impl Core {
                 Ok(Err(s)) => s,
                 Err(_) => Status::deadline_exceeded("request timed out"),
             };
+            if cluster.is_none() && status.code() == tonic::Code::Unauthenticated {
+                let named = status
+                    .metadata()
+                    .get(crate::protocol::HEADER_CLUSTER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                *self.cluster.lock() = Some(named.to_string());
+                attempt -= 1;
+                continue;
+            }
             let reason = ErrorReason::of(&status);
             let mut redirect = None;
             match (status.code(), reason) {

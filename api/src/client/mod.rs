@@ -168,6 +168,7 @@ impl Client {
             .collect();
         let core = Arc::new(Core {
             preferred: Mutex::new(endpoints[0].clone()),
+            cluster: Mutex::new(None),
             endpoints,
             key,
             channels: Mutex::new(HashMap::new()),

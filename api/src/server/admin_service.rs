@@ -32,7 +32,9 @@ pub(crate) async fn fetch_node_info(
     let msg = pb::NodeInfoRequest {};
     let bytes = prost::Message::encode_to_vec(&msg);
     let mut req = Request::new(msg);
-    SignedHeaders::sign_now(key, "/suanpan.v1.Admin/NodeInfo", &bytes).apply(req.metadata_mut());
+    let cluster = crate::identity::cluster_id(key);
+    SignedHeaders::sign_now_for(Some(&cluster), key, "/suanpan.v1.Admin/NodeInfo", &bytes)
+        .apply(req.metadata_mut());
     let mut client = pb::admin_client::AdminClient::new(channel);
     match tokio::time::timeout(timeout, client.node_info(req)).await {
         Ok(Ok(r)) => Ok(r.into_inner()),

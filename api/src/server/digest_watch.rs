@@ -22,7 +22,9 @@ async fn fetch_chain(
     };
     let bytes = prost::Message::encode_to_vec(&msg);
     let mut req = Request::new(msg);
-    SignedHeaders::sign_now(key, "/suanpan.v1.Ledger/GetChain", &bytes).apply(req.metadata_mut());
+    let cluster = crate::identity::cluster_id(key);
+    SignedHeaders::sign_now_for(Some(&cluster), key, "/suanpan.v1.Ledger/GetChain", &bytes)
+        .apply(req.metadata_mut());
     pb::ledger_client::LedgerClient::new(channel)
         .get_chain(req)
         .await
