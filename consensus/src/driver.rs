@@ -279,6 +279,11 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         self.raw.mut_store()
     }
 
+    /// For the simulator (deterministic election timeouts).
+    pub fn raw_node_mut(&mut self) -> &mut RawNode<S> {
+        &mut self.raw
+    }
+
     pub fn raw_node(&self) -> &RawNode<S> {
         &self.raw
     }
@@ -464,7 +469,17 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         if let Some(p) = peer {
             let prs = self.raw.raft.prs();
             let knows_config = prs.iter().next().is_some();
-            if msg.from != p || (knows_config && prs.get(p).is_none()) {
+            // A leader's messages are taken from a node this one does not know as a member yet,
+            // at a term it already knows: a follower that has not applied the change adding the
+            // new leader must still hear from it (Raft accepts a leader outside the receiver's
+            // configuration), or it never catches up. It learns the term from members (their
+            // vote rejections). Anything else from a non-member — votes, responses, a higher
+            // term — is dropped, so a removed node cannot disturb the cluster.
+            let from_a_leader = matches!(
+                msg.get_msg_type(),
+                MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+            ) && msg.term <= self.raw.raft.term;
+            if msg.from != p || (knows_config && !from_a_leader && prs.get(p).is_none()) {
                 tracing::warn!(
                     node = self.cfg.id,
                     peer = p,

@@ -318,8 +318,6 @@ impl<M: SimMachine> Sim<M> {
         sim
     }
 
-    /// Create a node process. The election timeout is fixed per node (randomized from the
-    /// sim RNG), which makes raft-rs's internal timeout randomization deterministic.
     fn empty_store(&self) -> MemLogStore {
         if self.cfg.unsynced_appends {
             MemLogStore::with_unsynced_appends()
@@ -328,18 +326,23 @@ impl<M: SimMachine> Sim<M> {
         }
     }
 
+    /// Create a node process. Its first election timeout is `election_tick + offset`; later
+    /// ones are drawn from the sim RNG at each tick after a reset (see [`Sim::step`]).
     fn spawn(&mut self, id: u64, store: MemLogStore, sm: M, offset: Option<usize>) {
         let e = self.cfg.consensus.election_tick;
         let off = offset.unwrap_or_else(|| self.rng.gen_range(0..e));
         let cfg = Config {
             id,
-            min_election_tick: e + off,
-            max_election_tick: e + off + 1,
+            min_election_tick: e,
+            max_election_tick: 2 * e,
             ..self.cfg.consensus.clone()
         };
         let pid_start = self.rng.gen::<u64>() >> 1;
-        let d =
+        let mut d =
             Driver::new(cfg, store, sm, pid_start, &discard_logger()).expect("sim: driver start");
+        d.raw_node_mut()
+            .raft
+            .set_randomized_election_timeout(e + off);
         self.nodes.insert(id, d);
     }
 
@@ -523,8 +526,18 @@ impl<M: SimMachine> Sim<M> {
         #[allow(clippy::manual_is_multiple_of)] // workspace MSRV 1.85 predates is_multiple_of
         let tick_now = self.step % self.cfg.steps_per_tick == 0;
         if tick_now {
+            let e = self.cfg.consensus.election_tick;
             for id in &ids {
-                self.nodes.get_mut(id).expect("node").tick()?;
+                // raft-rs draws a node's election timeout from the thread RNG at every reset;
+                // draw it from the seeded RNG instead, every time it can have been reset, so
+                // runs replay and nodes do not keep equal timeouts (a split-vote livelock that
+                // fixed timeouts produce).
+                let t = self.rng.gen_range(e..2 * e);
+                let d = self.nodes.get_mut(id).expect("node");
+                if d.raw_node().raft.election_elapsed == 0 {
+                    d.raw_node_mut().raft.set_randomized_election_timeout(t);
+                }
+                d.tick()?;
             }
         }
         let now_ns = self.step * 1_000_000;
@@ -721,6 +734,42 @@ mod tests {
     /// A leader whose wall clock jumps a year ahead cannot drag log time with it: each entry is
     /// stamped at most `max_clock_step_ms` past the last log time plus the leader's own elapsed
     /// ticks, and the clamp is counted.
+    /// A follower cut off while a new node was added and then became leader still catches up
+    /// from it: it hears the new leader before it has applied the change that made it a member.
+    /// (Found by the swarm: `suanpan sim --seed 1006825` before this fix.)
+    #[test]
+    fn a_lagging_follower_hears_a_leader_it_does_not_know_yet() {
+        let seed = sim_seed(23);
+        let mut sim = Sim::new(SimConfig::new(3, seed));
+        let l = elect(&mut sim);
+        let f = sim.live_nodes().into_iter().find(|n| *n != l).unwrap();
+        let others: Vec<u64> = sim.live_nodes().into_iter().filter(|n| *n != f).collect();
+        sim.partition(vec![vec![f], [others.clone(), vec![4]].concat()]);
+        sim.add_process(4);
+        let k = sim.propose_membership(l, MembershipChange::AddVoter(4));
+        assert!(
+            sim.run_until(2_000, |s| s.outcomes.contains_key(&k)),
+            "seed {seed}"
+        );
+        assert!(sim.run_until(2_000, |s| s.applied_index(4) >= s.applied_index(l)));
+        sim.node_mut(l).transfer_leader(4);
+        assert!(
+            sim.run_until(2_000, |s| s.leader() == Some(4)),
+            "seed {seed}: no transfer"
+        );
+        for i in 0..5u8 {
+            sim.propose(4, vec![i]);
+        }
+        sim.heal();
+        assert!(
+            sim.run_until(5_000, |s| s.converged()),
+            "seed {seed}: node {f} never caught up: {:?}",
+            sim.node(f).status()
+        );
+        assert_eq!(sim.node(f).status().voters, vec![1, 2, 3, 4], "seed {seed}");
+        sim.check_safety();
+    }
+
     #[test]
     fn a_clock_jump_does_not_move_log_time() {
         let seed = sim_seed(11);

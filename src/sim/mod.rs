@@ -390,7 +390,46 @@ impl Swarm {
 
     fn liveness_failure(&mut self, what: &str) -> Result<(), String> {
         self.report.liveness_failures += 1;
-        Err(format!("liveness: {what}"))
+        Err(format!("liveness: {what}; {}", self.describe()))
+    }
+
+    /// The cluster's state, for a failure message.
+    fn describe(&self) -> String {
+        let mut out = format!("step {}", self.sim.now_step());
+        for id in self.sim.live_nodes() {
+            let s = self.sim.node(id).status();
+            let raft = &self.sim.node(id).raw_node().raft;
+            out += &format!(
+                "; node {id}: {:?} term {} vote {} leader {:?} last {}/{} commit {} applied {} \
+                 voters {:?} learners {:?} election {}/{}",
+                s.role,
+                s.term,
+                raft.vote,
+                s.leader_id,
+                raft.raft_log.last_index(),
+                raft.raft_log.last_term(),
+                s.commit_index,
+                s.applied_index,
+                s.voters,
+                s.learners,
+                raft.election_elapsed,
+                raft.randomized_election_timeout()
+            );
+        }
+        let waiting: Vec<String> = self
+            .clients
+            .iter()
+            .filter_map(|c| {
+                c.request
+                    .as_ref()
+                    .map(|r| format!("client {} attempt {:?}", c.n, r.attempt))
+            })
+            .collect();
+        out += &format!("; setup_done {}; waiting {waiting:?}", self.setup_done);
+        if self.replace.is_some() {
+            out += "; a replacement is in progress";
+        }
+        out
     }
 
     fn run_until(&mut self, max_steps: u64, pred: impl Fn(&Swarm) -> bool) -> Result<bool, String> {
