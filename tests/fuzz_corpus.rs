@@ -354,12 +354,112 @@ fn write_seeds() {
     }
 }
 
+/// Programs for `ledger_apply`: batches of encoded commands (`ledger::fuzzing`'s format) — accounts
+/// and top-ups, transfers and holds, then posts, voids and expiries after time passes, plus every
+/// `ledger_codec` seed as a batch of its own after the setup.
+fn write_apply_seeds() {
+    use ledger::*;
+    let dec = |s: &str| s.parse::<rust_decimal::Decimal>().unwrap();
+    let account = |n: u128, kind: AccountKind| {
+        Command::CreateAccount(CreateAccount {
+            id: Id(n),
+            currency: "CNY".into(),
+            kind,
+            debits_must_not_exceed_credits: false,
+            credits_must_not_exceed_debits: false,
+            overdraft: None,
+            limits: LimitsSpec::default(),
+            reference: String::new(),
+            metadata: Default::default(),
+            normal_side: None,
+        })
+    };
+    let transfer = |n: u128, from: u128, to: u128, amount: &str, hold: Option<u64>| {
+        Command::CreateTransfer(CreateTransfer {
+            id: Id(n),
+            legs: vec![LegSpec {
+                debit: Id(from),
+                credit: Id(to),
+                amount: dec(amount),
+                currency: None,
+            }],
+            pending_timeout_seconds: hold,
+            reference: String::new(),
+        })
+    };
+    let program = |batches: &[(u8, Vec<Command>)]| {
+        let mut v = Vec::new();
+        for (dt, cmds) in batches {
+            let bytes = codec::encode_commands(cmds);
+            v.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+            v.push(*dt);
+            v.extend_from_slice(&bytes);
+        }
+        v
+    };
+    let setup = vec![
+        account(1, AccountKind::System),
+        account(0xA, AccountKind::Wallet),
+        account(0xB, AccountKind::Wallet),
+        account(0xC, AccountKind::Merchant),
+        transfer(100, 1, 0xA, "500.00", None),
+        transfer(101, 1, 0xB, "80.00", None),
+    ];
+    let moves = vec![
+        transfer(200, 0xA, 0xB, "12.50", None),
+        transfer(201, 0xB, 0xA, "1000.00", None),
+        transfer(202, 0xA, 0xC, "30.00", Some(5)),
+        transfer(203, 0xB, 0xC, "10.00", Some(60)),
+        transfer(200, 0xA, 0xB, "12.50", None),
+        transfer(200, 0xA, 0xB, "13.00", None),
+    ];
+    let settle = vec![
+        Command::PostPending(PostPending {
+            id: Id(300),
+            pending_id: Id(203),
+            amount: Some(dec("4.00")),
+            currency: None,
+        }),
+        Command::VoidPending(VoidPending {
+            id: Id(301),
+            pending_id: Id(202),
+        }),
+        Command::SetAccountStatus(SetAccountStatus {
+            id: Id(302),
+            account: Id(0xB),
+            status: AccountStatus::Frozen,
+        }),
+        transfer(303, 0xB, 0xA, "1.00", None),
+    ];
+    let dir = corpus("ledger_apply");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("seed-bank"),
+        program(&[(0, setup.clone()), (1, moves), (10, settle)]),
+    )
+    .unwrap();
+    for e in std::fs::read_dir(corpus("ledger_codec")).unwrap() {
+        let p = e.unwrap().path();
+        let bytes = std::fs::read(&p).unwrap();
+        let Ok(cmds) = codec::decode_commands(&bytes) else {
+            continue;
+        };
+        if !p.file_name().unwrap().to_string_lossy().starts_with("seed") {
+            continue;
+        }
+        let name = format!("from-{}", p.file_name().unwrap().to_string_lossy());
+        std::fs::write(dir.join(name), program(&[(0, setup.clone()), (1, cmds)])).unwrap();
+    }
+}
+
 #[test]
 fn fuzz_seed_corpora_replay_cleanly() {
     if std::env::var("SUANPAN_WRITE_CORPUS").is_ok() {
         write_seeds();
+        write_apply_seeds();
     }
-    let n = replay("ledger_codec", ledger::codec::fuzz_decode_commands)
+    let n = replay("ledger_apply", ledger::fuzzing::fuzz_apply)
+        + replay("ledger_codec", ledger::codec::fuzz_decode_commands)
         + replay("emv_payload", ledger::emv::fuzz_parse)
         + replay("submit_request", api::fuzzing::submit_request)
         + replay("signed_request", api::fuzzing::signed_request)

@@ -35,6 +35,8 @@ pub mod codec;
 pub mod command;
 pub mod emv;
 pub mod enums;
+#[cfg(feature = "rocksdb")]
+pub mod fuzzing;
 pub mod money;
 pub mod paycode;
 pub mod redpacket;
