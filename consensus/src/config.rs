@@ -54,6 +54,10 @@ pub struct Config {
     /// stamp an entry: a wall clock that jumps ahead cannot drag log time (and every expiry
     /// with it) forward faster than this per entry.
     pub max_clock_step_ms: u64,
+    /// The leader promotes a learner to voter once its log is within this many entries of the
+    /// commit index (new nodes join as learners: no vote and no quorum weight while they catch
+    /// up). 0: learners stay learners.
+    pub promote_lag_entries: u64,
 }
 
 impl Default for Config {
@@ -84,6 +88,7 @@ impl Default for Config {
             max_inflight_msgs: 256,
             max_apply_batch_bytes: 64 << 20,
             max_clock_step_ms: 2_000,
+            promote_lag_entries: 100,
         }
     }
 }

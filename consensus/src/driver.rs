@@ -443,8 +443,40 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
                 self.raw.report_snapshot(peer, SnapshotStatus::Failure);
             }
         }
+        self.maybe_promote_learner();
         let r = self.check_store();
         self.fail(r)
+    }
+
+    /// On the leader, proposes one caught-up learner as a voter (one change at a time; nobody
+    /// waits for the outcome: if it is lost, a later tick proposes it again).
+    fn maybe_promote_learner(&mut self) {
+        let lag = self.cfg.promote_lag_entries;
+        if lag == 0 || !self.is_leader() || self.raw.raft.has_pending_conf() {
+            return;
+        }
+        let committed = self.raw.raft.raft_log.committed;
+        let prs = self.raw.raft.prs();
+        let ready = prs
+            .conf()
+            .to_conf_state()
+            .learners
+            .into_iter()
+            .filter(|id| {
+                // It has acknowledged entries (a learner just added has matched 0) and is close.
+                prs.get(*id).is_some_and(|p| {
+                    p.recent_active && p.matched > 0 && p.matched + lag >= committed
+                })
+            })
+            .min();
+        if let Some(id) = ready {
+            tracing::info!(
+                node = self.cfg.id,
+                learner = id,
+                "promoting a caught-up learner"
+            );
+            self.propose_membership_change(MembershipChange::AddVoter(id));
+        }
     }
 
     /// Feed one encoded raft message from a peer. Undecodable or misaddressed messages are

@@ -770,6 +770,43 @@ mod tests {
         sim.check_safety();
     }
 
+    /// A new node joins as a learner and the leader promotes it only once its log has caught up:
+    /// while it is cut off and behind, it stays a learner (no vote, no weight in the quorum).
+    #[test]
+    fn a_learner_is_promoted_once_caught_up() {
+        let seed = sim_seed(29);
+        let mut cfg = SimConfig::new(3, seed);
+        cfg.consensus.promote_lag_entries = 5;
+        let mut sim = Sim::new(cfg);
+        let l = elect(&mut sim);
+        sim.add_process(4);
+        sim.partition(vec![vec![1, 2, 3], vec![4]]);
+        let k = sim.propose_membership(l, MembershipChange::AddLearner(4));
+        assert!(
+            sim.run_until(2_000, |s| s.outcomes.contains_key(&k)),
+            "seed {seed}"
+        );
+        for i in 0..30u8 {
+            sim.propose(l, vec![i]);
+            sim.run(20);
+        }
+        sim.run(1_000);
+        let st = sim.node(l).status();
+        assert_eq!(st.learners, vec![4], "seed {seed}: {st:?}");
+        assert_eq!(st.voters, vec![1, 2, 3], "seed {seed}");
+        sim.heal();
+        assert!(
+            sim.run_until(5_000, |s| s.leader().is_some_and(|l| s
+                .node(l)
+                .status()
+                .voters
+                == vec![1, 2, 3, 4])),
+            "seed {seed}: never promoted"
+        );
+        assert!(sim.run_until(2_000, |s| s.converged()), "seed {seed}");
+        sim.check_safety();
+    }
+
     #[test]
     fn a_clock_jump_does_not_move_log_time() {
         let seed = sim_seed(11);

@@ -6,12 +6,16 @@ use super::*;
 pub enum ClusterCmd {
     /// Every member's role, term, commit and applied index and state digest.
     Status,
-    /// Add a node (it must be running with --join).
+    /// Add a node (it must be running with --join). It joins as a learner and the leader
+    /// promotes it to voter once it has caught up; this waits for that (up to --wait-s).
     AddNode {
         #[arg(long)]
         id: u64,
         #[arg(long)]
         address: String,
+        /// How long to wait for the promotion to voter (0: do not wait).
+        #[arg(long, default_value_t = 60)]
+        wait_s: u64,
     },
     /// Remove a node from the cluster.
     RemoveNode {
@@ -278,12 +282,27 @@ pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> Result<Exit> {
             }
             Ok(Exit(0))
         }
-        ClusterCmd::AddNode { id, address } => {
+        ClusterCmd::AddNode {
+            id,
+            address,
+            wait_s,
+        } => {
             let idx = c.add_node(id, &address).await?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_s);
+            let mut voter = false;
+            while !voter && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                voter = c.node_info().await.is_ok_and(|i| i.voters.contains(&id));
+            }
+            let role = if voter { "voter" } else { "learner" };
             print_done(
                 conn,
-                json!({"added": id, "address": address, "applied_index": idx}),
-                &format!("node {id} added (index {idx})"),
+                json!({"added": id, "address": address, "applied_index": idx, "role": role}),
+                &if voter {
+                    format!("node {id} added (index {idx}) and promoted to voter")
+                } else {
+                    format!("node {id} added as a learner (index {idx}); the leader promotes it once it has caught up")
+                },
             );
             Ok(Exit(0))
         }

@@ -127,9 +127,11 @@ impl pb::admin_server::Admin for AdminService {
         }
         self.ctx.require_leader()?;
         self.ctx.peers.set(req.id, req.address);
+        // A new node joins as a learner (no vote, no quorum weight while it catches up); the
+        // leader promotes it once its log is close to the commit index.
         let (index, _) = self
             .ctx
-            .await_outcome(self.ctx.raft.add_node(req.id))
+            .await_outcome(self.ctx.raft.add_learner(req.id))
             .await?;
         Ok(Response::new(pb::MembershipResponse {
             applied_index: index,
