@@ -20,6 +20,8 @@ pub struct EventLogConfig {
     pub max_commands: usize,
     /// Live fan-out buffer per watcher, in batches (a slower watcher re-reads from the ring).
     pub live_buffer_batches: usize,
+    /// Most watchers at once (each holds a task and buffers); beyond: `RESOURCE_EXHAUSTED`.
+    pub max_watchers: usize,
 }
 
 impl Default for EventLogConfig {
@@ -28,6 +30,7 @@ impl Default for EventLogConfig {
             max_batches: 4_096,
             max_commands: 131_072,
             live_buffer_batches: 1_024,
+            max_watchers: 256,
         }
     }
 }
@@ -48,6 +51,16 @@ pub struct EventLog {
     cfg: EventLogConfig,
     ring: Mutex<Ring>,
     live: broadcast::Sender<Arc<pb::WatchEvent>>,
+    watchers: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One watcher's place in `EventLog::watchers`, given back when its task ends.
+struct WatcherSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for WatcherSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl EventLog {
@@ -63,6 +76,7 @@ impl EventLog {
                 complete_from: applied_index + 1,
             }),
             live,
+            watchers: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 
@@ -137,11 +151,24 @@ impl EventLog {
             // Say plainly, before streaming, when the start is no longer retained.
             journal.check_retained(from)?;
         }
+        let max = self.cfg.max_watchers;
+        let taken = self.watchers.fetch_update(
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+            |n| (n < max).then_some(n + 1),
+        );
+        if taken.is_err() {
+            return Err(Status::resource_exhausted(format!(
+                "this node already serves {max} watchers; retry later or watch another node"
+            )));
+        }
+        let slot = WatcherSlot(self.watchers.clone());
         let (tx, out) = mpsc::channel(64);
         let log = self.clone();
         let send = move |e: &pb::WatchEvent| filter(e, &accounts);
         tokio::spawn(async move {
-            // From 0: the first batch applied from now on.
+            let _slot = slot; // freed when the watcher ends (its client gone or the node closing)
+                              // From 0: the first batch applied from now on.
             let mut next = if from == 0 {
                 log.complete_from().max(1)
             } else {
@@ -275,5 +302,58 @@ impl Journal for LedgerJournal {
             })
             .collect();
         Ok((events, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoJournal;
+    impl Journal for NoJournal {
+        fn check_retained(&self, _: u64) -> Result<(), Status> {
+            Ok(())
+        }
+        fn read(&self, from: u64) -> Result<(Vec<pb::WatchEvent>, u64), Status> {
+            Ok((Vec::new(), from))
+        }
+    }
+
+    /// Watchers are bounded: beyond `max_watchers` a watch is refused, and a watcher whose client
+    /// went away gives its place back.
+    #[test]
+    fn watchers_are_bounded_and_their_places_come_back() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let log = Arc::new(EventLog::new(
+                EventLogConfig {
+                    max_watchers: 2,
+                    ..EventLogConfig::default()
+                },
+                0,
+            ));
+            let (_closing_tx, closing) = tokio::sync::watch::channel(false);
+            let watch = || log.watch(0, Vec::new(), Arc::new(NoJournal), closing.clone());
+            let a = watch().expect("first");
+            let _b = watch().expect("second");
+            let err = watch().expect_err("a third is over the limit");
+            assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+            drop(a);
+            // The watcher notices its client is gone at its next event.
+            log.push(pb::WatchEvent {
+                index: 1,
+                ..Default::default()
+            });
+            for _ in 0..100 {
+                tokio::task::yield_now().await;
+                if watch().is_ok() {
+                    return;
+                }
+            }
+            panic!("the place of a closed watcher was not given back");
+        });
     }
 }

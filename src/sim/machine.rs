@@ -127,6 +127,7 @@ impl SimLedger {
                 max_batches: 8,
                 max_commands: 256,
                 live_buffer_batches: 1,
+                max_watchers: 0,
             },
             ledger.applied_index(),
         );
