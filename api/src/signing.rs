@@ -18,36 +18,19 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The canonical string a client signs.
+/// The canonical string a client signs (unbound, v1).
 pub fn canonical_string(
     method_path: &str,
     ts_ms: u64,
     nonce: &str,
     body_sha256: &[u8; 32],
 ) -> String {
-    format!(
-        "suanpan-v1\n{method_path}\n{ts_ms}\n{nonce}\n{}",
-        hex::encode(body_sha256)
-    )
+    canonical_for(None, method_path, ts_ms, nonce, body_sha256)
 }
 
-/// The canonical string of a request bound to a cluster (`x-suanpan-cluster`): the same fields
-/// after the cluster id, so a captured request cannot be replayed on another cluster, and
-/// removing the cluster header breaks the signature.
-pub fn canonical_string_v2(
-    cluster: &str,
-    method_path: &str,
-    ts_ms: u64,
-    nonce: &str,
-    body_sha256: &[u8; 32],
-) -> String {
-    format!(
-        "suanpan-v2\n{cluster}\n{method_path}\n{ts_ms}\n{nonce}\n{}",
-        hex::encode(body_sha256)
-    )
-}
-
-/// The canonical string for `cluster` (`None`: the unbound v1 form).
+/// The canonical string for `cluster`: bound (`suanpan-v2`, the cluster id first, so a captured
+/// request cannot be replayed on another cluster and removing the cluster header breaks the
+/// signature) or, for `None`, the unbound v1 form.
 pub fn canonical_for(
     cluster: Option<&str>,
     method_path: &str,
@@ -55,9 +38,13 @@ pub fn canonical_for(
     nonce: &str,
     body_sha256: &[u8; 32],
 ) -> String {
+    let rest = format!(
+        "{method_path}\n{ts_ms}\n{nonce}\n{}",
+        hex::encode(body_sha256)
+    );
     match cluster {
-        Some(c) => canonical_string_v2(c, method_path, ts_ms, nonce, body_sha256),
-        None => canonical_string(method_path, ts_ms, nonce, body_sha256),
+        Some(c) => format!("suanpan-v2\n{c}\n{rest}"),
+        None => format!("suanpan-v1\n{rest}"),
     }
 }
 

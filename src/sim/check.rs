@@ -6,7 +6,7 @@ use super::*;
 impl Swarm {
     pub(super) fn check_final(&mut self) -> Result<(), String> {
         let last = *self.history.keys().last().unwrap_or(&0);
-        self.report.entries = last;
+        self.report.counts.entries = last;
         // Replay the history through a fresh ledger (the reference).
         let shared = std::sync::Arc::new(parking_lot::Mutex::new(
             ledger::Ledger::open(MemStore::new()).map_err(|e| e.to_string())?,
@@ -44,7 +44,7 @@ impl Swarm {
                 .pop()
                 .unwrap_or_default();
             if results != h.results || shared.lock().digest() != h.digest {
-                self.report.divergences += 1;
+                self.report.counts.divergences += 1;
                 return Err(format!(
                     "the reference replay differs from the replicas at index {index}"
                 ));
@@ -69,14 +69,14 @@ impl Swarm {
             match replies.get(&(*index, *key)) {
                 Some(r) if r == result => {}
                 Some(_) => {
-                    self.report.divergences += 1;
+                    self.report.counts.divergences += 1;
                     return Err(format!(
                         "the reply acknowledged to proposal {key:?} at index {index} is not the \
                          reference's"
                     ));
                 }
                 None => {
-                    self.report.lost += 1;
+                    self.report.counts.lost += 1;
                     return Err(format!(
                         "proposal {key:?} was acknowledged at index {index} but is not there"
                     ));
@@ -93,7 +93,7 @@ impl Swarm {
             let m = self.sim.node(id).state_machine();
             let l = m.ledger();
             if l.applied_index() != last || l.digest() != digest {
-                self.report.divergences += 1;
+                self.report.counts.divergences += 1;
                 return Err(format!(
                     "node {id} ends at {} with another digest than the reference at {last}",
                     l.applied_index()
@@ -106,9 +106,9 @@ impl Swarm {
                 let want = model.get(&w).copied().unwrap_or(0);
                 if got != want {
                     if got.abs() > want.abs() {
-                        self.report.duplicated += 1;
+                        self.report.counts.duplicated += 1;
                     } else {
-                        self.report.lost += 1;
+                        self.report.counts.lost += 1;
                     }
                     return Err(format!(
                         "node {id}: account {w} has posted balance {got}, the model {want}"
@@ -123,7 +123,7 @@ impl Swarm {
                     let now = l.command_result(c.id()).map_err(|e| e.to_string())?;
                     if now.as_ref() != Some(r) && r.code != ledger::ResultCode::IdempotencyConflict
                     {
-                        self.report.lost += 1;
+                        self.report.counts.lost += 1;
                         return Err(format!(
                             "node {id}: acknowledged command {:?} is {now:?}, acknowledged as {r:?}",
                             c.id()

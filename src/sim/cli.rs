@@ -69,13 +69,13 @@ pub fn run_cli(a: SimArgs) -> anyhow::Result<i32> {
                  snapshots={} crashes={} partitions={}",
                 r.seed,
                 r.nodes,
-                r.entries,
-                r.commands_acknowledged,
-                r.requests_unknown,
-                r.leader_changes,
-                r.snapshots_installed,
-                r.faults.crashes,
-                r.faults.partitions + r.faults.one_way_cuts
+                r.counts.entries,
+                r.counts.commands_acknowledged,
+                r.counts.requests_unknown,
+                r.counts.leader_changes,
+                r.counts.snapshots_installed,
+                r.counts.faults.crashes,
+                r.counts.faults.partitions + r.counts.faults.one_way_cuts
             ),
             Some(f) => println!(
                 "seed {}: FAILED: {f}\n  mix: {}\n  replay: {}",

@@ -15,7 +15,7 @@ impl Swarm {
         for id in restart {
             self.restart_at.remove(&id);
             self.sim.restart(id);
-            self.report.faults.restarts += 1;
+            self.report.counts.faults.restarts += 1;
         }
         if self.heal_at.is_some_and(|at| at <= now) {
             self.heal_at = None;
@@ -33,7 +33,7 @@ impl Swarm {
                     live[self.rng.gen_range(0..live.len())]
                 };
                 self.sim.crash(victim);
-                self.report.faults.crashes += 1;
+                self.report.counts.faults.crashes += 1;
                 let at = now + self.rng.gen_range(20..400);
                 self.restart_at.insert(victim, at);
             }
@@ -44,7 +44,7 @@ impl Swarm {
                 0 => {
                     if let Some(l) = self.sim.leader() {
                         self.sim.isolate(l);
-                        self.report.faults.partitions += 1;
+                        self.report.counts.faults.partitions += 1;
                     }
                 }
                 1 => {
@@ -57,7 +57,7 @@ impl Swarm {
                         }
                     }
                     self.sim.partition(vec![a, b]);
-                    self.report.faults.partitions += 1;
+                    self.report.counts.faults.partitions += 1;
                 }
                 _ => {
                     if all.len() >= 2 {
@@ -65,7 +65,7 @@ impl Swarm {
                         let to = all[self.rng.gen_range(0..all.len())];
                         if from != to {
                             self.sim.cut_one_way(from, to);
-                            self.report.faults.one_way_cuts += 1;
+                            self.report.counts.faults.one_way_cuts += 1;
                         }
                     }
                 }
@@ -80,7 +80,7 @@ impl Swarm {
                 self.rng.gen_range(-3_600..3_600) * 1_000_000_000 // a jump, ±1 h
             };
             self.sim.set_clock_offset(id, offset);
-            self.report.faults.clock_jumps += 1;
+            self.report.counts.faults.clock_jumps += 1;
         }
         if self.rng.gen_bool(self.mix.transfer_per_step) {
             if let Some(l) = self.sim.leader() {
@@ -88,13 +88,13 @@ impl Swarm {
                 if !others.is_empty() {
                     let to = others[self.rng.gen_range(0..others.len())];
                     self.sim.node_mut(l).transfer_leader(to);
-                    self.report.faults.leader_transfers += 1;
+                    self.report.counts.faults.leader_transfers += 1;
                 }
             }
         }
         if self.mix.disk_loss
             && self.replace.is_none()
-            && self.report.faults.disk_losses == 0
+            && self.report.counts.faults.disk_losses == 0
             && self.restart_at.is_empty()
             && now > self.cfg.safety_steps / 4
             && self.rng.gen_bool(0.002)
@@ -105,7 +105,7 @@ impl Swarm {
                     // Its disk is gone: it may not come back under its id (it forgot its votes
                     // and log); it is removed, and a new node joins as a learner.
                     self.sim.destroy(old);
-                    self.report.faults.disk_losses += 1;
+                    self.report.counts.faults.disk_losses += 1;
                     let new = self.next_node_id;
                     self.next_node_id += 1;
                     self.replace = Some((Replace::Remove { old, new }, None));

@@ -96,13 +96,9 @@ impl Faults {
     }
 }
 
-/// What one seed did and found.
+/// What a run did and found (per seed, and summed over seeds).
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct SeedReport {
-    pub seed: u64,
-    pub nodes: u64,
-    /// The seed's fault mix (swarm testing).
-    pub mix: String,
+pub struct Counts {
     pub faults: Faults,
     pub leader_changes: u64,
     pub snapshots_installed: u64,
@@ -120,6 +116,34 @@ pub struct SeedReport {
     pub duplicated: u64,
     pub divergences: u64,
     pub liveness_failures: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.faults.add(&o.faults);
+        self.leader_changes += o.leader_changes;
+        self.snapshots_installed += o.snapshots_installed;
+        self.entries += o.entries;
+        self.commands_acknowledged += o.commands_acknowledged;
+        self.commands_refused += o.commands_refused;
+        self.requests_rejected += o.requests_rejected;
+        self.requests_unknown += o.requests_unknown;
+        self.lost += o.lost;
+        self.duplicated += o.duplicated;
+        self.divergences += o.divergences;
+        self.liveness_failures += o.liveness_failures;
+    }
+}
+
+/// What one seed did and found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SeedReport {
+    pub seed: u64,
+    pub nodes: u64,
+    /// The seed's fault mix (swarm testing).
+    pub mix: String,
+    #[serde(flatten)]
+    pub counts: Counts,
     /// The first failure, if any.
     pub failure: Option<String>,
 }
@@ -328,7 +352,7 @@ impl Swarm {
         }
         for id in self.sim.down_nodes() {
             self.sim.restart(id);
-            self.report.faults.restarts += 1;
+            self.report.counts.faults.restarts += 1;
         }
         self.restart_at.clear();
         let bound = self.cfg.liveness_steps_max;
@@ -354,7 +378,7 @@ impl Swarm {
     }
 
     fn liveness_failure(&mut self, what: &str) -> Result<(), String> {
-        self.report.liveness_failures += 1;
+        self.report.counts.liveness_failures += 1;
         Err(format!("liveness: {what}; {}", self.describe()))
     }
 
@@ -415,15 +439,15 @@ impl Swarm {
             .map_err(|e| format!("step {}: a node failed: {e}", self.sim.now_step()))?;
         for id in self.sim.live_nodes() {
             let m = self.sim.node_mut(id).state_machine_mut();
-            self.report.snapshots_installed += m.take_restores();
+            self.report.counts.snapshots_installed += m.take_restores();
             for e in m.take_applied() {
                 self.record(id, e)?;
             }
         }
         let stats = &self.sim.stats;
-        self.report.leader_changes = stats.leader_changes;
-        self.report.faults.messages_dropped = stats.messages_dropped;
-        self.report.faults.messages_duplicated = stats.messages_duplicated;
+        self.report.counts.leader_changes = stats.leader_changes;
+        self.report.counts.faults.messages_dropped = stats.messages_dropped;
+        self.report.counts.faults.messages_duplicated = stats.messages_duplicated;
         self.collect_outcomes();
         Ok(())
     }
@@ -436,7 +460,7 @@ impl Swarm {
                 Ok(())
             }
             Some((first, h)) if *h != e => {
-                self.report.divergences += 1;
+                self.report.counts.divergences += 1;
                 let what = if h.proposals != e.proposals || h.timestamp_ns != e.timestamp_ns {
                     "applied another entry"
                 } else {
@@ -478,18 +502,8 @@ pub fn run_seeds(
 pub struct Totals {
     pub seeds: u64,
     pub failed_seeds: Vec<u64>,
-    pub faults: Faults,
-    pub leader_changes: u64,
-    pub snapshots_installed: u64,
-    pub entries: u64,
-    pub commands_acknowledged: u64,
-    pub commands_refused: u64,
-    pub requests_rejected: u64,
-    pub requests_unknown: u64,
-    pub lost: u64,
-    pub duplicated: u64,
-    pub divergences: u64,
-    pub liveness_failures: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
     pub nodes_3: u64,
     pub nodes_5: u64,
 }
@@ -501,18 +515,7 @@ pub fn totals(reports: &[SeedReport]) -> Totals {
         if r.failure.is_some() {
             t.failed_seeds.push(r.seed);
         }
-        t.faults.add(&r.faults);
-        t.leader_changes += r.leader_changes;
-        t.snapshots_installed += r.snapshots_installed;
-        t.entries += r.entries;
-        t.commands_acknowledged += r.commands_acknowledged;
-        t.commands_refused += r.commands_refused;
-        t.requests_rejected += r.requests_rejected;
-        t.requests_unknown += r.requests_unknown;
-        t.lost += r.lost;
-        t.duplicated += r.duplicated;
-        t.divergences += r.divergences;
-        t.liveness_failures += r.liveness_failures;
+        t.counts.add(&r.counts);
         if r.nodes == 5 {
             t.nodes_5 += 1;
         } else {
@@ -566,11 +569,11 @@ mod tests {
         check(&fixed);
         let t = totals(&fixed);
         // The fixed list does exercise what it claims to.
-        assert!(t.faults.crashes > 50, "{t:?}");
-        assert!(t.faults.disk_losses > 5, "{t:?}");
-        assert!(t.snapshots_installed > 20, "{t:?}");
-        assert!(t.leader_changes > 100, "{t:?}");
-        assert!(t.requests_unknown > 100, "{t:?}");
+        assert!(t.counts.faults.crashes > 50, "{t:?}");
+        assert!(t.counts.faults.disk_losses > 5, "{t:?}");
+        assert!(t.counts.snapshots_installed > 20, "{t:?}");
+        assert!(t.counts.leader_changes > 100, "{t:?}");
+        assert!(t.counts.requests_unknown > 100, "{t:?}");
         assert!(t.nodes_5 > 5, "{t:?}");
         let soak = std::env::var("SUANPAN_SOAK").is_ok_and(|v| v == "1");
         let first = std::time::SystemTime::now()

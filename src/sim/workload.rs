@@ -167,7 +167,7 @@ impl Swarm {
                     req.attempt = None;
                     if !req.unknown {
                         req.unknown = true;
-                        self.report.requests_unknown += 1;
+                        self.report.counts.requests_unknown += 1;
                     }
                     req.retry_at = now + 20;
                 }
@@ -213,8 +213,8 @@ impl Swarm {
             match outcome {
                 ProposeOutcome::Applied { result, .. } => {
                     let results = ledger::codec::decode_results(&result).unwrap_or_default();
-                    self.report.commands_acknowledged += results.len() as u64;
-                    self.report.commands_refused +=
+                    self.report.counts.commands_acknowledged += results.len() as u64;
+                    self.report.counts.commands_refused +=
                         results.iter().filter(|r| !r.is_ok()).count() as u64;
                     client.request = None;
                     client.idle_until = now + self.rng.gen_range(0..50);
@@ -223,14 +223,14 @@ impl Swarm {
                     }
                 }
                 ProposeOutcome::NotLeader { .. } | ProposeOutcome::Rejected { .. } => {
-                    self.report.requests_rejected += 1;
+                    self.report.counts.requests_rejected += 1;
                     req.attempt = None;
                     req.retry_at = now + 5;
                 }
                 ProposeOutcome::Unknown => {
                     if !req.unknown {
                         req.unknown = true;
-                        self.report.requests_unknown += 1;
+                        self.report.counts.requests_unknown += 1;
                     }
                     req.attempt = None;
                     req.retry_at = now + 10;
