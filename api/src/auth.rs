@@ -173,6 +173,9 @@ pub struct AuthConfig {
     /// This node's cluster id: a request signed for another cluster is refused, and every
     /// response names it (`x-suanpan-cluster`) so clients can bind their signatures to it.
     pub cluster_id: String,
+    /// Longest a client call may take: reading its body, then answering it (`DEADLINE_EXCEEDED`
+    /// after; a stream counts until its response starts). Slow senders do not hold a call open.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for AuthConfig {
@@ -182,6 +185,7 @@ impl Default for AuthConfig {
             nonce_cache_entries: 1 << 20,
             max_request_bytes: 8 << 20,
             cluster_id: String::new(),
+            request_timeout_ms: 30_000,
         }
     }
 }
@@ -527,19 +531,31 @@ where
             if let Err(s) = auth.precheck(req.headers()) {
                 return Ok(name_cluster(s.into_http()));
             }
+            let deadline = tokio::time::Instant::now()
+                + std::time::Duration::from_millis(auth.cfg.request_timeout_ms);
+            let late = || {
+                Status::deadline_exceeded(format!(
+                    "the call took longer than the server's {} ms limit",
+                    auth.cfg.request_timeout_ms
+                ))
+            };
             let (mut parts, body) = req.into_parts();
-            let (raw, message) = match read_body(body, auth.cfg.max_request_bytes).await {
-                Ok(x) => x,
-                Err(s) => return Ok(name_cluster(s.into_http())),
+            let read =
+                tokio::time::timeout_at(deadline, read_body(body, auth.cfg.max_request_bytes));
+            let (raw, message) = match read.await {
+                Ok(Ok(x)) => x,
+                Ok(Err(s)) => return Ok(name_cluster(s.into_http())),
+                Err(_) => return Ok(name_cluster(late().into_http())),
             };
             match auth.verify_request(&path, &parts.headers, &message) {
                 Ok(caller) => {
                     parts.extensions.insert(caller);
                     let body = Body::new(http_body_util::Full::new(raw));
-                    inner
-                        .call(http::Request::from_parts(parts, body))
-                        .await
-                        .map(name_cluster)
+                    let call = inner.call(http::Request::from_parts(parts, body));
+                    match tokio::time::timeout_at(deadline, call).await {
+                        Ok(r) => r.map(name_cluster),
+                        Err(_) => Ok(name_cluster(late().into_http())),
+                    }
                 }
                 Err(s) => Ok(name_cluster(s.into_http())),
             }

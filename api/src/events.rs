@@ -138,7 +138,8 @@ impl EventLog {
     /// applied batch), first from the journal for what the ring no longer holds, then from the
     /// ring and live. With `accounts`, only the flow events that concern them (batches left empty
     /// are skipped). The watcher ends (with `UNAVAILABLE`) when `closing` becomes true (node
-    /// shutdown).
+    /// shutdown). The caller says plainly, before streaming, when `from` is no longer retained
+    /// (see [`retained`]): that check reads the ledger, which an async caller does off its worker.
     #[allow(clippy::result_large_err)]
     pub fn watch(
         self: &Arc<Self>,
@@ -147,10 +148,6 @@ impl EventLog {
         journal: Arc<dyn Journal>,
         mut closing: tokio::sync::watch::Receiver<bool>,
     ) -> Result<mpsc::Receiver<Result<pb::WatchEvent, Status>>, Status> {
-        if from != 0 {
-            // Say plainly, before streaming, when the start is no longer retained.
-            journal.check_retained(from)?;
-        }
         let max = self.cfg.max_watchers;
         let taken = self.watchers.fetch_update(
             std::sync::atomic::Ordering::AcqRel,
@@ -178,7 +175,12 @@ impl EventLog {
                 // Batches the ring no longer holds come from the journal.
                 let mut ring_from = log.complete_from();
                 while next < ring_from {
-                    let (batches, jnext) = match journal.read(next) {
+                    // The journal is read from the ledger: off the async workers.
+                    let j = journal.clone();
+                    let read = tokio::task::spawn_blocking(move || j.read(next))
+                        .await
+                        .unwrap_or_else(|e| Err(Status::internal(format!("journal read: {e}"))));
+                    let (batches, jnext) = match read {
                         Ok(r) => r,
                         Err(s) => {
                             let _ = tx.send(Err(s)).await;
@@ -253,39 +255,40 @@ fn filter(e: &pb::WatchEvent, accounts: &[String]) -> Option<pb::WatchEvent> {
     })
 }
 
-/// The replicated journal of flow events, as the watcher reads it.
+/// `OUT_OF_RANGE` when `from` is older than `first`, the first index the journal keeps.
+#[allow(clippy::result_large_err)]
+pub fn retained(first: u64, from: u64) -> Result<(), Status> {
+    if from < first {
+        return Err(Status::out_of_range(format!(
+            "events before index {first} are no longer retained (the journal keeps the last \
+             {} applied indexes); resume from {first}",
+            ledger::EVENT_RETAIN_BATCHES
+        )));
+    }
+    Ok(())
+}
+
+/// The replicated journal of flow events, as the watcher reads it (blocking: it reads storage).
 pub trait Journal: Send + Sync + 'static {
-    /// `OUT_OF_RANGE` when `from` is older than the journal keeps.
-    #[allow(clippy::result_large_err)]
-    fn check_retained(&self, from: u64) -> Result<(), Status>;
     /// Batches with flow events from `from` on (a bounded scan) and the next index to read.
     #[allow(clippy::result_large_err)]
     fn read(&self, from: u64) -> Result<(Vec<pb::WatchEvent>, u64), Status>;
 }
 
-/// The journal of a node's ledger.
-pub struct LedgerJournal(pub crate::state_machine::SharedLedger);
+/// The journal of a node's ledger, read through its read view.
+pub struct LedgerJournal(pub Arc<crate::view::LedgerView>);
 
 impl Journal for LedgerJournal {
-    fn check_retained(&self, from: u64) -> Result<(), Status> {
-        let first = self.0.lock().first_journaled_index();
-        if from < first {
-            return Err(Status::out_of_range(format!(
-                "events before index {first} are no longer retained (the journal keeps the last \
-                 {} applied indexes); resume from {first}",
-                ledger::EVENT_RETAIN_BATCHES
-            )));
-        }
-        Ok(())
-    }
-
     fn read(&self, from: u64) -> Result<(Vec<pb::WatchEvent>, u64), Status> {
-        self.check_retained(from)?;
-        let (batches, next) = self
+        let l = self
             .0
-            .lock()
+            .read()
+            .map_err(|e| Status::internal(format!("read view: {e}")))?;
+        retained(l.first_journaled_index(), from)?;
+        let (batches, next) = l
             .events(from)
             .map_err(|e| Status::internal(format!("reading the event journal: {e}")))?;
+        drop(l);
         let events = batches
             .into_iter()
             .map(|b| pb::WatchEvent {
@@ -311,9 +314,6 @@ mod tests {
 
     struct NoJournal;
     impl Journal for NoJournal {
-        fn check_retained(&self, _: u64) -> Result<(), Status> {
-            Ok(())
-        }
         fn read(&self, from: u64) -> Result<(Vec<pb::WatchEvent>, u64), Status> {
             Ok((Vec::new(), from))
         }

@@ -73,6 +73,8 @@ pub mod server;
 pub mod state_machine;
 #[cfg(feature = "server")]
 pub mod transport;
+#[cfg(feature = "server")]
+pub mod view;
 
 /// Generated protobuf types and gRPC stubs for package `suanpan.v1`.
 pub mod pb {

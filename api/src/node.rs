@@ -18,6 +18,7 @@ use crate::events::{EventLog, EventLogConfig};
 use crate::server::{AdminService, ApiLimits, LedgerService, NodeContext, PeerBook, PeerService};
 use crate::state_machine::{encode_proposal, LedgerStateMachine, SharedLedger};
 use crate::transport::{GrpcTransport, TransportConfig};
+use crate::view::LedgerView;
 use crate::{pb, FILE_DESCRIPTOR_SET};
 
 /// Raft tuning (see `consensus::Config` for the meaning of each field).
@@ -132,17 +133,20 @@ pub enum NodeError {
     RaftStopped(String),
 }
 
-struct LedgerDirectory(SharedLedger);
+/// Authentication reads the clients from the read view's index (never the applying ledger).
+/// Largest header block a client may send (signatures and ids are a few hundred bytes).
+const HEADER_LIST_BYTES_MAX: u32 = 16 << 10;
+/// Most streams a client may open and reset before the server answers them.
+const RESET_STREAMS_PENDING_MAX: usize = 64;
+
+struct LedgerDirectory(Arc<LedgerView>);
 
 impl ClientDirectory for LedgerDirectory {
     fn lookup(&self, public_key: &[u8; 32]) -> Option<(ClientRole, bool)> {
-        self.0
-            .lock()
-            .client(public_key)
-            .map(|c| (c.role, c.revoked))
+        self.0.client(public_key)
     }
     fn is_empty(&self) -> bool {
-        self.0.lock().clients().is_empty()
+        !self.0.has_clients()
     }
 }
 
@@ -285,7 +289,8 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         log_empty,
     )
     .await?;
-    let sm = LedgerStateMachine::new(ledger.clone(), events.clone());
+    let view = LedgerView::start(&ledger.lock())?;
+    let sm = LedgerStateMachine::new(ledger.clone(), events.clone()).with_observer(view.clone());
     let raft = NodeRuntime::start(raft_cfg, log_store, sm, transport)?;
     if single_voter {
         let _ = raft.campaign(); // no need to wait an election timeout alone
@@ -294,7 +299,10 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     let ctx = Arc::new(NodeContext {
         id: cfg.id,
         advertise,
-        ledger: ledger.clone(),
+        view: view.clone(),
+        read_permits: Arc::new(tokio::sync::Semaphore::new(
+            cfg.limits.reads_concurrent_max.max(1),
+        )),
         raft: raft.clone(),
         events,
         peers,
@@ -307,10 +315,11 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     });
     let mut auth_cfg = cfg.auth.clone();
     auth_cfg.max_request_bytes = cfg.limits.max_request_bytes;
+    auth_cfg.request_timeout_ms = cfg.limits.request_timeout_ms;
     auth_cfg.cluster_id = crate::identity::cluster_id(&admin_key);
     let auth = Authenticator::new(
         auth_cfg,
-        Arc::new(LedgerDirectory(ledger.clone())),
+        Arc::new(LedgerDirectory(view.clone())),
         admin_key.verifying_key(),
         cfg.id,
     );
@@ -329,7 +338,16 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| NodeError::Config(format!("reflection: {e}")))?;
-    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    let keepalive = Duration::from_millis(cfg.limits.keepalive_interval_ms.max(1));
+    let mut builder = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        // Dead or stalled connections are found and closed; limits on what one connection may
+        // hold open; an HTTP/2 reset flood ends the connection.
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(keepalive))
+        .max_concurrent_streams(Some(cfg.limits.streams_per_connection_max))
+        .http2_max_header_list_size(Some(HEADER_LIST_BYTES_MAX))
+        .http2_max_pending_accept_reset_streams(Some(RESET_STREAMS_PENDING_MAX));
     if let Some(t) = &tls {
         builder = builder
             .tls_config(t.server_config())
@@ -354,6 +372,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let incoming = crate::server::connections::limit(incoming, cfg.limits.connections_max);
     let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = stop_rx.await;
     }));
@@ -386,7 +405,7 @@ async fn bootstrap_admin(ctx: Arc<NodeContext>, key: [u8; 32]) {
         name: "bootstrap-admin".into(),
     });
     loop {
-        if ctx.ledger.lock().client(&key).is_some() {
+        if ctx.view.client(&key).is_some() {
             return; // registered (or deliberately revoked later): nothing to do
         }
         if ctx.raft.status().is_err() {
@@ -414,6 +433,11 @@ async fn bootstrap_admin(ctx: Arc<NodeContext>, key: [u8; 32]) {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 impl RunningNode {
+    /// The node's read view (what queries, authentication and validation read).
+    pub fn view(&self) -> &Arc<LedgerView> {
+        &self.ctx.view
+    }
+
     /// Stops serving, stops Raft, and waits for both.
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
         for b in self.background.drain(..) {
@@ -439,6 +463,8 @@ impl RunningNode {
         };
         let raft = self.raft.clone();
         let _ = tokio::task::spawn_blocking(move || raft.shutdown()).await;
+        let view = self.ctx.view.clone();
+        let _ = tokio::task::spawn_blocking(move || view.stop()).await;
         served?;
         Ok(())
     }

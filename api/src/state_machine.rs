@@ -34,14 +34,38 @@ pub fn decode_proposal(payload: &[u8]) -> Option<Vec<Command>> {
 /// proposals; deterministic on every replica because the payload is).
 pub const UNDECODABLE_RESULT: &[u8] = &[0xFF];
 
+/// Follows the applying ledger (the node's read view, see [`crate::view`]).
+pub trait ApplyObserver: Send + Sync {
+    /// One batch applied (called on the Raft thread: must not wait for readers).
+    fn applied(&self, delta: ledger::ViewDelta) -> Result<(), ledger::LedgerError>;
+    /// The whole state was replaced by a snapshot.
+    fn restored(
+        &self,
+        currencies: &mut dyn Iterator<Item = (ledger::Id, ledger::Currency)>,
+        clients: Vec<ledger::Client>,
+    );
+}
+
 pub struct LedgerStateMachine<S: Store + 'static = RocksStore> {
     ledger: SharedLedger<S>,
     events: Arc<EventLog>,
+    observer: Option<Arc<dyn ApplyObserver>>,
 }
 
 impl<S: Store + 'static> LedgerStateMachine<S> {
     pub fn new(ledger: SharedLedger<S>, events: Arc<EventLog>) -> Self {
-        LedgerStateMachine { ledger, events }
+        LedgerStateMachine {
+            ledger,
+            events,
+            observer: None,
+        }
+    }
+
+    /// Hands every applied batch's changes to `observer` (turns on the ledger's view tracking).
+    pub fn with_observer(mut self, observer: Arc<dyn ApplyObserver>) -> Self {
+        self.ledger.lock().set_view_tracking(true);
+        self.observer = Some(observer);
+        self
     }
 }
 
@@ -84,6 +108,11 @@ impl<S: Store + 'static> StateMachine for LedgerStateMachine<S> {
             let output = ledger.apply(e.index, &batch).map_err(|err| {
                 StateMachineError::new(format!("ledger apply at {}: {err}", e.index))
             })?;
+            if let (Some(o), Some(d)) = (&self.observer, ledger.take_view_delta()) {
+                o.applied(d).map_err(|err| {
+                    StateMachineError::new(format!("read view at {}: {err}", e.index))
+                })?;
+            }
             let per_proposal = spans
                 .iter()
                 .map(|s| match s {
@@ -134,10 +163,17 @@ impl<S: Store + 'static> StateMachine for LedgerStateMachine<S> {
     }
 
     fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), StateMachineError> {
-        self.ledger
-            .lock()
+        let mut ledger = self.ledger.lock();
+        ledger
             .restore(index, data)
             .map_err(|e| StateMachineError::new(format!("ledger restore: {e}")))?;
+        if let Some(o) = &self.observer {
+            o.restored(
+                &mut ledger.accounts().map(|a| (a.info.id, a.info.currency)),
+                ledger.clients(),
+            );
+        }
+        drop(ledger);
         self.events.reset(index);
         Ok(())
     }

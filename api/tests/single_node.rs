@@ -646,3 +646,107 @@ async fn reflection_lists_services_without_credentials() {
     drop(resp);
     f.node.shutdown().await.unwrap();
 }
+
+/// Holds a lock on another thread until told to let go (or 60 s pass), reporting when it holds.
+fn hold_on_thread<F: FnOnce(std::sync::mpsc::Receiver<()>) + Send + 'static>(
+    f: F,
+) -> std::sync::mpsc::Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || f(rx));
+    tx
+}
+
+/// A read is answered, and a client authenticated, while the applying ledger is locked (a long
+/// apply); a transfer is applied while a reader holds the read view (a long report). Before the
+/// read view, authentication and every query took the applying ledger's mutex on an async worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_and_apply_do_not_wait_for_each_other() {
+    let f = fixture(|_| {}).await;
+    let (bank, wallet) = two_accounts(&f.payments).await;
+    let r = f
+        .payments
+        .submit_unbatched(vec![cmd::transfer(new_id(), bank, wallet, "5", "CNY")])
+        .await
+        .unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+
+    // 1. The applying ledger is locked: a (stale) read and its authentication still go through.
+    let mut cfg = client_config(&[f.addr.clone()]);
+    cfg.stale_reads = true;
+    let reader = Client::connect(cfg, f.payments_key.clone()).unwrap();
+    let ledger = f.node.ledger.clone();
+    let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+    let release = hold_on_thread(move |rx| {
+        let _guard = ledger.lock();
+        let _ = held_tx.send(());
+        let _ = rx.recv_timeout(Duration::from_secs(60));
+    });
+    held_rx.await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(30), reader.get_account(wallet)).await;
+    let _ = release.send(());
+    let acct = read
+        .expect("a read waited for the applying ledger's lock")
+        .unwrap()
+        .expect("wallet exists");
+    assert_eq!(acct.balance, "5.00");
+
+    // 2. A reader holds the view: a transfer is still applied, and the next read sees it.
+    let view = f.node.view().clone();
+    let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+    let release = hold_on_thread(move |rx| {
+        let _guard = view.hold_exclusively();
+        let _ = held_tx.send(());
+        let _ = rx.recv_timeout(Duration::from_secs(60));
+    });
+    held_rx.await.unwrap();
+    let submit = tokio::time::timeout(
+        Duration::from_secs(30),
+        f.payments
+            .submit_unbatched(vec![cmd::transfer(new_id(), bank, wallet, "2", "CNY")]),
+    )
+    .await;
+    let _ = release.send(());
+    let r = submit
+        .expect("apply waited for a reader of the view")
+        .unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+    let acct = f.finance.get_account(wallet).await.unwrap().unwrap();
+    assert_eq!(acct.balance, "7.00");
+    f.node.shutdown().await.unwrap();
+}
+
+/// Calls are bounded in time: a call the server cannot answer within `request_timeout_ms` (here:
+/// the read view is held exclusively) is answered `DEADLINE_EXCEEDED` instead of staying open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_is_cut_off_at_the_request_timeout() {
+    let f = fixture(|cfg| {
+        cfg.limits.request_timeout_ms = 500;
+    })
+    .await;
+    let (_, wallet) = two_accounts(&f.payments).await;
+    let mut cfg = client_config(&[f.addr.clone()]);
+    cfg.stale_reads = true;
+    cfg.max_attempts = 1; // the client would retry a timed-out read
+    let reader = Client::connect(cfg, f.payments_key.clone()).unwrap();
+    let view = f.node.view().clone();
+    let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+    let release = hold_on_thread(move |rx| {
+        let _guard = view.hold_exclusively();
+        let _ = held_tx.send(());
+        let _ = rx.recv_timeout(Duration::from_secs(60));
+    });
+    held_rx.await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(30), reader.get_account(wallet)).await;
+    let _ = release.send(());
+    let err = read
+        .expect("the call was not cut off")
+        .expect_err("a held view cannot answer");
+    assert_eq!(
+        err.status().map(|s| s.code()),
+        Some(Code::DeadlineExceeded),
+        "{err:?}"
+    );
+    // Released, the view answers again.
+    assert!(reader.get_account(wallet).await.unwrap().is_some());
+    f.node.shutdown().await.unwrap();
+}

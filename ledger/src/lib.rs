@@ -53,14 +53,14 @@ pub use enums::StableEnum;
 pub use money::{is_in_app_code, is_iso_4217, Currency, MAX_MINOR};
 pub use result::{CommandResult, ResultCode};
 #[cfg(feature = "rocksdb")]
-pub use rocks::{open_db, RocksStore};
+pub use rocks::{open_db, RocksStore, SnapshotStore};
 pub use state::{
     escrow_account_id, position_account_id, settle_plan, split_rotation, split_shares, GroupNets,
     SETTING_BUSINESS_UTC_OFFSET,
 };
 pub use state::{
     AccountCheck, BatchOutput, ChainLink, ChainPage, CurrencyTotals, JournalBatch, Ledger,
-    LedgerError, Recomputed, Settlement, VerifyError, ACCOUNT_PAGE_MAX, CHAIN_PAGE_MAX,
+    LedgerError, Recomputed, Settlement, VerifyError, ViewDelta, ACCOUNT_PAGE_MAX, CHAIN_PAGE_MAX,
     CHAIN_RETAIN_BATCHES, EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX, EXPIRE_PER_BATCH_MAX,
     HISTORY_PAGE_MAX,
 };

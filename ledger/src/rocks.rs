@@ -60,6 +60,37 @@ pub fn open_db(path: &Path, extra_cfs: &[&str]) -> Result<Arc<DB>, StoreError> {
     Ok(Arc::new(db))
 }
 
+type KvItem = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>;
+
+/// Visits every record an iterator yields (one writer for the live and the snapshot store).
+fn visit(
+    items: impl Iterator<Item = KvItem>,
+    f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    for item in items {
+        let (k, v) = item.map_err(io)?;
+        f(&k, &v)?;
+    }
+    Ok(())
+}
+
+/// The records under `prefix` an iterator yields from its start, at most `limit`.
+fn collect_prefix(
+    items: impl Iterator<Item = KvItem>,
+    prefix: &[u8],
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    let mut out = Vec::new();
+    for item in items {
+        let (k, v) = item.map_err(io)?;
+        if !k.starts_with(prefix) || out.len() >= limit {
+            break;
+        }
+        out.push((k.to_vec(), v.to_vec()));
+    }
+    Ok(out)
+}
+
 pub struct RocksStore {
     db: Arc<DB>,
     sync: bool,
@@ -127,14 +158,11 @@ impl Store for RocksStore {
         cf: Cf,
         f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        for item in self
-            .db
-            .iterator_cf(self.handle(cf), rocksdb::IteratorMode::Start)
-        {
-            let (k, v) = item.map_err(io)?;
-            f(&k, &v)?;
-        }
-        Ok(())
+        visit(
+            self.db
+                .iterator_cf(self.handle(cf), rocksdb::IteratorMode::Start),
+            f,
+        )
     }
 
     fn scan(
@@ -144,16 +172,8 @@ impl Store for RocksStore {
         start: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-        let mut out = Vec::new();
         let mode = rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(self.handle(cf), mode) {
-            let (k, v) = item.map_err(io)?;
-            if !k.starts_with(prefix) || out.len() >= limit {
-                break;
-            }
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
+        collect_prefix(self.db.iterator_cf(self.handle(cf), mode), prefix, limit)
     }
 
     fn write(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
@@ -179,6 +199,77 @@ impl Store for RocksStore {
             }
         }
         self.db.write_opt(wb, &self.write_opts()).map_err(io)
+    }
+}
+
+/// A read-only store over a point-in-time snapshot of the database: every family read as of one
+/// moment (a read view is loaded from one, so it never mixes two batches).
+pub struct SnapshotStore<'a> {
+    store: &'a RocksStore,
+    snap: rocksdb::SnapshotWithThreadMode<'a, DB>,
+}
+
+impl<'a> SnapshotStore<'a> {
+    pub fn new(store: &'a RocksStore) -> SnapshotStore<'a> {
+        SnapshotStore {
+            store,
+            snap: store.db.snapshot(),
+        }
+    }
+}
+
+fn read_only() -> StoreError {
+    StoreError::Io("a snapshot store is read-only".into())
+}
+
+impl Store for SnapshotStore<'_> {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.snap.get_cf(self.store.handle(cf), key).map_err(io)
+    }
+
+    fn for_each(
+        &self,
+        cf: Cf,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        visit(
+            self.snap
+                .iterator_cf(self.store.handle(cf), rocksdb::IteratorMode::Start),
+            f,
+        )
+    }
+
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mode = rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward);
+        collect_prefix(
+            self.snap.iterator_cf(self.store.handle(cf), mode),
+            prefix,
+            limit,
+        )
+    }
+
+    fn write(&mut self, _: WriteBatch) -> Result<(), StoreError> {
+        Err(read_only())
+    }
+
+    fn replace_all(&mut self, _: WriteBatch) -> Result<(), StoreError> {
+        Err(read_only())
+    }
+}
+
+impl RocksStore {
+    /// Another handle on the same database (a read view reads through it).
+    pub fn share(&self) -> RocksStore {
+        RocksStore {
+            db: self.db.clone(),
+            sync: self.sync,
+        }
     }
 }
 

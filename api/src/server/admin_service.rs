@@ -49,7 +49,7 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         _request: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        let me = self.ctx.node_info()?;
+        let me = self.ctx.node_info().await?;
         let book = self.ctx.peers.all();
         let ids = self.ctx.member_ids(&me.voters, &me.learners);
         let timeout = Duration::from_millis(self.ctx.limits.status_fanout_timeout_ms);
@@ -108,7 +108,7 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         _request: Request<pb::NodeInfoRequest>,
     ) -> Result<Response<pb::NodeInfoResponse>, Status> {
-        Ok(Response::new(self.ctx.node_info()?))
+        Ok(Response::new(self.ctx.node_info().await?))
     }
 
     async fn add_node(
@@ -220,21 +220,26 @@ impl pb::admin_server::Admin for AdminService {
         self.ctx
             .read_barrier(request.into_inner().allow_stale)
             .await?;
-        let l = self.ctx.ledger.lock();
-        Ok(Response::new(pb::ListClientsResponse {
-            clients: l
-                .clients()
-                .into_iter()
-                .map(|c| pb::ClientInfo {
-                    public_key: c.public_key.to_vec(),
-                    role: wire::enum_to_pb(c.role),
-                    name: c.name,
-                    revoked: c.revoked,
-                    registered_ns: c.registered_ns,
+        let resp = self
+            .ctx
+            .read(|l| {
+                Ok(pb::ListClientsResponse {
+                    clients: l
+                        .clients()
+                        .into_iter()
+                        .map(|c| pb::ClientInfo {
+                            public_key: c.public_key.to_vec(),
+                            role: wire::enum_to_pb(c.role),
+                            name: c.name,
+                            revoked: c.revoked,
+                            registered_ns: c.registered_ns,
+                        })
+                        .collect(),
+                    applied_index: l.applied_index(),
                 })
-                .collect(),
-            applied_index: l.applied_index(),
-        }))
+            })
+            .await?;
+        Ok(Response::new(resp))
     }
 }
 

@@ -49,16 +49,19 @@ pub(crate) async fn check_round(ctx: &NodeContext) {
         else {
             continue; // unreachable: nothing to compare
         };
-        let index = head.applied_index.min(ctx.ledger.lock().applied_index());
+        let Ok(ours) = ctx.read(|l| Ok(l.applied_index())).await else {
+            continue;
+        };
+        let index = head.applied_index.min(ours);
         if index == 0 {
             continue;
         }
         let Ok(theirs) = fetch_chain(tls, peer, &addr, &ctx.admin_key, index, timeout).await else {
             continue;
         };
-        let ours = match ctx.ledger.lock().chain(index, 1) {
-            Ok(p) => p.links.first().and_then(|l| l.digest).map(hex::encode),
-            Err(_) => None,
+        let ours = match ctx.read(move |l| Ok(l.chain(index, 1).ok())).await {
+            Ok(Some(p)) => p.links.first().and_then(|l| l.digest).map(hex::encode),
+            _ => None,
         };
         let theirs = theirs
             .links

@@ -41,24 +41,29 @@ impl LedgerService {
     /// The one read path of the `Get*` calls: checks the ids, waits for the read barrier, then looks
     /// each id up under one ledger lock. Returns the found values in request order, the ids not
     /// found, and the applied index the answer reflects.
-    async fn lookup<T>(
+    async fn lookup<T: Send + 'static>(
         &self,
         ids: &[String],
         allow_stale: bool,
-        find: impl Fn(&ledger::Ledger<ledger::RocksStore>, Id) -> Result<Option<T>, Status>,
+        find: impl Fn(&ledger::Ledger<ledger::RocksStore>, Id) -> Result<Option<T>, Status>
+            + Send
+            + 'static,
     ) -> Result<(Vec<T>, Vec<String>, u64), Status> {
         let ids = check_ids(ids)?;
         self.ctx.read_barrier(allow_stale).await?;
-        let l = self.ctx.ledger.lock();
-        let mut found = Vec::with_capacity(ids.len());
-        let mut not_found = Vec::new();
-        for id in ids {
-            match find(&l, id)? {
-                Some(v) => found.push(v),
-                None => not_found.push(id.to_string()),
-            }
-        }
-        Ok((found, not_found, l.applied_index()))
+        self.ctx
+            .read(move |l| {
+                let mut found = Vec::with_capacity(ids.len());
+                let mut not_found = Vec::new();
+                for id in ids {
+                    match find(l, id)? {
+                        Some(v) => found.push(v),
+                        None => not_found.push(id.to_string()),
+                    }
+                }
+                Ok((found, not_found, l.applied_index()))
+            })
+            .await
     }
 }
 
@@ -235,30 +240,35 @@ impl pb::ledger_server::Ledger for LedgerService {
         let req = request.into_inner();
         let id = wire::parse_id("group_id", &req.group_id)?;
         self.ctx.read_barrier(req.allow_stale).await?;
-        let l = self.ctx.ledger.lock();
-        let (Some(g), Some(nets)) = (
-            l.group(id).map_err(internal)?,
-            l.group_balances(id).map_err(internal)?,
-        ) else {
-            return Err(Status::not_found(format!("group {id} not found")));
-        };
-        Ok(Response::new(pb::GetGroupBalancesResponse {
-            id: g.id.to_string(),
-            name: g.name.clone(),
-            member_ids: g.members.iter().map(Id::to_string).collect(),
-            open_split_ids: g.open_splits.iter().map(Id::to_string).collect(),
-            nets: nets
-                .iter()
-                .flat_map(|(cur, m)| {
-                    m.iter().map(move |(a, n)| pb::MemberNet {
-                        account_id: a.to_string(),
-                        currency: cur.code().to_string(),
-                        net: cur.to_decimal_signed(*n).to_string(),
-                    })
+        let resp = self
+            .ctx
+            .read(move |l| {
+                let (Some(g), Some(nets)) = (
+                    l.group(id).map_err(internal)?,
+                    l.group_balances(id).map_err(internal)?,
+                ) else {
+                    return Err(Status::not_found(format!("group {id} not found")));
+                };
+                Ok(pb::GetGroupBalancesResponse {
+                    id: g.id.to_string(),
+                    name: g.name.clone(),
+                    member_ids: g.members.iter().map(Id::to_string).collect(),
+                    open_split_ids: g.open_splits.iter().map(Id::to_string).collect(),
+                    nets: nets
+                        .iter()
+                        .flat_map(|(cur, m)| {
+                            m.iter().map(move |(a, n)| pb::MemberNet {
+                                account_id: a.to_string(),
+                                currency: cur.code().to_string(),
+                                net: cur.to_decimal_signed(*n).to_string(),
+                            })
+                        })
+                        .collect(),
+                    applied_index: l.applied_index(),
                 })
-                .collect(),
-            applied_index: l.applied_index(),
-        }))
+            })
+            .await?;
+        Ok(Response::new(resp))
     }
 
     async fn list_accounts(
@@ -283,44 +293,49 @@ impl pb::ledger_server::Ledger for LedgerService {
             limit
         };
         self.ctx.read_barrier(req.allow_stale).await?;
-        let l = self.ctx.ledger.lock();
-        let page = l.account_page(after, limit);
-        let mut out = Vec::with_capacity(page.len());
-        for a in &page {
-            let c = a.info.currency;
-            let balances_at = match req.at_ns {
-                Some(at) => l
-                    .balance_at(a.info.id, at)
-                    .map_err(internal)?
-                    .map(|b| wire::balances_to_pb(c, &b)),
-                None => None,
-            };
-            let problem = if req.check_postings {
-                l.check_account(a.info.id)
-                    .map_err(internal)?
-                    .and_then(|c| c.problem)
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            };
-            out.push(pb::ListedAccount {
-                account: Some(wire::account_to_pb(a)),
-                balances_at,
-                problem,
-            });
-        }
-        let next_after_id = if page.len() == limit {
-            page.last()
-                .map(|a| a.info.id.to_string())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(Response::new(pb::ListAccountsResponse {
-            accounts: out,
-            next_after_id,
-            applied_index: l.applied_index(),
-        }))
+        let resp = self
+            .ctx
+            .read(move |l| {
+                let page = l.account_page(after, limit);
+                let mut out = Vec::with_capacity(page.len());
+                for a in &page {
+                    let c = a.info.currency;
+                    let balances_at = match req.at_ns {
+                        Some(at) => l
+                            .balance_at(a.info.id, at)
+                            .map_err(internal)?
+                            .map(|b| wire::balances_to_pb(c, &b)),
+                        None => None,
+                    };
+                    let problem = if req.check_postings {
+                        l.check_account(a.info.id)
+                            .map_err(internal)?
+                            .and_then(|c| c.problem)
+                            .unwrap_or_default()
+                    } else {
+                        String::new()
+                    };
+                    out.push(pb::ListedAccount {
+                        account: Some(wire::account_to_pb(a)),
+                        balances_at,
+                        problem,
+                    });
+                }
+                let next_after_id = if page.len() == limit {
+                    page.last()
+                        .map(|a| a.info.id.to_string())
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                Ok(pb::ListAccountsResponse {
+                    accounts: out,
+                    next_after_id,
+                    applied_index: l.applied_index(),
+                })
+            })
+            .await?;
+        Ok(Response::new(resp))
     }
 
     async fn find_transfers(
@@ -344,26 +359,31 @@ impl pb::ledger_server::Ledger for LedgerService {
             wire::HISTORY_PAGE_MAX as usize,
         )?;
         self.ctx.read_barrier(req.allow_stale).await?;
-        let l = self.ctx.ledger.lock();
-        let ids = l
-            .transfers_by_reference(&req.reference, after, limit)
-            .map_err(internal)?;
-        let currency_of = |id| l.account(id).map(|a| a.info.currency);
-        let mut transfers = Vec::with_capacity(ids.len());
-        for id in &ids {
-            if let Some(t) = l.transfer(*id).map_err(internal)? {
-                transfers.push(wire::transfer_to_pb(&t, &currency_of));
-            }
-        }
-        Ok(Response::new(pb::FindTransfersResponse {
-            transfers,
-            next_after_id: if ids.len() == limit {
-                ids.last().map(Id::to_string).unwrap_or_default()
-            } else {
-                String::new()
-            },
-            applied_index: l.applied_index(),
-        }))
+        let resp = self
+            .ctx
+            .read(move |l| {
+                let ids = l
+                    .transfers_by_reference(&req.reference, after, limit)
+                    .map_err(internal)?;
+                let currency_of = |id| l.account(id).map(|a| a.info.currency);
+                let mut transfers = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    if let Some(t) = l.transfer(*id).map_err(internal)? {
+                        transfers.push(wire::transfer_to_pb(&t, &currency_of));
+                    }
+                }
+                Ok(pb::FindTransfersResponse {
+                    transfers,
+                    next_after_id: if ids.len() == limit {
+                        ids.last().map(Id::to_string).unwrap_or_default()
+                    } else {
+                        String::new()
+                    },
+                    applied_index: l.applied_index(),
+                })
+            })
+            .await?;
+        Ok(Response::new(resp))
     }
 
     async fn get_merchant_settlement(
@@ -376,30 +396,35 @@ impl pb::ledger_server::Ledger for LedgerService {
             return Err(Status::invalid_argument("from_ns must be before to_ns"));
         }
         self.ctx.read_barrier(req.allow_stale).await?;
-        let l = self.ctx.ledger.lock();
-        let s = l
-            .merchant_settlement(merchant, req.from_ns, req.to_ns)
-            .map_err(internal)?
-            .ok_or_else(|| Status::not_found(format!("merchant {merchant} not found")))?;
-        let c = l
-            .account(merchant)
-            .map(|a| a.info.currency)
-            .ok_or_else(|| Status::internal("merchant without an account"))?;
-        let amt = |v: u128| wire::amount_str(c, v);
-        Ok(Response::new(pb::GetMerchantSettlementResponse {
-            merchant_id: merchant.to_string(),
-            currency: c.code().to_string(),
-            payments: s.payments,
-            gross: amt(s.gross),
-            fees: amt(s.fees),
-            refunds: s.refunds,
-            refunded: amt(s.refunded),
-            fees_refunded: amt(s.fees_refunded),
-            other_in: amt(s.other_in),
-            other_out: amt(s.other_out),
-            net: c.to_decimal_signed(s.net).to_string(),
-            applied_index: l.applied_index(),
-        }))
+        let resp = self
+            .ctx
+            .read(move |l| {
+                let s = l
+                    .merchant_settlement(merchant, req.from_ns, req.to_ns)
+                    .map_err(internal)?
+                    .ok_or_else(|| Status::not_found(format!("merchant {merchant} not found")))?;
+                let c = l
+                    .account(merchant)
+                    .map(|a| a.info.currency)
+                    .ok_or_else(|| Status::internal("merchant without an account"))?;
+                let amt = |v: u128| wire::amount_str(c, v);
+                Ok(pb::GetMerchantSettlementResponse {
+                    merchant_id: merchant.to_string(),
+                    currency: c.code().to_string(),
+                    payments: s.payments,
+                    gross: amt(s.gross),
+                    fees: amt(s.fees),
+                    refunds: s.refunds,
+                    refunded: amt(s.refunded),
+                    fees_refunded: amt(s.fees_refunded),
+                    other_in: amt(s.other_in),
+                    other_out: amt(s.other_out),
+                    net: c.to_decimal_signed(s.net).to_string(),
+                    applied_index: l.applied_index(),
+                })
+            })
+            .await?;
+        Ok(Response::new(resp))
     }
 
     async fn get_chain(
@@ -411,10 +436,8 @@ impl pb::ledger_server::Ledger for LedgerService {
         // No read barrier: every replica answers for its own chain (that is the point).
         let page = self
             .ctx
-            .ledger
-            .lock()
-            .chain(req.from_index, limit)
-            .map_err(internal)?;
+            .read(move |l| l.chain(req.from_index, limit).map_err(internal))
+            .await?;
         let st = self.ctx.status()?;
         let book = self.ctx.peers.all();
         let mut ids: std::collections::BTreeSet<u64> = st
@@ -462,10 +485,10 @@ impl pb::ledger_server::Ledger for LedgerService {
         &self,
         _request: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
-        let (index, digest, ts) = {
-            let l = self.ctx.ledger.lock();
-            (l.applied_index(), l.digest(), l.last_timestamp_ns())
-        };
+        let (index, digest, ts) = self
+            .ctx
+            .read(|l| Ok((l.applied_index(), l.digest(), l.last_timestamp_ns())))
+            .await?;
         let sig = crate::auth::sign_checkpoint(&self.ctx.audit_key, index, &digest, ts);
         Ok(Response::new(pb::GetCheckpointResponse {
             node_id: self.ctx.id,
@@ -492,8 +515,8 @@ impl pb::ledger_server::Ledger for LedgerService {
     ) -> Result<Response<pb::GetConfigResponse>, Status> {
         let req = request.into_inner();
         self.ctx.read_barrier(req.allow_stale).await?;
-        let l = self.ctx.ledger.lock();
-        Ok(Response::new(wire::config_to_pb(&l)))
+        let resp = self.ctx.read(|l| Ok(wire::config_to_pb(l))).await?;
+        Ok(Response::new(resp))
     }
 
     async fn get_conversions(
@@ -547,59 +570,64 @@ impl pb::ledger_server::Ledger for LedgerService {
             wire::HISTORY_PAGE_MAX as usize,
         )?;
         self.ctx.read_barrier(req.allow_stale).await?;
-        let l = self.ctx.ledger.lock();
-        let a = l
-            .account(account)
-            .ok_or_else(|| Status::not_found(format!("account {account} not found")))?;
-        let currency = a.info.currency;
-        let last_seq = a.state.posting_seq;
-        let timed = req.from_ns.is_some() || req.to_ns.is_some();
-        let postings = if timed {
-            l.history_between(
-                account,
-                req.from_ns.unwrap_or(0),
-                req.to_ns.unwrap_or(u64::MAX),
-                req.after_seq,
-                limit,
-            )
-        } else {
-            l.history(account, req.after_seq, limit)
-        }
-        .map_err(internal)?;
-        let next = postings.last().map_or(req.after_seq, |p| p.seq);
-        // Each posting's transfer reference and, for a hold's post or void, the hold (one read
-        // per distinct transfer of the page; a post takes its hold's reference).
-        let mut references: std::collections::HashMap<Id, (String, Option<Id>)> =
-            Default::default();
-        for p in &postings {
-            if !references.contains_key(&p.transfer) {
-                let t = l.transfer(p.transfer).map_err(internal)?;
-                let hold = t.as_ref().and_then(|t| t.pending_id);
-                let mut r = t.map(|t| t.reference).unwrap_or_default();
-                if let (true, Some(h)) = (r.is_empty(), hold) {
-                    r = l
-                        .transfer(h)
-                        .map_err(internal)?
-                        .map(|t| t.reference)
-                        .unwrap_or_default();
+        let resp = self
+            .ctx
+            .read(move |l| {
+                let a = l
+                    .account(account)
+                    .ok_or_else(|| Status::not_found(format!("account {account} not found")))?;
+                let currency = a.info.currency;
+                let last_seq = a.state.posting_seq;
+                let timed = req.from_ns.is_some() || req.to_ns.is_some();
+                let postings = if timed {
+                    l.history_between(
+                        account,
+                        req.from_ns.unwrap_or(0),
+                        req.to_ns.unwrap_or(u64::MAX),
+                        req.after_seq,
+                        limit,
+                    )
+                } else {
+                    l.history(account, req.after_seq, limit)
                 }
-                references.insert(p.transfer, (r, hold));
-            }
-        }
-        Ok(Response::new(pb::ListAccountHistoryResponse {
-            currency: currency.code().to_string(),
-            postings: postings
-                .iter()
-                .map(|p| {
-                    let (r, hold) = &references[&p.transfer];
-                    wire::posting_to_pb(currency, p, r, *hold)
+                .map_err(internal)?;
+                let next = postings.last().map_or(req.after_seq, |p| p.seq);
+                // Each posting's transfer reference and, for a hold's post or void, the hold (one read
+                // per distinct transfer of the page; a post takes its hold's reference).
+                let mut references: std::collections::HashMap<Id, (String, Option<Id>)> =
+                    Default::default();
+                for p in &postings {
+                    if !references.contains_key(&p.transfer) {
+                        let t = l.transfer(p.transfer).map_err(internal)?;
+                        let hold = t.as_ref().and_then(|t| t.pending_id);
+                        let mut r = t.map(|t| t.reference).unwrap_or_default();
+                        if let (true, Some(h)) = (r.is_empty(), hold) {
+                            r = l
+                                .transfer(h)
+                                .map_err(internal)?
+                                .map(|t| t.reference)
+                                .unwrap_or_default();
+                        }
+                        references.insert(p.transfer, (r, hold));
+                    }
+                }
+                Ok(pb::ListAccountHistoryResponse {
+                    currency: currency.code().to_string(),
+                    postings: postings
+                        .iter()
+                        .map(|p| {
+                            let (r, hold) = &references[&p.transfer];
+                            wire::posting_to_pb(currency, p, r, *hold)
+                        })
+                        .collect(),
+                    next_after_seq: next,
+                    // A time-bounded page ends the range when it came back short.
+                    has_more: next < last_seq && (!timed || postings.len() == limit),
+                    applied_index: l.applied_index(),
                 })
-                .collect(),
-            next_after_seq: next,
-            // A time-bounded page ends the range when it came back short.
-            has_more: next < last_seq && (!timed || postings.len() == limit),
-            applied_index: l.applied_index(),
-        }))
+            })
+            .await?;
+        Ok(Response::new(resp))
     }
 
     async fn get_balance_at(
@@ -609,21 +637,26 @@ impl pb::ledger_server::Ledger for LedgerService {
         let req = request.into_inner();
         let account = wire::parse_id("account_id", &req.account_id)?;
         self.ctx.read_barrier(req.allow_stale).await?;
-        let l = self.ctx.ledger.lock();
-        let a = l
-            .account(account)
-            .ok_or_else(|| Status::not_found(format!("account {account} not found")))?;
-        let currency = a.info.currency;
-        let b = l
-            .balance_at(account, req.timestamp_ns)
-            .map_err(internal)?
-            .ok_or_else(|| Status::not_found(format!("account {account} not found")))?;
-        Ok(Response::new(pb::GetBalanceAtResponse {
-            currency: currency.code().to_string(),
-            balances: Some(wire::balances_to_pb(currency, &b)),
-            balance: wire::net_balance(currency, &b),
-            applied_index: l.applied_index(),
-        }))
+        let resp = self
+            .ctx
+            .read(move |l| {
+                let a = l
+                    .account(account)
+                    .ok_or_else(|| Status::not_found(format!("account {account} not found")))?;
+                let currency = a.info.currency;
+                let b = l
+                    .balance_at(account, req.timestamp_ns)
+                    .map_err(internal)?
+                    .ok_or_else(|| Status::not_found(format!("account {account} not found")))?;
+                Ok(pb::GetBalanceAtResponse {
+                    currency: currency.code().to_string(),
+                    balances: Some(wire::balances_to_pb(currency, &b)),
+                    balance: wire::net_balance(currency, &b),
+                    applied_index: l.applied_index(),
+                })
+            })
+            .await?;
+        Ok(Response::new(resp))
     }
 
     type WatchEventsStream = EventStream;
@@ -645,7 +678,14 @@ impl pb::ledger_server::Ledger for LedgerService {
             .enumerate()
             .map(|(i, s)| wire::parse_id(&format!("account_ids[{i}]"), s).map(|id| id.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
-        let journal = Arc::new(crate::events::LedgerJournal(self.ctx.ledger.clone()));
+        if req.from_index != 0 {
+            // Say plainly, before streaming, when the start is no longer retained.
+            let from = req.from_index;
+            self.ctx
+                .read(move |l| crate::events::retained(l.first_journaled_index(), from))
+                .await?;
+        }
+        let journal = Arc::new(crate::events::LedgerJournal(self.ctx.view.clone()));
         let rx = self.ctx.events.watch(
             req.from_index,
             accounts,

@@ -17,13 +17,15 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::{status_with_reason, SignedHeaders};
 use crate::events::EventLog;
 use crate::pb;
-use crate::state_machine::{encode_proposal, SharedLedger, UNDECODABLE_RESULT};
+use crate::state_machine::{encode_proposal, UNDECODABLE_RESULT};
+use crate::view::LedgerView;
 use crate::wire;
 use crate::ErrorReason;
 
 pub use crate::protocol::{PeerId, HEADER_LEADER_ADDR, HEADER_LEADER_ID};
 
 mod admin_service;
+pub(crate) mod connections;
 pub(crate) mod digest_watch;
 mod ledger_service;
 mod peer_service;
@@ -78,6 +80,17 @@ pub struct ApiLimits {
     pub status_fanout_timeout_ms: u64,
     /// How often the node compares its digest with every peer's (0: never).
     pub digest_check_interval_ms: u64,
+    /// Most queries running at once on the blocking pool (more wait, up to `read_timeout_ms`).
+    pub reads_concurrent_max: usize,
+    /// Most client connections at once (more are closed on accept).
+    pub connections_max: usize,
+    /// Most concurrent HTTP/2 streams (calls) per connection.
+    pub streams_per_connection_max: u32,
+    /// Longest a unary call may take on the server (streams: until their response starts).
+    pub request_timeout_ms: u64,
+    /// HTTP/2 keepalive ping interval; a connection that does not answer within the same
+    /// interval is closed (dead or stalled peers do not hold connections).
+    pub keepalive_interval_ms: u64,
 }
 
 impl Default for ApiLimits {
@@ -89,6 +102,11 @@ impl Default for ApiLimits {
             read_timeout_ms: 5_000,
             status_fanout_timeout_ms: 1_000,
             digest_check_interval_ms: 10_000,
+            reads_concurrent_max: 32,
+            connections_max: 4_096,
+            streams_per_connection_max: 256,
+            request_timeout_ms: 30_000,
+            keepalive_interval_ms: 20_000,
         }
     }
 }
@@ -97,7 +115,10 @@ impl Default for ApiLimits {
 pub struct NodeContext {
     pub id: u64,
     pub advertise: String,
-    pub ledger: SharedLedger,
+    /// The read side: queries, authentication and validation never touch the applying ledger.
+    pub view: Arc<LedgerView>,
+    /// Bounds the queries running on the blocking pool.
+    pub read_permits: Arc<tokio::sync::Semaphore>,
     pub raft: NodeHandle,
     pub events: Arc<EventLog>,
     pub peers: Arc<PeerBook>,
@@ -266,12 +287,42 @@ impl NodeContext {
         }
     }
 
-    pub fn node_info(&self) -> Result<pb::NodeInfoResponse, Status> {
+    /// Runs a query against the read view on the blocking pool (never on an async worker, never
+    /// under the applying ledger's lock). At most `reads_concurrent_max` run at once; the rest
+    /// wait up to `read_timeout_ms`, then get `UNAVAILABLE overloaded`.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ledger::Ledger<ledger::RocksStore>) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        let wait = Duration::from_millis(self.limits.read_timeout_ms);
+        let permit =
+            match tokio::time::timeout(wait, self.read_permits.clone().acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                _ => {
+                    return Err(error(
+                        tonic::Code::Unavailable,
+                        ErrorReason::Overloaded,
+                        "too many queries in progress; retry",
+                    ))
+                }
+            };
+        let view = self.view.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let l = view
+                .read()
+                .map_err(|e| Status::internal(format!("read view: {e}")))?;
+            f(&l)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("query task: {e}")))?
+    }
+
+    pub async fn node_info(&self) -> Result<pb::NodeInfoResponse, Status> {
         let st = self.status()?;
-        let (digest, last_ts, applied) = {
-            let l = self.ledger.lock();
-            (l.digest(), l.last_timestamp_ns(), l.applied_index())
-        };
+        let (digest, last_ts, applied) = self
+            .read(|l| Ok((l.digest(), l.last_timestamp_ns(), l.applied_index())))
+            .await?;
         Ok(pb::NodeInfoResponse {
             id: self.id,
             address: self.advertise.clone(),
@@ -314,7 +365,7 @@ impl NodeContext {
     }
 
     fn currency_lookup(&self) -> impl Fn(Id) -> Option<Currency> + '_ {
-        move |id| self.ledger.lock().account(id).map(|a| a.info.currency)
+        move |id| self.view.currency(id)
     }
 }
 

@@ -45,6 +45,7 @@ mod splits;
 mod timers;
 mod transfers;
 mod verify;
+mod view;
 
 pub use chain::{ChainLink, ChainPage, Recomputed, CHAIN_PAGE_MAX, CHAIN_RETAIN_BATCHES};
 pub use config::{position_account_id, SETTING_BUSINESS_UTC_OFFSET};
@@ -55,6 +56,7 @@ pub use reports::{AccountCheck, Settlement, ACCOUNT_PAGE_MAX};
 pub use splits::{split_rotation, split_shares};
 pub use timers::EXPIRE_PER_BATCH_MAX;
 pub use verify::VerifyError;
+pub use view::ViewDelta;
 
 /// Largest history page.
 pub const HISTORY_PAGE_MAX: usize = 1_000;
@@ -77,6 +79,9 @@ pub enum LedgerError {
     BatchTooLarge { index: u64, commands: usize },
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// A read view was asked to change state (or a ledger to act as a view).
+    #[error("read-only: {0}")]
+    ReadOnly(&'static str),
 }
 
 impl From<codec::DecodeError> for LedgerError {
@@ -124,6 +129,11 @@ pub struct Ledger<S: Store> {
     applied_index: u64,
     digest: [u8; 32],
     last_timestamp_ns: u64,
+    /// A read view (see [`view`]): never applies, absorbs deltas instead.
+    read_only: bool,
+    /// Keep each batch's [`ViewDelta`] for a view that follows this ledger.
+    view_tracking: bool,
+    view_delta: Option<ViewDelta>,
 }
 
 /// Working state of one batch: changes are gathered here and written in one atomic store write.
@@ -209,6 +219,9 @@ impl<S: Store> Ledger<S> {
             applied_index: 0,
             digest: [0; 32],
             last_timestamp_ns: 0,
+            read_only: false,
+            view_tracking: false,
+            view_delta: None,
         };
         l.load()?;
         Ok(l)
@@ -223,14 +236,7 @@ impl<S: Store> Ledger<S> {
         self.digest = [0; 32];
         self.last_timestamp_ns = 0;
         if let Some(m) = self.store.get(Cf::Meta, META_KEY)? {
-            let mut d = Dec::new(&m);
-            self.applied_index = d.u64()?;
-            self.digest = d
-                .bytes()?
-                .try_into()
-                .map_err(|_| LedgerError::Corrupt("digest".into()))?;
-            self.last_timestamp_ns = d.u64()?;
-            d.finish()?;
+            self.load_meta(&m)?;
         }
         let accounts = &mut self.accounts;
         self.store.for_each(Cf::Accounts, &mut |_, v| {
@@ -254,6 +260,19 @@ impl<S: Store> Ledger<S> {
         self.load_merchants()?;
         self.load_timers()?;
         self.load_config()?;
+        Ok(())
+    }
+
+    /// Decodes the meta record (applied index, digest, last timestamp) into the ledger.
+    fn load_meta(&mut self, m: &[u8]) -> Result<(), LedgerError> {
+        let mut d = Dec::new(m);
+        self.applied_index = d.u64()?;
+        self.digest = d
+            .bytes()?
+            .try_into()
+            .map_err(|_| LedgerError::Corrupt("digest".into()))?;
+        self.last_timestamp_ns = d.u64()?;
+        d.finish()?;
         Ok(())
     }
 
@@ -288,6 +307,9 @@ impl<S: Store> Ledger<S> {
     /// Business failures are results, identical on every replica. An `Err` is node-local (storage,
     /// or a log the consensus layer should never have produced) and means the node must stop.
     pub fn apply(&mut self, index: u64, batch: &Batch) -> Result<BatchOutput, LedgerError> {
+        if self.read_only {
+            return Err(LedgerError::ReadOnly("a read view does not apply batches"));
+        }
         if index != self.applied_index + 1 {
             return Err(LedgerError::OutOfOrder {
                 index,
@@ -346,6 +368,7 @@ impl<S: Store> Ledger<S> {
         meta.bytes(&digest);
         meta.u64(ts);
         ctx.wb.put(Cf::Meta, META_KEY.to_vec(), meta.buf);
+        self.track_view(index, &ctx.wb);
         self.store.write(ctx.wb)?;
 
         self.applied_index = index;

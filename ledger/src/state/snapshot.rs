@@ -103,6 +103,11 @@ impl<S: Store> Ledger<S> {
     /// Replaces the state with a snapshot taken at applied index `index` (the one place the applied
     /// index may jump).
     pub fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), LedgerError> {
+        if self.read_only {
+            return Err(LedgerError::ReadOnly(
+                "a read view does not restore snapshots",
+            ));
+        }
         // Checked in a scratch ledger first: the real state is replaced only by a sound snapshot.
         let wb = Self::snapshot_rows(data)?;
         Self::check_snapshot(index, wb.clone())?;

@@ -1,0 +1,284 @@
+//! Read views: a second, read-only `Ledger` over the same store that queries run against, so that
+//! a slow read never holds the lock the applying ledger needs (and applying never stalls a read).
+//!
+//! The applying ledger, with view tracking on, hands out after each batch a [`ViewDelta`]: the
+//! batch's writes to the families a ledger caches in memory (meta, accounts, clients, merchants,
+//! configuration). A view absorbs deltas in log order and skips any at or below its own applied
+//! index, so it can be rebuilt from a consistent store snapshot at any time and then catch up from
+//! whatever deltas were queued meanwhile. Every other family (commands, postings, orders, …) a
+//! view reads from the live store: those records are at least as new as the view's index.
+//!
+//! A view never applies, restores or expires anything: those calls fail with
+//! [`LedgerError::ReadOnly`].
+
+use super::*;
+
+/// The families a ledger caches in memory, which a view must absorb (the rest it reads through).
+const CACHED: [Cf; 5] = [
+    Cf::Meta,
+    Cf::Accounts,
+    Cf::Clients,
+    Cf::Merchants,
+    Cf::Config,
+];
+
+/// One applied batch's writes to the cached families.
+#[derive(Clone, Debug, Default)]
+pub struct ViewDelta {
+    /// The ledger's applied index after the batch.
+    pub applied_index: u64,
+    pub ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl ViewDelta {
+    /// The currency of each account the batch wrote that `known` does not know yet (accounts are
+    /// keyed by id, so known ones are skipped without decoding).
+    pub fn new_accounts(
+        &self,
+        known: impl Fn(Id) -> bool,
+    ) -> Result<Vec<(Id, Currency)>, LedgerError> {
+        let mut out = Vec::new();
+        for (cf, k, v) in &self.ops {
+            let (Cf::Accounts, Some(v)) = (cf, v) else {
+                continue;
+            };
+            if let Ok(id) = <[u8; 16]>::try_from(k.as_slice()) {
+                if known(Id::from_bytes(id)) {
+                    continue;
+                }
+            }
+            let a = codec::decode_account(v)?;
+            out.push((a.info.id, a.info.currency));
+        }
+        Ok(out)
+    }
+
+    /// The API clients the batch wrote (registered or revoked).
+    pub fn clients(&self) -> Result<Vec<Client>, LedgerError> {
+        self.ops
+            .iter()
+            .filter_map(|(cf, _, v)| match (cf, v) {
+                (Cf::Clients, Some(v)) => Some(codec::decode_client(v).map_err(LedgerError::from)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether the batch changed an API client (registered, revoked).
+    pub fn touches_clients(&self) -> bool {
+        self.ops.iter().any(|(cf, _, _)| *cf == Cf::Clients)
+    }
+}
+
+impl<S: Store> Ledger<S> {
+    /// Opens a read view over `store` (which must hold a consistent state, e.g. a snapshot).
+    pub fn open_view(store: S) -> Result<Ledger<S>, LedgerError> {
+        let mut l = Ledger::open(store)?;
+        l.read_only = true;
+        // A view does not expire anything: its timer index is dead weight.
+        l.timers.clear();
+        Ok(l)
+    }
+
+    /// Moves the state onto another store handle over the same data (a view is loaded from a
+    /// snapshot, then reads through the live database).
+    pub fn with_store<T: Store>(self, store: T) -> Ledger<T> {
+        Ledger {
+            store,
+            accounts: self.accounts,
+            account_ids: self.account_ids,
+            clients: self.clients,
+            merchants: self.merchants,
+            timers: self.timers,
+            config: self.config,
+            applied_index: self.applied_index,
+            digest: self.digest,
+            last_timestamp_ns: self.last_timestamp_ns,
+            read_only: self.read_only,
+            view_tracking: self.view_tracking,
+            view_delta: self.view_delta,
+        }
+    }
+
+    /// Whether this is a read view.
+    pub fn is_view(&self) -> bool {
+        self.read_only
+    }
+
+    /// Keep each batch's [`ViewDelta`] for [`Ledger::take_view_delta`] (it costs a copy of the
+    /// batch's account records, so it is off unless a view follows this ledger).
+    pub fn set_view_tracking(&mut self, on: bool) {
+        self.view_tracking = on;
+        self.view_delta = None;
+    }
+
+    /// The delta of the last applied batch, if tracking is on.
+    pub fn take_view_delta(&mut self) -> Option<ViewDelta> {
+        self.view_delta.take()
+    }
+
+    pub(super) fn track_view(&mut self, index: u64, wb: &WriteBatch) {
+        if !self.view_tracking {
+            return;
+        }
+        let ops = wb
+            .ops
+            .iter()
+            .filter(|(cf, _, _)| CACHED.contains(cf))
+            .cloned()
+            .collect();
+        self.view_delta = Some(ViewDelta {
+            applied_index: index,
+            ops,
+        });
+    }
+
+    /// Brings a view's caches forward by one batch. Deltas at or below the view's applied index
+    /// are skipped (the view was loaded after them); the rest must come in log order.
+    pub fn absorb(&mut self, delta: &ViewDelta) -> Result<(), LedgerError> {
+        if !self.read_only {
+            return Err(LedgerError::ReadOnly("only a read view absorbs deltas"));
+        }
+        if delta.applied_index <= self.applied_index {
+            return Ok(());
+        }
+        let corrupt = |cf: Cf| {
+            move |e: codec::DecodeError| LedgerError::Corrupt(format!("{cf:?} record: {e}"))
+        };
+        let mut config = false;
+        for (cf, key, value) in &delta.ops {
+            match (cf, value) {
+                (Cf::Meta, Some(v)) if key == META_KEY => self.load_meta(v)?,
+                (Cf::Accounts, Some(v)) => {
+                    let a = codec::decode_account(v).map_err(corrupt(Cf::Accounts))?;
+                    self.account_ids.insert(a.info.id);
+                    self.accounts.insert(a.info.id, a);
+                }
+                (Cf::Clients, Some(v)) => {
+                    let c = codec::decode_client(v).map_err(corrupt(Cf::Clients))?;
+                    self.clients.insert(c.public_key, c);
+                }
+                (Cf::Merchants, Some(v)) => {
+                    let m = codec::decode_merchant(v).map_err(corrupt(Cf::Merchants))?;
+                    self.merchants.insert(m.account, m);
+                }
+                (Cf::Config, _) => config = true,
+                // Accounts, clients and merchants are never deleted; meta is one key.
+                (cf, _) => {
+                    return Err(LedgerError::Corrupt(format!(
+                        "unexpected change to {cf:?} in a view delta"
+                    )))
+                }
+            }
+        }
+        if config {
+            // Configuration is small and bounded: reread it whole.
+            self.load_config()?;
+        }
+        if self.applied_index != delta.applied_index {
+            return Err(LedgerError::Corrupt(format!(
+                "view delta for index {} left the view at {}",
+                delta.applied_index, self.applied_index
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemStore;
+
+    fn account(id: u128) -> Command {
+        Command::CreateAccount(CreateAccount {
+            id: Id(id),
+            currency: "CNY".into(),
+            // Account 1 is the source of funds; the rest are wallets that cannot overdraw.
+            kind: if id == 1 {
+                AccountKind::System
+            } else {
+                AccountKind::Wallet
+            },
+            debits_must_not_exceed_credits: false,
+            credits_must_not_exceed_debits: false,
+            overdraft: None,
+            limits: LimitsSpec::default(),
+            reference: String::new(),
+            metadata: BTreeMap::new(),
+            normal_side: None,
+        })
+    }
+
+    fn transfer(id: u128, from: u128, to: u128, amount: i64) -> Command {
+        Command::CreateTransfer(CreateTransfer {
+            id: Id(id),
+            legs: vec![LegSpec {
+                debit: Id(from),
+                credit: Id(to),
+                amount: rust_decimal::Decimal::new(amount, 2),
+                currency: None,
+            }],
+            pending_timeout_seconds: None,
+            reference: String::new(),
+        })
+    }
+
+    /// A view loaded at any index and fed the deltas queued since reaches the applying ledger's
+    /// state, whichever deltas it had already seen (a rebuild races the deltas queued meanwhile).
+    #[test]
+    fn a_view_follows_the_applying_ledger_through_its_deltas() {
+        let mut l = Ledger::open(MemStore::new()).unwrap();
+        l.set_view_tracking(true);
+        let mut deltas = Vec::new();
+        let mut stores = Vec::new();
+        let batches: Vec<Vec<Command>> = vec![
+            vec![account(1), account(2), account(3)],
+            vec![transfer(10, 1, 2, 500)],
+            vec![transfer(11, 2, 3, 200), account(4)],
+            vec![transfer(12, 3, 4, 100), transfer(13, 1, 4, 5)],
+        ];
+        for (i, commands) in batches.into_iter().enumerate() {
+            stores.push(l.store().clone());
+            let b = Batch {
+                timestamp_ns: 1_000 + i as u64,
+                seed: 0,
+                commands,
+            };
+            l.apply(i as u64 + 1, &b).unwrap();
+            deltas.push(l.take_view_delta().expect("tracking is on"));
+        }
+        for (start, store) in stores.into_iter().enumerate() {
+            let mut v = Ledger::open_view(store).unwrap();
+            assert_eq!(v.applied_index(), start as u64);
+            // Replays the whole queue: the deltas the load already contains are skipped.
+            for d in &deltas {
+                v.absorb(d).unwrap();
+            }
+            assert_eq!(v.applied_index(), l.applied_index());
+            assert_eq!(v.digest(), l.digest());
+            assert_eq!(v.totals(), l.totals());
+            for id in 1..=4 {
+                assert_eq!(v.account(Id(id)), l.account(Id(id)), "account {id}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_view_refuses_to_apply_and_a_ledger_refuses_to_absorb() {
+        let mut l = Ledger::open(MemStore::new()).unwrap();
+        let b = Batch {
+            timestamp_ns: 1,
+            seed: 0,
+            commands: vec![account(1)],
+        };
+        assert!(matches!(
+            l.absorb(&ViewDelta::default()),
+            Err(LedgerError::ReadOnly(_))
+        ));
+        let mut v = Ledger::open_view(MemStore::new()).unwrap();
+        assert!(matches!(v.apply(1, &b), Err(LedgerError::ReadOnly(_))));
+        l.apply(1, &b).unwrap();
+        assert!(l.take_view_delta().is_none(), "tracking is off by default");
+    }
+}
