@@ -2,6 +2,8 @@
 //! time, data in a temporary directory, nodes killed with SIGKILL and restarted at will.
 #![allow(dead_code)]
 
+pub mod bank;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -58,6 +60,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     pub child: Option<Child>,
     pub join: bool,
+    /// Command the node process runs under (e.g. `ip netns exec NS`); empty: run directly.
+    pub prefix: Vec<String>,
 }
 
 pub struct Cluster {
@@ -91,6 +95,17 @@ impl Cluster {
     }
 
     fn start_with(n: u64, extra: &[&str], tls: bool) -> Cluster {
+        let hosts = (1..=n)
+            .map(|_| (format!("127.0.0.1:{}", free_port()), Vec::new()))
+            .collect();
+        Self::start_on(hosts, extra, tls)
+    }
+
+    /// Starts one node per `(listen address, command prefix)`: node `i + 1` listens on
+    /// `hosts[i].0` and runs under `hosts[i].1` (the partition tests start each node in its own
+    /// network namespace with `ip netns exec`).
+    pub fn start_on(hosts: Vec<(String, Vec<String>)>, extra: &[&str], tls: bool) -> Cluster {
+        let n = hosts.len() as u64;
         let dir = tempfile::tempdir().unwrap();
         let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut ca = None;
@@ -128,8 +143,8 @@ impl Cluster {
             ca,
             dir,
         };
-        for id in 1..=n {
-            let addr = format!("127.0.0.1:{}", free_port());
+        for (i, (addr, prefix)) in hosts.into_iter().enumerate() {
+            let id = i as u64 + 1;
             let data_dir = c.dir.path().join(format!("node-{id}"));
             c.nodes.push(Node {
                 id,
@@ -137,6 +152,7 @@ impl Cluster {
                 data_dir,
                 child: None,
                 join: false,
+                prefix,
             });
         }
         for id in 1..=n {
@@ -187,7 +203,15 @@ impl Cluster {
             .append(true)
             .open(self.dir.path().join(format!("node-{id}.log")))
             .unwrap();
-        let child = Command::new(BIN)
+        let mut command = match n.prefix.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = command
             .args(&args)
             .env("SUANPAN_LOG", "info")
             .stdout(Stdio::from(log.try_clone().unwrap()))
@@ -207,6 +231,7 @@ impl Cluster {
             data_dir,
             child: None,
             join: true,
+            prefix: Vec::new(),
         });
         self.spawn(id);
         addr
