@@ -337,6 +337,9 @@ struct NodeArgs {
     /// Serve plaintext without --tls-dir (local development only: peer traffic can be forged).
     #[arg(long, conflicts_with = "tls_dir")]
     insecure: bool,
+    /// UNSAFE, for tests only: acknowledge writes without fsync (a power loss loses them).
+    #[arg(long, hide = true)]
+    unsafe_no_fsync: bool,
     /// Key that signs audit checkpoints (all nodes of a cluster share it); default: derived from the admin key.
     #[arg(long)]
     audit_key_file: Option<PathBuf>,
@@ -403,6 +406,7 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     cfg.audit_key_file = a.audit_key_file;
     cfg.tls_dir = a.tls_dir;
     cfg.insecure = a.insecure;
+    cfg.unsafe_no_fsync = a.unsafe_no_fsync;
     if let Some(ms) = a.digest_check_interval_ms {
         cfg.limits.digest_check_interval_ms = ms;
     }

@@ -102,6 +102,8 @@ pub async fn check(
     std::fs::write(&tmp, format!("{doc}\n"))?;
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, &path)?;
+    // The rename is durable only once the directory is (a power loss could otherwise undo it).
+    std::fs::File::open(data_dir)?.sync_all()?;
     Ok(())
 }
 

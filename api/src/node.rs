@@ -86,6 +86,8 @@ pub struct NodeConfig {
     /// Serve plaintext without `tls_dir` (local development only: peer traffic can then be
     /// forged by anyone on the network). Without TLS and without this, the node refuses to start.
     pub insecure: bool,
+    /// UNSAFE, tests only: acknowledge writes without fsync (a power loss then loses them).
+    pub unsafe_no_fsync: bool,
     /// Ed25519 key that signs audit checkpoints (all nodes of a cluster need the same one). Default:
     /// derived from the admin key, so it needs no distribution of its own.
     pub audit_key_file: Option<PathBuf>,
@@ -109,6 +111,7 @@ impl NodeConfig {
             audit_key_file: None,
             tls_dir: None,
             insecure: false,
+            unsafe_no_fsync: false,
         }
     }
 }
@@ -198,7 +201,13 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
             "peers must have non-zero ids other than this node's".into(),
         ));
     }
-    std::fs::create_dir_all(&cfg.data_dir)?;
+    if !cfg.data_dir.exists() {
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        // The new directory's name is durable only once its parent is synced.
+        if let Some(parent) = cfg.data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+    }
     let admin_key = load_or_create_admin_key(&cfg)?;
     let audit_key = match &cfg.audit_key_file {
         Some(p) => crate::auth::load_key_file(p)?,
@@ -277,7 +286,14 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         tls.clone(),
         tokio::runtime::Handle::current(),
     ));
-    let log_store = RaftLogStore::open(db.clone())?;
+    let mut log_store = RaftLogStore::open(db.clone())?;
+    if cfg.unsafe_no_fsync {
+        tracing::warn!(
+            node = cfg.id,
+            "--unsafe-no-fsync: writes are acknowledged WITHOUT fsync; a power loss loses them"
+        );
+        log_store = log_store.without_fsync();
+    }
     // Refuse to start as a member that forgot its log (see `identity`).
     let log_empty = consensus::LogStore::is_empty(&log_store) && ledger.lock().applied_index() == 0;
     crate::identity::check(

@@ -74,7 +74,7 @@ pub struct Cluster {
     pub ca: Option<PathBuf>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -105,6 +105,17 @@ impl Cluster {
     /// `hosts[i].0` and runs under `hosts[i].1` (the partition tests start each node in its own
     /// network namespace with `ip netns exec`).
     pub fn start_on(hosts: Vec<(String, Vec<String>)>, extra: &[&str], tls: bool) -> Cluster {
+        Self::start_on_in(hosts, extra, tls, None)
+    }
+
+    /// [`Cluster::start_on`] with the nodes' data directories under `data_root` (default: the
+    /// cluster's temporary directory) — the power-loss test puts them on a lossy filesystem.
+    pub fn start_on_in(
+        hosts: Vec<(String, Vec<String>)>,
+        extra: &[&str],
+        tls: bool,
+        data_root: Option<PathBuf>,
+    ) -> Cluster {
         let n = hosts.len() as u64;
         let dir = tempfile::tempdir().unwrap();
         let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -145,7 +156,10 @@ impl Cluster {
         };
         for (i, (addr, prefix)) in hosts.into_iter().enumerate() {
             let id = i as u64 + 1;
-            let data_dir = c.dir.path().join(format!("node-{id}"));
+            let data_dir = data_root
+                .as_deref()
+                .unwrap_or(c.dir.path())
+                .join(format!("node-{id}"));
             c.nodes.push(Node {
                 id,
                 addr,

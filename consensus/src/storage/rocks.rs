@@ -14,6 +14,8 @@ pub struct RaftLogStore {
     meta: LogMeta,
     read_error: Mutex<Option<String>>,
     snapshot_wanted: std::cell::Cell<bool>,
+    /// `false` only for `--unsafe-no-fsync` (tests that show a power loss then loses data).
+    sync: bool,
 }
 
 impl RaftLogStore {
@@ -75,6 +77,7 @@ impl RaftLogStore {
             meta,
             read_error: Mutex::new(None),
             snapshot_wanted: std::cell::Cell::new(false),
+            sync: true,
         })
     }
 
@@ -88,9 +91,16 @@ impl RaftLogStore {
             .ok_or_else(|| ConsensusError::Storage(format!("missing column family {name}")))
     }
 
+    /// UNSAFE: acknowledge log writes without fsync. A power loss then loses acknowledged
+    /// entries on every node at once; only the power-loss test's proof that it notices uses it.
+    pub fn without_fsync(mut self) -> Self {
+        self.sync = false;
+        self
+    }
+
     fn write_synced(&self, batch: WriteBatch) -> Result<(), ConsensusError> {
         let mut wo = WriteOptions::default();
-        wo.set_sync(true);
+        wo.set_sync(self.sync);
         self.db.write_opt(batch, &wo)?;
         Ok(())
     }
