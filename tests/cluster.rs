@@ -69,7 +69,8 @@ async fn leader_sigkill_under_load_loses_and_duplicates_nothing() {
 /// A follower whose disk is lost must not come back under its old id (it would be a voter that
 /// forgot its vote and log): the node refuses to start, naming the way back. Replaced the
 /// documented way — removed, and an empty node joined under a new id — the newcomer catches up
-/// through a snapshot and every acknowledged transfer is on every replica.
+/// through a snapshot, the leader crashes right after the newcomer was added, and every
+/// acknowledged transfer is on every replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wiped_follower_is_refused_and_replaced_through_a_snapshot() {
     let seed = seed();
@@ -139,11 +140,119 @@ async fn wiped_follower_is_refused_and_replaced_through_a_snapshot() {
         "add-node: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A wipe followed by a leader crash: the leader dies while the newcomer is still new.
+    eprintln!("killing leader {leader} right after node 4 was added");
+    c.kill(leader);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.spawn(leader);
+    let (more, _) = load(
+        Default::default(),
+        client.clone(),
+        wallets.clone(),
+        seed ^ 1,
+        2,
+        10,
+        10,
+    )
+    .await;
+    let mut acked = acked;
+    acked.extend(more);
     check_replicas(&c, bank, &wallets, &acked).await;
     let log = std::fs::read_to_string(c.log_dir().join("node-4.log")).unwrap_or_default();
     assert!(
         log.contains("snapshot installed"),
         "node 4 did not install a snapshot:\n{log}"
+    );
+}
+
+/// Repeated kills under load: the leader and then the leader elected after it (the cluster is
+/// without a quorum until one comes back), twice; then a follower that needs a snapshot killed
+/// again and again shortly after each restart, while it catches up. Nothing lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repeated_kills_of_new_leaders_and_of_a_node_catching_up() {
+    let seed = seed();
+    let mut c = Cluster::start(
+        3,
+        &[
+            "--snapshot-threshold-entries",
+            "50",
+            "--log-retain-entries",
+            "10",
+        ],
+    );
+    c.wait_ready(READY).await;
+    let client = c.client();
+    let bank = api::client::new_id();
+    let wallets: Arc<Vec<Id>> = Arc::new((0..30).map(|_| api::client::new_id()).collect());
+    create_accounts(&client, bank, &wallets).await;
+    let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load_task = tokio::spawn(load_until(
+        stop.clone(),
+        progress.clone(),
+        client.clone(),
+        wallets.clone(),
+        seed,
+        3,
+        100_000,
+        10,
+    ));
+    let done = || progress.load(std::sync::atomic::Ordering::Relaxed);
+    let wait_batches = |n: u64| {
+        let progress = progress.clone();
+        async move {
+            let until = progress.load(std::sync::atomic::Ordering::Relaxed) + n;
+            let deadline = Instant::now() + Duration::from_secs(90);
+            while progress.load(std::sync::atomic::Ordering::Relaxed) < until {
+                assert!(Instant::now() < deadline, "the load stalled");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    for round in 1..=2 * scale() {
+        wait_batches(20).await;
+        let first = c.leader().await.expect("a leader");
+        eprintln!(
+            "round {round}: killing leader {first} after {} batches",
+            done()
+        );
+        c.kill(first);
+        let second = c.wait_leader_other_than(first, READY).await;
+        eprintln!("round {round}: killing the next leader {second} too (no quorum now)");
+        c.kill(second);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.spawn(first);
+        wait_batches(10).await;
+        c.spawn(second);
+    }
+    // A follower falls behind the compacted log, then is killed shortly after every restart.
+    let leader = c.leader().await.expect("a leader");
+    let follower = (1..=3).find(|i| *i != leader).unwrap();
+    c.kill(follower);
+    wait_batches(60).await;
+    for pause_ms in [150, 400, 800] {
+        eprintln!("restarting follower {follower}, killing it again after {pause_ms} ms");
+        c.spawn(follower);
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        c.kill(follower);
+        wait_batches(20).await;
+    }
+    c.spawn(follower);
+    wait_batches(20).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, retries) = load_task.await.unwrap();
+    eprintln!(
+        "acknowledged {} transfers, {retries} batches retried",
+        acked.len()
+    );
+    check_replicas(&c, bank, &wallets, &acked).await;
+    check_retries(&client, &acked).await;
+    check_replicas(&c, bank, &wallets, &acked).await;
+    let log = std::fs::read_to_string(c.log_dir().join(format!("node-{follower}.log")))
+        .unwrap_or_default();
+    assert!(
+        log.contains("snapshot installed"),
+        "node {follower} never needed a snapshot: the test did not test that"
     );
 }
 

@@ -222,16 +222,9 @@ async fn leader_cut_off_and_healed_repeatedly_loses_and_duplicates_nothing() {
             c.info(leader).await.is_none(),
             "node {leader} still reachable"
         );
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let new_leader = loop {
-            match c.leader().await {
-                Some(l) if l != leader => break l,
-                _ => {
-                    assert!(std::time::Instant::now() < deadline, "no new leader");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        };
+        let new_leader = c
+            .wait_leader_other_than(leader, Duration::from_secs(30))
+            .await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         eprintln!(
             "round {round}: node {new_leader} leads; healing node {leader} after {} batches",

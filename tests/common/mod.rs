@@ -348,6 +348,21 @@ impl Cluster {
         None
     }
 
+    /// Waits until a node other than `old` reports itself leader (up to `timeout`); returns it.
+    pub async fn wait_leader_other_than(&self, old: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.leader().await.filter(|l| *l != old) {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader other than {old} in {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until every running node reports the same applied index and digest; returns them.
     pub async fn wait_converged(&self, timeout: Duration) -> (u64, String) {
         let deadline = Instant::now() + timeout;
