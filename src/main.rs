@@ -337,6 +337,9 @@ struct NodeArgs {
     /// Serve plaintext without --tls-dir (local development only: peer traffic can be forged).
     #[arg(long, conflicts_with = "tls_dir")]
     insecure: bool,
+    /// Serve Prometheus metrics over plain HTTP at http://ADDR/metrics (e.g. 127.0.0.1:9100).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// UNSAFE, for tests only: acknowledge writes without fsync (a power loss loses them).
     #[arg(long, hide = true)]
     unsafe_no_fsync: bool,
@@ -407,6 +410,7 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     cfg.tls_dir = a.tls_dir;
     cfg.insecure = a.insecure;
     cfg.unsafe_no_fsync = a.unsafe_no_fsync;
+    cfg.metrics_listen = a.metrics_listen;
     if let Some(ms) = a.digest_check_interval_ms {
         cfg.limits.digest_check_interval_ms = ms;
     }

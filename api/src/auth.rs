@@ -200,6 +200,8 @@ pub struct Authenticator {
     node_id: u64,
     /// Peers prove their id with a TLS client certificate (the admin key is not accepted).
     peer_tls: bool,
+    /// Counts refused calls.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 pub(crate) fn status_with_reason(
@@ -236,7 +238,14 @@ impl Authenticator {
             peer_key,
             node_id,
             peer_tls: false,
+            metrics: None,
         }
+    }
+
+    /// Counts every call answered with an error status in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Authenticator {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Peers must prove their id with a TLS client certificate from the cluster CA.
@@ -498,7 +507,8 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
-        Box::pin(async move {
+        let counted = auth.clone();
+        let handled = Box::pin(async move {
             let path = req.uri().path().to_string();
             if path.starts_with(PEER_PREFIX) {
                 let mut req = req;
@@ -559,8 +569,33 @@ where
                 }
                 Err(s) => Ok(name_cluster(s.into_http())),
             }
+        });
+        Box::pin(async move {
+            let resp = handled.await;
+            if let (Some(m), Ok(r)) = (&counted.metrics, &resp) {
+                count_rejection(m, r);
+            }
+            resp
         })
     }
+}
+
+/// An error answer carries `grpc-status` in its headers (a trailers-only response): count it
+/// with its reason. Successful calls carry their status in trailers and are not counted here.
+fn count_rejection(m: &crate::metrics::Metrics, r: &http::Response<Body>) {
+    let h = r.headers();
+    let code = match h.get("grpc-status").and_then(|v| v.to_str().ok()) {
+        Some("0") | None => return,
+        Some(c) => c
+            .parse::<i32>()
+            .map(|c| format!("{:?}", tonic::Code::from(c)))
+            .unwrap_or_else(|_| "unknown".into()),
+    };
+    let reason = h
+        .get(crate::protocol::HEADER_ERROR)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    m.rejected(&code, reason);
 }
 
 #[cfg(test)]

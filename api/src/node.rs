@@ -62,6 +62,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// gRPC listen address for client, admin and peer traffic (port 0 = any free port).
     pub listen: SocketAddr,
+    /// Prometheus metrics over plain HTTP at `/metrics` (port 0 = any free port); `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
     /// Address other nodes and redirected clients use to reach this node (default: the bound
     /// listen address).
     pub advertise: Option<String>,
@@ -112,6 +114,7 @@ impl NodeConfig {
             tls_dir: None,
             insecure: false,
             unsafe_no_fsync: false,
+            metrics_listen: None,
         }
     }
 }
@@ -158,6 +161,8 @@ pub struct RunningNode {
     pub id: u64,
     /// The bound listen address (useful with port 0).
     pub local_addr: SocketAddr,
+    /// The bound metrics address, if metrics are served.
+    pub metrics_addr: Option<SocketAddr>,
     /// The admin key in use (load it in a client to administer the cluster).
     pub admin_key: SigningKey,
     pub raft: NodeHandle,
@@ -306,7 +311,10 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     )
     .await?;
     let view = LedgerView::start(&ledger.lock())?;
-    let sm = LedgerStateMachine::new(ledger.clone(), events.clone()).with_observer(view.clone());
+    let metrics = crate::metrics::Metrics::new(cfg.id);
+    let sm = LedgerStateMachine::new(ledger.clone(), events.clone())
+        .with_observer(view.clone())
+        .with_metrics(metrics.clone());
     let raft = NodeRuntime::start(raft_cfg, log_store, sm, transport)?;
     if single_voter {
         let _ = raft.campaign(); // no need to wait an election timeout alone
@@ -319,6 +327,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         read_permits: Arc::new(tokio::sync::Semaphore::new(
             cfg.limits.reads_concurrent_max.max(1),
         )),
+        metrics: metrics.clone(),
         raft: raft.clone(),
         events,
         peers,
@@ -338,7 +347,8 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         Arc::new(LedgerDirectory(view.clone())),
         admin_key.verifying_key(),
         cfg.id,
-    );
+    )
+    .with_metrics(metrics.clone());
     let auth = Arc::new(if tls.is_some() {
         auth.with_peer_tls()
     } else {
@@ -398,18 +408,63 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         admin_key.verifying_key().to_bytes(),
     ));
     let digest_watch = tokio::spawn(crate::server::digest_watch::run(ctx.clone()));
+    let mut background = vec![bootstrap, digest_watch];
+    let metrics_addr = match cfg.metrics_listen {
+        Some(addr) => {
+            let (bound, task) = serve_metrics(addr, ctx.clone()).await?;
+            background.push(task);
+            Some(bound)
+        }
+        None => None,
+    };
     tracing::info!(node = cfg.id, %local_addr, "suanpan node listening");
     Ok(RunningNode {
         id: cfg.id,
         local_addr,
+        metrics_addr,
         admin_key,
         raft,
         ledger,
         ctx,
         stop: Some(stop_tx),
         server: Some(server),
-        background: vec![bootstrap, digest_watch],
+        background,
     })
+}
+
+/// Serves `GET /metrics` (Prometheus text format) on `addr` until the node stops.
+async fn serve_metrics(
+    addr: SocketAddr,
+    ctx: Arc<NodeContext>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), NodeError> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let ctx = ctx.clone();
+            async move {
+                // Reading the Raft status waits on the Raft thread: off the async workers.
+                let body = tokio::task::spawn_blocking(move || ctx.render_metrics())
+                    .await
+                    .unwrap_or_default();
+                (
+                    [(
+                        http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    body,
+                )
+            }
+        }),
+    );
+    tracing::info!(%bound, "serving Prometheus metrics at /metrics");
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("metrics server: {e}");
+        }
+    });
+    Ok((bound, task))
 }
 
 /// Once this node leads and the admin key is not registered yet, registers it through the log.

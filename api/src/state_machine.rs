@@ -50,6 +50,7 @@ pub struct LedgerStateMachine<S: Store + 'static = RocksStore> {
     ledger: SharedLedger<S>,
     events: Arc<EventLog>,
     observer: Option<Arc<dyn ApplyObserver>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl<S: Store + 'static> LedgerStateMachine<S> {
@@ -58,7 +59,14 @@ impl<S: Store + 'static> LedgerStateMachine<S> {
             ledger,
             events,
             observer: None,
+            metrics: None,
         }
+    }
+
+    /// Counts applied commands and times each batch's apply in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Hands every applied batch's changes to `observer` (turns on the ledger's view tracking).
@@ -105,9 +113,20 @@ impl<S: Store + 'static> StateMachine for LedgerStateMachine<S> {
                 seed: e.seed,
                 commands,
             };
+            let started = std::time::Instant::now();
             let output = ledger.apply(e.index, &batch).map_err(|err| {
                 StateMachineError::new(format!("ledger apply at {}: {err}", e.index))
             })?;
+            if let Some(m) = &self.metrics {
+                m.applied(
+                    started.elapsed().as_secs_f64(),
+                    batch
+                        .commands
+                        .iter()
+                        .map(Command::kind)
+                        .zip(&output.results),
+                );
+            }
             if let (Some(o), Some(d)) = (&self.observer, ledger.take_view_delta()) {
                 o.applied(d).map_err(|err| {
                     StateMachineError::new(format!("read view at {}: {err}", e.index))

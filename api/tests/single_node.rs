@@ -750,3 +750,71 @@ async fn a_call_is_cut_off_at_the_request_timeout() {
     assert!(reader.get_account(wallet).await.unwrap().is_some());
     f.node.shutdown().await.unwrap();
 }
+
+/// `GET /metrics` over plain HTTP/1.1 (no client library needed).
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
+/// The value of the sample `series` (labels as printed: the metric's own, then `node`).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// The node serves Prometheus metrics: commands by kind and result, apply and commit latency,
+/// Raft state, log size, and refused calls by code and reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_are_served_for_prometheus() {
+    let f = fixture(|cfg| cfg.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let addr = f.node.metrics_addr.expect("metrics served");
+    let (bank, wallet) = two_accounts(&f.payments).await;
+    let r = f
+        .payments
+        .submit_unbatched(vec![
+            cmd::transfer(new_id(), bank, wallet, "1", "CNY"),
+            cmd::transfer(new_id(), wallet, bank, "100", "CNY"),
+        ])
+        .await
+        .unwrap();
+    assert!(r[0].is_ok() && !r[1].is_ok(), "{r:?}");
+    // A call from an unknown key is refused and counted.
+    let stranger = Client::connect(client_config(&[f.addr.clone()]), new_key()).unwrap();
+    assert!(stranger.get_account(wallet).await.is_err());
+
+    let text = scrape(addr).await;
+    let n =
+        |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));
+    let kinds = |kind: &str, result: &str| {
+        format!("suanpan_commands_total{{kind=\"{kind}\",result=\"{result}\",node=\"1\"}}")
+    };
+    assert_eq!(n(&kinds("create_transfer", "ok")), 1.0);
+    assert_eq!(n(&kinds("create_transfer", "insufficient_funds")), 1.0);
+    assert!(n(&kinds("create_account", "ok")) >= 2.0);
+    assert!(n("suanpan_apply_batch_seconds_count{node=\"1\"}") >= 3.0);
+    assert!(n("suanpan_submit_commit_seconds_count{node=\"1\"}") >= 2.0);
+    assert!(n("suanpan_raft_term{node=\"1\"}") >= 1.0);
+    assert_eq!(n("suanpan_raft_role{role=\"leader\",node=\"1\"}"), 1.0);
+    let applied = n("suanpan_raft_applied_index{node=\"1\"}");
+    assert!(applied >= 3.0 && applied <= n("suanpan_raft_commit_index{node=\"1\"}"));
+    assert!(n("suanpan_raft_log_entries{node=\"1\"}") >= 1.0);
+    assert!(
+        n("suanpan_rejected_requests_total{code=\"Unauthenticated\",reason=\"\",node=\"1\"}")
+            >= 1.0
+    );
+    assert!(text.contains("suanpan_snapshots_total"), "{text}");
+    f.node.shutdown().await.unwrap();
+}

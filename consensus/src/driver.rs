@@ -105,6 +105,21 @@ pub struct NodeStatus {
     /// On the leader: every member's highest index known to be in its log, `(id, matched)`.
     /// Empty on other nodes.
     pub progress: Vec<(u64, u64)>,
+    /// The log this node holds: `first_index ..= last_index` (empty when first > last).
+    pub first_index: u64,
+    pub last_index: u64,
+    /// Snapshots taken (and the log compacted behind) and installed since start, with the time
+    /// they took in total (metrics only: nothing in the Ready loop depends on it).
+    pub snapshots: SnapshotStats,
+}
+
+/// Snapshot counts and durations since the node started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SnapshotStats {
+    pub taken: u64,
+    pub taken_ms_total: u64,
+    pub installed: u64,
+    pub installed_ms_total: u64,
 }
 
 /// A proposal that is in the raft log at `index` (proposed in `term`), awaiting apply.
@@ -164,6 +179,7 @@ pub struct Driver<S: LogStore, M: StateMachine> {
     clock_anchor: (u64, u64),
     clock_clamps: u64,
     clock_ahead_ns: u64,
+    snapshot_stats: SnapshotStats,
     /// (role, term, leader) as of the last check; changes fail waiters/reads.
     observed: (StateRole, u64, u64),
     last_snapshot_index: u64,
@@ -250,6 +266,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             clock_anchor: (0, 0),
             clock_clamps: 0,
             clock_ahead_ns: 0,
+            snapshot_stats: SnapshotStats::default(),
             observed,
             last_snapshot_index,
             snapshots_in_flight: BTreeMap::new(),
@@ -327,6 +344,9 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             learners,
             clock_clamps: self.clock_clamps,
             clock_ahead_ns: self.clock_ahead_ns,
+            first_index: raft::Storage::first_index(self.raw.store()).unwrap_or(0),
+            last_index: raft::Storage::last_index(self.raw.store()).unwrap_or(0),
+            snapshots: self.snapshot_stats,
             progress: if self.is_leader() {
                 let mut p: Vec<(u64, u64)> = self
                     .raw
@@ -1044,6 +1064,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
 
     fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), ConsensusError> {
         let index = snap.get_metadata().index;
+        let started = std::time::Instant::now();
         self.raw.mut_store().install_snapshot(snap)?;
         self.sm.restore(index, &snap.data)?;
         if self.sm.applied_index() != index {
@@ -1058,6 +1079,8 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             bytes = snap.data.len(),
             "snapshot installed"
         );
+        self.snapshot_stats.installed += 1;
+        self.snapshot_stats.installed_ms_total += started.elapsed().as_millis() as u64;
         self.last_snapshot_index = index;
         self.resolve_overwritten(index);
         Ok(())
@@ -1244,6 +1267,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let data = self.sm.snapshot()?;
         let term = self.raw.store().term(applied)?;
         let conf_state = self.raw.store().conf_state();
@@ -1270,6 +1294,8 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             bytes = snap.data.len(),
             "snapshot taken"
         );
+        self.snapshot_stats.taken += 1;
+        self.snapshot_stats.taken_ms_total += started.elapsed().as_millis() as u64;
         Ok(())
     }
 }

@@ -92,6 +92,7 @@ pub use codec::{
 pub use config::Config;
 pub use driver::{
     Driver, MembershipChange, NodeStatus, ProposeOutcome, ReadError, RejectReason, Role, SendFn,
+    SnapshotStats,
 };
 pub use error::ConsensusError;
 pub use logging::tracing_logger;

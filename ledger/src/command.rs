@@ -562,6 +562,52 @@ pub enum Command {
 }
 
 impl Command {
+    /// The command's kind in snake case (as named in the protobuf contract), for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::CreateAccount(_) => "create_account",
+            Command::CreateTransfer(_) => "create_transfer",
+            Command::PostPending(_) => "post_pending",
+            Command::VoidPending(_) => "void_pending",
+            Command::SetAccountStatus(_) => "set_account_status",
+            Command::RegisterClient(_) => "register_client",
+            Command::RevokeClient(_) => "revoke_client",
+            Command::CreateMerchant(_) => "create_merchant",
+            Command::CreateOrder(_) => "create_order",
+            Command::PayQr(_) => "pay_qr",
+            Command::CloseOrder(_) => "close_order",
+            Command::Refund(_) => "refund",
+            Command::PayBill(_) => "pay_bill",
+            Command::BindPaycode(_) => "bind_paycode",
+            Command::RevokePaycode(_) => "revoke_paycode",
+            Command::PayCode(_) => "pay_code",
+            Command::Topup(_) => "topup",
+            Command::Withdraw(_) => "withdraw",
+            Command::CompleteWithdrawal(_) => "complete_withdrawal",
+            Command::FailWithdrawal(_) => "fail_withdrawal",
+            Command::Send(_) => "send",
+            Command::ReceiveTransfer(_) => "receive_transfer",
+            Command::ReturnTransfer(_) => "return_transfer",
+            Command::CreateRequest(_) => "create_request",
+            Command::PayRequest(_) => "pay_request",
+            Command::DeclineRequest(_) => "decline_request",
+            Command::CancelRequest(_) => "cancel_request",
+            Command::CreateSplit(_) => "create_split",
+            Command::PaySplit(_) => "pay_split",
+            Command::CancelSplit(_) => "cancel_split",
+            Command::CreateRedPacket(_) => "create_red_packet",
+            Command::ClaimRedPacket(_) => "claim_red_packet",
+            Command::CreateGroup(_) => "create_group",
+            Command::SettleGroup(_) => "settle_group",
+            Command::DefineCurrency(_) => "define_currency",
+            Command::SetRate(_) => "set_rate",
+            Command::Convert(_) => "convert",
+            Command::DefineTier(_) => "define_tier",
+            Command::SetAccountTier(_) => "set_account_tier",
+            Command::SetSetting(_) => "set_setting",
+        }
+    }
+
     /// The client-chosen idempotency id.
     pub fn id(&self) -> Id {
         match self {

@@ -119,6 +119,7 @@ pub struct NodeContext {
     pub view: Arc<LedgerView>,
     /// Bounds the queries running on the blocking pool.
     pub read_permits: Arc<tokio::sync::Semaphore>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub raft: NodeHandle,
     pub events: Arc<EventLog>,
     pub peers: Arc<PeerBook>,
@@ -235,10 +236,12 @@ impl NodeContext {
     /// Proposes commands as one log entry and returns their results and the entry index.
     pub async fn propose(&self, commands: &[Command]) -> Result<(u64, Vec<CommandResult>), Status> {
         self.require_leader()?;
+        let started = std::time::Instant::now();
         let rx = self
             .raft
             .propose_weighted(encode_proposal(commands), commands.len() as u64);
         let (index, bytes) = self.await_outcome(rx).await?;
+        self.metrics.committed(started.elapsed().as_secs_f64());
         if bytes == UNDECODABLE_RESULT {
             return Err(Status::internal(
                 "the state machine could not decode the proposal",
@@ -316,6 +319,14 @@ impl NodeContext {
         })
         .await
         .map_err(|e| Status::internal(format!("query task: {e}")))?
+    }
+
+    /// The metrics text exposition (`GET /metrics`).
+    pub fn render_metrics(&self) -> String {
+        let st = self.raft.status().ok();
+        let divergences = self.divergences.lock().len();
+        self.metrics
+            .render(st.as_ref(), divergences, self.view.reloads())
     }
 
     pub async fn node_info(&self) -> Result<pb::NodeInfoResponse, Status> {
