@@ -262,6 +262,31 @@ enum Cmd {
         #[command(flatten)]
         args: cli::NotifyArgs,
     },
+    /// Online backup of the node at --endpoint: a consistent checkpoint of its database (ledger
+    /// and Raft log) and its identity, written to DIR on that node's machine (DIR must not exist).
+    Backup {
+        #[command(flatten)]
+        conn: cli::Conn,
+        /// Absolute path on the node's machine.
+        #[arg(long, value_name = "DIR")]
+        out: String,
+    },
+    /// Prepare an empty data directory for node --id from a backup (offline). Point-in-time
+    /// recovery of a whole cluster: restore every voter the backup names, then start them.
+    Restore {
+        /// The backup directory (`suanpan backup --out`).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The new node's data directory (must be empty or missing).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The node id to restore as (a member in the backup).
+        #[arg(long)]
+        id: u64,
+        /// Print machine-readable JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Cluster membership and status.
     Cluster {
         #[command(flatten)]
@@ -528,6 +553,13 @@ fn main() {
             } => cli::watch(&conn, from, count, accounts).await,
             Cmd::Notify { conn, args } => cli::notify(&conn, args).await,
             Cmd::Cluster { conn, cmd } => cli::cluster(&conn, cmd).await,
+            Cmd::Backup { conn, out } => cli::backup(&conn, out).await,
+            Cmd::Restore {
+                from,
+                data_dir,
+                id,
+                json,
+            } => cli::restore(from, data_dir, id, json),
             Cmd::Bench(a) => {
                 init_tracing_quiet();
                 bench::run(a).await.map(|()| cli::Exit(0))

@@ -96,15 +96,33 @@ pub async fn check(
             )));
         }
     }
-    // Written whole or not at all.
+    write(data_dir, &cluster, id)?;
+    Ok(())
+}
+
+/// Writes `DATA_DIR/identity` durably: whole or not at all, and its name synced.
+pub fn write(data_dir: &Path, cluster: &str, id: u64) -> std::io::Result<()> {
     let doc = serde_json::json!({"cluster": cluster, "node_id": id});
     let tmp = data_dir.join(format!("{FILE}.tmp"));
     std::fs::write(&tmp, format!("{doc}\n"))?;
     std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
+    std::fs::rename(&tmp, data_dir.join(FILE))?;
     // The rename is durable only once the directory is (a power loss could otherwise undo it).
-    std::fs::File::open(data_dir)?.sync_all()?;
-    Ok(())
+    std::fs::File::open(data_dir)?.sync_all()
+}
+
+/// The (cluster id, node id) recorded in `dir`'s identity file, if it has one.
+pub fn read(dir: &Path) -> std::io::Result<Option<(String, u64)>> {
+    match std::fs::read_to_string(dir.join(FILE)) {
+        Ok(text) => parse(&text).map(Some).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: not an identity file", dir.join(FILE).display()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// What the cluster's leader says about node `id`.

@@ -60,6 +60,8 @@ pub mod wire;
 #[cfg(feature = "server")]
 pub mod auth;
 #[cfg(feature = "server")]
+pub mod backup;
+#[cfg(feature = "server")]
 pub mod events;
 #[cfg(feature = "server")]
 pub mod fuzzing;

@@ -202,6 +202,24 @@ impl Store for RocksStore {
     }
 }
 
+/// A consistent point-in-time copy of the whole database (every column family: the ledger's and
+/// the Raft log's) at `dir`, which must not exist: hard links to the immutable files, copies of
+/// the rest. The node keeps running.
+pub fn checkpoint(store: &RocksStore, dir: &Path) -> Result<(), StoreError> {
+    rocksdb::checkpoint::Checkpoint::new(&store.db)
+        .and_then(|c| c.create_checkpoint(dir))
+        .map_err(io)
+}
+
+/// Opens the database at `path` read-only, with whatever column families it has (a backup is
+/// inspected without being changed).
+pub fn open_read_only(path: &Path) -> Result<RocksStore, StoreError> {
+    let opts = db_options();
+    let cfs = DB::list_cf(&opts, path).map_err(io)?;
+    let db = DB::open_cf_for_read_only(&opts, path, cfs, false).map_err(io)?;
+    RocksStore::new(Arc::new(db))
+}
+
 /// A read-only store over a point-in-time snapshot of the database: every family read as of one
 /// moment (a read view is loaded from one, so it never mixes two batches).
 pub struct SnapshotStore<'a> {

@@ -13,6 +13,7 @@ use ledger::Id;
 use serde_json::{json, Value};
 
 mod accounts;
+mod backup;
 mod cash;
 mod chain;
 mod cluster;
@@ -32,6 +33,7 @@ mod splits;
 mod transfers;
 
 pub use accounts::{account, history, AccountCmd};
+pub use backup::{backup, restore};
 pub use cash::{topup, withdraw, TopupArgs, WithdrawArgs};
 pub use cluster::{cluster, watch, ClusterCmd};
 pub use config::{

@@ -116,6 +116,17 @@ impl Cluster {
         tls: bool,
         data_root: Option<PathBuf>,
     ) -> Cluster {
+        Self::start_full(hosts, extra, tls, data_root, None)
+    }
+
+    /// [`Cluster::start_on_in`] with a given admin key file (default: a new key).
+    pub fn start_full(
+        hosts: Vec<(String, Vec<String>)>,
+        extra: &[&str],
+        tls: bool,
+        data_root: Option<PathBuf>,
+        admin_key: Option<&Path>,
+    ) -> Cluster {
         let n = hosts.len() as u64;
         let dir = tempfile::tempdir().unwrap();
         let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -136,16 +147,24 @@ impl Cluster {
             ca = Some(tls_dir.join("ca.pem"));
         }
         let key = dir.path().join("admin.key");
-        let out = Command::new(BIN)
-            .args(["keys", "gen", "--out"])
-            .arg(&key)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "keys gen: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        match admin_key {
+            // A cluster restored from a backup keeps its admin key (its cluster id).
+            Some(k) => {
+                std::fs::copy(k, &key).unwrap();
+            }
+            None => {
+                let out = Command::new(BIN)
+                    .args(["keys", "gen", "--out"])
+                    .arg(&key)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "keys gen: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
         let mut c = Cluster {
             nodes: Vec::new(),
             key,

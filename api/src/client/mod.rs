@@ -670,6 +670,17 @@ impl Client {
         Ok(r.applied_index)
     }
 
+    /// An online backup of the node this client reaches first, into `dir` on that node's machine.
+    pub async fn backup(&self, dir: &str) -> Result<pb::BackupResponse, ClientError> {
+        self.core
+            .call(
+                "/suanpan.v1.Admin/Backup",
+                pb::BackupRequest { dir: dir.into() },
+                |ch, r| async move { pb::admin_client::AdminClient::new(ch).backup(r).await },
+            )
+            .await
+    }
+
     pub async fn transfer_leader(&self, id: u64) -> Result<(), ClientError> {
         self.core
             .call(

@@ -213,6 +213,34 @@ impl pb::admin_server::Admin for AdminService {
         }))
     }
 
+    async fn backup(
+        &self,
+        request: Request<pb::BackupRequest>,
+    ) -> Result<Response<pb::BackupResponse>, Status> {
+        let req = request.into_inner();
+        if req.dir.is_empty() || req.dir.len() > 4096 {
+            return Err(Status::invalid_argument("dir: 1 ..= 4096 bytes"));
+        }
+        let out = std::path::PathBuf::from(&req.dir);
+        let (store, data_dir) = (self.ctx.store.share(), self.ctx.data_dir.clone());
+        // Checkpointing writes files: off the async workers.
+        let info =
+            tokio::task::spawn_blocking(move || crate::backup::create(&store, &data_dir, &out))
+                .await
+                .map_err(|e| Status::internal(format!("backup task: {e}")))?
+                .map_err(|e| match e {
+                    crate::backup::BackupError::Refused(m) => Status::failed_precondition(m),
+                    e => Status::internal(format!("backup failed: {e}")),
+                })?;
+        Ok(Response::new(pb::BackupResponse {
+            node_id: self.ctx.id,
+            dir: info.dir.display().to_string(),
+            applied_index: info.applied_index,
+            digest: hex::encode(info.digest),
+            bytes: info.bytes,
+        }))
+    }
+
     async fn list_clients(
         &self,
         request: Request<pb::ListClientsRequest>,

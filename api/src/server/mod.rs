@@ -120,6 +120,9 @@ pub struct NodeContext {
     /// Bounds the queries running on the blocking pool.
     pub read_permits: Arc<tokio::sync::Semaphore>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The node's database and data directory (backups).
+    pub store: ledger::RocksStore,
+    pub data_dir: std::path::PathBuf,
     pub raft: NodeHandle,
     pub events: Arc<EventLog>,
     pub peers: Arc<PeerBook>,

@@ -1,0 +1,185 @@
+//! Backups of a node and restores from them.
+//!
+//! A backup is a directory: `db/`, a consistent RocksDB checkpoint of the node's one database
+//! (the ledger and the Raft log together, taken online), and `identity`, the node's identity
+//! file. What it holds is read back from the backup itself (applied index and digest), not taken
+//! from the running node, so the figures reported are the ones a restore will have.
+//!
+//! A restore prepares an empty data directory from a backup for node `id`. It is a point-in-time
+//! recovery of a whole cluster: restore every voter the backup names from the same backup and
+//! start them; the cluster resumes at the backup's index (later acknowledged writes are gone,
+//! which is what restoring a backup means). Never restore one member of a running cluster: it
+//! would be a voter that forgot entries it acknowledged (see `identity`); replace a node the
+//! documented way instead (remove it, join a new one).
+
+use std::path::{Path, PathBuf};
+
+use ledger::{Ledger, RocksStore};
+
+/// What a backup holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupInfo {
+    pub dir: PathBuf,
+    pub applied_index: u64,
+    pub digest: [u8; 32],
+    pub bytes: u64,
+}
+
+/// What a restore prepared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreInfo {
+    pub data_dir: PathBuf,
+    pub id: u64,
+    pub applied_index: u64,
+    pub digest: [u8; 32],
+    /// The cluster's members as of the backup: restore each voter under its id.
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("storage: {0}")]
+    Store(#[from] ledger::StoreError),
+    #[error("ledger: {0}")]
+    Ledger(#[from] ledger::LedgerError),
+    #[error("raft log: {0}")]
+    Consensus(#[from] consensus::ConsensusError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackupError {
+    let what = what.into();
+    move |e| BackupError::Io(what, e)
+}
+
+/// The ledger state stored in the database at `db` (opened read-only).
+fn read_back(db: &Path) -> Result<(u64, [u8; 32]), BackupError> {
+    let l = Ledger::open(ledger::rocks::open_read_only(db)?)?;
+    Ok((l.applied_index(), l.digest()))
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), BackupError> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io(format!("syncing {}", dir.display())))
+}
+
+/// Backs up the running node whose database is `store` and data directory `data_dir` into
+/// `out` (which must not exist).
+pub fn create(store: &RocksStore, data_dir: &Path, out: &Path) -> Result<BackupInfo, BackupError> {
+    if !out.is_absolute() {
+        return Err(BackupError::Refused(format!(
+            "{}: give an absolute path on the node's machine",
+            out.display()
+        )));
+    }
+    if out.exists() {
+        return Err(BackupError::Refused(format!(
+            "{} exists: a backup goes into a new directory",
+            out.display()
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(io(format!("creating {}", out.display())))?;
+    ledger::rocks::checkpoint(store, &out.join("db"))?;
+    let (cluster, id) = crate::identity::read(data_dir)
+        .map_err(io("reading the node's identity"))?
+        .ok_or_else(|| BackupError::Refused("the node has no identity file yet".into()))?;
+    crate::identity::write(out, &cluster, id).map_err(io("writing the backup's identity"))?;
+    sync_dir(out)?;
+    if let Some(parent) = out.parent() {
+        sync_dir(parent)?;
+    }
+    let (applied_index, digest) = read_back(&out.join("db"))?;
+    Ok(BackupInfo {
+        dir: out.to_path_buf(),
+        applied_index,
+        digest,
+        bytes: dir_bytes(out),
+    })
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), BackupError> {
+    std::fs::create_dir_all(to).map_err(io(format!("creating {}", to.display())))?;
+    for e in std::fs::read_dir(from).map_err(io(format!("reading {}", from.display())))? {
+        let e = e.map_err(io(format!("reading {}", from.display())))?;
+        let target = to.join(e.file_name());
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            copy_dir(&e.path(), &target)?;
+        } else {
+            std::fs::copy(e.path(), &target)
+                .map_err(io(format!("copying {}", e.path().display())))?;
+            std::fs::File::open(&target)
+                .and_then(|f| f.sync_all())
+                .map_err(io(format!("syncing {}", target.display())))?;
+        }
+    }
+    sync_dir(to)
+}
+
+/// Prepares the empty (or missing) `data_dir` for node `id` from the backup at `from`.
+pub fn restore(from: &Path, data_dir: &Path, id: u64) -> Result<RestoreInfo, BackupError> {
+    let (cluster, _) = crate::identity::read(from)
+        .map_err(io("reading the backup's identity"))?
+        .ok_or_else(|| {
+            BackupError::Refused(format!("{} is not a backup (no identity)", from.display()))
+        })?;
+    let (applied_index, digest) = read_back(&from.join("db"))?;
+    if let Ok(mut entries) = std::fs::read_dir(data_dir) {
+        if entries.next().is_some() {
+            return Err(BackupError::Refused(format!(
+                "{} is not empty: restore into a new data directory",
+                data_dir.display()
+            )));
+        }
+    }
+    copy_dir(&from.join("db"), &data_dir.join("db"))?;
+    // The copy must be the backup: read it back before naming the node.
+    let db = ledger::open_db(&data_dir.join("db"), consensus::RAFT_COLUMN_FAMILIES)?;
+    let l = Ledger::open(RocksStore::new(db.clone())?)?;
+    if (l.applied_index(), l.digest()) != (applied_index, digest) {
+        return Err(BackupError::Refused(
+            "the restored copy differs from the backup".into(),
+        ));
+    }
+    drop(l);
+    let log = consensus::RaftLogStore::open(db)?;
+    let cs = consensus::LogStore::conf_state(&log);
+    drop(log);
+    if !cs.voters.contains(&id) && !cs.learners.contains(&id) {
+        return Err(BackupError::Refused(format!(
+            "node {id} is not a member in the backup (voters {:?}, learners {:?})",
+            cs.voters, cs.learners
+        )));
+    }
+    crate::identity::write(data_dir, &cluster, id)
+        .map_err(io("writing the restored node's identity"))?;
+    if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent)?;
+    }
+    Ok(RestoreInfo {
+        data_dir: data_dir.to_path_buf(),
+        id,
+        applied_index,
+        digest,
+        voters: cs.voters,
+        learners: cs.learners,
+    })
+}
