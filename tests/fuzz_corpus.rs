@@ -457,8 +457,20 @@ fn fuzz_seed_corpora_replay_cleanly() {
     if std::env::var("SUANPAN_WRITE_CORPUS").is_ok() {
         write_seeds();
         write_apply_seeds();
+        for (target, seeds) in [
+            ("ledger_snapshot", ledger::fuzzing::snapshot_seeds()),
+            ("peer_frames", consensus::fuzzing::seed_inputs()),
+        ] {
+            let dir = corpus(target);
+            std::fs::create_dir_all(&dir).unwrap();
+            for (i, s) in seeds.iter().enumerate() {
+                std::fs::write(dir.join(format!("seed-{i}")), s).unwrap();
+            }
+        }
     }
     let n = replay("ledger_apply", ledger::fuzzing::fuzz_apply)
+        + replay("ledger_snapshot", ledger::fuzzing::fuzz_snapshot)
+        + replay("peer_frames", consensus::fuzzing::fuzz_peer_frames)
         + replay("ledger_codec", ledger::codec::fuzz_decode_commands)
         + replay("emv_payload", ledger::emv::fuzz_parse)
         + replay("submit_request", api::fuzzing::submit_request)

@@ -79,6 +79,7 @@ mod codec;
 mod config;
 mod driver;
 mod error;
+pub mod fuzzing;
 mod logging;
 mod runtime;
 pub mod sim;
