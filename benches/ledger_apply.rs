@@ -73,45 +73,26 @@ impl Gen {
 
 fn setup<S: Store>(store: S, g: &mut Gen) -> Ledger<S> {
     let mut l = Ledger::open(store).unwrap();
-    let mut cmds = vec![Command::CreateAccount(CreateAccount {
-        id: Id(BANK),
-        currency: "CNY".into(),
-        kind: AccountKind::System,
-        debits_must_not_exceed_credits: false,
-        credits_must_not_exceed_debits: false,
-        overdraft: None,
-        limits: LimitsSpec::default(),
-        reference: String::new(),
-        metadata: Default::default(),
-        normal_side: None,
-    })];
+    let mut cmds = vec![Command::CreateAccount(CreateAccount::basic(
+        Id(BANK),
+        "CNY",
+        AccountKind::System,
+    ))];
     for w in 0..WALLETS {
         cmds.push(Command::CreateAccount(CreateAccount {
-            id: Id(100 + w),
-            currency: "CNY".into(),
-            kind: AccountKind::Wallet,
             debits_must_not_exceed_credits: true,
-            credits_must_not_exceed_debits: false,
-            overdraft: None,
-            limits: LimitsSpec::default(),
-            reference: String::new(),
-            metadata: Default::default(),
-            normal_side: None,
+            ..CreateAccount::basic(Id(100 + w), "CNY", AccountKind::Wallet)
         }));
     }
     for w in 0..WALLETS {
         g.next_id += 1;
-        cmds.push(Command::CreateTransfer(CreateTransfer {
-            id: Id(g.next_id),
-            legs: vec![LegSpec {
-                debit: Id(BANK),
-                credit: Id(100 + w),
-                amount: Decimal::new(1_000_000_000, 2),
-                currency: None,
-            }],
-            pending_timeout_seconds: None,
-            reference: String::new(),
-        }));
+        cmds.push(Command::CreateTransfer(CreateTransfer::single(
+            Id(g.next_id),
+            Id(BANK),
+            Id(100 + w),
+            Decimal::new(1_000_000_000, 2),
+            None,
+        )));
     }
     g.index += 1;
     l.apply(

@@ -30,18 +30,10 @@ pub fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let (alice, bob, shop) = (Id(0xA1), Id(0xB1), Id(0x51));
     let acct = |id, kind| {
         Command::CreateAccount(CreateAccount {
-            id,
-            currency: "CNY".into(),
-            kind,
-            debits_must_not_exceed_credits: false,
             // The custodial bank account is an asset: it never holds more credits than debits, and
             // its balance is read on the debit side.
             credits_must_not_exceed_debits: id == bank,
-            overdraft: None,
-            limits: LimitsSpec::default(),
-            reference: String::new(),
-            metadata: Default::default(),
-            normal_side: None,
+            ..CreateAccount::basic(id, "CNY", kind)
         })
     };
     let xfer = |id: u128, from, to, amount: &str, pending: Option<u64>| {

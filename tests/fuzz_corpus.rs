@@ -361,31 +361,16 @@ fn write_apply_seeds() {
     use ledger::*;
     let dec = |s: &str| s.parse::<rust_decimal::Decimal>().unwrap();
     let account = |n: u128, kind: AccountKind| {
-        Command::CreateAccount(CreateAccount {
-            id: Id(n),
-            currency: "CNY".into(),
-            kind,
-            debits_must_not_exceed_credits: false,
-            credits_must_not_exceed_debits: false,
-            overdraft: None,
-            limits: LimitsSpec::default(),
-            reference: String::new(),
-            metadata: Default::default(),
-            normal_side: None,
-        })
+        Command::CreateAccount(CreateAccount::basic(Id(n), "CNY", kind))
     };
     let transfer = |n: u128, from: u128, to: u128, amount: &str, hold: Option<u64>| {
-        Command::CreateTransfer(CreateTransfer {
-            id: Id(n),
-            legs: vec![LegSpec {
-                debit: Id(from),
-                credit: Id(to),
-                amount: dec(amount),
-                currency: None,
-            }],
-            pending_timeout_seconds: hold,
-            reference: String::new(),
-        })
+        Command::CreateTransfer(CreateTransfer::single(
+            Id(n),
+            Id(from),
+            Id(to),
+            dec(amount),
+            hold,
+        ))
     };
     let program = |batches: &[(u8, Vec<Command>)]| {
         let mut v = Vec::new();

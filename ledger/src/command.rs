@@ -123,6 +123,25 @@ pub struct LegSpec {
     pub currency: Option<Currency>,
 }
 
+impl CreateAccount {
+    /// An account with no balance constraint beyond its kind's, default limits, no overdraft,
+    /// reference or metadata (tests, benches, tools).
+    pub fn basic(id: Id, currency: &str, kind: AccountKind) -> CreateAccount {
+        CreateAccount {
+            id,
+            currency: currency.to_string(),
+            kind,
+            debits_must_not_exceed_credits: false,
+            credits_must_not_exceed_debits: false,
+            overdraft: None,
+            limits: LimitsSpec::default(),
+            reference: String::new(),
+            metadata: BTreeMap::new(),
+            normal_side: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CreateTransfer {
     /// The transfer id; it is also the command's idempotency id.
@@ -131,6 +150,30 @@ pub struct CreateTransfer {
     /// `Some(seconds)` makes this a two-phase pending transfer that expires after `seconds` of log time.
     pub pending_timeout_seconds: Option<u64>,
     pub reference: String,
+}
+
+impl CreateTransfer {
+    /// One leg of `amount` (in the accounts' currency) from `debit` to `credit`; a hold when
+    /// `pending_timeout_seconds` is set. No reference.
+    pub fn single(
+        id: Id,
+        debit: Id,
+        credit: Id,
+        amount: Decimal,
+        pending_timeout_seconds: Option<u64>,
+    ) -> CreateTransfer {
+        CreateTransfer {
+            id,
+            legs: vec![LegSpec {
+                debit,
+                credit,
+                amount,
+                currency: None,
+            }],
+            pending_timeout_seconds,
+            reference: String::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

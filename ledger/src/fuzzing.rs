@@ -164,31 +164,16 @@ pub fn snapshot_seeds() -> Vec<Vec<u8>> {
     use crate::command::*;
     use crate::types::*;
     let account = |n: u128, kind: AccountKind| {
-        Command::CreateAccount(CreateAccount {
-            id: Id(n),
-            currency: "CNY".into(),
-            kind,
-            debits_must_not_exceed_credits: false,
-            credits_must_not_exceed_debits: false,
-            overdraft: None,
-            limits: LimitsSpec::default(),
-            reference: String::new(),
-            metadata: Default::default(),
-            normal_side: None,
-        })
+        Command::CreateAccount(CreateAccount::basic(Id(n), "CNY", kind))
     };
     let transfer = |n: u128, from: u128, to: u128, cents: i64, hold: Option<u64>| {
-        Command::CreateTransfer(CreateTransfer {
-            id: Id(n),
-            legs: vec![LegSpec {
-                debit: Id(from),
-                credit: Id(to),
-                amount: rust_decimal::Decimal::new(cents, 2),
-                currency: None,
-            }],
-            pending_timeout_seconds: hold,
-            reference: String::new(),
-        })
+        Command::CreateTransfer(CreateTransfer::single(
+            Id(n),
+            Id(from),
+            Id(to),
+            rust_decimal::Decimal::new(cents, 2),
+            hold,
+        ))
     };
     let batches = vec![
         vec![

@@ -19,18 +19,7 @@ pub(super) fn minor(d: Decimal) -> i128 {
 }
 
 pub(super) fn account(id: u128, kind: AccountKind) -> Command {
-    Command::CreateAccount(CreateAccount {
-        id: Id(id),
-        currency: CURRENCY.into(),
-        kind,
-        debits_must_not_exceed_credits: false,
-        credits_must_not_exceed_debits: false,
-        overdraft: None,
-        limits: LimitsSpec::default(),
-        reference: String::new(),
-        metadata: BTreeMap::new(),
-        normal_side: None,
-    })
+    Command::CreateAccount(CreateAccount::basic(Id(id), CURRENCY, kind))
 }
 
 pub(super) fn transfer(

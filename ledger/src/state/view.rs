@@ -191,37 +191,24 @@ mod tests {
     use crate::MemStore;
 
     fn account(id: u128) -> Command {
-        Command::CreateAccount(CreateAccount {
-            id: Id(id),
-            currency: "CNY".into(),
-            // Account 1 is the source of funds; the rest are wallets that cannot overdraw.
-            kind: if id == 1 {
-                AccountKind::System
-            } else {
-                AccountKind::Wallet
-            },
-            debits_must_not_exceed_credits: false,
-            credits_must_not_exceed_debits: false,
-            overdraft: None,
-            limits: LimitsSpec::default(),
-            reference: String::new(),
-            metadata: BTreeMap::new(),
-            normal_side: None,
-        })
+        // Account 1 is the source of funds; the rest are wallets that cannot overdraw.
+        let kind = if id == 1 {
+            AccountKind::System
+        } else {
+            AccountKind::Wallet
+        };
+        Command::CreateAccount(CreateAccount::basic(Id(id), "CNY", kind))
     }
 
     fn transfer(id: u128, from: u128, to: u128, amount: i64) -> Command {
-        Command::CreateTransfer(CreateTransfer {
-            id: Id(id),
-            legs: vec![LegSpec {
-                debit: Id(from),
-                credit: Id(to),
-                amount: rust_decimal::Decimal::new(amount, 2),
-                currency: None,
-            }],
-            pending_timeout_seconds: None,
-            reference: String::new(),
-        })
+        let amount = rust_decimal::Decimal::new(amount, 2);
+        Command::CreateTransfer(CreateTransfer::single(
+            Id(id),
+            Id(from),
+            Id(to),
+            amount,
+            None,
+        ))
     }
 
     /// A view loaded at any index and fed the deltas queued since reaches the applying ledger's

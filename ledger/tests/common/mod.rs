@@ -1,7 +1,6 @@
 //! Builders shared by the ledger's tests.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use ledger::*;
@@ -19,18 +18,7 @@ pub fn id(n: u128) -> Id {
 }
 
 pub fn account(n: u128, currency: &str, kind: AccountKind) -> Command {
-    Command::CreateAccount(CreateAccount {
-        id: Id(n),
-        currency: currency.to_string(),
-        kind,
-        debits_must_not_exceed_credits: false,
-        credits_must_not_exceed_debits: false,
-        overdraft: None,
-        limits: LimitsSpec::default(),
-        reference: String::new(),
-        metadata: BTreeMap::new(),
-        normal_side: None,
-    })
+    Command::CreateAccount(CreateAccount::basic(Id(n), currency, kind))
 }
 
 pub fn wallet(n: u128, currency: &str) -> Command {
