@@ -28,8 +28,8 @@ use api::state_machine::{decode_proposal, encode_proposal, LedgerStateMachine};
 use consensus::sim::{Sim, SimConfig, SimKey};
 use consensus::{CommittedEntry, MembershipChange, Proposal, ProposeOutcome, StateMachine};
 use ledger::{
-    AccountKind, Command, CommandResult, CreateAccount, CreateTransfer, Id, LegSpec, LimitsSpec,
-    MemStore, PostPending, VoidPending,
+    AccountKind, Command, CommandResult, CreateAccount, CreateTransfer, Id, LegSpec, MemStore,
+    PostPending, VoidPending,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
