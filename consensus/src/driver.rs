@@ -242,9 +242,16 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             )));
         }
         if applied > commit {
-            return Err(ConsensusError::Invariant(format!(
-                "state machine applied {applied} > durable commit {commit}"
-            )));
+            // The commit index is written without fsync (`storage::commit_only`); the state
+            // machine's applied index is a durable lower bound of it — unless the log itself
+            // lost entries the state machine applied, which no restart can repair.
+            let last = store.last_index()?;
+            if applied > last {
+                return Err(ConsensusError::Invariant(format!(
+                    "state machine applied {applied} > last log index {last} (durable commit {commit})"
+                )));
+            }
+            store.set_commit(applied)?;
         }
         let last_snapshot_index = store.snapshot_metadata().map_or(0, |m| m.index);
         let raw = RawNode::new(&cfg.raft_config(applied), store, logger)?;
@@ -1001,15 +1008,17 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             self.install_snapshot(&snap)?;
         }
 
-        // 3. Entries + hard state, one synced batch. Done *before* applying so the durable
-        //    commit index is never behind the state machine's applied index (see crate docs).
+        // 3. Entries + hard state, one synced batch (unsynced if it only moves the commit
+        //    index). Done *before* applying so the commit index is never behind the state
+        //    machine's applied index (see crate docs).
         self.raw.mut_store().append(rd.entries(), rd.hs())?;
 
-        // 4. Apply committed entries (all durable already: raft only hands out persisted ones).
-        self.apply_committed(rd.take_committed_entries())?;
-
-        // 5. Messages that must wait for persistence (votes, append responses).
+        // 4. Messages that must wait for persistence (votes, append responses): durable now,
+        //    so the leader can count this node's ack while it applies.
         self.send_all(rd.take_persisted_messages(), send);
+
+        // 5. Apply committed entries (all durable already: raft only hands out persisted ones).
+        self.apply_committed(rd.take_committed_entries())?;
 
         // 6. Advance; the LightReady carries what became valid after persisting.
         let mut light = self.raw.advance(rd);

@@ -21,15 +21,16 @@
 //!    replicate in parallel with its own disk write (Raft thesis §10.2.1).
 //! 3. Record `read_states` (ReadIndex confirmations).
 //! 4. If a snapshot arrived: install it in the log store (synced), then `StateMachine::restore`.
-//! 5. Append `entries()` (deleting any conflicting suffix) and the `HardState`, in one synced
-//!    RocksDB write batch.
-//! 6. Apply `committed_entries()` to the state machine.
-//! 7. Send `persisted_messages()` (votes, append responses: only valid after step 5).
-//! 8. `advance()`; persist `LightReady::commit_index` (synced), send its messages, apply its
+//! 5. Append `entries()` (deleting any conflicting suffix) and the `HardState`, in one RocksDB
+//!    write batch — synced, unless it only moves the commit index (`storage::commit_only`).
+//! 6. Send `persisted_messages()` (votes, append responses: only valid after step 5), before
+//!    applying, so the leader counts this node's ack while it applies.
+//! 7. Apply `committed_entries()` to the state machine.
+//! 8. `advance()`; persist `LightReady::commit_index` (unsynced), send its messages, apply its
 //!    committed entries, `advance_apply`.
 //! 9. Maybe take a snapshot + compact the log; resolve ReadIndex reads whose index is applied.
 //!
-//! Steps 5 and 6 are swapped relative to the raft-rs module docs on purpose: the docs themselves
+//! Applying comes after persisting, unlike the raft-rs module docs' order: the docs themselves
 //! warn that the commit index must be persisted *with or before* applying, otherwise a crash
 //! after applying can leave `applied > commit` on disk and raft-rs panics on restart. Persisting
 //! first is always safe because committed entries handed out by raft-rs are already durable.
@@ -38,7 +39,11 @@
 //!
 //! * Entries + HardState: one `WriteOptions::set_sync(true)` batch before any message that
 //!   depends on them (votes, append acks) leaves the node.
-//! * Commit index from `LightReady`: synced before the corresponding entries are applied.
+//! * The commit index alone (a commit-only `HardState`, `LightReady::commit_index`): written
+//!   before the entries are applied but not fsynced — Raft can always re-learn it, and the next
+//!   synced write carries it down. On restart the driver raises a stored commit below the state
+//!   machine's applied index to that index (applied entries were committed); it refuses to start
+//!   if the log ends below the applied index (the log lost synced entries).
 //! * Received snapshots: log reset + snapshot data synced before `StateMachine::restore`; on
 //!   startup a state machine behind the stored snapshot is restored from it (crash recovery).
 //! * Conf state: persisted (synced) before the state machine is told the conf-change entry is

@@ -74,6 +74,13 @@ pub struct BenchArgs {
     /// Transfers per submit call.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
+    /// Open loop: offer this many transfers per second, whatever the cluster's answers (each of
+    /// the --concurrency tasks sends on a fixed schedule). Latency is measured from each call's
+    /// scheduled time, so a cluster that falls behind shows it in the percentiles instead of
+    /// slowing the offered load. Without it the bench is a closed loop (each task sends its next
+    /// call when the last one is answered).
+    #[arg(long)]
+    pub rate: Option<u64>,
     /// Share of transfers paying the one hot merchant account (0..1).
     #[arg(long, default_value_t = 0.0)]
     pub hot_share: f64,
@@ -205,6 +212,9 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     }
     if a.accounts < 2 || a.batch_size == 0 || a.concurrency == 0 {
         bail!("need at least 2 accounts, a batch size and a concurrency above zero");
+    }
+    if a.rate == Some(0) {
+        bail!("--rate is transfers per second, above zero");
     }
     let spawned = match a.spawn {
         Some(n) if (1..=9).contains(&n) => Some(spawn_cluster(n)?),
@@ -389,6 +399,14 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             let mut later: Vec<(&'static str, pb::Command)> = Vec::new();
             let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
             let mut acked = Vec::new();
+            // Open loop: this task's calls are spaced `period` apart, tasks offset evenly.
+            let period = a.rate.map(|r| {
+                Duration::from_secs_f64(a.concurrency as f64 * a.batch_size as f64 / r as f64)
+            });
+            let mut next_send = tokio::time::Instant::now()
+                + period.map_or(Duration::ZERO, |p| {
+                    p.mul_f64(t as f64 / a.concurrency as f64)
+                });
             while !stop.load(Ordering::Relaxed) {
                 let measured = measuring.load(Ordering::Relaxed);
                 if measured
@@ -439,7 +457,19 @@ pub async fn run(a: BenchArgs) -> Result<()> {
                 }
                 let n = cmds.len() as u64;
                 let ids: Vec<String> = cmds.iter().map(command_id).collect();
-                let t0 = Instant::now();
+                let t0 = match period {
+                    Some(p) => {
+                        // Latency counts from the scheduled time (no coordinated omission).
+                        let at = next_send;
+                        next_send += p;
+                        tokio::time::sleep_until(at).await;
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        at.into_std()
+                    }
+                    None => Instant::now(),
+                };
                 let r = match submit_retrying(&c, cmds, &retried).await {
                     Ok(r) => r,
                     Err(e) => {
@@ -576,7 +606,8 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         "rejected": rejected.load(Ordering::Relaxed),
         "retried_batches": retried.load(Ordering::Relaxed),
         "cluster_cpu_seconds_per_1000_transfers": cpu_per_k,
-        "params": {"workload": format!("{:?}", a.workload).to_lowercase(), "nodes": a.spawn, "accounts": a.accounts, "concurrency": a.concurrency, "batch_size": a.batch_size,
+        "offered_per_second": a.rate,
+        "params": {"workload": format!("{:?}", a.workload).to_lowercase(), "nodes": a.spawn, "accounts": a.accounts, "concurrency": a.concurrency, "batch_size": a.batch_size, "rate": a.rate,
                    "hot_share": a.hot_share, "two_phase_share": a.two_phase_share},
         "verification": {"money_conserved": conserved, "acknowledged": acked.len(), "checked": sample.len(), "missing": missing},
     });
@@ -588,6 +619,17 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             "{unit:<17} {n} in {elapsed:.2} s  →  {:.0} {unit}/s",
             n as f64 / elapsed
         );
+        if let Some(r) = a.rate {
+            let got = n as f64 / elapsed;
+            println!(
+                "offered           {r} {unit}/s (open loop){}",
+                if got < 0.95 * r as f64 {
+                    " — NOT kept up with"
+                } else {
+                    ""
+                }
+            );
+        }
         println!("latency per call  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms  max {:.2} ms", ms(0.5), ms(0.9), ms(0.99), ms(0.999), hist.max() as f64 / 1000.0);
         println!(
             "rejected {}  retried batches {}",

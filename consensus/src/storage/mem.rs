@@ -1,10 +1,11 @@
 //! The in-memory log store the simulator drives (same contract as the RocksDB one).
 //!
-//! By default every write is durable at once, like the RocksDB store's synced writes. For the
-//! simulator's injected-bug run, [`MemLogStore::with_unsynced_appends`] makes appends reach the
-//! "disk" only at the next synced write or writeback ([`MemLogStore::flush`]); a crash keeps the
-//! durable image plus a prefix of the pending writes ([`MemLogStore::crash_image`]). That is the
-//! store of a node that acknowledges entries before they are fsynced.
+//! Writes the RocksDB store syncs are durable at once; writes it does not sync (those that only
+//! move the commit index) reach the "disk" only at the next synced write or writeback
+//! ([`MemLogStore::flush`]); a crash keeps the durable image plus a prefix of the pending writes
+//! ([`MemLogStore::crash_image`]). For the simulator's injected-bug run,
+//! [`MemLogStore::with_unsynced_appends`] leaves appends unsynced too: the store of a node that
+//! acknowledges entries before they are fsynced.
 
 use super::*;
 
@@ -74,11 +75,16 @@ impl MemLog {
 }
 
 /// In-memory log store with the same semantics as [`RaftLogStore`] (for the simulator/tests).
+/// Keeps the live log and a "disk" image: synced writes reach the disk at once (carrying every
+/// earlier pending write down, as a shared WAL does); unsynced ones wait in `pending`.
 #[derive(Debug, Clone, Default)]
 pub struct MemLogStore {
     live: MemLog,
-    /// `Some` only with unsynced appends: the disk image and the writes not yet on it, in order.
-    unsynced: Option<(MemLog, Vec<Op>)>,
+    disk: MemLog,
+    /// Writes not yet on the disk, in order.
+    pending: Vec<Op>,
+    /// The injected bug: appends are not synced either.
+    appends_unsynced: bool,
     snapshot_wanted: std::cell::Cell<bool>,
 }
 
@@ -91,64 +97,57 @@ impl MemLogStore {
     /// simulator catches acknowledging before fsync).
     pub fn with_unsynced_appends() -> Self {
         MemLogStore {
-            unsynced: Some((MemLog::default(), Vec::new())),
+            appends_unsynced: true,
             ..Self::default()
         }
     }
 
     /// Writes not yet durable.
     pub fn pending_writes(&self) -> usize {
-        self.unsynced.as_ref().map_or(0, |(_, p)| p.len())
+        self.pending.len()
     }
 
     /// Writeback: every pending write reaches the disk.
     pub fn flush(&mut self) {
-        if let Some((disk, pending)) = &mut self.unsynced {
-            for op in pending.drain(..) {
-                disk.apply(&op)
-                    .expect("sim: a write accepted live fails on disk");
-            }
+        for op in self.pending.drain(..) {
+            self.disk
+                .apply(&op)
+                .expect("sim: a write accepted live fails on disk");
         }
     }
 
     /// What a crash leaves: the disk image plus the first `keep` pending writes (writes reach a
     /// disk in order; the rest are lost).
     pub fn crash_image(&self, keep: usize) -> MemLogStore {
-        match &self.unsynced {
-            None => MemLogStore {
-                live: self.live.clone(),
-                ..Self::default()
-            },
-            Some((disk, pending)) => {
-                let mut disk = disk.clone();
-                for op in pending.iter().take(keep) {
-                    disk.apply(op)
-                        .expect("sim: a write accepted live fails on disk");
-                }
-                MemLogStore {
-                    live: disk.clone(),
-                    unsynced: Some((disk, Vec::new())),
-                    ..Self::default()
-                }
-            }
+        let mut disk = self.disk.clone();
+        for op in self.pending.iter().take(keep) {
+            disk.apply(op)
+                .expect("sim: a write accepted live fails on disk");
+        }
+        MemLogStore {
+            live: disk.clone(),
+            disk,
+            appends_unsynced: self.appends_unsynced,
+            ..Self::default()
         }
     }
 
-    /// Applies a write live, then to the disk: at once for a synced write (which also carries
-    /// every earlier pending write down, as a shared WAL does), later for an unsynced append.
+    /// Applies a write live, then to the disk: at once for a synced write, later for an
+    /// unsynced one (a commit-only write always; every append with the injected bug).
     fn write(&mut self, op: Op) -> Result<(), ConsensusError> {
-        self.live.apply(&op)?;
-        if self.unsynced.is_some() {
-            if matches!(op, Op::Append(..)) {
-                if let Some((_, pending)) = &mut self.unsynced {
-                    pending.push(op);
-                }
-            } else {
-                self.flush();
-                if let Some((disk, _)) = &mut self.unsynced {
-                    disk.apply(&op)?;
-                }
+        let synced = match &op {
+            Op::Commit(_) => false,
+            Op::Append(entries, hs) => {
+                !self.appends_unsynced && !commit_only(&self.live.meta.hs, entries, hs.as_ref())
             }
+            _ => true,
+        };
+        self.live.apply(&op)?;
+        if synced {
+            self.flush();
+            self.disk.apply(&op)?;
+        } else {
+            self.pending.push(op);
         }
         Ok(())
     }

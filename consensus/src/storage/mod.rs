@@ -35,16 +35,21 @@ const KEY_SNAP_META: &[u8] = b"snapshot_meta";
 const KEY_SNAP_DATA: &[u8] = b"snapshot_data";
 
 /// What the driver needs from a raft log store beyond raft-rs's read-only [`Storage`].
-/// Every mutating method is durable when it returns `Ok`. Any `Err` is fatal to the node.
+/// Every mutating method is durable when it returns `Ok`, except a write that only moves the
+/// commit index (see [`commit_only`]): the commit index is a hint Raft can always recompute,
+/// so it rides on the next synced write instead of paying an fsync of its own; on restart the
+/// driver raises a lost commit to the state machine's applied index. Any `Err` is fatal to the
+/// node.
 pub trait LogStore: Storage + Send + 'static {
     /// Append entries, first deleting any existing entries at/after `entries[0].index`
-    /// (a conflicting suffix from an old leader), and store the hard state — atomically, synced.
+    /// (a conflicting suffix from an old leader), and store the hard state — atomically; synced
+    /// unless it only moves the commit index ([`commit_only`]).
     fn append(
         &mut self,
         entries: &[Entry],
         hard_state: Option<&HardState>,
     ) -> Result<(), ConsensusError>;
-    /// Persist a new commit index (synced).
+    /// Persist a new commit index (not synced: it reaches the disk with the next synced write).
     fn set_commit(&mut self, commit: u64) -> Result<(), ConsensusError>;
     /// Persist the membership configuration (synced).
     fn set_conf_state(&mut self, cs: &ConfState) -> Result<(), ConsensusError>;
@@ -92,6 +97,14 @@ pub trait LogStore: Storage + Send + 'static {
     /// the peer: a node added after it was taken); reading clears it. The driver then takes a
     /// fresh snapshot, whatever the threshold.
     fn take_snapshot_request(&self) -> bool;
+}
+
+/// Whether an append changes nothing durable but the commit index: no entries, and a hard state
+/// with the stored term and vote. Such a write is not synced (term and vote must be, before any
+/// message that depends on them; entries must be, before they are acknowledged).
+pub fn commit_only(stored: &HardState, entries: &[Entry], hard_state: Option<&HardState>) -> bool {
+    entries.is_empty()
+        && hard_state.is_none_or(|hs| hs.term == stored.term && hs.vote == stored.vote)
 }
 
 /// `Storage::snapshot` for both stores: the stored snapshot if it is recent enough and its

@@ -99,8 +99,13 @@ impl RaftLogStore {
     }
 
     fn write_synced(&self, batch: WriteBatch) -> Result<(), ConsensusError> {
+        self.write(batch, self.sync)
+    }
+
+    /// Through the shared WAL; `sync` fsyncs it (carrying every earlier unsynced write down).
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), ConsensusError> {
         let mut wo = WriteOptions::default();
-        wo.set_sync(self.sync);
+        wo.set_sync(sync);
         self.db.write_opt(batch, &wo)?;
         Ok(())
     }
@@ -201,7 +206,8 @@ impl LogStore for RaftLogStore {
         if let Some(hs) = hard_state {
             batch.put_cf(self.cf(CF_META)?, KEY_HARD_STATE, hs.encode_to_vec());
         }
-        self.write_synced(batch)?;
+        let sync = self.sync && !commit_only(&self.meta.hs, entries, hard_state);
+        self.write(batch, sync)?;
         self.meta.apply_append(entries);
         if let Some(hs) = hard_state {
             self.meta.hs = hs.clone();
@@ -214,7 +220,7 @@ impl LogStore for RaftLogStore {
         hs.commit = commit;
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_META)?, KEY_HARD_STATE, hs.encode_to_vec());
-        self.write_synced(batch)?;
+        self.write(batch, false)?;
         self.meta.hs = hs;
         Ok(())
     }
