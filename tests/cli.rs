@@ -1129,6 +1129,60 @@ fn bench_payment_workload_runs_every_flow() {
     }
 }
 
+/// `scripts/bench --smoke` (the bench smoke CI runs): every standard end-to-end run on a 3-node
+/// cluster passes its final check, the report has each run's figures, and `--baseline` prints the
+/// ratio of each to an earlier report.
+#[test]
+fn bench_script_smoke_checks_every_standard_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, base_path) = (dir.path().join("now.json"), dir.path().join("base.json"));
+    let names = [
+        "closed_large_batches",
+        "closed_batch_100",
+        "open_60k",
+        "clients_256",
+        "hot_merchant_10pct",
+    ];
+    let base = serde_json::json!({"runs": names.iter().map(|n| serde_json::json!({
+        "name": n, "transfers_per_second": 100.0, "p99_ms": 1000.0})).collect::<Vec<_>>()});
+    std::fs::write(&base_path, base.to_string()).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args(["--smoke", "--no-build", "--no-criterion", "--out"])
+        .arg(&out_path)
+        .arg("--baseline")
+        .arg(&base_path)
+        .env("SUANPAN_BIN", BIN)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_path).unwrap()).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), names.len(), "{report}");
+    for (r, n) in runs.iter().zip(names) {
+        assert_eq!(r["name"], n);
+        assert_eq!(r["ok"], true, "{r}");
+        assert!(r["transfers_per_second"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["p99_ms"].as_f64().unwrap() > 0.0, "{r}");
+        assert_eq!(r["report"]["verification"]["money_conserved"], true, "{r}");
+        // The ratio table names each run against the baseline.
+        assert!(
+            stdout.lines().any(|l| l.starts_with(n)
+                && l.split_whitespace().any(|w| w
+                    .strip_suffix('x')
+                    .is_some_and(|r| r.parse::<f64>().is_ok()))),
+            "{n}: {stdout}"
+        );
+    }
+}
+
 /// The reconciliation benchmark, small: every generated statement line matches its top-up, and
 /// the reconcile child's time and peak memory are reported.
 #[test]

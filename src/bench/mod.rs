@@ -168,6 +168,14 @@ fn spawn_cluster(n: u64) -> Result<Spawned> {
     })
 }
 
+/// Peak resident memory (VmHWM) of a process in MiB, from /proc.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
 /// CPU seconds (user + system) a process has used, from /proc.
 fn cpu_seconds(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -529,6 +537,10 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu1: f64 = pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
+    let node_rss_mib = pids
+        .iter()
+        .filter_map(|p| peak_rss_mib(*p))
+        .reduce(f64::max);
     bar.finish_and_clear();
     let n = done.load(Ordering::Relaxed);
     let hist = shared
@@ -606,6 +618,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         "rejected": rejected.load(Ordering::Relaxed),
         "retried_batches": retried.load(Ordering::Relaxed),
         "cluster_cpu_seconds_per_1000_transfers": cpu_per_k,
+        "node_peak_rss_mib": node_rss_mib,
         "offered_per_second": a.rate,
         "params": {"workload": format!("{:?}", a.workload).to_lowercase(), "nodes": a.spawn, "accounts": a.accounts, "concurrency": a.concurrency, "batch_size": a.batch_size, "rate": a.rate,
                    "hot_share": a.hot_share, "two_phase_share": a.two_phase_share},
@@ -644,6 +657,9 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         match cpu_per_k {
             Some(v) => println!("cluster CPU       {v:.3} s per 1 000 transfers"),
             None => println!("cluster CPU       n/a (only measured with --spawn)"),
+        }
+        if let Some(m) = node_rss_mib {
+            println!("node peak RSS     {m:.0} MiB (largest node)");
         }
         println!(
             "verification      money conserved: {}; acknowledged transfers checked: {} of {}, missing: {missing}",
