@@ -283,7 +283,7 @@ async fn verify_chain_names_a_rewritten_replica() {
     assert!(applied > cp_index);
 
     // Node 3, stopped, gets one stored digest rewritten: the checkpoint's own index.
-    cluster.kill(3);
+    cluster.stop(3);
     {
         let db = ledger::open_db(
             &cluster.node(3).data_dir.join("db"),

@@ -3,7 +3,9 @@
 //! longer holds — after a restart, for a slow reader, on another node.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use ledger::{Command, CommandResult, Currency, FlowEvent, Id};
 
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, mpsc};
@@ -35,8 +37,64 @@ impl Default for EventLogConfig {
     }
 }
 
+/// One applied batch as the ring keeps it: the ledger's own values, moved in from the apply at no
+/// cost, turned into protobuf only when a watcher reads it (then once, shared by every watcher).
+/// With no watcher, applying a batch formats nothing.
+pub struct AppliedBatch {
+    pub index: u64,
+    pub timestamp_ns: u64,
+    pub commands: Vec<Command>,
+    pub results: Vec<CommandResult>,
+    pub flow_events: Vec<FlowEvent>,
+    pb: OnceLock<pb::WatchEvent>,
+}
+
+impl AppliedBatch {
+    pub fn new(
+        index: u64,
+        timestamp_ns: u64,
+        commands: Vec<Command>,
+        results: Vec<CommandResult>,
+        flow_events: Vec<FlowEvent>,
+    ) -> AppliedBatch {
+        AppliedBatch {
+            index,
+            timestamp_ns,
+            commands,
+            results,
+            flow_events,
+            pb: OnceLock::new(),
+        }
+    }
+
+    /// The batch on the wire. `currency_of` names the currency of an account a command leaves
+    /// implicit (accounts never change currency, so any later answer is the right one).
+    pub fn to_pb(&self, currency_of: &dyn Fn(Id) -> Option<Currency>) -> &pb::WatchEvent {
+        self.pb.get_or_init(|| pb::WatchEvent {
+            index: self.index,
+            timestamp_ns: self.timestamp_ns,
+            events: self
+                .commands
+                .iter()
+                .zip(&self.results)
+                .map(|(c, r)| pb::CommandEvent {
+                    command: Some(crate::wire::command_to_pb(c, currency_of)),
+                    result: Some(crate::wire::result_to_pb(c.id(), r)),
+                })
+                .collect(),
+            flow_events: self
+                .flow_events
+                .iter()
+                .enumerate()
+                .map(|(i, ev)| crate::wire::flow_event_to_pb(i, ev))
+                .collect(),
+            from_journal: false,
+        })
+    }
+}
+
 struct Ring {
-    events: VecDeque<Arc<pb::WatchEvent>>,
+    events: VecDeque<Arc<AppliedBatch>>,
     commands: usize,
     /// Every batch with an index >= this is either in the ring or not applied yet.
     complete_from: u64,
@@ -50,7 +108,7 @@ pub(crate) async fn closed(closing: &mut tokio::sync::watch::Receiver<bool>) {
 pub struct EventLog {
     cfg: EventLogConfig,
     ring: Mutex<Ring>,
-    live: broadcast::Sender<Arc<pb::WatchEvent>>,
+    live: broadcast::Sender<Arc<AppliedBatch>>,
     watchers: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -81,16 +139,16 @@ impl EventLog {
     }
 
     /// Records one applied batch (called by the state machine, in log order).
-    pub fn push(&self, event: pb::WatchEvent) {
-        let event = Arc::new(event);
+    pub fn push(&self, batch: AppliedBatch) {
+        let event = Arc::new(batch);
         let mut r = self.ring.lock();
-        r.commands += event.events.len();
+        r.commands += event.commands.len();
         r.events.push_back(event.clone());
         while r.events.len() > self.cfg.max_batches
             || (r.commands > self.cfg.max_commands && r.events.len() > 1)
         {
             if let Some(old) = r.events.pop_front() {
-                r.commands -= old.events.len();
+                r.commands -= old.commands.len();
                 r.complete_from = old.index + 1;
             }
         }
@@ -116,8 +174,8 @@ impl EventLog {
         &self,
         from: u64,
     ) -> Option<(
-        Vec<Arc<pb::WatchEvent>>,
-        broadcast::Receiver<Arc<pb::WatchEvent>>,
+        Vec<Arc<AppliedBatch>>,
+        broadcast::Receiver<Arc<AppliedBatch>>,
     )> {
         let r = self.ring.lock();
         if from < r.complete_from {
@@ -206,7 +264,7 @@ impl EventLog {
                             continue;
                         }
                         next = e.index + 1;
-                        if let Some(e) = send(&e) {
+                        if let Some(e) = send(e.to_pb(&|id| journal.currency(id))) {
                             if tx.send(Ok(e)).await.is_err() {
                                 return;
                             }
@@ -273,6 +331,8 @@ pub trait Journal: Send + Sync + 'static {
     /// Batches with flow events from `from` on (a bounded scan) and the next index to read.
     #[allow(clippy::result_large_err)]
     fn read(&self, from: u64) -> Result<(Vec<pb::WatchEvent>, u64), Status>;
+    /// An account's currency (to put a command on the wire when a watcher reads it).
+    fn currency(&self, id: Id) -> Option<Currency>;
 }
 
 /// The journal of a node's ledger, read through its read view.
@@ -306,6 +366,10 @@ impl Journal for LedgerJournal {
             .collect();
         Ok((events, next))
     }
+
+    fn currency(&self, id: Id) -> Option<Currency> {
+        self.0.currency(id)
+    }
 }
 
 #[cfg(test)]
@@ -316,6 +380,9 @@ mod tests {
     impl Journal for NoJournal {
         fn read(&self, from: u64) -> Result<(Vec<pb::WatchEvent>, u64), Status> {
             Ok((Vec::new(), from))
+        }
+        fn currency(&self, _id: Id) -> Option<Currency> {
+            None
         }
     }
 
@@ -343,10 +410,7 @@ mod tests {
             assert_eq!(err.code(), tonic::Code::ResourceExhausted);
             drop(a);
             // The watcher notices its client is gone at its next event.
-            log.push(pb::WatchEvent {
-                index: 1,
-                ..Default::default()
-            });
+            log.push(AppliedBatch::new(1, 1, Vec::new(), Vec::new(), Vec::new()));
             for _ in 0..100 {
                 tokio::task::yield_now().await;
                 if watch().is_ok() {

@@ -240,7 +240,9 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     };
 
     let db = ledger::open_db(&cfg.data_dir.join("db"), RAFT_COLUMN_FAMILIES)?;
-    let ledger: SharedLedger = Arc::new(Mutex::new(Ledger::open(RocksStore::new(db.clone())?)?));
+    let ledger: SharedLedger = Arc::new(Mutex::new(Ledger::open(RocksStore::behind_log(
+        db.clone(),
+    )?)?));
     let events = Arc::new(EventLog::new(cfg.events, ledger.lock().applied_index()));
 
     let incoming =
@@ -536,6 +538,14 @@ impl RunningNode {
         };
         let raft = self.raft.clone();
         let _ = tokio::task::spawn_blocking(move || raft.shutdown()).await;
+        // The ledger writes behind the log (no WAL): a clean stop leaves it on disk, so the
+        // next start has nothing to replay.
+        let mut store = self.ctx.store.share();
+        let persisted =
+            tokio::task::spawn_blocking(move || ledger::Store::persist(&mut store)).await;
+        if !matches!(persisted, Ok(Ok(()))) {
+            tracing::warn!(node = self.id, "flushing the ledger at shutdown failed: {persisted:?}; the next start replays the log");
+        }
         let view = self.ctx.view.clone();
         let _ = tokio::task::spawn_blocking(move || view.stop()).await;
         served?;

@@ -6,8 +6,7 @@ use consensus::{CommittedEntry, StateMachine, StateMachineError};
 use ledger::{Batch, Command, Ledger, RocksStore, Store};
 use parking_lot::Mutex;
 
-use crate::events::EventLog;
-use crate::{pb, wire};
+use crate::events::{AppliedBatch, EventLog};
 
 /// The ledger shared by the state machine (writes, on the Raft thread) and the query handlers.
 pub type SharedLedger<S = RocksStore> = Arc<Mutex<Ledger<S>>>;
@@ -143,28 +142,14 @@ impl<S: Store + 'static> StateMachine for LedgerStateMachine<S> {
                 .collect();
             out.push(per_proposal);
             if !batch.commands.is_empty() || !output.events.is_empty() {
-                let currency_of = |id| ledger.account(id).map(|a| a.info.currency);
-                let events = batch
-                    .commands
-                    .iter()
-                    .zip(&output.results)
-                    .map(|(c, r)| pb::CommandEvent {
-                        command: Some(wire::command_to_pb(c, &currency_of)),
-                        result: Some(wire::result_to_pb(c.id(), r)),
-                    })
-                    .collect();
-                self.events.push(pb::WatchEvent {
-                    index: e.index,
-                    timestamp_ns: output.timestamp_ns,
-                    events,
-                    flow_events: output
-                        .events
-                        .iter()
-                        .enumerate()
-                        .map(|(i, ev)| wire::flow_event_to_pb(i, ev))
-                        .collect(),
-                    from_journal: false,
-                });
+                // Moved, not formatted: the ring turns it into protobuf for watchers only.
+                self.events.push(AppliedBatch::new(
+                    e.index,
+                    output.timestamp_ns,
+                    batch.commands,
+                    output.results,
+                    output.events,
+                ));
             }
         }
         Ok(out)
@@ -174,9 +159,15 @@ impl<S: Store + 'static> StateMachine for LedgerStateMachine<S> {
         self.ledger.lock().applied_index()
     }
 
+    /// Persists the ledger first: the driver compacts the log up to this snapshot, and a
+    /// ledger writing behind the log (no WAL) must not lose applies the log no longer holds.
     fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
-        self.ledger
-            .lock()
+        let mut ledger = self.ledger.lock();
+        ledger
+            .store_mut()
+            .persist()
+            .map_err(|e| StateMachineError::new(format!("ledger persist: {e}")))?;
+        ledger
             .snapshot()
             .map_err(|e| StateMachineError::new(format!("ledger snapshot: {e}")))
     }

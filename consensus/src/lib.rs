@@ -49,7 +49,10 @@
 //! * Conf state: persisted (synced) before the state machine is told the conf-change entry is
 //!   applied, so on restart raft's membership matches the applied index.
 //! * A client is answered (`ProposeOutcome::Applied`) only after its entry was committed by a
-//!   quorum and `StateMachine::apply` returned, which persists state + applied index atomically.
+//!   quorum and `StateMachine::apply` returned. The state machine may keep its writes volatile
+//!   (the ledger writes behind the log, without a WAL): after a crash it reports an older applied
+//!   index and the driver replays the log from there. `StateMachine::snapshot` must make the
+//!   state durable, because the log is compacted up to the snapshot it returns.
 //!
 //! ## Invariants (checked in release builds; violation = fatal error, node stops)
 //!

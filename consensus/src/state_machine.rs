@@ -45,7 +45,8 @@ pub trait StateMachine: Send + 'static {
         entries: &[CommittedEntry<'_>],
     ) -> Result<Vec<Vec<Vec<u8>>>, StateMachineError>;
     fn applied_index(&self) -> u64;
-    /// Full serialized state as of applied_index (for a Raft snapshot).
+    /// Full serialized state as of applied_index (for a Raft snapshot). The state must be durable
+    /// at applied_index when this returns: the driver then compacts the log up to it.
     fn snapshot(&self) -> Result<Vec<u8>, StateMachineError>;
     /// Replace all state with a snapshot taken at `index`.
     fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), StateMachineError>;

@@ -1,5 +1,6 @@
 //! The RocksDB store: one column family per record type, in a database the caller may share (the Raft
-//! log lives in other column families of the same database, so one WAL and one fsync cover both).
+//! log lives in other column families of the same database). Behind a Raft log the ledger's writes
+//! skip the WAL ([`RocksStore::behind_log`]): the log is the write-ahead log.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,6 +31,10 @@ pub fn db_options() -> Options {
     // cut short by a crash, never acknowledged as synced) may be dropped; corruption in the
     // middle of the log stops the node instead.
     o.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+    // Behind a Raft log the ledger writes without the WAL ([`RocksStore::behind_log`]): its
+    // families must then reach the disk together, at one applied index, or a crash could leave
+    // the accounts of one batch beside the applied index of an earlier one.
+    o.set_atomic_flush(true);
     o
 }
 
@@ -94,12 +99,13 @@ fn collect_prefix(
 pub struct RocksStore {
     db: Arc<DB>,
     sync: bool,
+    /// `false` behind a Raft log: the log is the write-ahead log (see [`RocksStore::behind_log`]).
+    wal: bool,
 }
 
 impl RocksStore {
-    /// Uses the ledger's families of a database opened by [`open_db`]. Writes go through the WAL but are
-    /// not fsynced by default: under Raft, the log append that follows every apply is synced, and that
-    /// sync covers the shared WAL; a crash loses at most unsynced applies, which replay from the log.
+    /// Uses the ledger's families of a database opened by [`open_db`]. Writes go through the
+    /// RocksDB WAL but are not fsynced (see [`RocksStore::set_sync`]).
     pub fn new(db: Arc<DB>) -> Result<RocksStore, StoreError> {
         for cf in Cf::ALL {
             if db.cf_handle(cf.name()).is_none() {
@@ -109,7 +115,24 @@ impl RocksStore {
                 )));
             }
         }
-        Ok(RocksStore { db, sync: false })
+        Ok(RocksStore {
+            db,
+            sync: false,
+            wal: true,
+        })
+    }
+
+    /// The ledger of a replica: writes skip the RocksDB WAL, because the Raft log already is
+    /// the write-ahead log — every batch is in the (synced) log before it is applied, and the
+    /// applied index stored with the state says where to resume. The state reaches the disk
+    /// when RocksDB flushes its memtables (atomically over all families, [`db_options`]) or on
+    /// [`Store::persist`]; a crash loses the applies since, and the node replays them from the
+    /// log. The log must therefore never be compacted past a persisted applied index: the state
+    /// machine persists before every snapshot that compacts it.
+    pub fn behind_log(db: Arc<DB>) -> Result<RocksStore, StoreError> {
+        let mut s = RocksStore::new(db)?;
+        s.wal = false;
+        Ok(s)
     }
 
     /// Opens a database of its own at `path`.
@@ -120,6 +143,7 @@ impl RocksStore {
     /// fsync every write (for use without a Raft log in front).
     pub fn set_sync(&mut self, sync: bool) {
         self.sync = sync;
+        self.wal |= sync;
     }
 
     pub fn db(&self) -> &Arc<DB> {
@@ -134,7 +158,8 @@ impl RocksStore {
 
     fn write_opts(&self) -> WriteOptions {
         let mut w = WriteOptions::default();
-        w.set_sync(self.sync);
+        w.set_sync(self.sync && self.wal);
+        w.disable_wal(!self.wal);
         w
     }
 }
@@ -199,6 +224,14 @@ impl Store for RocksStore {
             }
         }
         self.db.write_opt(wb, &self.write_opts()).map_err(io)
+    }
+
+    /// Flushes the ledger's memtables to disk (all families at once) and waits for it.
+    fn persist(&mut self) -> Result<(), StoreError> {
+        let cfs: Vec<&rocksdb::ColumnFamily> = Cf::ALL.iter().map(|cf| self.handle(*cf)).collect();
+        let mut fo = rocksdb::FlushOptions::default();
+        fo.set_wait(true);
+        self.db.flush_cfs_opt(&cfs, &fo).map_err(io)
     }
 }
 
@@ -287,6 +320,7 @@ impl RocksStore {
         RocksStore {
             db: self.db.clone(),
             sync: self.sync,
+            wal: self.wal,
         }
     }
 }

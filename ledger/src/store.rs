@@ -165,6 +165,10 @@ pub trait Store: Send {
     fn write(&mut self, batch: WriteBatch) -> Result<(), StoreError>;
     /// Atomically replaces the whole ledger state with `batch` (snapshot install).
     fn replace_all(&mut self, batch: WriteBatch) -> Result<(), StoreError>;
+    /// Makes every write so far durable (a store whose writes are durable at once does nothing).
+    fn persist(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The in-memory store: hash maps, no ordering needed (postings are read by dense sequence number).

@@ -63,6 +63,9 @@ impl Store for DiskStore {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.live.get(cf, key)
     }
+    fn persist(&mut self) -> Result<(), StoreError> {
+        self.flush()
+    }
     fn batched_reads_pay(&self) -> bool {
         false
     }

@@ -270,6 +270,24 @@ impl Cluster {
         addr
     }
 
+    /// SIGTERM, then wait: the node stops cleanly (its ledger flushed to disk), so its data
+    /// directory can be inspected or changed as it will be found at the next start. Falls back
+    /// to SIGKILL after 30 s.
+    pub fn stop(&mut self, id: u64) {
+        if let Some(mut c) = self.node_mut(id).child.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while c.try_wait().ok().flatten().is_none() {
+                if std::time::Instant::now() > deadline {
+                    let _ = c.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.wait();
+        }
+    }
+
     /// SIGKILL: no shutdown path runs.
     pub fn kill(&mut self, id: u64) {
         if let Some(mut c) = self.node_mut(id).child.take() {
