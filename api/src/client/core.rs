@@ -2,10 +2,12 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use parking_lot::Mutex;
+use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
@@ -77,19 +79,44 @@ impl Core {
         self.endpoints[i].clone()
     }
 
-    /// Calls one RPC with signing, redirects and retries.
-    pub(super) async fn call<Req, Resp, F, Fut>(
+    /// Calls one unary RPC with signing, redirects and retries. The request is encoded once: the
+    /// bytes the signature covers are the bytes sent, on every attempt.
+    pub(super) async fn call<Req: Rpc>(&self, msg: Req) -> Result<Req::Response, ClientError> {
+        let path = Req::PATH;
+        let bytes = bytes::Bytes::from(msg.encode_to_vec());
+        self.call_with(path, bytes.clone(), |ch, r| {
+            let bytes = bytes.clone();
+            async move {
+                let mut grpc = tonic::client::Grpc::new(ch).max_decoding_message_size(64 << 20);
+                grpc.ready()
+                    .await
+                    .map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
+                let (metadata, extensions, ()) = r.into_parts();
+                let req = Request::from_parts(metadata, extensions, bytes);
+                grpc.unary(
+                    req,
+                    http::uri::PathAndQuery::from_static(path),
+                    PreEncoded::<Req::Response>(PhantomData),
+                )
+                .await
+            }
+        })
+        .await
+    }
+
+    /// Calls one RPC through `f` (given the channel and a signed request with an empty body, to
+    /// fill in), with signing, redirects and retries; `bytes` is the encoded request the
+    /// signature covers. The server-streaming call uses it directly.
+    pub(super) async fn call_with<Resp, F, Fut>(
         &self,
         path: &'static str,
-        msg: Req,
+        bytes: bytes::Bytes,
         f: F,
     ) -> Result<Resp, ClientError>
     where
-        Req: prost::Message + Clone,
-        F: Fn(Channel, Request<Req>) -> Fut,
+        F: Fn(Channel, Request<()>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
-        let bytes = msg.encode_to_vec();
         let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
         let mut target = self.preferred.lock().clone();
         let mut backoff = Duration::from_millis(self.cfg.backoff_min_ms);
@@ -98,7 +125,7 @@ impl Core {
         loop {
             attempt += 1;
             let channel = self.channel(&target)?;
-            let mut req = Request::new(msg.clone());
+            let mut req = Request::new(());
             req.set_timeout(timeout);
             let cluster = self.cluster.lock().clone();
             // Until the cluster id is known the request goes unsigned: the node refuses it
@@ -191,18 +218,7 @@ impl Core {
         commands: Vec<pb::Command>,
     ) -> Result<Vec<CommandOutcome>, ClientError> {
         let n = commands.len();
-        let resp = self
-            .call(
-                SUBMIT_PATH,
-                pb::SubmitRequest { commands },
-                |ch, r| async move {
-                    pb::ledger_client::LedgerClient::new(ch)
-                        .max_decoding_message_size(64 << 20)
-                        .submit(r)
-                        .await
-                },
-            )
-            .await?;
+        let resp = self.call(pb::SubmitRequest { commands }).await?;
         if resp.results.len() != n {
             return Err(ClientError::Status(Status::internal(
                 "server returned a result count different from the command count",
@@ -216,3 +232,79 @@ impl Core {
             .collect())
     }
 }
+
+/// A codec that sends bytes already encoded (the request its signature covers) and decodes the
+/// answer with prost.
+struct PreEncoded<Resp>(PhantomData<Resp>);
+
+struct BytesEncoder;
+
+impl Encoder for BytesEncoder {
+    type Item = bytes::Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: bytes::Bytes, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl<Resp: prost::Message + Default + Send + 'static> Codec for PreEncoded<Resp> {
+    type Encode = bytes::Bytes;
+    type Decode = Resp;
+    type Encoder = BytesEncoder;
+    type Decoder = tonic_prost::ProstDecoder<Resp>;
+
+    fn encoder(&mut self) -> BytesEncoder {
+        BytesEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstCodec::<Resp, Resp>::raw_decoder(BufferSettings::default())
+    }
+}
+
+/// A unary RPC: its request type names its path and its answer's type (one place for both).
+pub(super) trait Rpc: prost::Message {
+    type Response: prost::Message + Default + Send + 'static;
+    const PATH: &'static str;
+}
+
+/// `Request => Response at "/suanpan.v1.Service/Method"`, as the .proto declares them.
+macro_rules! rpc {
+    ($req:ident => $resp:ident at $path:literal) => {
+        impl Rpc for pb::$req {
+            type Response = pb::$resp;
+            const PATH: &'static str = $path;
+        }
+    };
+}
+
+rpc!(ClusterStatusRequest => ClusterStatusResponse at "/suanpan.v1.Admin/ClusterStatus");
+rpc!(NodeInfoRequest => NodeInfoResponse at "/suanpan.v1.Admin/NodeInfo");
+rpc!(AddNodeRequest => MembershipResponse at "/suanpan.v1.Admin/AddNode");
+rpc!(RemoveNodeRequest => MembershipResponse at "/suanpan.v1.Admin/RemoveNode");
+rpc!(TransferLeaderRequest => TransferLeaderResponse at "/suanpan.v1.Admin/TransferLeader");
+rpc!(RegisterClientRequest => ClientCommandResponse at "/suanpan.v1.Admin/RegisterClient");
+rpc!(RevokeClientRequest => ClientCommandResponse at "/suanpan.v1.Admin/RevokeClient");
+rpc!(ListClientsRequest => ListClientsResponse at "/suanpan.v1.Admin/ListClients");
+rpc!(BackupRequest => BackupResponse at "/suanpan.v1.Admin/Backup");
+rpc!(SubmitRequest => SubmitResponse at "/suanpan.v1.Ledger/Submit");
+rpc!(GetAccountsRequest => GetAccountsResponse at "/suanpan.v1.Ledger/GetAccounts");
+rpc!(GetTransfersRequest => GetTransfersResponse at "/suanpan.v1.Ledger/GetTransfers");
+rpc!(ListAccountHistoryRequest => ListAccountHistoryResponse at "/suanpan.v1.Ledger/ListAccountHistory");
+rpc!(GetBalanceAtRequest => GetBalanceAtResponse at "/suanpan.v1.Ledger/GetBalanceAt");
+rpc!(GetMerchantsRequest => GetMerchantsResponse at "/suanpan.v1.Ledger/GetMerchants");
+rpc!(GetOrdersRequest => GetOrdersResponse at "/suanpan.v1.Ledger/GetOrders");
+rpc!(GetRequestsRequest => GetRequestsResponse at "/suanpan.v1.Ledger/GetRequests");
+rpc!(GetSplitsRequest => GetSplitsResponse at "/suanpan.v1.Ledger/GetSplits");
+rpc!(GetRedPacketsRequest => GetRedPacketsResponse at "/suanpan.v1.Ledger/GetRedPackets");
+rpc!(GetGroupBalancesRequest => GetGroupBalancesResponse at "/suanpan.v1.Ledger/GetGroupBalances");
+rpc!(GetConfigRequest => GetConfigResponse at "/suanpan.v1.Ledger/GetConfig");
+rpc!(GetConversionsRequest => GetConversionsResponse at "/suanpan.v1.Ledger/GetConversions");
+rpc!(ListAccountsRequest => ListAccountsResponse at "/suanpan.v1.Ledger/ListAccounts");
+rpc!(FindTransfersRequest => FindTransfersResponse at "/suanpan.v1.Ledger/FindTransfers");
+rpc!(GetMerchantSettlementRequest => GetMerchantSettlementResponse at "/suanpan.v1.Ledger/GetMerchantSettlement");
+rpc!(GetChainRequest => GetChainResponse at "/suanpan.v1.Ledger/GetChain");
+rpc!(GetCheckpointRequest => GetCheckpointResponse at "/suanpan.v1.Ledger/GetCheckpoint");
+rpc!(GetAuditKeyRequest => GetAuditKeyResponse at "/suanpan.v1.Ledger/GetAuditKey");

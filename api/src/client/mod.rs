@@ -225,14 +225,7 @@ impl Client {
             ids: ids.iter().map(Id::to_string).collect(),
             allow_stale: self.core.cfg.stale_reads,
         };
-        self.core
-            .call("/suanpan.v1.Ledger/GetAccounts", msg, |ch, r| async move {
-                pb::ledger_client::LedgerClient::new(ch)
-                    .max_decoding_message_size(64 << 20)
-                    .get_accounts(r)
-                    .await
-            })
-            .await
+        self.core.call(msg).await
     }
 
     /// One account, or `None` if it does not exist.
@@ -245,14 +238,7 @@ impl Client {
             ids: ids.iter().map(Id::to_string).collect(),
             allow_stale: self.core.cfg.stale_reads,
         };
-        self.core
-            .call("/suanpan.v1.Ledger/GetTransfers", msg, |ch, r| async move {
-                pb::ledger_client::LedgerClient::new(ch)
-                    .max_decoding_message_size(64 << 20)
-                    .get_transfers(r)
-                    .await
-            })
-            .await
+        self.core.call(msg).await
     }
 
     /// Merchant profiles (found ones in request order, and the ids not found).
@@ -261,14 +247,7 @@ impl Client {
             ids: ids.iter().map(Id::to_string).collect(),
             allow_stale: self.core.cfg.stale_reads,
         };
-        self.core
-            .call("/suanpan.v1.Ledger/GetMerchants", msg, |ch, r| async move {
-                pb::ledger_client::LedgerClient::new(ch)
-                    .max_decoding_message_size(64 << 20)
-                    .get_merchants(r)
-                    .await
-            })
-            .await
+        self.core.call(msg).await
     }
 
     /// Orders and merchant payments (found ones in request order, and the ids not found).
@@ -277,14 +256,7 @@ impl Client {
             ids: ids.iter().map(Id::to_string).collect(),
             allow_stale: self.core.cfg.stale_reads,
         };
-        self.core
-            .call("/suanpan.v1.Ledger/GetOrders", msg, |ch, r| async move {
-                pb::ledger_client::LedgerClient::new(ch)
-                    .max_decoding_message_size(64 << 20)
-                    .get_orders(r)
-                    .await
-            })
-            .await
+        self.core.call(msg).await
     }
 
     /// Payment requests (found ones in request order, and the ids not found).
@@ -293,14 +265,7 @@ impl Client {
             ids: ids.iter().map(Id::to_string).collect(),
             allow_stale: self.core.cfg.stale_reads,
         };
-        self.core
-            .call("/suanpan.v1.Ledger/GetRequests", msg, |ch, r| async move {
-                pb::ledger_client::LedgerClient::new(ch)
-                    .max_decoding_message_size(64 << 20)
-                    .get_requests(r)
-                    .await
-            })
-            .await
+        self.core.call(msg).await
     }
 
     /// Splits (found ones in request order, and the ids not found).
@@ -309,14 +274,7 @@ impl Client {
             ids: ids.iter().map(Id::to_string).collect(),
             allow_stale: self.core.cfg.stale_reads,
         };
-        self.core
-            .call("/suanpan.v1.Ledger/GetSplits", msg, |ch, r| async move {
-                pb::ledger_client::LedgerClient::new(ch)
-                    .max_decoding_message_size(64 << 20)
-                    .get_splits(r)
-                    .await
-            })
-            .await
+        self.core.call(msg).await
     }
 
     /// Red packets (found ones in request order, and the ids not found).
@@ -328,18 +286,7 @@ impl Client {
             ids: ids.iter().map(Id::to_string).collect(),
             allow_stale: self.core.cfg.stale_reads,
         };
-        self.core
-            .call(
-                "/suanpan.v1.Ledger/GetRedPackets",
-                msg,
-                |ch, r| async move {
-                    pb::ledger_client::LedgerClient::new(ch)
-                        .max_decoding_message_size(64 << 20)
-                        .get_red_packets(r)
-                        .await
-                },
-            )
-            .await
+        self.core.call(msg).await
     }
 
     /// A group's members, open splits and nets.
@@ -351,18 +298,7 @@ impl Client {
             group_id: group.to_string(),
             allow_stale: self.core.cfg.stale_reads,
         };
-        self.core
-            .call(
-                "/suanpan.v1.Ledger/GetGroupBalances",
-                msg,
-                |ch, r| async move {
-                    pb::ledger_client::LedgerClient::new(ch)
-                        .max_decoding_message_size(64 << 20)
-                        .get_group_balances(r)
-                        .await
-                },
-            )
-            .await
+        self.core.call(msg).await
     }
 
     /// One page of accounts in id order (see `ListAccountsRequest`).
@@ -371,14 +307,7 @@ impl Client {
         mut msg: pb::ListAccountsRequest,
     ) -> Result<pb::ListAccountsResponse, ClientError> {
         msg.allow_stale = self.core.cfg.stale_reads;
-        self.core
-            .call("/suanpan.v1.Ledger/ListAccounts", msg, |ch, r| async move {
-                pb::ledger_client::LedgerClient::new(ch)
-                    .max_decoding_message_size(64 << 20)
-                    .list_accounts(r)
-                    .await
-            })
-            .await
+        self.core.call(msg).await
     }
 
     /// One page of the transfers carrying `reference`.
@@ -394,18 +323,7 @@ impl Client {
             limit,
             allow_stale: self.core.cfg.stale_reads,
         };
-        self.core
-            .call(
-                "/suanpan.v1.Ledger/FindTransfers",
-                msg,
-                |ch, r| async move {
-                    pb::ledger_client::LedgerClient::new(ch)
-                        .max_decoding_message_size(64 << 20)
-                        .find_transfers(r)
-                        .await
-                },
-            )
-            .await
+        self.core.call(msg).await
     }
 
     /// A merchant's settlement over log time `[from_ns, to_ns)`.
@@ -421,18 +339,7 @@ impl Client {
             to_ns,
             allow_stale: self.core.cfg.stale_reads,
         };
-        self.core
-            .call(
-                "/suanpan.v1.Ledger/GetMerchantSettlement",
-                msg,
-                |ch, r| async move {
-                    pb::ledger_client::LedgerClient::new(ch)
-                        .max_decoding_message_size(64 << 20)
-                        .get_merchant_settlement(r)
-                        .await
-                },
-            )
-            .await
+        self.core.call(msg).await
     }
 
     /// The replicated configuration: in-app currencies, rates, tiers, settings.
@@ -444,45 +351,17 @@ impl Client {
         limit: u32,
     ) -> Result<pb::GetChainResponse, ClientError> {
         let msg = pb::GetChainRequest { from_index, limit };
-        self.core
-            .call("/suanpan.v1.Ledger/GetChain", msg, |ch, r| async move {
-                pb::ledger_client::LedgerClient::new(ch)
-                    .max_decoding_message_size(64 << 20)
-                    .get_chain(r)
-                    .await
-            })
-            .await
+        self.core.call(msg).await
     }
 
     /// A checkpoint of the reached node's applied state, signed by the cluster's audit key.
     pub async fn get_checkpoint(&self) -> Result<pb::GetCheckpointResponse, ClientError> {
-        self.core
-            .call(
-                "/suanpan.v1.Ledger/GetCheckpoint",
-                pb::GetCheckpointRequest {},
-                |ch, r| async move {
-                    pb::ledger_client::LedgerClient::new(ch)
-                        .get_checkpoint(r)
-                        .await
-                },
-            )
-            .await
+        self.core.call(pb::GetCheckpointRequest {}).await
     }
 
     /// The cluster's audit public key (hex).
     pub async fn get_audit_key(&self) -> Result<String, ClientError> {
-        let r = self
-            .core
-            .call(
-                "/suanpan.v1.Ledger/GetAuditKey",
-                pb::GetAuditKeyRequest {},
-                |ch, r| async move {
-                    pb::ledger_client::LedgerClient::new(ch)
-                        .get_audit_key(r)
-                        .await
-                },
-            )
-            .await?;
+        let r = self.core.call(pb::GetAuditKeyRequest {}).await?;
         Ok(r.audit_key)
     }
 
@@ -490,14 +369,7 @@ impl Client {
         let msg = pb::GetConfigRequest {
             allow_stale: self.core.cfg.stale_reads,
         };
-        self.core
-            .call("/suanpan.v1.Ledger/GetConfig", msg, |ch, r| async move {
-                pb::ledger_client::LedgerClient::new(ch)
-                    .max_decoding_message_size(64 << 20)
-                    .get_config(r)
-                    .await
-            })
-            .await
+        self.core.call(msg).await
     }
 
     /// Conversions by command id (found ones in request order, and the ids not found).
@@ -509,18 +381,7 @@ impl Client {
             ids: ids.iter().map(Id::to_string).collect(),
             allow_stale: self.core.cfg.stale_reads,
         };
-        self.core
-            .call(
-                "/suanpan.v1.Ledger/GetConversions",
-                msg,
-                |ch, r| async move {
-                    pb::ledger_client::LedgerClient::new(ch)
-                        .max_decoding_message_size(64 << 20)
-                        .get_conversions(r)
-                        .await
-                },
-            )
-            .await
+        self.core.call(msg).await
     }
 
     /// One page of an account's history (postings with `seq > after_seq`, at most `limit`).
@@ -551,18 +412,7 @@ impl Client {
             from_ns,
             to_ns,
         };
-        self.core
-            .call(
-                "/suanpan.v1.Ledger/ListAccountHistory",
-                msg,
-                |ch, r| async move {
-                    pb::ledger_client::LedgerClient::new(ch)
-                        .max_decoding_message_size(64 << 20)
-                        .list_account_history(r)
-                        .await
-                },
-            )
-            .await
+        self.core.call(msg).await
     }
 
     pub async fn get_balance_at(
@@ -575,13 +425,7 @@ impl Client {
             timestamp_ns,
             allow_stale: self.core.cfg.stale_reads,
         };
-        self.core
-            .call("/suanpan.v1.Ledger/GetBalanceAt", msg, |ch, r| async move {
-                pb::ledger_client::LedgerClient::new(ch)
-                    .get_balance_at(r)
-                    .await
-            })
-            .await
+        self.core.call(msg).await
     }
 
     /// Streams applied batches from `from_index` (0 = from now). The stream is not resumed
@@ -602,46 +446,38 @@ impl Client {
     ) -> Result<tonic::Streaming<pb::WatchEvent>, ClientError> {
         let account_ids: Vec<String> = accounts.iter().map(Id::to_string).collect();
         self.core
-            .call(
+            .call_with(
                 "/suanpan.v1.Ledger/WatchEvents",
-                pb::WatchEventsRequest {
+                prost::Message::encode_to_vec(&pb::WatchEventsRequest {
                     from_index,
-                    account_ids,
-                },
-                |ch, mut r| async move {
-                    // The per-attempt deadline must not cut the stream.
-                    r.metadata_mut().remove("grpc-timeout");
-                    pb::ledger_client::LedgerClient::new(ch)
-                        .max_decoding_message_size(64 << 20)
-                        .watch_events(r)
-                        .await
+                    account_ids: account_ids.clone(),
+                })
+                .into(),
+                |ch, r| {
+                    let msg = pb::WatchEventsRequest {
+                        from_index,
+                        account_ids: account_ids.clone(),
+                    };
+                    async move {
+                        let (mut metadata, extensions, ()) = r.into_parts();
+                        // The per-attempt deadline must not cut the stream.
+                        metadata.remove("grpc-timeout");
+                        pb::ledger_client::LedgerClient::new(ch)
+                            .max_decoding_message_size(64 << 20)
+                            .watch_events(tonic::Request::from_parts(metadata, extensions, msg))
+                            .await
+                    }
                 },
             )
             .await
     }
 
     pub async fn cluster_status(&self) -> Result<pb::ClusterStatusResponse, ClientError> {
-        self.core
-            .call(
-                "/suanpan.v1.Admin/ClusterStatus",
-                pb::ClusterStatusRequest {},
-                |ch, r| async move {
-                    pb::admin_client::AdminClient::new(ch)
-                        .cluster_status(r)
-                        .await
-                },
-            )
-            .await
+        self.core.call(pb::ClusterStatusRequest {}).await
     }
 
     pub async fn node_info(&self) -> Result<pb::NodeInfoResponse, ClientError> {
-        self.core
-            .call(
-                "/suanpan.v1.Admin/NodeInfo",
-                pb::NodeInfoRequest {},
-                |ch, r| async move { pb::admin_client::AdminClient::new(ch).node_info(r).await },
-            )
-            .await
+        self.core.call(pb::NodeInfoRequest {}).await
     }
 
     pub async fn add_node(&self, id: u64, address: &str) -> Result<u64, ClientError> {
@@ -649,50 +485,22 @@ impl Client {
             id,
             address: address.to_string(),
         };
-        let r = self
-            .core
-            .call("/suanpan.v1.Admin/AddNode", msg, |ch, r| async move {
-                pb::admin_client::AdminClient::new(ch).add_node(r).await
-            })
-            .await?;
+        let r = self.core.call(msg).await?;
         Ok(r.applied_index)
     }
 
     pub async fn remove_node(&self, id: u64) -> Result<u64, ClientError> {
-        let r = self
-            .core
-            .call(
-                "/suanpan.v1.Admin/RemoveNode",
-                pb::RemoveNodeRequest { id },
-                |ch, r| async move { pb::admin_client::AdminClient::new(ch).remove_node(r).await },
-            )
-            .await?;
+        let r = self.core.call(pb::RemoveNodeRequest { id }).await?;
         Ok(r.applied_index)
     }
 
     /// An online backup of the node this client reaches first, into `dir` on that node's machine.
     pub async fn backup(&self, dir: &str) -> Result<pb::BackupResponse, ClientError> {
-        self.core
-            .call(
-                "/suanpan.v1.Admin/Backup",
-                pb::BackupRequest { dir: dir.into() },
-                |ch, r| async move { pb::admin_client::AdminClient::new(ch).backup(r).await },
-            )
-            .await
+        self.core.call(pb::BackupRequest { dir: dir.into() }).await
     }
 
     pub async fn transfer_leader(&self, id: u64) -> Result<(), ClientError> {
-        self.core
-            .call(
-                "/suanpan.v1.Admin/TransferLeader",
-                pb::TransferLeaderRequest { id },
-                |ch, r| async move {
-                    pb::admin_client::AdminClient::new(ch)
-                        .transfer_leader(r)
-                        .await
-                },
-            )
-            .await?;
+        self.core.call(pb::TransferLeaderRequest { id }).await?;
         Ok(())
     }
 
@@ -708,18 +516,7 @@ impl Client {
             name: name.to_string(),
             command_id: new_id().to_string(),
         };
-        let r = self
-            .core
-            .call(
-                "/suanpan.v1.Admin/RegisterClient",
-                msg,
-                |ch, r| async move {
-                    pb::admin_client::AdminClient::new(ch)
-                        .register_client(r)
-                        .await
-                },
-            )
-            .await?;
+        let r = self.core.call(msg).await?;
         r.result
             .map(|x| CommandOutcome::from_pb(x, r.applied_index))
             .ok_or_else(|| ClientError::Status(Status::internal("missing result")))
@@ -733,14 +530,7 @@ impl Client {
             public_key: public_key.as_bytes().to_vec(),
             command_id: new_id().to_string(),
         };
-        let r = self
-            .core
-            .call("/suanpan.v1.Admin/RevokeClient", msg, |ch, r| async move {
-                pb::admin_client::AdminClient::new(ch)
-                    .revoke_client(r)
-                    .await
-            })
-            .await?;
+        let r = self.core.call(msg).await?;
         r.result
             .map(|x| CommandOutcome::from_pb(x, r.applied_index))
             .ok_or_else(|| ClientError::Status(Status::internal("missing result")))
@@ -750,12 +540,7 @@ impl Client {
         let msg = pb::ListClientsRequest {
             allow_stale: self.core.cfg.stale_reads,
         };
-        let r = self
-            .core
-            .call("/suanpan.v1.Admin/ListClients", msg, |ch, r| async move {
-                pb::admin_client::AdminClient::new(ch).list_clients(r).await
-            })
-            .await?;
+        let r = self.core.call(msg).await?;
         Ok(r.clients)
     }
 }
