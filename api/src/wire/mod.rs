@@ -49,7 +49,7 @@ fn invalid(msg: String) -> Status {
 }
 
 /// Parses a canonical UUID (8-4-4-4-12 hex digits, either case). The nil UUID is rejected.
-pub fn parse_id(field: &str, s: &str) -> Result<Id, Status> {
+pub fn parse_id(field: impl std::fmt::Display, s: &str) -> Result<Id, Status> {
     let b = s.as_bytes();
     let well_formed = b.len() == 36
         && b.iter().enumerate().all(|(i, c)| match i {
@@ -87,7 +87,7 @@ const SETTING_TEXT_BYTES_MAX: usize = 64;
 
 /// Parses a currency code: an ISO 4217 code the ledger accepts, or an in-app code (3 ..= 8
 /// upper-case letters) that the ledger resolves against its definitions when it applies the command.
-pub fn parse_currency(field: &str, s: &str) -> Result<Currency, Status> {
+pub fn parse_currency(field: impl std::fmt::Display, s: &str) -> Result<Currency, Status> {
     Currency::declared(s).ok_or_else(|| {
         invalid(format!(
             "{field}: unknown currency {s:?} (an accepted ISO 4217 code, or an in-app code of \
@@ -101,29 +101,47 @@ pub fn parse_currency(field: &str, s: &str) -> Result<Currency, Status> {
 /// digits once trailing zeros are dropped ("12.300" CNY is fine, "12.345" CNY is not). An in-app
 /// currency a client names is checked against the largest in-app scale here and against its own
 /// scale by the ledger.
-pub fn parse_amount(field: &str, s: &str, currency: Currency) -> Result<Decimal, Status> {
+pub fn parse_amount(
+    field: impl std::fmt::Display,
+    s: &str,
+    currency: Currency,
+) -> Result<Decimal, Status> {
     parse_decimal(
         field,
         s,
         u32::from(currency.exponent()),
-        &format!("{} amount", currency.code()),
+        &AmountOf(currency),
     )
 }
 
+/// "CNY amount", written only into an error (a valid amount allocates nothing).
+struct AmountOf(Currency);
+
+impl std::fmt::Display for AmountOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} amount", self.0.code())
+    }
+}
+
 /// Parses a whole number (basis points, weights) written as a decimal string.
-pub fn parse_whole_number(field: &str, s: &str) -> Result<Decimal, Status> {
-    parse_decimal(field, s, 0, "whole number")
+pub fn parse_whole_number(field: impl std::fmt::Display, s: &str) -> Result<Decimal, Status> {
+    parse_decimal(field, s, 0, &"whole number")
 }
 
 /// Parses an exchange rate: a decimal with at most [`ledger::RATE_SCALE_MAX`] fractional digits.
-pub fn parse_rate(field: &str, s: &str) -> Result<Decimal, Status> {
-    parse_decimal(field, s, ledger::RATE_SCALE_MAX, "rate")
+pub fn parse_rate(field: impl std::fmt::Display, s: &str) -> Result<Decimal, Status> {
+    parse_decimal(field, s, ledger::RATE_SCALE_MAX, &"rate")
 }
 
 /// The one decimal parser of the edge: `[0-9]+(\.[0-9]+)?`, non-negative, at most
 /// [`AMOUNT_DIGITS_MAX`] significant digits and `frac_max` fractional digits once trailing zeros
 /// are dropped. `what` names the value in the error.
-fn parse_decimal(field: &str, s: &str, frac_max: u32, what: &str) -> Result<Decimal, Status> {
+fn parse_decimal(
+    field: impl std::fmt::Display,
+    s: &str,
+    frac_max: u32,
+    what: &dyn std::fmt::Display,
+) -> Result<Decimal, Status> {
     let bad = |why: &str| invalid(format!("{field}: {s:?} is not a valid {what}: {why}"));
     if s.is_empty() {
         return Err(bad("empty"));
@@ -146,26 +164,28 @@ fn parse_decimal(field: &str, s: &str, frac_max: u32, what: &str) -> Result<Deci
     if frac.len() > frac_max as usize {
         return Err(bad(&format!("more than {frac_max} fractional digits")));
     }
+    // The mantissa is the integer digits then the fraction's; counted and summed in place.
     let int = int.trim_start_matches('0');
-    let mut mantissa_digits = String::with_capacity(int.len() + frac.len());
-    mantissa_digits.push_str(int);
-    mantissa_digits.push_str(frac);
-    let significant = mantissa_digits.trim_start_matches('0');
-    if significant.len() > AMOUNT_DIGITS_MAX {
+    let significant = if int.is_empty() {
+        frac.trim_start_matches('0').len()
+    } else {
+        int.len() + frac.len()
+    };
+    if significant > AMOUNT_DIGITS_MAX {
         return Err(bad(&format!(
             "more than {AMOUNT_DIGITS_MAX} significant digits"
         )));
     }
-    let mantissa: i128 = if significant.is_empty() {
-        0
-    } else {
-        significant.parse().map_err(|_| bad("not a number"))?
-    };
+    // At most AMOUNT_DIGITS_MAX (28) digits: below 10^28 < 2^127, no overflow.
+    let mantissa = int
+        .bytes()
+        .chain(frac.bytes())
+        .fold(0i128, |m, c| m * 10 + i128::from(c - b'0'));
     Ok(Decimal::from_i128_with_scale(mantissa, frac.len() as u32))
 }
 
 fn parse_opt_amount(
-    field: &str,
+    field: impl std::fmt::Display,
     s: &Option<String>,
     currency: Currency,
 ) -> Result<Option<Decimal>, Status> {
@@ -174,7 +194,7 @@ fn parse_opt_amount(
         .transpose()
 }
 
-pub fn parse_public_key(field: &str, b: &[u8]) -> Result<[u8; 32], Status> {
+pub fn parse_public_key(field: impl std::fmt::Display, b: &[u8]) -> Result<[u8; 32], Status> {
     let key: [u8; 32] = b.try_into().map_err(|_| {
         invalid(format!(
             "{field}: an Ed25519 public key is 32 bytes, got {}",
@@ -206,7 +226,11 @@ pub fn enum_name_pb<E: StableEnum>(v: i32) -> &'static str {
 }
 
 /// Parses a required enum field; UNSPECIFIED and unknown numbers are `INVALID_ARGUMENT`.
-pub fn parse_enum<E: StableEnum>(field: &str, what: &str, v: i32) -> Result<E, Status> {
+pub fn parse_enum<E: StableEnum>(
+    field: impl std::fmt::Display,
+    what: &str,
+    v: i32,
+) -> Result<E, Status> {
     enum_from_pb(v).ok_or_else(|| invalid(format!("{field}: unknown or unspecified {what} {v}")))
 }
 
@@ -219,7 +243,8 @@ pub fn command_from_pb(
     account_currency: &dyn Fn(Id) -> Option<Currency>,
 ) -> Result<Command, Status> {
     use pb::command::Kind;
-    let f = |name: &str| format!("commands[{i}].{name}");
+    // Field names are formatted only into an error (a valid command allocates none).
+    let f = |name: &'static str| FieldName(i, name);
     let Some(kind) = &c.kind else {
         return Err(invalid(format!(
             "commands[{i}]: empty command (no kind set)"
@@ -291,7 +316,7 @@ pub fn command_from_pb(
             }
             let mut legs = Vec::with_capacity(t.legs.len());
             for (j, leg) in t.legs.iter().enumerate() {
-                let lf = |name: &str| f(&format!("create_transfer.legs[{j}].{name}"));
+                let lf = |name: &'static str| LegFieldName(i, j, name);
                 let currency = parse_currency(&lf("currency"), &leg.currency)?;
                 let debit = parse_id(&lf("debit_account_id"), &leg.debit_account_id)?;
                 let credit = parse_id(&lf("credit_account_id"), &leg.credit_account_id)?;
@@ -520,8 +545,8 @@ pub fn command_from_pb(
                 _ => "cancel_request",
             };
             let action = ledger::RequestAction {
-                id: parse_id(&f(&format!("{name}.id")), &a.id)?,
-                request: parse_id(&f(&format!("{name}.request_id")), &a.request_id)?,
+                id: parse_id(&format!("commands[{i}].{name}.id"), &a.id)?,
+                request: parse_id(&format!("commands[{i}].{name}.request_id"), &a.request_id)?,
             };
             match kind {
                 Kind::PayRequest(_) => Command::PayRequest(action),
@@ -545,7 +570,7 @@ pub fn command_from_pb(
                 if n > ledger::SPLIT_PARTICIPANTS_MAX {
                     return Err(invalid(format!(
                         "{}: {n} entries, over the limit of {}",
-                        f(&format!("create_split.{name}")),
+                        format!("commands[{i}].create_split.{name}"),
                         ledger::SPLIT_PARTICIPANTS_MAX
                     )));
                 }
@@ -557,7 +582,7 @@ pub fn command_from_pb(
                 .iter()
                 .enumerate()
                 .map(|(j, v)| {
-                    let field = f(&format!("create_split.values[{j}]"));
+                    let field = format!("commands[{i}].create_split.values[{j}]");
                     match mode {
                         // Amounts in the currency; basis points and weights are whole numbers.
                         ledger::SplitMode::Exact => parse_amount(&field, v, currency),
@@ -574,7 +599,12 @@ pub fn command_from_pb(
                     .participant_ids
                     .iter()
                     .enumerate()
-                    .map(|(j, p)| parse_id(&f(&format!("create_split.participant_ids[{j}]")), p))
+                    .map(|(j, p)| {
+                        parse_id(
+                            &format!("commands[{i}].create_split.participant_ids[{j}]"),
+                            p,
+                        )
+                    })
                     .collect::<Result<_, _>>()?,
                 mode,
                 values,
@@ -610,7 +640,9 @@ pub fn command_from_pb(
                     .member_ids
                     .iter()
                     .enumerate()
-                    .map(|(j, m)| parse_id(&f(&format!("create_group.member_ids[{j}]")), m))
+                    .map(|(j, m)| {
+                        parse_id(&format!("commands[{i}].create_group.member_ids[{j}]"), m)
+                    })
                     .collect::<Result<_, _>>()?,
             })
         }
@@ -683,10 +715,10 @@ pub fn command_from_pb(
                 v.as_deref()
                     .map(|v| {
                         parse_decimal(
-                            &f(&format!("define_tier.limits.{name}")),
+                            &format!("commands[{i}].define_tier.limits.{name}"),
                             v,
                             u32::from(ledger::money::IN_APP_SCALE_MAX),
-                            "limit",
+                            &"limit",
                         )
                     })
                     .transpose()
@@ -719,7 +751,7 @@ pub fn command_from_pb(
         Kind::SetSetting(x) => {
             for (name, v) in [("key", &x.key), ("value", &x.value)] {
                 check_text(
-                    &f(&format!("set_setting.{name}")),
+                    &format!("commands[{i}].set_setting.{name}"),
                     v,
                     1,
                     SETTING_TEXT_BYTES_MAX,
@@ -839,7 +871,7 @@ pub enum Count {
 /// A text field within `min ..= max` characters or bytes, without control characters: checked at
 /// the wire so that nothing malformed is proposed (the ledger checks the same at apply time).
 pub fn check_text(
-    field: &str,
+    field: impl std::fmt::Display,
     v: &str,
     min: usize,
     max: usize,
@@ -862,24 +894,56 @@ pub fn check_text(
     Ok(())
 }
 
+/// `commands[i].name`, as an error names a field.
+#[derive(Clone, Copy)]
+struct FieldName(usize, &'static str);
+
+impl std::fmt::Display for FieldName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "commands[{}].{}", self.0, self.1)
+    }
+}
+
+/// `commands[i].create_transfer.legs[j].name`, as an error names a leg's field.
+#[derive(Clone, Copy)]
+struct LegFieldName(usize, usize, &'static str);
+
+impl std::fmt::Display for LegFieldName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "commands[{}].create_transfer.legs[{}].{}",
+            self.0, self.1, self.2
+        )
+    }
+}
+
 /// A merchant's profile fields, checked against their EMV rules here (the ledger checks them too).
 fn merchant_from_pb(
-    f: &dyn Fn(&str) -> String,
+    f: &dyn Fn(&'static str) -> FieldName,
     m: &pb::CreateMerchant,
 ) -> Result<ledger::CreateMerchant, Status> {
     let currency = parse_currency(&f("create_merchant.currency"), &m.currency)?;
-    let text = |name: &str, v: &str, max: usize| {
+    let text = |name: &'static str, v: &str, max: usize| {
         let n = v.chars().count();
         if n == 0 || n > max {
             return Err(invalid(format!(
                 "{}: {n} characters; 1 ..= {max} allowed",
-                f(&format!("create_merchant.{name}"))
+                f(name)
             )));
         }
         Ok(v.to_string())
     };
-    let name = text("name", &m.name, ledger::MERCHANT_NAME_CHARS_MAX)?;
-    let city = text("city", &m.city, ledger::MERCHANT_CITY_CHARS_MAX)?;
+    let name = text(
+        "create_merchant.name",
+        &m.name,
+        ledger::MERCHANT_NAME_CHARS_MAX,
+    )?;
+    let city = text(
+        "create_merchant.city",
+        &m.city,
+        ledger::MERCHANT_CITY_CHARS_MAX,
+    )?;
     if m.mcc.len() != 4 || !m.mcc.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid(format!(
             "{}: {:?} is not a 4-digit merchant category code",
