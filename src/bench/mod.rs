@@ -74,6 +74,10 @@ pub struct BenchArgs {
     /// Transfers per submit call.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
+    /// How long the client library waits to coalesce concurrent calls into one request
+    /// (`ClientConfig::batch_linger_us`).
+    #[arg(long, default_value_t = 1_000)]
+    pub linger_us: u64,
     /// Open loop: offer this many transfers per second, whatever the cluster's answers (each of
     /// the --concurrency tasks sends on a fixed schedule). Latency is measured from each call's
     /// scheduled time, so a cluster that falls behind shows it in the percentiles instead of
@@ -246,6 +250,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         cfg.tls_ca_pem = Some(api::tls::load_ca(ca)?);
     }
     cfg.max_in_flight_batches = (a.concurrency / 2).clamp(4, 64);
+    cfg.batch_linger_us = a.linger_us;
     let c = Client::connect(cfg, key)?;
 
     // Wait for a leader with the key registered.
