@@ -198,17 +198,7 @@ async fn repeated_kills_of_new_leaders_and_of_a_node_catching_up() {
         10,
     ));
     let done = || progress.load(std::sync::atomic::Ordering::Relaxed);
-    let wait_batches = |n: u64| {
-        let progress = progress.clone();
-        async move {
-            let until = progress.load(std::sync::atomic::Ordering::Relaxed) + n;
-            let deadline = Instant::now() + Duration::from_secs(90);
-            while progress.load(std::sync::atomic::Ordering::Relaxed) < until {
-                assert!(Instant::now() < deadline, "the load stalled");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
+    let wait_batches = |n: u64| common::bank::wait_batches(&progress, n);
     for round in 1..=2 * scale() {
         wait_batches(20).await;
         let first = c.leader().await.expect("a leader");

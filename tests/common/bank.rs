@@ -93,6 +93,18 @@ pub async fn load(
     .await
 }
 
+/// Waits until the load counted by `progress` has done `n` more batches (at most 90 s: a load that
+/// stalls that long fails the test).
+pub async fn wait_batches(progress: &std::sync::atomic::AtomicU64, n: u64) {
+    let count = || progress.load(std::sync::atomic::Ordering::Relaxed);
+    let until = count() + n;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while count() < until {
+        assert!(Instant::now() < deadline, "the load stalled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// [`load`] that also stops once `stop` is set (each worker finishes the batch in hand).
 #[allow(clippy::too_many_arguments)]
 pub async fn load_until(

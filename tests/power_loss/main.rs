@@ -144,10 +144,7 @@ async fn a_cluster_wide_power_loss_keeps_every_acknowledged_transfer() {
     ));
     let done = || progress.load(std::sync::atomic::Ordering::Relaxed);
     for round in 1..=2 * scale() {
-        let before = done();
-        while done() < before + 20 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_batches(&progress, 20).await;
         eprintln!("round {round}: power loss after {} batches", done());
         for id in 1..=3 {
             c.kill(id);
@@ -162,10 +159,7 @@ async fn a_cluster_wide_power_loss_keeps_every_acknowledged_transfer() {
         }
         c.wait_ready(READY).await;
     }
-    let before = done();
-    while done() < before + 20 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_batches(&progress, 20).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (acked, retries) = load_task.await.unwrap();
     eprintln!(
