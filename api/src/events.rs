@@ -82,15 +82,19 @@ impl AppliedBatch {
                     result: Some(crate::wire::result_to_pb(c.id(), r)),
                 })
                 .collect(),
-            flow_events: self
-                .flow_events
-                .iter()
-                .enumerate()
-                .map(|(i, ev)| crate::wire::flow_event_to_pb(i, ev))
-                .collect(),
+            flow_events: flow_events_to_pb(&self.flow_events),
             from_journal: false,
         })
     }
+}
+
+/// A batch's flow events on the wire, numbered in order (the ring's and the journal's alike).
+fn flow_events_to_pb(events: &[FlowEvent]) -> Vec<pb::FlowEvent> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| crate::wire::flow_event_to_pb(i, e))
+        .collect()
 }
 
 struct Ring {
@@ -355,12 +359,7 @@ impl Journal for LedgerJournal {
                 index: b.index,
                 timestamp_ns: b.timestamp_ns,
                 events: Vec::new(),
-                flow_events: b
-                    .events
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| crate::wire::flow_event_to_pb(i, e))
-                    .collect(),
+                flow_events: flow_events_to_pb(&b.events),
                 from_journal: true,
             })
             .collect();

@@ -42,16 +42,8 @@ impl<S: Store> Ledger<S> {
         self.create_account(
             ctx,
             &CreateAccount {
-                id: c.id,
-                currency: c.currency.clone(),
-                kind: AccountKind::Merchant,
                 debits_must_not_exceed_credits: true,
-                credits_must_not_exceed_debits: false,
-                overdraft: None,
-                limits: LimitsSpec::default(),
-                reference: String::new(),
-                metadata: BTreeMap::new(),
-                normal_side: None,
+                ..CreateAccount::basic(c.id, &c.currency, AccountKind::Merchant)
             },
         )?;
         let m = MerchantProfile {
