@@ -160,8 +160,8 @@ async fn wiped_follower_is_refused_and_replaced_through_a_snapshot() {
     check_replicas(&c, bank, &wallets, &acked).await;
     let log = std::fs::read_to_string(c.log_dir().join("node-4.log")).unwrap_or_default();
     assert!(
-        log.contains("snapshot installed"),
-        "node 4 did not install a snapshot:\n{log}"
+        log.contains("snapshot installed") && log.contains("snapshot file fetched"),
+        "node 4 did not fetch and install a snapshot file:\n{log}"
     );
 }
 
@@ -241,7 +241,7 @@ async fn repeated_kills_of_new_leaders_and_of_a_node_catching_up() {
     let log = std::fs::read_to_string(c.log_dir().join(format!("node-{follower}.log")))
         .unwrap_or_default();
     assert!(
-        log.contains("snapshot installed"),
+        log.contains("snapshot installed") && log.contains("snapshot file fetched"),
         "node {follower} never needed a snapshot: the test did not test that"
     );
 }

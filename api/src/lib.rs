@@ -74,6 +74,8 @@ pub mod node;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
+pub mod snapshots;
+#[cfg(feature = "server")]
 pub mod state_machine;
 #[cfg(feature = "server")]
 pub mod transport;

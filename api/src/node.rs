@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use crate::auth::{AuthConfig, AuthLayer, Authenticator, ClientDirectory, KeyFileError};
 use crate::events::{EventLog, EventLogConfig};
 use crate::server::{AdminService, ApiLimits, LedgerService, NodeContext, PeerBook, PeerService};
+use crate::snapshots::SnapshotFiles;
 use crate::state_machine::{encode_proposal, LedgerStateMachine, SharedLedger};
 use crate::transport::{GrpcTransport, TransportConfig};
 use crate::view::LedgerView;
@@ -284,15 +285,29 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .max_frame_bytes
         .max(raft_cfg.max_message_bytes);
     let single_voter = raft_cfg.initial_voters == [cfg.id];
-    let transport = Arc::new(GrpcTransport::new(
-        cfg.id,
-        advertise.clone(),
-        transport_cfg.clone(),
-        peers.clone(),
-        admin_key.clone(),
-        tls.clone(),
-        tokio::runtime::Handle::current(),
-    ));
+    // Snapshots are files written from a checkpoint of the database (see `snapshots`).
+    let frozen_from = ledger.lock().store().share();
+    let snapshots = SnapshotFiles::open(
+        cfg.data_dir.join("snapshots"),
+        Box::new(move |dir| {
+            ledger::rocks::checkpoint(&frozen_from, dir).map_err(|e| e.to_string())?;
+            let store = ledger::rocks::open_read_only(dir).map_err(|e| e.to_string())?;
+            Ok(Box::new(store) as Box<dyn ledger::Store>)
+        }),
+    )
+    .map_err(NodeError::Config)?;
+    let transport = Arc::new(
+        GrpcTransport::new(
+            cfg.id,
+            advertise.clone(),
+            transport_cfg.clone(),
+            peers.clone(),
+            admin_key.clone(),
+            tls.clone(),
+            tokio::runtime::Handle::current(),
+        )
+        .with_snapshot_files(snapshots.clone()),
+    );
     let mut log_store = RaftLogStore::open(db.clone())?;
     if cfg.unsafe_no_fsync {
         tracing::warn!(
@@ -316,7 +331,8 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     let metrics = crate::metrics::Metrics::new(cfg.id);
     let sm = LedgerStateMachine::new(ledger.clone(), events.clone())
         .with_observer(view.clone())
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .with_snapshot_files(snapshots.clone());
     let raft = NodeRuntime::start(raft_cfg, log_store, sm, transport)?;
     if single_voter {
         let _ = raft.campaign(); // no need to wait an election timeout alone
@@ -340,6 +356,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         tls: tls.clone(),
         divergences: Default::default(),
         limits: cfg.limits.clone(),
+        snapshots,
         closing: tokio::sync::watch::channel(false).0,
     });
     let mut auth_cfg = cfg.auth.clone();

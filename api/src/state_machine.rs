@@ -7,6 +7,7 @@ use ledger::{Batch, Command, Ledger, RocksStore, Store};
 use parking_lot::Mutex;
 
 use crate::events::{AppliedBatch, EventLog};
+use crate::snapshots::{descriptor, parse_descriptor, SnapshotFiles};
 
 /// The ledger shared by the state machine (writes, on the Raft thread) and the query handlers.
 pub type SharedLedger<S = RocksStore> = Arc<Mutex<Ledger<S>>>;
@@ -50,6 +51,9 @@ pub struct LedgerStateMachine<S: Store + 'static = RocksStore> {
     events: Arc<EventLog>,
     observer: Option<Arc<dyn ApplyObserver>>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Snapshots as files written in the background (`None`: inline, the whole state in the
+    /// Raft message — tests and the simulator).
+    files: Option<Arc<SnapshotFiles>>,
 }
 
 impl<S: Store + 'static> LedgerStateMachine<S> {
@@ -59,7 +63,14 @@ impl<S: Store + 'static> LedgerStateMachine<S> {
             events,
             observer: None,
             metrics: None,
+            files: None,
         }
+    }
+
+    /// Takes snapshots as files (see [`crate::snapshots`]).
+    pub fn with_snapshot_files(mut self, files: Arc<SnapshotFiles>) -> Self {
+        self.files = Some(files);
+        self
     }
 
     /// Counts applied commands and times each batch's apply in `metrics`.
@@ -161,22 +172,62 @@ impl<S: Store + 'static> StateMachine for LedgerStateMachine<S> {
 
     /// Persists the ledger first: the driver compacts the log up to this snapshot, and a
     /// ledger writing behind the log (no WAL) must not lose applies the log no longer holds.
+    /// With snapshot files, the file is written in the background and this returns its
+    /// descriptor.
     fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
         let mut ledger = self.ledger.lock();
         ledger
             .store_mut()
             .persist()
             .map_err(|e| StateMachineError::new(format!("ledger persist: {e}")))?;
-        ledger
-            .snapshot()
-            .map_err(|e| StateMachineError::new(format!("ledger snapshot: {e}")))
+        match &self.files {
+            Some(files) => {
+                let index = ledger.applied_index();
+                files
+                    .build(index)
+                    .map_err(|e| StateMachineError::new(format!("snapshot file: {e}")))?;
+                Ok(descriptor(index))
+            }
+            None => ledger
+                .snapshot()
+                .map_err(|e| StateMachineError::new(format!("ledger snapshot: {e}"))),
+        }
+    }
+
+    fn snapshot_available(&self, data: &[u8]) -> bool {
+        match (parse_descriptor(data), &self.files) {
+            (Some(index), Some(files)) => files.available(index),
+            (Some(_), None) => false,
+            (None, _) => true,
+        }
+    }
+
+    fn snapshot_busy(&self) -> bool {
+        self.files.as_ref().is_some_and(|f| f.busy())
     }
 
     fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), StateMachineError> {
         let mut ledger = self.ledger.lock();
-        ledger
-            .restore(index, data)
-            .map_err(|e| StateMachineError::new(format!("ledger restore: {e}")))?;
+        let restored = match parse_descriptor(data) {
+            Some(at) => {
+                let path = self
+                    .files
+                    .as_ref()
+                    .filter(|_| at == index)
+                    .and_then(|f| f.complete(index))
+                    .ok_or_else(|| {
+                        StateMachineError::new(format!(
+                            "no snapshot file for the snapshot at {index} (descriptor at {at})"
+                        ))
+                    })?;
+                ledger.restore_file(index, &path)
+            }
+            None => ledger.restore(index, data),
+        };
+        restored.map_err(|e| StateMachineError::new(format!("ledger restore: {e}")))?;
+        if let Some(files) = &self.files {
+            files.prune(index);
+        }
         if let Some(o) = &self.observer {
             o.restored(
                 &mut ledger.accounts().map(|a| (a.info.id, a.info.currency)),

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use crate::auth::{peer_headers, HEADER_PEER_FROM};
 use crate::pb;
 use crate::server::PeerBook;
+use crate::snapshots::{parse_descriptor, SnapshotFiles};
 
 #[derive(Clone, Debug)]
 pub struct TransportConfig {
@@ -53,6 +54,8 @@ pub struct GrpcTransport {
     rt: tokio::runtime::Handle,
     queues: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
     dropped_frames: AtomicU64,
+    /// Where fetched snapshot files go (`None`: snapshots travel inline).
+    snapshots: Option<Arc<SnapshotFiles>>,
 }
 
 impl GrpcTransport {
@@ -75,7 +78,14 @@ impl GrpcTransport {
             rt,
             queues: Mutex::new(HashMap::new()),
             dropped_frames: AtomicU64::new(0),
+            snapshots: None,
         }
+    }
+
+    /// Fetches the files behind snapshot descriptors into `files` (see [`crate::snapshots`]).
+    pub fn with_snapshot_files(mut self, files: Arc<SnapshotFiles>) -> Self {
+        self.snapshots = Some(files);
+        self
     }
 
     /// Frames dropped because a destination's queue was full or the peer is unknown.
@@ -115,6 +125,81 @@ impl consensus::Transport for GrpcTransport {
         if self.queue(to).try_send(msg).is_err() {
             self.dropped_frames.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    fn fetch_snapshot(
+        &self,
+        from: u64,
+        index: u64,
+        data: &[u8],
+        done: Box<dyn FnOnce(bool) + Send>,
+    ) -> bool {
+        let (Some(files), Some(at)) = (self.snapshots.clone(), parse_descriptor(data)) else {
+            return false;
+        };
+        if at != index {
+            tracing::warn!(from, index, at, "snapshot descriptor names another index");
+            done(false);
+            return true;
+        }
+        if files.complete(index).is_some() {
+            done(true); // fetched before (the message was resent)
+            return true;
+        }
+        let (me, book, tls) = (self.me, self.book.clone(), self.tls.clone());
+        let (headers, connect_ms) = (
+            auth_headers(self.tls.is_some(), &self.key, self.me, from),
+            self.cfg.connect_timeout_ms,
+        );
+        self.rt.spawn(async move {
+            let started = std::time::Instant::now();
+            let fetched = async {
+                let addr = book.get(from).ok_or("no address for the sender")?;
+                let channel = peer_endpoint(tls.as_deref(), from, &addr)?
+                    .connect_timeout(Duration::from_millis(connect_ms))
+                    .tcp_nodelay(true)
+                    .connect()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut req = tonic::Request::new(pb::SnapshotRequest { index });
+                for (k, v) in headers {
+                    if let Ok(v) = v.parse() {
+                        req.metadata_mut().insert(k, v);
+                    }
+                }
+                let idle = Duration::from_millis(crate::snapshots::FETCH_IDLE_MS);
+                let mut client = pb::peer_client::PeerClient::new(channel)
+                    .max_decoding_message_size(crate::snapshots::CHUNK_BYTES + 4096);
+                let stream = tokio::time::timeout(idle, client.fetch_snapshot(req))
+                    .await
+                    .map_err(|_| "no answer".to_string())?
+                    .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+                    .into_inner();
+                use futures::StreamExt;
+                let chunks = stream.map(|c| c.map(|c| c.data).map_err(|s| s.to_string()));
+                files.receive(index, chunks).await
+            }
+            .await;
+            match fetched {
+                Ok(bytes) => {
+                    tracing::info!(
+                        node = me,
+                        from,
+                        index,
+                        bytes,
+                        ms = started.elapsed().as_millis() as u64,
+                        "snapshot file fetched"
+                    );
+                    done(true);
+                }
+                Err(e) => {
+                    let e: String = e;
+                    tracing::info!(node = me, from, index, "snapshot fetch failed: {e}");
+                    done(false);
+                }
+            }
+        });
+        true
     }
 }
 
@@ -174,12 +259,7 @@ impl Link {
             backoff = Duration::from_millis(self.cfg.backoff_min_ms);
             let (stx, srx) = mpsc::channel::<pb::PeerFrame>(64);
             let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(srx));
-            // With TLS the connection proves who we are; the admin key is not sent anywhere.
-            let headers = match self.tls {
-                Some(_) => vec![(HEADER_PEER_FROM, self.me.to_string())],
-                None => peer_headers(&self.key, self.me, self.to).to_vec(),
-            };
-            for (k, v) in headers {
+            for (k, v) in auth_headers(self.tls.is_some(), &self.key, self.me, self.to) {
                 if let Ok(v) = v.parse() {
                     req.metadata_mut().insert(k, v);
                 }
@@ -220,6 +300,16 @@ impl Link {
                 pending = f;
             }
         }
+    }
+}
+
+/// The metadata proving to peer `to` that a call is from node `me`. With TLS the connection
+/// proves it, and the admin key is not sent anywhere.
+fn auth_headers(tls: bool, key: &SigningKey, me: u64, to: u64) -> Vec<(&'static str, String)> {
+    if tls {
+        vec![(HEADER_PEER_FROM, me.to_string())]
+    } else {
+        peer_headers(key, me, to).to_vec()
     }
 }
 

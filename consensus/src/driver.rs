@@ -183,6 +183,8 @@ pub struct Driver<S: LogStore, M: StateMachine> {
     /// (role, term, leader) as of the last check; changes fail waiters/reads.
     observed: (StateRole, u64, u64),
     last_snapshot_index: u64,
+    /// The data of the last snapshot is gone (see `Driver::new`): take one at the next chance.
+    snapshot_lost: bool,
     /// Peers we sent a snapshot to, with the tick it was sent.
     snapshots_in_flight: BTreeMap<u64, u64>,
     fatal: Option<String>,
@@ -254,6 +256,14 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             store.set_commit(applied)?;
         }
         let last_snapshot_index = store.snapshot_metadata().map_or(0, |m| m.index);
+        // The state machine may have lost the data behind its last snapshot (written in the
+        // background when the node crashed): take a new one before a peer needs it.
+        let snapshot_lost = match store.snapshot_metadata() {
+            Some(_) => store
+                .load_snapshot()?
+                .is_some_and(|s| !sm.snapshot_available(&s.data)),
+            None => false,
+        };
         let raw = RawNode::new(&cfg.raft_config(applied), store, logger)?;
         let observed = (raw.raft.state, raw.raft.term, raw.raft.leader_id);
         Ok(Driver {
@@ -276,6 +286,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             snapshot_stats: SnapshotStats::default(),
             observed,
             last_snapshot_index,
+            snapshot_lost,
             snapshots_in_flight: BTreeMap::new(),
             fatal: None,
         })
@@ -518,11 +529,20 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
     /// join, waiting for the leader) accepts any authenticated peer.
     pub fn step_from(&mut self, peer: Option<u64>, bytes: &[u8]) -> Result<(), ConsensusError> {
         self.stopped()?;
+        match self.accept_from(peer, bytes) {
+            Some(msg) => self.step_message(msg),
+            None => Ok(()),
+        }
+    }
+
+    /// Decodes a message from `peer` (the sender the transport authenticated, if any) and
+    /// checks it may be stepped; `None` (logged): drop it.
+    pub fn accept_from(&self, peer: Option<u64>, bytes: &[u8]) -> Option<Message> {
         let msg = match Message::decode(bytes) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(node = self.cfg.id, "dropping undecodable raft message: {e}");
-                return Ok(());
+                return None;
             }
         };
         if let Some(p) = peer {
@@ -545,10 +565,10 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
                     from = msg.from,
                     "dropping a raft message not from its authenticated, member sender"
                 );
-                return Ok(());
+                return None;
             }
         }
-        self.step_message(msg)
+        Some(msg)
     }
 
     pub fn step_message(&mut self, mut msg: Message) -> Result<(), ConsensusError> {
@@ -1267,7 +1287,12 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         let applied = self.sm.applied_index();
         // A peer needs a snapshot whose configuration names it (it was added after the last
         // one): take one now if anything was applied since.
-        let wanted = self.raw.store().take_snapshot_request() && applied > self.last_snapshot_index;
+        if self.sm.snapshot_busy() {
+            return Ok(()); // a request for one stays pending in the store
+        }
+        let wanted = (self.raw.store().take_snapshot_request()
+            && applied > self.last_snapshot_index)
+            || (self.snapshot_lost && applied > 0);
         if !wanted
             && applied
                 < self
@@ -1296,6 +1321,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             .mut_store()
             .save_snapshot_and_compact(&snap, compact_to)?;
         self.last_snapshot_index = applied;
+        self.snapshot_lost = false;
         tracing::info!(
             node = self.cfg.id,
             index = applied,

@@ -48,6 +48,19 @@ pub trait StateMachine: Send + 'static {
     /// Full serialized state as of applied_index (for a Raft snapshot). The state must be durable
     /// at applied_index when this returns: the driver then compacts the log up to it.
     fn snapshot(&self) -> Result<Vec<u8>, StateMachineError>;
-    /// Replace all state with a snapshot taken at `index`.
+    /// Replace all state with a snapshot taken at `index`. `data` is what [`StateMachine::snapshot`]
+    /// returned on the node that took it (delivered after [`crate::Transport::fetch_snapshot`]
+    /// made whatever it refers to local).
     fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), StateMachineError>;
+    /// Whether the snapshot `data` (as stored in the log) can still be sent to peers. `snapshot`
+    /// may return a reference to state written in the background (a file); a node that lost it
+    /// in a crash takes a new snapshot at start. Inline data is always available.
+    fn snapshot_available(&self, _data: &[u8]) -> bool {
+        true
+    }
+    /// Whether the previous snapshot is still being written in the background: the driver takes
+    /// no new one meanwhile (the log grows a little longer instead).
+    fn snapshot_busy(&self) -> bool {
+        false
+    }
 }

@@ -55,8 +55,8 @@ pub use result::{CommandResult, ResultCode};
 #[cfg(feature = "rocksdb")]
 pub use rocks::{open_db, RocksStore, SnapshotStore};
 pub use state::{
-    escrow_account_id, position_account_id, settle_plan, split_rotation, split_shares, GroupNets,
-    SETTING_BUSINESS_UTC_OFFSET,
+    escrow_account_id, position_account_id, settle_plan, split_rotation, split_shares,
+    write_snapshot, GroupNets, SETTING_BUSINESS_UTC_OFFSET,
 };
 pub use state::{
     AccountCheck, BatchOutput, ChainLink, ChainPage, CurrencyTotals, JournalBatch, Ledger,

@@ -201,6 +201,15 @@ impl Store for RocksStore {
         )
     }
 
+    /// RocksDB iterates in key order already.
+    fn for_each_ordered(
+        &self,
+        cf: Cf,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.for_each(cf, f)
+    }
+
     fn scan(
         &self,
         cf: Cf,

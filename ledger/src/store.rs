@@ -152,6 +152,20 @@ pub trait Store: Send {
         cf: Cf,
         f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
+    /// Visits every record of a family in key order (bytewise), as a snapshot writes them.
+    fn for_each_ordered(
+        &self,
+        cf: Cf,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        self.for_each(cf, &mut |k, v| {
+            rows.push((k.to_vec(), v.to_vec()));
+            Ok(())
+        })?;
+        rows.sort_unstable();
+        rows.iter().try_for_each(|(k, v)| f(k, v))
+    }
     /// Records whose keys start with `prefix`, from `start` (inclusive; it must itself start with
     /// `prefix`) in key order, at most `limit` (reports page through indexes with it).
     fn scan(

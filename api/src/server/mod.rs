@@ -135,6 +135,8 @@ pub struct NodeContext {
     /// Peers whose digest differed from ours at the same applied index (peer → index).
     pub divergences: parking_lot::Mutex<BTreeMap<u64, u64>>,
     pub limits: ApiLimits,
+    /// The snapshot files peers fetch (`Peer.FetchSnapshot`).
+    pub snapshots: Arc<crate::snapshots::SnapshotFiles>,
     /// Becomes true when the node shuts down: long-lived streams end so the server can stop.
     pub closing: tokio::sync::watch::Sender<bool>,
 }

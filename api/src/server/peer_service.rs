@@ -12,8 +12,50 @@ impl PeerService {
     }
 }
 
+type SnapshotChunks = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::SnapshotChunk, Status>> + Send + 'static>,
+>;
+
 #[tonic::async_trait]
 impl pb::peer_server::Peer for PeerService {
+    type FetchSnapshotStream = SnapshotChunks;
+
+    async fn fetch_snapshot(
+        &self,
+        request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<SnapshotChunks>, Status> {
+        let Some(from) = request.extensions().get::<PeerId>().map(|p| p.0) else {
+            return Err(Status::unauthenticated(
+                "snapshot fetch without an authenticated peer",
+            ));
+        };
+        let index = request.into_inner().index;
+        let files = self.ctx.snapshots.clone();
+        if files.complete(index).is_none() {
+            return Err(Status::not_found(format!(
+                "no complete snapshot file at index {index} (yet)"
+            )));
+        }
+        tracing::info!(
+            node = self.ctx.id,
+            to = from,
+            index,
+            "sending a snapshot file"
+        );
+        // A few chunks ahead of the network: HTTP/2 flow control paces the reader.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = files.send_blocking(index, &tx) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        let chunks = tokio_stream::wrappers::ReceiverStream::new(rx).map(|c| {
+            c.map(|data| pb::SnapshotChunk { data })
+                .map_err(Status::internal)
+        });
+        Ok(Response::new(Box::pin(chunks)))
+    }
+
     async fn stream(
         &self,
         request: Request<Streaming<pb::PeerFrame>>,

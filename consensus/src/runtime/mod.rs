@@ -30,6 +30,20 @@ use crate::storage::LogStore;
 /// side passes each frame unchanged to [`NodeHandle::step`].
 pub trait Transport: Send + Sync {
     fn send(&self, to: u64, msg: Vec<u8>);
+    /// A snapshot message from `from` at `index` whose `data` may be a reference to state kept
+    /// outside the message (see [`StateMachine::restore`]). Return `false` if `data` is the
+    /// state itself (the message is stepped at once); otherwise fetch what it refers to without
+    /// blocking, and call `done(true)` once it is local (the message is stepped then) or
+    /// `done(false)` (dropped: the leader sends it again after `snapshot_timeout_ticks`).
+    fn fetch_snapshot(
+        &self,
+        _from: u64,
+        _index: u64,
+        _data: &[u8],
+        _done: Box<dyn FnOnce(bool) + Send>,
+    ) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +57,8 @@ pub enum NodeError {
 enum Command {
     /// A frame, and the node the transport authenticated as its sender (`None`: not known).
     Step(Option<u64>, Vec<u8>),
+    /// The transport fetched (`true`) or failed to fetch the data of the snapshot at this index.
+    Fetched(u64, bool),
     /// Payload, weight, where to answer.
     Propose(Vec<u8>, u64, oneshot::Sender<ProposeOutcome>),
     Read(oneshot::Sender<Result<u64, ReadError>>),
@@ -111,7 +127,20 @@ impl NodeRuntime {
         let thread_shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name(format!("raft-{}", config.id))
-            .spawn(move || run(driver, config, rx, peer_rx, transport, thread_shared))
+            .spawn({
+                let peer_tx = peer_tx.clone();
+                move || {
+                    run(
+                        driver,
+                        config,
+                        rx,
+                        peer_rx,
+                        peer_tx,
+                        transport,
+                        thread_shared,
+                    )
+                }
+            })
             .map_err(|e| ConsensusError::Stopped(format!("cannot spawn raft thread: {e}")))?;
         *shared.thread.lock() = Some(handle);
         Ok(NodeHandle {
@@ -129,6 +158,11 @@ struct Loop<S: LogStore, M: StateMachine> {
     transport: Arc<dyn Transport>,
     shared: Arc<Shared>,
     reassembler: Reassembler,
+    /// Where fetched snapshot messages come back (the peer lane).
+    peer_tx: Sender<Command>,
+    /// Snapshot messages whose data is being fetched, by index (one fetch per index; copies
+    /// that arrive meanwhile are dropped).
+    fetching: HashMap<u64, raft::eraftpb::Message>,
     rng: rand::rngs::StdRng,
     next_message_id: u64,
     proposals: HashMap<u64, oneshot::Sender<ProposeOutcome>>,
@@ -140,12 +174,15 @@ fn run<S: LogStore, M: StateMachine>(
     cfg: Config,
     rx: Receiver<Command>,
     peer_rx: Receiver<Command>,
+    peer_tx: Sender<Command>,
     transport: Arc<dyn Transport>,
     shared: Arc<Shared>,
 ) {
     let mut lp = Loop {
         driver,
         reassembler: Reassembler::new(cfg.max_inbound_message_bytes),
+        peer_tx,
+        fetching: HashMap::new(),
         cfg,
         transport,
         shared: shared.clone(),
@@ -274,7 +311,9 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
         match cmd {
             Command::Step(peer, frame) => match self.reassembler.push(&frame) {
                 Ok(Some((from, msg))) if peer.is_none_or(|p| p == from) => {
-                    self.driver.step_from(peer, &msg)?
+                    if let Some(msg) = self.driver.accept_from(peer, &msg) {
+                        self.step_or_fetch(msg)?;
+                    }
                 }
                 Ok(Some((from, _))) => tracing::warn!(
                     node = self.cfg.id,
@@ -285,6 +324,11 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
                 Ok(None) => {}
                 Err(e) => tracing::debug!(node = self.cfg.id, "dropping inbound frame: {e}"),
             },
+            Command::Fetched(index, ok) => {
+                if let Some(msg) = self.fetching.remove(&index).filter(|_| ok) {
+                    self.driver.step_message(msg)?;
+                }
+            }
             Command::Propose(payload, weight, tx) => {
                 let pid = self.driver.propose_weighted(payload, weight);
                 self.proposals.insert(pid, tx);
@@ -303,6 +347,30 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
         }
         self.route_completions();
         Ok(true)
+    }
+
+    /// Steps `msg`, unless it is a snapshot whose data the transport must fetch first.
+    fn step_or_fetch(&mut self, msg: raft::eraftpb::Message) -> Result<(), ConsensusError> {
+        if msg.get_msg_type() != raft::eraftpb::MessageType::MsgSnapshot {
+            return self.driver.step_message(msg);
+        }
+        let index = msg.get_snapshot().get_metadata().index;
+        if self.fetching.contains_key(&index) {
+            return Ok(()); // a copy resent while the first is being fetched
+        }
+        let tx = self.peer_tx.clone();
+        let done = Box::new(move |ok: bool| {
+            // Blocks only while the peer lane is full; fails only when the node stopped.
+            let _ = tx.send(Command::Fetched(index, ok));
+        });
+        if self
+            .transport
+            .fetch_snapshot(msg.from, index, &msg.get_snapshot().data, done)
+        {
+            self.fetching.insert(index, msg);
+            return Ok(());
+        }
+        self.driver.step_message(msg)
     }
 
     fn route_completions(&mut self) {

@@ -20,10 +20,10 @@ pub const CHAIN_RETAIN_BATCHES: u64 = 10_000;
 /// Most links one [`Ledger::chain`] call returns.
 pub const CHAIN_PAGE_MAX: usize = 1_000;
 
-const DIGEST_TAG: u8 = b'd';
-const BODY_TAG: u8 = b'b';
+pub(super) const DIGEST_TAG: u8 = b'd';
+pub(super) const BODY_TAG: u8 = b'b';
 
-fn chain_key(tag: u8, index: u64) -> Vec<u8> {
+pub(super) fn chain_key(tag: u8, index: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);
     k.push(tag);
     k.extend_from_slice(&index.to_be_bytes());

@@ -53,6 +53,7 @@ pub use events::{JournalBatch, EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX};
 pub use groups::{settle_plan, GroupNets};
 pub use redpackets::escrow_account_id;
 pub use reports::{AccountCheck, Settlement, ACCOUNT_PAGE_MAX};
+pub use snapshot::write_snapshot;
 pub use splits::{split_rotation, split_shares};
 pub use timers::EXPIRE_PER_BATCH_MAX;
 pub use verify::VerifyError;
@@ -223,6 +224,7 @@ impl<S: Store> Ledger<S> {
             view_tracking: false,
             view_delta: None,
         };
+        l.clear_interrupted_restore()?;
         l.load()?;
         Ok(l)
     }
