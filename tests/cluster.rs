@@ -246,6 +246,114 @@ async fn repeated_kills_of_new_leaders_and_of_a_node_catching_up() {
     );
 }
 
+/// Snapshots are files written in the background and streamed on demand. Every node is stopped
+/// in turn with its snapshot directory as a crash during the write leaves it (a work directory,
+/// a partial file, no complete file): it rebuilds the file at start. A newcomer then receives
+/// the ledger, several 1 MiB chunks of it, from the leader's file, and holds every transfer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_snapshot_file_lost_in_a_crash_is_rebuilt_and_streams_to_a_newcomer() {
+    let seed = seed();
+    let mut c = Cluster::start(
+        3,
+        &[
+            "--snapshot-threshold-entries",
+            "50",
+            "--log-retain-entries",
+            "5",
+        ],
+    );
+    c.wait_ready(READY).await;
+    let client = c.client();
+    let bank = api::client::new_id();
+    let wallets: Arc<Vec<Id>> = Arc::new((0..200).map(|_| api::client::new_id()).collect());
+    create_accounts(&client, bank, &wallets).await;
+    let (acked, _) = load(
+        Default::default(),
+        client.clone(),
+        wallets.clone(),
+        seed,
+        4,
+        20 * scale(),
+        250,
+    )
+    .await;
+    for id in [1, 2, 3] {
+        c.stop(id);
+        let dir = c.node(id).data_dir.join("snapshots");
+        let mut complete = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.extension().is_some_and(|x| x == "spls") {
+                std::fs::remove_file(&path).unwrap();
+                complete += 1;
+            }
+        }
+        assert!(complete > 0, "node {id} had no snapshot file");
+        std::fs::create_dir_all(dir.join("building-99")).unwrap();
+        std::fs::write(dir.join("building-99").join("000001.sst"), b"partial").unwrap();
+        std::fs::write(dir.join("00000000000000000099.spls.part"), b"SPLS\x03part").unwrap();
+        c.spawn(id);
+        c.wait_converged(Duration::from_secs(60)).await;
+        // Rebuilt at start, with no new entries to prompt it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_dir(&dir)
+            .unwrap()
+            .any(|e| e.unwrap().path().extension().is_some_and(|x| x == "spls"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "node {id} did not rebuild its snapshot file"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let addr = c.spawn_joining(4);
+    let out = c.cli(&["cluster", "add-node", "--id", "4", "--address", &addr]);
+    assert!(
+        out.status.success(),
+        "add-node: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_replicas(&c, bank, &wallets, &acked).await;
+    let log = std::fs::read_to_string(c.log_dir().join("node-4.log")).unwrap_or_default();
+    // Field names may be coloured: drop escape sequences before reading `bytes=N`.
+    let plain = |l: &str| {
+        let mut out = String::new();
+        let mut chars = l.chars();
+        while let Some(ch) = chars.next() {
+            if ch == '\x1b' {
+                chars.by_ref().find(|c| *c == 'm');
+            } else {
+                out.push(ch);
+            }
+        }
+        out
+    };
+    let fetched: u64 = log
+        .lines()
+        .map(plain)
+        .find(|l| l.contains("snapshot file fetched"))
+        .and_then(|l| {
+            let b = l.split("bytes=").nth(1)?;
+            b.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("node 4 fetched no snapshot file:\n{log}"));
+    eprintln!("node 4 fetched a snapshot file of {fetched} bytes");
+    assert!(
+        fetched > 3 << 20,
+        "a snapshot of {fetched} bytes is one chunk"
+    );
+    for id in [1, 2, 3, 4] {
+        for e in std::fs::read_dir(c.node(id).data_dir.join("snapshots")).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                !name.starts_with("building-99") && !name.starts_with("00000000000000000099"),
+                "node {id} kept what the crash left: {name}"
+            );
+        }
+    }
+}
+
 /// An online backup of one node, taken under load, restores into a new cluster (every voter
 /// restored from it) that holds exactly the backed-up state: the digest at the backup's index
 /// equals the backup's, every transfer acknowledged before the backup is there with its balance
