@@ -246,12 +246,13 @@ async fn repeated_kills_of_new_leaders_and_of_a_node_catching_up() {
     );
 }
 
-/// Snapshots are files written in the background and streamed on demand. Every node is stopped
-/// in turn with its snapshot directory as a crash during the write leaves it (a work directory,
-/// a partial file, no complete file): it rebuilds the file at start. A newcomer then receives
-/// the ledger, several 1 MiB chunks of it, from the leader's file, and holds every transfer.
+/// Snapshots are checkpoints streamed on demand. Every node is stopped in turn with its snapshot
+/// directory as a crash while checkpointing and fetching leaves it (a temporary checkpoint
+/// directory, a partial file, no complete checkpoint): it checkpoints again at start. A newcomer
+/// then receives the ledger, several 1 MiB chunks of it, streamed from the leader's checkpoint,
+/// and holds every transfer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_snapshot_file_lost_in_a_crash_is_rebuilt_and_streams_to_a_newcomer() {
+async fn a_snapshot_checkpoint_lost_in_a_crash_is_rebuilt_and_streams_to_a_newcomer() {
     let seed = seed();
     let mut c = Cluster::start(
         3,
@@ -283,26 +284,35 @@ async fn a_snapshot_file_lost_in_a_crash_is_rebuilt_and_streams_to_a_newcomer() 
         let mut complete = 0;
         for e in std::fs::read_dir(&dir).unwrap() {
             let path = e.unwrap().path();
-            if path.extension().is_some_and(|x| x == "spls") {
-                std::fs::remove_file(&path).unwrap();
+            if path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("checkpoint-")
+            {
+                std::fs::remove_dir_all(&path).unwrap();
                 complete += 1;
             }
         }
-        assert!(complete > 0, "node {id} had no snapshot file");
-        std::fs::create_dir_all(dir.join("building-99")).unwrap();
-        std::fs::write(dir.join("building-99").join("000001.sst"), b"partial").unwrap();
+        assert!(complete > 0, "node {id} had no snapshot checkpoint");
+        let tmp = dir.join("checkpoint-00000000000000000099.tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::write(tmp.join("000001.sst"), b"partial").unwrap();
         std::fs::write(dir.join("00000000000000000099.spls.part"), b"SPLS\x03part").unwrap();
         c.spawn(id);
         c.wait_converged(Duration::from_secs(60)).await;
         // Rebuilt at start, with no new entries to prompt it.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !std::fs::read_dir(&dir)
-            .unwrap()
-            .any(|e| e.unwrap().path().extension().is_some_and(|x| x == "spls"))
-        {
+        let checkpointed = || {
+            std::fs::read_dir(&dir).unwrap().any(|e| {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                name.starts_with("checkpoint-") && !name.ends_with(".tmp")
+            })
+        };
+        while !checkpointed() {
             assert!(
                 Instant::now() < deadline,
-                "node {id} did not rebuild its snapshot file"
+                "node {id} did not checkpoint again"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -347,7 +357,7 @@ async fn a_snapshot_file_lost_in_a_crash_is_rebuilt_and_streams_to_a_newcomer() 
         for e in std::fs::read_dir(c.node(id).data_dir.join("snapshots")).unwrap() {
             let name = e.unwrap().file_name().to_string_lossy().into_owned();
             assert!(
-                !name.starts_with("building-99") && !name.starts_with("00000000000000000099"),
+                !name.contains("00000000000000000099"),
                 "node {id} kept what the crash left: {name}"
             );
         }

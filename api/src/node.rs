@@ -285,15 +285,10 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .max_frame_bytes
         .max(raft_cfg.max_message_bytes);
     let single_voter = raft_cfg.initial_voters == [cfg.id];
-    // Snapshots are files written from a checkpoint of the database (see `snapshots`).
-    let frozen_from = ledger.lock().store().share();
+    // Snapshots are checkpoints of the database, streamed to peers on demand (see `snapshots`).
     let snapshots = SnapshotFiles::open(
         cfg.data_dir.join("snapshots"),
-        Box::new(move |dir| {
-            ledger::rocks::checkpoint(&frozen_from, dir).map_err(|e| e.to_string())?;
-            let store = ledger::rocks::open_read_only(dir).map_err(|e| e.to_string())?;
-            Ok(Box::new(store) as Box<dyn ledger::Store>)
-        }),
+        ledger.lock().store().share(),
     )
     .map_err(NodeError::Config)?;
     let transport = Arc::new(

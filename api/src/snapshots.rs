@@ -1,25 +1,27 @@
-//! Snapshot files: a Raft snapshot of the ledger is a file beside the database, not a message.
+//! Snapshot files: a Raft snapshot of the ledger is a RocksDB checkpoint beside the database,
+//! streamed on demand, not a message.
 //!
-//! Raft's snapshot message carries only a descriptor (`SPLF`, a version byte, the index). The
-//! state is the ledger's streamed snapshot format (`ledger::write_snapshot`: identical state
-//! gives identical bytes on every replica) in `<data dir>/snapshots/<index>.spls`.
+//! Raft's snapshot message carries only a descriptor (`SPLF`, a version byte, the index).
 //! * **Taken** at a snapshot point: the Raft thread persists the ledger and makes a RocksDB
-//!   checkpoint (hard links, no copy); a background thread writes the file from the checkpoint.
-//!   The Raft thread never serializes the state, and no snapshot is taken while one is written.
-//! * **Sent** on demand: a follower that receives the descriptor fetches the file from the
-//!   sender (`Peer.FetchSnapshot`, 1 MiB chunks under HTTP/2 flow control, no size limit),
-//!   checks its checksum while writing it, and only then lets Raft step the message. Until the
-//!   sender's file is complete it answers NOT_FOUND and Raft sends the message again later.
-//! * **Restored** from the file, read twice (checked, then installed) and never held whole.
-//! * **Kept**: the newest complete file only — what peers fetch, and what a restore
-//!   interrupted by a crash reads again.
+//!   checkpoint, `<data dir>/snapshots/checkpoint-<index>` — hard links to the immutable table
+//!   files, no copy and no serialization (RocksDB builds it under a temporary name and renames
+//!   it, so after a crash it is whole or absent).
+//! * **Sent** on demand: a follower that receives the descriptor fetches the state from the
+//!   sender (`Peer.FetchSnapshot`): the sender opens its checkpoint read-only and streams the
+//!   ledger's snapshot format (`ledger::write_snapshot`: identical state gives identical bytes on
+//!   every replica) in 1 MiB chunks under HTTP/2 flow control, on a blocking thread — no size
+//!   limit, nothing held whole. The follower writes it to `<index>.spls`, checks its checksum
+//!   as it goes, and only then lets Raft step the message. A sender without the checkpoint
+//!   answers NOT_FOUND and Raft sends the message again later.
+//! * **Restored** from the received file, read twice (checked, then installed). A node that
+//!   received one serves that same file to others.
+//! * **Kept**: the newest checkpoint or received file only (older ones are removed when a newer
+//!   one is complete) — what peers fetch, and what a restore interrupted by a crash reads again.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-
-use parking_lot::Mutex;
 
 const DESCRIPTOR_MAGIC: &[u8; 4] = b"SPLF";
 const DESCRIPTOR_VERSION: u8 = 1;
@@ -50,109 +52,76 @@ pub fn parse_descriptor(data: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(data[5..].try_into().ok()?))
 }
 
-/// Makes a frozen, point-in-time copy of the ledger's store in a new directory and opens it.
-pub type Freeze = dyn Fn(&Path) -> Result<Box<dyn ledger::Store>, String> + Send + Sync;
-
 pub struct SnapshotFiles {
     dir: PathBuf,
-    freeze: Box<Freeze>,
-    /// The index whose file the background writer is writing.
-    building: Mutex<Option<u64>>,
+    /// The live database the checkpoints are taken of.
+    store: ledger::RocksStore,
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> String {
     format!("{what} {}: {e}", path.display())
 }
 
+/// The index in a file or directory name `<prefix><index><suffix>`.
+fn index_in(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
+    name.strip_prefix(prefix)?
+        .strip_suffix(suffix)?
+        .parse()
+        .ok()
+}
+
 impl SnapshotFiles {
-    /// Opens (creates) the snapshot directory and removes what an interrupted writer or fetch
-    /// left (work directories, partial files).
-    pub fn open(dir: PathBuf, freeze: Box<Freeze>) -> Result<Arc<SnapshotFiles>, String> {
+    /// Opens (creates) the snapshot directory of the database behind `store` and removes what an
+    /// interrupted checkpoint or fetch left (temporary directories, partial files).
+    pub fn open(dir: PathBuf, store: ledger::RocksStore) -> Result<Arc<SnapshotFiles>, String> {
         std::fs::create_dir_all(&dir).map_err(|e| io_err("create", &dir, e))?;
         let entries = std::fs::read_dir(&dir).map_err(|e| io_err("read", &dir, e))?;
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let path = e.path();
-            if name.starts_with("building-") {
+            if name.ends_with(".tmp") && path.is_dir() {
                 std::fs::remove_dir_all(&path).map_err(|e| io_err("remove", &path, e))?;
-            } else if name.ends_with(".part") {
+            } else if name.ends_with(".part") || name.ends_with(".tmp") {
                 std::fs::remove_file(&path).map_err(|e| io_err("remove", &path, e))?;
             }
         }
-        Ok(Arc::new(SnapshotFiles {
-            dir,
-            freeze,
-            building: Mutex::new(None),
-        }))
+        Ok(Arc::new(SnapshotFiles { dir, store }))
+    }
+
+    fn checkpoint_path(&self, index: u64) -> PathBuf {
+        self.dir.join(format!("checkpoint-{index:020}"))
     }
 
     fn path(&self, index: u64) -> PathBuf {
         self.dir.join(format!("{index:020}.spls"))
     }
 
-    /// The complete file of the snapshot at `index`, if this node has it.
+    /// The complete received file of the snapshot at `index`, if this node has one.
     pub fn complete(&self, index: u64) -> Option<PathBuf> {
         let p = self.path(index);
         p.is_file().then_some(p)
     }
 
-    /// Whether the file at `index` is complete or being written.
+    /// Whether this node can send the snapshot at `index` (its checkpoint or a received file).
     pub fn available(&self, index: u64) -> bool {
-        *self.building.lock() == Some(index) || self.complete(index).is_some()
+        self.checkpoint_path(index).is_dir() || self.complete(index).is_some()
     }
 
-    pub fn busy(&self) -> bool {
-        self.building.lock().is_some()
-    }
-
-    /// Starts writing the snapshot of the ledger as it is now (persisted, at `index`): freezes
-    /// the store here, writes the file on a thread of its own.
-    pub fn build(self: &Arc<Self>, index: u64) -> Result<(), String> {
-        if self.complete(index).is_some() {
-            return Ok(());
+    /// Checkpoints the database as it is now (the ledger persisted at `index`): hard links, on
+    /// the calling (Raft) thread. Older snapshots are removed once it exists.
+    pub fn checkpoint(&self, index: u64) -> Result<(), String> {
+        let path = self.checkpoint_path(index);
+        if !path.is_dir() {
+            let started = Instant::now();
+            ledger::rocks::checkpoint(&self.store, &path).map_err(|e| e.to_string())?;
+            tracing::info!(
+                index,
+                ms = started.elapsed().as_millis() as u64,
+                "snapshot checkpoint made"
+            );
         }
-        let work = self.dir.join(format!("building-{index}"));
-        if work.exists() {
-            std::fs::remove_dir_all(&work).map_err(|e| io_err("remove", &work, e))?;
-        }
-        let frozen = (self.freeze)(&work)?;
-        *self.building.lock() = Some(index);
-        let files = self.clone();
-        std::thread::Builder::new()
-            .name(format!("snapshot-{index}"))
-            .spawn(move || {
-                let started = Instant::now();
-                let written = files.write(index, &*frozen);
-                drop(frozen);
-                let _ = std::fs::remove_dir_all(&work);
-                match written {
-                    Ok(bytes) => {
-                        files.prune(index);
-                        tracing::info!(
-                            index,
-                            bytes,
-                            ms = started.elapsed().as_millis() as u64,
-                            "snapshot file written"
-                        );
-                    }
-                    // The node keeps running; peers are told NOT_FOUND and the next snapshot
-                    // (or the next start) writes one.
-                    Err(e) => tracing::error!(index, "snapshot file not written: {e}"),
-                }
-                *files.building.lock() = None;
-            })
-            .map_err(|e| format!("snapshot writer thread: {e}"))?;
+        self.prune(index);
         Ok(())
-    }
-
-    fn write(&self, index: u64, store: &dyn ledger::Store) -> Result<u64, String> {
-        let part = self.dir.join(format!("{index:020}.spls.part"));
-        let file = std::fs::File::create(&part).map_err(|e| io_err("create", &part, e))?;
-        let mut out = std::io::BufWriter::with_capacity(CHUNK_BYTES, file);
-        let bytes = ledger::write_snapshot(store, &mut out).map_err(|e| e.to_string())?;
-        let file = out.into_inner().map_err(|e| e.to_string())?;
-        self.seal(file, &part, index)?;
-        Ok(bytes)
     }
 
     /// Makes a complete `.part` file the snapshot at `index`: synced, renamed, directory synced.
@@ -166,19 +135,24 @@ impl SnapshotFiles {
             .map_err(|e| io_err("sync", &self.dir, e))
     }
 
-    /// Removes every complete file older than `keep`.
+    /// Removes every checkpoint and received file older than `keep`.
     pub fn prune(&self, keep: u64) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let older = name
-                .strip_suffix(".spls")
-                .and_then(|n| n.parse::<u64>().ok())
-                .is_some_and(|i| i < keep);
-            if older {
-                let _ = std::fs::remove_file(e.path());
+            let (file, checkpoint) = (
+                index_in(&name, "", ".spls"),
+                index_in(&name, "checkpoint-", ""),
+            );
+            let removed = match (file, checkpoint) {
+                (Some(i), _) if i < keep => std::fs::remove_file(e.path()),
+                (_, Some(i)) if i < keep => std::fs::remove_dir_all(e.path()),
+                _ => continue,
+            };
+            if let Err(err) = removed {
+                tracing::warn!("cannot remove old snapshot {name}: {err}");
             }
         }
     }
@@ -227,35 +201,62 @@ impl SnapshotFiles {
         }
     }
 
-    /// Reads the complete file at `index` in chunks into `tx` (a blocking reader for
-    /// `Peer.FetchSnapshot`), until the file ends or the receiver is gone.
+    /// Sends the snapshot at `index` in chunks into `tx` (a blocking sender for
+    /// `Peer.FetchSnapshot`): a received file as it is, or the snapshot format streamed from the
+    /// checkpoint opened read-only. Stops early if the receiver goes away.
     pub fn send_blocking(
         &self,
         index: u64,
         tx: &tokio::sync::mpsc::Sender<Result<Vec<u8>, String>>,
     ) -> Result<(), String> {
-        let path = self
-            .complete(index)
-            .ok_or_else(|| format!("no snapshot file at {index}"))?;
-        let mut f = std::fs::File::open(&path).map_err(|e| io_err("open", &path, e))?;
-        loop {
-            let mut chunk = vec![0u8; CHUNK_BYTES];
-            let mut n = 0;
-            while n < chunk.len() {
-                match f.read(&mut chunk[n..]) {
-                    Ok(0) => break,
-                    Ok(k) => n += k,
-                    Err(e) => return Err(io_err("read", &path, e)),
-                }
-            }
-            if n == 0 {
-                return Ok(());
-            }
-            chunk.truncate(n);
-            if tx.blocking_send(Ok(chunk)).is_err() {
-                return Ok(()); // the caller went away
+        let mut out = ChunkSender {
+            tx,
+            buf: Vec::with_capacity(CHUNK_BYTES),
+        };
+        if let Some(path) = self.complete(index) {
+            let mut f = std::fs::File::open(&path).map_err(|e| io_err("open", &path, e))?;
+            match std::io::copy(&mut f, &mut out).and_then(|_| out.flush()) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                Err(e) => return Err(io_err("read", &path, e)),
             }
         }
+        let path = self.checkpoint_path(index);
+        if !path.is_dir() {
+            return Err(format!("no snapshot at {index}"));
+        }
+        let store = ledger::rocks::open_read_only(&path).map_err(|e| e.to_string())?;
+        match ledger::write_snapshot(&store, &mut out) {
+            Ok(_) => Ok(()),
+            Err(_) if out.tx.is_closed() => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// A writer that sends what it is given as chunks of `CHUNK_BYTES` (the last one shorter).
+struct ChunkSender<'a> {
+    tx: &'a tokio::sync::mpsc::Sender<Result<Vec<u8>, String>>,
+    buf: Vec<u8>,
+}
+
+impl Write for ChunkSender<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = b.len().min(CHUNK_BYTES - self.buf.len());
+        self.buf.extend_from_slice(&b[..n]);
+        if self.buf.len() == CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "receiver gone"))
     }
 }
 

@@ -172,8 +172,8 @@ impl<S: Store + 'static> StateMachine for LedgerStateMachine<S> {
 
     /// Persists the ledger first: the driver compacts the log up to this snapshot, and a
     /// ledger writing behind the log (no WAL) must not lose applies the log no longer holds.
-    /// With snapshot files, the file is written in the background and this returns its
-    /// descriptor.
+    /// With snapshot files, the snapshot is a checkpoint streamed to peers on demand, and this
+    /// returns its descriptor.
     fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
         let mut ledger = self.ledger.lock();
         ledger
@@ -184,8 +184,8 @@ impl<S: Store + 'static> StateMachine for LedgerStateMachine<S> {
             Some(files) => {
                 let index = ledger.applied_index();
                 files
-                    .build(index)
-                    .map_err(|e| StateMachineError::new(format!("snapshot file: {e}")))?;
+                    .checkpoint(index)
+                    .map_err(|e| StateMachineError::new(format!("snapshot checkpoint: {e}")))?;
                 Ok(descriptor(index))
             }
             None => ledger
@@ -200,10 +200,6 @@ impl<S: Store + 'static> StateMachine for LedgerStateMachine<S> {
             (Some(_), None) => false,
             (None, _) => true,
         }
-    }
-
-    fn snapshot_busy(&self) -> bool {
-        self.files.as_ref().is_some_and(|f| f.busy())
     }
 
     fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), StateMachineError> {

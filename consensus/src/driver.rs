@@ -1287,9 +1287,6 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         let applied = self.sm.applied_index();
         // A peer needs a snapshot whose configuration names it (it was added after the last
         // one): take one now if anything was applied since.
-        if self.sm.snapshot_busy() {
-            return Ok(()); // a request for one stays pending in the store
-        }
         let wanted = (self.raw.store().take_snapshot_request()
             && applied > self.last_snapshot_index)
             || (self.snapshot_lost && applied > 0);

@@ -53,14 +53,9 @@ pub trait StateMachine: Send + 'static {
     /// made whatever it refers to local).
     fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), StateMachineError>;
     /// Whether the snapshot `data` (as stored in the log) can still be sent to peers. `snapshot`
-    /// may return a reference to state written in the background (a file); a node that lost it
-    /// in a crash takes a new snapshot at start. Inline data is always available.
+    /// may return a reference to state kept outside the log (a checkpoint); a node that lost
+    /// it takes a new snapshot at start. Inline data is always available.
     fn snapshot_available(&self, _data: &[u8]) -> bool {
         true
-    }
-    /// Whether the previous snapshot is still being written in the background: the driver takes
-    /// no new one meanwhile (the log grows a little longer instead).
-    fn snapshot_busy(&self) -> bool {
-        false
     }
 }

@@ -31,9 +31,9 @@ impl pb::peer_server::Peer for PeerService {
         };
         let index = request.into_inner().index;
         let files = self.ctx.snapshots.clone();
-        if files.complete(index).is_none() {
+        if !files.available(index) {
             return Err(Status::not_found(format!(
-                "no complete snapshot file at index {index} (yet)"
+                "no snapshot at index {index} (yet)"
             )));
         }
         tracing::info!(
