@@ -29,6 +29,9 @@ const DESCRIPTOR_BYTES: usize = 4 + 1 + 8;
 const CHECKSUM_BYTES: usize = 32;
 /// Size of one `SnapshotChunk`.
 pub const CHUNK_BYTES: usize = 1 << 20;
+/// The rate a node sends a snapshot at: streaming is paced so that it takes a bounded share of
+/// the sender's CPU and disk while it goes on serving (a 5 GB ledger takes ~80 s).
+pub const SEND_BYTES_PER_S: u64 = 64 << 20;
 /// A fetch that receives nothing for this long is abandoned (Raft sends the message again).
 pub const FETCH_IDLE_MS: u64 = 20_000;
 
@@ -137,6 +140,14 @@ impl SnapshotFiles {
 
     /// Removes every checkpoint and received file older than `keep`.
     pub fn prune(&self, keep: u64) {
+        self.remove_older(keep, true);
+    }
+
+    fn prune_received(&self, keep: u64) {
+        self.remove_older(keep, false);
+    }
+
+    fn remove_older(&self, keep: u64, checkpoints: bool) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -148,7 +159,7 @@ impl SnapshotFiles {
             );
             let removed = match (file, checkpoint) {
                 (Some(i), _) if i < keep => std::fs::remove_file(e.path()),
-                (_, Some(i)) if i < keep => std::fs::remove_dir_all(e.path()),
+                (_, Some(i)) if i < keep && checkpoints => std::fs::remove_dir_all(e.path()),
                 _ => continue,
             };
             if let Err(err) = removed {
@@ -164,6 +175,9 @@ impl SnapshotFiles {
         S: futures::Stream<Item = Result<Vec<u8>, String>> + Unpin,
     {
         use futures::StreamExt;
+        // Fetches are one at a time, and a received file is restored before the next fetch
+        // starts: older received files are done with.
+        self.prune_received(index);
         let part = self.dir.join(format!("{index:020}.spls.part"));
         let mut out = std::io::BufWriter::with_capacity(
             CHUNK_BYTES,
@@ -208,10 +222,14 @@ impl SnapshotFiles {
         &self,
         index: u64,
         tx: &tokio::sync::mpsc::Sender<Result<Vec<u8>, String>>,
+        alive: &mut dyn FnMut(),
     ) -> Result<(), String> {
         let mut out = ChunkSender {
             tx,
             buf: Vec::with_capacity(CHUNK_BYTES),
+            alive,
+            sent: 0,
+            started: Instant::now(),
         };
         if let Some(path) = self.complete(index) {
             let mut f = std::fs::File::open(&path).map_err(|e| io_err("open", &path, e))?;
@@ -238,7 +256,13 @@ impl SnapshotFiles {
 struct ChunkSender<'a> {
     tx: &'a tokio::sync::mpsc::Sender<Result<Vec<u8>, String>>,
     buf: Vec<u8>,
+    /// Called every `ALIVE_CHUNKS` chunks: the transfer is progressing.
+    alive: &'a mut dyn FnMut(),
+    sent: u64,
+    started: Instant,
 }
+
+const ALIVE_CHUNKS: u64 = 64;
 
 impl Write for ChunkSender<'_> {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
@@ -253,7 +277,18 @@ impl Write for ChunkSender<'_> {
         if self.buf.is_empty() {
             return Ok(());
         }
+        // Paced: chunk n leaves no earlier than n chunks' worth of time after the start.
+        let due = std::time::Duration::from_secs_f64(
+            (self.sent * CHUNK_BYTES as u64) as f64 / SEND_BYTES_PER_S as f64,
+        );
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(wait);
+        }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
+        self.sent += 1;
+        if self.sent % ALIVE_CHUNKS == 0 {
+            (self.alive)();
+        }
         self.tx
             .blocking_send(Ok(chunk))
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "receiver gone"))

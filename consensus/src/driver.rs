@@ -158,6 +158,10 @@ const LOST_LOG_MARKER: u64 = u64::MAX;
 /// Message sink used by `process_ready_with`: `(to, encoded raft message)`.
 pub type SendFn<'a> = dyn FnMut(u64, Vec<u8>) + 'a;
 
+/// How many snapshot intervals the log is kept for a peer that was sent a snapshot and has not
+/// installed it (see `Driver::maybe_snapshot`).
+const SNAPSHOT_HOLD_INTERVALS: u64 = 4;
+
 /// The sans-I/O replica.
 pub struct Driver<S: LogStore, M: StateMachine> {
     raw: RawNode<S>,
@@ -187,6 +191,9 @@ pub struct Driver<S: LogStore, M: StateMachine> {
     snapshot_lost: bool,
     /// Peers we sent a snapshot to, with the tick it was sent.
     snapshots_in_flight: BTreeMap<u64, u64>,
+    /// Peers sent a snapshot, with its index: the log after it is kept until they have it (see
+    /// `maybe_snapshot`).
+    snapshot_holds: BTreeMap<u64, u64>,
     fatal: Option<String>,
 }
 
@@ -288,6 +295,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             last_snapshot_index,
             snapshot_lost,
             snapshots_in_flight: BTreeMap::new(),
+            snapshot_holds: BTreeMap::new(),
             fatal: None,
         })
     }
@@ -1081,10 +1089,20 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         Ok(())
     }
 
+    /// Peer `peer` is still fetching the snapshot it was sent (the transport saw it): restart
+    /// its snapshot timeout, so a long transfer is not taken for a lost message.
+    pub fn snapshot_alive(&mut self, peer: u64) {
+        if let Some(sent) = self.snapshots_in_flight.get_mut(&peer) {
+            *sent = self.ticks;
+        }
+    }
+
     fn send_all(&mut self, msgs: Vec<Message>, send: &mut SendFn<'_>) {
         for m in msgs {
             if m.get_msg_type() == MessageType::MsgSnapshot {
                 self.snapshots_in_flight.insert(m.to, self.ticks);
+                let at = m.get_snapshot().get_metadata().index;
+                self.snapshot_holds.insert(m.to, at);
             }
             let to = m.to;
             send(to, m.encode_to_vec());
@@ -1311,8 +1329,31 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             }),
         };
         let (truncated, _) = self.raw.store().truncated();
+        // A peer sent a snapshot continues from the log after it once installed: keep that part,
+        // or it needs another snapshot as soon as it has installed this one (and never catches
+        // up when fetching and installing take longer than the log lasts). A hold ends when the
+        // peer has the snapshot's index, leaves, or after `SNAPSHOT_HOLD_INTERVALS` snapshot
+        // intervals (a peer that never comes back does not keep the log for ever).
+        let hold_entries = self
+            .cfg
+            .snapshot_threshold_entries
+            .saturating_mul(SNAPSHOT_HOLD_INTERVALS);
+        let leading = self.is_leader();
+        let prs = self.raw.raft.prs();
+        self.snapshot_holds.retain(|peer, at| {
+            leading
+                && prs.get(*peer).is_some_and(|pr| pr.matched < *at)
+                && applied < at.saturating_add(hold_entries)
+        });
+        let held = self
+            .snapshot_holds
+            .values()
+            .copied()
+            .min()
+            .unwrap_or(u64::MAX);
         let compact_to = applied
             .saturating_sub(self.cfg.log_retain_entries)
+            .min(held)
             .max(truncated);
         self.raw
             .mut_store()

@@ -28,7 +28,13 @@
 //! 7. Apply `committed_entries()` to the state machine.
 //! 8. `advance()`; persist `LightReady::commit_index` (unsynced), send its messages, apply its
 //!    committed entries, `advance_apply`.
-//! 9. Maybe take a snapshot + compact the log; resolve ReadIndex reads whose index is applied.
+//! 9. Maybe take a snapshot + compact the log — never past a snapshot a peer was sent and has
+//!    not installed yet; resolve ReadIndex reads whose index is applied.
+//!
+//! Snapshot data may be a reference (the ledger's is a descriptor of a checkpoint): the runtime
+//! holds such a snapshot message until [`Transport::fetch_snapshot`] has made the data local, one
+//! fetch at a time, and the sender restarts the peer's snapshot timeout while the data streams
+//! ([`NodeHandle::snapshot_alive`]).
 //!
 //! Applying comes after persisting, unlike the raft-rs module docs' order: the docs themselves
 //! warn that the commit index must be persisted *with or before* applying, otherwise a crash

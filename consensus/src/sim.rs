@@ -1221,6 +1221,64 @@ mod tests {
         sim.check_safety();
     }
 
+    /// A peer sent a snapshot resumes from the log after it once installed: the leader keeps
+    /// that part of the log through its next snapshots (a 5 GB install outlasts many of them),
+    /// and lets it go after `SNAPSHOT_HOLD_INTERVALS` intervals if the peer never installs.
+    #[test]
+    fn the_log_after_a_snapshot_sent_to_a_peer_is_kept_until_it_is_installed() {
+        let seed = sim_seed(29);
+        let mut cfg = SimConfig::new(3, seed);
+        cfg.consensus.snapshot_threshold_entries = 10;
+        cfg.consensus.log_retain_entries = 0;
+        let threshold = cfg.consensus.snapshot_threshold_entries;
+        let mut sim = Sim::new(cfg);
+        let l = elect(&mut sim);
+        for i in 0..30u8 {
+            sim.propose(l, vec![i]);
+            sim.run(4);
+        }
+        assert!(sim.run_until(2_000, |s| s.converged()));
+        let victim = sim.live_nodes().into_iter().find(|n| *n != l).unwrap();
+        sim.wipe(victim);
+        let sending = |s: &Sim| {
+            s.node(l)
+                .raw_node()
+                .raft
+                .prs()
+                .get(victim)
+                .filter(|p| p.state == raft::ProgressState::Snapshot)
+                .map(|p| p.pending_snapshot)
+        };
+        assert!(
+            sim.run_until(2_000, |s| sending(s).is_some()),
+            "seed={seed}"
+        );
+        let at = sending(&sim).unwrap();
+        sim.isolate(victim); // it never gets this one
+        let first = |s: &Sim| raft::Storage::first_index(s.node(l).store()).unwrap();
+        for i in 0..(2 * threshold) {
+            sim.propose(l, vec![i as u8]);
+            sim.run(4);
+        }
+        assert!(sim.applied_index(l) >= at + 2 * threshold, "seed={seed}");
+        assert!(
+            first(&sim) <= at + 1,
+            "seed={seed}: log compacted to {} past the snapshot at {at} the peer is waiting for",
+            first(&sim)
+        );
+        for i in 0..(4 * threshold) {
+            sim.propose(l, vec![i as u8]);
+            sim.run(4);
+        }
+        assert!(
+            first(&sim) > at + 1,
+            "seed={seed}: the log is held for ever for a peer that never installs"
+        );
+        sim.heal();
+        assert!(sim.run_until(5_000, |s| s.converged()), "seed={seed}");
+        sim.check_safety();
+    }
+
     #[test]
     fn add_and_remove_nodes() {
         let seed = sim_seed(17);

@@ -12,6 +12,9 @@ impl PeerService {
     }
 }
 
+/// The nice value of a thread sending a snapshot (0 is normal, 19 the lowest priority).
+const SENDER_NICE: libc::c_int = 10;
+
 type SnapshotChunks = std::pin::Pin<
     Box<dyn tokio_stream::Stream<Item = Result<pb::SnapshotChunk, Status>> + Send + 'static>,
 >;
@@ -44,11 +47,24 @@ impl pb::peer_server::Peer for PeerService {
         );
         // A few chunks ahead of the network: HTTP/2 flow control paces the reader.
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = files.send_blocking(index, &tx) {
-                let _ = tx.blocking_send(Err(e));
-            }
-        });
+        let raft = self.ctx.raft.clone();
+        let (node, sender_tx) = (self.ctx.id, tx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("snapshot-to-{from}"))
+            .spawn(move || {
+                // Below the threads that serve and replicate (Linux: a thread's own nice value).
+                // SAFETY: setpriority on the calling thread; no memory is involved.
+                unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, SENDER_NICE) };
+                // While the stream moves, the leader does not take the snapshot for lost.
+                let mut alive = || raft.snapshot_alive(from);
+                if let Err(e) = files.send_blocking(index, &tx, &mut alive) {
+                    tracing::warn!(node, to = from, index, "snapshot send failed: {e}");
+                    let _ = tx.blocking_send(Err(e));
+                }
+            });
+        if let Err(e) = spawned {
+            let _ = sender_tx.try_send(Err(format!("snapshot sender thread: {e}")));
+        }
         let chunks = tokio_stream::wrappers::ReceiverStream::new(rx).map(|c| {
             c.map(|data| pb::SnapshotChunk { data })
                 .map_err(Status::internal)

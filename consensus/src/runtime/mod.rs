@@ -59,6 +59,8 @@ enum Command {
     Step(Option<u64>, Vec<u8>),
     /// The transport fetched (`true`) or failed to fetch the data of the snapshot at this index.
     Fetched(u64, bool),
+    /// A peer is fetching the snapshot this node sent it (restarts its snapshot timeout).
+    SnapshotAlive(u64),
     /// Payload, weight, where to answer.
     Propose(Vec<u8>, u64, oneshot::Sender<ProposeOutcome>),
     Read(oneshot::Sender<Result<u64, ReadError>>),
@@ -160,8 +162,8 @@ struct Loop<S: LogStore, M: StateMachine> {
     reassembler: Reassembler,
     /// Where fetched snapshot messages come back (the peer lane).
     peer_tx: Sender<Command>,
-    /// Snapshot messages whose data is being fetched, by index (one fetch per index; copies
-    /// that arrive meanwhile are dropped).
+    /// The snapshot message whose data is being fetched, by index (one at a time; snapshot
+    /// messages that arrive meanwhile are dropped).
     fetching: HashMap<u64, raft::eraftpb::Message>,
     rng: rand::rngs::StdRng,
     next_message_id: u64,
@@ -324,6 +326,7 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
                 Ok(None) => {}
                 Err(e) => tracing::debug!(node = self.cfg.id, "dropping inbound frame: {e}"),
             },
+            Command::SnapshotAlive(peer) => self.driver.snapshot_alive(peer),
             Command::Fetched(index, ok) => {
                 if let Some(msg) = self.fetching.remove(&index).filter(|_| ok) {
                     self.driver.step_message(msg)?;
@@ -355,8 +358,10 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
             return self.driver.step_message(msg);
         }
         let index = msg.get_snapshot().get_metadata().index;
-        if self.fetching.contains_key(&index) {
-            return Ok(()); // a copy resent while the first is being fetched
+        if !self.fetching.is_empty() {
+            // One fetch at a time: a resent copy, or a newer snapshot taken meanwhile, waits for
+            // the leader to send it again once this one is installed.
+            return Ok(());
         }
         let tx = self.peer_tx.clone();
         let done = Box::new(move |ok: bool| {
@@ -462,6 +467,11 @@ impl NodeHandle {
             }));
         }
         rx
+    }
+
+    /// Peer `peer` is fetching the snapshot this node sent it: its snapshot timeout restarts.
+    pub fn snapshot_alive(&self, peer: u64) {
+        let _ = self.submit_peer(Command::SnapshotAlive(peer));
     }
 
     /// Hand one inbound transport frame to the node. Dropped (with `QueueFull`) under overload.
