@@ -137,13 +137,16 @@ impl consensus::Transport for GrpcTransport {
         let (Some(files), Some(at)) = (self.snapshots.clone(), parse_descriptor(data)) else {
             return false;
         };
+        // `done` hands the message back through the node's queue: never from inside this call,
+        // which runs on the node's own thread.
         if at != index {
             tracing::warn!(from, index, at, "snapshot descriptor names another index");
-            done(false);
+            self.rt.spawn(async move { done(false) });
             return true;
         }
         if files.complete(index).is_some() {
-            done(true); // fetched before (the message was resent)
+            // Fetched before (the message was resent).
+            self.rt.spawn(async move { done(true) });
             return true;
         }
         let (me, book, tls) = (self.me, self.book.clone(), self.tls.clone());

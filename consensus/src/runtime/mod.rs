@@ -34,7 +34,9 @@ pub trait Transport: Send + Sync {
     /// outside the message (see [`StateMachine::restore`]). Return `false` if `data` is the
     /// state itself (the message is stepped at once); otherwise fetch what it refers to without
     /// blocking, and call `done(true)` once it is local (the message is stepped then) or
-    /// `done(false)` (dropped: the leader sends it again after `snapshot_timeout_ticks`).
+    /// `done(false)` (dropped: the leader sends it again after `snapshot_timeout_ticks`) — from
+    /// another thread, after this returns: `done` may wait for room in the node's queue, which
+    /// this call's thread drains.
     fn fetch_snapshot(
         &self,
         _from: u64,
