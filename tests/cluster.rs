@@ -74,20 +74,7 @@ async fn leader_sigkill_under_load_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wiped_follower_is_refused_and_replaced_through_a_snapshot() {
     let seed = seed();
-    let mut c = Cluster::start(
-        3,
-        &[
-            "--snapshot-threshold-entries",
-            "20",
-            "--log-retain-entries",
-            "5",
-        ],
-    );
-    let leader = c.wait_ready(READY).await;
-    let client = c.client();
-    let bank = api::client::new_id();
-    let wallets: Arc<Vec<Id>> = Arc::new((0..20).map(|_| api::client::new_id()).collect());
-    create_accounts(&client, bank, &wallets).await;
+    let (mut c, leader, client, bank, wallets) = snapshotting_bank(20, 5, 20).await;
     let follower = c
         .nodes
         .iter()
@@ -158,11 +145,7 @@ async fn wiped_follower_is_refused_and_replaced_through_a_snapshot() {
     let mut acked = acked;
     acked.extend(more);
     check_replicas(&c, bank, &wallets, &acked).await;
-    let log = std::fs::read_to_string(c.log_dir().join("node-4.log")).unwrap_or_default();
-    assert!(
-        log.contains("snapshot installed") && log.contains("snapshot file fetched"),
-        "node 4 did not fetch and install a snapshot file:\n{log}"
-    );
+    node_log_with_a_fetched_snapshot(&c, 4);
 }
 
 /// Repeated kills under load: the leader and then the leader elected after it (the cluster is
@@ -171,20 +154,7 @@ async fn wiped_follower_is_refused_and_replaced_through_a_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn repeated_kills_of_new_leaders_and_of_a_node_catching_up() {
     let seed = seed();
-    let mut c = Cluster::start(
-        3,
-        &[
-            "--snapshot-threshold-entries",
-            "50",
-            "--log-retain-entries",
-            "10",
-        ],
-    );
-    c.wait_ready(READY).await;
-    let client = c.client();
-    let bank = api::client::new_id();
-    let wallets: Arc<Vec<Id>> = Arc::new((0..30).map(|_| api::client::new_id()).collect());
-    create_accounts(&client, bank, &wallets).await;
+    let (mut c, _, client, bank, wallets) = snapshotting_bank(50, 10, 30).await;
     let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load_task = tokio::spawn(load_until(
@@ -238,12 +208,7 @@ async fn repeated_kills_of_new_leaders_and_of_a_node_catching_up() {
     check_replicas(&c, bank, &wallets, &acked).await;
     check_retries(&client, &acked).await;
     check_replicas(&c, bank, &wallets, &acked).await;
-    let log = std::fs::read_to_string(c.log_dir().join(format!("node-{follower}.log")))
-        .unwrap_or_default();
-    assert!(
-        log.contains("snapshot installed") && log.contains("snapshot file fetched"),
-        "node {follower} never needed a snapshot: the test did not test that"
-    );
+    node_log_with_a_fetched_snapshot(&c, follower);
 }
 
 /// Snapshots are checkpoints streamed on demand. Every node is stopped in turn with its snapshot
@@ -254,20 +219,7 @@ async fn repeated_kills_of_new_leaders_and_of_a_node_catching_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_snapshot_checkpoint_lost_in_a_crash_is_rebuilt_and_streams_to_a_newcomer() {
     let seed = seed();
-    let mut c = Cluster::start(
-        3,
-        &[
-            "--snapshot-threshold-entries",
-            "50",
-            "--log-retain-entries",
-            "5",
-        ],
-    );
-    c.wait_ready(READY).await;
-    let client = c.client();
-    let bank = api::client::new_id();
-    let wallets: Arc<Vec<Id>> = Arc::new((0..200).map(|_| api::client::new_id()).collect());
-    create_accounts(&client, bank, &wallets).await;
+    let (mut c, _, client, bank, wallets) = snapshotting_bank(50, 5, 200).await;
     let (acked, _) = load(
         Default::default(),
         client.clone(),
@@ -325,7 +277,7 @@ async fn a_snapshot_checkpoint_lost_in_a_crash_is_rebuilt_and_streams_to_a_newco
         String::from_utf8_lossy(&out.stderr)
     );
     check_replicas(&c, bank, &wallets, &acked).await;
-    let log = std::fs::read_to_string(c.log_dir().join("node-4.log")).unwrap_or_default();
+    let log = node_log_with_a_fetched_snapshot(&c, 4);
     // Field names may be coloured: drop escape sequences before reading `bytes=N`.
     let plain = |l: &str| {
         let mut out = String::new();
@@ -700,4 +652,41 @@ async fn replicas_raise_an_alarm_on_a_divergence() {
             .any(|m| m["divergences"].as_array().is_some_and(|d| !d.is_empty())),
         "{v}"
     );
+}
+
+/// A 3-node cluster that snapshots every `threshold` entries and keeps `retain` behind each, ready
+/// (its leader returned), with a bank and `wallets` funded wallets.
+async fn snapshotting_bank(
+    threshold: u64,
+    retain: u64,
+    wallets: usize,
+) -> (Cluster, u64, Client, Id, Arc<Vec<Id>>) {
+    let (threshold, retain) = (threshold.to_string(), retain.to_string());
+    let c = Cluster::start(
+        3,
+        &[
+            "--snapshot-threshold-entries",
+            &threshold,
+            "--log-retain-entries",
+            &retain,
+        ],
+    );
+    let leader = c.wait_ready(READY).await;
+    let client = c.client();
+    let bank = api::client::new_id();
+    let wallets: Arc<Vec<Id>> = Arc::new((0..wallets).map(|_| api::client::new_id()).collect());
+    create_accounts(&client, bank, &wallets).await;
+    (c, leader, client, bank, wallets)
+}
+
+/// Node `id`'s log, which must show it fetched a snapshot file and installed it (else the test
+/// did not test a snapshot transfer).
+fn node_log_with_a_fetched_snapshot(c: &Cluster, id: u64) -> String {
+    let log =
+        std::fs::read_to_string(c.log_dir().join(format!("node-{id}.log"))).unwrap_or_default();
+    assert!(
+        log.contains("snapshot installed") && log.contains("snapshot file fetched"),
+        "node {id} did not fetch and install a snapshot file:\n{log}"
+    );
+    log
 }

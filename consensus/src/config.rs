@@ -43,7 +43,8 @@ pub struct Config {
     pub inbound_queue_len: usize,
     /// Maximum size of one frame handed to the transport (messages are chunked to this).
     pub max_message_bytes: usize,
-    /// Maximum size of one reassembled inbound message (bounds snapshot size in memory).
+    /// Maximum size of one reassembled inbound message (bounds an inline snapshot in memory; a
+    /// snapshot sent as a reference travels outside Raft messages, without this limit).
     pub max_inbound_message_bytes: usize,
     /// Raft's soft limit on the entries carried by one append message.
     pub max_append_bytes: u64,

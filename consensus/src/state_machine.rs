@@ -45,8 +45,10 @@ pub trait StateMachine: Send + 'static {
         entries: &[CommittedEntry<'_>],
     ) -> Result<Vec<Vec<Vec<u8>>>, StateMachineError>;
     fn applied_index(&self) -> u64;
-    /// Full serialized state as of applied_index (for a Raft snapshot). The state must be durable
-    /// at applied_index when this returns: the driver then compacts the log up to it.
+    /// The state as of applied_index for a Raft snapshot: the serialized state itself, or a
+    /// reference to it kept outside the log (a checkpoint, fetched by peers through
+    /// [`crate::Transport::fetch_snapshot`]). The state must be durable at applied_index when
+    /// this returns: the driver then compacts the log up to it.
     fn snapshot(&self) -> Result<Vec<u8>, StateMachineError>;
     /// Replace all state with a snapshot taken at `index`. `data` is what [`StateMachine::snapshot`]
     /// returned on the node that took it (delivered after [`crate::Transport::fetch_snapshot`]
