@@ -571,6 +571,72 @@ async fn add_and_remove_nodes_while_serving() {
     assert!(r[0].is_ok(), "write after leadership transfer: {r:?}");
 }
 
+/// A node added while the leader that took the request loses leadership before the node has
+/// said a word to anyone: its address travels in the conf change, so the next leader reaches it,
+/// brings it up to date and promotes it (before, only the old leader knew the address and the
+/// newcomer waited for ever — seen in a 10 M-transfer join where a snapshot point's stall moved
+/// the leadership).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_added_just_before_a_leader_change_is_reached_by_the_next_leader() {
+    let mut c = Cluster::start(3, &[]);
+    c.wait_ready(READY).await;
+    let client = c.client();
+    let bank = api::client::new_id();
+    let wallets: Vec<Id> = (0..5).map(|_| api::client::new_id()).collect();
+    create_accounts(&client, bank, &wallets).await;
+    // The node is known by address but down while it is added and while leadership moves.
+    let addr = c.spawn_joining(4);
+    c.stop(4);
+    let out = c.cli(&[
+        "cluster",
+        "add-node",
+        "--id",
+        "4",
+        "--address",
+        &addr,
+        "--wait-s",
+        "0",
+    ]);
+    assert!(
+        out.status.success(),
+        "add-node: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = c.leader().await.unwrap();
+    let next = (1..=3).find(|i| *i != first).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.leader().await != Some(next) {
+        assert!(
+            Instant::now() < deadline,
+            "leadership never moved to {next}"
+        );
+        let out = c.cli(&["cluster", "transfer-leader", "--id", &next.to_string()]);
+        assert!(
+            out.status.success(),
+            "transfer-leader: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    c.spawn(4);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let voters: Vec<u64> = match c.info(next).await {
+            Some(i) => i.voters,
+            None => Vec::new(),
+        };
+        if voters.contains(&4) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 4 never promoted by leader {next} (voters {voters:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.wait_converged(READY).await;
+}
+
 /// Replicas compare digests on their own: a replica whose state was altered on disk while it was
 /// down (its running digest changed) diverges from the others as soon as it applies again, and
 /// the healthy nodes report it in `NodeInfo.divergences` — without anyone asking.

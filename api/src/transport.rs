@@ -127,6 +127,12 @@ impl consensus::Transport for GrpcTransport {
         }
     }
 
+    fn member_address(&self, id: u64, address: &str) {
+        if id != self.me {
+            self.book.set(id, address.to_string());
+        }
+    }
+
     fn fetch_snapshot(
         &self,
         from: u64,

@@ -127,27 +127,56 @@ pub fn decode_entry_data(data: &[u8]) -> Result<EntryData<'_>, EntryDecodeError>
     })
 }
 
-/// Context attached to conf-change entries so the proposer's waiter can be resolved.
-pub(crate) fn encode_cc_context(node_id: u64, proposal_id: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(17);
+/// Longest member address a conf change carries (`host:port`).
+pub const MEMBER_ADDRESS_BYTES_MAX: usize = 256;
+
+/// Context attached to conf-change entries: the proposer and its proposal (so its waiter can be
+/// resolved) and, for an added node, the node's address (empty: not known), so that every member
+/// — a later leader included — can reach it.
+pub(crate) fn encode_cc_context(node_id: u64, proposal_id: u64, address: &str) -> Vec<u8> {
+    let address = if address.len() <= MEMBER_ADDRESS_BYTES_MAX {
+        address.as_bytes()
+    } else {
+        &[]
+    };
+    let mut v = Vec::with_capacity(17 + address.len());
     v.push(ENTRY_FORMAT_V1);
     v.extend_from_slice(&node_id.to_be_bytes());
     v.extend_from_slice(&proposal_id.to_be_bytes());
+    v.extend_from_slice(address);
     v
 }
 
-pub(crate) fn decode_cc_context(ctx: &[u8]) -> Option<(u64, u64)> {
-    if ctx.len() != 17 || ctx[0] != ENTRY_FORMAT_V1 {
+/// `(proposer, proposal id, address)`; contexts written before addresses were carried have none.
+pub(crate) fn decode_cc_context(ctx: &[u8]) -> Option<(u64, u64, &str)> {
+    if ctx.len() < 17 || ctx.len() > 17 + MEMBER_ADDRESS_BYTES_MAX || ctx[0] != ENTRY_FORMAT_V1 {
         return None;
     }
     let node = u64::from_be_bytes(ctx[1..9].try_into().ok()?);
     let pid = u64::from_be_bytes(ctx[9..17].try_into().ok()?);
-    Some((node, pid))
+    let address = std::str::from_utf8(&ctx[17..]).ok()?;
+    Some((node, pid, address))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conf_change_contexts_carry_the_address_and_old_ones_still_decode() {
+        let ctx = encode_cc_context(2, 9, "10.0.0.4:7400");
+        assert_eq!(decode_cc_context(&ctx), Some((2, 9, "10.0.0.4:7400")));
+        assert_eq!(decode_cc_context(&ctx[..17]), Some((2, 9, "")));
+        let long = "h".repeat(MEMBER_ADDRESS_BYTES_MAX + 1);
+        assert_eq!(
+            decode_cc_context(&encode_cc_context(2, 9, &long)),
+            Some((2, 9, ""))
+        );
+        assert_eq!(decode_cc_context(&ctx[..16]), None);
+        let mut bad = ctx.clone();
+        bad[17] = 0xFF;
+        assert_eq!(decode_cc_context(&bad), None);
+    }
 
     #[test]
     fn roundtrip_and_rejects_garbage() {
@@ -178,7 +207,10 @@ mod tests {
         let mut huge = enc.clone();
         huge[17..21].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(decode_entry_data(&huge).is_err());
-        assert_eq!(decode_cc_context(&encode_cc_context(3, 4)), Some((3, 4)));
+        assert_eq!(
+            decode_cc_context(&encode_cc_context(3, 4, "")),
+            Some((3, 4, ""))
+        );
         assert_eq!(decode_cc_context(b"x"), None);
     }
 }

@@ -61,10 +61,11 @@ pub enum ReadError {
     Stopped,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MembershipChange {
     AddVoter(u64),
-    AddLearner(u64),
+    /// A new node (as a learner) and its address (empty: the members learn it from its traffic).
+    AddLearner(u64, String),
     Remove(u64),
 }
 
@@ -176,6 +177,9 @@ pub struct Driver<S: LogStore, M: StateMachine> {
     waiters_by_index: BTreeMap<u64, Vec<u64>>,
     reads: BTreeMap<u64, PendingRead>,
     completions: Vec<(u64, ProposeOutcome)>,
+    /// Addresses of added members, learned from applied conf changes (the runtime hands them to
+    /// the transport).
+    member_addresses: Vec<(u64, String)>,
     read_completions: Vec<(u64, Result<u64, ReadError>)>,
     outbox: Vec<(u64, Vec<u8>)>,
     ticks: u64,
@@ -284,6 +288,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             waiters_by_index: BTreeMap::new(),
             reads: BTreeMap::new(),
             completions: Vec::new(),
+            member_addresses: Vec::new(),
             read_completions: Vec::new(),
             outbox: Vec::new(),
             ticks: 0,
@@ -395,6 +400,11 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
     }
 
     /// Resolved proposals: `(proposal_id, outcome)`.
+    /// Addresses of members added since the last call (from applied conf changes).
+    pub fn take_member_addresses(&mut self) -> Vec<(u64, String)> {
+        std::mem::take(&mut self.member_addresses)
+    }
+
     pub fn take_completions(&mut self) -> Vec<(u64, ProposeOutcome)> {
         std::mem::take(&mut self.completions)
     }
@@ -740,15 +750,17 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             ));
             return pid;
         }
-        let (change_type, node_id) = match change {
-            MembershipChange::AddVoter(id) => (ConfChangeType::AddNode, id),
-            MembershipChange::AddLearner(id) => (ConfChangeType::AddLearnerNode, id),
-            MembershipChange::Remove(id) => (ConfChangeType::RemoveNode, id),
+        let (change_type, node_id, address) = match change {
+            MembershipChange::AddVoter(id) => (ConfChangeType::AddNode, id, String::new()),
+            MembershipChange::AddLearner(id, address) => {
+                (ConfChangeType::AddLearnerNode, id, address)
+            }
+            MembershipChange::Remove(id) => (ConfChangeType::RemoveNode, id, String::new()),
         };
         let cc = ConfChange {
             change_type: change_type as i32,
             node_id,
-            context: encode_cc_context(self.cfg.id, pid),
+            context: encode_cc_context(self.cfg.id, pid, &address),
             id: 0,
         };
         let before = self.raw.raft.raft_log.last_index();
@@ -1180,21 +1192,29 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             index: e.index,
             reason: err.to_string(),
         };
-        let (cs, ctx) = if e.get_entry_type() == EntryType::EntryConfChange {
+        let (cs, ctx, added) = if e.get_entry_type() == EntryType::EntryConfChange {
             let cc = ConfChange::decode(&e.data[..]).map_err(codec_err)?;
-            (self.raw.apply_conf_change(&cc)?, cc.context)
+            let added = (cc.change_type != ConfChangeType::RemoveNode as i32).then_some(cc.node_id);
+            (self.raw.apply_conf_change(&cc)?, cc.context, added)
         } else {
             let cc = ConfChangeV2::decode(&e.data[..]).map_err(codec_err)?;
-            (self.raw.apply_conf_change(&cc)?, cc.context)
+            (self.raw.apply_conf_change(&cc)?, cc.context, None)
         };
+        // Every member learns an added node's address from the log: the leader that took the
+        // request may lose leadership before the node has said a word to anyone else.
+        if let (Some(id), Some((_, _, address))) = (added, decode_cc_context(&ctx)) {
+            if !address.is_empty() && id != self.cfg.id {
+                self.member_addresses.push((id, address.to_string()));
+            }
+        }
         // Persist membership before the state machine records the index as applied, so a
         // restart never skips a conf change (re-applying one is idempotent).
         self.raw.mut_store().set_conf_state(&cs)?;
         // Take our waiter out first: apply_batch resolves leftover waiters at this index as
         // overwritten.
         let waiter = decode_cc_context(&ctx)
-            .filter(|(node, _)| *node == self.cfg.id)
-            .and_then(|(_, pid)| self.waiters.remove(&pid).map(|_| pid));
+            .filter(|(node, _, _)| *node == self.cfg.id)
+            .and_then(|(_, pid, _)| self.waiters.remove(&pid).map(|_| pid));
         let mut one = vec![CommittedEntry {
             index: e.index,
             term: e.term,

@@ -103,6 +103,7 @@ mod storage;
 pub use chunk::{chunk_message, ChunkError, Reassembler, CHUNK_HEADER_BYTES};
 pub use codec::{
     decode_entry_data, encode_entry_data, EntryData, EntryDecodeError, ENTRY_FORMAT_V1,
+    MEMBER_ADDRESS_BYTES_MAX,
 };
 pub use config::Config;
 pub use driver::{

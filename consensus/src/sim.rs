@@ -790,7 +790,7 @@ mod tests {
         let l = elect(&mut sim);
         sim.add_process(4);
         sim.partition(vec![vec![1, 2, 3], vec![4]]);
-        let k = sim.propose_membership(l, MembershipChange::AddLearner(4));
+        let k = sim.propose_membership(l, MembershipChange::AddLearner(4, String::new()));
         assert!(
             sim.run_until(2_000, |s| s.outcomes.contains_key(&k)),
             "seed {seed}"

@@ -144,7 +144,7 @@ impl Swarm {
                 if !self.sim.live_nodes().contains(new) {
                     self.sim.add_process(*new);
                 }
-                MembershipChange::AddLearner(*new)
+                MembershipChange::AddLearner(*new, String::new())
             }
             Replace::Promote { new } => {
                 // The leader promotes the learner itself once it has caught up.

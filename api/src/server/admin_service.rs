@@ -120,18 +120,18 @@ impl pb::admin_server::Admin for AdminService {
             return Err(Status::invalid_argument("node id must be non-zero"));
         }
         if req.address.is_empty()
-            || req.address.len() > 256
+            || req.address.len() > consensus::MEMBER_ADDRESS_BYTES_MAX
             || req.address.parse::<http::uri::Authority>().is_err()
         {
             return Err(Status::invalid_argument("address must be host:port"));
         }
         self.ctx.require_leader()?;
-        self.ctx.peers.set(req.id, req.address);
+        self.ctx.peers.set(req.id, req.address.clone());
         // A new node joins as a learner (no vote, no quorum weight while it catches up); the
         // leader promotes it once its log is close to the commit index.
         let (index, _) = self
             .ctx
-            .await_outcome(self.ctx.raft.add_learner(req.id))
+            .await_outcome(self.ctx.raft.add_learner(req.id, req.address))
             .await?;
         Ok(Response::new(pb::MembershipResponse {
             applied_index: index,

@@ -30,6 +30,8 @@ use crate::storage::LogStore;
 /// side passes each frame unchanged to [`NodeHandle::step`].
 pub trait Transport: Send + Sync {
     fn send(&self, to: u64, msg: Vec<u8>);
+    /// Member `id` was added at `address` (from the replicated conf change, on every member).
+    fn member_address(&self, _id: u64, _address: &str) {}
     /// A snapshot message from `from` at `index` whose `data` may be a reference to state kept
     /// outside the message (see [`StateMachine::restore`]). Return `false` if `data` is the
     /// state itself (the message is stepped at once); otherwise fetch what it refers to without
@@ -305,6 +307,9 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
                         transport.send(to, frame);
                     }
                 })?;
+            for (member, address) in self.driver.take_member_addresses() {
+                self.transport.member_address(member, &address);
+            }
             self.route_completions();
             *self.shared.status.write() = self.driver.status();
         }
@@ -491,8 +496,10 @@ impl NodeHandle {
         self.membership(MembershipChange::AddVoter(id))
     }
 
-    pub fn add_learner(&self, id: u64) -> oneshot::Receiver<ProposeOutcome> {
-        self.membership(MembershipChange::AddLearner(id))
+    /// Adds node `id` as a learner; `address` (may be empty) travels in the conf change so that
+    /// every member, not only this leader, can reach it.
+    pub fn add_learner(&self, id: u64, address: String) -> oneshot::Receiver<ProposeOutcome> {
+        self.membership(MembershipChange::AddLearner(id, address))
     }
 
     pub fn remove_node(&self, id: u64) -> oneshot::Receiver<ProposeOutcome> {
