@@ -25,9 +25,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::Mutex;
-use std::time::Instant;
 
 const DESCRIPTOR_MAGIC: &[u8; 4] = b"SPLF";
 const DESCRIPTOR_VERSION: u8 = 1;
@@ -66,7 +66,7 @@ pub struct SnapshotFiles {
     /// The live database the checkpoints are taken of.
     store: ledger::RocksStore,
     /// Which snapshots are being streamed (index → streams), and the index below which
-    /// snapshots are stale; removals go through this lock.
+    /// snapshots are stale. Held only to decide, never while removing: the Raft thread takes it.
     holds: Arc<Mutex<Holds>>,
 }
 
@@ -87,15 +87,17 @@ pub struct Hold<'a> {
 
 impl Drop for Hold<'_> {
     fn drop(&mut self) {
-        let mut h = self.files.holds.lock();
-        if let Some(n) = h.streams.get_mut(&self.index) {
-            *n -= 1;
-            if *n == 0 {
-                h.streams.remove(&self.index);
+        {
+            let mut h = self.files.holds.lock();
+            if let Some(n) = h.streams.get_mut(&self.index) {
+                *n -= 1;
+                if *n == 0 {
+                    h.streams.remove(&self.index);
+                }
             }
         }
         // Whatever a prune skipped while it was streamed goes now (on this sender's thread).
-        remove_stale(&self.files.dir, &h);
+        remove_stale(&self.files.dir, &self.files.holds);
     }
 }
 
@@ -201,7 +203,7 @@ impl SnapshotFiles {
         let (dir, holds) = (self.dir.clone(), self.holds.clone());
         let spawned = std::thread::Builder::new()
             .name("snapshot-prune".into())
-            .spawn(move || remove_stale(&dir, &holds.lock()));
+            .spawn(move || remove_stale(&dir, &holds));
         if let Err(e) = spawned {
             // Nothing is lost: the next prune removes them.
             tracing::warn!("cannot start removing old snapshots: {e}");
@@ -299,24 +301,37 @@ impl SnapshotFiles {
     }
 }
 
-/// Removes the stale snapshots in `dir` no stream holds (called with the lock held).
-fn remove_stale(dir: &Path, h: &Holds) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+/// Removes the stale snapshots in `dir` no stream holds. The lock is held while choosing, not
+/// while removing (that can take a second; the Raft thread takes the lock to prune). A stream
+/// that starts on a stale snapshot while it is being removed fails, and its peer fetches again.
+fn remove_stale(dir: &Path, holds: &Mutex<Holds>) {
+    let stale: Vec<(String, PathBuf, bool)> = {
+        let h = holds.lock();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let held = |i: u64| h.streams.contains_key(&i);
+                let is_dir = match (
+                    index_in(&name, "", ".spls"),
+                    index_in(&name, "checkpoint-", ""),
+                ) {
+                    (Some(i), _) if i < h.keep_from && !held(i) => false,
+                    (_, Some(i)) if i < h.keep_checkpoints_from && !held(i) => true,
+                    _ => return None,
+                };
+                Some((name, e.path(), is_dir))
+            })
+            .collect()
     };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let (file, checkpoint) = (
-            index_in(&name, "", ".spls"),
-            index_in(&name, "checkpoint-", ""),
-        );
-        let held = |i: u64| h.streams.contains_key(&i);
-        let removed = match (file, checkpoint) {
-            (Some(i), _) if i < h.keep_from && !held(i) => std::fs::remove_file(e.path()),
-            (_, Some(i)) if i < h.keep_checkpoints_from && !held(i) => {
-                std::fs::remove_dir_all(e.path())
-            }
-            _ => continue,
+    for (name, path, is_dir) in stale {
+        let removed = if is_dir {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
         };
         if let Err(err) = removed {
             tracing::warn!("cannot remove old snapshot {name}: {err}");

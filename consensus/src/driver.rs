@@ -399,12 +399,12 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         std::mem::take(&mut self.outbox)
     }
 
-    /// Resolved proposals: `(proposal_id, outcome)`.
     /// Addresses of members added since the last call (from applied conf changes).
     pub fn take_member_addresses(&mut self) -> Vec<(u64, String)> {
         std::mem::take(&mut self.member_addresses)
     }
 
+    /// Resolved proposals: `(proposal_id, outcome)`.
     pub fn take_completions(&mut self) -> Vec<(u64, ProposeOutcome)> {
         std::mem::take(&mut self.completions)
     }
