@@ -415,15 +415,16 @@ mod tests {
         assert_eq!(parse_descriptor(&descriptor(42)[..12]), None);
     }
 
+    /// Snapshot files beside a new, empty database in `dir`.
+    fn files_in(dir: &Path) -> Arc<SnapshotFiles> {
+        let db = ledger::open_db(&dir.join("db"), &[]).unwrap();
+        SnapshotFiles::open(dir.join("snapshots"), ledger::RocksStore::new(db).unwrap()).unwrap()
+    }
+
     #[test]
     fn a_snapshot_being_streamed_outlives_a_prune_and_goes_when_its_stream_ends() {
         let dir = tempfile::tempdir().unwrap();
-        let db = ledger::open_db(&dir.path().join("db"), &[]).unwrap();
-        let files = SnapshotFiles::open(
-            dir.path().join("snapshots"),
-            ledger::RocksStore::new(db).unwrap(),
-        )
-        .unwrap();
+        let files = files_in(dir.path());
         files.checkpoint(5).unwrap();
         std::fs::write(files.path(4), b"received").unwrap();
         let (streaming, received) = (files.hold(5), files.hold(4));
@@ -451,12 +452,7 @@ mod tests {
     #[test]
     fn a_newer_checkpoint_removes_the_older_ones_off_the_calling_thread() {
         let dir = tempfile::tempdir().unwrap();
-        let db = ledger::open_db(&dir.path().join("db"), &[]).unwrap();
-        let files = SnapshotFiles::open(
-            dir.path().join("snapshots"),
-            ledger::RocksStore::new(db).unwrap(),
-        )
-        .unwrap();
+        let files = files_in(dir.path());
         files.checkpoint(5).unwrap();
         std::fs::write(files.path(7), b"received").unwrap();
         files.checkpoint(9).unwrap();
