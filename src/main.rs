@@ -326,6 +326,7 @@ struct NodeToml {
     heartbeat_tick: Option<usize>,
     snapshot_threshold_entries: Option<u64>,
     log_retain_entries: Option<u64>,
+    log_hold_bytes_max: Option<u64>,
     max_proposals_per_entry: Option<usize>,
     max_entry_bytes: Option<usize>,
     max_clock_step_ms: Option<u64>,
@@ -388,6 +389,10 @@ struct NodeArgs {
     /// Entries kept in the log behind a snapshot (lagging followers catch up from the log).
     #[arg(long)]
     log_retain_entries: Option<u64>,
+    /// Most Raft log bytes kept for a node catching up after a snapshot (past this it is let go
+    /// and gets a newer snapshot).
+    #[arg(long)]
+    log_hold_bytes_max: Option<u64>,
     /// Group commit: most client batches per Raft entry.
     #[arg(long)]
     max_proposals_per_entry: Option<usize>,
@@ -452,6 +457,7 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     set!(heartbeat_tick);
     set!(snapshot_threshold_entries);
     set!(log_retain_entries);
+    set!(log_hold_bytes_max);
     set!(max_proposals_per_entry);
     set!(max_entry_bytes);
     set!(max_clock_step_ms);

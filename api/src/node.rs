@@ -31,6 +31,8 @@ pub struct RaftTuning {
     pub snapshot_threshold_entries: u64,
     /// Entries kept behind a snapshot for followers that lag a little.
     pub log_retain_entries: u64,
+    /// Most log bytes kept for peers catching up after a snapshot.
+    pub log_hold_bytes_max: u64,
     /// Group commit: most `Submit` batches packed into one log entry.
     pub max_proposals_per_entry: usize,
     /// Largest log entry, in bytes.
@@ -48,6 +50,7 @@ impl Default for RaftTuning {
             heartbeat_tick: c.heartbeat_tick,
             snapshot_threshold_entries: c.snapshot_threshold_entries,
             log_retain_entries: c.log_retain_entries,
+            log_hold_bytes_max: c.log_hold_bytes_max,
             max_proposals_per_entry: c.max_proposals_per_entry,
             max_entry_bytes: c.max_entry_bytes,
             max_clock_step_ms: c.max_clock_step_ms,
@@ -267,6 +270,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     raft_cfg.heartbeat_tick = cfg.raft.heartbeat_tick;
     raft_cfg.snapshot_threshold_entries = cfg.raft.snapshot_threshold_entries;
     raft_cfg.log_retain_entries = cfg.raft.log_retain_entries;
+    raft_cfg.log_hold_bytes_max = cfg.raft.log_hold_bytes_max;
     raft_cfg.max_proposals_per_entry = cfg.raft.max_proposals_per_entry;
     raft_cfg.max_entry_bytes = cfg.raft.max_entry_bytes;
     raft_cfg.max_clock_step_ms = cfg.raft.max_clock_step_ms;

@@ -425,9 +425,11 @@ mod tests {
     fn a_snapshot_being_streamed_outlives_a_prune_and_goes_when_its_stream_ends() {
         let dir = tempfile::tempdir().unwrap();
         let files = files_in(dir.path());
+        // Held before the file exists: the prune `checkpoint(5)` started runs on a thread of its
+        // own and would otherwise race the write below.
+        let (streaming, received) = (files.hold(5), files.hold(4));
         files.checkpoint(5).unwrap();
         std::fs::write(files.path(4), b"received").unwrap();
-        let (streaming, received) = (files.hold(5), files.hold(4));
         let also_streaming = files.hold(5);
         files.checkpoint(9).unwrap();
         assert!(files.available(5) && files.available(4) && files.available(9));

@@ -25,6 +25,10 @@ pub struct Config {
     /// Entries kept in the log behind a snapshot, so slightly lagging followers can catch up
     /// from the log instead of receiving a full snapshot.
     pub log_retain_entries: u64,
+    /// Most log bytes the leader keeps for peers catching up after a snapshot (see
+    /// `Driver::maybe_snapshot`): past this a peer that is too slow, or gone, is let go and gets
+    /// a newer snapshot when it comes back.
+    pub log_hold_bytes_max: u64,
     /// Group commit bounds: proposals packed into one raft entry.
     pub max_proposals_per_entry: usize,
     pub max_entry_bytes: usize,
@@ -75,6 +79,7 @@ impl Default for Config {
             check_quorum: true,
             snapshot_threshold_entries: 10_000,
             log_retain_entries: 1_000,
+            log_hold_bytes_max: 1 << 30,
             max_proposals_per_entry: 1_024,
             max_entry_bytes: 8 << 20,
             max_weight_per_entry: u64::MAX,

@@ -159,10 +159,6 @@ const LOST_LOG_MARKER: u64 = u64::MAX;
 /// Message sink used by `process_ready_with`: `(to, encoded raft message)`.
 pub type SendFn<'a> = dyn FnMut(u64, Vec<u8>) + 'a;
 
-/// How many snapshot intervals the log is kept for a peer that was sent a snapshot and has not
-/// installed it (see `Driver::maybe_snapshot`).
-const SNAPSHOT_HOLD_INTERVALS: u64 = 4;
-
 /// The sans-I/O replica.
 pub struct Driver<S: LogStore, M: StateMachine> {
     raw: RawNode<S>,
@@ -195,8 +191,8 @@ pub struct Driver<S: LogStore, M: StateMachine> {
     snapshot_lost: bool,
     /// Peers we sent a snapshot to, with the tick it was sent.
     snapshots_in_flight: BTreeMap<u64, u64>,
-    /// Peers sent a snapshot, with its index: the log after it is kept until they have it (see
-    /// `maybe_snapshot`).
+    /// Peers sent a snapshot, with its index: the log after it, then after what they have, is
+    /// kept until they have caught up (see `maybe_snapshot`).
     snapshot_holds: BTreeMap<u64, u64>,
     fatal: Option<String>,
 }
@@ -1350,20 +1346,34 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         };
         let (truncated, _) = self.raw.store().truncated();
         // A peer sent a snapshot continues from the log after it once installed: keep that part,
-        // or it needs another snapshot as soon as it has installed this one (and never catches
-        // up when fetching and installing take longer than the log lasts). A hold ends when the
-        // peer has the snapshot's index, leaves, or after `SNAPSHOT_HOLD_INTERVALS` snapshot
-        // intervals (a peer that never comes back does not keep the log for ever).
-        let hold_entries = self
-            .cfg
-            .snapshot_threshold_entries
-            .saturating_mul(SNAPSHOT_HOLD_INTERVALS);
+        // then the part after what it has, until it has caught up to the entries every follower
+        // keeps (`log_retain_entries`). Otherwise it needs another snapshot as soon as it has
+        // installed this one, and never catches up when fetching, installing and replaying take
+        // longer than the log lasts (they do on a large ledger). A hold ends when the peer has
+        // caught up, leaves, this node stops leading, or the log kept for it passes
+        // `log_hold_bytes_max` (a peer that is gone or too slow does not keep the log for ever).
+        let caught_up = applied.saturating_sub(self.cfg.log_retain_entries);
+        let bytes_max = self.cfg.log_hold_bytes_max;
         let leading = self.is_leader();
-        let prs = self.raw.raft.prs();
+        let (store, prs) = (self.raw.store(), self.raw.raft.prs());
+        let node = self.cfg.id;
         self.snapshot_holds.retain(|peer, at| {
-            leading
-                && prs.get(*peer).is_some_and(|pr| pr.matched < *at)
-                && applied < at.saturating_add(hold_entries)
+            let Some(pr) = prs.get(*peer) else {
+                return false;
+            };
+            *at = (*at).max(pr.matched);
+            let bytes = store.log_bytes_after(*at);
+            if leading && *at < caught_up && bytes > bytes_max {
+                tracing::warn!(
+                    node,
+                    peer = *peer,
+                    from = *at,
+                    bytes,
+                    bytes_max,
+                    "log hold for a catching-up peer let go: it will need a newer snapshot"
+                );
+            }
+            leading && *at < caught_up && bytes <= bytes_max
         });
         let held = self
             .snapshot_holds

@@ -1221,16 +1221,19 @@ mod tests {
         sim.check_safety();
     }
 
-    /// A peer sent a snapshot resumes from the log after it once installed: the leader keeps
-    /// that part of the log through its next snapshots (a 5 GB install outlasts many of them),
-    /// and lets it go after `SNAPSHOT_HOLD_INTERVALS` intervals if the peer never installs.
+    /// A peer sent a snapshot resumes from the log after it once installed, and then from what
+    /// it has: the leader keeps that part of the log through its next snapshots (fetching,
+    /// installing and replaying a 5 GB ledger outlast many of them) until the peer has caught
+    /// up, and lets it go once it passes `log_hold_bytes_max` (a peer that never catches up).
     #[test]
-    fn the_log_after_a_snapshot_sent_to_a_peer_is_kept_until_it_is_installed() {
+    fn the_log_after_a_snapshot_sent_to_a_peer_is_kept_until_it_has_caught_up() {
         let seed = sim_seed(29);
         let mut cfg = SimConfig::new(3, seed);
         cfg.consensus.snapshot_threshold_entries = 10;
         cfg.consensus.log_retain_entries = 0;
+        cfg.consensus.log_hold_bytes_max = 4_096;
         let threshold = cfg.consensus.snapshot_threshold_entries;
+        let bytes_max = cfg.consensus.log_hold_bytes_max;
         let mut sim = Sim::new(cfg);
         let l = elect(&mut sim);
         for i in 0..30u8 {
@@ -1240,12 +1243,9 @@ mod tests {
         assert!(sim.run_until(2_000, |s| s.converged()));
         let victim = sim.live_nodes().into_iter().find(|n| *n != l).unwrap();
         sim.wipe(victim);
+        let progress = |s: &Sim| s.node(l).raw_node().raft.prs().get(victim).cloned();
         let sending = |s: &Sim| {
-            s.node(l)
-                .raw_node()
-                .raft
-                .prs()
-                .get(victim)
+            progress(s)
                 .filter(|p| p.state == raft::ProgressState::Snapshot)
                 .map(|p| p.pending_snapshot)
         };
@@ -1256,23 +1256,57 @@ mod tests {
         let at = sending(&sim).unwrap();
         sim.isolate(victim); // it never gets this one
         let first = |s: &Sim| raft::Storage::first_index(s.node(l).store()).unwrap();
-        for i in 0..(2 * threshold) {
-            sim.propose(l, vec![i as u8]);
-            sim.run(4);
-        }
+        let held_bytes = |s: &Sim, from: u64| s.node(l).store().log_bytes_after(from);
+        let propose = |sim: &mut Sim, n: u64| {
+            for i in 0..n {
+                sim.propose(l, vec![i as u8]);
+                sim.run(4);
+            }
+        };
+        propose(&mut sim, 2 * threshold);
         assert!(sim.applied_index(l) >= at + 2 * threshold, "seed={seed}");
+        assert!(
+            held_bytes(&sim, at) < bytes_max,
+            "seed={seed}: test too small"
+        );
         assert!(
             first(&sim) <= at + 1,
             "seed={seed}: log compacted to {} past the snapshot at {at} the peer is waiting for",
             first(&sim)
         );
-        for i in 0..(4 * threshold) {
-            sim.propose(l, vec![i as u8]);
-            sim.run(4);
-        }
+        // It installs a snapshot, and is cut off again before it has caught up: the log after
+        // what it has stays.
+        sim.heal();
         assert!(
-            first(&sim) > at + 1,
-            "seed={seed}: the log is held for ever for a peer that never installs"
+            sim.run_until(2_000, |s| progress(s).is_some_and(|p| p.matched >= at)),
+            "seed={seed}: the peer never installed a snapshot"
+        );
+        sim.isolate(victim);
+        let has = progress(&sim).unwrap().matched;
+        propose(&mut sim, 2 * threshold);
+        assert!(sim.applied_index(l) >= has + 2 * threshold, "seed={seed}");
+        assert!(
+            held_bytes(&sim, has) < bytes_max,
+            "seed={seed}: test too small"
+        );
+        assert!(
+            first(&sim) <= has + 1,
+            "seed={seed}: log compacted to {} past index {has}, where the catching-up peer is",
+            first(&sim)
+        );
+        // It never comes back: the hold ends once it passes the byte bound (and a snapshot
+        // point follows).
+        for _ in 0..2_000 {
+            if held_bytes(&sim, has) > bytes_max {
+                break;
+            }
+            propose(&mut sim, 1);
+        }
+        assert!(held_bytes(&sim, has) > bytes_max, "seed={seed}");
+        propose(&mut sim, threshold + 1);
+        assert!(
+            first(&sim) > has + 1,
+            "seed={seed}: the log is held for ever for a peer that never catches up"
         );
         sim.heal();
         assert!(sim.run_until(5_000, |s| s.converged()), "seed={seed}");

@@ -83,6 +83,11 @@ pub trait LogStore: Storage + Send + 'static {
     fn snapshot_metadata(&self) -> Option<SnapshotMetadata> {
         self.log_meta().snap_meta.clone()
     }
+    /// Encoded bytes of the stored log entries after `index`: what keeping the log from there
+    /// costs (the driver bounds the log it holds for a peer catching up by this).
+    fn log_bytes_after(&self, index: u64) -> u64 {
+        self.log_meta().bytes_after(index)
+    }
     /// Nothing stored yet: no entry, no vote or term, no snapshot (a brand-new, or lost, log).
     fn is_empty(&self) -> bool {
         let m = self.log_meta();
@@ -158,14 +163,30 @@ pub struct LogMeta {
     cs: ConfState,
     truncated_index: u64,
     truncated_term: u64,
-    /// Terms of entries `first_index()..=last_index()`.
+    /// Term and encoded size of entries `first_index()..=last_index()`.
     terms: VecDeque<u64>,
+    sizes: VecDeque<u32>,
     snap_meta: Option<SnapshotMetadata>,
 }
 
 impl LogMeta {
     fn first_index(&self) -> u64 {
         self.truncated_index + 1
+    }
+
+    /// Record the next entry (its term and encoded size, the bytes it takes in the log).
+    fn push(&mut self, term: u64, encoded_bytes: usize) {
+        self.terms.push_back(term);
+        self.sizes
+            .push_back(u32::try_from(encoded_bytes).unwrap_or(u32::MAX));
+    }
+
+    /// Encoded bytes of the stored entries after `index` (all of them when `index` precedes
+    /// the log).
+    fn bytes_after(&self, index: u64) -> u64 {
+        let skip = index.saturating_sub(self.truncated_index);
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        self.sizes.iter().skip(skip).map(|b| u64::from(*b)).sum()
     }
 
     fn last_index(&self) -> u64 {
@@ -223,9 +244,12 @@ impl LogMeta {
 
     fn apply_append(&mut self, entries: &[Entry]) {
         if let Some(first) = entries.first() {
-            self.terms
-                .truncate((first.index - self.first_index()) as usize);
-            self.terms.extend(entries.iter().map(|e| e.term));
+            let keep = (first.index - self.first_index()) as usize;
+            self.terms.truncate(keep);
+            self.sizes.truncate(keep);
+            for e in entries {
+                self.push(e.term, e.encoded_len());
+            }
         }
     }
 
@@ -246,12 +270,14 @@ impl LogMeta {
         }
         let drop = (compact_to - self.truncated_index) as usize;
         self.terms.drain(..drop);
+        self.sizes.drain(..drop);
         self.truncated_index = compact_to;
         self.truncated_term = term;
     }
 
     fn snapshot_install_state(&mut self, meta: &SnapshotMetadata) {
         self.terms.clear();
+        self.sizes.clear();
         self.truncated_index = meta.index;
         self.truncated_term = meta.term;
         self.hs.term = self.hs.term.max(meta.term);
@@ -334,6 +360,12 @@ mod tests {
         .unwrap();
         assert_eq!(s.last_index().unwrap(), 5);
         assert_eq!(s.term(5).unwrap(), 2);
+        let size = |i: u64, t: u64| ent(i, t).encoded_len() as u64;
+        let all: u64 = (1..=5).map(|i| size(i, if i < 4 { 1 } else { 2 })).sum();
+        assert_eq!(s.log_bytes_after(0), all);
+        assert_eq!(s.log_bytes_after(3), size(4, 2) + size(5, 2));
+        assert_eq!(s.log_bytes_after(5), 0);
+        assert_eq!(s.log_bytes_after(99), 0);
         assert_eq!(
             s.entries(2, 5, None, ctx())
                 .unwrap()
@@ -372,6 +404,10 @@ mod tests {
         s.save_snapshot_and_compact(&snap, 3).unwrap();
         assert_eq!(s.first_index().unwrap(), 4);
         assert_eq!(s.term(3).unwrap(), 1);
+        // the overwritten suffix and the compacted prefix no longer count
+        let kept = size(4, 3) + size(5, 3) + size(6, 3);
+        assert_eq!(s.log_bytes_after(0), kept);
+        assert_eq!(s.log_bytes_after(4), kept - size(4, 3));
         assert!(matches!(
             s.term(2),
             Err(raft::Error::Store(StorageError::Compacted))
@@ -414,6 +450,9 @@ mod tests {
         assert_eq!(s.last_index().unwrap(), 6);
         assert_eq!(s.term(3).unwrap(), 1);
         assert_eq!(s.term(6).unwrap(), 3);
+        // entry sizes are read back with the log
+        let kept: u64 = (4..=6).map(|i| ent(i, 3).encoded_len() as u64).sum();
+        assert_eq!(s.log_bytes_after(3), kept);
         assert_eq!(
             s.hard_state(),
             HardState {

@@ -69,7 +69,7 @@ impl RaftLogStore {
                         e.index
                     )));
                 }
-                meta.terms.push_back(e.term);
+                meta.push(e.term, v.len());
             }
         }
         Ok(RaftLogStore {
