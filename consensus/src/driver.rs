@@ -1109,8 +1109,12 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         for m in msgs {
             if m.get_msg_type() == MessageType::MsgSnapshot {
                 self.snapshots_in_flight.insert(m.to, self.ticks);
+                // A resent (newer) snapshot does not move a hold forward: the peer may still be
+                // installing the first one (its probe answers, sent before the install, are what
+                // made the leader resend), and after it needs the log from there.
                 let at = m.get_snapshot().get_metadata().index;
-                self.snapshot_holds.insert(m.to, at);
+                let hold = self.snapshot_holds.entry(m.to).or_insert(at);
+                *hold = (*hold).min(at);
             }
             let to = m.to;
             send(to, m.encode_to_vec());

@@ -1221,6 +1221,54 @@ mod tests {
         sim.check_safety();
     }
 
+    /// Snapshot interval of the log-hold tests.
+    const HOLD_TEST_SNAPSHOT_ENTRIES: u64 = 10;
+
+    /// A snapshot every 10 entries, no log kept behind it: a leader and 30 entries, then a
+    /// wiped follower the leader is sending a snapshot to, cut off before it gets it. Returns
+    /// (sim, leader, follower, snapshot index, the leader's progress of the follower).
+    fn snapshot_sent_then_cut_off(
+        seed: u64,
+        log_hold_bytes_max: u64,
+    ) -> (Sim, u64, u64, u64, impl Fn(&Sim) -> Option<raft::Progress>) {
+        let mut cfg = SimConfig::new(3, seed);
+        cfg.consensus.snapshot_threshold_entries = HOLD_TEST_SNAPSHOT_ENTRIES;
+        cfg.consensus.log_retain_entries = 0;
+        cfg.consensus.log_hold_bytes_max = log_hold_bytes_max;
+        let mut sim = Sim::new(cfg);
+        let l = elect(&mut sim);
+        propose_each(&mut sim, l, 30);
+        assert!(sim.run_until(2_000, |s| s.converged()), "seed={seed}");
+        let victim = sim.live_nodes().into_iter().find(|n| *n != l).unwrap();
+        sim.wipe(victim);
+        let progress = move |s: &Sim| s.node(l).raw_node().raft.prs().get(victim).cloned();
+        assert!(
+            sim.run_until(2_000, |s| snapshot_pending(s, &progress).is_some()),
+            "seed={seed}"
+        );
+        let at = snapshot_pending(&sim, &progress).unwrap();
+        sim.isolate(victim); // it never gets this one
+        (sim, l, victim, at, progress)
+    }
+
+    /// The snapshot index the leader is sending, if its progress of the peer is in Snapshot.
+    fn snapshot_pending(
+        s: &Sim,
+        progress: &impl Fn(&Sim) -> Option<raft::Progress>,
+    ) -> Option<u64> {
+        progress(s)
+            .filter(|p| p.state == raft::ProgressState::Snapshot)
+            .map(|p| p.pending_snapshot)
+    }
+
+    /// `n` one-byte proposals on `l`, four steps apart.
+    fn propose_each(sim: &mut Sim, l: u64, n: u64) {
+        for i in 0..n {
+            sim.propose(l, vec![i as u8]);
+            sim.run(4);
+        }
+    }
+
     /// A peer sent a snapshot resumes from the log after it once installed, and then from what
     /// it has: the leader keeps that part of the log through its next snapshots (fetching,
     /// installing and replaying a 5 GB ledger outlast many of them) until the peer has caught
@@ -1228,42 +1276,11 @@ mod tests {
     #[test]
     fn the_log_after_a_snapshot_sent_to_a_peer_is_kept_until_it_has_caught_up() {
         let seed = sim_seed(29);
-        let mut cfg = SimConfig::new(3, seed);
-        cfg.consensus.snapshot_threshold_entries = 10;
-        cfg.consensus.log_retain_entries = 0;
-        cfg.consensus.log_hold_bytes_max = 4_096;
-        let threshold = cfg.consensus.snapshot_threshold_entries;
-        let bytes_max = cfg.consensus.log_hold_bytes_max;
-        let mut sim = Sim::new(cfg);
-        let l = elect(&mut sim);
-        for i in 0..30u8 {
-            sim.propose(l, vec![i]);
-            sim.run(4);
-        }
-        assert!(sim.run_until(2_000, |s| s.converged()));
-        let victim = sim.live_nodes().into_iter().find(|n| *n != l).unwrap();
-        sim.wipe(victim);
-        let progress = |s: &Sim| s.node(l).raw_node().raft.prs().get(victim).cloned();
-        let sending = |s: &Sim| {
-            progress(s)
-                .filter(|p| p.state == raft::ProgressState::Snapshot)
-                .map(|p| p.pending_snapshot)
-        };
-        assert!(
-            sim.run_until(2_000, |s| sending(s).is_some()),
-            "seed={seed}"
-        );
-        let at = sending(&sim).unwrap();
-        sim.isolate(victim); // it never gets this one
+        let (threshold, bytes_max) = (HOLD_TEST_SNAPSHOT_ENTRIES, 4_096);
+        let (mut sim, l, victim, at, progress) = snapshot_sent_then_cut_off(seed, bytes_max);
         let first = |s: &Sim| raft::Storage::first_index(s.node(l).store()).unwrap();
         let held_bytes = |s: &Sim, from: u64| s.node(l).store().log_bytes_after(from);
-        let propose = |sim: &mut Sim, n: u64| {
-            for i in 0..n {
-                sim.propose(l, vec![i as u8]);
-                sim.run(4);
-            }
-        };
-        propose(&mut sim, 2 * threshold);
+        propose_each(&mut sim, l, 2 * threshold);
         assert!(sim.applied_index(l) >= at + 2 * threshold, "seed={seed}");
         assert!(
             held_bytes(&sim, at) < bytes_max,
@@ -1283,7 +1300,7 @@ mod tests {
         );
         sim.isolate(victim);
         let has = progress(&sim).unwrap().matched;
-        propose(&mut sim, 2 * threshold);
+        propose_each(&mut sim, l, 2 * threshold);
         assert!(sim.applied_index(l) >= has + 2 * threshold, "seed={seed}");
         assert!(
             held_bytes(&sim, has) < bytes_max,
@@ -1300,13 +1317,41 @@ mod tests {
             if held_bytes(&sim, has) > bytes_max {
                 break;
             }
-            propose(&mut sim, 1);
+            propose_each(&mut sim, l, 1);
         }
         assert!(held_bytes(&sim, has) > bytes_max, "seed={seed}");
-        propose(&mut sim, threshold + 1);
+        propose_each(&mut sim, l, threshold + 1);
         assert!(
             first(&sim) > has + 1,
             "seed={seed}: the log is held for ever for a peer that never catches up"
+        );
+        sim.heal();
+        assert!(sim.run_until(5_000, |s| s.converged()), "seed={seed}");
+        sim.check_safety();
+    }
+
+    /// A peer still installing the snapshot it was sent answers probes from its old log, and
+    /// the leader sends it a newer snapshot: the log after the first one must stay (the peer
+    /// continues from there once installed), not move to the newer snapshot's index.
+    #[test]
+    fn a_resent_snapshot_keeps_the_log_after_the_first_one() {
+        let seed = sim_seed(31);
+        let threshold = HOLD_TEST_SNAPSHOT_ENTRIES;
+        let (mut sim, l, victim, at, progress) = snapshot_sent_then_cut_off(seed, 1 << 30);
+        propose_each(&mut sim, l, 2 * threshold);
+        // Its (empty) log answers a probe: the leader sends the newest snapshot, which is lost.
+        sim.heal();
+        assert!(
+            sim.run_until(2_000, |s| snapshot_pending(s, &progress)
+                .is_some_and(|p| p > at)),
+            "seed={seed}: no newer snapshot was sent"
+        );
+        sim.isolate(victim);
+        propose_each(&mut sim, l, 2 * threshold);
+        let first = raft::Storage::first_index(sim.node(l).store()).unwrap();
+        assert!(
+            first <= at + 1,
+            "seed={seed}: log compacted to {first} past the first snapshot sent, at {at}"
         );
         sim.heal();
         assert!(sim.run_until(5_000, |s| s.converged()), "seed={seed}");
