@@ -52,6 +52,11 @@ pub struct Config {
     pub max_inbound_message_bytes: usize,
     /// Raft's soft limit on the entries carried by one append message.
     pub max_append_bytes: u64,
+    /// Append messages in flight to one peer. raft-rs fills this window in one step when a
+    /// lagging peer acks (`send_append_aggressively`), reading `max_inflight_msgs ×
+    /// max_append_bytes` of log on the Raft thread: at 256 × 1 MiB a newcomer's catch-up after
+    /// a snapshot stalled the leader past an election timeout. 16 MiB in flight still covers far
+    /// more than a LAN's bandwidth-delay product.
     pub max_inflight_msgs: usize,
     /// Bound on committed entries handed to one `StateMachine::apply` call batch.
     pub max_apply_batch_bytes: u64,
@@ -91,7 +96,7 @@ impl Default for Config {
             max_message_bytes: 1 << 20,
             max_inbound_message_bytes: 1 << 30,
             max_append_bytes: 1 << 20,
-            max_inflight_msgs: 256,
+            max_inflight_msgs: 16,
             max_apply_batch_bytes: 64 << 20,
             max_clock_step_ms: 2_000,
             promote_lag_entries: 100,
