@@ -1362,12 +1362,15 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         let (store, prs) = (self.raw.store(), self.raw.raft.prs());
         let node = self.cfg.id;
         self.snapshot_holds.retain(|peer, at| {
-            let Some(pr) = prs.get(*peer) else {
+            let Some(pr) = prs.get(*peer).filter(|_| leading) else {
                 return false;
             };
             *at = (*at).max(pr.matched);
+            if *at >= caught_up {
+                return false;
+            }
             let bytes = store.log_bytes_after(*at);
-            if leading && *at < caught_up && bytes > bytes_max {
+            if bytes > bytes_max {
                 tracing::warn!(
                     node,
                     peer = *peer,
@@ -1377,7 +1380,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
                     "log hold for a catching-up peer let go: it will need a newer snapshot"
                 );
             }
-            leading && *at < caught_up && bytes <= bytes_max
+            bytes <= bytes_max
         });
         let held = self
             .snapshot_holds
