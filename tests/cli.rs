@@ -1142,6 +1142,8 @@ fn bench_script_smoke_checks_every_standard_run() {
         "open_60k",
         "clients_256",
         "hot_merchant_10pct",
+        "closed_large_batches_v2",
+        "clients_256_v2",
     ];
     let base = serde_json::json!({"runs": names.iter().map(|n| serde_json::json!({
         "name": n, "transfers_per_second": 100.0, "p99_ms": 1000.0})).collect::<Vec<_>>()});

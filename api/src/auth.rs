@@ -72,7 +72,7 @@ pub fn role_allows(role: ClientRole, path: &str) -> bool {
     match role {
         ClientRole::Admin => true,
         ClientRole::Payments => path.starts_with(LEDGER_PREFIX),
-        ClientRole::FinanceRead => path.starts_with(LEDGER_PREFIX) && path != SUBMIT_PATH,
+        ClientRole::FinanceRead => path.starts_with(LEDGER_PREFIX) && !is_submit_path(path),
     }
 }
 
@@ -794,6 +794,8 @@ mod tests {
     fn roles() {
         assert!(role_allows(ClientRole::Payments, SUBMIT_PATH));
         assert!(!role_allows(ClientRole::FinanceRead, SUBMIT_PATH));
+        assert!(role_allows(ClientRole::Payments, SUBMIT_TRANSFERS_PATH));
+        assert!(!role_allows(ClientRole::FinanceRead, SUBMIT_TRANSFERS_PATH));
         assert!(role_allows(
             ClientRole::FinanceRead,
             "/suanpan.v1.Ledger/GetAccounts"

@@ -21,6 +21,14 @@ pub const LEDGER_PREFIX: &str = "/suanpan.v1.Ledger/";
 pub const ADMIN_PREFIX: &str = "/suanpan.v1.Admin/";
 pub const PEER_PREFIX: &str = "/suanpan.v1.Peer/";
 pub const SUBMIT_PATH: &str = "/suanpan.v1.Ledger/Submit";
+/// The binary (v2) form of a batch of transfers.
+pub const SUBMIT_TRANSFERS_PATH: &str = "/suanpan.v1.Ledger/SubmitTransfers";
+
+/// Whether a method changes the ledger (its outcome may be unknown after a failure, and
+/// read-only roles may not call it).
+pub fn is_submit_path(path: &str) -> bool {
+    path == SUBMIT_PATH || path == SUBMIT_TRANSFERS_PATH
+}
 
 /// Metadata naming the leader on `not_leader` errors.
 pub const HEADER_LEADER_ID: &str = "x-suanpan-leader-id";

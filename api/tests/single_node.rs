@@ -174,6 +174,107 @@ async fn submit_and_read_back() {
     f.node.shutdown().await.unwrap();
 }
 
+/// `SubmitTransfers` (binary records) and `Submit` (strings) are two forms of one command: a
+/// transfer sent one way and retried the other replays its first outcome, a changed body is an
+/// idempotency conflict either way, results and errors arrive typed, and a malformed record
+/// changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn binary_and_string_transfers_are_one_command() {
+    use api::wire::TransferRecord;
+    let f = fixture(|_| {}).await;
+    let (bank, wallet) = two_accounts(&f.payments).await;
+    let cny = ledger::Currency::from_code("CNY").unwrap().numeric();
+    let rec = |id: Id, debit: Id, credit: Id, amount_minor: u128| TransferRecord {
+        id,
+        debit,
+        credit,
+        amount_minor,
+        currency_numeric: cny,
+        pending_timeout_seconds: None,
+    };
+    let (t1, t2, t3, t4) = (new_id(), new_id(), new_id(), new_id());
+
+    // Binary first, then the same transfer as strings: the first outcome, unchanged.
+    let first = f
+        .payments
+        .submit_transfers(&[
+            rec(t1, bank, wallet, 1234),
+            rec(t4, wallet, bank, 10_000_000),
+        ])
+        .await
+        .unwrap();
+    assert!(first[0].is_ok(), "{first:?}");
+    assert_eq!(first[0].id, t1.to_string());
+    assert!(first[0].timestamp_ns > 0 && first[0].applied_index > 0);
+    assert_eq!(first[1].code, Some(ResultCode::InsufficientFunds));
+    assert_eq!(first[1].name, "insufficient_funds");
+    let again = f
+        .payments
+        .submit_unbatched(vec![cmd::transfer(t1, bank, wallet, "12.34", "CNY")])
+        .await
+        .unwrap();
+    assert!(again[0].is_ok(), "{again:?}");
+    assert_eq!(again[0].timestamp_ns, first[0].timestamp_ns);
+
+    // Strings first ("5.0" — not the canonical form), then binary: replayed too.
+    let first = f
+        .payments
+        .submit_unbatched(vec![
+            cmd::transfer(t2, bank, wallet, "5.0", "CNY"),
+            cmd::transfer(t3, bank, wallet, "1.00", "CNY"),
+        ])
+        .await
+        .unwrap();
+    assert!(first.iter().all(|o| o.is_ok()), "{first:?}");
+    let again = f
+        .payments
+        .submit_transfers(&[rec(t2, bank, wallet, 500), rec(t3, bank, wallet, 200)])
+        .await
+        .unwrap();
+    assert!(again[0].is_ok(), "{again:?}");
+    assert_eq!(again[0].timestamp_ns, first[0].timestamp_ns);
+    // A changed amount under a used id conflicts, whichever form it comes in.
+    assert_eq!(again[1].code, Some(ResultCode::IdempotencyConflict));
+
+    // A malformed record rejects the whole request: nothing applied.
+    let t5 = new_id();
+    let mut bad = rec(t5, bank, wallet, 100);
+    bad.currency_numeric = 1;
+    let e = f
+        .payments
+        .submit_transfers(&[rec(new_id(), bank, wallet, 100), bad])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(Code::InvalidArgument), "{e:?}");
+    assert!(e.to_string().contains("transfers[1].currency"), "{e}");
+    assert!(f
+        .finance
+        .get_transfers(&[t5])
+        .await
+        .unwrap()
+        .transfers
+        .is_empty());
+
+    // Read-only clients may not submit in either form.
+    let e = f
+        .finance
+        .submit_transfers(&[rec(new_id(), bank, wallet, 100)])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(Code::PermissionDenied), "{e:?}");
+
+    let acct = f
+        .finance
+        .get_account(wallet)
+        .await
+        .unwrap()
+        .expect("wallet");
+    assert_eq!(acct.balance, "18.34");
+    let tr = f.finance.get_transfers(&[t1]).await.unwrap();
+    assert_eq!(tr.transfers[0].legs[0].amount, "12.34");
+    f.node.shutdown().await.unwrap();
+}
+
 /// Raw signed call through the generated client, with full control over the metadata.
 async fn raw_get_accounts(
     addr: &str,

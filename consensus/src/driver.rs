@@ -194,6 +194,10 @@ pub struct Driver<S: LogStore, M: StateMachine> {
     /// Peers sent a snapshot, with its index: the log after it, then after what they have, is
     /// kept until they have caught up (see `maybe_snapshot`).
     snapshot_holds: BTreeMap<u64, u64>,
+    /// Learners of the configuration (joining nodes), with the index after which every member
+    /// keeps the log for them until they are promoted; `None` once let go at the byte bound (see
+    /// `maybe_snapshot`).
+    learner_holds: BTreeMap<u64, Option<u64>>,
     fatal: Option<String>,
 }
 
@@ -297,6 +301,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             snapshot_lost,
             snapshots_in_flight: BTreeMap::new(),
             snapshot_holds: BTreeMap::new(),
+            learner_holds: BTreeMap::new(),
             fatal: None,
         })
     }
@@ -1340,6 +1345,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         let data = self.sm.snapshot()?;
         let term = self.raw.store().term(applied)?;
         let conf_state = self.raw.store().conf_state();
+        let learners = conf_state.learners.clone();
         let snap = Snapshot {
             data,
             metadata: Some(SnapshotMetadata {
@@ -1382,9 +1388,37 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             }
             bytes <= bytes_max
         });
+        // A leader's holds die with its leadership, and a joining node's fetch and install
+        // outlast many snapshot points: a new leader would have compacted the log the newcomer
+        // continues from and must send it another snapshot (seen in a 10 M-transfer join). So
+        // every member keeps the log for a learner from about where it was added (the log this
+        // member had when it first saw the learner) until it is promoted or removed — the
+        // configuration is in the log, so all members agree — or the log kept for it passes
+        // `log_hold_bytes_max` (a newcomer that died does not keep the log for ever).
+        self.learner_holds
+            .retain(|id, _| learners.contains(id) && *id != node);
+        for id in learners.iter().filter(|id| **id != node) {
+            self.learner_holds.entry(*id).or_insert(Some(truncated));
+        }
+        for (learner, hold) in &mut self.learner_holds {
+            let Some(from) = *hold else { continue };
+            let bytes = store.log_bytes_after(from);
+            if bytes > bytes_max {
+                tracing::warn!(
+                    node,
+                    learner = *learner,
+                    from,
+                    bytes,
+                    bytes_max,
+                    "log hold for a joining learner let go: it will need a newer snapshot"
+                );
+                *hold = None;
+            }
+        }
         let held = self
             .snapshot_holds
             .values()
+            .chain(self.learner_holds.values().flatten())
             .copied()
             .min()
             .unwrap_or(u64::MAX);

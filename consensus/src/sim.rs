@@ -1358,6 +1358,65 @@ mod tests {
         sim.check_safety();
     }
 
+    /// A joining learner installs a snapshot and falls behind again, then the leader changes:
+    /// the new leader — which never sent it anything — continues it from the log, because every
+    /// member keeps the log for a learner until it is promoted. Before, only the leader that sent
+    /// the snapshot held it, and a new leader had to send a second whole snapshot.
+    #[test]
+    fn a_new_leader_continues_a_joining_learner_from_the_log() {
+        let seed = sim_seed(37);
+        let threshold = HOLD_TEST_SNAPSHOT_ENTRIES;
+        let mut cfg = SimConfig::new(3, seed);
+        cfg.consensus.snapshot_threshold_entries = threshold;
+        cfg.consensus.log_retain_entries = 0;
+        // Kept a learner for the whole test (promotion would end the hold by design).
+        cfg.consensus.promote_lag_entries = 0;
+        let mut sim = Sim::new(cfg);
+        let l = elect(&mut sim);
+        propose_each(&mut sim, l, 3 * threshold);
+        assert!(sim.run_until(2_000, |s| s.converged()), "seed={seed}");
+        sim.add_process(4);
+        let k = sim.propose_membership(l, MembershipChange::AddLearner(4, String::new()));
+        assert!(
+            sim.run_until(2_000, |s| s.outcomes.contains_key(&k)
+                && s.node(4).state_machine().restores == 1),
+            "seed={seed}: the learner never installed a snapshot"
+        );
+        sim.isolate(4);
+        let has = sim.applied_index(4);
+        propose_each(&mut sim, l, 3 * threshold);
+        for id in [1, 2, 3] {
+            let first = raft::Storage::first_index(sim.node(id).store()).unwrap();
+            assert!(
+                first <= has + 1,
+                "seed={seed}: node {id} compacted its log to {first}, past the learner at {has}"
+            );
+        }
+        // The leader is cut off and another elected; the learner comes back.
+        sim.partition(vec![
+            vec![l],
+            [1, 2, 3, 4].into_iter().filter(|n| *n != l).collect(),
+        ]);
+        assert!(
+            sim.run_until(2_000, |s| s.leader().is_some_and(|n| n != l)),
+            "seed={seed}: no new leader"
+        );
+        let l2 = sim.leader().unwrap();
+        propose_each(&mut sim, l2, 2);
+        assert!(
+            sim.run_until(2_000, |s| s.applied_index(4) >= s.applied_index(l2)),
+            "seed={seed}: the learner did not catch up"
+        );
+        assert_eq!(
+            sim.node(4).state_machine().restores,
+            1,
+            "seed={seed}: the new leader sent a second snapshot"
+        );
+        sim.heal();
+        assert!(sim.run_until(5_000, |s| s.converged()), "seed={seed}");
+        sim.check_safety();
+    }
+
     #[test]
     fn add_and_remove_nodes() {
         let seed = sim_seed(17);

@@ -39,11 +39,24 @@ pub enum Workload {
     Statement,
 }
 
+/// How transfers travel to the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Wire {
+    /// `Submit`: protobuf commands, ids and amounts as strings (coalesced by the client library).
+    V1,
+    /// `SubmitTransfers`: 80-byte binary records, amounts in minor units, one call per batch.
+    V2,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// What to submit: plain transfers, or the mixed payment workload.
     #[arg(long, value_enum, default_value = "transfers")]
     pub workload: Workload,
+    /// The wire form of the transfers workload's calls (v2 carries single-phase transfers only:
+    /// not with --two-phase-share).
+    #[arg(long, value_enum, default_value = "v1")]
+    pub wire: Wire,
     /// Node(s) of a running cluster (comma-separated). Ignored with --spawn.
     #[arg(long, default_value = "127.0.0.1:7400")]
     pub endpoint: String,
@@ -191,14 +204,24 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 
 use ledger::rng::SplitMix64 as Rng;
 
-async fn submit_retrying(
+/// One call's worth of transfers in the form `--wire` asks for.
+pub(crate) enum Call {
+    V1(Vec<pb::Command>),
+    V2(Vec<api::wire::TransferRecord>),
+}
+
+pub(crate) async fn submit_retrying(
     c: &Client,
-    cmds: Vec<pb::Command>,
+    call: &Call,
     retried: &AtomicU64,
 ) -> Result<Vec<client::CommandOutcome>> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match c.submit(cmds.clone()).await {
+        let r = match call {
+            Call::V1(cmds) => c.submit(cmds.clone()).await,
+            Call::V2(records) => c.submit_transfers(records).await,
+        };
+        match r {
             Ok(r) => return Ok(r),
             Err(e @ (ClientError::OutcomeUnknown { .. } | ClientError::Unavailable { .. }))
                 if Instant::now() < deadline =>
@@ -227,6 +250,9 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     }
     if a.rate == Some(0) {
         bail!("--rate is transfers per second, above zero");
+    }
+    if a.wire == Wire::V2 && (a.workload != Workload::Transfers || a.two_phase_share > 0.0) {
+        bail!("--wire v2 carries single-phase transfers: the transfers workload without --two-phase-share");
     }
     let spawned = match a.spawn {
         Some(n) if (1..=9).contains(&n) => Some(spawn_cluster(n)?),
@@ -279,7 +305,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         setup.push(ops::create_account(*w, "CNY", pb::AccountKind::Wallet));
     }
     for chunk in setup.chunks(4_000) {
-        let r = submit_retrying(&c, chunk.to_vec(), &retried).await?;
+        let r = submit_retrying(&c, &Call::V1(chunk.to_vec()), &retried).await?;
         if let Some(bad) = r.iter().find(|o| !o.is_ok()) {
             bail!("account setup failed: {bad:?}");
         }
@@ -289,7 +315,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         .map(|w| ops::transfer(client::new_id(), bank, *w, "100000000.00", "CNY"))
         .collect();
     for chunk in fund.chunks(4_000) {
-        submit_retrying(&c, chunk.to_vec(), &retried).await?;
+        submit_retrying(&c, &Call::V1(chunk.to_vec()), &retried).await?;
     }
 
     // The payment workload's merchant (0.6 % fee), coins and coin wallets.
@@ -347,7 +373,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             cmds.push(ops::create_account(*w, "QCOIN", pb::AccountKind::Wallet));
         }
         for chunk in cmds.chunks(4_000) {
-            let r = submit_retrying(&c, chunk.to_vec(), &retried).await?;
+            let r = submit_retrying(&c, &Call::V1(chunk.to_vec()), &retried).await?;
             // A cluster that already has the coins keeps them.
             if let Some(bad) = r.iter().find(|o| !o.is_ok() && o.name != "currency_exists") {
                 bail!("payment workload setup failed: {bad:?}");
@@ -390,6 +416,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    let cny_numeric = ledger::Currency::from_code("CNY").expect("CNY").numeric();
     let mut tasks = Vec::new();
     for t in 0..a.concurrency {
         let (c, wallets, measuring, stop, submitted, done, rejected, retried, shared, bar) = (
@@ -448,7 +475,8 @@ pub async fn run(a: BenchArgs) -> Result<()> {
                     }
                     later = next_later;
                 }
-                while cmds.len() < a.batch_size {
+                let mut records = Vec::new();
+                while cmds.len() + records.len() < a.batch_size {
                     let from = wallets[(rng.next() % wallets.len() as u64) as usize];
                     let to = if rng.unit() < a.hot_share {
                         hot
@@ -459,8 +487,21 @@ pub async fn run(a: BenchArgs) -> Result<()> {
                         }
                         b
                     };
-                    let amount = format!("{}.{:02}", 1 + rng.next() % 100, rng.next() % 100);
+                    let (major, cents) = (1 + rng.next() % 100, rng.next() % 100);
                     let id = client::new_id();
+                    if a.wire == Wire::V2 {
+                        records.push(api::wire::TransferRecord {
+                            id,
+                            debit: from,
+                            credit: to,
+                            amount_minor: u128::from(major * 100 + cents),
+                            currency_numeric: cny_numeric,
+                            pending_timeout_seconds: None,
+                        });
+                        // Counted in `cmds`' place: one record per transfer.
+                        continue;
+                    }
+                    let amount = format!("{major}.{cents:02}");
                     if rng.unit() < a.two_phase_share {
                         new_holds.push(id);
                         cmds.push(ops::pending_transfer(id, from, to, &amount, "CNY", 600));
@@ -468,8 +509,15 @@ pub async fn run(a: BenchArgs) -> Result<()> {
                         cmds.push(ops::transfer(id, from, to, &amount, "CNY"));
                     }
                 }
-                let n = cmds.len() as u64;
-                let ids: Vec<String> = cmds.iter().map(command_id).collect();
+                let n = (cmds.len() + records.len()) as u64;
+                let (ids, call): (Vec<String>, Call) = if records.is_empty() {
+                    (cmds.iter().map(command_id).collect(), Call::V1(cmds))
+                } else {
+                    (
+                        records.iter().map(|r| r.id.to_string()).collect(),
+                        Call::V2(records),
+                    )
+                };
                 let t0 = match period {
                     Some(p) => {
                         // Latency counts from the scheduled time (no coordinated omission).
@@ -490,7 +538,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
                 } else {
                     measured
                 };
-                let r = match submit_retrying(&c, cmds, &retried).await {
+                let r = match submit_retrying(&c, &call, &retried).await {
                     Ok(r) => r,
                     Err(e) => {
                         eprintln!("submit failed: {e:#}");
@@ -640,7 +688,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         "cluster_cpu_seconds_per_1000_transfers": cpu_per_k,
         "node_peak_rss_mib": node_rss_mib,
         "offered_per_second": a.rate,
-        "params": {"workload": format!("{:?}", a.workload).to_lowercase(), "nodes": a.spawn, "accounts": a.accounts, "concurrency": a.concurrency, "batch_size": a.batch_size, "rate": a.rate,
+        "params": {"workload": format!("{:?}", a.workload).to_lowercase(), "wire": format!("{:?}", a.wire).to_lowercase(), "nodes": a.spawn, "accounts": a.accounts, "concurrency": a.concurrency, "batch_size": a.batch_size, "rate": a.rate,
                    "hot_share": a.hot_share, "two_phase_share": a.two_phase_share},
         "verification": {"money_conserved": conserved, "acknowledged": acked.len(), "checked": sample.len(), "missing": missing},
     });

@@ -40,7 +40,7 @@ pub(super) async fn run(
         setup.push(ops::create_account(*w, "CNY", pb::AccountKind::Wallet));
     }
     for chunk in setup.chunks(4_000) {
-        let r = submit_retrying(c, chunk.to_vec(), &retried).await?;
+        let r = submit_retrying(c, &Call::V1(chunk.to_vec()), &retried).await?;
         if let Some(bad) = r.iter().find(|o| !o.is_ok()) {
             bail!("account setup failed: {bad:?}");
         }
@@ -65,7 +65,7 @@ pub(super) async fn run(
                 })
                 .collect();
             let retried = &retried;
-            async move { submit_retrying(c, cmds, retried).await }
+            async move { submit_retrying(c, &Call::V1(cmds), retried).await }
         },
     ))
     .buffer_unordered(BATCHES_IN_FLIGHT);

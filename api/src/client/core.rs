@@ -13,7 +13,7 @@ use tonic::{Request, Status};
 
 use super::{ClientConfig, ClientError, CommandOutcome};
 use crate::pb;
-use crate::protocol::{ErrorReason, HEADER_LEADER_ADDR, SUBMIT_PATH};
+use crate::protocol::{is_submit_path, ErrorReason, HEADER_LEADER_ADDR};
 use crate::signing::SignedHeaders;
 
 /// `host:port` as a URI: `https://` when the client trusts a cluster CA, else `http://`.
@@ -169,7 +169,7 @@ impl Core {
                 (tonic::Code::Unavailable, Some(ErrorReason::Stopped)) => {
                     // A node that stopped may have had the batch in its log: the next leader can
                     // still commit it. Retry the same ids elsewhere; never report "not applied".
-                    maybe_applied |= path == SUBMIT_PATH;
+                    maybe_applied |= is_submit_path(path);
                     target = self.next_endpoint(&target);
                 }
                 (tonic::Code::Unavailable, Some(_)) => {}
@@ -182,7 +182,7 @@ impl Core {
                 ) => {
                     // Transport failure or timeout: the request may have been delivered.
                     maybe_applied |=
-                        path == SUBMIT_PATH || status.code() != tonic::Code::Unavailable;
+                        is_submit_path(path) || status.code() != tonic::Code::Unavailable;
                     target = self.next_endpoint(&target);
                 }
                 _ => return Err(ClientError::Status(status)),
@@ -229,6 +229,32 @@ impl Core {
             .results
             .into_iter()
             .map(|r| CommandOutcome::from_pb(r, idx))
+            .collect())
+    }
+}
+
+impl Core {
+    /// One `SubmitTransfers` call (the binary form; never coalesced with other calls).
+    pub(super) async fn submit_transfers(
+        &self,
+        records: &[crate::wire::TransferRecord],
+    ) -> Result<Vec<CommandOutcome>, ClientError> {
+        let resp = self
+            .call(pb::SubmitTransfersRequest {
+                transfers: crate::wire::encode_transfers(records),
+            })
+            .await?;
+        let results =
+            crate::wire::unpack_results(&resp.results, records.len()).ok_or_else(|| {
+                ClientError::Status(Status::internal(
+                    "server returned a result count different from the record count",
+                ))
+            })?;
+        let idx = resp.applied_index;
+        Ok(records
+            .iter()
+            .zip(results)
+            .map(|(r, (code, ts))| CommandOutcome::from_code(r.id, code, ts, idx))
             .collect())
     }
 }
@@ -290,6 +316,7 @@ rpc!(RevokeClientRequest => ClientCommandResponse at "/suanpan.v1.Admin/RevokeCl
 rpc!(ListClientsRequest => ListClientsResponse at "/suanpan.v1.Admin/ListClients");
 rpc!(BackupRequest => BackupResponse at "/suanpan.v1.Admin/Backup");
 rpc!(SubmitRequest => SubmitResponse at "/suanpan.v1.Ledger/Submit");
+rpc!(SubmitTransfersRequest => SubmitTransfersResponse at "/suanpan.v1.Ledger/SubmitTransfers");
 rpc!(GetAccountsRequest => GetAccountsResponse at "/suanpan.v1.Ledger/GetAccounts");
 rpc!(GetTransfersRequest => GetTransfersResponse at "/suanpan.v1.Ledger/GetTransfers");
 rpc!(ListAccountHistoryRequest => ListAccountHistoryResponse at "/suanpan.v1.Ledger/ListAccountHistory");

@@ -120,6 +120,18 @@ impl CommandOutcome {
     pub fn is_ok(&self) -> bool {
         self.code_raw == 0
     }
+    /// The outcome of a packed (v2) result.
+    fn from_code(id: Id, code: u16, timestamp_ns: u64, applied_index: u64) -> Self {
+        let typed = ResultCode::from_u16(code);
+        CommandOutcome {
+            id: id.to_string(),
+            code: typed,
+            code_raw: i32::from(code),
+            name: typed.map_or("unknown", |c| c.name()).to_string(),
+            timestamp_ns,
+            applied_index,
+        }
+    }
     fn from_pb(r: pb::CommandResult, applied_index: u64) -> Self {
         CommandOutcome {
             id: r.id,
@@ -211,6 +223,23 @@ impl Client {
         commands: Vec<pb::Command>,
     ) -> Result<Vec<CommandOutcome>, ClientError> {
         self.core.submit_direct(commands).await
+    }
+
+    /// Submits single-leg transfers in the binary form (`SubmitTransfers`, wire v2): one RPC,
+    /// 1 ..= `max_batch_commands` records, results in order. Same outcomes and idempotency as
+    /// the same transfers through [`Client::submit`].
+    pub async fn submit_transfers(
+        &self,
+        records: &[crate::wire::TransferRecord],
+    ) -> Result<Vec<CommandOutcome>, ClientError> {
+        if records.is_empty() || records.len() > self.core.cfg.max_batch_commands {
+            return Err(ClientError::Invalid(format!(
+                "{} transfer records: 1 ..= {} per call",
+                records.len(),
+                self.core.cfg.max_batch_commands
+            )));
+        }
+        self.core.submit_transfers(records).await
     }
 
     /// Submits one command.

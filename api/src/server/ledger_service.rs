@@ -121,6 +121,24 @@ impl pb::ledger_server::Ledger for LedgerService {
         }))
     }
 
+    async fn submit_transfers(
+        &self,
+        request: Request<pb::SubmitTransfersRequest>,
+    ) -> Result<Response<pb::SubmitTransfersResponse>, Status> {
+        let req = request.into_inner();
+        // Transfers only: never an operator command, so no role check beyond the auth layer's.
+        let commands = wire::transfers_from_v2(
+            &req.transfers,
+            self.ctx.limits.max_batch_commands,
+            &self.ctx.currency_lookup(),
+        )?;
+        let (index, results) = self.ctx.propose(&commands).await?;
+        Ok(Response::new(pb::SubmitTransfersResponse {
+            results: wire::pack_results(&results),
+            applied_index: index,
+        }))
+    }
+
     async fn get_accounts(
         &self,
         request: Request<pb::GetAccountsRequest>,

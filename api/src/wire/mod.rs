@@ -16,8 +16,10 @@ use tonic::Status;
 use crate::pb;
 
 mod to_pb;
+mod transfers;
 
 pub use self::to_pb::*;
+pub use self::transfers::*;
 
 /// Most commands in one `Submit` call.
 pub const SUBMIT_COMMANDS_MAX: usize = 8_192;
@@ -234,6 +236,30 @@ pub fn parse_enum<E: StableEnum>(
     enum_from_pb(v).ok_or_else(|| invalid(format!("{field}: unknown or unspecified {what} {v}")))
 }
 
+/// A leg naming an existing account in another currency is refused at the edge (an account
+/// created later in the same batch is checked by the ledger). Both submit forms call it.
+fn check_leg_accounts<F: std::fmt::Display>(
+    debit: Id,
+    credit: Id,
+    currency: Currency,
+    account_currency: &dyn Fn(Id) -> Option<Currency>,
+    field: impl Fn(&'static str) -> F,
+) -> Result<(), Status> {
+    for (name, acct) in [("debit_account_id", debit), ("credit_account_id", credit)] {
+        if let Some(actual) = account_currency(acct) {
+            if actual != currency {
+                return Err(invalid(format!(
+                    "{}: account {acct} is in {}, the leg says {}",
+                    field(name),
+                    actual.code(),
+                    currency.code()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Converts one `Submit` command. `account_currency` looks up the currency of an existing
 /// account (a leg whose declared currency differs from an existing account's is rejected; an
 /// account created later in the same batch is checked by the ledger itself).
@@ -320,18 +346,7 @@ pub fn command_from_pb(
                 let currency = parse_currency(&lf("currency"), &leg.currency)?;
                 let debit = parse_id(&lf("debit_account_id"), &leg.debit_account_id)?;
                 let credit = parse_id(&lf("credit_account_id"), &leg.credit_account_id)?;
-                for (name, acct) in [("debit_account_id", debit), ("credit_account_id", credit)] {
-                    if let Some(actual) = account_currency(acct) {
-                        if actual != currency {
-                            return Err(invalid(format!(
-                                "{}: account {acct} is in {}, the leg says {}",
-                                lf(name),
-                                actual.code(),
-                                currency.code()
-                            )));
-                        }
-                    }
-                }
+                check_leg_accounts(debit, credit, currency, account_currency, lf)?;
                 legs.push(ledger::LegSpec {
                     debit,
                     credit,
