@@ -231,9 +231,7 @@ impl Core {
             .map(|r| CommandOutcome::from_pb(r, idx))
             .collect())
     }
-}
 
-impl Core {
     /// One `SubmitTransfers` call (the binary form; never coalesced with other calls).
     pub(super) async fn submit_transfers(
         &self,
