@@ -403,6 +403,12 @@ struct NodeArgs {
     /// (a wall clock that jumps ahead is not followed faster than this per entry).
     #[arg(long)]
     max_clock_step_ms: Option<u64>,
+    /// Size of one memtable of each ledger column family, in MiB (1-4096; the Raft log's are at
+    /// least this and at least 64). The ledger is persisted when a memtable fills. Larger: fewer
+    /// flushes and compactions, more memory, and a longer log replay on restart after a crash.
+    /// [default: 8]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    ledger_memtable_mib: Option<u64>,
 }
 
 fn parse_peer(s: &str) -> Result<(u64, String)> {
@@ -441,6 +447,9 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     cfg.insecure = a.insecure;
     cfg.unsafe_no_fsync = a.unsafe_no_fsync;
     cfg.metrics_listen = a.metrics_listen;
+    if let Some(mib) = a.ledger_memtable_mib {
+        cfg.ledger_memtable_bytes = (mib as usize) << 20;
+    }
     if let Some(ms) = a.digest_check_interval_ms {
         cfg.limits.digest_check_interval_ms = ms;
     }

@@ -97,6 +97,11 @@ pub struct NodeConfig {
     /// Ed25519 key that signs audit checkpoints (all nodes of a cluster need the same one). Default:
     /// derived from the admin key, so it needs no distribution of its own.
     pub audit_key_file: Option<PathBuf>,
+    /// Size of one memtable of each ledger column family. Behind the Raft log the ledger is
+    /// written without RocksDB's WAL, so its memtables hold everything applied since the last
+    /// flush: larger ones flush and compact less, use more memory and make the restart after a
+    /// crash replay more of the log.
+    pub ledger_memtable_bytes: usize,
 }
 
 impl NodeConfig {
@@ -119,6 +124,7 @@ impl NodeConfig {
             insecure: false,
             unsafe_no_fsync: false,
             metrics_listen: None,
+            ledger_memtable_bytes: ledger::LEDGER_MEMTABLE_BYTES_DEFAULT,
         }
     }
 }
@@ -243,7 +249,11 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         }
     };
 
-    let db = ledger::open_db(&cfg.data_dir.join("db"), RAFT_COLUMN_FAMILIES)?;
+    let db = ledger::open_db_tuned(
+        &cfg.data_dir.join("db"),
+        RAFT_COLUMN_FAMILIES,
+        cfg.ledger_memtable_bytes,
+    )?;
     let ledger: SharedLedger = Arc::new(Mutex::new(Ledger::open(RocksStore::behind_log(
         db.clone(),
     )?)?));

@@ -61,6 +61,11 @@ async fn fixture(tweak: impl FnOnce(&mut api::node::NodeConfig)) -> Fixture {
     }
 }
 
+/// An existing account's balance.
+async fn balance_of(c: &Client, id: Id) -> String {
+    c.get_account(id).await.unwrap().expect("account").balance
+}
+
 async fn two_accounts(c: &Client) -> (Id, Id) {
     let (a, b) = (new_id(), new_id());
     let mut sys = pb::CreateAccount {
@@ -263,15 +268,81 @@ async fn binary_and_string_transfers_are_one_command() {
         .unwrap_err();
     assert_eq!(e.code(), Some(Code::PermissionDenied), "{e:?}");
 
-    let acct = f
-        .finance
-        .get_account(wallet)
-        .await
-        .unwrap()
-        .expect("wallet");
-    assert_eq!(acct.balance, "18.34");
+    assert_eq!(balance_of(&f.finance, wallet).await, "18.34");
     let tr = f.finance.get_transfers(&[t1]).await.unwrap();
     assert_eq!(tr.transfers[0].legs[0].amount, "12.34");
+    f.node.shutdown().await.unwrap();
+}
+
+/// Concurrent `submit_transfers` calls are coalesced into one `SubmitTransfers` request, each
+/// caller getting its own results in its own order; a caller's malformed record fails that
+/// caller alone and applies nothing of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_binary_calls_are_coalesced_and_a_bad_one_fails_alone() {
+    use api::wire::TransferRecord;
+    let f = fixture(|_| {}).await;
+    let (bank, wallet) = two_accounts(&f.payments).await;
+    // A long linger: every call below reaches the batcher within it.
+    let mut cfg = client_config(std::slice::from_ref(&f.addr));
+    cfg.batch_linger_us = 200_000;
+    let c = Client::connect(cfg, f.payments_key.clone()).unwrap();
+    let cny = ledger::Currency::from_code("CNY").unwrap().numeric();
+    let rec = |amount_minor: u128| TransferRecord {
+        id: new_id(),
+        debit: bank,
+        credit: wallet,
+        amount_minor,
+        currency_numeric: cny,
+        pending_timeout_seconds: None,
+    };
+    let check_ok = |call: &[TransferRecord], out: &[api::client::CommandOutcome]| {
+        assert_eq!(out.len(), call.len());
+        for (r, o) in call.iter().zip(out) {
+            assert!(o.is_ok(), "{o:?}");
+            assert_eq!(o.id, r.id.to_string());
+        }
+    };
+
+    // 20 callers of 1 to 3 records: one request, hence one log entry.
+    let calls: Vec<Vec<TransferRecord>> = (0..20u128)
+        .map(|i| (0..1 + i % 3).map(|k| rec(100 + 10 * i + k)).collect())
+        .collect();
+    let outs = futures::future::join_all(calls.iter().map(|r| c.submit_transfers(r))).await;
+    let mut indexes = std::collections::BTreeSet::new();
+    for (call, out) in calls.iter().zip(outs) {
+        let out = out.unwrap();
+        check_ok(call, &out);
+        indexes.extend(out.iter().map(|o| o.applied_index));
+    }
+    assert_eq!(indexes.len(), 1, "coalesced into one entry: {indexes:?}");
+
+    // One caller's record names no currency: that caller gets INVALID_ARGUMENT, the others
+    // their results.
+    let mut calls: Vec<Vec<TransferRecord>> = (0..10).map(|_| vec![rec(7), rec(3)]).collect();
+    calls[4][1].currency_numeric = 1;
+    let outs = futures::future::join_all(calls.iter().map(|r| c.submit_transfers(r))).await;
+    for (i, (call, out)) in calls.iter().zip(outs).enumerate() {
+        if i == 4 {
+            let e = out.unwrap_err();
+            assert_eq!(e.code(), Some(Code::InvalidArgument), "{e:?}");
+            assert!(e.to_string().contains("transfers[1].currency"), "{e}");
+            let ids: Vec<Id> = call.iter().map(|r| r.id).collect();
+            let got = f.finance.get_transfers(&ids).await.unwrap();
+            assert!(got.transfers.is_empty(), "{got:?}");
+        } else {
+            check_ok(call, &out.unwrap());
+        }
+    }
+
+    // The first 20 callers' records, then 9 callers × 10 minor units.
+    let expected: u128 = (0..20u128)
+        .map(|i| (0..1 + i % 3).map(|k| 100 + 10 * i + k).sum::<u128>())
+        .sum::<u128>()
+        + 9 * 10;
+    assert_eq!(
+        balance_of(&f.finance, wallet).await,
+        format!("{}.{:02}", expected / 100, expected % 100)
+    );
     f.node.shutdown().await.unwrap();
 }
 

@@ -53,7 +53,10 @@ pub use enums::StableEnum;
 pub use money::{is_in_app_code, is_iso_4217, Currency, MAX_MINOR};
 pub use result::{CommandResult, ResultCode};
 #[cfg(feature = "rocksdb")]
-pub use rocks::{open_db, RocksStore, SnapshotStore};
+pub use rocks::{
+    open_db, open_db_tuned, RocksStore, SnapshotStore, LEDGER_MEMTABLE_BYTES_DEFAULT,
+    LEDGER_MEMTABLE_BYTES_MAX, LEDGER_MEMTABLE_BYTES_MIN,
+};
 pub use state::{
     escrow_account_id, position_account_id, settle_plan, split_rotation, split_shares,
     write_snapshot, GroupNets, SETTING_BUSINESS_UTC_OFFSET,

@@ -38,12 +38,13 @@ pub fn db_options() -> Options {
     o
 }
 
-/// Options of the ledger's column families. Memtables are kept small (8 MiB): the profile of a
-/// batch apply was dominated by skip-list inserts of random keys into a large memtable (cache
-/// misses per level); a cache-resident memtable inserts faster and flushes more often.
-fn ledger_cf_options() -> Options {
+/// Options of the ledger's column families. Memtables are kept small by default
+/// ([`LEDGER_MEMTABLE_BYTES_DEFAULT`]): the profile of a batch apply was dominated by skip-list
+/// inserts of random keys into a large memtable (cache misses per level); a cache-resident
+/// memtable inserts faster and flushes more often.
+fn ledger_cf_options(memtable_bytes: usize) -> Options {
     let mut o = Options::default();
-    o.set_write_buffer_size(MEMTABLE_BYTES);
+    o.set_write_buffer_size(memtable_bytes);
     o.set_max_write_buffer_number(4);
     // Universal compaction: the ledger's keys are random (ids) and mostly written once, and under
     // a 3-replica load on two cores RocksDB's background compaction was the largest single cost
@@ -59,18 +60,42 @@ fn ledger_cf_options() -> Options {
     o
 }
 
-const MEMTABLE_BYTES: usize = 8 << 20;
+/// Size of one memtable of each ledger family unless the node is told otherwise.
+pub const LEDGER_MEMTABLE_BYTES_DEFAULT: usize = 8 << 20;
+/// Bounds of a ledger family's memtable. Behind a Raft log the memtables are the only copy of
+/// the state applied since the last flush: the larger they are, the fewer flushes and
+/// compactions, and the longer a restart after a crash replays the log.
+pub const LEDGER_MEMTABLE_BYTES_MIN: usize = 1 << 20;
+pub const LEDGER_MEMTABLE_BYTES_MAX: usize = 4 << 30;
+/// RocksDB's default memtable size, kept for the other families (the Raft log's).
+const EXTRA_MEMTABLE_BYTES_MIN: usize = 64 << 20;
 
 /// Opens (or creates) a database with the ledger's column families plus `extra_cfs` (for example the
 /// Raft log's), ready to be shared between the ledger and the consensus layer.
 pub fn open_db(path: &Path, extra_cfs: &[&str]) -> Result<Arc<DB>, StoreError> {
+    open_db_tuned(path, extra_cfs, LEDGER_MEMTABLE_BYTES_DEFAULT)
+}
+
+/// [`open_db`] with the size of each ledger family's memtable (clamped to
+/// [`LEDGER_MEMTABLE_BYTES_MIN`]..=[`LEDGER_MEMTABLE_BYTES_MAX`]).
+pub fn open_db_tuned(
+    path: &Path,
+    extra_cfs: &[&str],
+    ledger_memtable_bytes: usize,
+) -> Result<Arc<DB>, StoreError> {
     let opts = db_options();
+    let memtable_bytes =
+        ledger_memtable_bytes.clamp(LEDGER_MEMTABLE_BYTES_MIN, LEDGER_MEMTABLE_BYTES_MAX);
     let mut cfs: Vec<ColumnFamilyDescriptor> = Cf::ALL
         .iter()
-        .map(|cf| ColumnFamilyDescriptor::new(cf.name(), ledger_cf_options()))
+        .map(|cf| ColumnFamilyDescriptor::new(cf.name(), ledger_cf_options(memtable_bytes)))
         .collect();
+    // Every family flushes together (atomic flush), so the first full memtable of any family
+    // persists the ledger: the others' (the Raft log's) are never smaller than the ledger's.
+    let mut extra = Options::default();
+    extra.set_write_buffer_size(memtable_bytes.max(EXTRA_MEMTABLE_BYTES_MIN));
     for name in extra_cfs {
-        cfs.push(ColumnFamilyDescriptor::new(*name, Options::default()));
+        cfs.push(ColumnFamilyDescriptor::new(*name, extra.clone()));
     }
     let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(io)?;
     Ok(Arc::new(db))

@@ -1,5 +1,8 @@
-//! The batcher: coalesces concurrent `submit` calls into one `Submit` RPC.
+//! The batcher: coalesces concurrent `submit` calls into one `Submit` RPC, and concurrent
+//! `submit_transfers` calls into one `SubmitTransfers` RPC (one batcher per form: the two never
+//! share a request).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,18 +11,42 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use super::core::Core;
 use super::{ClientError, CommandOutcome};
 use crate::pb;
+use crate::wire::TransferRecord;
 
-pub(super) struct Pending {
-    pub(super) commands: Vec<pb::Command>,
+/// What a batcher coalesces: the items of one request form, and the one RPC that sends them.
+pub(super) trait Item: Clone + Send + Sync + 'static {
+    fn send(
+        core: &Core,
+        items: Vec<Self>,
+    ) -> impl Future<Output = Result<Vec<CommandOutcome>, ClientError>> + Send;
+}
+
+impl Item for pb::Command {
+    fn send(
+        core: &Core,
+        items: Vec<Self>,
+    ) -> impl Future<Output = Result<Vec<CommandOutcome>, ClientError>> + Send {
+        core.submit_direct(items)
+    }
+}
+
+impl Item for TransferRecord {
+    async fn send(core: &Core, items: Vec<Self>) -> Result<Vec<CommandOutcome>, ClientError> {
+        core.submit_transfers(&items).await
+    }
+}
+
+pub(super) struct Pending<T> {
+    pub(super) commands: Vec<T>,
     pub(super) reply: oneshot::Sender<Result<Vec<CommandOutcome>, ClientError>>,
 }
 
-/// Coalesces concurrent `submit` calls.
-pub(super) async fn batcher(core: Arc<Core>, mut rx: mpsc::Receiver<Pending>) {
+/// Coalesces concurrent calls of one form.
+pub(super) async fn batcher<T: Item>(core: Arc<Core>, mut rx: mpsc::Receiver<Pending<T>>) {
     let linger = Duration::from_micros(core.cfg.batch_linger_us);
     let max = core.cfg.max_batch_commands.max(1);
     let in_flight = Arc::new(Semaphore::new(core.cfg.max_in_flight_batches.max(1)));
-    let mut carry: Option<Pending> = None;
+    let mut carry: Option<Pending<T>> = None;
     let mut closed = false;
     while !closed || carry.is_some() {
         let first = match carry.take() {
@@ -57,7 +84,7 @@ pub(super) async fn batcher(core: Arc<Core>, mut rx: mpsc::Receiver<Pending>) {
     }
 }
 
-async fn send_group(core: &Core, group: Vec<Pending>) {
+async fn send_group<T: Item>(core: &Core, group: Vec<Pending<T>>) {
     let lens: Vec<usize> = group.iter().map(|p| p.commands.len()).collect();
     let mut replies = Vec::with_capacity(group.len());
     let mut all = Vec::with_capacity(lens.iter().sum());
@@ -67,7 +94,7 @@ async fn send_group(core: &Core, group: Vec<Pending>) {
         parts.push(p.commands.clone());
         all.extend(p.commands);
     }
-    match core.submit_direct(all).await {
+    match T::send(core, all).await {
         Ok(mut results) => {
             for (reply, len) in replies.into_iter().zip(lens).rev() {
                 let mine = results.split_off(results.len() - len);
@@ -78,7 +105,7 @@ async fn send_group(core: &Core, group: Vec<Pending>) {
             if s.code() == tonic::Code::InvalidArgument && replies.len() > 1 =>
         {
             // Someone's input is invalid: isolate it by sending each caller's part alone.
-            let each = parts.into_iter().map(|cmds| core.submit_direct(cmds));
+            let each = parts.into_iter().map(|cmds| T::send(core, cmds));
             let outcomes = futures::future::join_all(each).await;
             for (reply, r) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(r);

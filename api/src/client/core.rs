@@ -232,7 +232,7 @@ impl Core {
             .collect())
     }
 
-    /// One `SubmitTransfers` call (the binary form; never coalesced with other calls).
+    /// One `SubmitTransfers` call (the binary form).
     pub(super) async fn submit_transfers(
         &self,
         records: &[crate::wire::TransferRecord],

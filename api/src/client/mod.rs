@@ -9,7 +9,8 @@
 //! * [`Client::submit`] coalesces concurrent calls issued within `batch_linger_us` into one
 //!   `Submit` RPC (up to `max_batch_commands`), like TigerBeetle's clients; each caller gets its
 //!   own results. If a coalesced batch is rejected as invalid, each caller's part is retried alone,
-//!   so one caller's bad input never fails another's commands.
+//!   so one caller's bad input never fails another's commands. [`Client::submit_transfers`]
+//!   coalesces the binary form (`SubmitTransfers`) the same way, in a batcher of its own.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -162,7 +163,8 @@ use self::core::{normalize, Core};
 #[derive(Clone)]
 pub struct Client {
     core: Arc<Core>,
-    batch_tx: mpsc::Sender<Pending>,
+    batch_tx: mpsc::Sender<Pending<pb::Command>>,
+    transfers_tx: mpsc::Sender<Pending<crate::wire::TransferRecord>>,
 }
 
 impl Client {
@@ -191,7 +193,13 @@ impl Client {
         }
         let (batch_tx, rx) = mpsc::channel(cfg.max_queued_submits.max(1));
         tokio::spawn(batcher(core.clone(), rx));
-        Ok(Client { core, batch_tx })
+        let (transfers_tx, rx) = mpsc::channel(cfg.max_queued_submits.max(1));
+        tokio::spawn(batcher(core.clone(), rx));
+        Ok(Client {
+            core,
+            batch_tx,
+            transfers_tx,
+        })
     }
 
     pub fn public_key(&self) -> VerifyingKey {
@@ -225,13 +233,42 @@ impl Client {
         self.core.submit_direct(commands).await
     }
 
-    /// Submits single-leg transfers in the binary form (`SubmitTransfers`, wire v2): one RPC,
-    /// 1 ..= `max_batch_commands` records, results in order. Same outcomes and idempotency as
-    /// the same transfers through [`Client::submit`].
+    /// Submits single-leg transfers in the binary form (`SubmitTransfers`, wire v2), coalesced
+    /// with concurrent `submit_transfers` calls like [`Client::submit`]: 1 ..=
+    /// `max_batch_commands` records, results in order. Same outcomes and idempotency as the
+    /// same transfers through [`Client::submit`].
     pub async fn submit_transfers(
         &self,
         records: &[crate::wire::TransferRecord],
     ) -> Result<Vec<CommandOutcome>, ClientError> {
+        self.check_transfer_count(records)?;
+        if records.len() == self.core.cfg.max_batch_commands {
+            return self.core.submit_transfers(records).await;
+        }
+        let (reply, rx) = oneshot::channel();
+        self.transfers_tx
+            .send(Pending {
+                commands: records.to_vec(),
+                reply,
+            })
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        rx.await.map_err(|_| ClientError::Closed)?
+    }
+
+    /// [`Client::submit_transfers`] as exactly one `SubmitTransfers` RPC (no coalescing).
+    pub async fn submit_transfers_unbatched(
+        &self,
+        records: &[crate::wire::TransferRecord],
+    ) -> Result<Vec<CommandOutcome>, ClientError> {
+        self.check_transfer_count(records)?;
+        self.core.submit_transfers(records).await
+    }
+
+    fn check_transfer_count(
+        &self,
+        records: &[crate::wire::TransferRecord],
+    ) -> Result<(), ClientError> {
         if records.is_empty() || records.len() > self.core.cfg.max_batch_commands {
             return Err(ClientError::Invalid(format!(
                 "{} transfer records: 1 ..= {} per call",
@@ -239,7 +276,7 @@ impl Client {
                 self.core.cfg.max_batch_commands
             )));
         }
-        self.core.submit_transfers(records).await
+        Ok(())
     }
 
     /// Submits one command.

@@ -258,6 +258,11 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
     ) -> Result<(), ConsensusError> {
         let tick = Duration::from_millis(self.cfg.tick_interval_ms);
         let mut next_tick = Instant::now() + tick;
+        // Entries committed before a restart but not applied (the state machine had not
+        // persisted them) are applied again first: the restart's replay, timed once.
+        let start = self.driver.status();
+        let mut replay = (start.commit_index > start.applied_index)
+            .then(|| (start.applied_index, start.commit_index, Instant::now()));
         loop {
             if self.shared.shutdown_requested.load(Ordering::Acquire) {
                 return Ok(());
@@ -311,7 +316,21 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
                 self.transport.member_address(member, &address);
             }
             self.route_completions();
-            *self.shared.status.write() = self.driver.status();
+            let status = self.driver.status();
+            if let Some((from, to, began)) = replay {
+                if status.applied_index >= to {
+                    tracing::info!(
+                        node = self.cfg.id,
+                        from,
+                        to,
+                        entries = to - from,
+                        ms = began.elapsed().as_millis() as u64,
+                        "replayed the log committed before the restart"
+                    );
+                    replay = None;
+                }
+            }
+            *self.shared.status.write() = status;
         }
     }
 
