@@ -196,7 +196,8 @@ async fn leader_cut_off_and_healed_repeatedly_loses_and_duplicates_nothing() {
     let (workers, batches, per_batch) = (4, 100_000, 20);
     let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load_task = tokio::spawn(load_until(
+    let load_task = tokio::spawn(load_wires(
+        Wires::Submit,
         stop.clone(),
         progress.clone(),
         client.clone(),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use api::client::{cmd as ops, Client, ClientError, CommandOutcome};
 use api::pb;
+use api::wire::TransferRecord;
 use ledger::Id;
 use rust_decimal::Decimal;
 
@@ -33,9 +34,27 @@ pub async fn submit_until_known(
     cmds: Vec<pb::Command>,
     deadline: Instant,
 ) -> (Vec<CommandOutcome>, u32) {
+    until_known(deadline, || c.submit_unbatched(cmds.clone())).await
+}
+
+/// [`submit_until_known`] in the binary form (`SubmitTransfers`).
+pub async fn submit_records_until_known(
+    c: &Client,
+    records: &[TransferRecord],
+    deadline: Instant,
+) -> (Vec<CommandOutcome>, u32) {
+    until_known(deadline, || c.submit_transfers_unbatched(records)).await
+}
+
+/// Repeats `call` (which must resend the same ids) until its outcome is known.
+async fn until_known<F, Fut>(deadline: Instant, mut call: F) -> (Vec<CommandOutcome>, u32)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<CommandOutcome>, ClientError>>,
+{
     let mut retries = 0;
     loop {
-        match c.submit_unbatched(cmds.clone()).await {
+        match call().await {
             Ok(r) => return (r, retries),
             Err(e) => {
                 assert!(
@@ -87,8 +106,16 @@ pub async fn load(
     per_batch: usize,
 ) -> (HashMap<String, (pb::Command, CommandOutcome)>, u32) {
     let never = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    load_until(
-        never, progress, c, wallets, seed, workers, batches, per_batch,
+    load_wires(
+        Wires::Submit,
+        never,
+        progress,
+        c,
+        wallets,
+        seed,
+        workers,
+        batches,
+        per_batch,
     )
     .await
 }
@@ -105,9 +132,43 @@ pub async fn wait_batches(progress: &std::sync::atomic::AtomicU64, n: u64) {
     }
 }
 
-/// [`load`] that also stops once `stop` is set (each worker finishes the batch in hand).
+/// The binary record of a single-leg CNY transfer command.
+pub fn record_of(cmd: &pb::Command) -> TransferRecord {
+    let Some(pb::command::Kind::CreateTransfer(t)) = &cmd.kind else {
+        panic!("not a transfer: {cmd:?}");
+    };
+    let [leg] = t.legs.as_slice() else {
+        panic!("not a single-leg transfer: {t:?}");
+    };
+    assert_eq!(leg.currency, "CNY");
+    let cents = Decimal::from_str(&leg.amount).unwrap() * Decimal::from(100);
+    assert!(cents.fract().is_zero(), "{}", leg.amount);
+    TransferRecord {
+        id: t.id.parse().unwrap(),
+        debit: leg.debit_account_id.parse().unwrap(),
+        credit: leg.credit_account_id.parse().unwrap(),
+        amount_minor: rust_decimal::prelude::ToPrimitive::to_u128(&cents).unwrap(),
+        currency_numeric: ledger::Currency::from_code("CNY").unwrap().numeric(),
+        pending_timeout_seconds: None,
+    }
+}
+
+/// Which request form the load's workers use.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Wires {
+    /// Every worker sends `Submit` commands.
+    Submit,
+    /// The odd-numbered workers send their transfers as binary records (`SubmitTransfers`), the
+    /// others as `Submit` commands. Every acknowledged transfer is recorded as the `Submit`
+    /// command it equals.
+    Both,
+}
+
+/// [`load`] in the given request forms that also stops once `stop` is set (each worker finishes
+/// the batch in hand).
 #[allow(clippy::too_many_arguments)]
-pub async fn load_until(
+pub async fn load_wires(
+    wires: Wires,
     stop: Arc<std::sync::atomic::AtomicBool>,
     progress: Arc<std::sync::atomic::AtomicU64>,
     c: Client,
@@ -141,9 +202,13 @@ pub async fn load_until(
                         ops::transfer(api::client::new_id(), a, b, &amount, "CNY")
                     })
                     .collect();
-                let (r, n) =
-                    submit_until_known(&c, cmds.clone(), Instant::now() + Duration::from_secs(90))
-                        .await;
+                let deadline = Instant::now() + Duration::from_secs(90);
+                let (r, n) = if wires == Wires::Both && w % 2 == 1 {
+                    let records: Vec<TransferRecord> = cmds.iter().map(record_of).collect();
+                    submit_records_until_known(&c, &records, deadline).await
+                } else {
+                    submit_until_known(&c, cmds.clone(), deadline).await
+                };
                 retries += n;
                 progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 for (cmd, o) in cmds.into_iter().zip(r) {
@@ -237,10 +302,33 @@ pub async fn check_replicas(
 
 /// Retrying every acknowledged command returns its original outcome (same code and timestamp).
 pub async fn check_retries(c: &Client, acked: &HashMap<String, (pb::Command, CommandOutcome)>) {
+    check_retries_in(c, acked, false).await
+}
+
+/// [`check_retries`] with every transfer resent as a binary record (`SubmitTransfers`): the same
+/// transfer in the other form replays its first outcome too.
+pub async fn check_retries_binary(
+    c: &Client,
+    acked: &HashMap<String, (pb::Command, CommandOutcome)>,
+) {
+    check_retries_in(c, acked, true).await
+}
+
+async fn check_retries_in(
+    c: &Client,
+    acked: &HashMap<String, (pb::Command, CommandOutcome)>,
+    binary: bool,
+) {
     let all: Vec<&(pb::Command, CommandOutcome)> = acked.values().collect();
     for chunk in all.chunks(1000) {
         let cmds: Vec<pb::Command> = chunk.iter().map(|(c, _)| c.clone()).collect();
-        let (r, _) = submit_until_known(c, cmds, Instant::now() + READY).await;
+        let deadline = Instant::now() + READY;
+        let (r, _) = if binary {
+            let records: Vec<TransferRecord> = cmds.iter().map(record_of).collect();
+            submit_records_until_known(c, &records, deadline).await
+        } else {
+            submit_until_known(c, cmds, deadline).await
+        };
         for ((_, first), again) in chunk.iter().zip(r) {
             assert_eq!(
                 (first.code_raw, first.timestamp_ns),

@@ -132,7 +132,8 @@ async fn a_cluster_wide_power_loss_keeps_every_acknowledged_transfer() {
     let (workers, per_batch) = (4, 10);
     let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load_task = tokio::spawn(load_until(
+    let load_task = tokio::spawn(load_wires(
+        Wires::Submit,
         stop.clone(),
         progress.clone(),
         client.clone(),
