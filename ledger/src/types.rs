@@ -182,9 +182,13 @@ pub struct AccountState {
     pub pending_count: u32,
 }
 
+/// An account as the ledger caches it. `info` — what rarely changes, and most of the size — is
+/// boxed so that the hash maps holding a million accounts (the applying ledger's and a read
+/// view's) keep only the id, a pointer and the state per slot: a slot with `info` inline was
+/// ~350 bytes, and with the table's spare capacity that was ~0.7 GiB per million accounts per map.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
-    pub info: AccountInfo,
+    pub info: Box<AccountInfo>,
     pub state: AccountState,
 }
 

@@ -86,7 +86,10 @@ pub(crate) fn decode_account(b: &[u8]) -> Result<Account, DecodeError> {
         info.tier = d.opt(|d| d.string())?;
     }
     d.finish()?;
-    Ok(Account { info, state })
+    Ok(Account {
+        info: Box::new(info),
+        state,
+    })
 }
 
 /// A command record: the body fingerprint, the final result, and for transfers the transfer itself.

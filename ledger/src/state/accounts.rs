@@ -56,7 +56,7 @@ impl<S: Store> Ledger<S> {
             return Err(ResultCode::MetadataTooLarge.into());
         }
         let account = Account {
-            info: AccountInfo {
+            info: Box::new(AccountInfo {
                 id: c.id,
                 currency,
                 kind: c.kind,
@@ -74,7 +74,7 @@ impl<S: Store> Ledger<S> {
                         NormalSide::Credit
                     },
                 ),
-            },
+            }),
             state: AccountState {
                 status: AccountStatus::Open,
                 day: ctx.day,
