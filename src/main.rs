@@ -407,7 +407,9 @@ struct NodeArgs {
     /// least this and at least 64). The ledger is persisted when a memtable fills. Larger: fewer
     /// flushes and compactions, more memory, and a longer log replay on restart after a crash.
     /// [default: 8]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(
+        (ledger::LEDGER_MEMTABLE_BYTES_MIN >> 20) as u64..=(ledger::LEDGER_MEMTABLE_BYTES_MAX >> 20) as u64
+    ))]
     ledger_memtable_mib: Option<u64>,
 }
 
