@@ -355,7 +355,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
             cfg.limits.reads_concurrent_max.max(1),
         )),
         metrics: metrics.clone(),
-        store: RocksStore::new(db.clone())?,
+        store: ledger.lock().store().share(),
         data_dir: cfg.data_dir.clone(),
         raft: raft.clone(),
         events,

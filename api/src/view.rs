@@ -222,7 +222,7 @@ impl LedgerView {
 
 /// A view loaded from a consistent snapshot of `store`'s database, reading through the live one.
 fn load(store: &RocksStore) -> Result<Ledger<RocksStore>, LedgerError> {
-    let snap = SnapshotStore::new(store);
+    let snap = SnapshotStore::new(store)?;
     Ok(Ledger::open_view(snap)?.with_store(store.share()))
 }
 

@@ -25,7 +25,8 @@
 //! - [`types`]: accounts, transfers, postings, clients, timer kinds.
 //! - [`state`]: [`Ledger`], the state machine, one file per command family (see its docs).
 //! - [`store`]: the narrow [`Store`] trait and [`MemStore`]; `rocks`: `RocksStore` (feature
-//!   `rocksdb`, on by default; off for crates that need only the ledger's types).
+//!   `rocksdb`, on by default; off for crates that need only the ledger's types), with
+//!   `writebehind`: the buffer between a replica's apply and RocksDB.
 //! - [`emv`]: EMV QR merchant-presented payloads — build, parse, CRC (pure; used by the QR flows).
 //! - [`paycode`]: customer-presented payment codes — the token format and its signature check.
 //! - [`redpacket`]: how a red packet is cut into slots from its seed (recomputable by anyone).
@@ -47,6 +48,8 @@ pub mod rocks;
 pub mod state;
 pub mod store;
 pub mod types;
+#[cfg(feature = "rocksdb")]
+pub mod writebehind;
 
 pub use command::*;
 pub use enums::StableEnum;

@@ -2,12 +2,14 @@
 //! log lives in other column families of the same database). Behind a Raft log the ledger's writes
 //! skip the WAL ([`RocksStore::behind_log`]): the log is the write-ahead log.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteOptions, DB};
 
 use crate::store::{Cf, Store, StoreError, WriteBatch};
+use crate::writebehind::{WriteBehind, WRITE_BEHIND_BYTES_DEFAULT};
 
 /// Exclusive upper bound of every ledger key (keys are at most 24 bytes).
 const KEY_END: [u8; 32] = [0xFF; 32];
@@ -103,32 +105,71 @@ pub fn open_db_tuned(
 
 type KvItem = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>;
 
-/// Visits every record an iterator yields (one writer for the live and the snapshot store).
-fn visit(
+/// Visits, in key order, the records under `prefix` that RocksDB's `items` (in key order, from
+/// the start of the range) and the write-behind buffer's `buffered` records of the same range
+/// hold together — a buffered record replaces RocksDB's, a buffered deletion hides it — until
+/// `f` returns `false`. One writer for every ordered read of the live and the snapshot store.
+fn visit_merged(
     items: impl Iterator<Item = KvItem>,
-    f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    buffered: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    prefix: &[u8],
+    f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
 ) -> Result<(), StoreError> {
-    for item in items {
-        let (k, v) = item.map_err(io)?;
-        f(&k, &v)?;
+    use std::cmp::Ordering;
+    let mut items = items.peekable();
+    let mut buffered = buffered.into_iter().peekable();
+    loop {
+        if let Some(Err(_)) = items.peek() {
+            if let Some(Err(e)) = items.next() {
+                return Err(io(e));
+            }
+        }
+        let stored = match items.peek() {
+            Some(Ok((k, _))) if k.starts_with(prefix) => Some(&**k),
+            _ => None,
+        };
+        let order = match (stored, buffered.peek()) {
+            (None, None) => return Ok(()),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(s), Some((b, _))) => s.cmp(b.as_slice()),
+        };
+        let go_on = if order == Ordering::Less {
+            match items.next() {
+                Some(Ok((k, v))) => f(&k, &v)?,
+                _ => return Ok(()),
+            }
+        } else {
+            if order == Ordering::Equal {
+                items.next(); // replaced or hidden by the buffered record
+            }
+            match buffered.next() {
+                Some((k, Some(v))) => f(&k, &v)?,
+                Some((_, None)) => true,
+                None => return Ok(()),
+            }
+        };
+        if !go_on {
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
-/// The records under `prefix` an iterator yields from its start, at most `limit`.
-fn collect_prefix(
+/// The records [`visit_merged`] visits, at most `limit`.
+fn collect_merged(
     items: impl Iterator<Item = KvItem>,
+    buffered: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     prefix: &[u8],
     limit: usize,
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
     let mut out = Vec::new();
-    for item in items {
-        let (k, v) = item.map_err(io)?;
-        if !k.starts_with(prefix) || out.len() >= limit {
-            break;
-        }
-        out.push((k.to_vec(), v.to_vec()));
+    if limit == 0 {
+        return Ok(out);
     }
+    visit_merged(items, buffered, prefix, &mut |k, v| {
+        out.push((k.to_vec(), v.to_vec()));
+        Ok(out.len() < limit)
+    })?;
     Ok(out)
 }
 
@@ -137,6 +178,8 @@ pub struct RocksStore {
     sync: bool,
     /// `false` behind a Raft log: the log is the write-ahead log (see [`RocksStore::behind_log`]).
     wal: bool,
+    /// Behind a Raft log: the writes not yet in RocksDB (shared by every handle on the store).
+    buffer: Option<Arc<WriteBehind>>,
 }
 
 impl RocksStore {
@@ -155,20 +198,65 @@ impl RocksStore {
             db,
             sync: false,
             wal: true,
+            buffer: None,
         })
     }
 
     /// The ledger of a replica: writes skip the RocksDB WAL, because the Raft log already is
     /// the write-ahead log — every batch is in the (synced) log before it is applied, and the
-    /// applied index stored with the state says where to resume. The state reaches the disk
-    /// when RocksDB flushes its memtables (atomically over all families, [`db_options`]) or on
-    /// [`Store::persist`]; a crash loses the applies since, and the node replays them from the
-    /// log. The log must therefore never be compacted past a persisted applied index: the state
-    /// machine persists before every snapshot that compacts it.
-    pub fn behind_log(db: Arc<DB>) -> Result<RocksStore, StoreError> {
+    /// applied index stored with the state says where to resume. Writes go to a write-behind
+    /// buffer ([`crate::writebehind`]) of `write_behind_bytes` per generation, which a
+    /// background thread moves into RocksDB; the state reaches the disk when RocksDB flushes its
+    /// memtables (atomically over all families, [`db_options`]) or on [`Store::persist`]; a
+    /// crash loses the applies since, and the node replays them from the log. The log must
+    /// therefore never be compacted past a persisted applied index: the state machine persists
+    /// before every snapshot that compacts it.
+    pub fn behind_log_buffered(
+        db: Arc<DB>,
+        write_behind_bytes: usize,
+    ) -> Result<RocksStore, StoreError> {
         let mut s = RocksStore::new(db)?;
         s.wal = false;
+        s.buffer = Some(Arc::new(WriteBehind::start(
+            s.db.clone(),
+            write_behind_bytes,
+        )?));
         Ok(s)
+    }
+
+    /// [`RocksStore::behind_log_buffered`] with the default generation size.
+    pub fn behind_log(db: Arc<DB>) -> Result<RocksStore, StoreError> {
+        RocksStore::behind_log_buffered(db, WRITE_BEHIND_BYTES_DEFAULT)
+    }
+
+    /// Writes whatever the write-behind buffer holds to RocksDB and waits for it (a RocksDB
+    /// snapshot, checkpoint or flush taken afterwards holds every batch applied before the call).
+    pub fn drain(&self) -> Result<(), StoreError> {
+        match &self.buffer {
+            Some(b) => b.drain(),
+            None => Ok(()),
+        }
+    }
+
+    /// The buffered records of a range and a RocksDB iterator over it, one moment's state.
+    fn range(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        start: &[u8],
+    ) -> Result<
+        (
+            BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+            rocksdb::DBIteratorWithThreadMode<'_, DB>,
+        ),
+        StoreError,
+    > {
+        let mode = rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward);
+        let open = || self.db.iterator_cf(self.handle(cf), mode);
+        match &self.buffer {
+            Some(b) => b.range(cf, prefix, start, open),
+            None => Ok((BTreeMap::new(), open())),
+        }
     }
 
     /// Opens a database of its own at `path`.
@@ -202,16 +290,35 @@ impl RocksStore {
 
 impl Store for RocksStore {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(b) = &self.buffer {
+            if let Some(v) = b.get(cf, key)? {
+                return Ok(v);
+            }
+        }
         self.db.get_cf(self.handle(cf), key).map_err(io)
     }
 
     fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let h = self.handle(cf);
-        self.db
-            .batched_multi_get_cf(h, keys.iter(), false)
-            .into_iter()
-            .map(|r| r.map(|o| o.map(|s| s.to_vec())).map_err(io))
-            .collect()
+        let Some(b) = &self.buffer else {
+            return self
+                .db
+                .batched_multi_get_cf(h, keys.iter(), false)
+                .into_iter()
+                .map(|r| r.map(|o| o.map(|s| s.to_vec())).map_err(io))
+                .collect();
+        };
+        let mut found = b.get_many(cf, keys)?;
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
+        if !missing.is_empty() {
+            let stored = self
+                .db
+                .batched_multi_get_cf(h, missing.iter().map(|&i| &keys[i]), false);
+            for (&i, r) in missing.iter().zip(stored) {
+                found[i] = Some(r.map_err(io)?.map(|s| s.to_vec()));
+            }
+        }
+        Ok(found.into_iter().map(Option::flatten).collect())
     }
 
     fn for_each(
@@ -219,11 +326,7 @@ impl Store for RocksStore {
         cf: Cf,
         f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        visit(
-            self.db
-                .iterator_cf(self.handle(cf), rocksdb::IteratorMode::Start),
-            f,
-        )
+        self.for_each_ordered(cf, f)
     }
 
     /// RocksDB iterates in key order already.
@@ -232,7 +335,8 @@ impl Store for RocksStore {
         cf: Cf,
         f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        self.for_each(cf, f)
+        let (buffered, items) = self.range(cf, &[], &[])?;
+        visit_merged(items, buffered, &[], &mut |k, v| f(k, v).map(|()| true))
     }
 
     fn scan(
@@ -242,11 +346,14 @@ impl Store for RocksStore {
         start: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-        let mode = rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward);
-        collect_prefix(self.db.iterator_cf(self.handle(cf), mode), prefix, limit)
+        let (buffered, items) = self.range(cf, prefix, start)?;
+        collect_merged(items, buffered, prefix, limit)
     }
 
     fn write(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        if let Some(b) = &self.buffer {
+            return b.write(batch.ops);
+        }
         let mut wb = rocksdb::WriteBatch::default();
         for (cf, k, v) in &batch.ops {
             match v {
@@ -258,21 +365,29 @@ impl Store for RocksStore {
     }
 
     fn replace_all(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
-        let mut wb = rocksdb::WriteBatch::default();
-        for cf in Cf::ALL {
-            wb.delete_range_cf(self.handle(cf), &[][..], &KEY_END[..]);
-        }
-        for (cf, k, v) in &batch.ops {
-            match v {
-                Some(v) => wb.put_cf(self.handle(*cf), k, v),
-                None => wb.delete_cf(self.handle(*cf), k),
+        let replace = || {
+            let mut wb = rocksdb::WriteBatch::default();
+            for cf in Cf::ALL {
+                wb.delete_range_cf(self.handle(cf), &[][..], &KEY_END[..]);
             }
+            for (cf, k, v) in &batch.ops {
+                match v {
+                    Some(v) => wb.put_cf(self.handle(*cf), k, v),
+                    None => wb.delete_cf(self.handle(*cf), k),
+                }
+            }
+            self.db.write_opt(wb, &self.write_opts()).map_err(io)
+        };
+        match &self.buffer {
+            Some(b) => b.replace(replace),
+            None => replace(),
         }
-        self.db.write_opt(wb, &self.write_opts()).map_err(io)
     }
 
-    /// Flushes the ledger's memtables to disk (all families at once) and waits for it.
+    /// Writes the write-behind buffer to RocksDB, then flushes the ledger's memtables to disk
+    /// (all families at once) and waits for it.
     fn persist(&mut self) -> Result<(), StoreError> {
+        self.drain()?;
         let cfs: Vec<&rocksdb::ColumnFamily> = Cf::ALL.iter().map(|cf| self.handle(*cf)).collect();
         let mut fo = rocksdb::FlushOptions::default();
         fo.set_wait(true);
@@ -284,6 +399,7 @@ impl Store for RocksStore {
 /// the Raft log's) at `dir`, which must not exist: hard links to the immutable files, copies of
 /// the rest. The node keeps running.
 pub fn checkpoint(store: &RocksStore, dir: &Path) -> Result<(), StoreError> {
+    store.drain()?;
     rocksdb::checkpoint::Checkpoint::new(&store.db)
         .and_then(|c| c.create_checkpoint(dir))
         .map_err(io)
@@ -306,11 +422,14 @@ pub struct SnapshotStore<'a> {
 }
 
 impl<'a> SnapshotStore<'a> {
-    pub fn new(store: &'a RocksStore) -> SnapshotStore<'a> {
-        SnapshotStore {
+    /// Drains `store`'s write-behind buffer first: the snapshot holds every batch applied before
+    /// the call.
+    pub fn new(store: &'a RocksStore) -> Result<SnapshotStore<'a>, StoreError> {
+        store.drain()?;
+        Ok(SnapshotStore {
             store,
             snap: store.db.snapshot(),
-        }
+        })
     }
 }
 
@@ -328,11 +447,12 @@ impl Store for SnapshotStore<'_> {
         cf: Cf,
         f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        visit(
-            self.snap
-                .iterator_cf(self.store.handle(cf), rocksdb::IteratorMode::Start),
-            f,
-        )
+        let items = self
+            .snap
+            .iterator_cf(self.store.handle(cf), rocksdb::IteratorMode::Start);
+        visit_merged(items, BTreeMap::new(), &[], &mut |k, v| {
+            f(k, v).map(|()| true)
+        })
     }
 
     fn scan(
@@ -343,8 +463,9 @@ impl Store for SnapshotStore<'_> {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         let mode = rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward);
-        collect_prefix(
+        collect_merged(
             self.snap.iterator_cf(self.store.handle(cf), mode),
+            BTreeMap::new(),
             prefix,
             limit,
         )
@@ -366,6 +487,7 @@ impl RocksStore {
             db: self.db.clone(),
             sync: self.sync,
             wal: self.wal,
+            buffer: self.buffer.clone(),
         }
     }
 }
@@ -476,6 +598,97 @@ mod tests {
         let r = Ledger::open(RocksStore::behind_log(open_db(image.path(), &[]).unwrap()).unwrap())
             .unwrap();
         assert_eq!((r.applied_index(), r.digest()), (6, digests[6]));
+    }
+
+    /// Every record of a family, in key order.
+    fn rows(store: &dyn Store, cf: Cf) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        store
+            .for_each_ordered(cf, &mut |k, v| {
+                out.push((k.to_vec(), v.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        out
+    }
+
+    /// The write-behind store answers every read as a store without a buffer would, while
+    /// generations of a few kilobytes are frozen and flushed behind it: point reads, batched
+    /// reads, prefix scans from a start key with a limit, and whole-family iteration, after
+    /// puts, overwrites and deletes of keys that are buffered, frozen or already in RocksDB.
+    /// A reader on another handle sees the same. The seed is printed by proptest on failure.
+    #[test]
+    fn write_behind_reads_equal_an_unbuffered_store() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        let op = (0u8..10, 0u8..3, 0u16..400, 0usize..300);
+        let mut runner = TestRunner::new(Config {
+            cases: 24,
+            ..Config::default()
+        });
+        runner
+            .run(&proptest::collection::vec(op, 1..1500), |ops| {
+                let dir = tempfile::tempdir().unwrap();
+                let db = open_db(dir.path(), &[]).unwrap();
+                let mut s =
+                    RocksStore::behind_log_buffered(db, crate::writebehind::WRITE_BEHIND_BYTES_MIN)
+                        .unwrap();
+                let reader = s.share();
+                let mut model = crate::MemStore::new();
+                let cfs = [Cf::Postings, Cf::FlowIndex, Cf::Accounts];
+                let key = |k: u16| vec![(k % 4) as u8, (k >> 8) as u8, k as u8];
+                let mut batch = WriteBatch::default();
+                for (kind, cf, k, len) in ops {
+                    let cf = cfs[cf as usize];
+                    match kind {
+                        0..=5 => batch.put(cf, key(k), vec![k as u8; len]),
+                        6 | 7 => batch.delete(cf, key(k)),
+                        8 => {
+                            s.write(batch.clone()).unwrap();
+                            model.write(std::mem::take(&mut batch)).unwrap();
+                        }
+                        _ => {
+                            if k % 7 == 0 {
+                                s.drain().unwrap();
+                            }
+                            for store in [&s as &dyn Store, &reader] {
+                                prop_assert_eq!(
+                                    store.get(cf, &key(k)).unwrap(),
+                                    model.get(cf, &key(k)).unwrap()
+                                );
+                                let keys: Vec<Vec<u8>> =
+                                    (0..8).map(|i| key(k.wrapping_add(i * 37) % 400)).collect();
+                                prop_assert_eq!(
+                                    store.multi_get(cf, &keys).unwrap(),
+                                    model.multi_get(cf, &keys).unwrap()
+                                );
+                                let prefix = [(k % 4) as u8];
+                                let start = key(k);
+                                let limit = len % 40;
+                                prop_assert_eq!(
+                                    store.scan(cf, &prefix, &start, limit).unwrap(),
+                                    model.scan(cf, &prefix, &start, limit).unwrap()
+                                );
+                                let all = rows(store, cf);
+                                let want = rows(&model, cf);
+                                prop_assert_eq!(all, want);
+                            }
+                        }
+                    }
+                }
+                // Whatever was written reaches RocksDB by a clean close.
+                s.write(batch.clone()).unwrap();
+                model.write(batch).unwrap();
+                drop((s, reader));
+                let reopened = RocksStore::open(dir.path()).unwrap();
+                for cf in cfs {
+                    let all = rows(&reopened, cf);
+                    let want = rows(&model, cf);
+                    prop_assert_eq!(all, want);
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 
     /// A synced record corrupted in the middle of the WAL stops the open; it is not silently cut

@@ -120,7 +120,8 @@ pub struct NodeContext {
     /// Bounds the queries running on the blocking pool.
     pub read_permits: Arc<tokio::sync::Semaphore>,
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// The node's database and data directory (backups).
+    /// The applying ledger's store (shares its write-behind buffer) and the data directory:
+    /// backups and the flush at shutdown.
     pub store: ledger::RocksStore,
     pub data_dir: std::path::PathBuf,
     pub raft: NodeHandle,

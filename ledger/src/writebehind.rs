@@ -1,0 +1,338 @@
+//! The write-behind buffer of a ledger that lives behind a Raft log.
+//!
+//! Why: a batch apply used to insert every record into RocksDB's memtables at once — random keys
+//! into a skip list, the largest single cost of the apply (docs/performance.md). Behind a Raft
+//! log the memtables are not durable anyway (the ledger writes without a WAL: the log is the
+//! WAL), so the apply can just as well write into a hash map, and a background thread moves the
+//! map into RocksDB later: sorted (the skip list inserts sequential keys cheaply), once per key
+//! however often it changed (an account written by a thousand transfers is written once), as one
+//! atomic RocksDB write.
+//!
+//! A *generation* is the set of writes of consecutive whole batches. The applying side writes
+//! into the active generation; when it reaches its size bound it is frozen (immutable, still
+//! readable) and handed to the flusher thread, which writes it to RocksDB in one write batch and
+//! then forgets it. At most one generation is frozen at a time; if the active one reaches
+//! [`BACKPRESSURE_FACTOR`] times its bound before the flusher is done, the writer waits.
+//!
+//! Invariants:
+//! - RocksDB only ever receives whole generations, each in one atomic write, in order: whatever
+//!   RocksDB holds (and whatever an atomic flush persists) is the state after some batch.
+//! - A read sees the newest value: active generation, then the frozen one, then RocksDB. A
+//!   generation is forgotten only after RocksDB holds it.
+//! - An ordered or prefix read merges a copy of the buffered records with a RocksDB iterator
+//!   created under the same lock, so it never mixes two moments.
+//! - A failed RocksDB write stops every later write and read with an error: the node stops
+//!   rather than apply on top of state it could not store.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use rocksdb::{WriteOptions, DB};
+use rustc_hash::FxHashMap;
+
+use crate::store::{Cf, StoreError};
+
+/// Size of a generation, in bytes of keys and values (plus a per-record overhead), before it is
+/// handed to the flusher, unless the node is told otherwise.
+pub const WRITE_BEHIND_BYTES_DEFAULT: usize = 32 << 20;
+/// Bounds of [`WRITE_BEHIND_BYTES_DEFAULT`]'s setting.
+pub const WRITE_BEHIND_BYTES_MIN: usize = 1 << 12;
+pub const WRITE_BEHIND_BYTES_MAX: usize = 4 << 30;
+/// The writer waits for the flusher once the active generation is this many times its bound.
+pub const BACKPRESSURE_FACTOR: usize = 4;
+/// What a buffered record costs beyond its key and value (hash map slot and two vectors).
+const RECORD_OVERHEAD_BYTES: usize = 64;
+
+type Map = FxHashMap<Vec<u8>, Option<Vec<u8>>>;
+
+#[derive(Default)]
+struct Generation {
+    maps: [Map; Cf::ALL.len()],
+    bytes: usize,
+}
+
+impl Generation {
+    fn is_empty(&self) -> bool {
+        self.maps.iter().all(|m| m.is_empty())
+    }
+}
+
+#[derive(Default)]
+struct Buffers {
+    active: Generation,
+    frozen: Option<Arc<Generation>>,
+}
+
+#[derive(Default)]
+struct Control {
+    /// Generations frozen so far, and written to RocksDB so far (equal when the flusher is idle).
+    frozen_count: u64,
+    written_count: u64,
+    stop: bool,
+    error: Option<String>,
+}
+
+struct Shared {
+    db: Arc<DB>,
+    bytes_max: usize,
+    buffers: RwLock<Buffers>,
+    control: Mutex<Control>,
+    changed: Condvar,
+}
+
+/// The buffer and its flusher thread. Shared by every handle on the store (the applying ledger
+/// and the read view); dropping the last one writes what is buffered and stops the thread.
+pub struct WriteBehind {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Io("write-behind buffer: a thread panicked while holding it".into())
+}
+
+impl WriteBehind {
+    pub fn start(db: Arc<DB>, bytes_max: usize) -> Result<WriteBehind, StoreError> {
+        let shared = Arc::new(Shared {
+            db,
+            bytes_max: bytes_max.clamp(WRITE_BEHIND_BYTES_MIN, WRITE_BEHIND_BYTES_MAX),
+            buffers: RwLock::default(),
+            control: Mutex::default(),
+            changed: Condvar::new(),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("ledger-flush".into())
+            .spawn(move || flush_loop(&s))
+            .map_err(|e| StoreError::Io(format!("starting the ledger flusher: {e}")))?;
+        Ok(WriteBehind {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        let c = self.shared.control.lock().map_err(|_| poisoned())?;
+        match &c.error {
+            Some(e) => Err(StoreError::Io(format!("ledger flush failed earlier: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Buffers one batch's writes (atomically: a reader sees all of them or none).
+    pub fn write(&self, ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError> {
+        self.check()?;
+        let mut b = self.shared.buffers.write().map_err(|_| poisoned())?;
+        for (cf, k, v) in ops {
+            b.active.bytes += k.len() + v.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD_BYTES;
+            b.active.maps[cf as usize].insert(k, v);
+        }
+        if b.active.bytes < self.shared.bytes_max {
+            return Ok(());
+        }
+        if b.frozen.is_none() {
+            return self.freeze(&mut b).map(drop);
+        }
+        if b.active.bytes < self.shared.bytes_max * BACKPRESSURE_FACTOR {
+            return Ok(());
+        }
+        // The flusher is behind: wait for it rather than grow without bound.
+        drop(b);
+        self.drain()
+    }
+
+    /// Hands the active generation to the flusher; returns its number. Holding the buffers'
+    /// write lock means no batch is half-written.
+    fn freeze(&self, b: &mut Buffers) -> Result<u64, StoreError> {
+        debug_assert!(b.frozen.is_none());
+        b.frozen = Some(Arc::new(std::mem::take(&mut b.active)));
+        let mut c = self.shared.control.lock().map_err(|_| poisoned())?;
+        c.frozen_count += 1;
+        self.shared.changed.notify_all();
+        Ok(c.frozen_count)
+    }
+
+    /// Waits until RocksDB holds generation `n`.
+    fn wait_written(&self, n: u64) -> Result<(), StoreError> {
+        let mut c = self.shared.control.lock().map_err(|_| poisoned())?;
+        while c.written_count < n && c.error.is_none() {
+            c = self.shared.changed.wait(c).map_err(|_| poisoned())?;
+        }
+        match &c.error {
+            Some(e) => Err(StoreError::Io(format!("ledger flush: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes everything buffered so far to RocksDB and waits for it (batches applied meanwhile
+    /// stay buffered). Afterwards a RocksDB snapshot, checkpoint or flush holds every batch
+    /// buffered before the call.
+    pub fn drain(&self) -> Result<(), StoreError> {
+        loop {
+            let mut b = self.shared.buffers.write().map_err(|_| poisoned())?;
+            let (n, last) = if b.frozen.is_some() {
+                (
+                    self.shared
+                        .control
+                        .lock()
+                        .map_err(|_| poisoned())?
+                        .frozen_count,
+                    false,
+                )
+            } else if b.active.is_empty() {
+                return self.check();
+            } else {
+                (self.freeze(&mut b)?, true)
+            };
+            drop(b);
+            self.wait_written(n)?;
+            if last {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Empties the buffer (a snapshot install replaces the whole state), then runs `f` — the
+    /// RocksDB replacement — before any reader can look again.
+    pub fn replace(&self, f: impl FnOnce() -> Result<(), StoreError>) -> Result<(), StoreError> {
+        loop {
+            let n = self
+                .shared
+                .control
+                .lock()
+                .map_err(|_| poisoned())?
+                .frozen_count;
+            self.wait_written(n)?;
+            let mut b = self.shared.buffers.write().map_err(|_| poisoned())?;
+            if b.frozen.is_none() {
+                b.active = Generation::default();
+                return f();
+            }
+        }
+    }
+
+    /// The buffered value of a key: `Some(None)` if it is buffered as deleted, `None` if RocksDB
+    /// must be asked.
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        let b = self.shared.buffers.read().map_err(|_| poisoned())?;
+        let i = cf as usize;
+        if let Some(v) = b.active.maps[i].get(key) {
+            return Ok(Some(v.clone()));
+        }
+        Ok(b.frozen.as_ref().and_then(|f| f.maps[i].get(key)).cloned())
+    }
+
+    /// Like [`WriteBehind::get`] for several keys under one lock.
+    pub fn get_many(
+        &self,
+        cf: Cf,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<Option<Vec<u8>>>>, StoreError> {
+        let b = self.shared.buffers.read().map_err(|_| poisoned())?;
+        let i = cf as usize;
+        Ok(keys
+            .iter()
+            .map(|k| {
+                b.active.maps[i]
+                    .get(k)
+                    .or_else(|| b.frozen.as_ref().and_then(|f| f.maps[i].get(k)))
+                    .cloned()
+            })
+            .collect())
+    }
+
+    /// The buffered records of `cf` with keys from `start` that start with `prefix` (newest
+    /// value per key), together with whatever `open` returns — a RocksDB iterator — created
+    /// under the same lock, so the two are one moment's state.
+    pub fn range<R>(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        start: &[u8],
+        open: impl FnOnce() -> R,
+    ) -> Result<(BTreeMap<Vec<u8>, Option<Vec<u8>>>, R), StoreError> {
+        let b = self.shared.buffers.read().map_err(|_| poisoned())?;
+        let i = cf as usize;
+        let mut out = BTreeMap::new();
+        let gens = b.frozen.as_deref().into_iter().chain([&b.active]);
+        for g in gens {
+            for (k, v) in &g.maps[i] {
+                if k.starts_with(prefix) && k.as_slice() >= start {
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let it = open();
+        Ok((out, it))
+    }
+}
+
+impl Drop for WriteBehind {
+    fn drop(&mut self) {
+        // What is buffered reaches RocksDB, which flushes it at close: a clean stop replays
+        // nothing. An error here is the same as a crash: the log replays it.
+        if let Err(e) = self.drain() {
+            eprintln!("ledger flush at close: {e}");
+        }
+        if let Ok(mut c) = self.shared.control.lock() {
+            c.stop = true;
+            self.shared.changed.notify_all();
+        }
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn flush_loop(s: &Shared) {
+    loop {
+        {
+            let Ok(mut c) = s.control.lock() else { return };
+            while c.written_count == c.frozen_count && !c.stop {
+                let Ok(next) = s.changed.wait(c) else { return };
+                c = next;
+            }
+            if c.written_count == c.frozen_count || c.error.is_some() {
+                return;
+            }
+        }
+        let Some(g) = s.buffers.read().ok().and_then(|b| b.frozen.clone()) else {
+            return;
+        };
+        let result = write_generation(&s.db, &g);
+        drop(g);
+        if result.is_ok() {
+            let Ok(mut b) = s.buffers.write() else { return };
+            b.frozen = None;
+        }
+        let Ok(mut c) = s.control.lock() else { return };
+        match result {
+            Ok(()) => c.written_count += 1,
+            Err(e) => c.error = Some(e.to_string()),
+        }
+        s.changed.notify_all();
+    }
+}
+
+/// One generation in one RocksDB write, each family's records in key order.
+fn write_generation(db: &DB, g: &Generation) -> Result<(), StoreError> {
+    let mut wb = rocksdb::WriteBatch::default();
+    for cf in Cf::ALL {
+        let h = db
+            .cf_handle(cf.name())
+            .ok_or_else(|| StoreError::Io(format!("column family {} missing", cf.name())))?;
+        let mut rows: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = g.maps[cf as usize].iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (k, v) in rows {
+            match v {
+                Some(v) => wb.put_cf(h, k, v),
+                None => wb.delete_cf(h, k),
+            }
+        }
+    }
+    let mut wo = WriteOptions::default();
+    wo.disable_wal(true);
+    db.write_opt(wb, &wo)
+        .map_err(|e| StoreError::Io(e.into_string()))
+}
