@@ -411,6 +411,15 @@ struct NodeArgs {
         (ledger::LEDGER_MEMTABLE_BYTES_MIN >> 20) as u64..=(ledger::LEDGER_MEMTABLE_BYTES_MAX >> 20) as u64
     ))]
     ledger_memtable_mib: Option<u64>,
+    /// Size of one generation of the ledger's write-behind buffer, in MiB (1-4096): a batch's
+    /// writes go to memory, and a background thread writes each full generation to RocksDB —
+    /// sorted, once per key however often it changed. Larger: fewer RocksDB writes of accounts
+    /// that change often, more memory (up to 5 generations while the writer waits).
+    /// [default: 32]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(
+        1..=(ledger::writebehind::WRITE_BEHIND_BYTES_MAX >> 20) as u64
+    ))]
+    ledger_write_behind_mib: Option<u64>,
 }
 
 fn parse_peer(s: &str) -> Result<(u64, String)> {
@@ -451,6 +460,9 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     cfg.metrics_listen = a.metrics_listen;
     if let Some(mib) = a.ledger_memtable_mib {
         cfg.ledger_memtable_bytes = (mib as usize) << 20;
+    }
+    if let Some(mib) = a.ledger_write_behind_mib {
+        cfg.ledger_write_behind_bytes = (mib as usize) << 20;
     }
     if let Some(ms) = a.digest_check_interval_ms {
         cfg.limits.digest_check_interval_ms = ms;

@@ -102,6 +102,8 @@ pub struct NodeConfig {
     /// flush: larger ones flush and compact less, use more memory and make the restart after a
     /// crash replay more of the log.
     pub ledger_memtable_bytes: usize,
+    /// Size of one generation of the ledger's write-behind buffer (`ledger::writebehind`).
+    pub ledger_write_behind_bytes: usize,
 }
 
 impl NodeConfig {
@@ -125,6 +127,7 @@ impl NodeConfig {
             unsafe_no_fsync: false,
             metrics_listen: None,
             ledger_memtable_bytes: ledger::LEDGER_MEMTABLE_BYTES_DEFAULT,
+            ledger_write_behind_bytes: ledger::writebehind::WRITE_BEHIND_BYTES_DEFAULT,
         }
     }
 }
@@ -254,9 +257,9 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         RAFT_COLUMN_FAMILIES,
         cfg.ledger_memtable_bytes,
     )?;
-    let ledger: SharedLedger = Arc::new(Mutex::new(Ledger::open(RocksStore::behind_log(
-        db.clone(),
-    )?)?));
+    let ledger: SharedLedger = Arc::new(Mutex::new(Ledger::open(
+        RocksStore::behind_log_buffered(db.clone(), cfg.ledger_write_behind_bytes)?,
+    )?));
     let events = Arc::new(EventLog::new(cfg.events, ledger.lock().applied_index()));
 
     let incoming =

@@ -44,8 +44,17 @@ pub fn db_options() -> Options {
 /// ([`LEDGER_MEMTABLE_BYTES_DEFAULT`]): the profile of a batch apply was dominated by skip-list
 /// inserts of random keys into a large memtable (cache misses per level); a cache-resident
 /// memtable inserts faster and flushes more often.
-fn ledger_cf_options(memtable_bytes: usize) -> Options {
+fn ledger_cf_options(cf: Cf, memtable_bytes: usize) -> Options {
     let mut o = Options::default();
+    // Most reads of a new command's id, order number or payment-code nonce miss (that is the
+    // point of the check): without a filter each miss searches every sorted run's index (8.5 %
+    // of the applying thread's samples under load). Postings, the chain and the event journal
+    // are read by keys that exist, so their filters would be memory for nothing.
+    if !matches!(cf, Cf::Postings | Cf::Chain | Cf::Events) {
+        let mut t = rocksdb::BlockBasedOptions::default();
+        t.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
+        o.set_block_based_table_factory(&t);
+    }
     o.set_write_buffer_size(memtable_bytes);
     o.set_max_write_buffer_number(4);
     // Universal compaction: the ledger's keys are random (ids) and mostly written once, and under
@@ -61,6 +70,10 @@ fn ledger_cf_options(memtable_bytes: usize) -> Options {
     o.set_level_zero_stop_writes_trigger(108);
     o
 }
+
+/// Bloom filter bits per key of the families read by keys that may be missing (~1 % false
+/// positives).
+const BLOOM_BITS_PER_KEY: f64 = 10.0;
 
 /// Size of one memtable of each ledger family unless the node is told otherwise.
 pub const LEDGER_MEMTABLE_BYTES_DEFAULT: usize = 8 << 20;
@@ -90,7 +103,7 @@ pub fn open_db_tuned(
         ledger_memtable_bytes.clamp(LEDGER_MEMTABLE_BYTES_MIN, LEDGER_MEMTABLE_BYTES_MAX);
     let mut cfs: Vec<ColumnFamilyDescriptor> = Cf::ALL
         .iter()
-        .map(|cf| ColumnFamilyDescriptor::new(cf.name(), ledger_cf_options(memtable_bytes)))
+        .map(|cf| ColumnFamilyDescriptor::new(cf.name(), ledger_cf_options(*cf, memtable_bytes)))
         .collect();
     // Every family flushes together (atomic flush), so the first full memtable of any family
     // persists the ledger: the others' (the Raft log's) are never smaller than the ledger's.

@@ -69,6 +69,10 @@ pub struct BenchArgs {
     /// Start an N-node durable cluster of our own in a temporary directory.
     #[arg(long)]
     pub spawn: Option<u64>,
+    /// One more argument for every node --spawn starts (repeat it; for example
+    /// `--node-arg=--ledger-write-behind-mib --node-arg=128`), to compare node settings.
+    #[arg(long = "node-arg", allow_hyphen_values = true, requires = "spawn")]
+    pub node_args: Vec<String>,
     /// Wallets to create (plus one bank and one hot merchant).
     #[arg(long, default_value_t = 10_000)]
     pub accounts: u64,
@@ -135,7 +139,7 @@ impl Drop for Spawned {
     }
 }
 
-fn spawn_cluster(n: u64) -> Result<Spawned> {
+fn spawn_cluster(n: u64, node_args: &[String]) -> Result<Spawned> {
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("admin.key");
     client::generate_key_file(&key)?;
@@ -168,6 +172,7 @@ fn spawn_cluster(n: u64) -> Result<Spawned> {
                 args.push(format!("{p}={}", endpoints[p as usize - 1]));
             }
         }
+        args.extend(node_args.iter().cloned());
         let log = std::fs::File::create(dir.path().join(format!("node-{id}.log")))?;
         children.push(
             Command::new(&exe)
@@ -255,7 +260,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         bail!("--wire v2 carries single-phase transfers: the transfers workload without --two-phase-share");
     }
     let spawned = match a.spawn {
-        Some(n) if (1..=9).contains(&n) => Some(spawn_cluster(n)?),
+        Some(n) if (1..=9).contains(&n) => Some(spawn_cluster(n, &a.node_args)?),
         Some(_) => bail!("--spawn takes 1 to 9 nodes"),
         None => None,
     };
