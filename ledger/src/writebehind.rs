@@ -317,7 +317,8 @@ fn flush_loop(s: &Shared) {
 
 /// One generation in one RocksDB write, each family's records in key order.
 fn write_generation(db: &DB, g: &Generation) -> Result<(), StoreError> {
-    let mut wb = rocksdb::WriteBatch::default();
+    // Sized once: a batch grown by doubling would copy the generation again and again.
+    let mut wb = rocksdb::WriteBatch::with_capacity_bytes(g.bytes);
     for cf in Cf::ALL {
         let h = db
             .cf_handle(cf.name())
