@@ -177,6 +177,11 @@ pub trait Store: Send {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
     /// Applies every operation atomically.
     fn write(&mut self, batch: WriteBatch) -> Result<(), StoreError>;
+    /// Like [`Store::write`], for a bulk load that no reader follows batch by batch (a snapshot
+    /// install): a store with a write buffer in front of its storage writes it straight through.
+    fn write_bulk(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.write(batch)
+    }
     /// Atomically replaces the whole ledger state with `batch` (snapshot install).
     fn replace_all(&mut self, batch: WriteBatch) -> Result<(), StoreError>;
     /// Makes every write so far durable (a store whose writes are durable at once does nothing).

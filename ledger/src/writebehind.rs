@@ -326,10 +326,7 @@ fn write_generation(db: &DB, g: &Generation) -> Result<(), StoreError> {
         let mut rows: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = g.maps[cf as usize].iter().collect();
         rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for (k, v) in rows {
-            match v {
-                Some(v) => wb.put_cf(h, k, v),
-                None => wb.delete_cf(h, k),
-            }
+            crate::rocks::add_op(&mut wb, h, k, v.as_deref());
         }
     }
     let mut wo = WriteOptions::default();

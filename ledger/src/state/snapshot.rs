@@ -331,12 +331,12 @@ impl<S: Store> Ledger<S> {
                 wb.put(cf, k.to_vec(), v.to_vec());
                 if bytes >= INSTALL_BATCH_BYTES {
                     bytes = 0;
-                    store.write(std::mem::take(&mut wb))?;
+                    store.write_bulk(std::mem::take(&mut wb))?;
                 }
                 Ok(())
             },
         )?;
-        self.store.write(wb)?;
+        self.store.write_bulk(wb)?;
         meta.delete(Cf::Meta, RESTORING_KEY.to_vec());
         self.store.write(meta)?;
         self.store.persist()?;
