@@ -26,12 +26,15 @@
 //! - [`state`]: [`Ledger`], the state machine, one file per command family (see its docs).
 //! - [`store`]: the narrow [`Store`] trait and [`MemStore`]; `rocks`: `RocksStore` (feature
 //!   `rocksdb`, on by default; off for crates that need only the ledger's types), with
-//!   `writebehind`: the buffer between a replica's apply and RocksDB.
+//!   `writebehind`: the buffer between a replica's apply and RocksDB, and `chunks`: how postings
+//!   lie in RocksDB (a run of an account's postings per record).
 //! - [`emv`]: EMV QR merchant-presented payloads — build, parse, CRC (pure; used by the QR flows).
 //! - [`paycode`]: customer-presented payment codes — the token format and its signature check.
 //! - [`redpacket`]: how a red packet is cut into slots from its seed (recomputable by anyone).
 //! - [`codec`]: the binary encoding of commands, results and records.
 
+#[cfg(feature = "rocksdb")]
+mod chunks;
 pub mod codec;
 pub mod command;
 pub mod emv;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteOptions, DB};
 
+use crate::chunks;
 use crate::store::{Cf, Store, StoreError, WriteBatch};
 use crate::writebehind::{WriteBehind, WRITE_BEHIND_BYTES_DEFAULT};
 
@@ -116,14 +117,61 @@ pub fn open_db_tuned(
     Ok(Arc::new(db))
 }
 
-type KvItem = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>;
+/// One record of an ordered read.
+type Row = Result<(Box<[u8]>, Box<[u8]>), StoreError>;
+type Rows<'a> = Box<dyn Iterator<Item = Row> + 'a>;
+type RawIter<'a> = rocksdb::DBRawIteratorWithThreadMode<'a, DB>;
+
+/// Where to open a family's iterator so that it sees every record from `start` on: a posting may
+/// sit in a chunk keyed before it ([`crate::chunks`]).
+fn open_at<'a>(
+    cf: Cf,
+    start: &[u8],
+    raw: impl FnOnce() -> RawIter<'a>,
+) -> Result<Vec<u8>, StoreError> {
+    if cf != Cf::Postings {
+        return Ok(start.to_vec());
+    }
+    chunks::iter_start(start, |k| {
+        let mut it = raw();
+        it.seek_for_prev(k);
+        if !it.valid() {
+            it.status().map_err(io)?;
+        }
+        Ok(it.key().map(Box::from))
+    })
+}
+
+/// The records of an iterator opened at [`open_at`], one per ledger record, from `start` on.
+fn rows<'a>(cf: Cf, start: &[u8], items: rocksdb::DBIteratorWithThreadMode<'a, DB>) -> Rows<'a> {
+    if cf == Cf::Postings {
+        Box::new(chunks::expand(items, start.to_vec(), io))
+    } else {
+        Box::new(items.map(|r| r.map_err(io)))
+    }
+}
+
+/// Point reads of postings through their chunks, with one raw iterator.
+fn get_postings<'k>(
+    mut it: RawIter<'_>,
+    keys: impl Iterator<Item = &'k [u8]>,
+) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    keys.map(|key| {
+        it.seek_for_prev(key);
+        match (it.key(), it.value()) {
+            (Some(at), Some(v)) => chunks::find(key, at, v),
+            _ => it.status().map(|()| None).map_err(io),
+        }
+    })
+    .collect()
+}
 
 /// Visits, in key order, the records under `prefix` that RocksDB's `items` (in key order, from
 /// the start of the range) and the write-behind buffer's `buffered` records of the same range
 /// hold together — a buffered record replaces RocksDB's, a buffered deletion hides it — until
 /// `f` returns `false`. One writer for every ordered read of the live and the snapshot store.
 fn visit_merged(
-    items: impl Iterator<Item = KvItem>,
+    items: impl Iterator<Item = Row>,
     buffered: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     prefix: &[u8],
     f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
@@ -134,7 +182,7 @@ fn visit_merged(
     loop {
         if let Some(Err(_)) = items.peek() {
             if let Some(Err(e)) = items.next() {
-                return Err(io(e));
+                return Err(e);
             }
         }
         let stored = match items.peek() {
@@ -170,7 +218,7 @@ fn visit_merged(
 
 /// The records [`visit_merged`] visits, at most `limit`.
 fn collect_merged(
-    items: impl Iterator<Item = KvItem>,
+    items: impl Iterator<Item = Row>,
     buffered: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     prefix: &[u8],
     limit: usize,
@@ -257,15 +305,11 @@ impl RocksStore {
         cf: Cf,
         prefix: &[u8],
         start: &[u8],
-    ) -> Result<
-        (
-            BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-            rocksdb::DBIteratorWithThreadMode<'_, DB>,
-        ),
-        StoreError,
-    > {
-        let mode = rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward);
-        let open = || self.db.iterator_cf(self.handle(cf), mode);
+    ) -> Result<(BTreeMap<Vec<u8>, Option<Vec<u8>>>, Rows<'_>), StoreError> {
+        let h = self.handle(cf);
+        let from = open_at(cf, start, || self.db.raw_iterator_cf(h))?;
+        let mode = rocksdb::IteratorMode::From(&from, rocksdb::Direction::Forward);
+        let open = || rows(cf, start, self.db.iterator_cf(h, mode));
         match &self.buffer {
             Some(b) => b.range(cf, prefix, start, open),
             None => Ok((BTreeMap::new(), open())),
@@ -322,11 +366,30 @@ impl Store for RocksStore {
                 return Ok(v);
             }
         }
+        if cf == Cf::Postings {
+            let it = self.db.raw_iterator_cf(self.handle(cf));
+            return Ok(get_postings(it, [key].into_iter())?.pop().flatten());
+        }
         self.db.get_cf(self.handle(cf), key).map_err(io)
     }
 
     fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let h = self.handle(cf);
+        if cf == Cf::Postings {
+            let mut found = match &self.buffer {
+                Some(b) => b.get_many(cf, keys)?,
+                None => vec![None; keys.len()],
+            };
+            let missing: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
+            let stored = get_postings(
+                self.db.raw_iterator_cf(h),
+                missing.iter().map(|&i| keys[i].as_slice()),
+            )?;
+            for (&i, v) in missing.iter().zip(stored) {
+                found[i] = Some(v);
+            }
+            return Ok(found.into_iter().map(Option::flatten).collect());
+        }
         let Some(b) = &self.buffer else {
             return self
                 .db
@@ -467,7 +530,23 @@ fn read_only() -> StoreError {
 
 impl Store for SnapshotStore<'_> {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.snap.get_cf(self.store.handle(cf), key).map_err(io)
+        let h = self.store.handle(cf);
+        if cf == Cf::Postings {
+            let it = self.snap.raw_iterator_cf(h);
+            return Ok(get_postings(it, [key].into_iter())?.pop().flatten());
+        }
+        self.snap.get_cf(h, key).map_err(io)
+    }
+
+    fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let h = self.store.handle(cf);
+        if cf == Cf::Postings {
+            let it = self.snap.raw_iterator_cf(h);
+            return get_postings(it, keys.iter().map(Vec::as_slice));
+        }
+        keys.iter()
+            .map(|k| self.snap.get_cf(h, k).map_err(io))
+            .collect()
     }
 
     fn for_each(
@@ -478,7 +557,7 @@ impl Store for SnapshotStore<'_> {
         let items = self
             .snap
             .iterator_cf(self.store.handle(cf), rocksdb::IteratorMode::Start);
-        visit_merged(items, BTreeMap::new(), &[], &mut |k, v| {
+        visit_merged(rows(cf, &[], items), BTreeMap::new(), &[], &mut |k, v| {
             f(k, v).map(|()| true)
         })
     }
@@ -490,9 +569,11 @@ impl Store for SnapshotStore<'_> {
         start: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-        let mode = rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward);
+        let h = self.store.handle(cf);
+        let from = open_at(cf, start, || self.snap.raw_iterator_cf(h))?;
+        let mode = rocksdb::IteratorMode::From(&from, rocksdb::Direction::Forward);
         collect_merged(
-            self.snap.iterator_cf(self.store.handle(cf), mode),
+            rows(cf, start, self.snap.iterator_cf(h, mode)),
             BTreeMap::new(),
             prefix,
             limit,
@@ -644,7 +725,9 @@ mod tests {
     /// generations of a few kilobytes are frozen and flushed behind it: point reads, batched
     /// reads, prefix scans from a start key with a limit, and whole-family iteration, after
     /// puts, overwrites and deletes of keys that are buffered, frozen or already in RocksDB,
-    /// and bulk writes that go past the buffer. A reader on another handle sees the same. The seed is printed by proptest on failure.
+    /// appended postings (stored in chunks), and bulk writes that go past the buffer. A reader
+    /// on another handle and a snapshot store see the same. The seed is printed by proptest on
+    /// failure.
     #[test]
     fn write_behind_reads_equal_an_unbuffered_store() {
         use proptest::prelude::*;
@@ -664,13 +747,40 @@ mod tests {
                 let reader = s.share();
                 let mut model = crate::MemStore::new();
                 let cfs = [Cf::Postings, Cf::FlowIndex, Cf::Accounts];
-                let key = |k: u16| vec![(k % 4) as u8, (k >> 8) as u8, k as u8];
+                // Postings are append-only (each account's next sequence number); the other
+                // families take any key.
+                let mut next_seq = [1u64; 4];
+                let posting = |a: u16, seq: u64| {
+                    let mut k = vec![a as u8; 16];
+                    k.extend_from_slice(&seq.to_be_bytes());
+                    k
+                };
+                let key = |cf: Cf, k: u16, next_seq: &[u64; 4]| {
+                    if cf == Cf::Postings {
+                        let a = k % 4;
+                        posting(a, u64::from(k / 4) % (next_seq[a as usize] + 2))
+                    } else {
+                        vec![(k % 4) as u8, (k >> 8) as u8, k as u8]
+                    }
+                };
                 let mut batch = WriteBatch::default();
                 for (kind, cf, k, len) in ops {
                     let cf = cfs[cf as usize];
                     match kind {
-                        0..=5 => batch.put(cf, key(k), vec![k as u8; len]),
-                        6 | 7 => batch.delete(cf, key(k)),
+                        0..=5 if cf == Cf::Postings => {
+                            let a = k % 4;
+                            let seq = next_seq[a as usize];
+                            next_seq[a as usize] += 1;
+                            // A posting's first byte is its codec version.
+                            let mut v = vec![k as u8; len];
+                            if let Some(b) = v.first_mut() {
+                                *b = 1;
+                            }
+                            batch.put(cf, posting(a, seq), v);
+                        }
+                        0..=5 => batch.put(cf, key(cf, k, &next_seq), vec![k as u8; len]),
+                        6 | 7 if cf == Cf::Postings => {}
+                        6 | 7 => batch.delete(cf, key(cf, k, &next_seq)),
                         // A bulk write (snapshot install) goes past the buffer: it must still
                         // land after the buffered writes before it.
                         8 if k % 5 == 0 => {
@@ -682,26 +792,44 @@ mod tests {
                             model.write(std::mem::take(&mut batch)).unwrap();
                         }
                         _ => {
-                            if k % 7 == 0 {
+                            let snap = if k % 7 == 0 {
                                 s.drain().unwrap();
-                            }
-                            for store in [&s as &dyn Store, &reader] {
+                                Some(SnapshotStore::new(&s).unwrap())
+                            } else {
+                                None
+                            };
+                            let mut stores = vec![&s as &dyn Store, &reader];
+                            stores.extend(snap.as_ref().map(|x| x as &dyn Store));
+                            let at = key(cf, k, &next_seq);
+                            for store in stores {
                                 prop_assert_eq!(
-                                    store.get(cf, &key(k)).unwrap(),
-                                    model.get(cf, &key(k)).unwrap()
+                                    store.get(cf, &at).unwrap(),
+                                    model.get(cf, &at).unwrap()
                                 );
-                                let keys: Vec<Vec<u8>> =
-                                    (0..8).map(|i| key(k.wrapping_add(i * 37) % 400)).collect();
+                                let keys: Vec<Vec<u8>> = (0..8u16)
+                                    .map(|i| {
+                                        if cf == Cf::Postings {
+                                            let seq =
+                                                u64::from_be_bytes(at[16..].try_into().unwrap());
+                                            posting(k % 4, seq + u64::from(i))
+                                        } else {
+                                            key(cf, k.wrapping_add(i * 37) % 400, &next_seq)
+                                        }
+                                    })
+                                    .collect();
                                 prop_assert_eq!(
                                     store.multi_get(cf, &keys).unwrap(),
                                     model.multi_get(cf, &keys).unwrap()
                                 );
-                                let prefix = [(k % 4) as u8];
-                                let start = key(k);
+                                let prefix = if cf == Cf::Postings && len % 2 == 0 {
+                                    at[..16].to_vec()
+                                } else {
+                                    at[..1].to_vec()
+                                };
                                 let limit = len % 40;
                                 prop_assert_eq!(
-                                    store.scan(cf, &prefix, &start, limit).unwrap(),
-                                    model.scan(cf, &prefix, &start, limit).unwrap()
+                                    store.scan(cf, &prefix, &at, limit).unwrap(),
+                                    model.scan(cf, &prefix, &at, limit).unwrap()
                                 );
                                 let all = rows(store, cf);
                                 let want = rows(&model, cf);
@@ -723,6 +851,71 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    /// A generation's consecutive postings of an account become one RocksDB record of at most
+    /// `CHUNK_POSTINGS_MAX`, and every read still sees one record per posting: the live store,
+    /// a snapshot store, and the database reopened.
+    #[test]
+    fn postings_are_stored_in_chunks_and_read_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = RocksStore::behind_log(open_db(dir.path(), &[]).unwrap()).unwrap();
+        let mut model = crate::MemStore::new();
+        let key = |a: u8, seq: u64| {
+            let mut k = vec![a; 16];
+            k.extend_from_slice(&seq.to_be_bytes());
+            k
+        };
+        // Two accounts interleaved, 100 postings each, over two batches; a third with one.
+        for half in 0..2u64 {
+            let mut b = WriteBatch::default();
+            for seq in 1 + half * 50..=50 + half * 50 {
+                for a in [3u8, 9] {
+                    b.put(Cf::Postings, key(a, seq), vec![1, a, seq as u8]);
+                }
+            }
+            if half == 1 {
+                b.put(Cf::Postings, key(5, 1), vec![1, 5]);
+            }
+            s.write(b.clone()).unwrap();
+            model.write(b).unwrap();
+        }
+        s.drain().unwrap();
+        let physical = s
+            .db()
+            .iterator_cf(s.handle(Cf::Postings), rocksdb::IteratorMode::Start)
+            .count();
+        // 100 = 64 + 36 for each of the two accounts, and the single one.
+        assert_eq!(physical, 5);
+        let check = |store: &dyn Store| {
+            assert_eq!(rows(store, Cf::Postings), rows(&model, Cf::Postings));
+            for a in [3u8, 5, 9, 4] {
+                for seq in [0, 1, 2, 63, 64, 65, 66, 99, 100, 101] {
+                    let k = key(a, seq);
+                    assert_eq!(
+                        store.get(Cf::Postings, &k).unwrap(),
+                        model.get(Cf::Postings, &k).unwrap(),
+                        "{a}/{seq}"
+                    );
+                    let keys: Vec<Vec<u8>> = (seq..seq + 70).map(|s| key(a, s)).collect();
+                    assert_eq!(
+                        store.multi_get(Cf::Postings, &keys).unwrap(),
+                        model.multi_get(Cf::Postings, &keys).unwrap()
+                    );
+                    for prefix in [&k[..16], &k[..1], &[][..]] {
+                        assert_eq!(
+                            store.scan(Cf::Postings, prefix, &k, 30).unwrap(),
+                            model.scan(Cf::Postings, prefix, &k, 30).unwrap(),
+                            "{a}/{seq}"
+                        );
+                    }
+                }
+            }
+        };
+        check(&s);
+        check(&SnapshotStore::new(&s).unwrap());
+        drop(s);
+        check(&RocksStore::open(dir.path()).unwrap());
     }
 
     /// A synced record corrupted in the middle of the WAL stops the open; it is not silently cut

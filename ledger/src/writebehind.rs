@@ -31,6 +31,7 @@ use std::thread::JoinHandle;
 use rocksdb::{WriteOptions, DB};
 use rustc_hash::FxHashMap;
 
+use crate::chunks;
 use crate::store::{Cf, StoreError};
 
 /// Size of a generation, in bytes of keys and values (plus a per-record overhead), before it is
@@ -315,6 +316,41 @@ fn flush_loop(s: &Shared) {
     }
 }
 
+/// Postings in key order, each run of an account's consecutive ones as one chunk record.
+fn write_posting_chunks(
+    wb: &mut rocksdb::WriteBatch,
+    h: &rocksdb::ColumnFamily,
+    rows: &[(&Vec<u8>, &Option<Vec<u8>>)],
+) -> Result<(), StoreError> {
+    let mut i = 0;
+    while i < rows.len() {
+        let Some(first) = rows[i].1 else {
+            // Chunks may only cover postings written once and kept (see `crate::chunks`).
+            return Err(StoreError::Io(
+                "a posting was deleted: postings are append-only".into(),
+            ));
+        };
+        let mut end = i + 1;
+        let mut bytes = first.len() + 4;
+        while end < rows.len()
+            && end - i < chunks::CHUNK_POSTINGS_MAX
+            && rows[end].1.is_some()
+            && chunks::follows(rows[end - 1].0, rows[end].0)
+        {
+            bytes += rows[end].1.as_ref().map_or(0, Vec::len) + 4;
+            end += 1;
+        }
+        if end - i == 1 {
+            wb.put_cf(h, rows[i].0, first);
+        } else {
+            let values = rows[i..end].iter().filter_map(|r| r.1.as_deref());
+            wb.put_cf(h, rows[i].0, chunks::encode(values, bytes));
+        }
+        i = end;
+    }
+    Ok(())
+}
+
 /// One generation in one RocksDB write, each family's records in key order.
 fn write_generation(db: &DB, g: &Generation) -> Result<(), StoreError> {
     // Sized once: a batch grown by doubling would copy the generation again and again.
@@ -325,6 +361,10 @@ fn write_generation(db: &DB, g: &Generation) -> Result<(), StoreError> {
             .ok_or_else(|| StoreError::Io(format!("column family {} missing", cf.name())))?;
         let mut rows: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = g.maps[cf as usize].iter().collect();
         rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        if cf == Cf::Postings {
+            write_posting_chunks(&mut wb, h, &rows)?;
+            continue;
+        }
         for (k, v) in rows {
             crate::rocks::add_op(&mut wb, h, k, v.as_deref());
         }

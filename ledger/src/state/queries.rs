@@ -75,7 +75,8 @@ impl<S: Store> Ledger<S> {
         Ok(out)
     }
 
-    fn posting(&self, account: Id, seq: u64) -> Result<Posting, LedgerError> {
+    /// One posting of `account`; missing is corruption (sequence numbers are dense).
+    pub(super) fn posting(&self, account: Id, seq: u64) -> Result<Posting, LedgerError> {
         let v = self
             .store
             .get(Cf::Postings, &posting_key(account, seq))?

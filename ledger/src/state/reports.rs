@@ -2,7 +2,6 @@
 //! balances, postings in a time range, transfers by reference, a merchant's settlement for a period.
 //! Reads only: nothing here changes state, and every answer is bounded (pages).
 
-use super::moves::posting_key;
 use super::*;
 
 /// Most accounts one page of [`Ledger::account_page`] returns.
@@ -137,21 +136,13 @@ impl<S: Store> Ledger<S> {
         let (mut lo, mut hi) = (1u64, a.state.posting_seq + 1);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.posting_at(account, mid)?.timestamp_ns < ts {
+            if self.posting(account, mid)?.timestamp_ns < ts {
                 lo = mid + 1;
             } else {
                 hi = mid;
             }
         }
         Ok(lo)
-    }
-
-    fn posting_at(&self, account: Id, seq: u64) -> Result<Posting, LedgerError> {
-        let v = self
-            .store
-            .get(Cf::Postings, &posting_key(account, seq))?
-            .ok_or_else(|| LedgerError::Corrupt(format!("posting {account}/{seq} missing")))?;
-        Ok(codec::decode_posting(account, seq, &v)?)
     }
 
     /// Postings of `account` with log time in `[from_ns, to_ns)` and sequence after `after_seq`,
