@@ -57,12 +57,23 @@ impl Generation {
     fn is_empty(&self) -> bool {
         self.maps.iter().all(|m| m.is_empty())
     }
+
+    /// Empties it, keeping the maps' capacity for the next generation.
+    fn clear(&mut self) {
+        self.maps.iter_mut().for_each(Map::clear);
+        self.bytes = 0;
+    }
 }
 
 #[derive(Default)]
 struct Buffers {
     active: Generation,
     frozen: Option<Arc<Generation>>,
+    /// The last generation RocksDB took, handed back to the writer to empty. Its records were
+    /// allocated by the writer's thread, which frees them several times faster than another
+    /// thread can (the allocator's thread-local free lists), and its emptied maps become the
+    /// next active generation without growing again.
+    retired: Option<Arc<Generation>>,
 }
 
 #[derive(Default)]
@@ -78,6 +89,8 @@ struct Shared {
     db: Arc<DB>,
     bytes_max: usize,
     buffers: RwLock<Buffers>,
+    /// An emptied generation, ready to be the next active one.
+    spare: Mutex<Option<Generation>>,
     control: Mutex<Control>,
     changed: Condvar,
 }
@@ -99,6 +112,7 @@ impl WriteBehind {
             db,
             bytes_max: bytes_max.clamp(WRITE_BEHIND_BYTES_MIN, WRITE_BEHIND_BYTES_MAX),
             buffers: RwLock::default(),
+            spare: Mutex::default(),
             control: Mutex::default(),
             changed: Condvar::new(),
         });
@@ -124,30 +138,46 @@ impl WriteBehind {
     /// Buffers one batch's writes (atomically: a reader sees all of them or none).
     pub fn write(&self, ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError> {
         self.check()?;
-        let mut b = self.shared.buffers.write().map_err(|_| poisoned())?;
-        for (cf, k, v) in ops {
-            b.active.bytes += k.len() + v.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD_BYTES;
-            b.active.maps[cf as usize].insert(k, v);
+        let (retired, behind) = {
+            let mut b = self.shared.buffers.write().map_err(|_| poisoned())?;
+            for (cf, k, v) in ops {
+                b.active.bytes += k.len() + v.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD_BYTES;
+                b.active.maps[cf as usize].insert(k, v);
+            }
+            let behind = if b.active.bytes < self.shared.bytes_max {
+                false
+            } else if b.frozen.is_none() {
+                self.freeze(&mut b)?;
+                false
+            } else {
+                b.active.bytes >= self.shared.bytes_max * BACKPRESSURE_FACTOR
+            };
+            (b.retired.take(), behind)
+        };
+        // Outside the lock: readers do not wait for the frees.
+        if let Some(mut g) = retired.and_then(|g| Arc::try_unwrap(g).ok()) {
+            g.clear();
+            *self.shared.spare.lock().map_err(|_| poisoned())? = Some(g);
         }
-        if b.active.bytes < self.shared.bytes_max {
-            return Ok(());
+        if behind {
+            // The flusher is behind: wait for it rather than grow without bound.
+            return self.drain();
         }
-        if b.frozen.is_none() {
-            return self.freeze(&mut b).map(drop);
-        }
-        if b.active.bytes < self.shared.bytes_max * BACKPRESSURE_FACTOR {
-            return Ok(());
-        }
-        // The flusher is behind: wait for it rather than grow without bound.
-        drop(b);
-        self.drain()
+        Ok(())
     }
 
     /// Hands the active generation to the flusher; returns its number. Holding the buffers'
     /// write lock means no batch is half-written.
     fn freeze(&self, b: &mut Buffers) -> Result<u64, StoreError> {
         debug_assert!(b.frozen.is_none());
-        b.frozen = Some(Arc::new(std::mem::take(&mut b.active)));
+        let next = self
+            .shared
+            .spare
+            .lock()
+            .map_err(|_| poisoned())?
+            .take()
+            .unwrap_or_default();
+        b.frozen = Some(Arc::new(std::mem::replace(&mut b.active, next)));
         let mut c = self.shared.control.lock().map_err(|_| poisoned())?;
         c.frozen_count += 1;
         self.shared.changed.notify_all();
@@ -303,10 +333,14 @@ fn flush_loop(s: &Shared) {
         };
         let result = write_generation(&s.db, &g);
         drop(g);
+        let mut dropped = None;
         if result.is_ok() {
             let Ok(mut b) = s.buffers.write() else { return };
-            b.frozen = None;
+            let done = b.frozen.take();
+            dropped = std::mem::replace(&mut b.retired, done);
         }
+        // A generation the writer did not take back (it wrote nothing since) is freed here.
+        drop(dropped);
         let Ok(mut c) = s.control.lock() else { return };
         match result {
             Ok(()) => c.written_count += 1,
@@ -316,15 +350,37 @@ fn flush_loop(s: &Shared) {
     }
 }
 
+/// A record to write with its sort key: the key's first 16 and next 8 bytes as big-endian
+/// integers (zero-padded), then the key, then the value. Comparing the integers first orders
+/// keys exactly as bytewise comparison does (ties fall back to it) without a `memcmp` call and two
+/// pointer dereferences per comparison, which were a third of the flusher's time.
+type Row<'a> = (u128, u64, &'a Vec<u8>, &'a Option<Vec<u8>>);
+
+fn row<'a>(k: &'a Vec<u8>, v: &'a Option<Vec<u8>>) -> Row<'a> {
+    let mut head = [0u8; 16];
+    let mut next = [0u8; 8];
+    let n = k.len().min(16);
+    head[..n].copy_from_slice(&k[..n]);
+    if k.len() > 16 {
+        let m = (k.len() - 16).min(8);
+        next[..m].copy_from_slice(&k[16..16 + m]);
+    }
+    (u128::from_be_bytes(head), u64::from_be_bytes(next), k, v)
+}
+
+fn row_order(a: &Row<'_>, b: &Row<'_>) -> std::cmp::Ordering {
+    (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| a.2.cmp(b.2))
+}
+
 /// Postings in key order, each run of an account's consecutive ones as one chunk record.
 fn write_posting_chunks(
     wb: &mut rocksdb::WriteBatch,
     h: &rocksdb::ColumnFamily,
-    rows: &[(&Vec<u8>, &Option<Vec<u8>>)],
+    rows: &[Row<'_>],
 ) -> Result<(), StoreError> {
     let mut i = 0;
     while i < rows.len() {
-        let Some(first) = rows[i].1 else {
+        let Some(first) = rows[i].3 else {
             // Chunks may only cover postings written once and kept (see `crate::chunks`).
             return Err(StoreError::Io(
                 "a posting was deleted: postings are append-only".into(),
@@ -334,17 +390,17 @@ fn write_posting_chunks(
         let mut bytes = first.len() + 4;
         while end < rows.len()
             && end - i < chunks::CHUNK_POSTINGS_MAX
-            && rows[end].1.is_some()
-            && chunks::follows(rows[end - 1].0, rows[end].0)
+            && rows[end].3.is_some()
+            && chunks::follows(rows[end - 1].2, rows[end].2)
         {
-            bytes += rows[end].1.as_ref().map_or(0, Vec::len) + 4;
+            bytes += rows[end].3.as_ref().map_or(0, Vec::len) + 4;
             end += 1;
         }
         if end - i == 1 {
-            wb.put_cf(h, rows[i].0, first);
+            wb.put_cf(h, rows[i].2, first);
         } else {
-            let values = rows[i..end].iter().filter_map(|r| r.1.as_deref());
-            wb.put_cf(h, rows[i].0, chunks::encode(values, bytes));
+            let values = rows[i..end].iter().filter_map(|r| r.3.as_deref());
+            wb.put_cf(h, rows[i].2, chunks::encode(values, bytes));
         }
         i = end;
     }
@@ -359,13 +415,13 @@ fn write_generation(db: &DB, g: &Generation) -> Result<(), StoreError> {
         let h = db
             .cf_handle(cf.name())
             .ok_or_else(|| StoreError::Io(format!("column family {} missing", cf.name())))?;
-        let mut rows: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = g.maps[cf as usize].iter().collect();
-        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut rows: Vec<Row<'_>> = g.maps[cf as usize].iter().map(|(k, v)| row(k, v)).collect();
+        rows.sort_unstable_by(row_order);
         if cf == Cf::Postings {
             write_posting_chunks(&mut wb, h, &rows)?;
             continue;
         }
-        for (k, v) in rows {
+        for (_, _, k, v) in rows {
             crate::rocks::add_op(&mut wb, h, k, v.as_deref());
         }
     }
@@ -373,4 +429,29 @@ fn write_generation(db: &DB, g: &Generation) -> Result<(), StoreError> {
     wo.disable_wal(true);
     db.write_opt(wb, &wo)
         .map_err(|e| StoreError::Io(e.into_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The flusher's integer sort keys order records exactly as bytewise comparison does,
+        /// for keys shorter than, as long as, and longer than the integers (zero bytes included,
+        /// where padding could tie).
+        #[test]
+        fn sort_keys_order_as_bytes(keys in proptest::collection::vec(
+            proptest::collection::vec(prop_oneof![Just(0u8), Just(1u8), Just(255u8), any::<u8>()], 0..30),
+            0..60,
+        )) {
+            let none = None;
+            let mut by_rows: Vec<Row<'_>> = keys.iter().map(|k| row(k, &none)).collect();
+            by_rows.sort_unstable_by(row_order);
+            let mut by_bytes: Vec<&Vec<u8>> = keys.iter().collect();
+            by_bytes.sort_unstable();
+            let rows: Vec<&Vec<u8>> = by_rows.iter().map(|r| r.2).collect();
+            prop_assert_eq!(rows, by_bytes);
+        }
+    }
 }
