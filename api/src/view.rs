@@ -163,6 +163,13 @@ impl LedgerView {
         self.currencies.read().get(&id).copied()
     }
 
+    /// [`LedgerView::currency`] for many lookups under one read lock (a request's legs): the
+    /// lock taken per leg was 1.5 % of a leader's CPU. Hold it briefly — never across an await.
+    pub fn currencies(&self) -> impl Fn(Id) -> Option<Currency> + '_ {
+        let map = self.currencies.read();
+        move |id| map.get(&id).copied()
+    }
+
     /// An API client's role and revocation (as of the last applied batch).
     pub fn client(&self, public_key: &[u8; 32]) -> Option<ClientEntry> {
         self.clients.read().get(public_key).copied()

@@ -41,25 +41,32 @@ impl std::fmt::Display for Id {
 
 impl std::str::FromStr for Id {
     type Err = &'static str;
-    /// Accepts the canonical UUID form or 32 hex digits.
+    /// Accepts the canonical UUID form (hyphens at 8, 13, 18 and 23) or 32 hex digits, either
+    /// case. Parsed in place: ids arrive a thousand per request.
     fn from_str(s: &str) -> Result<Id, Self::Err> {
-        let hex: String = if s.len() == 36 {
-            let b = s.as_bytes();
-            if b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
-                return Err("malformed UUID");
-            }
-            s.chars().filter(|c| *c != '-').collect()
-        } else if s.len() == 32 {
-            s.to_string()
-        } else {
-            return Err("an id is a UUID (8-4-4-4-12 hex) or 32 hex digits");
+        let b = s.as_bytes();
+        let hyphens: &[usize] = match b.len() {
+            36 => &[8, 13, 18, 23],
+            32 => &[],
+            _ => return Err("an id is a UUID (8-4-4-4-12 hex) or 32 hex digits"),
         };
-        if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return Err("an id contains only hex digits");
+        let mut v: u128 = 0;
+        for (i, &c) in b.iter().enumerate() {
+            if hyphens.contains(&i) {
+                if c != b'-' {
+                    return Err("malformed UUID");
+                }
+                continue;
+            }
+            let d = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                b'A'..=b'F' => c - b'A' + 10,
+                _ => return Err("an id contains only hex digits"),
+            };
+            v = (v << 4) | u128::from(d);
         }
-        u128::from_str_radix(&hex, 16)
-            .map(Id)
-            .map_err(|_| "malformed id")
+        Ok(Id(v))
     }
 }
 
@@ -677,7 +684,31 @@ mod tests {
             .parse::<Id>()
             .is_err());
         assert!("+190a0b87c1e7d2a9f000123456789ab".parse::<Id>().is_err());
+        assert!("-190a0b8-7c1e-7d2a-9f00-0123456789ab"
+            .parse::<Id>()
+            .is_err());
+        assert!("0190a0b8-7c1e-7d2a-9f00-0123456789ab-"
+            .parse::<Id>()
+            .is_err());
+        assert!("0190a0b8-7c1e-7d2a-9f0-00123456789ab"
+            .parse::<Id>()
+            .is_err());
+        assert!("0190a0b8-7c1e-7d2a-9f00-0123456789éa"
+            .parse::<Id>()
+            .is_err());
         assert_eq!(Id::from_bytes(id.to_bytes()), id);
+    }
+
+    proptest::proptest! {
+        /// Every id reads back from its canonical form, in either case, and from its 32 digits.
+        #[test]
+        fn id_text_round_trips(v: u128) {
+            let id = Id(v);
+            let text = id.to_string();
+            proptest::prop_assert_eq!(text.parse::<Id>(), Ok(id));
+            proptest::prop_assert_eq!(text.to_uppercase().parse::<Id>(), Ok(id));
+            proptest::prop_assert_eq!(text.replace('-', "").parse::<Id>(), Ok(id));
+        }
     }
 }
 

@@ -382,7 +382,7 @@ impl NodeContext {
     }
 
     fn currency_lookup(&self) -> impl Fn(Id) -> Option<Currency> + '_ {
-        move |id| self.view.currency(id)
+        self.view.currencies()
     }
 }
 
