@@ -35,7 +35,9 @@ fn split(key: &[u8]) -> Option<(&[u8], u64)> {
     Some((&key[..ACCOUNT_BYTES], seq))
 }
 
-fn key_of(account: &[u8], seq: u64) -> Vec<u8> {
+/// The key of `account`'s posting number `seq`: the one writer of the posting key layout.
+pub(crate) fn posting_key(account: &[u8], seq: u64) -> Vec<u8> {
+    debug_assert_eq!(account.len(), ACCOUNT_BYTES);
     let mut k = Vec::with_capacity(KEY_BYTES);
     k.extend_from_slice(account);
     k.extend_from_slice(&seq.to_be_bytes());
@@ -127,27 +129,28 @@ pub(crate) fn expand<E>(
     start: Vec<u8>,
     err: impl Fn(E) -> StoreError,
 ) -> impl Iterator<Item = Item> {
-    items.flat_map(move |item| {
-        let rows: Vec<Item> = match item {
-            Err(e) => vec![Err(err(e))],
-            Ok((k, v)) => match (split(&k), decode(&v)) {
-                (_, Err(e)) => vec![Err(e)],
-                (_, Ok(values)) if values.len() == 1 => vec![Ok((k, v))],
-                (None, Ok(_)) => vec![Err(corrupt("chunk under a short key"))],
-                (Some((account, first)), Ok(values)) => values
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| {
-                        let k = key_of(account, first + i as u64).into_boxed_slice();
-                        Ok((k, Box::<[u8]>::from(*v)))
-                    })
-                    .collect(),
-            },
-        };
-        let start = start.clone();
-        rows.into_iter()
-            .filter(move |r| r.as_ref().map_or(true, |(k, _)| **k >= *start))
-    })
+    items
+        .flat_map(move |item| {
+            let rows: Vec<Item> = match item {
+                Err(e) => vec![Err(err(e))],
+                Ok((k, v)) => match (split(&k), decode(&v)) {
+                    (_, Err(e)) => vec![Err(e)],
+                    (_, Ok(values)) if values.len() == 1 => vec![Ok((k, v))],
+                    (None, Ok(_)) => vec![Err(corrupt("chunk under a short key"))],
+                    (Some((account, first)), Ok(values)) => values
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| {
+                            let k = posting_key(account, first + i as u64).into_boxed_slice();
+                            Ok((k, Box::<[u8]>::from(*v)))
+                        })
+                        .collect(),
+                },
+            };
+            rows
+        })
+        // Only the covering record's first postings can lie before `start`.
+        .filter(move |r| r.as_ref().map_or(true, |(k, _)| **k >= *start))
 }
 
 #[cfg(test)]
@@ -155,7 +158,7 @@ mod tests {
     use super::*;
 
     fn key(a: u8, s: u64) -> Vec<u8> {
-        key_of(&[a; 16], s)
+        posting_key(&[a; 16], s)
     }
 
     #[test]

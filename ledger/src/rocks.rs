@@ -157,6 +157,15 @@ fn get_postings<'k>(
     keys: impl Iterator<Item = &'k [u8]>,
 ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
     keys.map(|key| {
+        // Consecutive keys (a history page) often lie in the record just read: records never
+        // overlap, so one that covers `key` is the one a seek would find.
+        if let (Some(at), Some(v)) = (it.key(), it.value()) {
+            if at <= key {
+                if let Some(found) = chunks::find(key, at, v)? {
+                    return Ok(Some(found));
+                }
+            }
+        }
         it.seek_for_prev(key);
         match (it.key(), it.value()) {
             (Some(at), Some(v)) => chunks::find(key, at, v),
@@ -750,11 +759,7 @@ mod tests {
                 // Postings are append-only (each account's next sequence number); the other
                 // families take any key.
                 let mut next_seq = [1u64; 4];
-                let posting = |a: u16, seq: u64| {
-                    let mut k = vec![a as u8; 16];
-                    k.extend_from_slice(&seq.to_be_bytes());
-                    k
-                };
+                let posting = |a: u16, seq: u64| chunks::posting_key(&[a as u8; 16], seq);
                 let key = |cf: Cf, k: u16, next_seq: &[u64; 4]| {
                     if cf == Cf::Postings {
                         let a = k % 4;
@@ -861,11 +866,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = RocksStore::behind_log(open_db(dir.path(), &[]).unwrap()).unwrap();
         let mut model = crate::MemStore::new();
-        let key = |a: u8, seq: u64| {
-            let mut k = vec![a; 16];
-            k.extend_from_slice(&seq.to_be_bytes());
-            k
-        };
+        let key = |a: u8, seq: u64| chunks::posting_key(&[a; 16], seq);
         // Two accounts interleaved, 100 postings each, over two batches; a third with one.
         for half in 0..2u64 {
             let mut b = WriteBatch::default();
@@ -897,11 +898,17 @@ mod tests {
                         model.get(Cf::Postings, &k).unwrap(),
                         "{a}/{seq}"
                     );
-                    let keys: Vec<Vec<u8>> = (seq..seq + 70).map(|s| key(a, s)).collect();
-                    assert_eq!(
-                        store.multi_get(Cf::Postings, &keys).unwrap(),
-                        model.multi_get(Cf::Postings, &keys).unwrap()
-                    );
+                    // In order (a history page, read from the chunk already at hand), and
+                    // backwards and across accounts (a seek each time).
+                    let mut keys: Vec<Vec<u8>> = (seq..seq + 70).map(|s| key(a, s)).collect();
+                    for _ in 0..2 {
+                        assert_eq!(
+                            store.multi_get(Cf::Postings, &keys).unwrap(),
+                            model.multi_get(Cf::Postings, &keys).unwrap()
+                        );
+                        keys.reverse();
+                        keys.push(key(3, seq + 1));
+                    }
                     for prefix in [&k[..16], &k[..1], &[][..]] {
                         assert_eq!(
                             store.scan(Cf::Postings, prefix, &k, 30).unwrap(),

@@ -10,10 +10,7 @@ use crate::money::{self, MAX_MINOR};
 
 /// Key of a posting: account id, then its sequence number (big-endian: history pages are ranges).
 pub(super) fn posting_key(account: Id, seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(24);
-    k.extend_from_slice(&account.to_bytes());
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
+    crate::chunks::posting_key(&account.to_bytes(), seq)
 }
 
 /// A command's working copy of one account.
