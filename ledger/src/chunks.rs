@@ -17,7 +17,7 @@ use crate::store::StoreError;
 /// The key of a posting: a 16-byte account id, then a big-endian sequence number.
 const ACCOUNT_BYTES: usize = 16;
 const KEY_BYTES: usize = ACCOUNT_BYTES + 8;
-/// First byte of a chunk; a single posting starts with its codec's version byte (1).
+/// First byte of a chunk; a single posting starts with its codec's version byte (1 or 2).
 const CHUNK_TAG: u8 = 0xC5;
 /// At most this many postings per chunk, so that reading one posting reads a bounded record.
 pub(crate) const CHUNK_POSTINGS_MAX: usize = 64;

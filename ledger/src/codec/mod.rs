@@ -20,6 +20,8 @@ pub use self::commands::*;
 pub(crate) use self::records::*;
 
 const VERSION: u8 = 1;
+/// Bytes of the longest [`Enc::var`] (a `u128`: 19 × 7 ≥ 128 bits).
+const VAR_BYTES_MAX: usize = 19;
 /// First byte of an in-app currency (ISO codes start with a letter), and the scale byte of a code a
 /// client declared but the ledger has not resolved.
 const IN_APP_CURRENCY: u8 = 0x01;
@@ -64,6 +66,16 @@ impl Enc {
     #[inline]
     pub fn id(&mut self, v: Id) {
         self.buf.extend_from_slice(&v.to_bytes());
+    }
+    /// `v` in as few bytes as it needs (LEB128: seven bits a byte, low first, the high bit set
+    /// on every byte but the last): amounts and balances in minor units are mostly small.
+    #[inline]
+    pub(crate) fn var(&mut self, mut v: u128) {
+        while v >= 0x80 {
+            self.buf.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.buf.push(v as u8);
     }
     #[inline]
     pub fn bool(&mut self, v: bool) {
@@ -204,6 +216,27 @@ impl<'a> Dec<'a> {
     }
     pub fn id(&mut self) -> Result<Id, DecodeError> {
         Ok(Id::from_bytes(self.arr()?))
+    }
+    /// A value written by [`Enc::var`]; only its shortest form is accepted, so every value has
+    /// exactly one encoding.
+    pub(crate) fn var(&mut self) -> Result<u128, DecodeError> {
+        let mut v: u128 = 0;
+        for i in 0..VAR_BYTES_MAX {
+            let b = self.u8()?;
+            let bits = u128::from(b & 0x7F);
+            let shift = 7 * i as u32;
+            if shift > 0 && bits >> (128 - shift) != 0 {
+                return Err(DecodeError("varint past 128 bits"));
+            }
+            v |= bits << shift;
+            if b & 0x80 == 0 {
+                if b == 0 && i > 0 {
+                    return Err(DecodeError("varint not in its shortest form"));
+                }
+                return Ok(v);
+            }
+        }
+        Err(DecodeError("varint too long"))
     }
     pub fn bool(&mut self) -> Result<bool, DecodeError> {
         match self.u8()? {
