@@ -288,6 +288,13 @@ impl<'a> Dec<'a> {
         self.opt(|d| d.id())
     }
     /// A count that must not exceed `max` (checked before anything is allocated).
+    /// A count or length written with [`Enc::var`], at most `max`.
+    pub(crate) fn var_count(&mut self, max: usize) -> Result<usize, DecodeError> {
+        match usize::try_from(self.var()?) {
+            Ok(n) if n <= max => Ok(n),
+            _ => Err(DecodeError("count over limit")),
+        }
+    }
     pub(crate) fn count(&mut self, max: usize) -> Result<usize, DecodeError> {
         let n = self.u32()? as usize;
         if n > max {
