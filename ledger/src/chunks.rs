@@ -17,6 +17,7 @@ use crate::store::StoreError;
 /// The key of a posting: a 16-byte account id, then a big-endian sequence number.
 const ACCOUNT_BYTES: usize = 16;
 const KEY_BYTES: usize = ACCOUNT_BYTES + 8;
+pub(crate) const POSTING_KEY_BYTES: usize = KEY_BYTES;
 /// First byte of a chunk; a single posting starts with its codec's version byte (1 or 2).
 const CHUNK_TAG: u8 = 0xC5;
 /// At most this many postings per chunk, so that reading one posting reads a bounded record.
@@ -42,14 +43,6 @@ pub(crate) fn posting_key(account: &[u8], seq: u64) -> Vec<u8> {
     k.extend_from_slice(account);
     k.extend_from_slice(&seq.to_be_bytes());
     k
-}
-
-/// Whether the posting keyed `next` directly follows the one keyed `prev` in its account.
-pub(crate) fn follows(prev: &[u8], next: &[u8]) -> bool {
-    match (split(prev), split(next)) {
-        (Some((a, s)), Some((b, t))) => a == b && s.checked_add(1) == Some(t),
-        _ => false,
-    }
 }
 
 /// One chunk record of consecutive postings' values (at least two; one is stored as it is);
@@ -201,9 +194,5 @@ mod tests {
         ] {
             assert!(find(&key(1, 1), &at, &bad).is_err(), "{bad:?}");
         }
-        assert!(follows(&key(1, 1), &key(1, 2)));
-        assert!(!follows(&key(1, 1), &key(1, 3)));
-        assert!(!follows(&key(1, 1), &key(2, 2)));
-        assert!(!follows(&key(1, u64::MAX), &key(1, 0)));
     }
 }

@@ -151,6 +151,32 @@ fn rows<'a>(cf: Cf, start: &[u8], items: rocksdb::DBIteratorWithThreadMode<'a, D
     }
 }
 
+/// RocksDB's batched point reads, answered in `keys`' order. RocksDB reads in key order and
+/// would sort the keys itself, through its comparator and a pointer per key (6 % of the
+/// applying thread's samples); sorting here by each key's first 16 bytes as an integer (a whole
+/// id), ties broken bytewise, is the same order at a fraction of the cost.
+fn multi_get_in_order(
+    db: &DB,
+    h: &rocksdb::ColumnFamily,
+    keys: &[&[u8]],
+) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    let head = |k: &[u8]| {
+        let mut b = [0u8; 16];
+        let n = k.len().min(16);
+        b[..n].copy_from_slice(&k[..n]);
+        u128::from_be_bytes(b)
+    };
+    let mut order: Vec<(u128, usize)> =
+        keys.iter().enumerate().map(|(i, k)| (head(k), i)).collect();
+    order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| keys[a.1].cmp(keys[b.1])));
+    let sorted = db.batched_multi_get_cf(h, order.iter().map(|&(_, i)| keys[i]), true);
+    let mut out = vec![None; keys.len()];
+    for (&(_, i), r) in order.iter().zip(sorted) {
+        out[i] = r.map_err(io)?.map(|s| s.to_vec());
+    }
+    Ok(out)
+}
+
 /// Point reads of postings through their chunks, with one raw iterator.
 fn get_postings<'k>(
     mut it: RawIter<'_>,
@@ -400,21 +426,16 @@ impl Store for RocksStore {
             return Ok(found.into_iter().map(Option::flatten).collect());
         }
         let Some(b) = &self.buffer else {
-            return self
-                .db
-                .batched_multi_get_cf(h, keys.iter(), false)
-                .into_iter()
-                .map(|r| r.map(|o| o.map(|s| s.to_vec())).map_err(io))
-                .collect();
+            let all: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            return multi_get_in_order(&self.db, h, &all);
         };
         let mut found = b.get_many(cf, keys)?;
         let missing: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
         if !missing.is_empty() {
-            let stored = self
-                .db
-                .batched_multi_get_cf(h, missing.iter().map(|&i| &keys[i]), false);
-            for (&i, r) in missing.iter().zip(stored) {
-                found[i] = Some(r.map_err(io)?.map(|s| s.to_vec()));
+            let wanted: Vec<&[u8]> = missing.iter().map(|&i| keys[i].as_slice()).collect();
+            let stored = multi_get_in_order(&self.db, h, &wanted)?;
+            for (&i, v) in missing.iter().zip(stored) {
+                found[i] = Some(v);
             }
         }
         Ok(found.into_iter().map(Option::flatten).collect())
@@ -811,7 +832,7 @@ mod tests {
                                     store.get(cf, &at).unwrap(),
                                     model.get(cf, &at).unwrap()
                                 );
-                                let keys: Vec<Vec<u8>> = (0..8u16)
+                                let mut keys: Vec<Vec<u8>> = (0..8u16)
                                     .map(|i| {
                                         if cf == Cf::Postings {
                                             let seq =
@@ -822,6 +843,11 @@ mod tests {
                                         }
                                     })
                                     .collect();
+                                // Out of order, a repeat, and keys that tie on their zero-padded
+                                // head (one a prefix of another).
+                                keys.push(keys[0].clone());
+                                keys.push(at[..at.len() - 1].to_vec());
+                                keys.push([at.as_slice(), &[0]].concat());
                                 prop_assert_eq!(
                                     store.multi_get(cf, &keys).unwrap(),
                                     model.multi_get(cf, &keys).unwrap()
