@@ -160,14 +160,11 @@ fn multi_get_in_order(
     h: &rocksdb::ColumnFamily,
     keys: &[&[u8]],
 ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-    let head = |k: &[u8]| {
-        let mut b = [0u8; 16];
-        let n = k.len().min(16);
-        b[..n].copy_from_slice(&k[..n]);
-        u128::from_be_bytes(b)
-    };
-    let mut order: Vec<(u128, usize)> =
-        keys.iter().enumerate().map(|(i, k)| (head(k), i)).collect();
+    let mut order: Vec<(u128, usize)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (crate::writebehind::key_head(k), i))
+        .collect();
     order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| keys[a.1].cmp(keys[b.1])));
     let sorted = db.batched_multi_get_cf(h, order.iter().map(|&(_, i)| keys[i]), true);
     let mut out = vec![None; keys.len()];

@@ -358,23 +358,32 @@ fn flush_loop(s: &Shared) {
 type Row<'a> = (u128, u64, &'a Vec<u8>, &'a Option<Vec<u8>>);
 
 fn row<'a>(k: &'a Vec<u8>, v: &'a Option<Vec<u8>>) -> Row<'a> {
-    if let (Some(h), Some(n)) = (
-        k.first_chunk::<16>(),
-        k.get(16..).and_then(|t| t.first_chunk::<8>()),
-    ) {
-        // Keys of 24 bytes or more (postings: account, sequence number): two loads, no copy
+    let next = match k.get(16..).and_then(|t| t.first_chunk::<8>()) {
+        // Keys of 24 bytes or more (postings: account, sequence number): one load, no copy
         // loop (the general path's `copy_from_slice` calls were a tenth of the flusher).
-        return (u128::from_be_bytes(*h), u64::from_be_bytes(*n), k, v);
+        Some(n) => u64::from_be_bytes(*n),
+        None => {
+            let mut next = [0u8; 8];
+            let tail = k.get(16..).unwrap_or_default();
+            next[..tail.len()].copy_from_slice(tail);
+            u64::from_be_bytes(next)
+        }
+    };
+    (key_head(k), next, k, v)
+}
+
+/// A key's first 16 bytes as a big-endian integer, zero-padded. Ordering by it, then bytewise
+/// on a tie, is bytewise order: the flusher's sort and RocksDB's ordered point reads
+/// (`rocks::multi_get_in_order`) both sort by it.
+pub(crate) fn key_head(k: &[u8]) -> u128 {
+    match k.first_chunk::<16>() {
+        Some(h) => u128::from_be_bytes(*h),
+        None => {
+            let mut head = [0u8; 16];
+            head[..k.len()].copy_from_slice(k);
+            u128::from_be_bytes(head)
+        }
     }
-    let mut head = [0u8; 16];
-    let mut next = [0u8; 8];
-    let n = k.len().min(16);
-    head[..n].copy_from_slice(&k[..n]);
-    if k.len() > 16 {
-        let m = (k.len() - 16).min(8);
-        next[..m].copy_from_slice(&k[16..16 + m]);
-    }
-    (u128::from_be_bytes(head), u64::from_be_bytes(next), k, v)
 }
 
 fn row_order(a: &Row<'_>, b: &Row<'_>) -> std::cmp::Ordering {
