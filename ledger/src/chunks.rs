@@ -12,7 +12,7 @@
 //! overwritten or deleted (only a whole-state replacement clears them). Chunks therefore never
 //! overlap, and the record covering a posting is the last one at or before its key.
 
-use crate::store::StoreError;
+use crate::store::{posting_key, StoreError};
 
 /// The key of a posting: a 16-byte account id, then a big-endian sequence number.
 const ACCOUNT_BYTES: usize = 16;
@@ -34,15 +34,6 @@ fn split(key: &[u8]) -> Option<(&[u8], u64)> {
     }
     let seq = u64::from_be_bytes(key[ACCOUNT_BYTES..].try_into().ok()?);
     Some((&key[..ACCOUNT_BYTES], seq))
-}
-
-/// The key of `account`'s posting number `seq`: the one writer of the posting key layout.
-pub(crate) fn posting_key(account: &[u8], seq: u64) -> Vec<u8> {
-    debug_assert_eq!(account.len(), ACCOUNT_BYTES);
-    let mut k = Vec::with_capacity(KEY_BYTES);
-    k.extend_from_slice(account);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
 }
 
 /// One chunk record of consecutive postings' values (at least two; one is stored as it is);

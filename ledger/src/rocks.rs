@@ -777,7 +777,7 @@ mod tests {
                 // Postings are append-only (each account's next sequence number); the other
                 // families take any key.
                 let mut next_seq = [1u64; 4];
-                let posting = |a: u16, seq: u64| chunks::posting_key(&[a as u8; 16], seq);
+                let posting = |a: u16, seq: u64| crate::store::posting_key(&[a as u8; 16], seq);
                 let key = |cf: Cf, k: u16, next_seq: &[u64; 4]| {
                     if cf == Cf::Postings {
                         let a = k % 4;
@@ -889,7 +889,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = RocksStore::behind_log(open_db(dir.path(), &[]).unwrap()).unwrap();
         let mut model = crate::MemStore::new();
-        let key = |a: u8, seq: u64| chunks::posting_key(&[a; 16], seq);
+        let key = |a: u8, seq: u64| crate::store::posting_key(&[a; 16], seq);
         // Two accounts interleaved, 100 postings each, over two batches; a third with one.
         for half in 0..2u64 {
             let mut b = WriteBatch::default();

@@ -107,6 +107,16 @@ pub enum StoreError {
     Corrupt { cf: Cf, reason: String },
 }
 
+/// The key of `account`'s posting number `seq` (a 16-byte account id, then the big-endian
+/// sequence number, so an account's history is one key range): the one writer of the layout.
+pub(crate) fn posting_key(account: &[u8], seq: u64) -> Vec<u8> {
+    debug_assert_eq!(account.len(), 16);
+    let mut k = Vec::with_capacity(24);
+    k.extend_from_slice(account);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
 /// Puts and deletes applied together or not at all.
 #[derive(Clone, Default, Debug)]
 pub struct WriteBatch {

@@ -482,7 +482,7 @@ mod tests {
 
     #[test]
     fn a_posting_follows_only_the_one_before_it_in_its_account() {
-        let key = |a: u8, s: u64| chunks::posting_key(&[a; 16], s);
+        let key = |a: u8, s: u64| crate::store::posting_key(&[a; 16], s);
         let none = None;
         let follows_keys = |a: &Vec<u8>, b: &Vec<u8>| follows(&row(a, &none), &row(b, &none));
         assert!(follows_keys(&key(1, 1), &key(1, 2)));

@@ -10,7 +10,7 @@ use crate::money::{self, MAX_MINOR};
 
 /// Key of a posting: account id, then its sequence number (big-endian: history pages are ranges).
 pub(super) fn posting_key(account: Id, seq: u64) -> Vec<u8> {
-    crate::chunks::posting_key(&account.to_bytes(), seq)
+    crate::store::posting_key(&account.to_bytes(), seq)
 }
 
 /// A command's working copy of one account.
