@@ -287,7 +287,6 @@ impl<'a> Dec<'a> {
     pub fn opt_id(&mut self) -> Result<Option<Id>, DecodeError> {
         self.opt(|d| d.id())
     }
-    /// A count that must not exceed `max` (checked before anything is allocated).
     /// A count or length written with [`Enc::var`], at most `max`.
     pub(crate) fn var_count(&mut self, max: usize) -> Result<usize, DecodeError> {
         match usize::try_from(self.var()?) {
@@ -295,6 +294,7 @@ impl<'a> Dec<'a> {
             _ => Err(DecodeError("count over limit")),
         }
     }
+    /// A count that must not exceed `max` (checked before anything is allocated).
     pub(crate) fn count(&mut self, max: usize) -> Result<usize, DecodeError> {
         let n = self.u32()? as usize;
         if n > max {

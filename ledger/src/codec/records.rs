@@ -176,68 +176,7 @@ pub(crate) fn decode_command_record(b: &[u8]) -> Result<CommandRecord, DecodeErr
     let result = decode_result(&mut d)?;
     let transfer = match d.u8()? {
         0 => None,
-        1 if compact => {
-            let id = d.id()?;
-            let n = d.var_count(LEGS_MAX)?;
-            let mut legs = Vec::with_capacity(n);
-            for _ in 0..n {
-                legs.push(Leg {
-                    debit: d.id()?,
-                    credit: d.id()?,
-                    amount: d.var()?,
-                });
-            }
-            let state = TransferState::from_repr(d.u8()?).ok_or(DecodeError("bad state"))?;
-            let flags = d.u8()?;
-            if flags & !(TRANSFER_PENDING_ID | TRANSFER_EXPIRES | TRANSFER_POSTED_AMOUNT) != 0 {
-                return Err(DecodeError("unknown transfer flags"));
-            }
-            let pending_id = (flags & TRANSFER_PENDING_ID != 0)
-                .then(|| d.id())
-                .transpose()?;
-            let expires_ns = (flags & TRANSFER_EXPIRES != 0)
-                .then(|| d.u64())
-                .transpose()?;
-            let posted_amount = (flags & TRANSFER_POSTED_AMOUNT != 0)
-                .then(|| d.var())
-                .transpose()?;
-            // Bounded by the record itself (`take` checks): references are short.
-            let len = d.var_count(u32::MAX as usize)?;
-            let reference = String::from_utf8(d.take(len)?.to_vec())
-                .map_err(|_| DecodeError("reference not UTF-8"))?;
-            Some(Transfer {
-                id,
-                legs,
-                state,
-                pending_id,
-                expires_ns,
-                posted_amount,
-                reference,
-                timestamp_ns: d.u64()?,
-            })
-        }
-        1 => {
-            let id = d.id()?;
-            let n = d.count(LEGS_MAX)?;
-            let mut legs = Vec::with_capacity(n);
-            for _ in 0..n {
-                legs.push(Leg {
-                    debit: d.id()?,
-                    credit: d.id()?,
-                    amount: d.u128()?,
-                });
-            }
-            Some(Transfer {
-                id,
-                legs,
-                state: TransferState::from_repr(d.u8()?).ok_or(DecodeError("bad state"))?,
-                pending_id: d.opt_id()?,
-                expires_ns: d.opt_u64()?,
-                posted_amount: d.opt_u128()?,
-                reference: d.string()?,
-                timestamp_ns: d.u64()?,
-            })
-        }
+        1 => Some(decode_transfer(&mut d, compact)?),
         _ => return Err(DecodeError("bad transfer tag")),
     };
     d.finish()?;
@@ -245,6 +184,60 @@ pub(crate) fn decode_command_record(b: &[u8]) -> Result<CommandRecord, DecodeErr
         fingerprint,
         result,
         transfer,
+    })
+}
+
+/// A command record's transfer: version 2 (`compact`: varint amounts and counts, flag bits for
+/// the optional fields) or version 1 (fixed-width, a tag byte per optional field).
+fn decode_transfer(d: &mut Dec<'_>, compact: bool) -> Result<Transfer, DecodeError> {
+    let id = d.id()?;
+    let n = match compact {
+        true => d.var_count(LEGS_MAX)?,
+        false => d.count(LEGS_MAX)?,
+    };
+    let mut legs = Vec::with_capacity(n);
+    for _ in 0..n {
+        legs.push(Leg {
+            debit: d.id()?,
+            credit: d.id()?,
+            amount: if compact { d.var()? } else { d.u128()? },
+        });
+    }
+    let state = TransferState::from_repr(d.u8()?).ok_or(DecodeError("bad state"))?;
+    let (pending_id, expires_ns, posted_amount, reference);
+    if compact {
+        let flags = d.u8()?;
+        if flags & !(TRANSFER_PENDING_ID | TRANSFER_EXPIRES | TRANSFER_POSTED_AMOUNT) != 0 {
+            return Err(DecodeError("unknown transfer flags"));
+        }
+        pending_id = (flags & TRANSFER_PENDING_ID != 0)
+            .then(|| d.id())
+            .transpose()?;
+        expires_ns = (flags & TRANSFER_EXPIRES != 0)
+            .then(|| d.u64())
+            .transpose()?;
+        posted_amount = (flags & TRANSFER_POSTED_AMOUNT != 0)
+            .then(|| d.var())
+            .transpose()?;
+        // Bounded by the record itself (`take` checks): references are short.
+        let len = d.var_count(u32::MAX as usize)?;
+        reference = String::from_utf8(d.take(len)?.to_vec())
+            .map_err(|_| DecodeError("reference not UTF-8"))?;
+    } else {
+        pending_id = d.opt_id()?;
+        expires_ns = d.opt_u64()?;
+        posted_amount = d.opt_u128()?;
+        reference = d.string()?;
+    }
+    Ok(Transfer {
+        id,
+        legs,
+        state,
+        pending_id,
+        expires_ns,
+        posted_amount,
+        reference,
+        timestamp_ns: d.u64()?,
     })
 }
 
