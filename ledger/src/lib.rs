@@ -41,6 +41,8 @@ pub mod emv;
 pub mod enums;
 #[cfg(feature = "rocksdb")]
 pub mod fuzzing;
+#[cfg(feature = "rocksdb")]
+mod keybounds;
 pub mod money;
 pub mod paycode;
 pub mod redpacket;

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteOptions, DB};
 
 use crate::chunks;
+use crate::keybounds::{self, KeyBounds};
 use crate::store::{Cf, Store, StoreError, WriteBatch};
-use crate::writebehind::{WriteBehind, WRITE_BEHIND_BYTES_DEFAULT};
+use crate::writebehind::{key_head, WriteBehind, WRITE_BEHIND_BYTES_DEFAULT};
 
 /// Exclusive upper bound of every ledger key (keys are at most 24 bytes).
 const KEY_END: [u8; 32] = [0xFF; 32];
@@ -163,7 +164,7 @@ fn multi_get_in_order(
     let mut order: Vec<(u128, usize)> = keys
         .iter()
         .enumerate()
-        .map(|(i, k)| (crate::writebehind::key_head(k), i))
+        .map(|(i, k)| (key_head(k), i))
         .collect();
     order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| keys[a.1].cmp(keys[b.1])));
     let sorted = db.batched_multi_get_cf(h, order.iter().map(|&(_, i)| keys[i]), true);
@@ -273,6 +274,29 @@ pub struct RocksStore {
     wal: bool,
     /// Behind a Raft log: the writes not yet in RocksDB (shared by every handle on the store).
     buffer: Option<Arc<WriteBehind>>,
+    /// Behind a Raft log: keys known to be absent without a lookup (shared by every handle).
+    bounds: Option<Arc<KeyBounds>>,
+}
+
+/// The bounds of the command ids `db` holds now: its last [`keybounds::OPEN_KEYS`] ids, and the
+/// floor at the id just before them.
+fn read_key_bounds(db: &DB) -> Result<KeyBounds, StoreError> {
+    let h = db
+        .cf_handle(keybounds::CF.name())
+        .expect("column families checked at open");
+    let mut it = db.raw_iterator_cf(h);
+    it.seek_to_last();
+    let (mut above, mut floor) = (Vec::with_capacity(keybounds::OPEN_KEYS), 0);
+    while let Some(k) = it.key() {
+        if above.len() == keybounds::OPEN_KEYS {
+            floor = key_head(k);
+            break;
+        }
+        above.push(key_head(k));
+        it.prev();
+    }
+    it.status().map_err(io)?;
+    Ok(KeyBounds::new(floor, above, keybounds::ABOVE_KEYS_MAX))
 }
 
 impl RocksStore {
@@ -292,6 +316,7 @@ impl RocksStore {
             sync: false,
             wal: true,
             buffer: None,
+            bounds: None,
         })
     }
 
@@ -310,6 +335,7 @@ impl RocksStore {
     ) -> Result<RocksStore, StoreError> {
         let mut s = RocksStore::new(db)?;
         s.wal = false;
+        s.bounds = Some(Arc::new(read_key_bounds(&s.db)?));
         s.buffer = Some(Arc::new(WriteBehind::start(
             s.db.clone(),
             write_behind_bytes,
@@ -369,6 +395,19 @@ impl RocksStore {
             .expect("column families checked at open")
     }
 
+    /// False only if `cf` cannot hold `key` ([`KeyBounds`]).
+    fn may_hold(&self, cf: Cf, key: &[u8]) -> bool {
+        self.bounds
+            .as_ref()
+            .is_none_or(|x| x.lock().may_hold(cf, key))
+    }
+
+    fn cover(&self, batch: &WriteBatch) {
+        if let Some(x) = &self.bounds {
+            x.lock().cover(batch);
+        }
+    }
+
     /// One RocksDB write of `batch`, after clearing every ledger family if `clear`.
     fn write_direct(&self, clear: bool, batch: &WriteBatch) -> Result<(), StoreError> {
         let mut wb = rocksdb::WriteBatch::default();
@@ -393,6 +432,9 @@ impl RocksStore {
 
 impl Store for RocksStore {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if !self.may_hold(cf, key) {
+            return Ok(None);
+        }
         if let Some(b) = &self.buffer {
             if let Some(v) = b.get(cf, key)? {
                 return Ok(v);
@@ -405,33 +447,37 @@ impl Store for RocksStore {
         self.db.get_cf(self.handle(cf), key).map_err(io)
     }
 
+    /// Keys above the family's bound are absent; the rest are read from the buffer, and what it
+    /// does not hold from RocksDB in one ordered read.
     fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let h = self.handle(cf);
-        if cf == Cf::Postings {
-            let mut found = match &self.buffer {
-                Some(b) => b.get_many(cf, keys)?,
-                None => vec![None; keys.len()],
-            };
-            let missing: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
-            let stored = get_postings(
-                self.db.raw_iterator_cf(h),
-                missing.iter().map(|&i| keys[i].as_slice()),
-            )?;
-            for (&i, v) in missing.iter().zip(stored) {
-                found[i] = Some(v);
+        // `found[i]`: `None` while key i is still to be read, then its value or absence.
+        let mut found: Vec<Option<Option<Vec<u8>>>> = vec![None; keys.len()];
+        let mut open = Vec::with_capacity(keys.len());
+        let bounds = self.bounds.as_ref().map(|x| x.lock());
+        for (i, k) in keys.iter().enumerate() {
+            if bounds.as_ref().is_none_or(|b| b.may_hold(cf, k)) {
+                open.push(i);
+            } else {
+                found[i] = Some(None);
             }
-            return Ok(found.into_iter().map(Option::flatten).collect());
         }
-        let Some(b) = &self.buffer else {
-            let all: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-            return multi_get_in_order(&self.db, h, &all);
-        };
-        let mut found = b.get_many(cf, keys)?;
-        let missing: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
-        if !missing.is_empty() {
-            let wanted: Vec<&[u8]> = missing.iter().map(|&i| keys[i].as_slice()).collect();
-            let stored = multi_get_in_order(&self.db, h, &wanted)?;
-            for (&i, v) in missing.iter().zip(stored) {
+        drop(bounds);
+        if let Some(b) = &self.buffer {
+            let buffered = b.get_many(cf, open.iter().map(|&i| keys[i].as_slice()))?;
+            for (&i, v) in open.iter().zip(buffered) {
+                found[i] = v;
+            }
+            open.retain(|&i| found[i].is_none());
+        }
+        if !open.is_empty() {
+            let h = self.handle(cf);
+            let wanted = open.iter().map(|&i| keys[i].as_slice());
+            let stored = if cf == Cf::Postings {
+                get_postings(self.db.raw_iterator_cf(h), wanted)?
+            } else {
+                multi_get_in_order(&self.db, h, &wanted.collect::<Vec<_>>())?
+            };
+            for (&i, v) in open.iter().zip(stored) {
                 found[i] = Some(v);
             }
         }
@@ -468,6 +514,7 @@ impl Store for RocksStore {
     }
 
     fn write(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.cover(&batch);
         if let Some(b) = &self.buffer {
             return b.write(batch.ops);
         }
@@ -478,10 +525,12 @@ impl Store for RocksStore {
     /// maps (each key is written once) and would only wait on its flusher.
     fn write_bulk(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
         self.drain()?;
+        self.cover(&batch);
         self.write_direct(false, &batch)
     }
 
     fn replace_all(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.cover(&batch);
         let replace = || self.write_direct(true, &batch);
         match &self.buffer {
             Some(b) => b.replace(replace),
@@ -624,6 +673,7 @@ impl RocksStore {
             sync: self.sync,
             wal: self.wal,
             buffer: self.buffer.clone(),
+            bounds: self.bounds.clone(),
         }
     }
 }
@@ -746,6 +796,79 @@ mod tests {
             })
             .unwrap();
         out
+    }
+
+    /// Reads of command ids the bounds rule out end without a lookup; every stored id is still
+    /// found — after writes through the buffer, a delete, a bulk write, a reopen (the bounds
+    /// read back from RocksDB, past `OPEN_KEYS` ids) and a replacement of everything.
+    #[test]
+    fn ids_outside_the_key_bounds_are_absent_and_stored_ids_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = |n: u128| n.to_be_bytes().to_vec();
+        let put = |keys: &[u128]| {
+            let mut wb = WriteBatch::default();
+            for &k in keys {
+                wb.put(Cf::Commands, id(k), vec![k as u8]);
+            }
+            wb
+        };
+        // `stored` are found; `ruled_out` are absent without a lookup; 0 is read and missing.
+        let check = |s: &RocksStore, stored: &[u128], ruled_out: &[u128]| {
+            let mut keys: Vec<Vec<u8>> = stored.iter().map(|&k| id(k)).collect();
+            keys.extend(ruled_out.iter().map(|&k| id(k)));
+            keys.push(id(0));
+            let got = s.multi_get(Cf::Commands, &keys).unwrap();
+            for (k, v) in stored.iter().zip(&got) {
+                assert_eq!(v.as_deref(), Some(&[*k as u8][..]), "stored key {k}");
+                assert_eq!(s.get(Cf::Commands, &id(*k)).unwrap(), v.clone());
+            }
+            assert!(got[stored.len()..].iter().all(Option::is_none));
+            for &k in ruled_out {
+                assert!(!s.may_hold(Cf::Commands, &id(k)), "{k} ruled out");
+            }
+            assert!(s.may_hold(Cf::Commands, &id(0)));
+        };
+        let many: Vec<u128> = (1..=keybounds::OPEN_KEYS as u128 + 10)
+            .map(|i| 1_000 + 2 * i)
+            .collect();
+        {
+            let mut s = RocksStore::behind_log(open_db(dir.path(), &[]).unwrap()).unwrap();
+            check(&s, &[], &[1, 5, u128::MAX]);
+            s.write(put(&[7, 3])).unwrap();
+            check(&s, &[3, 7], &[5, 8, u128::MAX]);
+            // A delete keeps the id known: it is read, and not found.
+            let mut wb = put(&[]);
+            wb.delete(Cf::Commands, id(7));
+            s.write(wb).unwrap();
+            assert!(s.may_hold(Cf::Commands, &id(7)));
+            assert_eq!(s.get(Cf::Commands, &id(7)).unwrap(), None);
+            s.write_bulk(put(&many)).unwrap();
+            let reader = s.share();
+            s.write(put(&[9])).unwrap();
+            check(
+                &reader,
+                &[3, 9, many[0], many[many.len() - 1]],
+                &[5, many[0] + 1],
+            );
+            s.persist().unwrap();
+        }
+        // Reopened: the last OPEN_KEYS ids are known, the floor is the id before them.
+        let mut s = RocksStore::behind_log(open_db(dir.path(), &[]).unwrap()).unwrap();
+        let floor = many[many.len() - 1 - keybounds::OPEN_KEYS];
+        assert_eq!(s.bounds.as_ref().unwrap().lock().floor(), floor);
+        check(
+            &s,
+            &[3, 9, floor, many[many.len() - 1]],
+            &[floor + 1, u128::MAX],
+        );
+        assert!(s.may_hold(Cf::Commands, &id(5)), "below the floor: read");
+        s.replace_all(put(&[5])).unwrap();
+        check(&s, &[5], &[floor + 1]);
+        assert_eq!(s.get(Cf::Commands, &id(9)).unwrap(), None);
+        s.persist().unwrap();
+        drop(s);
+        let s = RocksStore::behind_log(open_db(dir.path(), &[]).unwrap()).unwrap();
+        check(&s, &[5], &[4, 6, floor]);
     }
 
     /// The write-behind store answers every read as a store without a buffer would, while

@@ -256,15 +256,14 @@ impl WriteBehind {
     }
 
     /// Like [`WriteBehind::get`] for several keys under one lock.
-    pub fn get_many(
+    pub fn get_many<'k>(
         &self,
         cf: Cf,
-        keys: &[Vec<u8>],
+        keys: impl Iterator<Item = &'k [u8]>,
     ) -> Result<Vec<Option<Option<Vec<u8>>>>, StoreError> {
         let b = self.shared.buffers.read().map_err(|_| poisoned())?;
         let i = cf as usize;
         Ok(keys
-            .iter()
             .map(|k| {
                 b.active.maps[i]
                     .get(k)
