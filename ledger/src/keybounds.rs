@@ -49,10 +49,14 @@ impl KeyBounds {
         above: impl IntoIterator<Item = u128>,
         above_max: usize,
     ) -> KeyBounds {
+        let above_max = above_max.max(2);
+        // Sized once: the set never rehashes or grows on the applying thread.
+        let mut set = FxHashSet::with_capacity_and_hasher(above_max + 1, Default::default());
+        set.extend(above.into_iter().filter(|&h| h > floor));
         let mut b = Bounds {
             floor,
-            above: above.into_iter().filter(|&h| h > floor).collect(),
-            above_max: above_max.max(2),
+            above: set,
+            above_max,
         };
         if b.above.len() > b.above_max {
             b.raise();
