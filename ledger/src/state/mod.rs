@@ -135,6 +135,17 @@ pub struct Ledger<S: Store> {
     /// Keep each batch's [`ViewDelta`] for a view that follows this ledger.
     view_tracking: bool,
     view_delta: Option<ViewDelta>,
+    /// The last batch's emptied working maps, reused by the next.
+    batch_maps: BatchMaps,
+}
+
+/// A batch's two largest working maps, kept between batches: emptied rather than freed, so a
+/// batch does not allocate a few MiB of fresh tables whose pages the kernel must fault in and
+/// zero (~5 % of a follower's Raft thread: `clear_page_erms` under the records map's inserts).
+#[derive(Default)]
+struct BatchMaps {
+    before: FxHashMap<Id, AccountState>,
+    records: FxHashMap<Id, Option<CommandRecord>>,
 }
 
 /// Working state of one batch: changes are gathered here and written in one atomic store write.
@@ -223,6 +234,7 @@ impl<S: Store> Ledger<S> {
             read_only: false,
             view_tracking: false,
             view_delta: None,
+            batch_maps: BatchMaps::default(),
         };
         l.clear_interrupted_restore()?;
         l.load()?;
@@ -326,19 +338,21 @@ impl<S: Store> Ledger<S> {
         }
         // Strictly increasing log time, whatever the leader's clock says.
         let ts = batch.timestamp_ns.max(self.last_timestamp_ns + 1);
+        // Empty (an error return leaves fresh ones for the next batch), with their capacity.
+        let BatchMaps {
+            mut before,
+            mut records,
+        } = std::mem::take(&mut self.batch_maps);
+        debug_assert!(before.is_empty() && records.is_empty());
+        before.reserve(batch.commands.len() * 2);
+        records.reserve(batch.commands.len() + 16);
         let mut ctx = BatchCtx {
             ts,
             seed: batch.seed,
             day: self.config.settings.day_of(ts),
             wb: WriteBatch::with_capacity(batch.commands.len() * 4 + 8),
-            before: FxHashMap::with_capacity_and_hasher(
-                batch.commands.len() * 2,
-                Default::default(),
-            ),
-            records: FxHashMap::with_capacity_and_hasher(
-                batch.commands.len() + 16,
-                Default::default(),
-            ),
+            before,
+            records,
             kv: FxHashMap::default(),
             events: Vec::new(),
             flow: FlowKind::Transfer,
@@ -372,6 +386,12 @@ impl<S: Store> Ledger<S> {
         ctx.wb.put(Cf::Meta, META_KEY.to_vec(), meta.buf);
         self.track_view(index, &ctx.wb);
         self.store.write(ctx.wb)?;
+        ctx.before.clear();
+        ctx.records.clear();
+        self.batch_maps = BatchMaps {
+            before: ctx.before,
+            records: ctx.records,
+        };
 
         self.applied_index = index;
         self.digest = digest;

@@ -97,6 +97,7 @@ impl<S: Store> Ledger<S> {
             read_only: self.read_only,
             view_tracking: self.view_tracking,
             view_delta: self.view_delta,
+            batch_maps: BatchMaps::default(),
         }
     }
 
