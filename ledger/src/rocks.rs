@@ -447,8 +447,8 @@ impl Store for RocksStore {
         self.db.get_cf(self.handle(cf), key).map_err(io)
     }
 
-    /// Keys above the family's bound are absent; the rest are read from the buffer, and what it
-    /// does not hold from RocksDB in one ordered read.
+    /// Command ids the bounds rule out ([`KeyBounds`]) are absent; the rest are read from the
+    /// buffer, and what it does not hold from RocksDB in one ordered read.
     fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         // `found[i]`: `None` while key i is still to be read, then its value or absence.
         let mut found: Vec<Option<Option<Vec<u8>>>> = vec![None; keys.len()];
