@@ -74,8 +74,11 @@ impl KeyBounds {
 impl Bounds {
     /// False only if `cf` cannot hold `key`.
     pub(crate) fn may_hold(&self, cf: Cf, key: &[u8]) -> bool {
+        if cf != CF {
+            return true;
+        }
         let h = key_head(key);
-        cf != CF || h <= self.floor || self.above.contains(&h)
+        h <= self.floor || self.above.contains(&h)
     }
 
     /// Adds `batch`'s command ids; called before the batch is visible to readers.

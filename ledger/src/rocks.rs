@@ -395,10 +395,15 @@ impl RocksStore {
             .expect("column families checked at open")
     }
 
+    /// The key bounds that speak for `cf`: only the command-id family has them, so reads of every
+    /// other family take no lock.
+    fn bounds_of(&self, cf: Cf) -> Option<&KeyBounds> {
+        self.bounds.as_deref().filter(|_| cf == keybounds::CF)
+    }
+
     /// False only if `cf` cannot hold `key` ([`KeyBounds`]).
     fn may_hold(&self, cf: Cf, key: &[u8]) -> bool {
-        self.bounds
-            .as_ref()
+        self.bounds_of(cf)
             .is_none_or(|x| x.lock().may_hold(cf, key))
     }
 
@@ -453,7 +458,7 @@ impl Store for RocksStore {
         // `found[i]`: `None` while key i is still to be read, then its value or absence.
         let mut found: Vec<Option<Option<Vec<u8>>>> = vec![None; keys.len()];
         let mut open = Vec::with_capacity(keys.len());
-        let bounds = self.bounds.as_ref().map(|x| x.lock());
+        let bounds = self.bounds_of(cf).map(|x| x.lock());
         for (i, k) in keys.iter().enumerate() {
             if bounds.as_ref().is_none_or(|b| b.may_hold(cf, k)) {
                 open.push(i);
