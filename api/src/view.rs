@@ -121,7 +121,7 @@ impl ApplyObserver for LedgerView {
     fn applied(&self, delta: ViewDelta) -> Result<(), LedgerError> {
         let new = {
             let m = self.currencies.read();
-            delta.new_accounts(|id| m.contains_key(&id))?
+            delta.new_accounts(|id| m.contains_key(&id))
         };
         if !new.is_empty() {
             self.currencies.write().extend(new);
@@ -134,7 +134,7 @@ impl ApplyObserver for LedgerView {
             *self.clients.write() = Arc::new(m);
         }
         let mut q = self.queue.lock();
-        q.ops += delta.ops.len();
+        q.ops += delta.len();
         q.deltas.push_back(delta);
         if q.ops > QUEUE_OPS_MAX {
             q.deltas.clear();
@@ -214,7 +214,7 @@ impl LedgerView {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(());
         }
-        for d in &deltas {
+        for d in deltas {
             view.absorb(d)?;
         }
         Ok(())

@@ -190,12 +190,15 @@ pub struct AccountState {
 }
 
 /// An account as the ledger caches it. `info` — what rarely changes, and most of the size — is
-/// boxed so that the hash maps holding a million accounts (the applying ledger's and a read
-/// view's) keep only the id, a pointer and the state per slot: a slot with `info` inline was
+/// behind a pointer so that the hash maps holding a million accounts (the applying ledger's and a
+/// read view's) keep only the id, a pointer and the state per slot: a slot with `info` inline was
 /// ~350 bytes, and with the table's spare capacity that was ~0.7 GiB per million accounts per map.
+/// The pointer is shared: the applying ledger hands a read view its accounts by cloning them (a
+/// reference count and the ~110-byte state), and both hold one copy of each `info`; a change to
+/// it (`Arc::make_mut`) copies it first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
-    pub info: Box<AccountInfo>,
+    pub info: std::sync::Arc<AccountInfo>,
     pub state: AccountState,
 }
 

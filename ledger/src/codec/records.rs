@@ -96,7 +96,7 @@ pub(crate) fn decode_account(b: &[u8]) -> Result<Account, DecodeError> {
     }
     d.finish()?;
     Ok(Account {
-        info: Box::new(info),
+        info: std::sync::Arc::new(info),
         state,
     })
 }

@@ -56,7 +56,7 @@ impl<S: Store> Ledger<S> {
             return Err(ResultCode::MetadataTooLarge.into());
         }
         let account = Account {
-            info: Box::new(AccountInfo {
+            info: std::sync::Arc::new(AccountInfo {
                 id: c.id,
                 currency,
                 kind: c.kind,

@@ -349,8 +349,9 @@ impl<S: Store> Ledger<S> {
         let a = self.accounts.get_mut(&s.account).expect("checked above");
         // Marks the account touched so the batch writes it (its info changed, not its money).
         ctx.before.entry(s.account).or_insert(a.state);
-        a.info.limits = limits;
-        a.info.tier = Some(name.clone());
+        let info = std::sync::Arc::make_mut(&mut a.info);
+        info.limits = limits;
+        info.tier = Some(name.clone());
         Self::emit(
             ctx,
             EventKind::TierChanged,

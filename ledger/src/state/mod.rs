@@ -375,7 +375,7 @@ impl<S: Store> Ledger<S> {
         }
         let (digest, chain_record) = chain.finish();
 
-        self.check_and_write_accounts(&mut ctx);
+        let view_accounts = self.check_and_write_accounts(&mut ctx);
         Self::journal_events(&mut ctx, index);
         Self::journal_chain(&mut ctx, index, &digest, ts, chain_record);
 
@@ -384,7 +384,7 @@ impl<S: Store> Ledger<S> {
         meta.bytes(&digest);
         meta.u64(ts);
         ctx.wb.put(Cf::Meta, META_KEY.to_vec(), meta.buf);
-        self.track_view(index, &ctx.wb);
+        self.track_view(index, &ctx.wb, view_accounts);
         self.store.write(ctx.wb)?;
         ctx.before.clear();
         ctx.records.clear();
@@ -586,10 +586,19 @@ impl<S: Store> Ledger<S> {
 
     /// Checks the batch's invariants on every touched account (kept in release builds: a violation means
     /// a bug, and a replica must stop rather than persist it), then writes each touched account once.
-    fn check_and_write_accounts(&self, ctx: &mut BatchCtx) {
+    /// Returns the touched accounts if a read view follows this ledger (see [`ViewDelta`]).
+    fn check_and_write_accounts(&self, ctx: &mut BatchCtx) -> Vec<Account> {
         let mut deltas: BTreeMap<Currency, [i128; 4]> = BTreeMap::new();
+        let mut view = Vec::with_capacity(if self.view_tracking {
+            ctx.before.len()
+        } else {
+            0
+        });
         for (id, before) in &ctx.before {
             let a = &self.accounts[id];
+            if self.view_tracking {
+                view.push(a.clone());
+            }
             let (b0, b1) = (&before.balances, &a.state.balances);
             let d = deltas.entry(a.info.currency).or_default();
             d[0] += b1.debits_posted as i128 - b0.debits_posted as i128;
@@ -625,5 +634,6 @@ impl<S: Store> Ledger<S> {
             assert_eq!(d[0], d[1], "posted money not conserved in {cur}");
             assert_eq!(d[2], d[3], "pending money not conserved in {cur}");
         }
+        view
     }
 }

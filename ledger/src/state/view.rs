@@ -2,7 +2,9 @@
 //! a slow read never holds the lock the applying ledger needs (and applying never stalls a read).
 //!
 //! The applying ledger, with view tracking on, hands out after each batch a [`ViewDelta`]: the
-//! batch's writes to the families a ledger caches in memory (meta, accounts, clients, merchants,
+//! accounts the batch touched, as the ledger holds them in memory (each shares its rarely-changing
+//! `info` with the applying ledger's copy: no encoding, decoding or second copy of it), and the
+//! batch's writes to the other families a ledger caches in memory (meta, clients, merchants,
 //! configuration). A view absorbs deltas in log order and skips any at or below its own applied
 //! index, so it can be rebuilt from a consistent store snapshot at any time and then catch up from
 //! whatever deltas were queued meanwhile. Every other family (commands, postings, orders, …) a
@@ -13,44 +15,38 @@
 
 use super::*;
 
-/// The families a ledger caches in memory, which a view must absorb (the rest it reads through).
-const CACHED: [Cf; 5] = [
-    Cf::Meta,
-    Cf::Accounts,
-    Cf::Clients,
-    Cf::Merchants,
-    Cf::Config,
-];
+/// The families a ledger caches in memory whose records a view absorbs (the rest it reads through;
+/// accounts it takes from [`ViewDelta::accounts`]).
+const CACHED: [Cf; 4] = [Cf::Meta, Cf::Clients, Cf::Merchants, Cf::Config];
 
-/// One applied batch's writes to the cached families.
+/// One applied batch's changes to what a ledger caches in memory.
 #[derive(Clone, Debug, Default)]
 pub struct ViewDelta {
     /// The ledger's applied index after the batch.
     pub applied_index: u64,
+    /// Every account the batch touched, as it left them (accounts are never deleted).
+    pub accounts: Vec<Account>,
+    /// The batch's writes to the other cached families ([`CACHED`]).
     pub ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl ViewDelta {
-    /// The currency of each account the batch wrote that `known` does not know yet (accounts are
-    /// keyed by id, so known ones are skipped without decoding).
-    pub fn new_accounts(
-        &self,
-        known: impl Fn(Id) -> bool,
-    ) -> Result<Vec<(Id, Currency)>, LedgerError> {
-        let mut out = Vec::new();
-        for (cf, k, v) in &self.ops {
-            let (Cf::Accounts, Some(v)) = (cf, v) else {
-                continue;
-            };
-            if let Ok(id) = <[u8; 16]>::try_from(k.as_slice()) {
-                if known(Id::from_bytes(id)) {
-                    continue;
-                }
-            }
-            let a = codec::decode_account(v)?;
-            out.push((a.info.id, a.info.currency));
-        }
-        Ok(out)
+    /// The currency of each account the batch wrote that `known` does not know yet.
+    pub fn new_accounts(&self, known: impl Fn(Id) -> bool) -> Vec<(Id, Currency)> {
+        self.accounts
+            .iter()
+            .filter(|a| !known(a.info.id))
+            .map(|a| (a.info.id, a.info.currency))
+            .collect()
+    }
+
+    /// How many records the delta holds (a view's queue is bounded by it).
+    pub fn len(&self) -> usize {
+        self.accounts.len() + self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The API clients the batch wrote (registered or revoked).
@@ -106,8 +102,8 @@ impl<S: Store> Ledger<S> {
         self.read_only
     }
 
-    /// Keep each batch's [`ViewDelta`] for [`Ledger::take_view_delta`] (it costs a copy of the
-    /// batch's account records, so it is off unless a view follows this ledger).
+    /// Keep each batch's [`ViewDelta`] for [`Ledger::take_view_delta`] (it costs a clone of each
+    /// touched account's state, so it is off unless a view follows this ledger).
     pub fn set_view_tracking(&mut self, on: bool) {
         self.view_tracking = on;
         self.view_delta = None;
@@ -118,10 +114,11 @@ impl<S: Store> Ledger<S> {
         self.view_delta.take()
     }
 
-    pub(super) fn track_view(&mut self, index: u64, wb: &WriteBatch) {
+    pub(super) fn track_view(&mut self, index: u64, wb: &WriteBatch, accounts: Vec<Account>) {
         if !self.view_tracking {
             return;
         }
+        debug_assert!(!wb.ops.iter().any(|(cf, _, _)| *cf == Cf::Accounts));
         let ops = wb
             .ops
             .iter()
@@ -130,13 +127,14 @@ impl<S: Store> Ledger<S> {
             .collect();
         self.view_delta = Some(ViewDelta {
             applied_index: index,
+            accounts,
             ops,
         });
     }
 
     /// Brings a view's caches forward by one batch. Deltas at or below the view's applied index
     /// are skipped (the view was loaded after them); the rest must come in log order.
-    pub fn absorb(&mut self, delta: &ViewDelta) -> Result<(), LedgerError> {
+    pub fn absorb(&mut self, delta: ViewDelta) -> Result<(), LedgerError> {
         if !self.read_only {
             return Err(LedgerError::ReadOnly("only a read view absorbs deltas"));
         }
@@ -146,15 +144,20 @@ impl<S: Store> Ledger<S> {
         let corrupt = |cf: Cf| {
             move |e: codec::DecodeError| LedgerError::Corrupt(format!("{cf:?} record: {e}"))
         };
+        for a in delta.accounts {
+            match self.accounts.entry(a.info.id) {
+                // Most deltas touch accounts the view has: the id set (a B-tree) is left alone.
+                std::collections::hash_map::Entry::Occupied(mut e) => *e.get_mut() = a,
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    self.account_ids.insert(a.info.id);
+                    e.insert(a);
+                }
+            }
+        }
         let mut config = false;
         for (cf, key, value) in &delta.ops {
             match (cf, value) {
                 (Cf::Meta, Some(v)) if key == META_KEY => self.load_meta(v)?,
-                (Cf::Accounts, Some(v)) => {
-                    let a = codec::decode_account(v).map_err(corrupt(Cf::Accounts))?;
-                    self.account_ids.insert(a.info.id);
-                    self.accounts.insert(a.info.id, a);
-                }
                 (Cf::Clients, Some(v)) => {
                     let c = codec::decode_client(v).map_err(corrupt(Cf::Clients))?;
                     self.clients.insert(c.public_key, c);
@@ -241,7 +244,7 @@ mod tests {
             assert_eq!(v.applied_index(), start as u64);
             // Replays the whole queue: the deltas the load already contains are skipped.
             for d in &deltas {
-                v.absorb(d).unwrap();
+                v.absorb(d.clone()).unwrap();
             }
             assert_eq!(v.applied_index(), l.applied_index());
             assert_eq!(v.digest(), l.digest());
@@ -250,6 +253,60 @@ mod tests {
                 assert_eq!(v.account(Id(id)), l.account(Id(id)), "account {id}");
             }
         }
+    }
+
+    /// A view shares each account's `info` with the applying ledger; a later change to it there
+    /// (a tier) copies it first, so the view keeps the account as of its own index until it
+    /// absorbs the change.
+    #[test]
+    fn a_later_change_to_shared_account_info_reaches_a_view_only_through_its_delta() {
+        let mut l = Ledger::open(MemStore::new()).unwrap();
+        l.set_view_tracking(true);
+        let mut v = Ledger::open_view(MemStore::new()).unwrap();
+        let batches: Vec<Vec<Command>> = vec![
+            vec![account(1), account(2)],
+            vec![Command::DefineTier(DefineTier {
+                id: Id(20),
+                name: "gold".into(),
+                limits: LimitsSpec {
+                    per_transfer_max: Some(rust_decimal::Decimal::new(5, 0)),
+                    ..Default::default()
+                },
+            })],
+            vec![Command::SetAccountTier(SetAccountTier {
+                id: Id(21),
+                account: Id(2),
+                tier: "gold".into(),
+            })],
+        ];
+        let mut deltas = Vec::new();
+        for (i, commands) in batches.into_iter().enumerate() {
+            let b = Batch {
+                timestamp_ns: 1_000 + i as u64,
+                seed: 0,
+                commands,
+            };
+            let out = l.apply(i as u64 + 1, &b).unwrap();
+            assert!(
+                out.results.iter().all(|r| r.code == ResultCode::Ok),
+                "{out:?}"
+            );
+            deltas.push(l.take_view_delta().expect("tracking is on"));
+        }
+        let tiered = deltas.pop().unwrap();
+        for d in deltas {
+            v.absorb(d).unwrap();
+        }
+        assert!(std::sync::Arc::ptr_eq(
+            &v.account(Id(1)).unwrap().info,
+            &l.account(Id(1)).unwrap().info
+        ));
+        assert_eq!(v.account(Id(2)).unwrap().info.tier, None);
+        assert_eq!(v.account(Id(2)).unwrap().info.limits.per_transfer_max, None);
+        v.absorb(tiered).unwrap();
+        assert_eq!(v.account(Id(2)), l.account(Id(2)));
+        assert_eq!(v.account(Id(2)).unwrap().info.tier.as_deref(), Some("gold"));
+        assert_eq!(v.digest(), l.digest());
     }
 
     #[test]
@@ -261,7 +318,7 @@ mod tests {
             commands: vec![account(1)],
         };
         assert!(matches!(
-            l.absorb(&ViewDelta::default()),
+            l.absorb(ViewDelta::default()),
             Err(LedgerError::ReadOnly(_))
         ));
         let mut v = Ledger::open_view(MemStore::new()).unwrap();
