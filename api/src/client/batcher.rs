@@ -14,25 +14,30 @@ use crate::pb;
 use crate::wire::TransferRecord;
 
 /// What a batcher coalesces: the items of one request form, and the one RPC that sends them.
-pub(super) trait Item: Clone + Send + Sync + 'static {
+pub(super) trait Item: Send + Sync + 'static {
     fn send(
         core: &Core,
-        items: Vec<Self>,
-    ) -> impl Future<Output = Result<Vec<CommandOutcome>, ClientError>> + Send;
+        items: &[Self],
+    ) -> impl Future<Output = Result<Vec<CommandOutcome>, ClientError>> + Send
+    where
+        Self: Sized;
 }
 
 impl Item for pb::Command {
     fn send(
         core: &Core,
-        items: Vec<Self>,
+        items: &[Self],
     ) -> impl Future<Output = Result<Vec<CommandOutcome>, ClientError>> + Send {
         core.submit_direct(items)
     }
 }
 
 impl Item for TransferRecord {
-    async fn send(core: &Core, items: Vec<Self>) -> Result<Vec<CommandOutcome>, ClientError> {
-        core.submit_transfers(&items).await
+    fn send(
+        core: &Core,
+        items: &[Self],
+    ) -> impl Future<Output = Result<Vec<CommandOutcome>, ClientError>> + Send {
+        core.submit_transfers(items)
     }
 }
 
@@ -88,13 +93,11 @@ async fn send_group<T: Item>(core: &Core, group: Vec<Pending<T>>) {
     let lens: Vec<usize> = group.iter().map(|p| p.commands.len()).collect();
     let mut replies = Vec::with_capacity(group.len());
     let mut all = Vec::with_capacity(lens.iter().sum());
-    let mut parts = Vec::with_capacity(group.len());
     for p in group {
         replies.push(p.reply);
-        parts.push(p.commands.clone());
         all.extend(p.commands);
     }
-    match T::send(core, all).await {
+    match T::send(core, &all).await {
         Ok(mut results) => {
             for (reply, len) in replies.into_iter().zip(lens).rev() {
                 let mine = results.split_off(results.len() - len);
@@ -105,7 +108,11 @@ async fn send_group<T: Item>(core: &Core, group: Vec<Pending<T>>) {
             if s.code() == tonic::Code::InvalidArgument && replies.len() > 1 =>
         {
             // Someone's input is invalid: isolate it by sending each caller's part alone.
-            let each = parts.into_iter().map(|cmds| T::send(core, cmds));
+            let mut start = 0;
+            let each = lens.iter().map(|len| {
+                start += len;
+                T::send(core, &all[start - len..start])
+            });
             let outcomes = futures::future::join_all(each).await;
             for (reply, r) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(r);

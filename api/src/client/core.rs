@@ -82,8 +82,16 @@ impl Core {
     /// Calls one unary RPC with signing, redirects and retries. The request is encoded once: the
     /// bytes the signature covers are the bytes sent, on every attempt.
     pub(super) async fn call<Req: Rpc>(&self, msg: Req) -> Result<Req::Response, ClientError> {
+        self.call_encoded::<Req>(bytes::Bytes::from(msg.encode_to_vec()))
+            .await
+    }
+
+    /// [`Core::call`] of a request already encoded (`bytes` must be a `Req`).
+    async fn call_encoded<Req: Rpc>(
+        &self,
+        bytes: bytes::Bytes,
+    ) -> Result<Req::Response, ClientError> {
         let path = Req::PATH;
-        let bytes = bytes::Bytes::from(msg.encode_to_vec());
         self.call_with(path, bytes.clone(), |ch, r| {
             let bytes = bytes.clone();
             async move {
@@ -215,10 +223,12 @@ impl Core {
 
     pub(super) async fn submit_direct(
         &self,
-        commands: Vec<pb::Command>,
+        commands: &[pb::Command],
     ) -> Result<Vec<CommandOutcome>, ClientError> {
         let n = commands.len();
-        let resp = self.call(pb::SubmitRequest { commands }).await?;
+        let resp = self
+            .call_encoded::<pb::SubmitRequest>(encode_submit(commands))
+            .await?;
         if resp.results.len() != n {
             return Err(ClientError::Status(Status::internal(
                 "server returned a result count different from the command count",
@@ -289,6 +299,19 @@ impl<Resp: prost::Message + Default + Send + 'static> Codec for PreEncoded<Resp>
 }
 
 /// A unary RPC: its request type names its path and its answer's type (one place for both).
+/// The encoded `SubmitRequest { commands }`, from borrowed commands: the batcher keeps each
+/// caller's commands (to resend a caller's part alone if the coalesced request is refused)
+/// without cloning them.
+fn encode_submit(commands: &[pb::Command]) -> bytes::Bytes {
+    // `SubmitRequest` is one field: `repeated Command commands = 1`.
+    let len = prost::encoding::message::encoded_len_repeated(1, commands);
+    let mut buf = Vec::with_capacity(len);
+    for c in commands {
+        prost::encoding::message::encode(1, c, &mut buf);
+    }
+    bytes::Bytes::from(buf)
+}
+
 pub(super) trait Rpc: prost::Message {
     type Response: prost::Message + Default + Send + 'static;
     const PATH: &'static str;
@@ -333,3 +356,42 @@ rpc!(GetMerchantSettlementRequest => GetMerchantSettlementResponse at "/suanpan.
 rpc!(GetChainRequest => GetChainResponse at "/suanpan.v1.Ledger/GetChain");
 rpc!(GetCheckpointRequest => GetCheckpointResponse at "/suanpan.v1.Ledger/GetCheckpoint");
 rpc!(GetAuditKeyRequest => GetAuditKeyResponse at "/suanpan.v1.Ledger/GetAuditKey");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::cmd;
+    use ledger::Id;
+    use prost::Message;
+
+    /// The batcher's encoding from borrowed commands is byte for byte the `SubmitRequest` prost
+    /// encodes (the server decodes it as one), for none, one and many commands of mixed kinds.
+    #[test]
+    fn submit_encoded_from_borrowed_commands_is_the_submit_request() {
+        let accounts = |n: u128| cmd::create_account(Id(n), "CNY", pb::AccountKind::Wallet);
+        let transfer = |n: u128| {
+            let amount = format!("{}.{:02}", n / 100, n % 100);
+            cmd::transfer(Id(n), Id(1), Id(2), &amount, "CNY")
+        };
+        for n in [0u128, 1, 2, 1000] {
+            let commands: Vec<pb::Command> = (0..n)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        accounts(i + 10)
+                    } else {
+                        transfer(i + 10)
+                    }
+                })
+                .collect();
+            let expected = pb::SubmitRequest {
+                commands: commands.clone(),
+            }
+            .encode_to_vec();
+            assert_eq!(
+                encode_submit(&commands).as_ref(),
+                expected.as_slice(),
+                "{n} commands"
+            );
+        }
+    }
+}

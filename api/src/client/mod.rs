@@ -230,7 +230,7 @@ impl Client {
         &self,
         commands: Vec<pb::Command>,
     ) -> Result<Vec<CommandOutcome>, ClientError> {
-        self.core.submit_direct(commands).await
+        self.core.submit_direct(&commands).await
     }
 
     /// Submits single-leg transfers in the binary form (`SubmitTransfers`, wire v2), coalesced
