@@ -298,7 +298,6 @@ impl<Resp: prost::Message + Default + Send + 'static> Codec for PreEncoded<Resp>
     }
 }
 
-/// A unary RPC: its request type names its path and its answer's type (one place for both).
 /// The encoded `SubmitRequest { commands }`, from borrowed commands: the batcher keeps each
 /// caller's commands (to resend a caller's part alone if the coalesced request is refused)
 /// without cloning them.
@@ -312,6 +311,7 @@ fn encode_submit(commands: &[pb::Command]) -> bytes::Bytes {
     bytes::Bytes::from(buf)
 }
 
+/// A unary RPC: its request type names its path and its answer's type (one place for both).
 pub(super) trait Rpc: prost::Message {
     type Response: prost::Message + Default + Send + 'static;
     const PATH: &'static str;

@@ -118,7 +118,6 @@ impl<S: Store> Ledger<S> {
         if !self.view_tracking {
             return;
         }
-        debug_assert!(!wb.ops.iter().any(|(cf, _, _)| *cf == Cf::Accounts));
         let ops = wb
             .ops
             .iter()
