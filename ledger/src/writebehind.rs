@@ -48,21 +48,122 @@ const RECORD_OVERHEAD_BYTES: usize = 64;
 
 type Map = FxHashMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// A posting key's parts: the account's 16 id bytes and the sequence number (`None`: the key is
+/// not posting-shaped; such keys, if any, live in the family's ordinary map).
+fn posting_parts(key: &[u8]) -> Option<([u8; 16], u64)> {
+    if key.len() != chunks::POSTING_KEY_BYTES {
+        return None;
+    }
+    let (account, seq) = key.split_first_chunk::<16>()?;
+    Some((*account, u64::from_be_bytes(seq.try_into().ok()?)))
+}
+
+/// One account's buffered postings, in sequence order.
+type PostingList = Vec<(u64, Option<Vec<u8>>)>;
+
+/// A generation's postings, by account. Postings are append-only (see [`crate::chunks`]), so an
+/// account's list only grows at its end: one small-map lookup per posting instead of an insert
+/// into the generation's largest map, and the flusher writes each list as it is, without sorting
+/// it (the postings were two thirds of a generation's records and most of the flusher's sort).
+/// A key written again still replaces its value, wherever it is in the list.
+#[derive(Default)]
+struct Postings {
+    by_account: FxHashMap<[u8; 16], PostingList>,
+}
+
+impl Postings {
+    fn put(&mut self, account: [u8; 16], seq: u64, value: Option<Vec<u8>>) {
+        let list = self.by_account.entry(account).or_default();
+        match list.last() {
+            Some(&(last, _)) if last >= seq => match list.binary_search_by_key(&seq, |e| e.0) {
+                Ok(i) => list[i].1 = value,
+                Err(i) => list.insert(i, (seq, value)),
+            },
+            _ => list.push((seq, value)),
+        }
+    }
+
+    fn get(&self, account: &[u8; 16], seq: u64) -> Option<&Option<Vec<u8>>> {
+        let list = self.by_account.get(account)?;
+        let i = list.binary_search_by_key(&seq, |e| e.0).ok()?;
+        Some(&list[i].1)
+    }
+}
+
 #[derive(Default)]
 struct Generation {
+    /// Every family's records, but the posting-shaped keys of [`Cf::Postings`].
     maps: [Map; Cf::ALL.len()],
+    postings: Postings,
     bytes: usize,
 }
 
 impl Generation {
     fn is_empty(&self) -> bool {
-        self.maps.iter().all(|m| m.is_empty())
+        self.maps.iter().all(|m| m.is_empty()) && self.postings.by_account.is_empty()
     }
 
     /// Empties it, keeping the maps' capacity for the next generation.
     fn clear(&mut self) {
         self.maps.iter_mut().for_each(Map::clear);
+        self.postings.by_account.clear();
         self.bytes = 0;
+    }
+
+    fn put(&mut self, cf: Cf, k: Vec<u8>, v: Option<Vec<u8>>) {
+        self.bytes += k.len() + v.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD_BYTES;
+        match posting_parts(&k).filter(|_| cf == Cf::Postings) {
+            Some((account, seq)) => self.postings.put(account, seq, v),
+            None => {
+                self.maps[cf as usize].insert(k, v);
+            }
+        }
+    }
+
+    /// The buffered value of a key, if this generation holds it (`Some(None)`: deleted).
+    fn get(&self, cf: Cf, key: &[u8]) -> Option<&Option<Vec<u8>>> {
+        match posting_parts(key).filter(|_| cf == Cf::Postings) {
+            Some((account, seq)) => self.postings.get(&account, seq),
+            None => self.maps[cf as usize].get(key),
+        }
+    }
+
+    /// Calls `f` with each buffered record of `cf` whose key starts with `prefix`, in no order.
+    fn for_each_with_prefix(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &Option<Vec<u8>>),
+    ) {
+        for (k, v) in &self.maps[cf as usize] {
+            if k.starts_with(prefix) {
+                f(k, v);
+            }
+        }
+        if cf != Cf::Postings {
+            return;
+        }
+        let mut list = |account: &[u8; 16], list: &PostingList| {
+            for (seq, v) in list {
+                let k = crate::store::posting_key(account, *seq);
+                if k.starts_with(prefix) {
+                    f(&k, v);
+                }
+            }
+        };
+        // A history page asks for one account's postings: look only at its list.
+        match prefix.first_chunk::<16>() {
+            Some(account) => {
+                if let Some(l) = self.postings.by_account.get(account) {
+                    list(account, l);
+                }
+            }
+            None => self
+                .postings
+                .by_account
+                .iter()
+                .for_each(|(a, l)| list(a, l)),
+        }
     }
 }
 
@@ -142,8 +243,7 @@ impl WriteBehind {
         let (retired, behind) = {
             let mut b = self.shared.buffers.write().map_err(|_| poisoned())?;
             for (cf, k, v) in ops {
-                b.active.bytes += k.len() + v.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD_BYTES;
-                b.active.maps[cf as usize].insert(k, v);
+                b.active.put(cf, k, v);
             }
             let behind = if b.active.bytes < self.shared.bytes_max {
                 false
@@ -248,11 +348,10 @@ impl WriteBehind {
     /// must be asked.
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Option<Vec<u8>>>, StoreError> {
         let b = self.shared.buffers.read().map_err(|_| poisoned())?;
-        let i = cf as usize;
-        if let Some(v) = b.active.maps[i].get(key) {
-            return Ok(Some(v.clone()));
-        }
-        Ok(b.frozen.as_ref().and_then(|f| f.maps[i].get(key)).cloned())
+        Ok(b.active
+            .get(cf, key)
+            .or_else(|| b.frozen.as_ref().and_then(|f| f.get(cf, key)))
+            .cloned())
     }
 
     /// Like [`WriteBehind::get`] for several keys under one lock.
@@ -262,12 +361,11 @@ impl WriteBehind {
         keys: impl Iterator<Item = &'k [u8]>,
     ) -> Result<Vec<Option<Option<Vec<u8>>>>, StoreError> {
         let b = self.shared.buffers.read().map_err(|_| poisoned())?;
-        let i = cf as usize;
         Ok(keys
             .map(|k| {
-                b.active.maps[i]
-                    .get(k)
-                    .or_else(|| b.frozen.as_ref().and_then(|f| f.maps[i].get(k)))
+                b.active
+                    .get(cf, k)
+                    .or_else(|| b.frozen.as_ref().and_then(|f| f.get(cf, k)))
                     .cloned()
             })
             .collect())
@@ -284,15 +382,15 @@ impl WriteBehind {
         open: impl FnOnce() -> R,
     ) -> Result<(BTreeMap<Vec<u8>, Option<Vec<u8>>>, R), StoreError> {
         let b = self.shared.buffers.read().map_err(|_| poisoned())?;
-        let i = cf as usize;
         let mut out = BTreeMap::new();
+        // The frozen generation first: the active one's values are newer.
         let gens = b.frozen.as_deref().into_iter().chain([&b.active]);
         for g in gens {
-            for (k, v) in &g.maps[i] {
-                if k.starts_with(prefix) && k.as_slice() >= start {
-                    out.insert(k.clone(), v.clone());
+            g.for_each_with_prefix(cf, prefix, |k, v| {
+                if k >= start {
+                    out.insert(k.to_vec(), v.clone());
                 }
-            }
+            });
         }
         let it = open();
         Ok((out, it))
@@ -358,8 +456,8 @@ type Row<'a> = (u128, u64, &'a Vec<u8>, &'a Option<Vec<u8>>);
 
 fn row<'a>(k: &'a Vec<u8>, v: &'a Option<Vec<u8>>) -> Row<'a> {
     let next = match k.get(16..).and_then(|t| t.first_chunk::<8>()) {
-        // Keys of 24 bytes or more (postings: account, sequence number): one load, no copy
-        // loop (the general path's `copy_from_slice` calls were a tenth of the flusher).
+        // Keys of 24 bytes or more: one load, no copy loop (the general path's
+        // `copy_from_slice` calls were a tenth of the flusher).
         Some(n) => u64::from_be_bytes(*n),
         None => {
             let mut next = [0u8; 8];
@@ -389,44 +487,47 @@ fn row_order(a: &Row<'_>, b: &Row<'_>) -> std::cmp::Ordering {
     (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| a.2.cmp(b.2))
 }
 
-/// Whether row `b` is the posting right after row `a` in the same account: a posting key's
-/// integers are its account and its sequence number (see `row`), so no bytes are compared.
-fn follows(a: &Row<'_>, b: &Row<'_>) -> bool {
-    let posting = |r: &Row<'_>| r.2.len() == chunks::POSTING_KEY_BYTES;
-    posting(a) && posting(b) && a.0 == b.0 && a.1.checked_add(1) == Some(b.1)
-}
-
-/// Postings in key order, each run of an account's consecutive ones as one chunk record.
+/// Each account's buffered postings (accounts in key order), each run of consecutive ones as one
+/// chunk record.
 fn write_posting_chunks(
     wb: &mut rocksdb::WriteBatch,
     h: &rocksdb::ColumnFamily,
-    rows: &[Row<'_>],
+    postings: &Postings,
 ) -> Result<(), StoreError> {
-    let mut i = 0;
-    while i < rows.len() {
-        let Some(first) = rows[i].3 else {
-            // Chunks may only cover postings written once and kept (see `crate::chunks`).
-            return Err(StoreError::Io(
-                "a posting was deleted: postings are append-only".into(),
-            ));
-        };
-        let mut end = i + 1;
-        let mut bytes = first.len() + 4;
-        while end < rows.len()
-            && end - i < chunks::CHUNK_POSTINGS_MAX
-            && rows[end].3.is_some()
-            && follows(&rows[end - 1], &rows[end])
-        {
-            bytes += rows[end].3.as_ref().map_or(0, Vec::len) + 4;
-            end += 1;
+    let mut accounts: Vec<(u128, &[u8; 16], &PostingList)> = postings
+        .by_account
+        .iter()
+        .map(|(a, l)| (u128::from_be_bytes(*a), a, l))
+        .collect();
+    accounts.sort_unstable_by_key(|e| e.0);
+    for (_, account, list) in accounts {
+        let mut i = 0;
+        while i < list.len() {
+            let Some(first) = &list[i].1 else {
+                // Chunks may only cover postings written once and kept (see `crate::chunks`).
+                return Err(StoreError::Io(
+                    "a posting was deleted: postings are append-only".into(),
+                ));
+            };
+            let mut end = i + 1;
+            let mut bytes = first.len() + 4;
+            while end < list.len()
+                && end - i < chunks::CHUNK_POSTINGS_MAX
+                && list[end - 1].0.checked_add(1) == Some(list[end].0)
+            {
+                let Some(v) = &list[end].1 else { break };
+                bytes += v.len() + 4;
+                end += 1;
+            }
+            let key = crate::store::posting_key(account, list[i].0);
+            if end - i == 1 {
+                wb.put_cf(h, key, first);
+            } else {
+                let values = list[i..end].iter().filter_map(|e| e.1.as_deref());
+                wb.put_cf(h, key, chunks::encode(values, bytes));
+            }
+            i = end;
         }
-        if end - i == 1 {
-            wb.put_cf(h, rows[i].2, first);
-        } else {
-            let values = rows[i..end].iter().filter_map(|r| r.3.as_deref());
-            wb.put_cf(h, rows[i].2, chunks::encode(values, bytes));
-        }
-        i = end;
     }
     Ok(())
 }
@@ -439,12 +540,11 @@ fn write_generation(db: &DB, g: &Generation) -> Result<(), StoreError> {
         let h = db
             .cf_handle(cf.name())
             .ok_or_else(|| StoreError::Io(format!("column family {} missing", cf.name())))?;
+        if cf == Cf::Postings {
+            write_posting_chunks(&mut wb, h, &g.postings)?;
+        }
         let mut rows: Vec<Row<'_>> = g.maps[cf as usize].iter().map(|(k, v)| row(k, v)).collect();
         rows.sort_unstable_by(row_order);
-        if cf == Cf::Postings {
-            write_posting_chunks(&mut wb, h, &rows)?;
-            continue;
-        }
         for (_, _, k, v) in rows {
             crate::rocks::add_op(&mut wb, h, k, v.as_deref());
         }
@@ -479,20 +579,47 @@ mod tests {
         }
     }
 
+    /// An account's buffered postings stay in sequence order and a key written again keeps one
+    /// entry with the newest value, whether it is appended, rewritten or arrives out of order.
     #[test]
-    fn a_posting_follows_only_the_one_before_it_in_its_account() {
+    fn posting_lists_stay_ordered_and_keep_the_newest_value() {
+        let mut g = Generation::default();
         let key = |a: u8, s: u64| crate::store::posting_key(&[a; 16], s);
-        let none = None;
-        let follows_keys = |a: &Vec<u8>, b: &Vec<u8>| follows(&row(a, &none), &row(b, &none));
-        assert!(follows_keys(&key(1, 1), &key(1, 2)));
-        assert!(!follows_keys(&key(1, 1), &key(1, 3)));
-        assert!(!follows_keys(&key(1, 2), &key(1, 1)));
-        assert!(!follows_keys(&key(1, 1), &key(2, 2)));
-        assert!(!follows_keys(&key(1, u64::MAX), &key(1, 0)));
-        // Not posting keys, whatever their first 24 bytes say.
-        let mut long = key(1, 2);
-        long.push(0);
-        assert!(!follows_keys(&key(1, 1), &long));
-        assert!(!follows_keys(&vec![1; 16], &vec![1; 16]));
+        for seq in [1, 2, 3, 5] {
+            g.put(Cf::Postings, key(7, seq), Some(vec![seq as u8]));
+        }
+        g.put(Cf::Postings, key(7, 2), Some(vec![20]));
+        g.put(Cf::Postings, key(7, 4), Some(vec![4]));
+        g.put(Cf::Postings, key(7, 0), None);
+        g.put(Cf::Postings, key(8, 9), Some(vec![9]));
+        // Not posting-shaped: kept in the family's ordinary map.
+        g.put(Cf::Postings, vec![7; 16], Some(vec![16]));
+        let list: Vec<(u64, Option<Vec<u8>>)> = g.postings.by_account[&[7; 16]].clone();
+        let want: Vec<(u64, Option<Vec<u8>>)> = vec![
+            (0, None),
+            (1, Some(vec![1])),
+            (2, Some(vec![20])),
+            (3, Some(vec![3])),
+            (4, Some(vec![4])),
+            (5, Some(vec![5])),
+        ];
+        assert_eq!(list, want);
+        assert_eq!(g.get(Cf::Postings, &key(7, 2)), Some(&Some(vec![20])));
+        assert_eq!(g.get(Cf::Postings, &key(7, 0)), Some(&None));
+        assert_eq!(g.get(Cf::Postings, &key(7, 6)), None);
+        assert_eq!(g.get(Cf::Postings, &[7; 16]), Some(&Some(vec![16])));
+        // The same key bytes in another family are another record.
+        assert_eq!(g.get(Cf::Accounts, &key(7, 2)), None);
+        let mut seen = Vec::new();
+        g.for_each_with_prefix(Cf::Postings, &[7; 16], |k, _| seen.push(k.to_vec()));
+        seen.sort();
+        let mut want: Vec<Vec<u8>> = (0..=5).map(|s| key(7, s)).collect();
+        want.insert(0, vec![7; 16]);
+        assert_eq!(seen, want);
+        let mut all = 0;
+        g.for_each_with_prefix(Cf::Postings, &[], |_, _| all += 1);
+        assert_eq!(all, 8);
+        g.clear();
+        assert!(g.is_empty());
     }
 }
