@@ -14,13 +14,11 @@ use crate::pb;
 use crate::wire::TransferRecord;
 
 /// What a batcher coalesces: the items of one request form, and the one RPC that sends them.
-pub(super) trait Item: Send + Sync + 'static {
+pub(super) trait Item: Sized + Send + Sync + 'static {
     fn send(
         core: &Core,
         items: &[Self],
-    ) -> impl Future<Output = Result<Vec<CommandOutcome>, ClientError>> + Send
-    where
-        Self: Sized;
+    ) -> impl Future<Output = Result<Vec<CommandOutcome>, ClientError>> + Send;
 }
 
 impl Item for pb::Command {
