@@ -12,8 +12,9 @@
 //! into the active generation; when it reaches its size bound it is frozen (immutable, still
 //! readable) and handed to the flusher thread, which writes it to RocksDB in one write batch and
 //! then hands it back to the writer, which empties it and reuses its maps. Postings are buffered
-//! per account in sequence order and written in chunks ([`crate::chunks`]). At most one generation is frozen at a time; if the active one reaches
-//! [`BACKPRESSURE_FACTOR`] times its bound before the flusher is done, the writer waits.
+//! per account in sequence order and written in chunks ([`crate::chunks`]). At most one
+//! generation is frozen at a time; if the active one reaches [`BACKPRESSURE_FACTOR`] times its
+//! bound before the flusher is done, the writer waits.
 //!
 //! Invariants:
 //! - RocksDB only ever receives whole generations, each in one atomic write, in order: whatever
