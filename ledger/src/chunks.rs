@@ -17,7 +17,6 @@ use crate::store::{posting_key, StoreError};
 /// The key of a posting: a 16-byte account id, then a big-endian sequence number.
 const ACCOUNT_BYTES: usize = 16;
 const KEY_BYTES: usize = ACCOUNT_BYTES + 8;
-pub(crate) const POSTING_KEY_BYTES: usize = KEY_BYTES;
 /// First byte of a chunk; a single posting starts with its codec's version byte (1 or 2).
 const CHUNK_TAG: u8 = 0xC5;
 /// At most this many postings per chunk, so that reading one posting reads a bounded record.
@@ -27,13 +26,14 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Io(format!("corrupt posting chunk: {what}"))
 }
 
-/// The account part and the sequence number of a posting key.
-fn split(key: &[u8]) -> Option<(&[u8], u64)> {
+/// A posting key's parts: the account's id bytes and the sequence number (`None`: the key is
+/// not posting-shaped).
+pub(crate) fn split(key: &[u8]) -> Option<([u8; ACCOUNT_BYTES], u64)> {
     if key.len() != KEY_BYTES {
         return None;
     }
-    let seq = u64::from_be_bytes(key[ACCOUNT_BYTES..].try_into().ok()?);
-    Some((&key[..ACCOUNT_BYTES], seq))
+    let (account, seq) = key.split_first_chunk::<ACCOUNT_BYTES>()?;
+    Some((*account, u64::from_be_bytes(seq.try_into().ok()?)))
 }
 
 /// One chunk record of consecutive postings' values (at least two; one is stored as it is);
@@ -125,7 +125,7 @@ pub(crate) fn expand<E>(
                         .iter()
                         .enumerate()
                         .map(|(i, v)| {
-                            let k = posting_key(account, first + i as u64).into_boxed_slice();
+                            let k = posting_key(&account, first + i as u64).into_boxed_slice();
                             Ok((k, Box::<[u8]>::from(*v)))
                         })
                         .collect(),

@@ -49,16 +49,6 @@ const RECORD_OVERHEAD_BYTES: usize = 64;
 
 type Map = FxHashMap<Vec<u8>, Option<Vec<u8>>>;
 
-/// A posting key's parts: the account's 16 id bytes and the sequence number (`None`: the key is
-/// not posting-shaped; such keys, if any, live in the family's ordinary map).
-fn posting_parts(key: &[u8]) -> Option<([u8; 16], u64)> {
-    if key.len() != chunks::POSTING_KEY_BYTES {
-        return None;
-    }
-    let (account, seq) = key.split_first_chunk::<16>()?;
-    Some((*account, u64::from_be_bytes(seq.try_into().ok()?)))
-}
-
 /// One account's buffered postings, in sequence order.
 type PostingList = Vec<(u64, Option<Vec<u8>>)>;
 
@@ -113,7 +103,7 @@ impl Generation {
 
     fn put(&mut self, cf: Cf, k: Vec<u8>, v: Option<Vec<u8>>) {
         self.bytes += k.len() + v.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD_BYTES;
-        match posting_parts(&k).filter(|_| cf == Cf::Postings) {
+        match chunks::split(&k).filter(|_| cf == Cf::Postings) {
             Some((account, seq)) => self.postings.put(account, seq, v),
             None => {
                 self.maps[cf as usize].insert(k, v);
@@ -123,7 +113,7 @@ impl Generation {
 
     /// The buffered value of a key, if this generation holds it (`Some(None)`: deleted).
     fn get(&self, cf: Cf, key: &[u8]) -> Option<&Option<Vec<u8>>> {
-        match posting_parts(key).filter(|_| cf == Cf::Postings) {
+        match chunks::split(key).filter(|_| cf == Cf::Postings) {
             Some((account, seq)) => self.postings.get(&account, seq),
             None => self.maps[cf as usize].get(key),
         }
