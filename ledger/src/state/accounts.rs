@@ -83,6 +83,7 @@ impl<S: Store> Ledger<S> {
         };
         // Record a zero "before" so the conservation check and the batch write see the new account.
         ctx.before.insert(c.id, AccountState::default());
+        ctx.infos.push(c.id);
         self.accounts.insert(c.id, account);
         self.account_ids.insert(c.id);
         Ok(())

@@ -157,6 +157,8 @@ struct BatchCtx {
     wb: WriteBatch,
     /// Account states before the batch first touched them (for the conservation check and the write).
     before: FxHashMap<Id, AccountState>,
+    /// Accounts whose `info` the batch created or changed (a read view takes their info anew).
+    infos: Vec<Id>,
     /// Command records written in this batch, and records read from the store.
     records: FxHashMap<Id, Option<CommandRecord>>,
     /// Flow records and indexes written in this batch, so later commands read their own writes
@@ -352,6 +354,7 @@ impl<S: Store> Ledger<S> {
             day: self.config.settings.day_of(ts),
             wb: WriteBatch::with_capacity(batch.commands.len() * 4 + 8),
             before,
+            infos: Vec::new(),
             records,
             kv: FxHashMap::default(),
             events: Vec::new(),
@@ -384,7 +387,7 @@ impl<S: Store> Ledger<S> {
         meta.bytes(&digest);
         meta.u64(ts);
         ctx.wb.put(Cf::Meta, META_KEY.to_vec(), meta.buf);
-        self.track_view(index, &ctx.wb, view_accounts);
+        self.track_view(index, &ctx.wb, view_accounts, &ctx.infos);
         self.store.write(ctx.wb)?;
         ctx.before.clear();
         ctx.records.clear();
@@ -586,8 +589,8 @@ impl<S: Store> Ledger<S> {
 
     /// Checks the batch's invariants on every touched account (kept in release builds: a violation means
     /// a bug, and a replica must stop rather than persist it), then writes each touched account once.
-    /// Returns the touched accounts if a read view follows this ledger (see [`ViewDelta`]).
-    fn check_and_write_accounts(&self, ctx: &mut BatchCtx) -> Vec<Account> {
+    /// Returns the touched accounts' states if a read view follows this ledger (see [`ViewDelta`]).
+    fn check_and_write_accounts(&self, ctx: &mut BatchCtx) -> Vec<(Id, AccountState)> {
         let mut deltas: BTreeMap<Currency, [i128; 4]> = BTreeMap::new();
         let mut view = Vec::with_capacity(if self.view_tracking {
             ctx.before.len()
@@ -597,7 +600,7 @@ impl<S: Store> Ledger<S> {
         for (id, before) in &ctx.before {
             let a = &self.accounts[id];
             if self.view_tracking {
-                view.push(a.clone());
+                view.push((*id, a.state));
             }
             let (b0, b1) = (&before.balances, &a.state.balances);
             let d = deltas.entry(a.info.currency).or_default();

@@ -2,9 +2,10 @@
 //! a slow read never holds the lock the applying ledger needs (and applying never stalls a read).
 //!
 //! The applying ledger, with view tracking on, hands out after each batch a [`ViewDelta`]: the
-//! accounts the batch touched, as the ledger holds them in memory (each shares its rarely-changing
-//! `info` with the applying ledger's copy: no encoding, decoding or second copy of it), and the
-//! batch's writes to the other families a ledger caches in memory (meta, clients, merchants,
+//! states of the accounts the batch touched (small, `Copy`), the rarely-changing `info` of the
+//! accounts it created or whose info it changed (shared with the applying ledger's copy: no
+//! encoding, decoding or second copy of it; the others' info is not touched, so neither thread pays
+//! for a shared reference count on the hot path), and the batch's writes to the other families a ledger caches in memory (meta, clients, merchants,
 //! configuration). A view absorbs deltas in log order and skips any at or below its own applied
 //! index, so it can be rebuilt from a consistent store snapshot at any time and then catch up from
 //! whatever deltas were queued meanwhile. Every other family (commands, postings, orders, …) a
@@ -24,8 +25,10 @@ const CACHED: [Cf; 4] = [Cf::Meta, Cf::Clients, Cf::Merchants, Cf::Config];
 pub struct ViewDelta {
     /// The ledger's applied index after the batch.
     pub applied_index: u64,
-    /// Every account the batch touched, as it left them (accounts are never deleted).
-    pub accounts: Vec<Account>,
+    /// The state of every account the batch touched, as it left them (accounts are never deleted).
+    pub accounts: Vec<(Id, AccountState)>,
+    /// The info of every account the batch created or whose info it changed (a tier).
+    pub infos: Vec<std::sync::Arc<AccountInfo>>,
     /// The batch's writes to the other cached families ([`CACHED`]).
     pub ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>,
 }
@@ -33,16 +36,16 @@ pub struct ViewDelta {
 impl ViewDelta {
     /// The currency of each account the batch wrote that `known` does not know yet.
     pub fn new_accounts(&self, known: impl Fn(Id) -> bool) -> Vec<(Id, Currency)> {
-        self.accounts
+        self.infos
             .iter()
-            .filter(|a| !known(a.info.id))
-            .map(|a| (a.info.id, a.info.currency))
+            .filter(|i| !known(i.id))
+            .map(|i| (i.id, i.currency))
             .collect()
     }
 
     /// How many records the delta holds (a view's queue is bounded by it).
     pub fn len(&self) -> usize {
-        self.accounts.len() + self.ops.len()
+        self.accounts.len() + self.infos.len() + self.ops.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -114,10 +117,20 @@ impl<S: Store> Ledger<S> {
         self.view_delta.take()
     }
 
-    pub(super) fn track_view(&mut self, index: u64, wb: &WriteBatch, accounts: Vec<Account>) {
+    pub(super) fn track_view(
+        &mut self,
+        index: u64,
+        wb: &WriteBatch,
+        accounts: Vec<(Id, AccountState)>,
+        infos: &[Id],
+    ) {
         if !self.view_tracking {
             return;
         }
+        let infos = infos
+            .iter()
+            .map(|id| self.accounts[id].info.clone())
+            .collect();
         let ops = wb
             .ops
             .iter()
@@ -127,6 +140,7 @@ impl<S: Store> Ledger<S> {
         self.view_delta = Some(ViewDelta {
             applied_index: index,
             accounts,
+            infos,
             ops,
         });
     }
@@ -143,13 +157,27 @@ impl<S: Store> Ledger<S> {
         let corrupt = |cf: Cf| {
             move |e: codec::DecodeError| LedgerError::Corrupt(format!("{cf:?} record: {e}"))
         };
-        for a in delta.accounts {
-            match self.accounts.entry(a.info.id) {
-                // Most deltas touch accounts the view has: the id set (a B-tree) is left alone.
-                std::collections::hash_map::Entry::Occupied(mut e) => *e.get_mut() = a,
+        // Infos first: a new account's state follows in `accounts`.
+        for info in delta.infos {
+            match self.accounts.entry(info.id) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().info = info,
                 std::collections::hash_map::Entry::Vacant(e) => {
-                    self.account_ids.insert(a.info.id);
-                    e.insert(a);
+                    self.account_ids.insert(info.id);
+                    e.insert(Account {
+                        info,
+                        state: AccountState::default(),
+                    });
+                }
+            }
+        }
+        for (id, state) in delta.accounts {
+            match self.accounts.get_mut(&id) {
+                Some(a) => a.state = state,
+                None => {
+                    return Err(LedgerError::Corrupt(format!(
+                        "view delta for index {} changes account {id} the view does not have",
+                        delta.applied_index
+                    )))
                 }
             }
         }
@@ -324,5 +352,19 @@ mod tests {
         assert!(matches!(v.apply(1, &b), Err(LedgerError::ReadOnly(_))));
         l.apply(1, &b).unwrap();
         assert!(l.take_view_delta().is_none(), "tracking is off by default");
+    }
+
+    /// A delta carries an account's info only when the batch created or changed it; a state for an
+    /// account the view has never seen means a delta was lost or reordered.
+    #[test]
+    fn a_state_for_an_account_the_view_lacks_is_corruption() {
+        let mut v = Ledger::open_view(MemStore::new()).unwrap();
+        let delta = ViewDelta {
+            applied_index: 1,
+            accounts: vec![(Id(7), AccountState::default())],
+            ..ViewDelta::default()
+        };
+        assert!(matches!(v.absorb(delta), Err(LedgerError::Corrupt(_))));
+        assert!(v.account(Id(7)).is_none());
     }
 }
