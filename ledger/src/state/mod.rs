@@ -145,7 +145,42 @@ pub struct Ledger<S: Store> {
 #[derive(Default)]
 struct BatchMaps {
     before: FxHashMap<Id, AccountState>,
-    records: FxHashMap<Id, Option<CommandRecord>>,
+    records: FxHashMap<Id, Option<CachedRecord>>,
+}
+
+/// A command record as a batch keeps it: the outcome, and the transfer only while it is a hold
+/// or a resolved hold — the only records whose transfer a later command of the batch reads
+/// (to post, void or expire it, or to say why it cannot). A posted transfer's record, nine in
+/// ten of a batch's, is then a few dozen bytes instead of a ~200-byte value that each insert
+/// into the batch's largest map moved.
+#[derive(Clone, Debug)]
+struct CachedRecord {
+    fingerprint: [u8; 16],
+    result: CommandResult,
+    hold: Option<Box<Transfer>>,
+}
+
+impl CachedRecord {
+    fn new(r: CommandRecord) -> CachedRecord {
+        CachedRecord {
+            fingerprint: r.fingerprint,
+            result: r.result,
+            hold: r
+                .transfer
+                .filter(|t| !matches!(t.state, TransferState::Posted | TransferState::Void))
+                .map(Box::new),
+        }
+    }
+
+    /// The record as far as a batch reads it (a posted transfer's or a void's transfer is left
+    /// out: no command reads it).
+    fn to_record(&self) -> CommandRecord {
+        CommandRecord {
+            fingerprint: self.fingerprint,
+            result: self.result,
+            transfer: self.hold.as_deref().cloned(),
+        }
+    }
 }
 
 /// Working state of one batch: changes are gathered here and written in one atomic store write.
@@ -160,7 +195,7 @@ struct BatchCtx {
     /// Accounts whose `info` the batch created or changed (a read view takes their info anew).
     infos: Vec<Id>,
     /// Command records written in this batch, and records read from the store.
-    records: FxHashMap<Id, Option<CommandRecord>>,
+    records: FxHashMap<Id, Option<CachedRecord>>,
     /// Flow records and indexes written in this batch, so later commands read their own writes
     /// (`None`: deleted).
     kv: FxHashMap<(Cf, Vec<u8>), Option<Vec<u8>>>,
@@ -425,7 +460,7 @@ impl<S: Store> Ledger<S> {
         let values = self.store.multi_get(Cf::Commands, &keys)?;
         for (id, v) in ids.into_iter().zip(values) {
             let rec = match v {
-                Some(b) => Some(codec::decode_command_record(&b)?),
+                Some(b) => Some(CachedRecord::new(codec::decode_command_record(&b)?)),
                 None => None,
             };
             ctx.records.insert(id, rec);
@@ -433,16 +468,19 @@ impl<S: Store> Ledger<S> {
         Ok(())
     }
 
+    /// A command's record as this batch left it, with its transfer only if that is a hold
+    /// (see [`CachedRecord`]).
     fn record(&self, ctx: &mut BatchCtx, id: Id) -> Result<Option<CommandRecord>, LedgerError> {
         if let Some(r) = ctx.records.get(&id) {
-            return Ok(r.clone());
+            return Ok(r.as_ref().map(CachedRecord::to_record));
         }
         let r = match self.store.get(Cf::Commands, &id.to_bytes())? {
-            Some(b) => Some(codec::decode_command_record(&b)?),
+            Some(b) => Some(CachedRecord::new(codec::decode_command_record(&b)?)),
             None => None,
         };
-        ctx.records.insert(id, r.clone());
-        Ok(r)
+        let out = r.as_ref().map(CachedRecord::to_record);
+        ctx.records.insert(id, r);
+        Ok(out)
     }
 
     /// Reads a flow record or index entry as this batch left it.
@@ -469,7 +507,7 @@ impl<S: Store> Ledger<S> {
             id.to_bytes().to_vec(),
             codec::encode_command_record(&rec),
         );
-        ctx.records.insert(id, Some(rec));
+        ctx.records.insert(id, Some(CachedRecord::new(rec)));
     }
 
     fn apply_one(
