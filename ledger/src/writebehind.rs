@@ -406,6 +406,7 @@ impl Drop for WriteBehind {
 }
 
 fn flush_loop(s: &Shared) {
+    crate::rocks::lower_thread_priority();
     loop {
         {
             let Ok(mut c) = s.control.lock() else { return };
