@@ -14,7 +14,8 @@
 //! then hands it back to the writer, which empties it and reuses its maps. Postings are buffered
 //! per account in sequence order and written in chunks ([`crate::chunks`]). At most one
 //! generation is frozen at a time; if the active one reaches [`BACKPRESSURE_FACTOR`] times its
-//! bound before the flusher is done, the writer waits.
+//! bound before the flusher is done, the writer waits for the frozen one and hands over its own
+//! (so at most twice that factor times the bound is buffered).
 //!
 //! Invariants:
 //! - RocksDB only ever receives whole generations, each in one atomic write, in order: whatever
@@ -252,8 +253,26 @@ impl WriteBehind {
             *self.shared.spare.lock().map_err(|_| poisoned())? = Some(g);
         }
         if behind {
-            // The flusher is behind: wait for it rather than grow without bound.
-            return self.drain();
+            // The flusher is behind: wait for the generation it is writing, then hand it this
+            // one, rather than grow without bound. (Not `drain`: that would also wait for this
+            // generation — four times the usual size — to be written, a stall of its own.)
+            return self.hand_over();
+        }
+        Ok(())
+    }
+
+    /// Waits until RocksDB holds the frozen generation, then freezes the active one.
+    fn hand_over(&self) -> Result<(), StoreError> {
+        let n = self
+            .shared
+            .control
+            .lock()
+            .map_err(|_| poisoned())?
+            .frozen_count;
+        self.wait_written(n)?;
+        let mut b = self.shared.buffers.write().map_err(|_| poisoned())?;
+        if b.frozen.is_none() && !b.active.is_empty() {
+            self.freeze(&mut b)?;
         }
         Ok(())
     }
