@@ -15,7 +15,7 @@
 //! per account in sequence order and written in chunks ([`crate::chunks`]). At most one
 //! generation is frozen at a time; if the active one reaches [`BACKPRESSURE_FACTOR`] times its
 //! bound before the flusher is done, the writer waits for the frozen one and hands over its own
-//! (so at most twice that factor times the bound is buffered).
+//! (so at most twice that factor times the bound is buffered: a frozen and an active one).
 //!
 //! Invariants:
 //! - RocksDB only ever receives whole generations, each in one atomic write, in order: whatever
@@ -263,13 +263,7 @@ impl WriteBehind {
 
     /// Waits until RocksDB holds the frozen generation, then freezes the active one.
     fn hand_over(&self) -> Result<(), StoreError> {
-        let n = self
-            .shared
-            .control
-            .lock()
-            .map_err(|_| poisoned())?
-            .frozen_count;
-        self.wait_written(n)?;
+        self.wait_frozen_written()?;
         let mut b = self.shared.buffers.write().map_err(|_| poisoned())?;
         if b.frozen.is_none() && !b.active.is_empty() {
             self.freeze(&mut b)?;
@@ -293,6 +287,17 @@ impl WriteBehind {
         c.frozen_count += 1;
         self.shared.changed.notify_all();
         Ok(c.frozen_count)
+    }
+
+    /// Waits until RocksDB holds every generation frozen so far.
+    fn wait_frozen_written(&self) -> Result<(), StoreError> {
+        let n = self
+            .shared
+            .control
+            .lock()
+            .map_err(|_| poisoned())?
+            .frozen_count;
+        self.wait_written(n)
     }
 
     /// Waits until RocksDB holds generation `n`.
@@ -339,13 +344,7 @@ impl WriteBehind {
     /// RocksDB replacement — before any reader can look again.
     pub fn replace(&self, f: impl FnOnce() -> Result<(), StoreError>) -> Result<(), StoreError> {
         loop {
-            let n = self
-                .shared
-                .control
-                .lock()
-                .map_err(|_| poisoned())?
-                .frozen_count;
-            self.wait_written(n)?;
+            self.wait_frozen_written()?;
             let mut b = self.shared.buffers.write().map_err(|_| poisoned())?;
             if b.frozen.is_none() {
                 b.active = Generation::default();
