@@ -150,9 +150,9 @@ struct BatchMaps {
 
 /// A command record as a batch keeps it: the outcome, and the transfer only while it is a hold
 /// or a resolved hold — the only records whose transfer a later command of the batch reads
-/// (to post, void or expire it, or to say why it cannot). A posted transfer's record, nine in
-/// ten of a batch's, is then a few dozen bytes instead of a ~200-byte value that each insert
-/// into the batch's largest map moved.
+/// (to post, void or expire it, or to say why it cannot). A posted transfer's record — most of
+/// a batch's — is then a few dozen bytes instead of a ~200-byte value that each insert into the
+/// batch's largest map moved.
 #[derive(Clone, Debug)]
 struct CachedRecord {
     fingerprint: [u8; 16],
