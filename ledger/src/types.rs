@@ -767,15 +767,15 @@ mod tests {
         ) {
             let mut chars = chars;
             if canonical_hyphens && chars.len() == 36 {
-                for i in [8, 13, 18, 23] {
+                for i in UUID_HYPHENS_AT {
                     chars[i] = b'-';
                 }
             }
             let text = String::from_utf8(chars).unwrap();
             let digits: String = match text.len() {
-                36 if [8, 13, 18, 23].iter().all(|&i| &text[i..=i] == "-") => text
+                36 if UUID_HYPHENS_AT.iter().all(|&i| &text[i..=i] == "-") => text
                     .char_indices()
-                    .filter(|(i, _)| ![8, 13, 18, 23].contains(i))
+                    .filter(|(i, _)| !UUID_HYPHENS_AT.contains(i))
                     .map(|(_, c)| c)
                     .collect(),
                 32 => text.clone(),

@@ -6,9 +6,10 @@
 //! accounts it created or whose info it changed (shared with the applying ledger's copy: no
 //! encoding, decoding or second copy of it; the others' info is not touched, so neither thread
 //! pays for a shared reference count on the hot path), and the batch's writes to the other
-//! families a ledger caches in memory (meta, clients, merchants, configuration). A view absorbs deltas in log order and skips any at or below its own applied
-//! index, so it can be rebuilt from a consistent store snapshot at any time and then catch up from
-//! whatever deltas were queued meanwhile. Every other family (commands, postings, orders, …) a
+//! families a ledger caches in memory (meta, clients, merchants, configuration). A view absorbs
+//! deltas in log order and skips any at or below its own applied index, so it can be rebuilt
+//! from a consistent store snapshot at any time and then catch up from whatever deltas were
+//! queued meanwhile. Every other family (commands, postings, orders, …) a
 //! view reads from the live store: those records are at least as new as the view's index.
 //!
 //! A view never applies, restores or expires anything: those calls fail with
