@@ -142,7 +142,7 @@ mod tests {
     use super::*;
 
     fn key(a: u8, s: u64) -> Vec<u8> {
-        posting_key(&[a; 16], s)
+        posting_key(&[a; 16], s).into_vec()
     }
 
     #[test]

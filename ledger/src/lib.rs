@@ -75,5 +75,5 @@ pub use state::{
     CHAIN_RETAIN_BATCHES, EVENT_RETAIN_BATCHES, EVENT_SCAN_INDEXES_MAX, EXPIRE_PER_BATCH_MAX,
     HISTORY_PAGE_MAX,
 };
-pub use store::{Cf, MemStore, Store, StoreError, WriteBatch};
+pub use store::{id_key, Cf, Key, MemStore, Store, StoreError, WriteBatch, KEY_INLINE_BYTES};
 pub use types::*;

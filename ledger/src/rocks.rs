@@ -10,7 +10,7 @@ use rocksdb::{ColumnFamilyDescriptor, Options, WriteOptions, DB};
 
 use crate::chunks;
 use crate::keybounds::{self, KeyBounds};
-use crate::store::{Cf, Store, StoreError, WriteBatch};
+use crate::store::{Cf, Key, Store, StoreError, WriteBatch};
 use crate::writebehind::{key_head, WriteBehind, WRITE_BEHIND_BYTES_DEFAULT};
 
 /// Exclusive upper bound of every ledger key (keys are at most 24 bytes).
@@ -505,7 +505,7 @@ impl Store for RocksStore {
 
     /// Command ids the bounds rule out ([`KeyBounds`]) are absent; the rest are read from the
     /// buffer, and what it does not hold from RocksDB in one ordered read.
-    fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    fn multi_get(&self, cf: Cf, keys: &[Key]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         // `found[i]`: `None` while key i is still to be read, then its value or absence.
         let mut found: Vec<Option<Option<Vec<u8>>>> = vec![None; keys.len()];
         let mut open = Vec::with_capacity(keys.len());
@@ -670,11 +670,11 @@ impl Store for SnapshotStore<'_> {
         self.snap.get_cf(h, key).map_err(io)
     }
 
-    fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    fn multi_get(&self, cf: Cf, keys: &[Key]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let h = self.store.handle(cf);
         if cf == Cf::Postings {
             let it = self.snap.raw_iterator_cf(h);
-            return get_postings(it, keys.iter().map(Vec::as_slice));
+            return get_postings(it, keys.iter().map(|k| k.as_slice()));
         }
         keys.iter()
             .map(|k| self.snap.get_cf(h, k).map_err(io))
@@ -870,9 +870,9 @@ mod tests {
         };
         // `stored` are found; `ruled_out` are absent without a lookup; 0 is read and missing.
         let check = |s: &RocksStore, stored: &[u128], ruled_out: &[u128]| {
-            let mut keys: Vec<Vec<u8>> = stored.iter().map(|&k| id(k)).collect();
-            keys.extend(ruled_out.iter().map(|&k| id(k)));
-            keys.push(id(0));
+            let mut keys: Vec<Key> = stored.iter().map(|&k| id(k).into()).collect();
+            keys.extend(ruled_out.iter().map(|&k| Key::from(id(k))));
+            keys.push(id(0).into());
             let got = s.multi_get(Cf::Commands, &keys).unwrap();
             for (k, v) in stored.iter().zip(&got) {
                 assert_eq!(v.as_deref(), Some(&[*k as u8][..]), "stored key {k}");
@@ -962,7 +962,7 @@ mod tests {
                         let a = k % 4;
                         posting(a, u64::from(k / 4) % (next_seq[a as usize] + 2))
                     } else {
-                        vec![(k % 4) as u8, (k >> 8) as u8, k as u8]
+                        vec![(k % 4) as u8, (k >> 8) as u8, k as u8].into()
                     }
                 };
                 let mut batch = WriteBatch::default();
@@ -1008,7 +1008,7 @@ mod tests {
                                     store.get(cf, &at).unwrap(),
                                     model.get(cf, &at).unwrap()
                                 );
-                                let mut keys: Vec<Vec<u8>> = (0..8u16)
+                                let mut keys: Vec<Key> = (0..8u16)
                                     .map(|i| {
                                         if cf == Cf::Postings {
                                             let seq =
@@ -1022,8 +1022,8 @@ mod tests {
                                 // Out of order, a repeat, and keys that tie on their zero-padded
                                 // head (one a prefix of another).
                                 keys.push(keys[0].clone());
-                                keys.push(at[..at.len() - 1].to_vec());
-                                keys.push([at.as_slice(), &[0]].concat());
+                                keys.push(at[..at.len() - 1].into());
+                                keys.push([at.as_slice(), &[0]].concat().into());
                                 prop_assert_eq!(
                                     store.multi_get(cf, &keys).unwrap(),
                                     model.multi_get(cf, &keys).unwrap()
@@ -1102,7 +1102,7 @@ mod tests {
                     );
                     // In order (a history page, read from the chunk already at hand), and
                     // backwards and across accounts (a seek each time).
-                    let mut keys: Vec<Vec<u8>> = (seq..seq + 70).map(|s| key(a, s)).collect();
+                    let mut keys: Vec<Key> = (seq..seq + 70).map(|s| key(a, s)).collect();
                     for _ in 0..2 {
                         assert_eq!(
                             store.multi_get(Cf::Postings, &keys).unwrap(),

@@ -35,7 +35,7 @@ use rocksdb::{WriteOptions, DB};
 use rustc_hash::FxHashMap;
 
 use crate::chunks;
-use crate::store::{Cf, StoreError};
+use crate::store::{Cf, Key, StoreError};
 
 /// Size of a generation, in bytes of keys and values (plus a per-record overhead), before it is
 /// handed to the flusher, unless the node is told otherwise.
@@ -48,7 +48,7 @@ pub const BACKPRESSURE_FACTOR: usize = 4;
 /// What a buffered record costs beyond its key and value (hash map slot and two vectors).
 const RECORD_OVERHEAD_BYTES: usize = 64;
 
-type Map = FxHashMap<Vec<u8>, Option<Vec<u8>>>;
+type Map = FxHashMap<Key, Option<Vec<u8>>>;
 
 /// One account's buffered postings, in sequence order.
 type PostingList = Vec<(u64, Option<Vec<u8>>)>;
@@ -102,7 +102,7 @@ impl Generation {
         self.bytes = 0;
     }
 
-    fn put(&mut self, cf: Cf, k: Vec<u8>, v: Option<Vec<u8>>) {
+    fn put(&mut self, cf: Cf, k: Key, v: Option<Vec<u8>>) {
         self.bytes += k.len() + v.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD_BYTES;
         match chunks::split(&k).filter(|_| cf == Cf::Postings) {
             Some((account, seq)) => self.postings.put(account, seq, v),
@@ -230,7 +230,7 @@ impl WriteBehind {
     }
 
     /// Buffers one batch's writes (atomically: a reader sees all of them or none).
-    pub fn write(&self, ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError> {
+    pub fn write(&self, ops: Vec<(Cf, Key, Option<Vec<u8>>)>) -> Result<(), StoreError> {
         self.check()?;
         let (retired, behind) = {
             let mut b = self.shared.buffers.write().map_err(|_| poisoned())?;
@@ -462,9 +462,9 @@ fn flush_loop(s: &Shared) {
 /// integers (zero-padded), then the key, then the value. Comparing the integers first orders
 /// keys exactly as bytewise comparison does (ties fall back to it) without a `memcmp` call and two
 /// pointer dereferences per comparison, which were a third of the flusher's time.
-type Row<'a> = (u128, u64, &'a Vec<u8>, &'a Option<Vec<u8>>);
+type Row<'a> = (u128, u64, &'a [u8], &'a Option<Vec<u8>>);
 
-fn row<'a>(k: &'a Vec<u8>, v: &'a Option<Vec<u8>>) -> Row<'a> {
+fn row<'a>(k: &'a [u8], v: &'a Option<Vec<u8>>) -> Row<'a> {
     let next = match k.get(16..).and_then(|t| t.first_chunk::<8>()) {
         // Keys of 24 bytes or more: one load, no copy loop (the general path's
         // `copy_from_slice` calls were a tenth of the flusher).
@@ -582,9 +582,9 @@ mod tests {
             let none = None;
             let mut by_rows: Vec<Row<'_>> = keys.iter().map(|k| row(k, &none)).collect();
             by_rows.sort_unstable_by(row_order);
-            let mut by_bytes: Vec<&Vec<u8>> = keys.iter().collect();
+            let mut by_bytes: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
             by_bytes.sort_unstable();
-            let rows: Vec<&Vec<u8>> = by_rows.iter().map(|r| r.2).collect();
+            let rows: Vec<&[u8]> = by_rows.iter().map(|r| r.2).collect();
             prop_assert_eq!(rows, by_bytes);
         }
     }
@@ -603,7 +603,7 @@ mod tests {
         g.put(Cf::Postings, key(7, 0), None);
         g.put(Cf::Postings, key(8, 9), Some(vec![9]));
         // Not posting-shaped: kept in the family's ordinary map.
-        g.put(Cf::Postings, vec![7; 16], Some(vec![16]));
+        g.put(Cf::Postings, vec![7; 16].into(), Some(vec![16]));
         let list: Vec<(u64, Option<Vec<u8>>)> = g.postings.by_account[&[7; 16]].clone();
         let want: Vec<(u64, Option<Vec<u8>>)> = vec![
             (0, None),
@@ -623,7 +623,7 @@ mod tests {
         let mut seen = Vec::new();
         g.for_each_with_prefix(Cf::Postings, &[7; 16], |k, _| seen.push(k.to_vec()));
         seen.sort();
-        let mut want: Vec<Vec<u8>> = (0..=5).map(|s| key(7, s)).collect();
+        let mut want: Vec<Vec<u8>> = (0..=5).map(|s| key(7, s).into_vec()).collect();
         want.insert(0, vec![7; 16]);
         assert_eq!(seen, want);
         let mut all = 0;

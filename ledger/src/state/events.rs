@@ -84,7 +84,7 @@ impl<S: Store> Ledger<S> {
         let to = self
             .applied_index
             .min(from.saturating_add(EVENT_SCAN_INDEXES_MAX - 1));
-        let keys: Vec<Vec<u8>> = (from..=to).map(|i| event_key(i).to_vec()).collect();
+        let keys: Vec<crate::store::Key> = (from..=to).map(|i| event_key(i)[..].into()).collect();
         let values = self.store.multi_get(Cf::Events, &keys)?;
         let mut out = Vec::new();
         for (i, v) in (from..=to).zip(values) {

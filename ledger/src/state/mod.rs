@@ -456,7 +456,7 @@ impl<S: Store> Ledger<S> {
             }
         }
         ids.retain(|id| !ctx.records.contains_key(id));
-        let keys: Vec<Vec<u8>> = ids.iter().map(|id| id.to_bytes().to_vec()).collect();
+        let keys: Vec<crate::store::Key> = ids.iter().map(|&id| crate::store::id_key(id)).collect();
         let values = self.store.multi_get(Cf::Commands, &keys)?;
         for (id, v) in ids.into_iter().zip(values) {
             let rec = match v {
@@ -504,7 +504,7 @@ impl<S: Store> Ledger<S> {
     fn put_record(&self, ctx: &mut BatchCtx, id: Id, rec: CommandRecord) {
         ctx.wb.put(
             Cf::Commands,
-            id.to_bytes().to_vec(),
+            crate::store::id_key(id),
             codec::encode_command_record(&rec),
         );
         ctx.records.insert(id, Some(CachedRecord::new(rec)));
@@ -667,7 +667,7 @@ impl<S: Store> Ledger<S> {
             }
             ctx.wb.put(
                 Cf::Accounts,
-                id.to_bytes().to_vec(),
+                crate::store::id_key(*id),
                 codec::encode_account(a),
             );
         }

@@ -9,7 +9,7 @@ use super::*;
 use crate::money::{self, MAX_MINOR};
 
 /// Key of a posting: account id, then its sequence number (big-endian: history pages are ranges).
-pub(super) fn posting_key(account: Id, seq: u64) -> Vec<u8> {
+pub(super) fn posting_key(account: Id, seq: u64) -> crate::store::Key {
     crate::store::posting_key(&account.to_bytes(), seq)
 }
 

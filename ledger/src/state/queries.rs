@@ -61,7 +61,7 @@ impl<S: Store> Ledger<S> {
             return Ok(Vec::new());
         }
         let n = (last - first + 1).min(limit.min(HISTORY_PAGE_MAX) as u64);
-        let keys: Vec<Vec<u8>> = (first..first + n)
+        let keys: Vec<crate::store::Key> = (first..first + n)
             .map(|s| posting_key(account, s))
             .collect();
         let values = self.store.multi_get(Cf::Postings, &keys)?;

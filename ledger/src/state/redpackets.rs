@@ -74,7 +74,8 @@ impl<S: Store> Ledger<S> {
                 )))
             }
         };
-        let keys: Vec<Vec<u8>> = (0..r.claimed).map(|k| claim_key(id, k)).collect();
+        let keys: Vec<crate::store::Key> =
+            (0..r.claimed).map(|k| claim_key(id, k).into()).collect();
         let mut claims = Vec::with_capacity(keys.len());
         for v in self.store.multi_get(Cf::RedPackets, &keys)? {
             let v = v.ok_or_else(|| LedgerError::Corrupt(format!("red packet {id} claim")))?;

@@ -31,7 +31,7 @@ pub struct ViewDelta {
     /// The info of every account the batch created or whose info it changed (a tier).
     pub infos: Vec<std::sync::Arc<AccountInfo>>,
     /// The batch's writes to the other cached families ([`CACHED`]).
-    pub ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>,
+    pub ops: Vec<(Cf, crate::store::Key, Option<Vec<u8>>)>,
 }
 
 impl ViewDelta {
@@ -185,7 +185,7 @@ impl<S: Store> Ledger<S> {
         let mut config = false;
         for (cf, key, value) in &delta.ops {
             match (cf, value) {
-                (Cf::Meta, Some(v)) if key == META_KEY => self.load_meta(v)?,
+                (Cf::Meta, Some(v)) if key.as_slice() == META_KEY => self.load_meta(v)?,
                 (Cf::Clients, Some(v)) => {
                     let c = codec::decode_client(v).map_err(corrupt(Cf::Clients))?;
                     self.clients.insert(c.public_key, c);
