@@ -466,8 +466,8 @@ struct NodeArgs {
     /// Size of one generation of the ledger's write-behind buffer, in MiB (1-4096): a batch's
     /// writes go to memory, and a background thread writes each full generation to RocksDB —
     /// sorted, once per key however often it changed. Larger: fewer RocksDB writes of accounts
-    /// that change often, more memory (up to 5 generations while the writer waits).
-    /// [default: 32]
+    /// that change often, more memory (up to eight generations' worth buffered: a frozen one,
+    /// and an active one at four times the size before the writer waits). [default: 16]
     #[arg(long, value_parser = clap::value_parser!(u64).range(
         1..=(ledger::writebehind::WRITE_BEHIND_BYTES_MAX >> 20) as u64
     ))]

@@ -38,8 +38,11 @@ use crate::chunks;
 use crate::store::{Cf, Key, StoreError};
 
 /// Size of a generation, in bytes of keys and values (plus a per-record overhead), before it is
-/// handed to the flusher, unless the node is told otherwise.
-pub const WRITE_BEHIND_BYTES_DEFAULT: usize = 32 << 20;
+/// handed to the flusher, unless the node is told otherwise. 16 MiB since the writer may run up
+/// to [`BACKPRESSURE_FACTOR`] generations ahead: at 32 MiB a node of 1 M accounts and 10 M
+/// transfers peaked at 2 188 MiB, past the 2 GiB bound; at 16 MiB 1 916, with throughput within
+/// the noise (docs/performance.md, 3o).
+pub const WRITE_BEHIND_BYTES_DEFAULT: usize = 16 << 20;
 /// Bounds of [`WRITE_BEHIND_BYTES_DEFAULT`]'s setting.
 pub const WRITE_BEHIND_BYTES_MIN: usize = 1 << 12;
 pub const WRITE_BEHIND_BYTES_MAX: usize = 4 << 30;
