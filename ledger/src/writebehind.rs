@@ -40,7 +40,7 @@ use crate::store::{Cf, Key, StoreError};
 /// Size of a generation, in bytes of keys and values (plus a per-record overhead), before it is
 /// handed to the flusher, unless the node is told otherwise. 16 MiB since the writer may run up
 /// to [`BACKPRESSURE_FACTOR`] generations ahead: at 32 MiB a node of 1 M accounts and 10 M
-/// transfers peaked at 2 188 MiB, past the 2 GiB bound; at 16 MiB 1 916, with throughput within
+/// transfers peaked at 2 188 MiB, past the 2 GiB bound; at 16 MiB 1 833–1 916, with throughput within
 /// the noise (docs/performance.md, 3o).
 pub const WRITE_BEHIND_BYTES_DEFAULT: usize = 16 << 20;
 /// Bounds of [`WRITE_BEHIND_BYTES_DEFAULT`]'s setting.
@@ -48,7 +48,7 @@ pub const WRITE_BEHIND_BYTES_MIN: usize = 1 << 12;
 pub const WRITE_BEHIND_BYTES_MAX: usize = 4 << 30;
 /// The writer waits for the flusher once the active generation is this many times its bound.
 pub const BACKPRESSURE_FACTOR: usize = 4;
-/// What a buffered record costs beyond its key and value (hash map slot and two vectors).
+/// What a buffered record costs beyond its key and value (hash map slot, inline key, value vector).
 const RECORD_OVERHEAD_BYTES: usize = 64;
 
 type Map = FxHashMap<Key, Option<Vec<u8>>>;

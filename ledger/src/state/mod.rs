@@ -492,12 +492,12 @@ impl<S: Store> Ledger<S> {
     }
 
     fn kv_put(ctx: &mut BatchCtx, cf: Cf, key: Vec<u8>, value: Vec<u8>) {
-        ctx.wb.put(cf, key.clone(), value.clone());
+        ctx.wb.put(cf, key.as_slice(), value.clone());
         ctx.kv.insert((cf, key), Some(value));
     }
 
     fn kv_delete(ctx: &mut BatchCtx, cf: Cf, key: Vec<u8>) {
-        ctx.wb.delete(cf, key.clone());
+        ctx.wb.delete(cf, key.as_slice());
         ctx.kv.insert((cf, key), None);
     }
 
