@@ -77,3 +77,31 @@ pub use state::{
 };
 pub use store::{id_key, Cf, Key, MemStore, Store, StoreError, WriteBatch, KEY_INLINE_BYTES};
 pub use types::*;
+
+/// Hints the CPU to load the cache line at `p` (no effect on other architectures).
+#[inline(always)]
+pub(crate) fn prefetch<T: ?Sized>(p: &T) {
+    prefetch_ptr((p as *const T).cast());
+}
+
+/// [`prefetch`] of every cache line `p` spans.
+#[inline(always)]
+pub(crate) fn prefetch_lines<T>(p: &T) {
+    const LINE_BYTES: usize = 64;
+    let start = (p as *const T).cast::<u8>();
+    for offset in (0..std::mem::size_of::<T>()).step_by(LINE_BYTES) {
+        // Addresses within `*p`: computed, never dereferenced.
+        prefetch_ptr(start.wrapping_add(offset));
+    }
+}
+
+#[inline(always)]
+fn prefetch_ptr(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}

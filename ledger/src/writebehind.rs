@@ -502,20 +502,6 @@ fn row_key<'a>(r: &Row<'a>, buf: &'a mut [u8; 24]) -> &'a [u8] {
 /// the heap, and copying each into the write batch waited on a cache miss.
 const PREFETCH_ROWS_AHEAD: usize = 8;
 
-/// Hints the CPU to load the cache line at `p` (no effect on other architectures).
-#[inline(always)]
-fn prefetch<T: ?Sized>(p: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-            (p as *const T).cast(),
-        );
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 /// A key's first 16 bytes as a big-endian integer, zero-padded. Ordering by it, then bytewise
 /// on a tie, is bytewise order: the flusher's sort and RocksDB's ordered point reads
 /// (`rocks::multi_get_in_order`) both sort by it.
@@ -550,11 +536,11 @@ fn write_posting_chunks(
     accounts.sort_unstable_by_key(|e| e.0);
     for (n, &(_, account, list)) in accounts.iter().enumerate() {
         if let Some(ahead) = accounts.get(n + 1) {
-            prefetch(ahead.2);
+            crate::prefetch(ahead.2);
         }
         for (_, v) in list.iter().take(PREFETCH_ROWS_AHEAD) {
             if let Some(v) = v {
-                prefetch(v);
+                crate::prefetch(v);
             }
         }
         let mut i = 0;
@@ -603,7 +589,7 @@ fn write_generation(db: &DB, g: &Generation) -> Result<(), StoreError> {
         rows.sort_unstable_by(row_order);
         for (i, r) in rows.iter().enumerate() {
             if let Some(Some(v)) = rows.get(i + PREFETCH_ROWS_AHEAD).map(|r| r.3) {
-                prefetch(v);
+                crate::prefetch(v);
             }
             let mut buf = [0u8; 24];
             crate::rocks::add_op(&mut wb, h, row_key(r, &mut buf), r.3);

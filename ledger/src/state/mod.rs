@@ -247,6 +247,11 @@ fn flow_of(c: &Command) -> FlowKind {
     }
 }
 
+/// Commands whose accounts are warmed at a time ([`Ledger::warm_accounts`]): their accounts'
+/// cache lines (~3 per account, two accounts a transfer: ~100 KiB) stay within a core's L2 until
+/// the commands run.
+const WARM_COMMANDS: usize = 256;
+
 fn fingerprint(scratch: &mut Enc, c: &Command) -> [u8; 16] {
     scratch.buf.clear();
     codec::encode_command(scratch, c);
@@ -405,7 +410,11 @@ impl<S: Store> Ledger<S> {
         let mut chain =
             chain::ChainHasher::new(&self.digest, index, ts, batch.seed, batch.commands.len());
         let mut results = Vec::with_capacity(batch.commands.len());
-        for cmd in &batch.commands {
+        for (i, cmd) in batch.commands.iter().enumerate() {
+            if i % WARM_COMMANDS == 0 {
+                let end = batch.commands.len().min(i + WARM_COMMANDS);
+                self.warm_accounts(&batch.commands[i..end]);
+            }
             let fp = fingerprint(&mut ctx.scratch, cmd);
             let result = self.apply_one(&mut ctx, cmd, fp)?;
             chain.command(&fp, result.code as u16, result.timestamp_ns);
@@ -441,6 +450,29 @@ impl<S: Store> Ledger<S> {
             timestamp_ns: ts,
             events: ctx.events,
         })
+    }
+
+    /// Brings the accounts the next commands' transfer legs name into the cache before they run.
+    /// The applying thread used to wait on two or three cache misses per account (the map slot,
+    /// the shared `AccountInfo` behind it: 12 % of a follower's Raft thread in `leg_accounts`);
+    /// here the lookups are independent of each other, so the CPU overlaps their misses. Only a
+    /// hint: what it reads changes nothing, and a missing account is the command's own business.
+    fn warm_accounts(&self, commands: &[Command]) {
+        for c in commands {
+            let Command::CreateTransfer(t) = c else {
+                continue;
+            };
+            for leg in &t.legs {
+                for id in [leg.debit, leg.credit] {
+                    if let Some(a) = self.accounts.get(&id) {
+                        crate::prefetch(&a.state);
+                        // Every line of the shared part: the checks read its id, currency,
+                        // flags, overdraft and limits, which the compiler lays out as it likes.
+                        crate::prefetch_lines(&*a.info);
+                    }
+                }
+            }
+        }
     }
 
     /// Loads the command records a batch refers to (its own ids, and the pending transfers it posts or
