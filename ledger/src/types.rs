@@ -221,13 +221,37 @@ pub struct AccountState {
 /// The pointer is shared: the applying ledger hands a read view its accounts by cloning them (a
 /// reference count and the ~110-byte state), and both hold one copy of each `info`; a change to
 /// it (`Arc::make_mut`) copies it first.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Account {
     pub info: std::sync::Arc<AccountInfo>,
     pub state: AccountState,
+    /// The log index of the last batch that touched the account (0: none since it was loaded).
+    /// The applying ledger's own bookkeeping, not part of the account: it replaces a per-batch
+    /// map of touched accounts, whose random inserts missed the cache (see `Ledger::touch`). It
+    /// fits in the slot's padding (the slot stays 128 bytes).
+    pub(crate) touched_in: u64,
 }
 
+// The mark must not grow a cached account (a million of them per map: docs/performance.md).
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Account>() <= 128);
+
+/// Equal when the account is: what a ledger last did with it is not part of it.
+impl PartialEq for Account {
+    fn eq(&self, other: &Self) -> bool {
+        self.info == other.info && self.state == other.state
+    }
+}
+impl Eq for Account {}
+
 impl Account {
+    pub fn new(info: std::sync::Arc<AccountInfo>, state: AccountState) -> Account {
+        Account {
+            info,
+            state,
+            touched_in: 0,
+        }
+    }
     pub fn status(&self) -> AccountStatus {
         self.state.status
     }

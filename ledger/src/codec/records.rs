@@ -95,10 +95,7 @@ pub(crate) fn decode_account(b: &[u8]) -> Result<Account, DecodeError> {
         info.tier = d.opt(|d| d.string())?;
     }
     d.finish()?;
-    Ok(Account {
-        info: std::sync::Arc::new(info),
-        state,
-    })
+    Ok(Account::new(std::sync::Arc::new(info), state))
 }
 
 /// A command record: the body fingerprint, the final result, and for transfers the transfer itself.

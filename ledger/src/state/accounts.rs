@@ -55,8 +55,8 @@ impl<S: Store> Ledger<S> {
         {
             return Err(ResultCode::MetadataTooLarge.into());
         }
-        let account = Account {
-            info: std::sync::Arc::new(AccountInfo {
+        let mut account = Account::new(
+            std::sync::Arc::new(AccountInfo {
                 id: c.id,
                 currency,
                 kind: c.kind,
@@ -75,14 +75,15 @@ impl<S: Store> Ledger<S> {
                     },
                 ),
             }),
-            state: AccountState {
+            AccountState {
                 status: AccountStatus::Open,
                 day: ctx.day,
                 ..Default::default()
             },
-        };
-        // Record a zero "before" so the conservation check and the batch write see the new account.
-        ctx.before.insert(c.id, AccountState::default());
+        );
+        // A zero "before", so the conservation check and the batch write see the new account.
+        account.touched_in = ctx.index;
+        ctx.before.push((c.id, AccountState::default()));
         ctx.infos.push(c.id);
         self.accounts.insert(c.id, account);
         self.account_ids.insert(c.id);

@@ -348,7 +348,7 @@ impl<S: Store> Ledger<S> {
         let name = tier.name.clone();
         let a = self.accounts.get_mut(&s.account).expect("checked above");
         // Marks the account touched so the batch writes it (its info changed, not its money).
-        ctx.before.entry(s.account).or_insert(a.state);
+        Self::touch(ctx, s.account, a);
         ctx.infos.push(s.account);
         let info = std::sync::Arc::make_mut(&mut a.info);
         info.limits = limits;

@@ -164,10 +164,7 @@ impl<S: Store> Ledger<S> {
                 std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().info = info,
                 std::collections::hash_map::Entry::Vacant(e) => {
                     self.account_ids.insert(info.id);
-                    e.insert(Account {
-                        info,
-                        state: AccountState::default(),
-                    });
+                    e.insert(Account::new(info, AccountState::default()));
                 }
             }
         }
