@@ -497,7 +497,7 @@ fn row<'a>(k: &'a [u8], v: &'a Option<Vec<u8>>) -> Row<'a> {
 /// The key of a sorted row without reading the key's own bytes (they sit in the map's slot,
 /// cold by the time rows are written in key order): keys of up to 24 bytes are the sort
 /// integers' leading bytes; longer ones are read.
-fn row_key<'a>(r: &Row<'a>, buf: &'a mut [u8; 24]) -> &'a [u8] {
+fn row_key<'a>(r: &Row<'a>, buf: &'a mut [u8; SORT_KEY_BYTES]) -> &'a [u8] {
     let len = r.2.len();
     if len > buf.len() {
         return r.2;
@@ -506,6 +506,9 @@ fn row_key<'a>(r: &Row<'a>, buf: &'a mut [u8; 24]) -> &'a [u8] {
     buf[16..].copy_from_slice(&r.1.to_be_bytes());
     &buf[..len]
 }
+
+/// Bytes of a key the sort integers hold: the `u128` head and the `u64` after it.
+const SORT_KEY_BYTES: usize = 16 + 8;
 
 /// Rows ahead of the one being written whose value is prefetched: the values are scattered over
 /// the heap, and copying each into the write batch waited on a cache miss.
@@ -600,7 +603,7 @@ fn write_generation(db: &DB, g: &Generation) -> Result<(), StoreError> {
             if let Some(Some(v)) = rows.get(i + PREFETCH_ROWS_AHEAD).map(|r| r.3) {
                 crate::prefetch(v);
             }
-            let mut buf = [0u8; 24];
+            let mut buf = [0u8; SORT_KEY_BYTES];
             crate::rocks::add_op(&mut wb, h, row_key(r, &mut buf), r.3);
         }
     }
@@ -632,7 +635,7 @@ mod tests {
             let rows: Vec<&[u8]> = by_rows.iter().map(|r| r.2).collect();
             // The key rebuilt from the sort integers is the key (the flusher writes that one).
             for r in &by_rows {
-                let mut buf = [0u8; 24];
+                let mut buf = [0u8; SORT_KEY_BYTES];
                 prop_assert_eq!(row_key(r, &mut buf), r.2);
             }
             prop_assert_eq!(rows, by_bytes);
