@@ -674,11 +674,7 @@ async fn replicas_raise_an_alarm_on_a_divergence() {
     // disk as applied, so the change below is what the node finds.
     c.stop(victim);
     {
-        let db = ledger::open_db(
-            &c.node(victim).data_dir.join("db"),
-            consensus::RAFT_COLUMN_FAMILIES,
-        )
-        .unwrap();
+        let db = ledger::open_db(&c.node(victim).data_dir.join("db"), &[]).unwrap();
         let mut store = ledger::RocksStore::new(db).unwrap();
         let want = hex::decode(&digest).unwrap();
         let mut rows = Vec::new();

@@ -285,11 +285,7 @@ async fn verify_chain_names_a_rewritten_replica() {
     // Node 3, stopped, gets one stored digest rewritten: the checkpoint's own index.
     cluster.stop(3);
     {
-        let db = ledger::open_db(
-            &cluster.node(3).data_dir.join("db"),
-            consensus::RAFT_COLUMN_FAMILIES,
-        )
-        .unwrap();
+        let db = ledger::open_db(&cluster.node(3).data_dir.join("db"), &[]).unwrap();
         let mut store = ledger::RocksStore::new(db).unwrap();
         let mut key = vec![b'd'];
         key.extend_from_slice(&cp_index.to_be_bytes());

@@ -1,8 +1,9 @@
 //! Backups of a node and restores from them.
 //!
-//! A backup is a directory: `db/`, a consistent RocksDB checkpoint of the node's one database
-//! (the ledger and the Raft log together, taken online), and `identity`, the node's identity
-//! file. What it holds is read back from the backup itself (applied index and digest), not taken
+//! A backup is a directory: `db/`, a consistent RocksDB checkpoint of the node's ledger
+//! database, `raft/`, one of its Raft log database taken just after (see [`create`] for why the
+//! two agree), and `identity`, the node's identity file. A node whose log lives inside its
+//! ledger database (an older data directory, see `datadir`) is backed up as one `db/`. What it holds is read back from the backup itself (applied index and digest), not taken
 //! from the running node, so the figures reported are the ones a restore will have.
 //!
 //! A restore prepares an empty data directory from a backup for node `id`. It is a point-in-time
@@ -15,6 +16,8 @@
 use std::path::{Path, PathBuf};
 
 use ledger::{Ledger, RocksStore};
+
+use crate::datadir::{LEDGER_DB_DIR, LOG_DB_DIR};
 
 /// What a backup holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,9 +85,23 @@ fn sync_dir(dir: &Path) -> Result<(), BackupError> {
         .map_err(io(format!("syncing {}", dir.display())))
 }
 
-/// Backs up the running node whose database is `store` and data directory `data_dir` into
-/// `out` (which must not exist).
-pub fn create(store: &RocksStore, data_dir: &Path, out: &Path) -> Result<BackupInfo, BackupError> {
+/// How often [`create`] takes the two checkpoints again when the log was compacted between them.
+const BACKUP_ATTEMPTS_MAX: u32 = 3;
+
+/// Backs up the running node whose ledger database is `store`, Raft log database `log_db`
+/// (`None`: the log lives in the ledger's database) and data directory `data_dir` into `out`
+/// (which must not exist).
+///
+/// The ledger is checkpointed first, at applied index A, then the log. The log's copy then
+/// holds every entry committed up to A (and more). It also starts at or before A + 1 unless a
+/// snapshot compacted the log between the two checkpoints; that is checked in the copy, and
+/// the backup is taken again.
+pub fn create(
+    store: &RocksStore,
+    log_db: Option<&consensus::LogDb>,
+    data_dir: &Path,
+    out: &Path,
+) -> Result<BackupInfo, BackupError> {
     if !out.is_absolute() {
         return Err(BackupError::Refused(format!(
             "{}: give an absolute path on the node's machine",
@@ -97,17 +114,37 @@ pub fn create(store: &RocksStore, data_dir: &Path, out: &Path) -> Result<BackupI
             out.display()
         )));
     }
-    std::fs::create_dir_all(out).map_err(io(format!("creating {}", out.display())))?;
-    ledger::rocks::checkpoint(store, &out.join("db"))?;
     let (cluster, id) = crate::identity::read(data_dir)
         .map_err(io("reading the node's identity"))?
         .ok_or_else(|| BackupError::Refused("the node has no identity file yet".into()))?;
+    let mut attempt = 0;
+    let (applied_index, digest) = loop {
+        attempt += 1;
+        std::fs::create_dir_all(out).map_err(io(format!("creating {}", out.display())))?;
+        ledger::rocks::checkpoint(store, &out.join(LEDGER_DB_DIR))?;
+        let (applied_index, digest) = read_back(&out.join(LEDGER_DB_DIR))?;
+        let Some(log_db) = log_db else {
+            break (applied_index, digest);
+        };
+        let log_dir = out.join(LOG_DB_DIR);
+        consensus::checkpoint_log_db(log_db, &log_dir)?;
+        let (first_index, _) = consensus::inspect_log_db(&log_dir)?;
+        if first_index <= applied_index + 1 {
+            break (applied_index, digest);
+        }
+        std::fs::remove_dir_all(out).map_err(io(format!("removing {}", out.display())))?;
+        if attempt >= BACKUP_ATTEMPTS_MAX {
+            return Err(BackupError::Refused(format!(
+                "the Raft log was compacted past the ledger's checkpoint {attempt} times in a \
+                 row (log from {first_index}, ledger at {applied_index}); try again"
+            )));
+        }
+    };
     crate::identity::write(out, &cluster, id).map_err(io("writing the backup's identity"))?;
     sync_dir(out)?;
     if let Some(parent) = out.parent() {
         sync_dir(parent)?;
     }
-    let (applied_index, digest) = read_back(&out.join("db"))?;
     Ok(BackupInfo {
         dir: out.to_path_buf(),
         applied_index,
@@ -141,7 +178,7 @@ pub fn restore(from: &Path, data_dir: &Path, id: u64) -> Result<RestoreInfo, Bac
         .ok_or_else(|| {
             BackupError::Refused(format!("{} is not a backup (no identity)", from.display()))
         })?;
-    let (applied_index, digest) = read_back(&from.join("db"))?;
+    let (applied_index, digest) = read_back(&from.join(LEDGER_DB_DIR))?;
     if let Ok(mut entries) = std::fs::read_dir(data_dir) {
         if entries.next().is_some() {
             return Err(BackupError::Refused(format!(
@@ -150,17 +187,21 @@ pub fn restore(from: &Path, data_dir: &Path, id: u64) -> Result<RestoreInfo, Bac
             )));
         }
     }
-    copy_dir(&from.join("db"), &data_dir.join("db"))?;
+    // The log first: a directory with `raft/` is read the new way (see `datadir`).
+    if from.join(LOG_DB_DIR).exists() {
+        copy_dir(&from.join(LOG_DB_DIR), &data_dir.join(LOG_DB_DIR))?;
+    }
+    copy_dir(&from.join(LEDGER_DB_DIR), &data_dir.join(LEDGER_DB_DIR))?;
     // The copy must be the backup: read it back before naming the node.
-    let db = ledger::open_db(&data_dir.join("db"), consensus::RAFT_COLUMN_FAMILIES)?;
-    let l = Ledger::open(RocksStore::new(db.clone())?)?;
+    let dbs = crate::datadir::open(data_dir, ledger::LEDGER_MEMTABLE_BYTES_DEFAULT)?;
+    let l = Ledger::open(RocksStore::new(dbs.ledger.clone())?)?;
     if (l.applied_index(), l.digest()) != (applied_index, digest) {
         return Err(BackupError::Refused(
             "the restored copy differs from the backup".into(),
         ));
     }
     drop(l);
-    let log = consensus::RaftLogStore::open(db)?;
+    let log = consensus::RaftLogStore::open(dbs.log_db())?;
     let cs = consensus::LogStore::conf_state(&log);
     drop(log);
     if !cs.voters.contains(&id) && !cs.learners.contains(&id) {

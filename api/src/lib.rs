@@ -62,6 +62,8 @@ pub mod auth;
 #[cfg(feature = "server")]
 pub mod backup;
 #[cfg(feature = "server")]
+pub mod datadir;
+#[cfg(feature = "server")]
 pub mod events;
 #[cfg(feature = "server")]
 pub mod fuzzing;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use consensus::{NodeHandle, NodeRuntime, RaftLogStore, RAFT_COLUMN_FAMILIES};
+use consensus::{NodeHandle, NodeRuntime, RaftLogStore};
 use ed25519_dalek::SigningKey;
 use ledger::{ClientRole, Command, Id, Ledger, RocksStore};
 use parking_lot::Mutex;
@@ -62,7 +62,8 @@ impl Default for RaftTuning {
 pub struct NodeConfig {
     /// Raft id, non-zero, never reused.
     pub id: u64,
-    /// Holds `db/` (RocksDB: ledger + Raft log) and, unless `admin_key_file` is set, `admin.key`.
+    /// Holds `db/` (RocksDB: the ledger), `raft/` (RocksDB: the Raft log; see `datadir`),
+    /// `snapshots/` and, unless `admin_key_file` is set, `admin.key`.
     pub data_dir: PathBuf,
     /// gRPC listen address for client, admin and peer traffic (port 0 = any free port).
     pub listen: SocketAddr,
@@ -252,13 +253,16 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         }
     };
 
-    let db = ledger::open_db_tuned(
-        &cfg.data_dir.join("db"),
-        RAFT_COLUMN_FAMILIES,
-        cfg.ledger_memtable_bytes,
-    )?;
+    let dbs = crate::datadir::open(&cfg.data_dir, cfg.ledger_memtable_bytes)?;
+    if dbs.log.is_none() {
+        tracing::info!(
+            node = cfg.id,
+            "this data directory keeps its Raft log inside the ledger's database (made before \
+             the log moved to raft/): log appends share RocksDB's write queue with the ledger"
+        );
+    }
     let ledger: SharedLedger = Arc::new(Mutex::new(Ledger::open(
-        RocksStore::behind_log_buffered(db.clone(), cfg.ledger_write_behind_bytes)?,
+        RocksStore::behind_log_buffered(dbs.ledger.clone(), cfg.ledger_write_behind_bytes)?,
     )?));
     let events = Arc::new(EventLog::new(cfg.events, ledger.lock().applied_index()));
 
@@ -320,7 +324,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         )
         .with_snapshot_files(snapshots.clone()),
     );
-    let mut log_store = RaftLogStore::open(db.clone())?;
+    let mut log_store = RaftLogStore::open(dbs.log_db())?;
     if cfg.unsafe_no_fsync {
         tracing::warn!(
             node = cfg.id,
@@ -359,6 +363,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         )),
         metrics: metrics.clone(),
         store: ledger.lock().store().share(),
+        log_db: dbs.log.clone(),
         data_dir: cfg.data_dir.clone(),
         raft: raft.clone(),
         events,

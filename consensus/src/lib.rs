@@ -112,9 +112,13 @@ pub use driver::{
 };
 pub use error::ConsensusError;
 pub use logging::tracing_logger;
+pub use rocksdb::DB as LogDb;
 pub use runtime::{NodeError, NodeHandle, NodeRuntime, Transport};
 pub use state_machine::{CommittedEntry, Proposal, StateMachine, StateMachineError};
-pub use storage::{LogStore, MemLogStore, RaftLogStore, RAFT_COLUMN_FAMILIES};
+pub use storage::{
+    checkpoint_log_db, inspect_log_db, open_log_db, LogStore, MemLogStore, RaftLogStore,
+    RAFT_COLUMN_FAMILIES,
+};
 
 /// Re-exported so callers can name raft types without adding the dependency.
 pub use raft;

@@ -1,5 +1,5 @@
-//! The RocksDB store: one column family per record type, in a database the caller may share (the Raft
-//! log lives in other column families of the same database). Behind a Raft log the ledger's writes
+//! The RocksDB store: one column family per record type, in a database the node opens for the
+//! ledger (older data directories also keep the Raft log's families in it). Behind a Raft log the ledger's writes
 //! skip the WAL ([`RocksStore::behind_log`]): the log is the write-ahead log.
 
 use std::collections::BTreeMap;
@@ -164,6 +164,19 @@ pub fn open_db_tuned(
     }
     .map_err(io)?;
     Ok(Arc::new(db))
+}
+
+/// The column families of the database at `path` that are not the ledger's (nor RocksDB's
+/// `default`); none if there is no database there yet.
+pub fn extra_column_families(path: &Path) -> Result<Vec<String>, StoreError> {
+    if !path.join("CURRENT").exists() {
+        return Ok(Vec::new());
+    }
+    let names = DB::list_cf(&Options::default(), path).map_err(io)?;
+    Ok(names
+        .into_iter()
+        .filter(|n| n != "default" && !Cf::ALL.iter().any(|cf| cf.name() == n))
+        .collect())
 }
 
 /// What RocksDB says at open when the file system refuses direct I/O.

@@ -223,15 +223,17 @@ impl pb::admin_server::Admin for AdminService {
         }
         let out = std::path::PathBuf::from(&req.dir);
         let (store, data_dir) = (self.ctx.store.share(), self.ctx.data_dir.clone());
+        let log_db = self.ctx.log_db.clone();
         // Checkpointing writes files: off the async workers.
-        let info =
-            tokio::task::spawn_blocking(move || crate::backup::create(&store, &data_dir, &out))
-                .await
-                .map_err(|e| Status::internal(format!("backup task: {e}")))?
-                .map_err(|e| match e {
-                    crate::backup::BackupError::Refused(m) => Status::failed_precondition(m),
-                    e => Status::internal(format!("backup failed: {e}")),
-                })?;
+        let info = tokio::task::spawn_blocking(move || {
+            crate::backup::create(&store, log_db.as_deref(), &data_dir, &out)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("backup task: {e}")))?
+        .map_err(|e| match e {
+            crate::backup::BackupError::Refused(m) => Status::failed_precondition(m),
+            e => Status::internal(format!("backup failed: {e}")),
+        })?;
         Ok(Response::new(pb::BackupResponse {
             node_id: self.ctx.id,
             dir: info.dir.display().to_string(),

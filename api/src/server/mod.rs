@@ -123,6 +123,8 @@ pub struct NodeContext {
     /// The applying ledger's store (shares its write-behind buffer) and the data directory:
     /// backups and the flush at shutdown.
     pub store: ledger::RocksStore,
+    /// The Raft log's own database (`None`: it lives in the ledger's): backups copy it too.
+    pub log_db: Option<Arc<consensus::LogDb>>,
     pub data_dir: std::path::PathBuf,
     pub raft: NodeHandle,
     pub events: Arc<EventLog>,

@@ -3,7 +3,7 @@
 use super::*;
 use crate::sim::SimStateMachine;
 use crate::state_machine::{CommittedEntry, StateMachineError};
-use crate::storage::{RaftLogStore, RAFT_COLUMN_FAMILIES};
+use crate::storage::RaftLogStore;
 use std::collections::HashSet;
 
 /// In-process transport: frames go straight into the peer's bounded queue.
@@ -29,10 +29,7 @@ impl Transport for LocalNet {
 }
 
 fn open_db(path: &std::path::Path) -> Arc<rocksdb::DB> {
-    let mut opts = rocksdb::Options::default();
-    opts.create_if_missing(true);
-    opts.create_missing_column_families(true);
-    Arc::new(rocksdb::DB::open_cf(&opts, path, RAFT_COLUMN_FAMILIES).unwrap())
+    crate::storage::open_log_db(path).unwrap()
 }
 
 fn test_config(id: u64, voters: Vec<u64>) -> Config {

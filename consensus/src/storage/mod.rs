@@ -18,13 +18,14 @@ mod mem;
 mod rocks;
 
 pub use self::mem::MemLogStore;
-pub use self::rocks::RaftLogStore;
+pub use self::rocks::{checkpoint_log_db, inspect_log_db, open_log_db, RaftLogStore};
 
 const CF_LOG: &str = "raft_log";
 const CF_META: &str = "raft_meta";
 
-/// Column families this crate needs in the shared RocksDB instance. The caller opens the DB
-/// with these (plus its own) column families and passes it to [`RaftLogStore::open`].
+/// Column families of the Raft log. [`open_log_db`] opens a database of its own with them; a
+/// caller may instead open them beside its own families and pass that database to
+/// [`RaftLogStore::open`] (older data directories do).
 pub const RAFT_COLUMN_FAMILIES: &[&str] = &[CF_LOG, CF_META];
 
 const KEY_HARD_STATE: &[u8] = b"hard_state";

@@ -1,14 +1,67 @@
-//! The durable log store: entries, hard state, conf state and snapshots in RocksDB column
-//! families shared with the ledger.
+//! The durable log store: entries, hard state, conf state and snapshots in two RocksDB column
+//! families — in a database of their own ([`open_log_db`]), or, in a data directory made before
+//! the log moved out, beside the ledger's families.
 
-use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
+use std::path::Path;
+
+use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
 use super::*;
+
+/// Opens (or creates) the Raft log's own database at `path`, with [`RAFT_COLUMN_FAMILIES`].
+///
+/// Why a database of its own: RocksDB serializes every write to one database through a single
+/// write queue. The ledger's write-behind flusher writes a whole generation (16 MiB) as one
+/// atomic batch; sharing the database, each synced log append waited behind that batch's
+/// memtable inserts — 40–90 ms stalls of the Raft thread, every generation, on every node
+/// (docs/performance.md, 3q). Here an append waits only for other appends.
+pub fn open_log_db(path: &Path) -> Result<Arc<DB>, ConsensusError> {
+    let mut o = Options::default();
+    o.create_if_missing(true);
+    o.create_missing_column_families(true);
+    o.set_max_background_jobs(2);
+    o.set_bytes_per_sync(1 << 20);
+    // Only a torn last record (a write cut short by a crash, never acknowledged as synced) may
+    // be dropped at recovery; corruption in the middle of the log stops the node instead of
+    // silently dropping the synced entries after it (RocksDB's default does that).
+    o.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+    // Memtable flushes and compactions of the log below the threads that serve and replicate
+    // (RocksDB's pools belong to the process's default environment, shared with the ledger's
+    // database, which lowers them too).
+    if let Ok(mut env) = rocksdb::Env::new() {
+        env.lower_thread_pool_cpu_priority();
+        env.lower_high_priority_thread_pool_cpu_priority();
+        o.set_env(&env);
+    }
+    let db = DB::open_cf(&o, path, RAFT_COLUMN_FAMILIES)
+        .map_err(|e| ConsensusError::Storage(format!("opening {}: {e}", path.display())))?;
+    Ok(Arc::new(db))
+}
 
 // ---------------------------------------------------------------------------------------------
 // RocksDB
 
-/// Durable raft log in the `raft_log` / `raft_meta` column families of a shared RocksDB.
+/// A consistent on-disk copy of the log database `db` in `dir` (which must not exist): hard
+/// links to its files after a flush of its memtables. For backups.
+pub fn checkpoint_log_db(db: &DB, dir: &Path) -> Result<(), ConsensusError> {
+    rocksdb::checkpoint::Checkpoint::new(db)
+        .and_then(|c| c.create_checkpoint(dir))
+        .map_err(|e| ConsensusError::Storage(format!("log checkpoint into {}: {e}", dir.display())))
+}
+
+/// The first index and the conf state of the log in the database at `path`, opened read-only
+/// (a backup is inspected without being changed).
+pub fn inspect_log_db(path: &Path) -> Result<(u64, ConfState), ConsensusError> {
+    let db = DB::open_cf_for_read_only(&Options::default(), path, RAFT_COLUMN_FAMILIES, false)
+        .map_err(|e| ConsensusError::Storage(format!("opening {}: {e}", path.display())))?;
+    let store = RaftLogStore::open(Arc::new(db))?;
+    let first = store
+        .first_index()
+        .map_err(|e| ConsensusError::Storage(format!("log first index: {e}")))?;
+    Ok((first, LogStore::conf_state(&store)))
+}
+
+/// Durable raft log in the `raft_log` / `raft_meta` column families of a RocksDB database.
 pub struct RaftLogStore {
     db: Arc<DB>,
     meta: LogMeta,
