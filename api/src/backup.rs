@@ -224,3 +224,86 @@ pub fn restore(from: &Path, data_dir: &Path, id: u64) -> Result<RestoreInfo, Bac
         learners: cs.learners,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use consensus::raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+    use consensus::{LogStore, RaftLogStore};
+
+    /// A node's data directory with an empty ledger and a log of entries 1..=`last` (member 1),
+    /// compacted up to `compacted` (0: not compacted).
+    fn node_dir(last: u64, compacted: u64) -> (tempfile::TempDir, crate::datadir::Databases) {
+        let dir = tempfile::tempdir().unwrap();
+        crate::identity::write(dir.path(), "test-cluster", 1).unwrap();
+        let dbs = crate::datadir::open(dir.path(), ledger::LEDGER_MEMTABLE_BYTES_DEFAULT).unwrap();
+        let mut log = RaftLogStore::open(dbs.log_db()).unwrap();
+        let cs = ConfState {
+            voters: vec![1],
+            ..Default::default()
+        };
+        log.set_conf_state(&cs).unwrap();
+        let entries: Vec<Entry> = (1..=last)
+            .map(|index| Entry {
+                index,
+                term: 1,
+                ..Default::default()
+            })
+            .collect();
+        let hs = HardState {
+            term: 1,
+            vote: 1,
+            commit: last,
+        };
+        log.append(&entries, Some(&hs)).unwrap();
+        if compacted > 0 {
+            let mut snap = Snapshot::default();
+            snap.mut_metadata().index = compacted;
+            snap.mut_metadata().term = 1;
+            snap.mut_metadata().set_conf_state(cs);
+            log.save_snapshot_and_compact(&snap, compacted).unwrap();
+        }
+        (dir, dbs)
+    }
+
+    /// A backup holds the ledger (`db/`) and the log (`raft/`); restored, the new directory has
+    /// both, the same applied index and digest, and the backup's members.
+    #[test]
+    fn a_backup_holds_the_ledger_and_the_log_and_restores_both() {
+        let (dir, dbs) = node_dir(3, 0);
+        let store = RocksStore::new(dbs.ledger.clone()).unwrap();
+        let out = dir.path().join("backup");
+        let info = create(&store, dbs.log.as_deref(), dir.path(), &out).unwrap();
+        assert!(out.join(LEDGER_DB_DIR).exists() && out.join(LOG_DB_DIR).exists());
+        let (first, cs) = consensus::inspect_log_db(&out.join(LOG_DB_DIR)).unwrap();
+        assert_eq!((first, cs.voters), (1, vec![1]));
+
+        let target = tempfile::tempdir().unwrap();
+        let data_dir = target.path().join("node-1");
+        let r = restore(&out, &data_dir, 1).unwrap();
+        assert_eq!(
+            (r.applied_index, r.digest, r.voters),
+            (info.applied_index, info.digest, vec![1])
+        );
+        assert!(!crate::datadir::log_shares_ledger_db(&data_dir));
+        let restored =
+            crate::datadir::open(&data_dir, ledger::LEDGER_MEMTABLE_BYTES_DEFAULT).unwrap();
+        let log = RaftLogStore::open(restored.log_db()).unwrap();
+        assert_eq!(consensus::raft::Storage::last_index(&log).unwrap(), 3);
+    }
+
+    /// A log whose copy starts past the ledger's applied index + 1 (a snapshot compacted it
+    /// between the two checkpoints) is no backup: the node takes it again, and after
+    /// `BACKUP_ATTEMPTS_MAX` such copies refuses, leaving no directory behind.
+    #[test]
+    fn a_backup_whose_log_does_not_reach_the_ledger_is_refused() {
+        let (dir, dbs) = node_dir(10, 5);
+        let store = RocksStore::new(dbs.ledger.clone()).unwrap();
+        let out = dir.path().join("backup");
+        match create(&store, dbs.log.as_deref(), dir.path(), &out) {
+            Err(BackupError::Refused(m)) => assert!(m.contains("compacted"), "{m}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(!out.exists());
+    }
+}
