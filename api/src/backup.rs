@@ -3,8 +3,9 @@
 //! A backup is a directory: `db/`, a consistent RocksDB checkpoint of the node's ledger
 //! database, `raft/`, one of its Raft log database taken just after (see [`create`] for why the
 //! two agree), and `identity`, the node's identity file. A node whose log lives inside its
-//! ledger database (an older data directory, see `datadir`) is backed up as one `db/`. What it holds is read back from the backup itself (applied index and digest), not taken
-//! from the running node, so the figures reported are the ones a restore will have.
+//! ledger database (an older data directory, see `datadir`) is backed up as one `db/`. What a
+//! backup holds is read back from the backup itself (applied index and digest), not taken from
+//! the running node, so the figures reported are the ones a restore will have.
 //!
 //! A restore prepares an empty data directory from a backup for node `id`. It is a point-in-time
 //! recovery of a whole cluster: restore every voter the backup names from the same backup and

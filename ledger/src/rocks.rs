@@ -1,6 +1,6 @@
 //! The RocksDB store: one column family per record type, in a database the node opens for the
-//! ledger (older data directories also keep the Raft log's families in it). Behind a Raft log the ledger's writes
-//! skip the WAL ([`RocksStore::behind_log`]): the log is the write-ahead log.
+//! ledger (older data directories also keep the Raft log's families in it). Behind a Raft log the
+//! ledger's writes skip the WAL ([`RocksStore::behind_log`]): the log is the write-ahead log.
 
 use std::collections::BTreeMap;
 use std::path::Path;
