@@ -99,7 +99,7 @@ const BACKUP_ATTEMPTS_MAX: u32 = 3;
 /// the backup is taken again.
 pub fn create(
     store: &RocksStore,
-    log_db: Option<&consensus::LogDb>,
+    log_db: Option<&consensus::RocksDb>,
     data_dir: &Path,
     out: &Path,
 ) -> Result<BackupInfo, BackupError> {

@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use consensus::LogDb;
+use consensus::RocksDb;
 use ledger::StoreError;
 
 /// The ledger's database, under the data directory.
@@ -23,15 +23,15 @@ pub const LOG_DB_DIR: &str = "raft";
 
 /// A node's open databases.
 pub struct Databases {
-    pub ledger: Arc<LogDb>,
+    pub ledger: Arc<RocksDb>,
     /// The log's own database; `None` when the log lives in the ledger's (an older data
     /// directory).
-    pub log: Option<Arc<LogDb>>,
+    pub log: Option<Arc<RocksDb>>,
 }
 
 impl Databases {
     /// The database holding the Raft log's column families.
-    pub fn log_db(&self) -> Arc<LogDb> {
+    pub fn log_db(&self) -> Arc<RocksDb> {
         self.log.clone().unwrap_or_else(|| self.ledger.clone())
     }
 }

@@ -112,7 +112,8 @@ pub use driver::{
 };
 pub use error::ConsensusError;
 pub use logging::tracing_logger;
-pub use rocksdb::DB as LogDb;
+/// RocksDB's database handle: callers hold the log's (and the ledger's) without the dependency.
+pub use rocksdb::DB as RocksDb;
 pub use runtime::{NodeError, NodeHandle, NodeRuntime, Transport};
 pub use state_machine::{CommittedEntry, Proposal, StateMachine, StateMachineError};
 pub use storage::{

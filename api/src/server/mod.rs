@@ -124,7 +124,7 @@ pub struct NodeContext {
     /// backups and the flush at shutdown.
     pub store: ledger::RocksStore,
     /// The Raft log's own database (`None`: it lives in the ledger's): backups copy it too.
-    pub log_db: Option<Arc<consensus::LogDb>>,
+    pub log_db: Option<Arc<consensus::RocksDb>>,
     pub data_dir: std::path::PathBuf,
     pub raft: NodeHandle,
     pub events: Arc<EventLog>,
