@@ -488,6 +488,10 @@ impl RocksStore {
         for (cf, k, v) in &batch.ops {
             add_op(&mut wb, self.handle(*cf), k, v.as_deref());
         }
+        for a in &batch.accounts {
+            let (cf, k, v) = crate::store::account_op(a);
+            add_op(&mut wb, self.handle(cf), &k, v.as_deref());
+        }
         self.db.write_opt(wb, &self.write_opts()).map_err(io)
     }
 
@@ -585,7 +589,7 @@ impl Store for RocksStore {
     fn write(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
         self.cover(&batch);
         if let Some(b) = &self.buffer {
-            return b.write(batch.ops);
+            return b.write(batch);
         }
         self.write_direct(false, &batch)
     }

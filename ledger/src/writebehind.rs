@@ -35,7 +35,8 @@ use rocksdb::{WriteOptions, DB};
 use rustc_hash::FxHashMap;
 
 use crate::chunks;
-use crate::store::{Cf, Key, StoreError};
+use crate::store::{Cf, Key, StoreError, WriteBatch};
+use crate::types::Account;
 
 /// Size of a generation, in bytes of keys and values (plus a per-record overhead), before it is
 /// handed to the flusher, unless the node is told otherwise. 16 MiB since the writer may run up
@@ -50,6 +51,9 @@ pub const WRITE_BEHIND_BYTES_MAX: usize = 4 << 30;
 pub const BACKPRESSURE_FACTOR: usize = 4;
 /// What a buffered record costs beyond its key and value (hash map slot, inline key, value vector).
 const RECORD_OVERHEAD_BYTES: usize = 64;
+/// What a buffered account costs: its slot (the id and the account as the ledger holds it; the
+/// rarely-changing info is shared with the ledger's copy). Written again, it costs nothing more.
+const ACCOUNT_BYTES: usize = 16 + std::mem::size_of::<Account>() + RECORD_OVERHEAD_BYTES;
 
 type Map = FxHashMap<Key, Option<Vec<u8>>>;
 
@@ -96,26 +100,39 @@ impl Postings {
 
 #[derive(Default)]
 struct Generation {
-    /// Every family's records, but the posting-shaped keys of [`Cf::Postings`].
+    /// Every family's records, but the posting-shaped keys of [`Cf::Postings`] and the accounts
+    /// written as accounts.
     maps: [Map; Cf::ALL.len()],
     postings: Postings,
+    /// Accounts as the ledger left them, by id: encoded only when the flusher writes them (or a
+    /// reader asks), once per generation. A key of [`Cf::Accounts`] is in this map or in the
+    /// family's ordinary map (written as bytes, by a restore), never in both.
+    accounts: FxHashMap<[u8; 16], Account>,
     bytes: usize,
 }
 
 impl Generation {
     fn is_empty(&self) -> bool {
-        self.maps.iter().all(|m| m.is_empty()) && self.postings.by_account.is_empty()
+        self.maps.iter().all(|m| m.is_empty())
+            && self.postings.by_account.is_empty()
+            && self.accounts.is_empty()
     }
 
     /// Empties it, keeping the maps' capacity for the next generation.
     fn clear(&mut self) {
         self.maps.iter_mut().for_each(Map::clear);
         self.postings.by_account.clear();
+        self.accounts.clear();
         self.bytes = 0;
     }
 
     fn put(&mut self, cf: Cf, k: Key, v: Option<Vec<u8>>) {
         self.bytes += k.len() + v.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD_BYTES;
+        if cf == Cf::Accounts && !self.accounts.is_empty() {
+            if let Some(id) = k.first_chunk::<16>().filter(|_| k.len() == 16) {
+                self.accounts.remove(id);
+            }
+        }
         match chunks::split(&k).filter(|_| cf == Cf::Postings) {
             Some((account, seq)) => self.postings.put(account, seq, v),
             None => {
@@ -124,12 +141,33 @@ impl Generation {
         }
     }
 
+    fn put_account(&mut self, a: Account) {
+        let id = a.info.id.to_bytes();
+        let accounts_as_bytes = &mut self.maps[Cf::Accounts as usize];
+        if !accounts_as_bytes.is_empty() {
+            accounts_as_bytes.remove(id.as_slice());
+        }
+        if self.accounts.insert(id, a).is_none() {
+            self.bytes += ACCOUNT_BYTES;
+        }
+    }
+
     /// The buffered value of a key, if this generation holds it (`Some(None)`: deleted).
-    fn get(&self, cf: Cf, key: &[u8]) -> Option<&Option<Vec<u8>>> {
+    fn get(&self, cf: Cf, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        if cf == Cf::Accounts {
+            let live = key
+                .first_chunk::<16>()
+                .filter(|_| key.len() == 16)
+                .and_then(|id| self.accounts.get(id));
+            if let Some(a) = live {
+                return Some(Some(crate::codec::encode_account(a)));
+            }
+        }
         match chunks::split(key).filter(|_| cf == Cf::Postings) {
             Some((account, seq)) => self.postings.get(&account, seq),
             None => self.maps[cf as usize].get(key),
         }
+        .cloned()
     }
 
     /// Calls `f` with each buffered record of `cf` whose key starts with `prefix`, in no order.
@@ -142,6 +180,13 @@ impl Generation {
         for (k, v) in &self.maps[cf as usize] {
             if k.starts_with(prefix) {
                 f(k, v);
+            }
+        }
+        if cf == Cf::Accounts {
+            for (id, a) in &self.accounts {
+                if id.starts_with(prefix) {
+                    f(id, &Some(crate::codec::encode_account(a)));
+                }
             }
         }
         if cf != Cf::Postings {
@@ -242,12 +287,15 @@ impl WriteBehind {
     }
 
     /// Buffers one batch's writes (atomically: a reader sees all of them or none).
-    pub fn write(&self, ops: Vec<(Cf, Key, Option<Vec<u8>>)>) -> Result<(), StoreError> {
+    pub fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
         self.check()?;
         let (retired, behind) = {
             let mut b = self.shared.buffers.write().map_err(|_| poisoned())?;
-            for (cf, k, v) in ops {
+            for (cf, k, v) in batch.ops {
                 b.active.put(cf, k, v);
+            }
+            for a in batch.accounts {
+                b.active.put_account(a);
             }
             let behind = if b.active.bytes < self.shared.bytes_max {
                 false
@@ -371,8 +419,7 @@ impl WriteBehind {
         let b = self.shared.buffers.read().map_err(|_| poisoned())?;
         Ok(b.active
             .get(cf, key)
-            .or_else(|| b.frozen.as_ref().and_then(|f| f.get(cf, key)))
-            .cloned())
+            .or_else(|| b.frozen.as_ref().and_then(|f| f.get(cf, key))))
     }
 
     /// Like [`WriteBehind::get`] for several keys under one lock.
@@ -387,7 +434,6 @@ impl WriteBehind {
                 b.active
                     .get(cf, k)
                     .or_else(|| b.frozen.as_ref().and_then(|f| f.get(cf, k)))
-                    .cloned()
             })
             .collect())
     }
@@ -606,6 +652,18 @@ fn write_generation(db: &DB, g: &Generation) -> Result<(), StoreError> {
             let mut buf = [0u8; SORT_KEY_BYTES];
             crate::rocks::add_op(&mut wb, h, row_key(r, &mut buf), r.3);
         }
+        if cf == Cf::Accounts {
+            // Encoded here, off the applying thread, once per generation; in key order.
+            let mut accounts: Vec<(u128, &Account)> = g
+                .accounts
+                .iter()
+                .map(|(id, a)| (u128::from_be_bytes(*id), a))
+                .collect();
+            accounts.sort_unstable_by_key(|e| e.0);
+            for (id, a) in accounts {
+                wb.put_cf(h, id.to_be_bytes(), crate::codec::encode_account(a));
+            }
+        }
     }
     let mut wo = WriteOptions::default();
     wo.disable_wal(true);
@@ -668,10 +726,10 @@ mod tests {
         ];
         assert_eq!(list, want);
         assert_eq!(g.postings.by_account[&[7; 16]].last_seq, 5);
-        assert_eq!(g.get(Cf::Postings, &key(7, 2)), Some(&Some(vec![20])));
-        assert_eq!(g.get(Cf::Postings, &key(7, 0)), Some(&None));
+        assert_eq!(g.get(Cf::Postings, &key(7, 2)), Some(Some(vec![20])));
+        assert_eq!(g.get(Cf::Postings, &key(7, 0)), Some(None));
         assert_eq!(g.get(Cf::Postings, &key(7, 6)), None);
-        assert_eq!(g.get(Cf::Postings, &[7; 16]), Some(&Some(vec![16])));
+        assert_eq!(g.get(Cf::Postings, &[7; 16]), Some(Some(vec![16])));
         // The same key bytes in another family are another record.
         assert_eq!(g.get(Cf::Accounts, &key(7, 2)), None);
         let mut seen = Vec::new();
@@ -685,5 +743,102 @@ mod tests {
         assert_eq!(all, 8);
         g.clear();
         assert!(g.is_empty());
+    }
+
+    fn account(id: u128, credits: u128) -> Account {
+        use crate::types::*;
+        let info = AccountInfo {
+            id: Id(id),
+            currency: crate::money::Currency::from_code("CNY").unwrap(),
+            kind: AccountKind::Wallet,
+            flags: 0,
+            overdraft: 0,
+            limits: Limits::default(),
+            reference: "r".into(),
+            metadata: Default::default(),
+            created_ns: 7,
+            tier: None,
+            normal_side: NormalSide::Credit,
+        };
+        let mut state = AccountState::default();
+        state.balances.credits_posted = credits;
+        state.posting_seq = 1;
+        Account::new(std::sync::Arc::new(info), state)
+    }
+
+    /// Accounts are buffered as the ledger holds them and read as their encoded records; a
+    /// rewrite keeps the newest and costs no more bytes; an account written as bytes (a restore)
+    /// replaces the buffered one, and the other way round.
+    #[test]
+    fn accounts_are_buffered_unencoded_and_read_as_their_records() {
+        let enc = crate::codec::encode_account;
+        let key = |id: u128| id.to_be_bytes();
+        let mut g = Generation::default();
+        g.put_account(account(5, 10));
+        let bytes = g.bytes;
+        g.put_account(account(5, 30));
+        assert_eq!(g.bytes, bytes, "a rewrite takes no more room");
+        g.put_account(account(6, 1));
+        assert!(!g.is_empty());
+        assert_eq!(
+            g.get(Cf::Accounts, &key(5)),
+            Some(Some(enc(&account(5, 30))))
+        );
+        assert_eq!(g.get(Cf::Accounts, &key(9)), None);
+        // Another family's key of the same bytes is another record.
+        assert_eq!(g.get(Cf::Commands, &key(5)), None);
+        let mut seen = Vec::new();
+        g.for_each_with_prefix(Cf::Accounts, &[], |k, v| seen.push((k.to_vec(), v.clone())));
+        seen.sort();
+        let want = vec![
+            (key(5).to_vec(), Some(enc(&account(5, 30)))),
+            (key(6).to_vec(), Some(enc(&account(6, 1)))),
+        ];
+        assert_eq!(seen, want);
+
+        g.put(Cf::Accounts, key(5).to_vec().into(), Some(vec![1, 2]));
+        assert_eq!(g.get(Cf::Accounts, &key(5)), Some(Some(vec![1, 2])));
+        assert_eq!(g.accounts.len(), 1);
+        g.put_account(account(5, 40));
+        assert_eq!(
+            g.get(Cf::Accounts, &key(5)),
+            Some(Some(enc(&account(5, 40))))
+        );
+        assert!(g.maps[Cf::Accounts as usize].is_empty());
+        let mut n = 0;
+        g.for_each_with_prefix(Cf::Accounts, &key(5), |_, _| n += 1);
+        assert_eq!(n, 1);
+        g.clear();
+        assert!(g.is_empty());
+    }
+
+    /// The flusher writes buffered accounts as their records, and a drained buffer leaves
+    /// RocksDB holding exactly what the buffer answered.
+    #[test]
+    fn flushed_accounts_are_their_records_in_rocksdb() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::rocks::open_db(dir.path(), &[]).unwrap();
+        let wb = WriteBehind::start(db.clone(), WRITE_BEHIND_BYTES_MIN).unwrap();
+        for round in 0..50u128 {
+            let mut batch = WriteBatch::default();
+            for id in 1..=20 {
+                batch.put_account(account(id, round * 100 + id));
+            }
+            wb.write(batch).unwrap();
+        }
+        let buffered = wb.get(Cf::Accounts, &3u128.to_be_bytes()).unwrap();
+        wb.drain().unwrap();
+        let h = db.cf_handle(Cf::Accounts.name()).unwrap();
+        for id in 1..=20u128 {
+            let stored = db.get_cf(h, id.to_be_bytes()).unwrap();
+            assert_eq!(
+                stored,
+                Some(crate::codec::encode_account(&account(id, 4900 + id)))
+            );
+        }
+        assert_eq!(
+            buffered,
+            Some(Some(crate::codec::encode_account(&account(3, 4903))))
+        );
     }
 }

@@ -681,6 +681,7 @@ impl<S: Store> Ledger<S> {
         } else {
             0
         });
+        ctx.wb.accounts.reserve(ctx.before.len());
         for (id, before) in &ctx.before {
             let a = &self.accounts[id];
             if self.view_tracking {
@@ -711,11 +712,7 @@ impl<S: Store> Ledger<S> {
                     "account {id} overdrawn"
                 );
             }
-            ctx.wb.put(
-                Cf::Accounts,
-                crate::store::id_key(*id),
-                codec::encode_account(a),
-            );
+            ctx.wb.put_account(a.clone());
         }
         for (cur, d) in deltas {
             assert_eq!(d[0], d[1], "posted money not conserved in {cur}");
