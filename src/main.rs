@@ -458,7 +458,7 @@ struct NodeArgs {
     /// Size of one memtable of each ledger column family, in MiB (1-4096; the Raft log's are at
     /// least this and at least 64). The ledger is persisted when a memtable fills. Larger: fewer
     /// flushes and compactions, more memory, and a longer log replay on restart after a crash.
-    /// [default: 8]
+    /// [default: 32]
     #[arg(long, value_parser = clap::value_parser!(u64).range(
         (ledger::LEDGER_MEMTABLE_BYTES_MIN >> 20) as u64..=(ledger::LEDGER_MEMTABLE_BYTES_MAX >> 20) as u64
     ))]
