@@ -169,7 +169,7 @@ impl Generation {
     fn get(&self, cf: Cf, key: &[u8]) -> Option<Option<Vec<u8>>> {
         if cf == Cf::Accounts {
             if let Some(a) = self.newest_account(key) {
-                return Some(Some(crate::codec::encode_account(a)));
+                return Some(crate::store::account_op(a).2);
             }
         }
         match chunks::split(key).filter(|_| cf == Cf::Postings) {
@@ -196,7 +196,8 @@ impl Generation {
             for a in self.accounts.iter().rev() {
                 let id = a.info.id.to_bytes();
                 if id.starts_with(prefix) && seen.insert(id) {
-                    f(&id, &Some(crate::codec::encode_account(a)));
+                    let (_, k, v) = crate::store::account_op(a);
+                    f(&k, &v);
                 }
             }
         }
@@ -677,11 +678,8 @@ fn write_generation(db: &DB, g: &Generation) -> Result<(), StoreError> {
                 if copies.get(n + 1).is_some_and(|next| next.0 == id) {
                     continue;
                 }
-                wb.put_cf(
-                    h,
-                    id.to_be_bytes(),
-                    crate::codec::encode_account(&g.accounts[i]),
-                );
+                let (_, k, v) = crate::store::account_op(&g.accounts[i]);
+                crate::rocks::add_op(&mut wb, h, &k, v.as_deref());
             }
         }
     }
