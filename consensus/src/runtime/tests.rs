@@ -205,6 +205,8 @@ impl StateMachine for FailingSm {
 /// queues fill up.
 struct GatedSm {
     gate: crossbeam_channel::Receiver<()>,
+    /// Told each time an apply starts (and is about to wait at the gate).
+    entered: crossbeam_channel::Sender<()>,
     inner: SimStateMachine,
 }
 
@@ -213,6 +215,7 @@ impl StateMachine for GatedSm {
         &mut self,
         entries: &[CommittedEntry<'_>],
     ) -> Result<Vec<Vec<Vec<u8>>>, StateMachineError> {
+        let _ = self.entered.send(());
         let _ = self.gate.recv();
         self.inner.apply(entries)
     }
@@ -234,8 +237,10 @@ fn peer_frames_have_a_lane_client_load_cannot_fill() {
     let dir = tempfile::tempdir().unwrap();
     let store = RaftLogStore::open(open_db(dir.path())).unwrap();
     let (release, gate) = crossbeam_channel::unbounded();
+    let (entered_tx, entered) = crossbeam_channel::unbounded();
     let sm = GatedSm {
         gate,
+        entered: entered_tx,
         inner: SimStateMachine::default(),
     };
     let cfg = Config {
@@ -243,8 +248,11 @@ fn peer_frames_have_a_lane_client_load_cannot_fill() {
         ..test_config(1, vec![1])
     };
     let h = NodeRuntime::start(cfg, store, sm, Arc::new(LocalNet::default())).unwrap();
-    // The single voter elects itself and blocks applying its first entry.
-    std::thread::sleep(Duration::from_millis(300));
+    // The single voter elects itself and blocks applying its first entry (waited for, not
+    // slept on: a fixed 300 ms was sometimes too short for the election on a loaded machine).
+    entered
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the node never started to apply");
     let mut refused = false;
     let mut pending = Vec::new();
     for i in 0..64 {
