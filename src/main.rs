@@ -382,6 +382,7 @@ struct NodeToml {
     max_proposals_per_entry: Option<usize>,
     max_entry_bytes: Option<usize>,
     max_clock_step_ms: Option<u64>,
+    log_sync_pipelined: Option<bool>,
 }
 
 #[derive(Args)]
@@ -421,6 +422,10 @@ struct NodeArgs {
     /// UNSAFE, for tests only: acknowledge writes without fsync (a power loss loses them).
     #[arg(long, hide = true)]
     unsafe_no_fsync: bool,
+    /// Benchmarks only: add this many ms to every fsync of the Raft log (a slower disk than the
+    /// machine's, to compare --log-sync-pipelined settings).
+    #[arg(long, hide = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    emulate_log_fsync_ms: Option<u64>,
     /// Key that signs audit checkpoints (all nodes of a cluster share it); default: derived from the admin key.
     #[arg(long)]
     audit_key_file: Option<PathBuf>,
@@ -455,6 +460,12 @@ struct NodeArgs {
     /// (a wall clock that jumps ahead is not followed faster than this per entry).
     #[arg(long)]
     max_clock_step_ms: Option<u64>,
+    /// Persist the Raft log on a thread of its own (true): the Raft thread writes each batch of
+    /// entries and goes on replicating and applying while a log-sync thread fsyncs, one fsync
+    /// covering every write before it; acknowledgements and votes leave once durable. false:
+    /// the Raft thread waits for each fsync itself. [default: true]
+    #[arg(long, value_name = "BOOL")]
+    log_sync_pipelined: Option<bool>,
     /// Size of one memtable of each ledger column family, in MiB (1-4096; the Raft log's are at
     /// least this and at least 64). The ledger is persisted when a memtable fills. Larger: fewer
     /// flushes and compactions, more memory, and a longer log replay on restart after a crash.
@@ -509,6 +520,7 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     cfg.tls_dir = a.tls_dir;
     cfg.insecure = a.insecure;
     cfg.unsafe_no_fsync = a.unsafe_no_fsync;
+    cfg.emulated_log_fsync_ms = a.emulate_log_fsync_ms.unwrap_or(0);
     cfg.metrics_listen = a.metrics_listen;
     if let Some(mib) = a.ledger_memtable_mib {
         cfg.ledger_memtable_bytes = (mib as usize) << 20;
@@ -536,6 +548,7 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     set!(max_proposals_per_entry);
     set!(max_entry_bytes);
     set!(max_clock_step_ms);
+    set!(log_sync_pipelined);
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");

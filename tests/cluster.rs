@@ -231,6 +231,21 @@ async fn repeated_kills_of_new_leaders_and_of_a_node_catching_up() {
     node_log_with_a_fetched_snapshot(&c, follower);
 }
 
+/// Waits (up to 30 s, else fails with `what`) for a complete checkpoint in a snapshots directory.
+async fn wait_for_checkpoint(dir: &std::path::Path, what: &str) {
+    let checkpointed = || {
+        std::fs::read_dir(dir).unwrap().any(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.starts_with("checkpoint-") && !name.ends_with(".tmp")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !checkpointed() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Snapshots are checkpoints streamed on demand. Every node is stopped in turn with its snapshot
 /// directory as a crash while checkpointing and fetching leaves it (a temporary checkpoint
 /// directory, a partial file, no complete checkpoint): it checkpoints again at start. A newcomer
@@ -251,8 +266,11 @@ async fn a_snapshot_checkpoint_lost_in_a_crash_is_rebuilt_and_streams_to_a_newco
     )
     .await;
     for id in [1, 2, 3] {
-        c.stop(id);
         let dir = c.node(id).data_dir.join("snapshots");
+        // Checkpoints are built in the background: on a loaded machine the last snapshot
+        // point's may still be in progress.
+        wait_for_checkpoint(&dir, &format!("node {id} had no snapshot checkpoint")).await;
+        c.stop(id);
         let mut complete = 0;
         for e in std::fs::read_dir(&dir).unwrap() {
             let path = e.unwrap().path();
@@ -274,20 +292,7 @@ async fn a_snapshot_checkpoint_lost_in_a_crash_is_rebuilt_and_streams_to_a_newco
         c.spawn(id);
         c.wait_converged(Duration::from_secs(60)).await;
         // Rebuilt at start, with no new entries to prompt it.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let checkpointed = || {
-            std::fs::read_dir(&dir).unwrap().any(|e| {
-                let name = e.unwrap().file_name().to_string_lossy().into_owned();
-                name.starts_with("checkpoint-") && !name.ends_with(".tmp")
-            })
-        };
-        while !checkpointed() {
-            assert!(
-                Instant::now() < deadline,
-                "node {id} did not checkpoint again"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_checkpoint(&dir, &format!("node {id} did not checkpoint again")).await;
     }
     let addr = c.spawn_joining(4);
     let out = c.cli(&["cluster", "add-node", "--id", "4", "--address", &addr]);

@@ -39,6 +39,8 @@ pub struct RaftTuning {
     pub max_entry_bytes: usize,
     /// How far past the last log time plus its own elapsed time a leader may stamp an entry.
     pub max_clock_step_ms: u64,
+    /// Persist the log on a thread of its own (see `consensus::Config::log_sync_pipelined`).
+    pub log_sync_pipelined: bool,
 }
 
 impl Default for RaftTuning {
@@ -54,6 +56,7 @@ impl Default for RaftTuning {
             max_proposals_per_entry: c.max_proposals_per_entry,
             max_entry_bytes: c.max_entry_bytes,
             max_clock_step_ms: c.max_clock_step_ms,
+            log_sync_pipelined: c.log_sync_pipelined,
         }
     }
 }
@@ -95,6 +98,8 @@ pub struct NodeConfig {
     pub insecure: bool,
     /// UNSAFE, tests only: acknowledge writes without fsync (a power loss then loses them).
     pub unsafe_no_fsync: bool,
+    /// Benchmarks only: every fsync of the Raft log takes this much longer (a slower disk).
+    pub emulated_log_fsync_ms: u64,
     /// Ed25519 key that signs audit checkpoints (all nodes of a cluster need the same one). Default:
     /// derived from the admin key, so it needs no distribution of its own.
     pub audit_key_file: Option<PathBuf>,
@@ -126,6 +131,7 @@ impl NodeConfig {
             tls_dir: None,
             insecure: false,
             unsafe_no_fsync: false,
+            emulated_log_fsync_ms: 0,
             metrics_listen: None,
             ledger_memtable_bytes: ledger::LEDGER_MEMTABLE_BYTES_DEFAULT,
             ledger_write_behind_bytes: ledger::writebehind::WRITE_BEHIND_BYTES_DEFAULT,
@@ -291,6 +297,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     raft_cfg.max_proposals_per_entry = cfg.raft.max_proposals_per_entry;
     raft_cfg.max_entry_bytes = cfg.raft.max_entry_bytes;
     raft_cfg.max_clock_step_ms = cfg.raft.max_clock_step_ms;
+    raft_cfg.log_sync_pipelined = cfg.raft.log_sync_pipelined;
     // One entry is one ledger batch: never more commands than the ledger applies at once.
     raft_cfg.max_weight_per_entry = ledger::BATCH_COMMANDS_MAX as u64;
     raft_cfg.initial_voters = if cfg.join {
@@ -331,6 +338,15 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
             "--unsafe-no-fsync: writes are acknowledged WITHOUT fsync; a power loss loses them"
         );
         log_store = log_store.without_fsync();
+    }
+    if cfg.emulated_log_fsync_ms > 0 {
+        tracing::warn!(
+            node = cfg.id,
+            ms = cfg.emulated_log_fsync_ms,
+            "--emulate-log-fsync-ms: every fsync of the Raft log is made slower (benchmarks only)"
+        );
+        log_store = log_store
+            .with_emulated_sync_delay(std::time::Duration::from_millis(cfg.emulated_log_fsync_ms));
     }
     // Refuse to start as a member that forgot its log (see `identity`).
     let log_empty = consensus::LogStore::is_empty(&log_store) && ledger.lock().applied_index() == 0;

@@ -68,6 +68,13 @@ pub struct Config {
     /// commit index (new nodes join as learners: no vote and no quorum weight while they catch
     /// up). 0: learners stay learners.
     pub promote_lag_entries: u64,
+    /// Pipelined log persistence (raft-rs's asynchronous persistence): the ready loop writes
+    /// entries and hard state without waiting for the disk and goes on replicating, applying
+    /// what is durable and taking proposals, while the log is fsynced elsewhere (the runtime's
+    /// log-sync thread; the simulator's schedule); acknowledgements and votes leave only once
+    /// their writes are durable. `false`: every ready waits for its own fsync on the Raft thread.
+    /// The runtime falls back to `false` for a store that cannot sync from another thread.
+    pub log_sync_pipelined: bool,
 }
 
 impl Default for Config {
@@ -100,6 +107,7 @@ impl Default for Config {
             max_apply_batch_bytes: 64 << 20,
             max_clock_step_ms: 2_000,
             promote_lag_entries: 100,
+            log_sync_pipelined: true,
         }
     }
 }

@@ -199,6 +199,26 @@ pub struct Driver<S: LogStore, M: StateMachine> {
     /// `maybe_snapshot`).
     learner_holds: BTreeMap<u64, Option<u64>>,
     fatal: Option<String>,
+    /// Log persistence state (see [`Config::log_sync_pipelined`]).
+    sync: LogSync,
+}
+
+/// Where pipelined log persistence stands. Readies are numbered by raft-rs in order; a sync
+/// makes every write issued before it durable, so "durable through ready n" covers every
+/// earlier ready too.
+#[derive(Default)]
+struct LogSync {
+    pipelined: bool,
+    /// The newest ready handed to raft-rs (`advance_append_async`).
+    last: u64,
+    /// Every write of readies up to here is durable (raft-rs was told: `on_persist_ready`).
+    durable: u64,
+    /// The newest ready whose writes owe a sync (entries, a term or a vote).
+    owed: u64,
+    /// A sync through this ready, for the runtime to start ([`Driver::take_log_sync`]).
+    wanted: Option<u64>,
+    /// Messages that may leave only once their ready is durable (append acks, votes), by ready.
+    held: VecDeque<(u64, Vec<Message>)>,
 }
 
 impl<S: LogStore, M: StateMachine> Driver<S, M> {
@@ -276,6 +296,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             None => false,
         };
         let raw = RawNode::new(&cfg.raft_config(applied), store, logger)?;
+        let cfg_pipelined = cfg.log_sync_pipelined;
         let observed = (raw.raft.state, raw.raft.term, raw.raft.leader_id);
         Ok(Driver {
             raw,
@@ -303,6 +324,10 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             snapshot_holds: BTreeMap::new(),
             learner_holds: BTreeMap::new(),
             fatal: None,
+            sync: LogSync {
+                pipelined: cfg_pipelined,
+                ..LogSync::default()
+            },
         })
     }
 
@@ -1049,6 +1074,11 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             self.install_snapshot(&snap)?;
         }
 
+        if self.sync.pipelined {
+            let installed = !rd.snapshot().is_empty();
+            return self.ready_pipelined(rd, installed, send);
+        }
+
         // 3. Entries + hard state, one synced batch (unsynced if it only moves the commit
         //    index). Done *before* applying so the commit index is never behind the state
         //    machine's applied index (see crate docs).
@@ -1069,13 +1099,115 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         self.send_all(light.take_messages(), send);
         self.apply_committed(light.take_committed_entries())?;
         self.raw.advance_apply();
+        self.end_cycle()
+    }
 
+    /// Steps 3–6 of the ready loop with pipelined persistence: the entries and hard state are
+    /// written without waiting for the disk; the messages that vouch for them (append acks,
+    /// votes) are held until a sync covers them ([`Driver::on_log_synced`]). What is applied was
+    /// durable before (raft-rs hands out committed entries only up to what this node persisted),
+    /// and a leader's commit counts its own copy only once durable, so applying and
+    /// acknowledging never run ahead of the disk; the Raft thread just does not wait for it.
+    fn ready_pipelined(
+        &mut self,
+        mut rd: raft::Ready,
+        installed_snapshot: bool,
+        send: &mut SendFn<'_>,
+    ) -> Result<(), ConsensusError> {
+        let number = rd.number();
+        if installed_snapshot {
+            // The install was synced, carrying every earlier write down; sync this one too.
+            self.raw.mut_store().append(rd.entries(), rd.hs())?;
+        } else if self
+            .raw
+            .mut_store()
+            .append_unsynced(rd.entries(), rd.hs())?
+        {
+            self.sync.owed = number;
+            self.sync.wanted = Some(number);
+        }
+        // Durable now if it owes nothing and nothing before it is still owed.
+        let durable_now = installed_snapshot || self.sync.owed <= self.sync.durable;
+        let persisted = rd.take_persisted_messages();
+        if durable_now {
+            self.send_all(persisted, send);
+        } else if !persisted.is_empty() {
+            self.sync.held.push_back((number, persisted));
+        }
+        self.apply_committed(rd.take_committed_entries())?;
+        self.raw.advance_append_async(rd);
+        self.sync.last = number;
+        if durable_now {
+            self.mark_durable(number, send);
+        }
+        self.raw.advance_apply();
+        self.end_cycle()
+    }
+
+    /// The end of a ready cycle: checks, then what the applied entries made possible.
+    fn end_cycle(&mut self) -> Result<(), ConsensusError> {
         self.check_store()?;
         self.check_invariants()?;
         self.check_leadership();
         self.maybe_snapshot()?;
         self.complete_reads();
         Ok(())
+    }
+
+    /// Every write of readies up to `number` is durable: release what waited for it.
+    fn mark_durable(&mut self, number: u64, send: &mut SendFn<'_>) {
+        let number = number.min(self.sync.last);
+        if number <= self.sync.durable {
+            return;
+        }
+        // Readies after the last one that owed a sync wrote nothing that needs one.
+        self.sync.durable = if self.sync.owed <= number {
+            self.sync.last
+        } else {
+            number
+        };
+        while let Some((n, _)) = self.sync.held.front() {
+            if *n > self.sync.durable {
+                break;
+            }
+            let (_, msgs) = self.sync.held.pop_front().expect("front exists");
+            self.send_all(msgs, send);
+        }
+        self.raw.on_persist_ready(self.sync.durable);
+    }
+
+    /// The ready through which the log must be synced, if a new sync is needed (pipelined
+    /// persistence): the runtime syncs it off the Raft thread, then calls
+    /// [`Driver::on_log_synced_with`].
+    pub fn take_log_sync(&mut self) -> Option<u64> {
+        self.sync.wanted.take()
+    }
+
+    /// Whether the ready loop persists the log in the background ([`Config::log_sync_pipelined`]).
+    pub fn log_sync_pipelined(&self) -> bool {
+        self.sync.pipelined
+    }
+
+    /// The log is durable through ready `number` (a sync asked for by [`Driver::take_log_sync`]
+    /// finished): send the acknowledgements and votes that waited for it, and let raft-rs count
+    /// this node's copy. Run a ready cycle after it.
+    pub fn on_log_synced_with(
+        &mut self,
+        number: u64,
+        send: &mut SendFn<'_>,
+    ) -> Result<(), ConsensusError> {
+        self.stopped()?;
+        self.mark_durable(number, send);
+        let r = self.check_store();
+        self.fail(r)
+    }
+
+    /// [`Driver::on_log_synced_with`], queueing the messages for [`Driver::take_messages`].
+    pub fn on_log_synced(&mut self, number: u64) -> Result<(), ConsensusError> {
+        let mut out = Vec::new();
+        let r = self.on_log_synced_with(number, &mut |to, m| out.push((to, m)));
+        self.outbox.extend(out);
+        r
     }
 
     fn check_invariants(&self) -> Result<(), ConsensusError> {

@@ -31,6 +31,20 @@
 //! 9. Maybe take a snapshot + compact the log — never past a snapshot a peer was sent and has
 //!    not installed yet; resolve ReadIndex reads whose index is applied.
 //!
+//! ## Pipelined persistence ([`Config::log_sync_pipelined`], the default)
+//!
+//! Steps 5 and 6 above, as the runtime runs them: the entries and hard state are written
+//! without waiting for the disk (readable at once, as raft-rs requires) and the messages of
+//! step 6 are held; a log-sync thread fsyncs the log — one fsync at a time, each covering every
+//! write before it — and reports the ready it covered ([`Driver::take_log_sync`],
+//! [`Driver::on_log_synced_with`]); the held messages leave then, and raft-rs learns the entries
+//! are persisted (`on_persist_ready`). Meanwhile the Raft thread goes on taking proposals,
+//! replicating and applying. Nothing runs ahead of the disk: raft-rs hands out committed entries
+//! only up to what this node persisted, a leader counts its own copy towards a commit only once
+//! durable, and acks and votes wait as above. A ready that installs a snapshot is synced on the
+//! Raft thread (carrying every earlier write down). The simulator runs the same code with syncs
+//! that finish a random number of steps later, and crashes that lose what was not synced.
+//!
 //! Snapshot data may be a reference (the ledger's is a descriptor of a checkpoint): the runtime
 //! holds such a snapshot message until [`Transport::fetch_snapshot`] has made the data local, one
 //! fetch at a time, and the sender restarts the peer's snapshot timeout while the data streams
@@ -43,8 +57,9 @@
 //!
 //! ## Durability points
 //!
-//! * Entries + HardState: one `WriteOptions::set_sync(true)` batch before any message that
-//!   depends on them (votes, append acks) leaves the node.
+//! * Entries + HardState: one write batch, durable (synced inline, or covered by a finished
+//!   background sync) before any message that depends on them (votes, append acks) leaves the
+//!   node and before this node counts them or applies them.
 //! * The commit index alone (a commit-only `HardState`, `LightReady::commit_index`): written
 //!   before the entries are applied but not fsynced — Raft can always re-learn it, and the next
 //!   synced write carries it down. On restart the driver raises a stored commit below the state
@@ -117,7 +132,7 @@ pub use rocksdb::DB as RocksDb;
 pub use runtime::{NodeError, NodeHandle, NodeRuntime, Transport};
 pub use state_machine::{CommittedEntry, Proposal, StateMachine, StateMachineError};
 pub use storage::{
-    checkpoint_log_db, inspect_log_db, open_log_db, LogStore, MemLogStore, RaftLogStore,
+    checkpoint_log_db, inspect_log_db, open_log_db, LogStore, LogSyncer, MemLogStore, RaftLogStore,
     RAFT_COLUMN_FAMILIES,
 };
 

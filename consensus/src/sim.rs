@@ -271,6 +271,11 @@ pub struct Sim<M: SimMachine = SimStateMachine> {
     /// Crashed nodes: what their disks kept, until restarted.
     down: BTreeMap<u64, (MemLogStore, M)>,
     in_flight: BTreeMap<(u64, u64), (u64, u64, Vec<u8>)>,
+    /// Log syncs in progress (pipelined persistence), by (step due, seq): (node, ready). A
+    /// crash cancels a node's: the fsync never finished.
+    syncs: BTreeMap<(u64, u64), (u64, u64)>,
+    /// Nodes whose syncs do not finish (a stalled disk) until released.
+    stalled_syncs: BTreeSet<u64>,
     partition: Option<Vec<BTreeSet<u64>>>,
     /// One-way cuts: messages from `.0` to `.1` are lost.
     cut: BTreeSet<(u64, u64)>,
@@ -302,6 +307,8 @@ impl<M: SimMachine> Sim<M> {
             nodes: BTreeMap::new(),
             down: BTreeMap::new(),
             in_flight: BTreeMap::new(),
+            syncs: BTreeMap::new(),
+            stalled_syncs: BTreeSet::new(),
             partition: None,
             cut: BTreeSet::new(),
             last_leader: (0, 0),
@@ -396,6 +403,15 @@ impl<M: SimMachine> Sim<M> {
         self.cut.insert((from, to));
     }
 
+    /// Stall (or release) node `id`'s disk: its log syncs do not finish while stalled.
+    pub fn stall_syncs(&mut self, id: u64, stalled: bool) {
+        if stalled {
+            self.stalled_syncs.insert(id);
+        } else {
+            self.stalled_syncs.remove(&id);
+        }
+    }
+
     /// Heal every partition and cut.
     pub fn heal(&mut self) {
         self.partition = None;
@@ -424,6 +440,7 @@ impl<M: SimMachine> Sim<M> {
     }
 
     fn crash_keeping(&mut self, id: u64, keep: Option<usize>) {
+        self.syncs.retain(|_, (node, _)| *node != id);
         if let Some(d) = self.nodes.remove(&id) {
             let store = d.store();
             let keep = keep.unwrap_or_else(|| self.rng.gen_range(0..=store.pending_writes()));
@@ -445,6 +462,7 @@ impl<M: SimMachine> Sim<M> {
 
     /// Replace a node with one that has an empty data dir (same id).
     pub fn wipe(&mut self, id: u64) {
+        self.syncs.retain(|_, (node, _)| *node != id);
         self.nodes.remove(&id);
         self.down.remove(&id);
         let store = self.empty_store();
@@ -454,6 +472,7 @@ impl<M: SimMachine> Sim<M> {
 
     /// A node and its disk are gone for good (it must be removed from the configuration).
     pub fn destroy(&mut self, id: u64) {
+        self.syncs.retain(|_, (node, _)| *node != id);
         self.nodes.remove(&id);
         self.down.remove(&id);
     }
@@ -549,12 +568,36 @@ impl<M: SimMachine> Sim<M> {
                 d.tick()?;
             }
         }
+        // Log syncs that finish now (pipelined persistence): the disk has the writes, and the
+        // node learns it (held acknowledgements leave with this step's messages).
+        while let Some(entry) = self.syncs.first_entry() {
+            if entry.key().0 > self.step {
+                break;
+            }
+            let ((_, seq), (node, ready)) = entry.remove_entry();
+            if self.stalled_syncs.contains(&node) {
+                // Still in progress: it finishes at the first step after the stall ends.
+                self.syncs.insert((self.step + 1, seq), (node, ready));
+                continue;
+            }
+            if let Some(d) = self.nodes.get_mut(&node) {
+                d.store_mut().sync();
+                d.on_log_synced(ready)?;
+            }
+        }
         let now_ns = self.step * 1_000_000;
         for id in ids {
             let seed = self.rng.gen();
             let offset = self.clock_offsets.get(&id).copied().unwrap_or(0);
             let d = self.nodes.get_mut(&id).expect("node");
             d.process_ready(now_ns.saturating_add_signed(offset), seed)?;
+            if let Some(ready) = d.take_log_sync() {
+                // The fsync takes 0 to `max_delay_steps` steps.
+                let at = self.step + self.rng.gen_range(0..=self.cfg.max_delay_steps);
+                self.seq += 1;
+                self.syncs.insert((at, self.seq), (id, ready));
+            }
+            let d = self.nodes.get_mut(&id).expect("node");
             let msgs = d.take_messages();
             self.collect(id);
             for (to, bytes) in msgs {
@@ -816,11 +859,57 @@ mod tests {
         sim.check_safety();
     }
 
+    /// Pipelined persistence: a follower's copy counts only once its sync is done. With both
+    /// followers' disks stalled nothing commits; one disk back, and it does.
+    #[test]
+    fn an_entry_counts_towards_a_commit_only_once_durable() {
+        let seed = sim_seed(5);
+        let mut cfg = SimConfig::new(3, seed);
+        // No step-down for quiet followers (their heartbeat answers wait for the stalled sync
+        // too): the point is what commits, not who leads.
+        cfg.consensus.check_quorum = false;
+        cfg.writeback = 0.0;
+        let mut sim = Sim::new(cfg);
+        let l = elect(&mut sim);
+        let followers: Vec<u64> = sim.live_nodes().into_iter().filter(|n| *n != l).collect();
+        for f in &followers {
+            sim.stall_syncs(*f, true);
+        }
+        let k = sim.propose(l, b"held".to_vec());
+        sim.run(100);
+        assert!(
+            !sim.outcomes.contains_key(&k),
+            "seed {seed}: answered without a durable quorum: {:?}",
+            sim.outcomes.get(&k)
+        );
+        for f in &followers {
+            // The entry reached them, unsynced.
+            assert!(
+                sim.node(*f).store().pending_writes() > 0,
+                "seed {seed}: node {f} has nothing pending"
+            );
+        }
+        sim.stall_syncs(followers[0], false);
+        assert!(
+            sim.run_until(200, |s| s.outcomes.contains_key(&k)),
+            "seed {seed}: never committed"
+        );
+        assert!(
+            matches!(sim.outcomes[&k], ProposeOutcome::Applied { .. }),
+            "seed {seed}"
+        );
+        sim.stall_syncs(followers[1], false);
+        assert!(sim.run_until(500, |s| s.converged()), "seed {seed}");
+        sim.check_safety();
+    }
+
     #[test]
     fn a_clock_jump_does_not_move_log_time() {
         let seed = sim_seed(11);
         let mut sim = Sim::new(SimConfig::new(3, seed));
         let l = elect(&mut sim);
+        // The leader stamps an entry when it packs it: the allowance counts ticks from there.
+        let steps_stamped = sim.step;
         let k1 = sim.propose(l, b"before".to_vec());
         assert!(
             sim.run_until(2_000, |s| s.outcomes.contains_key(&k1)),
@@ -835,7 +924,6 @@ mod tests {
             .timestamp_ns;
         let year_ns: i64 = 365 * 86_400 * 1_000_000_000;
         sim.set_clock_offset(l, year_ns);
-        let steps_before = sim.step;
         let k2 = sim.propose(l, b"after".to_vec());
         assert!(
             sim.run_until(2_000, |s| s.outcomes.contains_key(&k2)),
@@ -844,7 +932,7 @@ mod tests {
         let r = sim.node(l).state_machine().records.last().unwrap().clone();
         assert_eq!(r.payload, b"after".to_vec(), "seed {seed}");
         let cfg = &sim.cfg.consensus;
-        let ticks = (sim.step - steps_before) / sim.cfg.steps_per_tick + 1;
+        let ticks = (sim.step - steps_stamped) / sim.cfg.steps_per_tick + 1;
         let allowed = ticks * cfg.tick_interval_ms * 1_000_000 + cfg.max_clock_step_ms * 1_000_000;
         assert!(
             r.timestamp_ns <= ts1 + allowed,
@@ -915,8 +1003,19 @@ mod tests {
 
     #[test]
     fn many_proposals_under_loss_and_partitions() {
+        many_proposals_run(true);
+    }
+
+    /// The same with every ready synced on the node's own thread (`log_sync_pipelined: false`).
+    #[test]
+    fn many_proposals_under_loss_and_partitions_with_inline_log_syncs() {
+        many_proposals_run(false);
+    }
+
+    fn many_proposals_run(pipelined: bool) {
         let seed = sim_seed(42);
         let mut cfg = SimConfig::new(5, seed);
+        cfg.consensus.log_sync_pipelined = pipelined;
         cfg.loss = 0.1;
         cfg.consensus.snapshot_threshold_entries = 100;
         cfg.consensus.max_proposals_per_entry = 8;
@@ -1261,11 +1360,16 @@ mod tests {
             .map(|p| p.pending_snapshot)
     }
 
-    /// `n` one-byte proposals on `l`, four steps apart.
+    /// `n` one-byte proposals on `l`, four steps apart. Then waits (boundedly) for the last one's outcome: with pipelined persistence an entry
+    /// can take longer than four steps (the delivery, two syncs and the ack).
     fn propose_each(sim: &mut Sim, l: u64, n: u64) {
+        let mut last = None;
         for i in 0..n {
-            sim.propose(l, vec![i as u8]);
+            last = Some(sim.propose(l, vec![i as u8]));
             sim.run(4);
+        }
+        if let Some(k) = last {
+            sim.run_until(200, |s| s.outcomes.contains_key(&k));
         }
     }
 

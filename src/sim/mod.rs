@@ -271,6 +271,8 @@ impl Swarm {
         sc.unsynced_appends = cfg.bug == Some(Bug::UnsyncedAppends);
         sc.consensus.snapshot_threshold_entries = [30, 100, 400][rng.gen_range(0..3)];
         sc.consensus.log_retain_entries = [2, 10, 50][rng.gen_range(0..3)];
+        // Mostly the node's default (the log synced in the background), sometimes inline.
+        sc.consensus.log_sync_pipelined = rng.gen_bool(0.75);
         let mix = Mix {
             crash_per_step: if on(&mut rng) {
                 rng.gen_range(1.0..6.0) / 1_000.0
@@ -291,7 +293,8 @@ impl Swarm {
             nodes,
             mix: format!(
                 "loss={:.2} dup={:.2} delay<={} writeback={} snapshot_every={} crash/kstep={:.1} \
-                 partition/kstep={:.1} clock={} leader_transfer={} disk_loss={}",
+                 partition/kstep={:.1} clock={} leader_transfer={} disk_loss={} \
+                 log_sync_pipelined={}",
                 sc.loss,
                 sc.duplicate,
                 sc.max_delay_steps,
@@ -301,7 +304,8 @@ impl Swarm {
                 mix.partition_per_step * 1_000.0,
                 mix.clock_per_step > 0.0,
                 mix.transfer_per_step > 0.0,
-                mix.disk_loss
+                mix.disk_loss,
+                sc.consensus.log_sync_pipelined
             ),
             ..SeedReport::default()
         };

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use rand::{Rng, SeedableRng};
 use tokio::sync::oneshot;
 
@@ -23,7 +23,7 @@ use crate::driver::{
 use crate::error::ConsensusError;
 use crate::logging::tracing_logger;
 use crate::state_machine::StateMachine;
-use crate::storage::LogStore;
+use crate::storage::{LogStore, LogSyncer};
 
 /// Outgoing frames, fire-and-forget. Implementations must not block (drop when a peer's queue
 /// is full: raft retransmits). Frames are at most `Config::max_message_bytes`; the receiving
@@ -94,6 +94,105 @@ pub struct NodeHandle {
 
 pub struct NodeRuntime;
 
+/// The log-sync thread of pipelined persistence ([`Config::log_sync_pipelined`]): it syncs the
+/// log through the newest ready the Raft thread asked for and reports each finished sync on a
+/// channel the Raft loop selects on. Requests that arrive during a sync are served by the next
+/// one, so fsyncs group themselves: one at a time, each covering every write before it.
+struct LogSyncThread {
+    request: Arc<(Mutex<SyncRequest>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct SyncRequest {
+    /// Sync through this ready.
+    wanted: u64,
+    stop: bool,
+}
+
+impl LogSyncThread {
+    fn start(
+        id: u64,
+        syncer: LogSyncer,
+        done: Sender<Result<u64, String>>,
+    ) -> Result<LogSyncThread, ConsensusError> {
+        let request = Arc::new((Mutex::new(SyncRequest::default()), Condvar::new()));
+        let req = request.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("log-sync-{id}"))
+            .spawn(move || {
+                let mut synced = 0;
+                loop {
+                    let wanted = {
+                        let (lock, cv) = &*req;
+                        let mut r = lock.lock();
+                        while r.wanted <= synced && !r.stop {
+                            cv.wait(&mut r);
+                        }
+                        if r.stop {
+                            return;
+                        }
+                        r.wanted
+                    };
+                    match syncer() {
+                        Ok(()) => {
+                            synced = wanted;
+                            if done.send(Ok(wanted)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = done.send(Err(e.to_string()));
+                            return;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| ConsensusError::Stopped(format!("cannot spawn log-sync thread: {e}")))?;
+        Ok(LogSyncThread {
+            request,
+            thread: Some(thread),
+        })
+    }
+
+    fn want(&self, ready: u64) {
+        let (lock, cv) = &*self.request;
+        let mut r = lock.lock();
+        if ready > r.wanted {
+            r.wanted = ready;
+            cv.notify_one();
+        }
+    }
+}
+
+impl Drop for LogSyncThread {
+    /// Stops the thread and waits for a sync in progress (the log's database outlives it).
+    fn drop(&mut self) {
+        {
+            let (lock, cv) = &*self.request;
+            lock.lock().stop = true;
+            cv.notify_one();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sends one encoded Raft message as frames of at most `max_frame` bytes.
+fn send_frames(
+    transport: &dyn Transport,
+    (id, max_frame): (u64, usize),
+    next_message_id: &mut u64,
+    to: u64,
+    bytes: &[u8],
+) {
+    *next_message_id = next_message_id.wrapping_add(1);
+    for frame in chunk_message(id, *next_message_id, bytes, max_frame) {
+        transport.send(to, frame);
+    }
+}
+
 /// Commands handled per loop iteration before running a ready cycle (bounds latency of ticks).
 const MAX_COMMANDS_PER_CYCLE: usize = 4_096;
 
@@ -114,6 +213,23 @@ impl NodeRuntime {
     ) -> Result<NodeHandle, ConsensusError> {
         let id = config.id;
         let logger = tracing_logger(id);
+        let mut config = config;
+        let syncer = log_store.syncer();
+        if syncer.is_none() {
+            config.log_sync_pipelined = false;
+        }
+        // Without a log-sync thread nothing is ever synced elsewhere: a channel that never
+        // delivers (a disconnected one would wake the loop's select at once, for ever).
+        let (log_sync, synced_rx) = match syncer.filter(|_| config.log_sync_pipelined) {
+            Some(syncer) => {
+                let (synced_tx, synced_rx) = crossbeam_channel::unbounded();
+                (
+                    Some(LogSyncThread::start(id, syncer, synced_tx)?),
+                    synced_rx,
+                )
+            }
+            None => (None, crossbeam_channel::never()),
+        };
         // Random start so proposal ids never repeat across restarts of this node.
         let driver = Driver::new(
             config.clone(),
@@ -139,9 +255,13 @@ impl NodeRuntime {
                     run(
                         driver,
                         config,
-                        rx,
-                        peer_rx,
-                        peer_tx,
+                        Queues {
+                            rx,
+                            peer_rx,
+                            peer_tx,
+                            synced_rx,
+                        },
+                        log_sync,
                         transport,
                         thread_shared,
                     )
@@ -158,8 +278,19 @@ impl NodeRuntime {
     }
 }
 
+/// What the Raft thread reads from (and the sender of its own peer lane).
+struct Queues {
+    rx: Receiver<Command>,
+    peer_rx: Receiver<Command>,
+    peer_tx: Sender<Command>,
+    /// Finished log syncs (pipelined persistence): the ready synced through, or why it failed.
+    synced_rx: Receiver<Result<u64, String>>,
+}
+
 struct Loop<S: LogStore, M: StateMachine> {
     driver: Driver<S, M>,
+    /// `None` unless the log is persisted in the background.
+    log_sync: Option<LogSyncThread>,
     cfg: Config,
     transport: Arc<dyn Transport>,
     shared: Arc<Shared>,
@@ -178,14 +309,20 @@ struct Loop<S: LogStore, M: StateMachine> {
 fn run<S: LogStore, M: StateMachine>(
     driver: Driver<S, M>,
     cfg: Config,
-    rx: Receiver<Command>,
-    peer_rx: Receiver<Command>,
-    peer_tx: Sender<Command>,
+    queues: Queues,
+    log_sync: Option<LogSyncThread>,
     transport: Arc<dyn Transport>,
     shared: Arc<Shared>,
 ) {
+    let Queues {
+        rx,
+        peer_rx,
+        peer_tx,
+        synced_rx,
+    } = queues;
     let mut lp = Loop {
         driver,
+        log_sync,
         reassembler: Reassembler::new(cfg.max_inbound_message_bytes),
         peer_tx,
         fetching: HashMap::new(),
@@ -197,7 +334,7 @@ fn run<S: LogStore, M: StateMachine>(
         proposals: HashMap::new(),
         reads: HashMap::new(),
     };
-    let result = catch_unwind(AssertUnwindSafe(|| lp.run(&rx, &peer_rx)));
+    let result = catch_unwind(AssertUnwindSafe(|| lp.run(&rx, &peer_rx, &synced_rx)));
     let panicked = result.is_err();
     let reason = match result {
         Ok(Ok(())) => "shut down".to_string(),
@@ -255,6 +392,7 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
         &mut self,
         rx: &Receiver<Command>,
         peer_rx: &Receiver<Command>,
+        synced_rx: &Receiver<Result<u64, String>>,
     ) -> Result<(), ConsensusError> {
         let tick = Duration::from_millis(self.cfg.tick_interval_ms);
         let mut next_tick = Instant::now() + tick;
@@ -269,6 +407,15 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
             }
             let timeout = next_tick.saturating_duration_since(Instant::now());
             let first = select! {
+                recv(synced_rx) -> r => match r {
+                    Ok(r) => {
+                        self.synced(r)?;
+                        None
+                    }
+                    Err(_) => {
+                        return Err(ConsensusError::Stopped("the log-sync thread ended".into()))
+                    }
+                },
                 recv(peer_rx) -> c => match c {
                     Ok(c) => Some(c),
                     Err(_) => return Ok(()), // every handle dropped
@@ -284,8 +431,11 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
                     return Ok(());
                 }
             }
-            // Drain bounded batches, peer frames first: everything proposed meanwhile is
-            // group-committed below.
+            // Drain bounded batches, finished syncs and peer frames first: everything proposed
+            // meanwhile is group-committed below.
+            while let Ok(r) = synced_rx.try_recv() {
+                self.synced(r)?;
+            }
             for lane in [peer_rx, rx] {
                 for _ in 0..MAX_COMMANDS_PER_CYCLE {
                     let Ok(c) = lane.try_recv() else { break };
@@ -302,21 +452,31 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
                     next_tick = now + tick; // we fell behind (long fsync); don't burst ticks
                 }
             }
-            let (id, max_frame) = (self.cfg.id, self.cfg.max_message_bytes);
-            let transport = &self.transport;
+            let frame = (self.cfg.id, self.cfg.max_message_bytes);
+            let transport = &*self.transport;
             let next_message_id = &mut self.next_message_id;
             self.driver
                 .process_ready_with(wall_clock_ns(), self.rng.gen(), &mut |to, bytes| {
-                    *next_message_id = next_message_id.wrapping_add(1);
-                    for frame in chunk_message(id, *next_message_id, &bytes, max_frame) {
-                        transport.send(to, frame);
-                    }
+                    send_frames(transport, frame, next_message_id, to, &bytes)
                 })?;
+            if let Some(ready) = self.driver.take_log_sync() {
+                match &self.log_sync {
+                    Some(t) => t.want(ready),
+                    None => {
+                        return Err(ConsensusError::Invariant(
+                            "a log sync is owed but there is no log-sync thread".into(),
+                        ))
+                    }
+                }
+            }
             for (member, address) in self.driver.take_member_addresses() {
                 self.transport.member_address(member, &address);
             }
-            self.route_completions();
             let status = self.driver.status();
+            // Published before the answers go out: a caller that got one reads a status that
+            // has applied at least as far.
+            *self.shared.status.write() = status.clone();
+            self.route_completions();
             if let Some((from, to, began)) = replay {
                 if status.applied_index >= to {
                     tracing::info!(
@@ -330,8 +490,19 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
                     replay = None;
                 }
             }
-            *self.shared.status.write() = status;
         }
+    }
+
+    /// A sync of the log finished: what waited for it goes out (the ready cycle that follows
+    /// applies what it let commit). A failed sync stops the node.
+    fn synced(&mut self, r: Result<u64, String>) -> Result<(), ConsensusError> {
+        let ready = r.map_err(|e| ConsensusError::Storage(format!("log sync failed: {e}")))?;
+        let frame = (self.cfg.id, self.cfg.max_message_bytes);
+        let transport = &*self.transport;
+        let next_message_id = &mut self.next_message_id;
+        self.driver.on_log_synced_with(ready, &mut |to, bytes| {
+            send_frames(transport, frame, next_message_id, to, &bytes)
+        })
     }
 
     /// Returns false on shutdown.

@@ -375,7 +375,10 @@ fn single_node_restart_resumes_from_durable_state() {
         net,
     )
     .unwrap();
-    assert!(wait_for(Duration::from_secs(5), || h.is_leader()));
+    // The new leader's no-op is applied once its log sync is done (pipelined persistence).
+    assert!(wait_for(Duration::from_secs(5), || h.status().is_ok_and(
+        |s| s.role == Role::Leader && s.applied_index > before.applied_index
+    )));
     let after = h.status().unwrap();
     assert!(after.term > before.term);
     assert!(after.applied_index > before.applied_index); // + new leader no-op

@@ -116,6 +116,14 @@ impl MemLogStore {
         }
     }
 
+    /// The log's fsync, on the simulator's schedule (pipelined persistence): every pending write
+    /// reaches the disk — except with the injected bug, whose sync makes nothing durable.
+    pub fn sync(&mut self) {
+        if !self.appends_unsynced {
+            self.flush();
+        }
+    }
+
     /// What a crash leaves: the disk image plus the first `keep` pending writes (writes reach a
     /// disk in order; the rest are lost).
     pub fn crash_image(&self, keep: usize) -> MemLogStore {
@@ -210,6 +218,18 @@ impl LogStore for MemLogStore {
         hard_state: Option<&HardState>,
     ) -> Result<(), ConsensusError> {
         self.write(Op::Append(entries.to_vec(), hard_state.cloned()))
+    }
+
+    fn append_unsynced(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<bool, ConsensusError> {
+        let owes = !commit_only(&self.live.meta.hs, entries, hard_state);
+        let op = Op::Append(entries.to_vec(), hard_state.cloned());
+        self.live.apply(&op)?;
+        self.pending.push(op);
+        Ok(owes)
     }
 
     fn set_commit(&mut self, commit: u64) -> Result<(), ConsensusError> {

@@ -50,6 +50,22 @@ pub trait LogStore: Storage + Send + 'static {
         entries: &[Entry],
         hard_state: Option<&HardState>,
     ) -> Result<(), ConsensusError>;
+    /// [`LogStore::append`] without waiting for the disk: readable at once (raft-rs reads what
+    /// it hands over through `Storage` before it is durable), durable at the next sync
+    /// ([`LogStore::syncer`], [`MemLogStore::sync`]) or synced write, whichever comes first.
+    /// Returns whether the write owes a sync (`false`: it only moved the commit index, see
+    /// [`commit_only`], or the store never syncs).
+    fn append_unsynced(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<bool, ConsensusError>;
+    /// A handle that makes every write issued before it is called durable, callable from another
+    /// thread (the runtime's log-sync thread). `None`: this store syncs only on the thread that
+    /// owns it (the simulator's, [`MemLogStore::sync`]).
+    fn syncer(&self) -> Option<LogSyncer> {
+        None
+    }
     /// Persist a new commit index (not synced: it reaches the disk with the next synced write).
     fn set_commit(&mut self, commit: u64) -> Result<(), ConsensusError>;
     /// Persist the membership configuration (synced).
@@ -104,6 +120,9 @@ pub trait LogStore: Storage + Send + 'static {
     /// fresh snapshot, whatever the threshold.
     fn take_snapshot_request(&self) -> bool;
 }
+
+/// Makes every log write issued before the call durable (an fsync of the log's WAL).
+pub type LogSyncer = Arc<dyn Fn() -> Result<(), ConsensusError> + Send + Sync>;
 
 /// Whether an append changes nothing durable but the commit index: no entries, and a hard state
 /// with the stored term and vote. Such a write is not synced (term and vote must be, before any

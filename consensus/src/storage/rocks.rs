@@ -69,6 +69,8 @@ pub struct RaftLogStore {
     snapshot_wanted: std::cell::Cell<bool>,
     /// `false` only for `--unsafe-no-fsync` (tests that show a power loss then loses data).
     sync: bool,
+    /// Added to every fsync of the log: a slower disk, emulated for benchmarks (0: none).
+    sync_delay: std::time::Duration,
 }
 
 impl RaftLogStore {
@@ -131,6 +133,7 @@ impl RaftLogStore {
             read_error: Mutex::new(None),
             snapshot_wanted: std::cell::Cell::new(false),
             sync: true,
+            sync_delay: std::time::Duration::ZERO,
         })
     }
 
@@ -151,6 +154,13 @@ impl RaftLogStore {
         self
     }
 
+    /// Benchmarks only: every fsync of the log takes `delay` longer (a slower disk than this
+    /// machine's, to see what waits for it).
+    pub fn with_emulated_sync_delay(mut self, delay: std::time::Duration) -> Self {
+        self.sync_delay = delay;
+        self
+    }
+
     fn write_synced(&self, batch: WriteBatch) -> Result<(), ConsensusError> {
         self.write(batch, self.sync)
     }
@@ -160,7 +170,48 @@ impl RaftLogStore {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
         self.db.write_opt(batch, &wo)?;
+        if sync && !self.sync_delay.is_zero() {
+            std::thread::sleep(self.sync_delay);
+        }
         Ok(())
+    }
+
+    /// Appends (see [`LogStore::append`]), synced if `sync_now` and the write needs it; returns
+    /// whether it still owes a sync.
+    fn write_append(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        sync_now: bool,
+    ) -> Result<bool, ConsensusError> {
+        if entries.is_empty() && hard_state.is_none() {
+            return Ok(false);
+        }
+        self.meta.check_append(entries)?;
+        let mut batch = WriteBatch::default();
+        if let Some(first) = entries.first() {
+            let cf = self.cf(CF_LOG)?;
+            if first.index <= self.meta.last_index() {
+                batch.delete_range_cf(
+                    cf,
+                    log_key(first.index),
+                    log_key(self.meta.last_index() + 1),
+                );
+            }
+            for e in entries {
+                batch.put_cf(cf, log_key(e.index), e.encode_to_vec());
+            }
+        }
+        if let Some(hs) = hard_state {
+            batch.put_cf(self.cf(CF_META)?, KEY_HARD_STATE, hs.encode_to_vec());
+        }
+        let owes = self.sync && !commit_only(&self.meta.hs, entries, hard_state);
+        self.write(batch, owes && sync_now)?;
+        self.meta.apply_append(entries);
+        if let Some(hs) = hard_state {
+            self.meta.hs = hs.clone();
+        }
+        Ok(owes && !sync_now)
     }
 
     fn note_read_error(&self, e: impl std::fmt::Display) -> raft::Error {
@@ -238,34 +289,28 @@ impl LogStore for RaftLogStore {
         entries: &[Entry],
         hard_state: Option<&HardState>,
     ) -> Result<(), ConsensusError> {
-        if entries.is_empty() && hard_state.is_none() {
-            return Ok(());
-        }
-        self.meta.check_append(entries)?;
-        let mut batch = WriteBatch::default();
-        if let Some(first) = entries.first() {
-            let cf = self.cf(CF_LOG)?;
-            if first.index <= self.meta.last_index() {
-                batch.delete_range_cf(
-                    cf,
-                    log_key(first.index),
-                    log_key(self.meta.last_index() + 1),
-                );
+        self.write_append(entries, hard_state, true).map(|_| ())
+    }
+
+    fn append_unsynced(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<bool, ConsensusError> {
+        self.write_append(entries, hard_state, false)
+    }
+
+    fn syncer(&self) -> Option<super::LogSyncer> {
+        let (db, sync, delay) = (self.db.clone(), self.sync, self.sync_delay);
+        Some(Arc::new(move || {
+            if sync {
+                db.flush_wal(true)?;
+                if !delay.is_zero() {
+                    std::thread::sleep(delay);
+                }
             }
-            for e in entries {
-                batch.put_cf(cf, log_key(e.index), e.encode_to_vec());
-            }
-        }
-        if let Some(hs) = hard_state {
-            batch.put_cf(self.cf(CF_META)?, KEY_HARD_STATE, hs.encode_to_vec());
-        }
-        let sync = self.sync && !commit_only(&self.meta.hs, entries, hard_state);
-        self.write(batch, sync)?;
-        self.meta.apply_append(entries);
-        if let Some(hs) = hard_state {
-            self.meta.hs = hs.clone();
-        }
-        Ok(())
+            Ok(())
+        }))
     }
 
     fn set_commit(&mut self, commit: u64) -> Result<(), ConsensusError> {
