@@ -1129,9 +1129,12 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         // Durable now if it owes nothing and nothing before it is still owed.
         let durable_now = installed_snapshot || self.sync.owed <= self.sync.durable;
         let persisted = rd.take_persisted_messages();
-        if durable_now {
+        if durable_now && self.sync.held.is_empty() {
+            // Before applying, so the leader counts this node's ack while it applies.
             self.send_all(persisted, send);
         } else if !persisted.is_empty() {
+            // Behind earlier held messages (a synced snapshot install releases them all at
+            // once below, in order).
             self.sync.held.push_back((number, persisted));
         }
         self.apply_committed(rd.take_committed_entries())?;

@@ -222,6 +222,9 @@ impl NodeRuntime {
         // delivers (a disconnected one would wake the loop's select at once, for ever).
         let (log_sync, synced_rx) = match syncer.filter(|_| config.log_sync_pipelined) {
             Some(syncer) => {
+                // Unbounded, yet bounded in practice: one report per fsync, and the loop drains
+                // them every cycle. A bounded one could block the sync thread on a full channel
+                // while the loop, shutting down, joins it.
                 let (synced_tx, synced_rx) = crossbeam_channel::unbounded();
                 (
                     Some(LogSyncThread::start(id, syncer, synced_tx)?),
