@@ -30,6 +30,8 @@ struct Seen {
     snapshots_installed_ms: u64,
     clock_clamps: u64,
     view_reloads: u64,
+    log_syncs: u64,
+    log_sync_us: u64,
 }
 
 pub struct Metrics {
@@ -50,6 +52,8 @@ pub struct Metrics {
     peer_lag: IntGaugeVec,
     clock_clamps: IntCounter,
     clock_ahead_seconds: Gauge,
+    log_syncs: IntCounter,
+    log_sync_seconds: Counter,
     divergences: IntGauge,
     view_reloads: IntCounter,
     up: Counter,
@@ -191,6 +195,22 @@ impl Metrics {
                 ))
                 .expect("valid"),
             ),
+            log_syncs: reg(
+                &r,
+                IntCounter::with_opts(opts(
+                    "raft_log_syncs_total",
+                    "Fsyncs of the Raft log by the log-sync thread (pipelined persistence)",
+                ))
+                .expect("valid"),
+            ),
+            log_sync_seconds: reg(
+                &r,
+                Counter::with_opts(opts(
+                    "raft_log_sync_seconds_total",
+                    "Time those fsyncs took (rate(seconds)/rate(total) = mean fsync time)",
+                ))
+                .expect("valid"),
+            ),
             divergences: reg(
                 &r,
                 IntGauge::with_opts(opts(
@@ -296,21 +316,31 @@ impl Metrics {
                 &mut seen.snapshots_installed,
                 s.installed,
             );
-            let bump_ms = |c: &Counter, seen: &mut u64, now: u64| {
-                c.inc_by(now.saturating_sub(*seen) as f64 / 1000.0);
+            // A total of `units_per_s` units a second into a counter of seconds.
+            let bump_secs = |c: &Counter, seen: &mut u64, now: u64, units_per_s: f64| {
+                c.inc_by(now.saturating_sub(*seen) as f64 / units_per_s);
                 *seen = now.max(*seen);
             };
-            bump_ms(
+            bump_secs(
                 &self.snapshot_seconds.with_label_values(&["taken"]),
                 &mut seen.snapshots_taken_ms,
                 s.taken_ms_total,
+                1e3,
             );
-            bump_ms(
+            bump_secs(
                 &self.snapshot_seconds.with_label_values(&["installed"]),
                 &mut seen.snapshots_installed_ms,
                 s.installed_ms_total,
+                1e3,
             );
             bump(&self.clock_clamps, &mut seen.clock_clamps, st.clock_clamps);
+            bump(&self.log_syncs, &mut seen.log_syncs, st.log_syncs.syncs);
+            bump_secs(
+                &self.log_sync_seconds,
+                &mut seen.log_sync_us,
+                st.log_syncs.sync_us_total,
+                1e6,
+            );
             self.clock_ahead_seconds.set(st.clock_ahead_ns as f64 / 1e9);
             self.peer_lag.reset();
             for (peer, matched) in &st.progress {

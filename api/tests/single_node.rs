@@ -983,6 +983,9 @@ async fn metrics_are_served_for_prometheus() {
     let applied = n("suanpan_raft_applied_index{node=\"1\"}");
     assert!(applied >= 3.0 && applied <= n("suanpan_raft_commit_index{node=\"1\"}"));
     assert!(n("suanpan_raft_log_entries{node=\"1\"}") >= 1.0);
+    // Every applied entry was fsynced by the log-sync thread first (pipelined persistence).
+    assert!(n("suanpan_raft_log_syncs_total{node=\"1\"}") >= 2.0);
+    assert!(n("suanpan_raft_log_sync_seconds_total{node=\"1\"}") > 0.0);
     assert!(
         n("suanpan_rejected_requests_total{code=\"Unauthenticated\",reason=\"\",node=\"1\"}")
             >= 1.0

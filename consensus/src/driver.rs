@@ -112,6 +112,15 @@ pub struct NodeStatus {
     /// Snapshots taken (and the log compacted behind) and installed since start, with the time
     /// they took in total (metrics only: nothing in the Ready loop depends on it).
     pub snapshots: SnapshotStats,
+    /// Background fsyncs of the log since start (pipelined persistence; metrics only).
+    pub log_syncs: LogSyncStats,
+}
+
+/// Background log syncs since the node started: how many, and their fsync time in total.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogSyncStats {
+    pub syncs: u64,
+    pub sync_us_total: u64,
 }
 
 /// Snapshot counts and durations since the node started.
@@ -219,6 +228,7 @@ struct LogSync {
     wanted: Option<u64>,
     /// Messages that may leave only once their ready is durable (append acks, votes), by ready.
     held: VecDeque<(u64, Vec<Message>)>,
+    stats: LogSyncStats,
 }
 
 impl<S: LogStore, M: StateMachine> Driver<S, M> {
@@ -404,6 +414,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             first_index: raft::Storage::first_index(self.raw.store()).unwrap_or(0),
             last_index: raft::Storage::last_index(self.raw.store()).unwrap_or(0),
             snapshots: self.snapshot_stats,
+            log_syncs: self.sync.stats,
             progress: if self.is_leader() {
                 let mut p: Vec<(u64, u64)> = self
                     .raw
@@ -1203,6 +1214,12 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         self.mark_durable(number, send);
         let r = self.check_store();
         self.fail(r)
+    }
+
+    /// Counts a finished background sync and the time its fsync took (for metrics).
+    pub fn record_log_sync(&mut self, sync_us: u64) {
+        self.sync.stats.syncs += 1;
+        self.sync.stats.sync_us_total = self.sync.stats.sync_us_total.saturating_add(sync_us);
     }
 
     /// [`Driver::on_log_synced_with`], queueing the messages for [`Driver::take_messages`].

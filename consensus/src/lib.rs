@@ -122,8 +122,8 @@ pub use codec::{
 };
 pub use config::Config;
 pub use driver::{
-    Driver, MembershipChange, NodeStatus, ProposeOutcome, ReadError, RejectReason, Role, SendFn,
-    SnapshotStats,
+    Driver, LogSyncStats, MembershipChange, NodeStatus, ProposeOutcome, ReadError, RejectReason,
+    Role, SendFn, SnapshotStats,
 };
 pub use error::ConsensusError;
 pub use logging::tracing_logger;

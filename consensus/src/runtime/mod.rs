@@ -114,7 +114,7 @@ impl LogSyncThread {
     fn start(
         id: u64,
         syncer: LogSyncer,
-        done: Sender<Result<u64, String>>,
+        done: Sender<Result<(u64, u64), String>>,
     ) -> Result<LogSyncThread, ConsensusError> {
         let request = Arc::new((Mutex::new(SyncRequest::default()), Condvar::new()));
         let req = request.clone();
@@ -134,10 +134,12 @@ impl LogSyncThread {
                         }
                         r.wanted
                     };
+                    let began = Instant::now();
                     match syncer() {
                         Ok(()) => {
                             synced = wanted;
-                            if done.send(Ok(wanted)).is_err() {
+                            let us = began.elapsed().as_micros() as u64;
+                            if done.send(Ok((wanted, us))).is_err() {
                                 return;
                             }
                         }
@@ -286,8 +288,9 @@ struct Queues {
     rx: Receiver<Command>,
     peer_rx: Receiver<Command>,
     peer_tx: Sender<Command>,
-    /// Finished log syncs (pipelined persistence): the ready synced through, or why it failed.
-    synced_rx: Receiver<Result<u64, String>>,
+    /// Finished log syncs (pipelined persistence): the ready synced through and the fsync's
+    /// time in µs, or why it failed.
+    synced_rx: Receiver<Result<(u64, u64), String>>,
 }
 
 struct Loop<S: LogStore, M: StateMachine> {
@@ -395,7 +398,7 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
         &mut self,
         rx: &Receiver<Command>,
         peer_rx: &Receiver<Command>,
-        synced_rx: &Receiver<Result<u64, String>>,
+        synced_rx: &Receiver<Result<(u64, u64), String>>,
     ) -> Result<(), ConsensusError> {
         let tick = Duration::from_millis(self.cfg.tick_interval_ms);
         let mut next_tick = Instant::now() + tick;
@@ -498,8 +501,10 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
 
     /// A sync of the log finished: what waited for it goes out (the ready cycle that follows
     /// applies what it let commit). A failed sync stops the node.
-    fn synced(&mut self, r: Result<u64, String>) -> Result<(), ConsensusError> {
-        let ready = r.map_err(|e| ConsensusError::Storage(format!("log sync failed: {e}")))?;
+    fn synced(&mut self, r: Result<(u64, u64), String>) -> Result<(), ConsensusError> {
+        let (ready, us) =
+            r.map_err(|e| ConsensusError::Storage(format!("log sync failed: {e}")))?;
+        self.driver.record_log_sync(us);
         let frame = (self.cfg.id, self.cfg.max_message_bytes);
         let transport = &*self.transport;
         let next_message_id = &mut self.next_message_id;
