@@ -524,6 +524,55 @@ mod tests {
         assert!(s.read_error().is_none());
     }
 
+    /// Pipelined persistence's store half: an unsynced append is readable at once and says
+    /// whether it owes a sync; the syncer makes it durable from another thread.
+    #[test]
+    fn unsynced_appends_are_readable_at_once_and_owe_a_sync() {
+        fn check<S: LogStore>(s: &mut S) {
+            let hs = HardState {
+                term: 1,
+                vote: 1,
+                commit: 0,
+            };
+            let owes = s
+                .append_unsynced(&[ent(1, 1), ent(2, 1)], Some(&hs))
+                .unwrap();
+            assert!(owes, "entries owe a sync");
+            assert_eq!(s.last_index().unwrap(), 2, "readable before any sync");
+            let commit = HardState { commit: 2, ..hs };
+            let owes = s.append_unsynced(&[], Some(&commit)).unwrap();
+            assert!(!owes, "a commit index alone owes none");
+            let owes = s
+                .append_unsynced(&[], Some(&HardState { term: 2, ..commit }))
+                .unwrap();
+            assert!(owes, "a term does");
+        }
+        let mut mem = MemLogStore::new();
+        check(&mut mem);
+        assert!(mem.pending_writes() > 0);
+        assert_eq!(mem.crash_image(0).last_index().unwrap(), 0, "lost unsynced");
+        mem.sync();
+        assert_eq!(mem.pending_writes(), 0);
+        assert_eq!(
+            mem.crash_image(0).last_index().unwrap(),
+            2,
+            "kept once synced"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_db(dir.path());
+        let mut rocks = RaftLogStore::open(db.clone()).unwrap();
+        let syncer = rocks.syncer().expect("RocksDB syncs from any thread");
+        check(&mut rocks);
+        std::thread::spawn(move || syncer().unwrap())
+            .join()
+            .unwrap();
+        drop(rocks);
+        let s = RaftLogStore::open(db).unwrap();
+        assert_eq!(s.last_index().unwrap(), 2);
+        assert_eq!(s.hard_state().term, 2);
+    }
+
     #[test]
     fn missing_column_family_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
