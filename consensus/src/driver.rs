@@ -1197,11 +1197,6 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         self.sync.wanted.take()
     }
 
-    /// Whether the ready loop persists the log in the background ([`Config::log_sync_pipelined`]).
-    pub fn log_sync_pipelined(&self) -> bool {
-        self.sync.pipelined
-    }
-
     /// The log is durable through ready `number` (a sync asked for by [`Driver::take_log_sync`]
     /// finished): send the acknowledgements and votes that waited for it, and let raft-rs count
     /// this node's copy. Run a ready cycle after it.

@@ -428,6 +428,11 @@ impl<M: SimMachine> Sim<M> {
         }
     }
 
+    /// Node `id`'s syncs in progress never finish (it crashed, or its disk is gone).
+    fn cancel_syncs(&mut self, id: u64) {
+        self.syncs.retain(|_, (node, _)| *node != id);
+    }
+
     /// Crash a node: its disk keeps what was synced (and, at random, some later writes in order);
     /// in-flight messages to it are lost.
     pub fn crash(&mut self, id: u64) {
@@ -440,7 +445,7 @@ impl<M: SimMachine> Sim<M> {
     }
 
     fn crash_keeping(&mut self, id: u64, keep: Option<usize>) {
-        self.syncs.retain(|_, (node, _)| *node != id);
+        self.cancel_syncs(id);
         if let Some(d) = self.nodes.remove(&id) {
             let store = d.store();
             let keep = keep.unwrap_or_else(|| self.rng.gen_range(0..=store.pending_writes()));
@@ -462,7 +467,7 @@ impl<M: SimMachine> Sim<M> {
 
     /// Replace a node with one that has an empty data dir (same id).
     pub fn wipe(&mut self, id: u64) {
-        self.syncs.retain(|_, (node, _)| *node != id);
+        self.cancel_syncs(id);
         self.nodes.remove(&id);
         self.down.remove(&id);
         let store = self.empty_store();
@@ -472,7 +477,7 @@ impl<M: SimMachine> Sim<M> {
 
     /// A node and its disk are gone for good (it must be removed from the configuration).
     pub fn destroy(&mut self, id: u64) {
-        self.syncs.retain(|_, (node, _)| *node != id);
+        self.cancel_syncs(id);
         self.nodes.remove(&id);
         self.down.remove(&id);
     }
