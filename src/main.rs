@@ -383,6 +383,7 @@ struct NodeToml {
     max_entry_bytes: Option<usize>,
     max_clock_step_ms: Option<u64>,
     log_sync_pipelined: Option<bool>,
+    apply_pipelined: Option<bool>,
 }
 
 #[derive(Args)]
@@ -466,6 +467,12 @@ struct NodeArgs {
     /// the Raft thread waits for each fsync itself. [default: true]
     #[arg(long, value_name = "BOOL")]
     log_sync_pipelined: Option<bool>,
+    /// Apply committed entries on a thread of its own (true): the Raft thread hands them to an
+    /// apply-N thread and goes on appending, replicating and acknowledging while they apply;
+    /// results come back in log order. false: the Raft thread applies them itself.
+    /// [default: true]
+    #[arg(long, value_name = "BOOL")]
+    apply_pipelined: Option<bool>,
     /// Size of one memtable of each ledger column family, in MiB (1-4096; the Raft log's are at
     /// least this and at least 64). The ledger is persisted when a memtable fills. Larger: fewer
     /// flushes and compactions, more memory, and a longer log replay on restart after a crash.
@@ -549,6 +556,7 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     set!(max_entry_bytes);
     set!(max_clock_step_ms);
     set!(log_sync_pipelined);
+    set!(apply_pipelined);
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");

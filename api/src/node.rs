@@ -41,6 +41,8 @@ pub struct RaftTuning {
     pub max_clock_step_ms: u64,
     /// Persist the log on a thread of its own (see `consensus::Config::log_sync_pipelined`).
     pub log_sync_pipelined: bool,
+    /// Apply on a thread of its own (see `consensus::Config::apply_pipelined`).
+    pub apply_pipelined: bool,
 }
 
 impl Default for RaftTuning {
@@ -57,6 +59,7 @@ impl Default for RaftTuning {
             max_entry_bytes: c.max_entry_bytes,
             max_clock_step_ms: c.max_clock_step_ms,
             log_sync_pipelined: c.log_sync_pipelined,
+            apply_pipelined: c.apply_pipelined,
         }
     }
 }
@@ -298,6 +301,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     raft_cfg.max_entry_bytes = cfg.raft.max_entry_bytes;
     raft_cfg.max_clock_step_ms = cfg.raft.max_clock_step_ms;
     raft_cfg.log_sync_pipelined = cfg.raft.log_sync_pipelined;
+    raft_cfg.apply_pipelined = cfg.raft.apply_pipelined;
     // One entry is one ledger batch: never more commands than the ledger applies at once.
     raft_cfg.max_weight_per_entry = ledger::BATCH_COMMANDS_MAX as u64;
     raft_cfg.initial_voters = if cfg.join {

@@ -30,6 +30,15 @@ pub fn decode_proposal(payload: &[u8]) -> Option<Vec<Command>> {
     }
 }
 
+impl<S: Store + 'static> consensus::Applier for LedgerStateMachine<S> {
+    fn apply(
+        &mut self,
+        entries: &[CommittedEntry<'_>],
+    ) -> Result<Vec<Vec<Vec<u8>>>, StateMachineError> {
+        StateMachine::apply(self, entries)
+    }
+}
+
 /// Result bytes of a proposal that could not be decoded (never produced by this crate's own
 /// proposals; deterministic on every replica because the payload is).
 pub const UNDECODABLE_RESULT: &[u8] = &[0xFF];
@@ -54,6 +63,19 @@ pub struct LedgerStateMachine<S: Store + 'static = RocksStore> {
     /// Snapshots as files written in the background (`None`: inline, the whole state in the
     /// Raft message — tests and the simulator).
     files: Option<Arc<SnapshotFiles>>,
+}
+
+/// A second handle for the apply thread (see [`StateMachine::applier`]): every part is shared.
+impl<S: Store + 'static> Clone for LedgerStateMachine<S> {
+    fn clone(&self) -> Self {
+        LedgerStateMachine {
+            ledger: self.ledger.clone(),
+            events: self.events.clone(),
+            observer: self.observer.clone(),
+            metrics: self.metrics.clone(),
+            files: self.files.clone(),
+        }
+    }
 }
 
 impl<S: Store + 'static> LedgerStateMachine<S> {
@@ -168,6 +190,12 @@ impl<S: Store + 'static> StateMachine for LedgerStateMachine<S> {
 
     fn applied_index(&self) -> u64 {
         self.ledger.lock().applied_index()
+    }
+
+    /// The same ledger, events and observer: the apply thread applies, the Raft thread takes
+    /// snapshots and restores (never at once: see [`consensus::Applier`]).
+    fn applier(&self) -> Option<Box<dyn consensus::Applier>> {
+        Some(Box::new(self.clone()))
     }
 
     /// Persists the ledger first: the driver compacts the log up to this snapshot, and a

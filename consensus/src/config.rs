@@ -75,6 +75,13 @@ pub struct Config {
     /// their writes are durable. `false`: every ready waits for its own fsync on the Raft thread.
     /// The runtime falls back to `false` for a store that cannot sync from another thread.
     pub log_sync_pipelined: bool,
+    /// Pipelined apply: committed entries are applied off the Raft thread (the runtime's apply
+    /// thread; the simulator's schedule) while the Raft thread goes on appending, replicating
+    /// and acknowledging; results come back in log order ([`crate::Driver::take_apply_work`],
+    /// [`crate::Driver::on_applied`]). Membership changes and snapshots wait until nothing is
+    /// out. `false`: the Raft thread applies each ready's committed entries itself. The runtime
+    /// falls back to `false` for a state machine without an [`crate::Applier`].
+    pub apply_pipelined: bool,
 }
 
 impl Default for Config {
@@ -108,6 +115,7 @@ impl Default for Config {
             max_clock_step_ms: 2_000,
             promote_lag_entries: 100,
             log_sync_pipelined: true,
+            apply_pipelined: true,
         }
     }
 }

@@ -210,6 +210,86 @@ pub struct Driver<S: LogStore, M: StateMachine> {
     fatal: Option<String>,
     /// Log persistence state (see [`Config::log_sync_pipelined`]).
     sync: LogSync,
+    /// Where applying stands (see [`Config::apply_pipelined`]).
+    apply: ApplyState,
+}
+
+/// Committed entries handed out to be applied off the Raft thread ([`Config::apply_pipelined`]),
+/// in log order: the runtime's apply thread (or the simulator) applies them to the state machine
+/// and reports the results back ([`Driver::on_applied`]). Never a membership change: those are
+/// applied by the driver itself once everything before them is.
+#[derive(Debug)]
+pub struct ApplyWork {
+    entries: Vec<Entry>,
+}
+
+impl ApplyWork {
+    pub fn first_index(&self) -> u64 {
+        self.entries.first().map_or(0, |e| e.index)
+    }
+
+    pub fn last_index(&self) -> u64 {
+        self.entries.last().map_or(0, |e| e.index)
+    }
+
+    /// The entries as the state machine sees them.
+    pub fn committed(&self) -> Result<Vec<CommittedEntry<'_>>, ConsensusError> {
+        self.entries.iter().map(committed_entry).collect()
+    }
+}
+
+/// A normal entry (a leader's no-op or group-committed proposals) as the state machine sees it.
+fn committed_entry(e: &Entry) -> Result<CommittedEntry<'_>, ConsensusError> {
+    if e.data.is_empty() {
+        // Leader no-op: still advances the state machine's applied index.
+        return Ok(CommittedEntry {
+            index: e.index,
+            term: e.term,
+            timestamp_ns: 0,
+            seed: 0,
+            proposals: Vec::new(),
+        });
+    }
+    let d = decode_entry_data(&e.data).map_err(|err| ConsensusError::Codec {
+        index: e.index,
+        reason: err.to_string(),
+    })?;
+    Ok(CommittedEntry {
+        index: e.index,
+        term: e.term,
+        timestamp_ns: d.timestamp_ns,
+        seed: d.seed,
+        proposals: d.proposals,
+    })
+}
+
+fn is_conf_change(e: &Entry) -> bool {
+    matches!(
+        e.get_entry_type(),
+        EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+    )
+}
+
+/// Where applying stands. With pipelined apply, committed entries wait in `pending` until they
+/// are handed out; `handed` and `done` are the last index handed out and the last one whose
+/// results came back (raft-rs's applied index follows `done`). The state machine is not
+/// touched from the driver while `done < handed`: it is being applied elsewhere.
+#[derive(Default)]
+struct ApplyState {
+    pipelined: bool,
+    pending: VecDeque<Entry>,
+    handed: u64,
+    done: u64,
+    /// A snapshot is due: hand out nothing until it is taken (it needs the state machine idle).
+    hold: bool,
+    /// A peer asked for a fresh snapshot while applies were out (kept until it is taken).
+    snapshot_requested: bool,
+}
+
+impl ApplyState {
+    fn in_flight(&self) -> bool {
+        self.done < self.handed
+    }
 }
 
 /// Where pipelined log persistence stands. Readies are numbered by raft-rs in order; a sync
@@ -307,6 +387,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         };
         let raw = RawNode::new(&cfg.raft_config(applied), store, logger)?;
         let cfg_pipelined = cfg.log_sync_pipelined;
+        let cfg_apply_pipelined = cfg.apply_pipelined;
         let observed = (raw.raft.state, raw.raft.term, raw.raft.leader_id);
         Ok(Driver {
             raw,
@@ -337,6 +418,12 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             sync: LogSync {
                 pipelined: cfg_pipelined,
                 ..LogSync::default()
+            },
+            apply: ApplyState {
+                pipelined: cfg_apply_pipelined,
+                handed: applied,
+                done: applied,
+                ..ApplyState::default()
             },
         })
     }
@@ -406,7 +493,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             term: self.raw.raft.term,
             leader_id: self.leader_id(),
             commit_index: self.raw.raft.raft_log.committed,
-            applied_index: self.sm.applied_index(),
+            applied_index: self.applied_index(),
             voters,
             learners,
             clock_clamps: self.clock_clamps,
@@ -1058,7 +1145,10 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
                     .push((pid, ProposeOutcome::NotLeader { leader_id: hint }));
             }
         }
-        if !self.raw.has_ready() {
+        // A snapshot to install replaces the state machine: not while entries are applied
+        // elsewhere (they finish first; the snapshot waits in raft-rs).
+        let snapshot_waits = self.apply.in_flight() && self.raw.snap().is_some();
+        if snapshot_waits || !self.raw.has_ready() {
             self.check_store()?;
             self.complete_reads();
             // A peer may be waiting for a snapshot that names it (see `maybe_snapshot`).
@@ -1102,14 +1192,15 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         // 5. Apply committed entries (all durable already: raft only hands out persisted ones).
         self.apply_committed(rd.take_committed_entries())?;
 
-        // 6. Advance; the LightReady carries what became valid after persisting.
-        let mut light = self.raw.advance(rd);
+        // 6. Advance; the LightReady carries what became valid after persisting. (What is
+        //    applied is told separately: with pipelined apply it comes back later.)
+        let mut light = self.raw.advance_append(rd);
         if let Some(commit) = light.commit_index() {
             self.raw.mut_store().set_commit(commit)?;
         }
         self.send_all(light.take_messages(), send);
         self.apply_committed(light.take_committed_entries())?;
-        self.raw.advance_apply();
+        self.advance_applied();
         self.end_cycle()
     }
 
@@ -1154,7 +1245,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         if durable_now {
             self.mark_durable(number, send);
         }
-        self.raw.advance_apply();
+        self.advance_applied();
         self.end_cycle()
     }
 
@@ -1227,23 +1318,33 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
 
     fn check_invariants(&self) -> Result<(), ConsensusError> {
         let log = &self.raw.raft.raft_log;
-        let sm_applied = self.sm.applied_index();
         if log.applied > log.committed {
             return Err(ConsensusError::Invariant(format!(
                 "applied {} > committed {}",
                 log.applied, log.committed
             )));
         }
-        if sm_applied != log.applied {
+        if log.applied != self.apply.done {
             return Err(ConsensusError::Invariant(format!(
-                "state machine applied {sm_applied} != raft applied {}",
-                log.applied
+                "raft applied {} != applied results {}",
+                log.applied, self.apply.done
             )));
         }
+        // The state machine is asked only while nothing is applied elsewhere.
+        if !self.apply.in_flight() {
+            let sm_applied = self.sm.applied_index();
+            if sm_applied != log.applied {
+                return Err(ConsensusError::Invariant(format!(
+                    "state machine applied {sm_applied} != raft applied {}",
+                    log.applied
+                )));
+            }
+        }
         let durable_commit = self.raw.store().hard_state().commit;
-        if sm_applied > durable_commit {
+        if self.apply.handed > durable_commit {
             return Err(ConsensusError::Invariant(format!(
-                "applied {sm_applied} > durable commit {durable_commit}"
+                "applied (or handed out) {} > durable commit {durable_commit}",
+                self.apply.handed
             )));
         }
         Ok(())
@@ -1293,6 +1394,11 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         self.snapshot_stats.installed += 1;
         self.snapshot_stats.installed_ms_total += started.elapsed().as_millis() as u64;
         self.last_snapshot_index = index;
+        // Committed entries not yet applied are older than the snapshot (raft-rs takes one only
+        // past its commit index): the snapshot holds them.
+        self.apply.pending.retain(|e| e.index > index);
+        self.apply.handed = index;
+        self.apply.done = index;
         self.resolve_overwritten(index);
         Ok(())
     }
@@ -1301,42 +1407,134 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         if entries.is_empty() {
             return Ok(());
         }
+        if self.apply.pipelined {
+            // Handed out by `take_apply_work`; a membership change waits for what is before it.
+            self.apply.pending.extend(entries);
+            return self.apply_conf_changes();
+        }
         let mut batch: Vec<CommittedEntry<'_>> = Vec::new();
         for e in &entries {
-            match e.get_entry_type() {
-                EntryType::EntryNormal => {
-                    if e.data.is_empty() {
-                        // Leader no-op: still advances the state machine's applied index.
-                        batch.push(CommittedEntry {
-                            index: e.index,
-                            term: e.term,
-                            timestamp_ns: 0,
-                            seed: 0,
-                            proposals: Vec::new(),
-                        });
-                    } else {
-                        let d =
-                            decode_entry_data(&e.data).map_err(|err| ConsensusError::Codec {
-                                index: e.index,
-                                reason: err.to_string(),
-                            })?;
-                        self.observe_log_time(d.timestamp_ns);
-                        batch.push(CommittedEntry {
-                            index: e.index,
-                            term: e.term,
-                            timestamp_ns: d.timestamp_ns,
-                            seed: d.seed,
-                            proposals: d.proposals,
-                        });
-                    }
-                }
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    self.apply_batch(&mut batch)?;
-                    self.apply_conf_change_entry(e)?;
-                }
+            if is_conf_change(e) {
+                self.apply_batch(&mut batch)?;
+                self.apply_conf_change_entry(e)?;
+            } else {
+                let ce = committed_entry(e)?;
+                self.observe_log_time(ce.timestamp_ns);
+                batch.push(ce);
             }
         }
         self.apply_batch(&mut batch)
+    }
+
+    /// The index up to which this node applied committed entries (raft-rs's applied index; the
+    /// state machine's too whenever nothing is being applied elsewhere).
+    fn applied_index(&self) -> u64 {
+        self.raw.raft.raft_log.applied
+    }
+
+    /// Tells raft-rs what is applied: everything handed out, or (pipelined) what came back.
+    fn advance_applied(&mut self) {
+        if !self.apply.pipelined {
+            self.raw.advance_apply();
+            self.apply.handed = self.applied_index();
+            self.apply.done = self.apply.handed;
+        } else if self.apply.done > self.applied_index() {
+            self.raw.advance_apply_to(self.apply.done);
+        }
+    }
+
+    /// Membership changes at the head of the pending entries, applied here once every entry
+    /// before them is (pipelined apply).
+    fn apply_conf_changes(&mut self) -> Result<(), ConsensusError> {
+        while !self.apply.in_flight() {
+            match self.apply.pending.front() {
+                Some(e) if is_conf_change(e) => {}
+                _ => break,
+            }
+            let e = self.apply.pending.pop_front().expect("front exists");
+            self.apply_conf_change_entry(&e)?;
+            self.apply.handed = e.index;
+            self.apply.done = e.index;
+            self.advance_applied();
+        }
+        Ok(())
+    }
+
+    /// Committed entries to apply off the Raft thread, in log order (pipelined apply): apply
+    /// them to the state machine — nothing else may touch it meanwhile — and report the results
+    /// with [`Driver::on_applied`], in the order they were handed out. `None` while there is
+    /// nothing to hand out, a membership change waits for the entries before it, or a snapshot
+    /// is due.
+    pub fn take_apply_work(&mut self) -> Option<ApplyWork> {
+        if !self.apply.pipelined || self.apply.hold || self.fatal.is_some() {
+            return None;
+        }
+        let mut entries = Vec::new();
+        let mut bytes = 0u64;
+        while let Some(e) = self.apply.pending.front() {
+            let size = e.data.len() as u64;
+            if is_conf_change(e)
+                || (!entries.is_empty() && bytes + size > self.cfg.max_apply_batch_bytes)
+            {
+                break;
+            }
+            bytes += size;
+            entries.push(self.apply.pending.pop_front().expect("front exists"));
+        }
+        let last = entries.last()?.index;
+        self.apply.handed = last;
+        Some(ApplyWork { entries })
+    }
+
+    /// The state machine applied `work` (handed out by [`Driver::take_apply_work`], reported in
+    /// the same order) with these results: answer the proposals, advance the applied index, and
+    /// do what it made possible (membership changes, reads, snapshots). Run a ready cycle after.
+    pub fn on_applied(
+        &mut self,
+        work: ApplyWork,
+        results: Vec<Vec<Vec<u8>>>,
+    ) -> Result<(), ConsensusError> {
+        self.stopped()?;
+        let r = self.finish_apply(&work, results);
+        self.fail(r)
+    }
+
+    /// Applies `work` with this driver's own state machine, then [`Driver::on_applied`] (the
+    /// simulator; a runtime without an apply thread never pipelines).
+    pub fn apply_work_inline(&mut self, work: ApplyWork) -> Result<(), ConsensusError> {
+        self.stopped()?;
+        let r = work
+            .committed()
+            .and_then(|batch| Ok(self.sm.apply(&batch)?))
+            .and_then(|results| self.finish_apply(&work, results));
+        self.fail(r)
+    }
+
+    fn finish_apply(
+        &mut self,
+        work: &ApplyWork,
+        results: Vec<Vec<Vec<u8>>>,
+    ) -> Result<(), ConsensusError> {
+        let (first, last) = (work.first_index(), work.last_index());
+        if !self.apply.pipelined || first != self.apply.done + 1 || last > self.apply.handed {
+            return Err(ConsensusError::Invariant(format!(
+                "applied entries {first}..={last} reported after {} (handed out up to {})",
+                self.apply.done, self.apply.handed
+            )));
+        }
+        let batch = work.committed()?;
+        for ce in &batch {
+            self.observe_log_time(ce.timestamp_ns);
+        }
+        self.resolve_applied(&batch, results)?;
+        self.apply.done = last;
+        self.advance_applied();
+        self.apply_conf_changes()?;
+        self.check_store()?;
+        self.check_invariants()?;
+        self.maybe_snapshot()?;
+        self.complete_reads();
+        Ok(())
     }
 
     fn apply_conf_change_entry(&mut self, e: &Entry) -> Result<(), ConsensusError> {
@@ -1393,17 +1591,31 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             return Ok(());
         };
         let results = self.sm.apply(batch)?;
+        if self.sm.applied_index() != last {
+            return Err(ConsensusError::Invariant(format!(
+                "state machine applied index {} after applying up to {last}",
+                self.sm.applied_index()
+            )));
+        }
+        self.resolve_applied(batch, results)?;
+        batch.clear();
+        Ok(())
+    }
+
+    /// Answers the proposals of applied entries with their results.
+    fn resolve_applied(
+        &mut self,
+        batch: &[CommittedEntry<'_>],
+        results: Vec<Vec<Vec<u8>>>,
+    ) -> Result<(), ConsensusError> {
+        let Some(last) = batch.last().map(|e| e.index) else {
+            return Ok(());
+        };
         if results.len() != batch.len() {
             return Err(ConsensusError::Invariant(format!(
                 "state machine returned {} results for {} entries",
                 results.len(),
                 batch.len()
-            )));
-        }
-        if self.sm.applied_index() != last {
-            return Err(ConsensusError::Invariant(format!(
-                "state machine applied index {} after applying up to {last}",
-                self.sm.applied_index()
             )));
         }
         for (ce, res) in batch.iter().zip(results) {
@@ -1439,7 +1651,6 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
                 }
             }
         }
-        batch.clear();
         self.resolve_overwritten(last);
         Ok(())
     }
@@ -1461,7 +1672,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
     }
 
     fn complete_reads(&mut self) {
-        let applied = self.sm.applied_index();
+        let applied = self.applied_index();
         let done: Vec<(u64, u64)> = self
             .reads
             .iter()
@@ -1474,11 +1685,12 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
     }
 
     fn maybe_snapshot(&mut self) -> Result<(), ConsensusError> {
-        let applied = self.sm.applied_index();
+        let applied = self.applied_index();
         // A peer needs a snapshot whose configuration names it (it was added after the last
         // one): take one now if anything was applied since.
-        let wanted = (self.raw.store().take_snapshot_request()
-            && applied > self.last_snapshot_index)
+        let requested = self.raw.store().take_snapshot_request()
+            || std::mem::take(&mut self.apply.snapshot_requested);
+        let wanted = (requested && applied > self.last_snapshot_index)
             || (self.snapshot_lost && applied > 0);
         if !wanted
             && applied
@@ -1486,8 +1698,17 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
                     .last_snapshot_index
                     .saturating_add(self.cfg.snapshot_threshold_entries)
         {
+            self.apply.hold = false;
             return Ok(());
         }
+        if self.apply.in_flight() {
+            // The state machine is being applied elsewhere: hand out nothing more, and take the
+            // snapshot once what is out comes back.
+            self.apply.hold = true;
+            self.apply.snapshot_requested |= requested;
+            return Ok(());
+        }
+        self.apply.hold = false;
         let started = std::time::Instant::now();
         let data = self.sm.snapshot()?;
         let term = self.raw.store().term(applied)?;

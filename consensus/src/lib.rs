@@ -122,15 +122,15 @@ pub use codec::{
 };
 pub use config::Config;
 pub use driver::{
-    Driver, LogSyncStats, MembershipChange, NodeStatus, ProposeOutcome, ReadError, RejectReason,
-    Role, SendFn, SnapshotStats,
+    ApplyWork, Driver, LogSyncStats, MembershipChange, NodeStatus, ProposeOutcome, ReadError,
+    RejectReason, Role, SendFn, SnapshotStats,
 };
 pub use error::ConsensusError;
 pub use logging::tracing_logger;
 /// RocksDB's database handle: callers hold the log's (and the ledger's) without the dependency.
 pub use rocksdb::DB as RocksDb;
 pub use runtime::{NodeError, NodeHandle, NodeRuntime, Transport};
-pub use state_machine::{CommittedEntry, Proposal, StateMachine, StateMachineError};
+pub use state_machine::{Applier, CommittedEntry, Proposal, StateMachine, StateMachineError};
 pub use storage::{
     checkpoint_log_db, inspect_log_db, open_log_db, LogStore, LogSyncer, MemLogStore, RaftLogStore,
     RAFT_COLUMN_FAMILIES,

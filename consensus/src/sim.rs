@@ -18,7 +18,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::config::Config;
-use crate::driver::{Driver, MembershipChange, ProposeOutcome, ReadError};
+use crate::driver::{ApplyWork, Driver, MembershipChange, ProposeOutcome, ReadError};
 use crate::error::ConsensusError;
 use crate::logging::discard_logger;
 use crate::state_machine::{CommittedEntry, StateMachine, StateMachineError};
@@ -276,6 +276,12 @@ pub struct Sim<M: SimMachine = SimStateMachine> {
     syncs: BTreeMap<(u64, u64), (u64, u64)>,
     /// Nodes whose syncs do not finish (a stalled disk) until released.
     stalled_syncs: BTreeSet<u64>,
+    /// Committed entries handed out to be applied (pipelined apply), by (step due, seq):
+    /// (node, work). A node's works are due in the order they were handed out; a crash cancels
+    /// them (the state machine keeps what it had applied).
+    applies: BTreeMap<(u64, u64), (u64, ApplyWork)>,
+    /// Per node, the step its last handed-out work is due (later work is never due before it).
+    apply_due: BTreeMap<u64, u64>,
     partition: Option<Vec<BTreeSet<u64>>>,
     /// One-way cuts: messages from `.0` to `.1` are lost.
     cut: BTreeSet<(u64, u64)>,
@@ -309,6 +315,8 @@ impl<M: SimMachine> Sim<M> {
             in_flight: BTreeMap::new(),
             syncs: BTreeMap::new(),
             stalled_syncs: BTreeSet::new(),
+            applies: BTreeMap::new(),
+            apply_due: BTreeMap::new(),
             partition: None,
             cut: BTreeSet::new(),
             last_leader: (0, 0),
@@ -431,6 +439,8 @@ impl<M: SimMachine> Sim<M> {
     /// Node `id`'s syncs in progress never finish (it crashed, or its disk is gone).
     fn cancel_syncs(&mut self, id: u64) {
         self.syncs.retain(|_, (node, _)| *node != id);
+        self.applies.retain(|_, (node, _)| *node != id);
+        self.apply_due.remove(&id);
     }
 
     /// Crash a node: its disk keeps what was synced (and, at random, some later writes in order);
@@ -590,6 +600,17 @@ impl<M: SimMachine> Sim<M> {
                 d.on_log_synced(ready)?;
             }
         }
+        // Applies that finish now (pipelined apply): results come back in order.
+        while let Some(entry) = self.applies.first_entry() {
+            if entry.key().0 > self.step {
+                break;
+            }
+            let (node, work) = entry.remove();
+            if let Some(d) = self.nodes.get_mut(&node) {
+                d.apply_work_inline(work)?;
+                self.collect(node);
+            }
+        }
         let now_ns = self.step * 1_000_000;
         for id in ids {
             let seed = self.rng.gen();
@@ -601,6 +622,15 @@ impl<M: SimMachine> Sim<M> {
                 let at = self.step + self.rng.gen_range(0..=self.cfg.max_delay_steps);
                 self.seq += 1;
                 self.syncs.insert((at, self.seq), (id, ready));
+            }
+            let d = self.nodes.get_mut(&id).expect("node");
+            while let Some(work) = d.take_apply_work() {
+                // The apply takes 0 to `max_delay_steps` steps, after the node's earlier ones.
+                let at = (self.step + self.rng.gen_range(0..=self.cfg.max_delay_steps))
+                    .max(self.apply_due.get(&id).copied().unwrap_or(0));
+                self.apply_due.insert(id, at);
+                self.seq += 1;
+                self.applies.insert((at, self.seq), (id, work));
             }
             let d = self.nodes.get_mut(&id).expect("node");
             let msgs = d.take_messages();

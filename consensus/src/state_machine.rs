@@ -60,4 +60,20 @@ pub trait StateMachine: Send + 'static {
     fn snapshot_available(&self, _data: &[u8]) -> bool {
         true
     }
+    /// An applier over this state machine's state, for an apply thread of its own
+    /// ([`crate::Config::apply_pipelined`]). `None` (the default): the Raft thread applies.
+    fn applier(&self) -> Option<Box<dyn Applier>> {
+        None
+    }
+}
+
+/// Applies committed entries on the runtime's apply thread, to the same state as the
+/// [`StateMachine`] that made it. The driver never calls that state machine while work it handed
+/// to the applier is out, so the two never run at once.
+pub trait Applier: Send + 'static {
+    /// [`StateMachine::apply`].
+    fn apply(
+        &mut self,
+        entries: &[CommittedEntry<'_>],
+    ) -> Result<Vec<Vec<Vec<u8>>>, StateMachineError>;
 }

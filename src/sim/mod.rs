@@ -273,6 +273,8 @@ impl Swarm {
         sc.consensus.log_retain_entries = [2, 10, 50][rng.gen_range(0..3)];
         // Mostly the node's default (the log synced in the background), sometimes inline.
         sc.consensus.log_sync_pipelined = rng.gen_bool(0.75);
+        // The same for applying (off the Raft thread by default).
+        sc.consensus.apply_pipelined = rng.gen_bool(0.75);
         let mix = Mix {
             crash_per_step: if on(&mut rng) {
                 rng.gen_range(1.0..6.0) / 1_000.0
@@ -294,7 +296,7 @@ impl Swarm {
             mix: format!(
                 "loss={:.2} dup={:.2} delay<={} writeback={} snapshot_every={} crash/kstep={:.1} \
                  partition/kstep={:.1} clock={} leader_transfer={} disk_loss={} \
-                 log_sync_pipelined={}",
+                 log_sync_pipelined={} apply_pipelined={}",
                 sc.loss,
                 sc.duplicate,
                 sc.max_delay_steps,
@@ -305,7 +307,8 @@ impl Swarm {
                 mix.clock_per_step > 0.0,
                 mix.transfer_per_step > 0.0,
                 mix.disk_loss,
-                sc.consensus.log_sync_pipelined
+                sc.consensus.log_sync_pipelined,
+                sc.consensus.apply_pipelined
             ),
             ..SeedReport::default()
         };

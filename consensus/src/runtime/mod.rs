@@ -18,11 +18,11 @@ use tokio::sync::oneshot;
 use crate::chunk::{chunk_message, Reassembler};
 use crate::config::Config;
 use crate::driver::{
-    Driver, MembershipChange, NodeStatus, ProposeOutcome, ReadError, RejectReason, Role,
+    ApplyWork, Driver, MembershipChange, NodeStatus, ProposeOutcome, ReadError, RejectReason, Role,
 };
 use crate::error::ConsensusError;
 use crate::logging::tracing_logger;
-use crate::state_machine::StateMachine;
+use crate::state_machine::{Applier, StateMachine, StateMachineError};
 use crate::storage::{LogStore, LogSyncer};
 
 /// Outgoing frames, fire-and-forget. Implementations must not block (drop when a peer's queue
@@ -181,6 +181,67 @@ impl Drop for LogSyncThread {
     }
 }
 
+/// What the apply thread reports: the work it applied and the results, or why it failed.
+type Applied = Result<(ApplyWork, Vec<Vec<Vec<u8>>>), String>;
+
+/// The apply thread of pipelined apply ([`Config::apply_pipelined`]): it applies the committed
+/// entries the Raft thread hands it, in order, and reports each work's results on a channel the
+/// Raft loop selects on. Meanwhile the Raft thread appends, replicates and acknowledges.
+struct ApplyThread {
+    work: Option<Sender<ApplyWork>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ApplyThread {
+    fn start(
+        id: u64,
+        mut applier: Box<dyn Applier>,
+        done: Sender<Applied>,
+    ) -> Result<ApplyThread, ConsensusError> {
+        // Unbounded, yet bounded in practice: raft-rs hands out committed entries only as they
+        // commit, and the Raft loop reads every report as it comes (a bounded channel could
+        // block the loop on a full queue while the apply thread waits on a full report channel).
+        let (work_tx, work_rx) = crossbeam_channel::unbounded::<ApplyWork>();
+        let thread = std::thread::Builder::new()
+            .name(format!("apply-{id}"))
+            .spawn(move || {
+                for work in work_rx {
+                    let r = work
+                        .committed()
+                        .map_err(|e| e.to_string())
+                        .and_then(|batch| applier.apply(&batch).map_err(|e| e.to_string()));
+                    let failed = r.is_err();
+                    if done.send(r.map(|results| (work, results))).is_err() || failed {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| ConsensusError::Stopped(format!("cannot spawn apply thread: {e}")))?;
+        Ok(ApplyThread {
+            work: Some(work_tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn apply(&self, work: ApplyWork) -> Result<(), ConsensusError> {
+        self.work
+            .as_ref()
+            .and_then(|w| w.send(work).ok())
+            .ok_or_else(|| ConsensusError::Stopped("the apply thread ended".into()))
+    }
+}
+
+impl Drop for ApplyThread {
+    /// Lets the thread finish what it was handed (the state machine stays consistent: each work
+    /// is one apply call) and waits for it.
+    fn drop(&mut self) {
+        self.work.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Sends one encoded Raft message as frames of at most `max_frame` bytes.
 fn send_frames(
     transport: &dyn Transport,
@@ -193,6 +254,29 @@ fn send_frames(
     for frame in chunk_message(id, *next_message_id, bytes, max_frame) {
         transport.send(to, frame);
     }
+}
+
+/// A helper thread of the Raft loop (log sync, apply), started when `wanted` and the parts it
+/// needs exist (otherwise `wanted` turns false), and the channel its reports come back on.
+/// Without the thread the channel never delivers (a disconnected one would wake the loop's
+/// select at once, for ever). Unbounded, yet bounded in practice: one report per sync or per
+/// work handed out, and the loop drains them every cycle; a bounded one could block the helper
+/// on a full channel while the loop, shutting down, joins it.
+fn helper_thread<P, T, R>(
+    wanted: &mut bool,
+    parts: Option<P>,
+    start: impl FnOnce(P, Sender<R>) -> Result<T, ConsensusError>,
+) -> Result<(Option<T>, Receiver<R>), ConsensusError> {
+    let Some(parts) = parts.filter(|_| *wanted) else {
+        *wanted = false;
+        return Ok((None, crossbeam_channel::never()));
+    };
+    let (done_tx, done_rx) = crossbeam_channel::unbounded();
+    Ok((Some(start(parts, done_tx)?), done_rx))
+}
+
+fn helper_ended(name: &str) -> ConsensusError {
+    ConsensusError::Stopped(format!("the {name} thread ended"))
 }
 
 /// Commands handled per loop iteration before running a ready cycle (bounds latency of ticks).
@@ -216,25 +300,16 @@ impl NodeRuntime {
         let id = config.id;
         let logger = tracing_logger(id);
         let mut config = config;
-        let syncer = log_store.syncer();
-        if syncer.is_none() {
-            config.log_sync_pipelined = false;
-        }
-        // Without a log-sync thread nothing is ever synced elsewhere: a channel that never
-        // delivers (a disconnected one would wake the loop's select at once, for ever).
-        let (log_sync, synced_rx) = match syncer.filter(|_| config.log_sync_pipelined) {
-            Some(syncer) => {
-                // Unbounded, yet bounded in practice: one report per fsync, and the loop drains
-                // them every cycle. A bounded one could block the sync thread on a full channel
-                // while the loop, shutting down, joins it.
-                let (synced_tx, synced_rx) = crossbeam_channel::unbounded();
-                (
-                    Some(LogSyncThread::start(id, syncer, synced_tx)?),
-                    synced_rx,
-                )
-            }
-            None => (None, crossbeam_channel::never()),
-        };
+        let (apply, applied_rx) = helper_thread(
+            &mut config.apply_pipelined,
+            state_machine.applier(),
+            |applier, done| ApplyThread::start(id, applier, done),
+        )?;
+        let (log_sync, synced_rx) = helper_thread(
+            &mut config.log_sync_pipelined,
+            log_store.syncer(),
+            |syncer, done| LogSyncThread::start(id, syncer, done),
+        )?;
         // Random start so proposal ids never repeat across restarts of this node.
         let driver = Driver::new(
             config.clone(),
@@ -265,8 +340,10 @@ impl NodeRuntime {
                             peer_rx,
                             peer_tx,
                             synced_rx,
+                            applied_rx,
                         },
                         log_sync,
+                        apply,
                         transport,
                         thread_shared,
                     )
@@ -291,12 +368,16 @@ struct Queues {
     /// Finished log syncs (pipelined persistence): the ready synced through and the fsync's
     /// time in µs, or why it failed.
     synced_rx: Receiver<Result<(u64, u64), String>>,
+    /// Finished applies (pipelined apply).
+    applied_rx: Receiver<Applied>,
 }
 
 struct Loop<S: LogStore, M: StateMachine> {
     driver: Driver<S, M>,
     /// `None` unless the log is persisted in the background.
     log_sync: Option<LogSyncThread>,
+    /// `None` unless committed entries are applied off the Raft thread.
+    apply: Option<ApplyThread>,
     cfg: Config,
     transport: Arc<dyn Transport>,
     shared: Arc<Shared>,
@@ -317,6 +398,7 @@ fn run<S: LogStore, M: StateMachine>(
     cfg: Config,
     queues: Queues,
     log_sync: Option<LogSyncThread>,
+    apply: Option<ApplyThread>,
     transport: Arc<dyn Transport>,
     shared: Arc<Shared>,
 ) {
@@ -325,10 +407,12 @@ fn run<S: LogStore, M: StateMachine>(
         peer_rx,
         peer_tx,
         synced_rx,
+        applied_rx,
     } = queues;
     let mut lp = Loop {
         driver,
         log_sync,
+        apply,
         reassembler: Reassembler::new(cfg.max_inbound_message_bytes),
         peer_tx,
         fetching: HashMap::new(),
@@ -340,7 +424,9 @@ fn run<S: LogStore, M: StateMachine>(
         proposals: HashMap::new(),
         reads: HashMap::new(),
     };
-    let result = catch_unwind(AssertUnwindSafe(|| lp.run(&rx, &peer_rx, &synced_rx)));
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        lp.run(&rx, &peer_rx, &synced_rx, &applied_rx)
+    }));
     let panicked = result.is_err();
     let reason = match result {
         Ok(Ok(())) => "shut down".to_string(),
@@ -399,6 +485,7 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
         rx: &Receiver<Command>,
         peer_rx: &Receiver<Command>,
         synced_rx: &Receiver<Result<(u64, u64), String>>,
+        applied_rx: &Receiver<Applied>,
     ) -> Result<(), ConsensusError> {
         let tick = Duration::from_millis(self.cfg.tick_interval_ms);
         let mut next_tick = Instant::now() + tick;
@@ -413,15 +500,14 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
             }
             let timeout = next_tick.saturating_duration_since(Instant::now());
             let first = select! {
-                recv(synced_rx) -> r => match r {
-                    Ok(r) => {
-                        self.synced(r)?;
-                        None
-                    }
-                    Err(_) => {
-                        return Err(ConsensusError::Stopped("the log-sync thread ended".into()))
-                    }
-                },
+                recv(synced_rx) -> r => {
+                    self.synced(r.map_err(|_| helper_ended("log-sync"))?)?;
+                    None
+                }
+                recv(applied_rx) -> r => {
+                    self.applied(r.map_err(|_| helper_ended("apply"))?)?;
+                    None
+                }
                 recv(peer_rx) -> c => match c {
                     Ok(c) => Some(c),
                     Err(_) => return Ok(()), // every handle dropped
@@ -441,6 +527,9 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
             // meanwhile is group-committed below.
             while let Ok(r) = synced_rx.try_recv() {
                 self.synced(r)?;
+            }
+            while let Ok(r) = applied_rx.try_recv() {
+                self.applied(r)?;
             }
             for lane in [peer_rx, rx] {
                 for _ in 0..MAX_COMMANDS_PER_CYCLE {
@@ -471,6 +560,16 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
                     None => {
                         return Err(ConsensusError::Invariant(
                             "a log sync is owed but there is no log-sync thread".into(),
+                        ))
+                    }
+                }
+            }
+            while let Some(work) = self.driver.take_apply_work() {
+                match &self.apply {
+                    Some(t) => t.apply(work)?,
+                    None => {
+                        return Err(ConsensusError::Invariant(
+                            "entries to apply elsewhere but there is no apply thread".into(),
                         ))
                     }
                 }
@@ -511,6 +610,14 @@ impl<S: LogStore, M: StateMachine> Loop<S, M> {
         self.driver.on_log_synced_with(ready, &mut |to, bytes| {
             send_frames(transport, frame, next_message_id, to, &bytes)
         })
+    }
+
+    /// The apply thread applied a work: answer its proposals (the ready cycle that follows
+    /// hands out what came next). A failed apply stops the node.
+    fn applied(&mut self, r: Applied) -> Result<(), ConsensusError> {
+        let (work, results) =
+            r.map_err(|e| ConsensusError::StateMachine(StateMachineError::new(e)))?;
+        self.driver.on_applied(work, results)
     }
 
     /// Returns false on shutdown.
