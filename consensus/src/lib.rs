@@ -45,6 +45,19 @@
 //! Raft thread (carrying every earlier write down). The simulator runs the same code with syncs
 //! that finish a random number of steps later, and crashes that lose what was not synced.
 //!
+//! ## Pipelined apply ([`Config::apply_pipelined`], off by default)
+//!
+//! Step 7 off the Raft thread: committed entries wait in the driver until handed out
+//! ([`Driver::take_apply_work`]); the runtime's apply thread applies them to the state machine
+//! (through an [`Applier`] sharing its state) and reports the results in log order
+//! ([`Driver::on_applied`]), which answers the proposals and advances raft-rs's applied index
+//! (`advance_apply_to`). The Raft thread meanwhile appends, replicates and acknowledges. The
+//! driver never touches the state machine while work is out: a membership change is applied by
+//! the driver once every entry before it has come back, a snapshot to take holds back further
+//! work until the state machine is idle, and a snapshot to install waits in raft-rs until then.
+//! ReadIndex reads and the published status use the reported applied index. The simulator applies
+//! handed-out work a random number of steps later and cancels it on a crash.
+//!
 //! Snapshot data may be a reference (the ledger's is a descriptor of a checkpoint): the runtime
 //! holds such a snapshot message until [`Transport::fetch_snapshot`] has made the data local, one
 //! fetch at a time, and the sender restarts the peer's snapshot timeout while the data streams
@@ -78,7 +91,8 @@
 //! ## Invariants (checked in release builds; violation = fatal error, node stops)
 //!
 //! * `applied <= committed`, and the state machine's applied index equals raft's applied index
-//!   after every apply (empty/no-op and conf-change entries are applied as entries with zero
+//!   after every apply — with pipelined apply, whenever no work is out, raft's applied index being
+//!   the last one reported (empty/no-op and conf-change entries are applied as entries with zero
 //!   proposals precisely to keep these equal across restarts).
 //! * Any storage or state-machine error is fatal: the driver returns it and the runtime stops the
 //!   node; it never continues with a state that may have diverged from what it acknowledged.

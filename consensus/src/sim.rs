@@ -226,6 +226,8 @@ impl SimConfig {
         let node_ids: Vec<u64> = (1..=n).collect();
         let consensus = Config {
             initial_voters: node_ids.clone(),
+            // The simulator exercises the pipelined paths unless a test asks otherwise.
+            apply_pipelined: true,
             snapshot_threshold_entries: 1_000,
             log_retain_entries: 10,
             read_timeout_ticks: 20,
@@ -282,6 +284,8 @@ pub struct Sim<M: SimMachine = SimStateMachine> {
     applies: BTreeMap<(u64, u64), (u64, ApplyWork)>,
     /// Per node, the step its last handed-out work is due (later work is never due before it).
     apply_due: BTreeMap<u64, u64>,
+    /// Nodes whose applies do not finish (a stalled apply thread) until released.
+    stalled_applies: BTreeSet<u64>,
     partition: Option<Vec<BTreeSet<u64>>>,
     /// One-way cuts: messages from `.0` to `.1` are lost.
     cut: BTreeSet<(u64, u64)>,
@@ -317,6 +321,7 @@ impl<M: SimMachine> Sim<M> {
             stalled_syncs: BTreeSet::new(),
             applies: BTreeMap::new(),
             apply_due: BTreeMap::new(),
+            stalled_applies: BTreeSet::new(),
             partition: None,
             cut: BTreeSet::new(),
             last_leader: (0, 0),
@@ -409,6 +414,16 @@ impl<M: SimMachine> Sim<M> {
     /// Cut the link from `from` to `to` only (an asymmetric, one-way partition).
     pub fn cut_one_way(&mut self, from: u64, to: u64) {
         self.cut.insert((from, to));
+    }
+
+    /// Stall (or release) node `id`'s apply thread: what it was handed is not applied (and no
+    /// answer, read, membership change or snapshot that waits for it happens) while stalled.
+    pub fn stall_applies(&mut self, id: u64, stalled: bool) {
+        if stalled {
+            self.stalled_applies.insert(id);
+        } else {
+            self.stalled_applies.remove(&id);
+        }
     }
 
     /// Stall (or release) node `id`'s disk: its log syncs do not finish while stalled.
@@ -605,7 +620,15 @@ impl<M: SimMachine> Sim<M> {
             if entry.key().0 > self.step {
                 break;
             }
-            let (node, work) = entry.remove();
+            let ((_, seq), (node, work)) = entry.remove_entry();
+            if self.stalled_applies.contains(&node) {
+                // Still in progress: due again at the next step, before anything handed out
+                // after it.
+                self.applies.insert((self.step + 1, seq), (node, work));
+                let due = self.apply_due.entry(node).or_default();
+                *due = (*due).max(self.step + 1);
+                continue;
+            }
             if let Some(d) = self.nodes.get_mut(&node) {
                 d.apply_work_inline(work)?;
                 self.collect(node);
@@ -938,6 +961,81 @@ mod tests {
         sim.check_safety();
     }
 
+    /// Pipelined apply: while the leader's apply thread is stalled, its log goes on (entries
+    /// commit, followers apply them) but nothing that waits for its own apply happens: no
+    /// answer, no read, no membership change, no snapshot. Released, all of it does.
+    #[test]
+    fn a_stalled_apply_holds_back_answers_reads_membership_and_snapshots() {
+        let seed = sim_seed(7);
+        let mut cfg = SimConfig::new(3, seed);
+        cfg.consensus.snapshot_threshold_entries = 5;
+        let mut sim = Sim::new(cfg);
+        let l = elect(&mut sim);
+        assert!(sim.run_until(500, |s| s.converged()), "seed {seed}");
+        let taken = sim.node(l).status().snapshots.taken;
+        sim.stall_applies(l, true);
+        let keys: Vec<SimKey> = (0..8u8)
+            .map(|i| {
+                let k = sim.propose(l, vec![i]);
+                sim.run(10);
+                k
+            })
+            .collect();
+        sim.add_process(4);
+        let m = sim.propose_membership(l, MembershipChange::AddLearner(4, String::new()));
+        sim.run(200);
+        // Confirmed at once, but held until applied (here: until it times out).
+        let read = sim.read(l);
+        sim.run(40);
+        assert!(
+            !sim.read_outcomes.contains_key(&read),
+            "seed {seed}: {:?}",
+            sim.read_outcomes.get(&read)
+        );
+        let st = sim.node(l).status();
+        let committed = sim.node(l).raw_node().raft.raft_log.committed;
+        assert!(
+            committed >= st.applied_index + 9,
+            "seed {seed}: the log stopped with the apply: {st:?}"
+        );
+        for f in sim.live_nodes().into_iter().filter(|n| ![l, 4].contains(n)) {
+            assert_eq!(
+                sim.applied_index(f),
+                committed,
+                "seed {seed}: follower {f} did not apply"
+            );
+            assert_eq!(sim.node(f).status().learners, vec![4], "seed {seed}");
+        }
+        for k in keys.iter().chain([&m]) {
+            assert!(!sim.outcomes.contains_key(k), "seed {seed}: {k:?} answered");
+        }
+        assert!(st.learners.is_empty(), "seed {seed}: {st:?}");
+        assert_eq!(st.snapshots.taken, taken, "seed {seed}");
+        sim.stall_applies(l, false);
+        assert!(
+            sim.run_until(2_000, |s| keys.iter().chain([&m]).all(|k| matches!(
+                s.outcomes.get(k),
+                Some(ProposeOutcome::Applied { .. })
+            ))),
+            "seed {seed}: not answered after the release"
+        );
+        let read = sim.read(l);
+        assert!(
+            sim.run_until(500, |s| s.read_outcomes.contains_key(&read)),
+            "seed {seed}"
+        );
+        assert!(
+            matches!(sim.read_outcomes[&read], Ok(i) if i >= committed),
+            "seed {seed}: {:?}",
+            sim.read_outcomes[&read]
+        );
+        assert!(sim.run_until(2_000, |s| s.converged()), "seed {seed}");
+        let st = sim.node(l).status();
+        assert_eq!(st.learners, vec![4], "seed {seed}");
+        assert!(st.snapshots.taken > taken, "seed {seed}: {st:?}");
+        sim.check_safety();
+    }
+
     #[test]
     fn a_clock_jump_does_not_move_log_time() {
         let seed = sim_seed(11);
@@ -1041,9 +1139,10 @@ mod tests {
         many_proposals_run(true);
     }
 
-    /// The same with every ready synced on the node's own thread (`log_sync_pipelined: false`).
+    /// The same with every ready synced, and its entries applied, on the node's own thread
+    /// (`log_sync_pipelined: false`, `apply_pipelined: false`).
     #[test]
-    fn many_proposals_under_loss_and_partitions_with_inline_log_syncs() {
+    fn many_proposals_under_loss_and_partitions_with_inline_log_syncs_and_applies() {
         many_proposals_run(false);
     }
 
@@ -1051,6 +1150,7 @@ mod tests {
         let seed = sim_seed(42);
         let mut cfg = SimConfig::new(5, seed);
         cfg.consensus.log_sync_pipelined = pipelined;
+        cfg.consensus.apply_pipelined = pipelined;
         cfg.loss = 0.1;
         cfg.consensus.snapshot_threshold_entries = 100;
         cfg.consensus.max_proposals_per_entry = 8;

@@ -60,33 +60,96 @@ fn leader_of(handles: &[NodeHandle]) -> Option<NodeHandle> {
     handles.iter().find(|h| h.is_leader()).cloned()
 }
 
-/// Starts voters 1..=n, one per database, on `net`.
-fn start_cluster(dbs: &[Arc<rocksdb::DB>], net: &Arc<LocalNet>) -> Vec<NodeHandle> {
+/// The recording state machine behind a lock, so that an apply thread can share it.
+#[derive(Clone, Default)]
+struct SharedSm(Arc<Mutex<SimStateMachine>>);
+
+impl StateMachine for SharedSm {
+    fn apply(
+        &mut self,
+        entries: &[CommittedEntry<'_>],
+    ) -> Result<Vec<Vec<Vec<u8>>>, StateMachineError> {
+        self.0.lock().apply(entries)
+    }
+    fn applied_index(&self) -> u64 {
+        self.0.lock().applied_index()
+    }
+    fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
+        self.0.lock().snapshot()
+    }
+    fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), StateMachineError> {
+        self.0.lock().restore(index, data)
+    }
+    fn applier(&self) -> Option<Box<dyn Applier>> {
+        Some(Box::new(self.clone()))
+    }
+}
+
+impl Applier for SharedSm {
+    fn apply(
+        &mut self,
+        entries: &[CommittedEntry<'_>],
+    ) -> Result<Vec<Vec<Vec<u8>>>, StateMachineError> {
+        StateMachine::apply(self, entries)
+    }
+}
+
+/// Starts voters 1..=n, one per database, on `net` (applying on an apply thread of their own
+/// when `apply_pipelined`).
+fn start_cluster(
+    dbs: &[Arc<rocksdb::DB>],
+    net: &Arc<LocalNet>,
+    apply_pipelined: bool,
+) -> Vec<NodeHandle> {
     let voters: Vec<u64> = (1..=dbs.len() as u64).collect();
     let mut handles = Vec::new();
     for (i, db) in dbs.iter().enumerate() {
         let id = i as u64 + 1;
-        let store = RaftLogStore::open(db.clone()).unwrap();
-        let h = NodeRuntime::start(
-            test_config(id, voters.clone()),
-            store,
-            SimStateMachine::default(),
-            net.clone(),
-        )
-        .unwrap();
+        let h = start_node(db, id, voters.clone(), net, apply_pipelined);
         net.handles.write().insert(id, h.clone());
         handles.push(h);
     }
     handles
 }
 
+/// Starts node `id` on `db` with an empty state machine.
+fn start_node(
+    db: &Arc<rocksdb::DB>,
+    id: u64,
+    voters: Vec<u64>,
+    net: &Arc<LocalNet>,
+    apply_pipelined: bool,
+) -> NodeHandle {
+    let store = RaftLogStore::open(db.clone()).unwrap();
+    let cfg = Config {
+        apply_pipelined,
+        ..test_config(id, voters)
+    };
+    let h = if apply_pipelined {
+        NodeRuntime::start(cfg, store, SharedSm::default(), net.clone())
+    } else {
+        NodeRuntime::start(cfg, store, SimStateMachine::default(), net.clone())
+    };
+    h.unwrap()
+}
+
 #[test]
 fn three_node_cluster_on_rocksdb_with_restart_and_snapshot() {
+    three_node_cluster_run(false);
+}
+
+/// The same with each node applying on an apply thread of its own.
+#[test]
+fn three_node_cluster_on_rocksdb_with_restart_and_snapshot_and_an_apply_thread() {
+    three_node_cluster_run(true);
+}
+
+fn three_node_cluster_run(apply_pipelined: bool) {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let dbs: Vec<Arc<rocksdb::DB>> = dirs.iter().map(|d| open_db(d.path())).collect();
     let net = Arc::new(LocalNet::default());
     let voters = vec![1, 2, 3];
-    let handles = start_cluster(&dbs, &net);
+    let handles = start_cluster(&dbs, &net, apply_pipelined);
     assert!(
         wait_for(Duration::from_secs(5), || leader_of(&handles).is_some()),
         "no leader"
@@ -139,14 +202,13 @@ fn three_node_cluster_on_rocksdb_with_restart_and_snapshot() {
             ProposeOutcome::Applied { .. }
         ));
     }
-    let store = RaftLogStore::open(dbs[(victim - 1) as usize].clone()).unwrap();
-    let restarted = NodeRuntime::start(
-        test_config(victim, voters.clone()),
-        store,
-        SimStateMachine::default(),
-        net.clone(),
-    )
-    .unwrap();
+    let restarted = start_node(
+        &dbs[(victim - 1) as usize],
+        victim,
+        voters.clone(),
+        &net,
+        apply_pipelined,
+    );
     net.handles.write().insert(victim, restarted.clone());
     net.down.write().remove(&victim);
     let target = leader.status().unwrap().commit_index;
@@ -311,7 +373,7 @@ fn stopping_answers_in_log_proposals_with_outcome_unknown() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let dbs: Vec<Arc<rocksdb::DB>> = dirs.iter().map(|d| open_db(d.path())).collect();
     let net = Arc::new(LocalNet::default());
-    let handles = start_cluster(&dbs, &net);
+    let handles = start_cluster(&dbs, &net, true);
     assert!(wait_for(Duration::from_secs(5), || leader_of(&handles).is_some()));
     let leader = leader_of(&handles).unwrap();
     // Cut the followers off, then propose: the entry is in the leader's log, uncommitted.
