@@ -469,8 +469,9 @@ struct NodeArgs {
     log_sync_pipelined: Option<bool>,
     /// Apply committed entries on a thread of its own (true): the Raft thread hands them to an
     /// apply-N thread and goes on appending, replicating and acknowledging while they apply;
-    /// results come back in log order. false: the Raft thread applies them itself.
-    /// [default: true]
+    /// results come back in log order. false: the Raft thread applies them itself (on two cores
+    /// shared by three replicas the thread gained nothing and cost CPU: docs/performance.md, 3t).
+    /// [default: false]
     #[arg(long, value_name = "BOOL")]
     apply_pipelined: Option<bool>,
     /// Size of one memtable of each ledger column family, in MiB (1-4096; the Raft log's are at
