@@ -85,6 +85,11 @@ pub struct Config {
     /// a core to spare per replica. The runtime falls back to `false` for a state machine
     /// without an [`crate::Applier`]. The simulator runs both.
     pub apply_pipelined: bool,
+    /// Pipelined apply: committed entries waiting to be applied or being applied, past which
+    /// the leader refuses new proposals (`Rejected(Overloaded)`) until its apply thread catches
+    /// up. An apply thread slower than the log would otherwise let the backlog, and every
+    /// caller's wait, grow without bound (inline, the Raft thread's own apply throttles it).
+    pub max_apply_backlog_entries: u64,
 }
 
 impl Default for Config {
@@ -119,6 +124,7 @@ impl Default for Config {
             promote_lag_entries: 100,
             log_sync_pipelined: true,
             apply_pipelined: false,
+            max_apply_backlog_entries: 256,
         }
     }
 }
@@ -166,6 +172,7 @@ impl Config {
         if self.inbound_queue_len == 0
             || self.max_queued_proposals == 0
             || self.max_pending_reads == 0
+            || self.max_apply_backlog_entries == 0
         {
             return err("queue bounds must be > 0");
         }

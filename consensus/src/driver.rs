@@ -290,6 +290,11 @@ impl ApplyState {
     fn in_flight(&self) -> bool {
         self.done < self.handed
     }
+
+    /// Committed entries not applied yet: waiting to be handed out, or out.
+    fn backlog(&self) -> u64 {
+        self.pending.len() as u64 + (self.handed - self.done)
+    }
 }
 
 /// Where pipelined log persistence stands. Readies are numbered by raft-rs in order; a sync
@@ -842,7 +847,9 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
                 Some(ProposeOutcome::Rejected {
                     reason: RejectReason::TooLarge,
                 })
-            } else if self.queued.len() >= self.cfg.max_queued_proposals {
+            } else if self.queued.len() >= self.cfg.max_queued_proposals
+                || self.apply.backlog() >= self.cfg.max_apply_backlog_entries
+            {
                 Some(ProposeOutcome::Rejected {
                     reason: RejectReason::Overloaded,
                 })
@@ -1506,7 +1513,16 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
         let r = work
             .committed()
             .and_then(|batch| Ok(self.sm.apply(&batch)?))
-            .and_then(|results| self.finish_apply(&work, results));
+            .and_then(|results| {
+                let applied = self.sm.applied_index();
+                if applied != work.last_index() {
+                    return Err(ConsensusError::Invariant(format!(
+                        "state machine applied index {applied} after applying up to {}",
+                        work.last_index()
+                    )));
+                }
+                self.finish_apply(&work, results)
+            });
         self.fail(r)
     }
 

@@ -55,8 +55,10 @@
 //! driver never touches the state machine while work is out: a membership change is applied by
 //! the driver once every entry before it has come back, a snapshot to take holds back further
 //! work until the state machine is idle, and a snapshot to install waits in raft-rs until then.
-//! ReadIndex reads and the published status use the reported applied index. The simulator applies
-//! handed-out work a random number of steps later and cancels it on a crash.
+//! ReadIndex reads and the published status use the reported applied index. The backlog is
+//! bounded: past [`Config::max_apply_backlog_entries`] committed entries not yet applied, the
+//! leader refuses new proposals as overloaded. The simulator applies handed-out work a random
+//! number of steps later and cancels it on a crash.
 //!
 //! Snapshot data may be a reference (the ledger's is a descriptor of a checkpoint): the runtime
 //! holds such a snapshot message until [`Transport::fetch_snapshot`] has made the data local, one

@@ -792,7 +792,7 @@ impl Sim<SimStateMachine> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::driver::Role;
+    use crate::driver::{RejectReason, Role};
     use crate::storage::LogStore;
 
     fn count_applied(sim: &Sim) -> usize {
@@ -1033,6 +1033,58 @@ mod tests {
         let st = sim.node(l).status();
         assert_eq!(st.learners, vec![4], "seed {seed}");
         assert!(st.snapshots.taken > taken, "seed {seed}: {st:?}");
+        sim.check_safety();
+    }
+
+    /// Pipelined apply is bounded: a leader whose applies lag `max_apply_backlog_entries`
+    /// behind its log refuses new proposals as overloaded (nothing of them enters the log), and
+    /// takes them again once it has caught up.
+    #[test]
+    fn a_leader_whose_apply_lags_refuses_proposals_past_the_backlog_bound() {
+        let seed = sim_seed(8);
+        let mut cfg = SimConfig::new(3, seed);
+        cfg.consensus.max_apply_backlog_entries = 4;
+        let mut sim = Sim::new(cfg);
+        let l = elect(&mut sim);
+        assert!(sim.run_until(500, |s| s.converged()), "seed {seed}");
+        sim.stall_applies(l, true);
+        let mut refused = Vec::new();
+        let mut taken = Vec::new();
+        for i in 0..12u8 {
+            let k = sim.propose(l, vec![i]);
+            sim.run(20);
+            match sim.outcomes.get(&k) {
+                Some(ProposeOutcome::Rejected {
+                    reason: RejectReason::Overloaded,
+                }) => refused.push(k),
+                None => taken.push(k),
+                o => panic!("seed {seed}: {k:?} {o:?} while the apply is stalled"),
+            }
+        }
+        // At most the bound (less if an entry of the leader's own was still out).
+        assert!(
+            !taken.is_empty() && taken.len() <= 4,
+            "seed {seed}: taken {taken:?}"
+        );
+        assert_eq!(refused.len(), 12 - taken.len(), "seed {seed}");
+        sim.stall_applies(l, false);
+        assert!(
+            sim.run_until(1_000, |s| taken.iter().all(|k| matches!(
+                s.outcomes.get(k),
+                Some(ProposeOutcome::Applied { .. })
+            ))),
+            "seed {seed}"
+        );
+        let k = sim.propose(l, b"after".to_vec());
+        assert!(
+            sim.run_until(500, |s| matches!(
+                s.outcomes.get(&k),
+                Some(ProposeOutcome::Applied { .. })
+            )),
+            "seed {seed}: {:?}",
+            sim.outcomes.get(&k)
+        );
+        assert!(sim.run_until(1_000, |s| s.converged()), "seed {seed}");
         sim.check_safety();
     }
 
