@@ -198,9 +198,10 @@ impl ApplyThread {
         mut applier: Box<dyn Applier>,
         done: Sender<Applied>,
     ) -> Result<ApplyThread, ConsensusError> {
-        // Unbounded, yet bounded in practice: raft-rs hands out committed entries only as they
-        // commit, and the Raft loop reads every report as it comes (a bounded channel could
-        // block the loop on a full queue while the apply thread waits on a full report channel).
+        // Unbounded, yet bounded: the driver has at most `max_apply_backlog_entries` entries
+        // unapplied on a leader (it refuses proposals past that), and the Raft loop reads every
+        // report as it comes (a bounded channel could block the loop on a full queue while the
+        // apply thread waits on a full report channel).
         let (work_tx, work_rx) = crossbeam_channel::unbounded::<ApplyWork>();
         let thread = std::thread::Builder::new()
             .name(format!("apply-{id}"))
@@ -227,7 +228,7 @@ impl ApplyThread {
         self.work
             .as_ref()
             .and_then(|w| w.send(work).ok())
-            .ok_or_else(|| ConsensusError::Stopped("the apply thread ended".into()))
+            .ok_or_else(|| helper_ended("apply"))
     }
 }
 
