@@ -1514,13 +1514,7 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             .committed()
             .and_then(|batch| Ok(self.sm.apply(&batch)?))
             .and_then(|results| {
-                let applied = self.sm.applied_index();
-                if applied != work.last_index() {
-                    return Err(ConsensusError::Invariant(format!(
-                        "state machine applied index {applied} after applying up to {}",
-                        work.last_index()
-                    )));
-                }
+                self.check_sm_applied(work.last_index())?;
                 self.finish_apply(&work, results)
             });
         self.fail(r)
@@ -1607,14 +1601,20 @@ impl<S: LogStore, M: StateMachine> Driver<S, M> {
             return Ok(());
         };
         let results = self.sm.apply(batch)?;
-        if self.sm.applied_index() != last {
-            return Err(ConsensusError::Invariant(format!(
-                "state machine applied index {} after applying up to {last}",
-                self.sm.applied_index()
-            )));
-        }
+        self.check_sm_applied(last)?;
         self.resolve_applied(batch, results)?;
         batch.clear();
+        Ok(())
+    }
+
+    /// The state machine reports `last` applied after applying up to it.
+    fn check_sm_applied(&self, last: u64) -> Result<(), ConsensusError> {
+        let applied = self.sm.applied_index();
+        if applied != last {
+            return Err(ConsensusError::Invariant(format!(
+                "state machine applied index {applied} after applying up to {last}"
+            )));
+        }
         Ok(())
     }
 

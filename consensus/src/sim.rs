@@ -967,11 +967,7 @@ mod tests {
     #[test]
     fn a_stalled_apply_holds_back_answers_reads_membership_and_snapshots() {
         let seed = sim_seed(7);
-        let mut cfg = SimConfig::new(3, seed);
-        cfg.consensus.snapshot_threshold_entries = 5;
-        let mut sim = Sim::new(cfg);
-        let l = elect(&mut sim);
-        assert!(sim.run_until(500, |s| s.converged()), "seed {seed}");
+        let (mut sim, l, _) = converged(seed, |c| c.snapshot_threshold_entries = 5);
         let taken = sim.node(l).status().snapshots.taken;
         sim.stall_applies(l, true);
         let keys: Vec<SimKey> = (0..8u8)
@@ -1042,11 +1038,7 @@ mod tests {
     #[test]
     fn a_leader_whose_apply_lags_refuses_proposals_past_the_backlog_bound() {
         let seed = sim_seed(8);
-        let mut cfg = SimConfig::new(3, seed);
-        cfg.consensus.max_apply_backlog_entries = 4;
-        let mut sim = Sim::new(cfg);
-        let l = elect(&mut sim);
-        assert!(sim.run_until(500, |s| s.converged()), "seed {seed}");
+        let (mut sim, l, _) = converged(seed, |c| c.max_apply_backlog_entries = 4);
         sim.stall_applies(l, true);
         let mut refused = Vec::new();
         let mut taken = Vec::new();
