@@ -87,12 +87,18 @@ impl Bounds {
             if *cf != CF || v.is_none() {
                 continue;
             }
-            let h = key_head(k);
-            if h > self.floor {
-                self.above.insert(h);
-                if self.above.len() > self.above_max {
-                    self.raise();
-                }
+            self.add(key_head(k));
+        }
+        for (id, _) in &batch.history.locs {
+            self.add(id.0);
+        }
+    }
+
+    fn add(&mut self, h: u128) {
+        if h > self.floor {
+            self.above.insert(h);
+            if self.above.len() > self.above_max {
+                self.raise();
             }
         }
     }

@@ -497,6 +497,9 @@ impl RocksStore {
             let (cf, k, v) = crate::store::account_op(a);
             add_op(&mut wb, self.handle(cf), &k, v.as_deref());
         }
+        batch
+            .history
+            .for_each_op(|cf, k, v| wb.put_cf(self.handle(cf), k, v));
         self.db.write_opt(wb, &self.write_opts()).map_err(io)
     }
 
@@ -523,6 +526,35 @@ impl Store for RocksStore {
             return Ok(get_postings(it, [key].into_iter())?.pop().flatten());
         }
         self.db.get_cf(self.handle(cf), key).map_err(io)
+    }
+
+    /// From the buffer, or in place in RocksDB (a history chunk is not copied whole).
+    fn get_part(
+        &self,
+        cf: Cf,
+        key: &[u8],
+        offset: usize,
+        len: usize,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if !self.may_hold(cf, key) {
+            return Ok(None);
+        }
+        if cf == Cf::Postings {
+            // Chunked postings are read as one record each (`get`).
+            return match self.get(cf, key)? {
+                Some(v) => Ok(Some(crate::store::part(cf, &v, offset, len)?.to_vec())),
+                None => Ok(None),
+            };
+        }
+        if let Some(b) = &self.buffer {
+            if let Some(v) = b.get_part(cf, key, offset, len)? {
+                return Ok(v);
+            }
+        }
+        match self.db.get_pinned_cf(self.handle(cf), key).map_err(io)? {
+            Some(v) => Ok(Some(crate::store::part(cf, &v, offset, len)?.to_vec())),
+            None => Ok(None),
+        }
     }
 
     /// Command ids the bounds rule out ([`KeyBounds`]) are absent; the rest are read from the

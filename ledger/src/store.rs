@@ -7,6 +7,7 @@
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
+use crate::codec::{CommandRecord, RecordLoc};
 use crate::types::Account;
 
 /// Bytes of a key held inline in a [`Key`]: an id (16) and a posting key (24) fit, so the apply
@@ -32,7 +33,9 @@ pub enum Cf {
     Meta,
     /// Account id → account record.
     Accounts,
-    /// Command id → fingerprint, result, and the transfer for transfer commands.
+    /// Command id → where its record (fingerprint, result, and the transfer for transfer
+    /// commands) is in [`Cf::History`]; in stores written before per-batch history, the record
+    /// itself (both are read: `codec::decode_command_value`).
     Commands,
     /// (account id, posting sequence) → posting with the resulting balances.
     Postings,
@@ -68,10 +71,27 @@ pub enum Cf {
     /// The digest chain: `d` + index → digest and log time (kept for ever); `b` + index → the
     /// journal record the link is recomputed from (the last `CHAIN_RETAIN_BATCHES` kept).
     Chain,
+    /// (applied index, chunk number), both big-endian → that batch's command records, one after
+    /// another (chunks of about [`HISTORY_CHUNK_BYTES`]; kept for ever). One sequential key per
+    /// chunk instead of one random key per command: a command's own key in [`Cf::Commands`]
+    /// holds only where its record is.
+    History,
+}
+
+/// A history chunk is closed once it holds this many bytes, so a record is read back with a
+/// read of one chunk, not of its whole batch.
+pub const HISTORY_CHUNK_BYTES: usize = 16 << 10;
+
+/// The key of chunk `chunk` of the history of the batch at `index`: the one writer of the layout.
+pub(crate) fn history_key(index: u64, chunk: u32) -> Key {
+    let mut b = [0u8; KEY_INLINE_BYTES];
+    b[..8].copy_from_slice(&index.to_be_bytes());
+    b[8..12].copy_from_slice(&chunk.to_be_bytes());
+    Key::from_buf_and_len(b, 12)
 }
 
 impl Cf {
-    pub const ALL: [Cf; 18] = [
+    pub const ALL: [Cf; 19] = [
         Cf::Meta,
         Cf::Accounts,
         Cf::Commands,
@@ -90,6 +110,7 @@ impl Cf {
         Cf::Config,
         Cf::Conversions,
         Cf::Chain,
+        Cf::History,
     ];
 
     /// Column family name in RocksDB (prefixed so the Raft log's families can share the database).
@@ -113,6 +134,7 @@ impl Cf {
             Cf::Config => "ledger_config",
             Cf::Conversions => "ledger_conversions",
             Cf::Chain => "ledger_chain",
+            Cf::History => "ledger_history",
         }
     }
 }
@@ -146,6 +168,64 @@ pub struct WriteBatch {
     /// every touched account in every batch (an allocation and ~250 bytes each) was a tenth of
     /// the applying thread (docs/performance.md, 3r). Written after `ops`.
     pub accounts: Vec<Account>,
+    /// The batch's command records, appended to its history chunks. Written after `accounts`.
+    pub history: History,
+}
+
+/// One batch's command records: the chunks of [`Cf::History`] under its index, and each
+/// command id's locator in [`Cf::Commands`]. A record written again (a hold posted in the batch
+/// that created it) is appended again, and its id's last locator wins.
+#[derive(Clone, Default, Debug)]
+pub struct History {
+    pub(crate) index: u64,
+    pub(crate) chunks: Vec<Vec<u8>>,
+    pub(crate) locs: Vec<(crate::types::Id, RecordLoc)>,
+}
+
+impl History {
+    pub fn is_empty(&self) -> bool {
+        self.locs.is_empty()
+    }
+
+    /// Appends `rec`, the record of command `id` applied at `index`.
+    pub(crate) fn put(&mut self, index: u64, id: crate::types::Id, rec: &CommandRecord) {
+        if self.locs.is_empty() {
+            self.index = index;
+            self.chunks.clear();
+        }
+        assert_eq!(self.index, index, "one batch's history has one index");
+        if self
+            .chunks
+            .last()
+            .is_none_or(|c| c.len() >= HISTORY_CHUNK_BYTES)
+        {
+            // Room for the bound and a record beyond it: a chunk is never regrown.
+            self.chunks
+                .push(Vec::with_capacity(HISTORY_CHUNK_BYTES + 1024));
+        }
+        let chunk = self.chunks.len() - 1;
+        let buf = &mut self.chunks[chunk];
+        let offset = buf.len();
+        crate::codec::encode_command_record_into(buf, rec);
+        let loc = RecordLoc {
+            index,
+            chunk: chunk as u32,
+            offset: offset as u32,
+            len: (buf.len() - offset) as u32,
+        };
+        self.locs.push((id, loc));
+    }
+
+    /// Every chunk and locator as an ordinary put, by reference (a store that writes bytes).
+    pub(crate) fn for_each_op(&self, mut f: impl FnMut(Cf, &[u8], &[u8])) {
+        for (n, c) in self.chunks.iter().enumerate() {
+            f(Cf::History, &history_key(self.index, n as u32), c);
+        }
+        for (id, loc) in &self.locs {
+            let (b, len) = crate::codec::encode_locator(loc);
+            f(Cf::Commands, &id.to_bytes(), &b[..len]);
+        }
+    }
 }
 
 impl WriteBatch {
@@ -153,6 +233,7 @@ impl WriteBatch {
         WriteBatch {
             ops: Vec::with_capacity(n),
             accounts: Vec::new(),
+            history: History::default(),
         }
     }
     /// Writes `a` to [`Cf::Accounts`] under its id (encoded by the store).
@@ -160,10 +241,29 @@ impl WriteBatch {
     pub fn put_account(&mut self, a: Account) {
         self.accounts.push(a);
     }
-    /// The accounts' records as ordinary puts, after the other operations (a store that writes
-    /// records as bytes at once).
+    /// Writes the record of command `id`, applied at log index `index`, to the batch's history.
+    #[inline]
+    pub(crate) fn put_command(&mut self, index: u64, id: crate::types::Id, rec: &CommandRecord) {
+        self.history.put(index, id, rec);
+    }
+    /// The accounts' records and the history as ordinary puts, after the other operations (a
+    /// store that writes records as bytes at once).
     pub fn into_ops(mut self) -> Vec<(Cf, Key, Option<Vec<u8>>)> {
         self.ops.extend(self.accounts.iter().map(account_op));
+        let History {
+            index,
+            chunks,
+            locs,
+        } = self.history;
+        for (n, c) in chunks.into_iter().enumerate() {
+            self.ops
+                .push((Cf::History, history_key(index, n as u32), Some(c)));
+        }
+        for (id, loc) in locs {
+            let (b, len) = crate::codec::encode_locator(&loc);
+            self.ops
+                .push((Cf::Commands, id_key(id), Some(b[..len].to_vec())));
+        }
         self.ops
     }
     #[inline]
@@ -175,11 +275,22 @@ impl WriteBatch {
         self.ops.push((cf, key.into(), None));
     }
     pub fn len(&self) -> usize {
-        self.ops.len() + self.accounts.len()
+        self.ops.len() + self.accounts.len() + self.history.locs.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.accounts.is_empty()
+        self.ops.is_empty() && self.accounts.is_empty() && self.history.is_empty()
     }
+}
+
+/// `len` bytes at `offset` of `value`, or a corrupt-record error if it is shorter.
+pub(crate) fn part(cf: Cf, value: &[u8], offset: usize, len: usize) -> Result<&[u8], StoreError> {
+    offset
+        .checked_add(len)
+        .and_then(|end| value.get(offset..end))
+        .ok_or_else(|| StoreError::Corrupt {
+            cf,
+            reason: format!("a part {offset}+{len} of a value of {} bytes", value.len()),
+        })
 }
 
 /// An account's record as a put: the one writer of the accounts family's layout.
@@ -193,6 +304,21 @@ pub(crate) fn account_op(a: &Account) -> (Cf, Key, Option<Vec<u8>>) {
 
 pub trait Store: Send {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// `len` bytes at `offset` of the value of `key` (a record in a history chunk): `None` if
+    /// the key is absent, an error if the value is shorter. A store that can read a value in
+    /// place copies only the part.
+    fn get_part(
+        &self,
+        cf: Cf,
+        key: &[u8],
+        offset: usize,
+        len: usize,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.get(cf, key)? {
+            Some(v) => part(cf, &v, offset, len).map(|p| Some(p.to_vec())),
+            None => Ok(None),
+        }
+    }
     /// Several point reads at once (RocksDB batches them); results in key order.
     fn multi_get(&self, cf: Cf, keys: &[Key]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         keys.iter().map(|k| self.get(cf, k)).collect()

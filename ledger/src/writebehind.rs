@@ -35,7 +35,8 @@ use rocksdb::{WriteOptions, DB};
 use rustc_hash::FxHashMap;
 
 use crate::chunks;
-use crate::store::{Cf, Key, StoreError, WriteBatch};
+use crate::codec::RecordLoc;
+use crate::store::{Cf, History, Key, StoreError, WriteBatch};
 use crate::types::Account;
 
 /// Size of a generation, in bytes of keys and values (plus a per-record overhead), before it is
@@ -51,6 +52,8 @@ pub const WRITE_BEHIND_BYTES_MAX: usize = 4 << 30;
 pub const BACKPRESSURE_FACTOR: usize = 4;
 /// What a buffered record costs beyond its key and value (hash map slot, inline key, value vector).
 const RECORD_OVERHEAD_BYTES: usize = 64;
+/// What a buffered command locator counts against the bound (its slot and a share of the map).
+const LOC_BYTES: usize = 48;
 /// What a buffered account counts against the bound: its copy (the rarely-changing info is
 /// shared with the ledger's, not copied) and a share of the record the flusher encodes from it
 /// (~250 bytes; the flusher's write batch is sized from the count). Counting the copy alone let a
@@ -114,6 +117,11 @@ struct Generation {
     /// ledger keeps its accounts in memory). A key of [`Cf::Accounts`] is here or in the
     /// family's ordinary map (written as bytes), never in both.
     accounts: Vec<Account>,
+    /// Where each command's record is ([`Cf::Commands`] values, kept unencoded: an insert of 32
+    /// bytes per command where a record's bytes were an allocation and a copy). The records
+    /// themselves are in the [`Cf::History`] chunks of `maps`. A key of [`Cf::Commands`] is
+    /// here or in the family's ordinary map (written as bytes), never in both.
+    locs: FxHashMap<u128, RecordLoc>,
     bytes: usize,
 }
 
@@ -122,6 +130,7 @@ impl Generation {
         self.maps.iter().all(|m| m.is_empty())
             && self.postings.by_account.is_empty()
             && self.accounts.is_empty()
+            && self.locs.is_empty()
     }
 
     /// Empties it, keeping the maps' capacity for the next generation.
@@ -129,6 +138,7 @@ impl Generation {
         self.maps.iter_mut().for_each(Map::clear);
         self.postings.by_account.clear();
         self.accounts.clear();
+        self.locs.clear();
         self.bytes = 0;
     }
 
@@ -139,11 +149,33 @@ impl Generation {
             self.accounts
                 .retain(|a| a.info.id.to_bytes().as_slice() != k.as_slice());
         }
+        if cf == Cf::Commands && !self.locs.is_empty() && k.len() == 16 {
+            // Rare (a command record written as bytes: tests); the newest write wins.
+            self.locs.remove(&key_head(&k));
+        }
         match chunks::split(&k).filter(|_| cf == Cf::Postings) {
             Some((account, seq)) => self.postings.put(account, seq, v),
             None => {
                 self.maps[cf as usize].insert(k, v);
             }
+        }
+    }
+
+    fn put_history(&mut self, h: History) {
+        for (n, c) in h.chunks.into_iter().enumerate() {
+            self.put(
+                Cf::History,
+                crate::store::history_key(h.index, n as u32),
+                Some(c),
+            );
+        }
+        let as_bytes = &mut self.maps[Cf::Commands as usize];
+        for (id, loc) in h.locs {
+            if !as_bytes.is_empty() {
+                as_bytes.remove(id.to_bytes().as_slice());
+            }
+            self.locs.insert(id.0, loc);
+            self.bytes += LOC_BYTES;
         }
     }
 
@@ -172,6 +204,12 @@ impl Generation {
                 return Some(crate::store::account_op(a).2);
             }
         }
+        if cf == Cf::Commands && key.len() == 16 {
+            if let Some(l) = self.locs.get(&key_head(key)) {
+                let (b, len) = crate::codec::encode_locator(l);
+                return Some(Some(b[..len].to_vec()));
+            }
+        }
         match chunks::split(key).filter(|_| cf == Cf::Postings) {
             Some((account, seq)) => self.postings.get(&account, seq),
             None => self.maps[cf as usize].get(key),
@@ -189,6 +227,15 @@ impl Generation {
         for (k, v) in &self.maps[cf as usize] {
             if k.starts_with(prefix) {
                 f(k, v);
+            }
+        }
+        if cf == Cf::Commands {
+            for (id, l) in &self.locs {
+                let key = id.to_be_bytes();
+                if key.starts_with(prefix) {
+                    let (b, len) = crate::codec::encode_locator(l);
+                    f(&key, &Some(b[..len].to_vec()));
+                }
             }
         }
         if cf == Cf::Accounts {
@@ -309,6 +356,7 @@ impl WriteBehind {
             for a in batch.accounts {
                 b.active.put_account(a);
             }
+            b.active.put_history(batch.history);
             let behind = if b.active.bytes < self.shared.bytes_max {
                 false
             } else if b.frozen.is_none() {
@@ -432,6 +480,30 @@ impl WriteBehind {
         Ok(b.active
             .get(cf, key)
             .or_else(|| b.frozen.as_ref().and_then(|f| f.get(cf, key))))
+    }
+
+    /// Like [`WriteBehind::get`], for `len` bytes at `offset` of the value (copied alone).
+    pub fn get_part(
+        &self,
+        cf: Cf,
+        key: &[u8],
+        offset: usize,
+        len: usize,
+    ) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        let cut = |v: Option<&Option<Vec<u8>>>| match v {
+            None => Ok(None),
+            Some(None) => Ok(Some(None)),
+            Some(Some(v)) => Ok(Some(Some(crate::store::part(cf, v, offset, len)?.to_vec()))),
+        };
+        if matches!(cf, Cf::Accounts | Cf::Postings | Cf::Commands) {
+            // Held apart from the maps (see [`Generation`]): read whole.
+            return cut(self.get(cf, key)?.as_ref());
+        }
+        let b = self.shared.buffers.read().map_err(|_| poisoned())?;
+        let m = cf as usize;
+        cut(b.active.maps[m]
+            .get(key)
+            .or_else(|| b.frozen.as_ref().and_then(|f| f.maps[m].get(key))))
     }
 
     /// Like [`WriteBehind::get`] for several keys under one lock.
@@ -663,6 +735,16 @@ fn write_generation(db: &DB, g: &Generation) -> Result<(), StoreError> {
             }
             let mut buf = [0u8; SORT_KEY_BYTES];
             crate::rocks::add_op(&mut wb, h, row_key(r, &mut buf), r.3);
+        }
+        if cf == Cf::Commands {
+            // In id order: UUIDv7 ids arrive nearly sorted, so this is cheap and RocksDB's
+            // memtable inserts sequential keys.
+            let mut locs: Vec<(u128, &RecordLoc)> = g.locs.iter().map(|(id, l)| (*id, l)).collect();
+            locs.sort_unstable_by_key(|e| e.0);
+            for (id, l) in locs {
+                let (b, len) = crate::codec::encode_locator(l);
+                wb.put_cf(h, id.to_be_bytes(), &b[..len]);
+            }
         }
         if cf == Cf::Accounts {
             // The newest copy of each, encoded here (off the applying thread, once per

@@ -115,10 +115,84 @@ const TRANSFER_PENDING_ID: u8 = 1;
 const TRANSFER_EXPIRES: u8 = 2;
 const TRANSFER_POSTED_AMOUNT: u8 = 4;
 
+/// First byte of a command id's value that *locates* its record instead of holding it: the
+/// record is in its batch's history chunk ([`crate::store::Cf::History`]). Distinct from every
+/// record version byte, so a store holding both kinds (written before and after per-batch
+/// history) reads each.
+const COMMAND_LOCATOR_TAG: u8 = 0x4C;
+/// Bytes of the longest encoded [`RecordLoc`]: the tag and four varints.
+pub(crate) const LOCATOR_BYTES_MAX: usize = 1 + 10 + 5 + 5 + 5;
+
+/// Where a command's record is: `len` bytes at `offset` of chunk `chunk` of the history of the
+/// batch at log index `index`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RecordLoc {
+    pub index: u64,
+    pub chunk: u32,
+    pub offset: u32,
+    pub len: u32,
+}
+
+/// A command id's stored value: its record (written before per-batch history, or by a store
+/// that was given one), or where the record is.
+pub(crate) enum StoredCommand {
+    Record(CommandRecord),
+    At(RecordLoc),
+}
+
+/// `l` encoded (the value of the command id's key), in a buffer on the stack: the flusher
+/// writes one per command.
+pub(crate) fn encode_locator(l: &RecordLoc) -> ([u8; LOCATOR_BYTES_MAX], usize) {
+    let mut out = [0u8; LOCATOR_BYTES_MAX];
+    out[0] = COMMAND_LOCATOR_TAG;
+    let mut n = 1;
+    for mut v in [l.index, l.chunk.into(), l.offset.into(), l.len.into()] {
+        while v >= 0x80 {
+            out[n] = v as u8 | 0x80;
+            v >>= 7;
+            n += 1;
+        }
+        out[n] = v as u8;
+        n += 1;
+    }
+    (out, n)
+}
+
+pub(crate) fn decode_command_value(b: &[u8]) -> Result<StoredCommand, DecodeError> {
+    if b.first() != Some(&COMMAND_LOCATOR_TAG) {
+        return decode_command_record(b).map(StoredCommand::Record);
+    }
+    let mut d = Dec::new(&b[1..]);
+    let out_of_range = |_| DecodeError("record locator out of range");
+    let index = u64::try_from(d.var()?).map_err(out_of_range)?;
+    let chunk = u32::try_from(d.var()?).map_err(out_of_range)?;
+    let offset = u32::try_from(d.var()?).map_err(out_of_range)?;
+    let len = u32::try_from(d.var()?).map_err(out_of_range)?;
+    d.finish()?;
+    Ok(StoredCommand::At(RecordLoc {
+        index,
+        chunk,
+        offset,
+        len,
+    }))
+}
+
+/// A record as a value of its own (how stores before per-batch history held it).
+#[cfg(test)]
 pub(crate) fn encode_command_record(r: &CommandRecord) -> Vec<u8> {
+    let mut buf = Vec::new();
+    encode_command_record_into(&mut buf, r);
+    buf
+}
+
+/// Appends `r`'s encoding to `buf` (a batch's history chunk: no allocation per record).
+pub(crate) fn encode_command_record_into(buf: &mut Vec<u8>, r: &CommandRecord) {
     let legs = r.transfer.as_ref().map_or(0, |t| t.legs.len());
     let reference = r.transfer.as_ref().map_or(0, |t| t.reference.len());
-    let mut e = Enc::with_capacity(112 + legs * 52 + reference);
+    buf.reserve(112 + legs * 52 + reference);
+    let mut e = Enc {
+        buf: std::mem::take(buf),
+    };
     e.u8(COMMAND_RECORD_VERSION);
     e.buf.extend_from_slice(&r.fingerprint);
     encode_result(&mut e, &r.result);
@@ -159,7 +233,7 @@ pub(crate) fn encode_command_record(r: &CommandRecord) -> Vec<u8> {
             e.u64(t.timestamp_ns);
         }
     }
-    e.buf
+    *buf = e.buf;
 }
 
 pub(crate) fn decode_command_record(b: &[u8]) -> Result<CommandRecord, DecodeError> {
@@ -1102,6 +1176,33 @@ mod command_record_tests {
             }
             for cut in 0..compact.len() {
                 prop_assert!(decode_command_record(&compact[..cut]).is_err());
+            }
+        }
+
+        /// A command id's value is read as what it is: a locator (written since per-batch
+        /// history) or a record of either version (written before); a cut locator is an error.
+        #[test]
+        fn command_values_are_locators_or_records(
+            r in record(),
+            index in any::<u64>(),
+            chunk in any::<u32>(),
+            offset in any::<u32>(),
+            len in any::<u32>(),
+        ) {
+            let l = RecordLoc { index, chunk, offset, len };
+            let (b, n) = encode_locator(&l);
+            match decode_command_value(&b[..n]).unwrap() {
+                StoredCommand::At(got) => prop_assert_eq!(got, l),
+                StoredCommand::Record(_) => prop_assert!(false, "a locator read as a record"),
+            }
+            for cut in 0..n {
+                prop_assert!(decode_command_value(&b[..cut]).is_err());
+            }
+            for bytes in [encode_command_record(&r), encode_command_record_v1(&r)] {
+                match decode_command_value(&bytes).unwrap() {
+                    StoredCommand::Record(got) => prop_assert_eq!(got, r.clone()),
+                    StoredCommand::At(_) => prop_assert!(false, "a record read as a locator"),
+                }
             }
         }
     }

@@ -496,12 +496,42 @@ impl<S: Store> Ledger<S> {
         let values = self.store.multi_get(Cf::Commands, &keys)?;
         for (id, v) in ids.into_iter().zip(values) {
             let rec = match v {
-                Some(b) => Some(CachedRecord::new(codec::decode_command_record(&b)?)),
+                Some(b) => Some(CachedRecord::new(self.stored_record(&b)?)),
                 None => None,
             };
             ctx.records.insert(id, rec);
         }
         Ok(())
+    }
+
+    /// A command's record from its id's stored value: the record itself (stores written before
+    /// per-batch history) or where it is in its batch's history chunk. The one reader of both.
+    pub(super) fn stored_record(&self, value: &[u8]) -> Result<CommandRecord, LedgerError> {
+        match codec::decode_command_value(value)? {
+            codec::StoredCommand::Record(r) => Ok(r),
+            codec::StoredCommand::At(l) => {
+                let key = crate::store::history_key(l.index, l.chunk);
+                let bytes = self
+                    .store
+                    .get_part(Cf::History, &key, l.offset as usize, l.len as usize)?
+                    .ok_or_else(|| StoreError::Corrupt {
+                        cf: Cf::History,
+                        reason: format!(
+                            "no history chunk {} of batch {} for a command record",
+                            l.chunk, l.index
+                        ),
+                    })?;
+                Ok(codec::decode_command_record(&bytes)?)
+            }
+        }
+    }
+
+    /// The record of command `id`, if it was ever applied (read from the store).
+    pub(super) fn read_record(&self, id: Id) -> Result<Option<CommandRecord>, LedgerError> {
+        match self.store.get(Cf::Commands, &id.to_bytes())? {
+            Some(b) => Ok(Some(self.stored_record(&b)?)),
+            None => Ok(None),
+        }
     }
 
     /// A command's record as this batch left it, with its transfer only if that is a hold
@@ -510,10 +540,7 @@ impl<S: Store> Ledger<S> {
         if let Some(r) = ctx.records.get(&id) {
             return Ok(r.as_ref().map(CachedRecord::to_record));
         }
-        let r = match self.store.get(Cf::Commands, &id.to_bytes())? {
-            Some(b) => Some(CachedRecord::new(codec::decode_command_record(&b)?)),
-            None => None,
-        };
+        let r = self.read_record(id)?.map(CachedRecord::new);
         let out = r.as_ref().map(CachedRecord::to_record);
         ctx.records.insert(id, r);
         Ok(out)
@@ -538,11 +565,7 @@ impl<S: Store> Ledger<S> {
     }
 
     fn put_record(&self, ctx: &mut BatchCtx, id: Id, rec: CommandRecord) {
-        ctx.wb.put(
-            Cf::Commands,
-            crate::store::id_key(id),
-            codec::encode_command_record(&rec),
-        );
+        ctx.wb.put_command(ctx.index, id, &rec);
         ctx.records.insert(id, Some(CachedRecord::new(rec)));
     }
 
@@ -563,13 +586,7 @@ impl<S: Store> Ledger<S> {
         let existing = match ctx.records.get(&id) {
             Some(r) => r.as_ref().map(|r| (r.fingerprint, r.result)),
             // Not cached: a plain read (no cache entry for the common miss).
-            None => match self.store.get(Cf::Commands, &id.to_bytes())? {
-                Some(b) => {
-                    let r = codec::decode_command_record(&b)?;
-                    Some((r.fingerprint, r.result))
-                }
-                None => None,
-            },
+            None => self.read_record(id)?.map(|r| (r.fingerprint, r.result)),
         };
         if let Some((stored_fp, result)) = existing {
             return Ok(if stored_fp == fp {

@@ -29,19 +29,12 @@ impl<S: Store> Ledger<S> {
 
     /// The transfer created by the command `id` (a transfer, a post or a void).
     pub fn transfer(&self, id: Id) -> Result<Option<Transfer>, LedgerError> {
-        Ok(self.command_record(id)?.and_then(|r| r.transfer))
+        Ok(self.read_record(id)?.and_then(|r| r.transfer))
     }
 
     /// The stored outcome of the command `id`, if it was ever applied.
     pub fn command_result(&self, id: Id) -> Result<Option<CommandResult>, LedgerError> {
-        Ok(self.command_record(id)?.map(|r| r.result))
-    }
-
-    fn command_record(&self, id: Id) -> Result<Option<CommandRecord>, LedgerError> {
-        match self.store.get(Cf::Commands, &id.to_bytes())? {
-            Some(b) => Ok(Some(codec::decode_command_record(&b)?)),
-            None => Ok(None),
-        }
+        Ok(self.read_record(id)?.map(|r| r.result))
     }
 
     /// Postings of `account` with sequence numbers after `after_seq`, oldest first, at most `limit`

@@ -1,12 +1,14 @@
 //! Snapshots: the whole ledger state as a stream of bytes (for Raft state transfer), and restoring
 //! from one.
 //!
-//! Format 3, the one written: `SPLS`, the version byte, then for each family in [`Cf::ALL`] order
+//! Format 4, the one written: `SPLS`, the version byte, then for each family in [`Cf::ALL`] order
 //! its tag, its rows in key order (`[1][u32 key length][key][u32 value length][value]`) and an end
 //! byte `0`; last, a blake3 checksum of everything before it. It is written from the store's
 //! iterators and read back in one pass, so neither side holds it whole: a ledger of ten million
 //! transfers is gigabytes. Identical state gives identical bytes, whatever the store.
-//! Versions 1 and 2 (row counts before the rows, read whole) are still read.
+//! Version 3 is the same without the last family ([`Cf::History`]: its command records are in
+//! [`Cf::Commands`] whole); versions 1 and 2 (row counts before the rows, read whole) are still
+//! read.
 //!
 //! A snapshot replaces a replica's whole state, so it is checked before it does, in a first pass
 //! that changes nothing: the checksum, the framing (families in order, keys strictly increasing),
@@ -22,8 +24,9 @@ use std::path::Path;
 use super::*;
 use crate::store::MemStore;
 
-/// 3: streamed rows with end markers (1 and 2 had row counts; 2 added the chain and checksum).
-const SNAPSHOT_VERSION: u8 = 3;
+/// 3: streamed rows with end markers (1 and 2 had row counts; 2 added the chain and checksum);
+/// 4 added the per-batch history family.
+const SNAPSHOT_VERSION: u8 = 4;
 const CHECKSUM_BYTES: usize = 32;
 const ROW: u8 = 1;
 const END: u8 = 0;
@@ -142,10 +145,10 @@ fn read_rows(
     };
     let (mut key, mut value, mut prev) = (Vec::new(), Vec::new(), Vec::new());
     r.fill(&mut key, 5)?;
-    if &key[..4] != b"SPLS" || key[4] != SNAPSHOT_VERSION {
-        return Err(bad("not a version 3 ledger snapshot"));
+    if &key[..4] != b"SPLS" || !(3..=SNAPSHOT_VERSION).contains(&key[4]) {
+        return Err(bad("not a version 3 or 4 ledger snapshot"));
     }
-    for cf in Cf::ALL {
+    for &cf in families(key[4]) {
         if r.u8()? != cf as u8 {
             return Err(bad("column family order"));
         }
@@ -180,6 +183,16 @@ fn read_rows(
     Ok(())
 }
 
+/// The families a snapshot of `version` holds, in order: each version added one at the end (2 the
+/// digest chain, 4 the per-batch history).
+fn families(version: u8) -> &'static [Cf] {
+    match version {
+        1 => &Cf::ALL[..Cf::ALL.len() - 2],
+        2 | 3 => &Cf::ALL[..Cf::ALL.len() - 1],
+        _ => &Cf::ALL[..],
+    }
+}
+
 /// Opens a snapshot's bytes again for each pass.
 type Open<'a> = dyn FnMut() -> std::io::Result<Box<dyn Read + 'a>> + 'a;
 
@@ -195,7 +208,7 @@ impl<S: Store> Ledger<S> {
     fn legacy_snapshot_rows(data: &[u8]) -> Result<WriteBatch, LedgerError> {
         // Version 1 predates the digest chain (its last family) and the checksum.
         let (families, body) = if data[4] == 1 {
-            (&Cf::ALL[..Cf::ALL.len() - 1], &data[5..])
+            (families(1), &data[5..])
         } else {
             if data.len() < 5 + CHECKSUM_BYTES {
                 return Err(bad("truncated"));
@@ -204,7 +217,7 @@ impl<S: Store> Ledger<S> {
             if blake3::hash(head).as_bytes() != sum {
                 return Err(bad("checksum mismatch"));
             }
-            (&Cf::ALL[..], &head[5..])
+            (families(2), &head[5..])
         };
         let mut d = Dec::new(body);
         let mut wb = WriteBatch::default();
@@ -405,16 +418,17 @@ mod tests {
         l
     }
 
-    /// The format before streaming: row counts before the rows, checksum over everything.
+    /// The format before streaming: row counts before the rows, checksum over everything; and
+    /// before per-batch history: command records whole under their ids.
     fn version_2(store: &MemStore) -> Vec<u8> {
         let mut e = Enc::default();
         e.buf.extend_from_slice(b"SPLS");
         e.u8(2);
-        for cf in Cf::ALL {
+        for &cf in families(2) {
             let mut rows = Vec::new();
             store
                 .for_each_ordered(cf, &mut |k, v| {
-                    rows.push((k.to_vec(), v.to_vec()));
+                    rows.push((k.to_vec(), record_whole(store, cf, v)));
                     Ok(())
                 })
                 .unwrap();
@@ -452,13 +466,113 @@ mod tests {
         }
     }
 
+    /// A command id's value as stores held it before per-batch history: the record itself.
+    fn record_whole(store: &MemStore, cf: Cf, v: &[u8]) -> Vec<u8> {
+        match (cf, codec::decode_command_value(v).ok()) {
+            (Cf::Commands, Some(codec::StoredCommand::At(l))) => store
+                .get_part(
+                    Cf::History,
+                    &crate::store::history_key(l.index, l.chunk),
+                    l.offset as usize,
+                    l.len as usize,
+                )
+                .unwrap()
+                .unwrap(),
+            _ => v.to_vec(),
+        }
+    }
+
+    /// Every command id `l` holds, with its record as `l` reads it.
+    fn records(l: &Ledger<MemStore>) -> Vec<(Vec<u8>, CommandRecord)> {
+        let mut out = Vec::new();
+        l.store()
+            .for_each_ordered(Cf::Commands, &mut |k, v| {
+                out.push((k.to_vec(), l.stored_record(v).unwrap()));
+                Ok(())
+            })
+            .unwrap();
+        out
+    }
+
+    /// A version-2 snapshot (records whole, no history family) restores to the same state: the
+    /// same digest and the same record for every command.
     #[test]
     fn a_version_2_snapshot_still_restores() {
         let l = ledger(5);
         let mut r = Ledger::open(MemStore::new()).unwrap();
         r.restore(5, &version_2(l.store())).unwrap();
         assert_eq!(r.digest(), l.digest());
-        assert_eq!(r.snapshot().unwrap(), l.snapshot().unwrap());
+        let want = records(&l);
+        assert!(want.len() > 5, "the ledger has command records");
+        assert_eq!(records(&r), want);
+        // Both go on alike: a retry of an old command is answered from its old-format record,
+        // a changed body under its id is a conflict, a new command is applied.
+        let mut l = l;
+        let transfer = |id: u128, cents| {
+            Command::CreateTransfer(CreateTransfer::single(
+                Id(id),
+                Id(1),
+                Id(2 + id % 2),
+                rust_decimal::Decimal::new(cents, 2),
+                None,
+            ))
+        };
+        let batch = Batch {
+            timestamp_ns: 9_000,
+            seed: 0,
+            commands: vec![
+                transfer(1_001, 1_001),
+                transfer(2_002, 1),
+                transfer(9_999, 7),
+            ],
+        };
+        let (a, b) = (l.apply(6, &batch).unwrap(), r.apply(6, &batch).unwrap());
+        assert_eq!(a.results, b.results);
+        assert_eq!(a.digest, b.digest);
+        let codes: Vec<_> = b.results.iter().map(|r| r.code).collect();
+        use crate::result::ResultCode;
+        assert_eq!(
+            codes,
+            [
+                ResultCode::Ok,
+                ResultCode::IdempotencyConflict,
+                ResultCode::Ok
+            ]
+        );
+        assert_eq!(
+            b.results[0].timestamp_ns, 1_001,
+            "the first outcome, replayed"
+        );
+    }
+
+    /// A version-3 snapshot (streamed, records whole, no history family) restores the same way.
+    #[test]
+    fn a_version_3_snapshot_still_restores() {
+        let l = ledger(6);
+        let mut e = Enc::default();
+        e.buf.extend_from_slice(b"SPLS");
+        e.u8(3);
+        for &cf in families(3) {
+            e.u8(cf as u8);
+            l.store()
+                .for_each_ordered(cf, &mut |k, v| {
+                    let v = record_whole(l.store(), cf, v);
+                    e.u8(ROW);
+                    e.buf.extend_from_slice(&(k.len() as u32).to_le_bytes());
+                    e.buf.extend_from_slice(k);
+                    e.buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    e.buf.extend_from_slice(&v);
+                    Ok(())
+                })
+                .unwrap();
+            e.u8(END);
+        }
+        let sum = blake3::hash(&e.buf);
+        e.buf.extend_from_slice(sum.as_bytes());
+        let mut r = Ledger::open(MemStore::new()).unwrap();
+        r.restore(6, &e.buf).unwrap();
+        assert_eq!(r.digest(), l.digest());
+        assert_eq!(records(&r), records(&l));
     }
 
     /// A crash half way through an install leaves the marker and part of the rows: the ledger
