@@ -352,4 +352,16 @@ fn command_records_read_back_from_history_chunks_wherever_they_are() {
     drop(l);
     let reopened = Ledger::open(RocksStore::open(dir.path()).unwrap()).unwrap();
     assert_eq!(records(&reopened, &ids), want, "after a reopen");
+    assert!(reopened.verify().is_ok());
+
+    // A lost chunk is found: the records it held no longer read, and verify says so.
+    assert!(mem.verify().is_ok());
+    // The first chunk of batch 2 (key: index, then chunk number, big-endian).
+    let key = [&2u64.to_be_bytes()[..], &0u32.to_be_bytes()[..]].concat();
+    assert!(mem.store().get(Cf::History, &key).unwrap().is_some());
+    let mut wb = WriteBatch::default();
+    wb.delete(Cf::History, key.as_slice());
+    mem.store_mut().write(wb).unwrap();
+    assert!(mem.transfer(Id(1_000)).is_err());
+    assert!(mem.verify().is_err());
 }

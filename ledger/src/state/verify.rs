@@ -1,6 +1,8 @@
 //! The full consistency check (reconciliation, tests): every currency balances, and every
 //! account's stored balances equal the sum of its postings and what its last posting recorded; every
-//! order keeps its own rules (refunds within the payment, the fee within both).
+//! order keeps its own rules (refunds within the payment, the fee within both); every command id's
+//! record reads back (its locator names a history chunk that holds a record under that id's
+//! transfer, if it has one).
 
 use super::*;
 
@@ -89,6 +91,32 @@ impl<S: Store> Ledger<S> {
             }
             Ok(())
         })?;
-        bad.map_or(Ok(()), Err)
+        if let Some(e) = bad {
+            return Err(e);
+        }
+        self.store
+            .for_each(Cf::Commands, &mut |k, v| {
+                let id = k
+                    .first_chunk::<16>()
+                    .filter(|_| k.len() == 16)
+                    .map(|b| Id::from_bytes(*b));
+                let rec = self.stored_record(v).map_err(|e| StoreError::Corrupt {
+                    cf: Cf::Commands,
+                    reason: format!("command {id:?}: {e}"),
+                })?;
+                match (id, &rec.transfer) {
+                    (None, _) => Err("a command key that is not an id".to_string()),
+                    (Some(id), Some(t)) if t.id != id => {
+                        Err(format!("command {id}: the record of transfer {}", t.id))
+                    }
+                    _ => Ok(()),
+                }
+                .map_err(|reason| StoreError::Corrupt {
+                    cf: Cf::Commands,
+                    reason,
+                })
+            })
+            .map_err(LedgerError::from)?;
+        Ok(())
     }
 }
