@@ -24,7 +24,9 @@
 //! - [`money`]: currencies and the one conversion from decimal amounts to minor units.
 //! - [`types`]: accounts, transfers, postings, clients, timer kinds.
 //! - [`state`]: [`Ledger`], the state machine, one file per command family (see its docs).
-//! - [`store`]: the narrow [`Store`] trait and [`MemStore`]; `rocks`: `RocksStore` (feature
+//! - [`store`]: the narrow [`Store`] trait and [`MemStore`], and the layout of command records:
+//!   appended to per-batch history chunks ([`Cf::History`]), each command id holding a locator
+//!   into them; `rocks`: `RocksStore` (feature
 //!   `rocksdb`, on by default; off for crates that need only the ledger's types), with
 //!   `writebehind`: the buffer between a replica's apply and RocksDB, and `chunks`: how postings
 //!   lie in RocksDB (a run of an account's postings per record).

@@ -194,18 +194,25 @@ impl History {
             self.chunks.clear();
         }
         assert_eq!(self.index, index, "one batch's history has one index");
+        let need = crate::codec::command_record_bytes_max(rec);
         if self
             .chunks
             .last()
-            .is_none_or(|c| c.len() >= HISTORY_CHUNK_BYTES)
+            .is_none_or(|c| !c.is_empty() && c.len() + need > HISTORY_CHUNK_BYTES)
         {
-            // Room for the bound and a record beyond it: a chunk is never regrown.
-            self.chunks
-                .push(Vec::with_capacity(HISTORY_CHUNK_BYTES + 1024));
+            self.chunks.push(Vec::new());
         }
         let chunk = self.chunks.len() - 1;
         let buf = &mut self.chunks[chunk];
         let offset = buf.len();
+        if buf.capacity() < offset + need {
+            // Doubling, but never past the chunk's bound (a record larger than the bound gets a
+            // chunk of its own size): a batch of ten commands holds ~1 KiB, not 16.
+            let cap = (buf.capacity() * 2)
+                .clamp(1024, HISTORY_CHUNK_BYTES)
+                .max(offset + need);
+            buf.reserve_exact(cap - offset);
+        }
         crate::codec::encode_command_record_into(buf, rec);
         let loc = RecordLoc {
             index,

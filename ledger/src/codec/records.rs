@@ -185,11 +185,16 @@ pub(crate) fn encode_command_record(r: &CommandRecord) -> Vec<u8> {
     buf
 }
 
-/// Appends `r`'s encoding to `buf` (a batch's history chunk: no allocation per record).
-pub(crate) fn encode_command_record_into(buf: &mut Vec<u8>, r: &CommandRecord) {
+/// At least the bytes of `r`'s encoding (so one reservation holds it).
+pub(crate) fn command_record_bytes_max(r: &CommandRecord) -> usize {
     let legs = r.transfer.as_ref().map_or(0, |t| t.legs.len());
     let reference = r.transfer.as_ref().map_or(0, |t| t.reference.len());
-    buf.reserve(112 + legs * 52 + reference);
+    112 + legs * 52 + reference
+}
+
+/// Appends `r`'s encoding to `buf` (a batch's history chunk: no allocation per record).
+pub(crate) fn encode_command_record_into(buf: &mut Vec<u8>, r: &CommandRecord) {
+    buf.reserve(command_record_bytes_max(r));
     let mut e = Enc {
         buf: std::mem::take(buf),
     };
