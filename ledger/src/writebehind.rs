@@ -739,9 +739,11 @@ fn write_generation(db: &DB, g: &Generation) -> Result<(), StoreError> {
         if cf == Cf::Commands {
             // In id order: UUIDv7 ids arrive nearly sorted, so this is cheap and RocksDB's
             // memtable inserts sequential keys.
-            let mut locs: Vec<(u128, &RecordLoc)> = g.locs.iter().map(|(id, l)| (*id, l)).collect();
+            // Copied while the map is read in memory order (see [`Row`]): read through a
+            // reference after the sort, each locator missed the cache.
+            let mut locs: Vec<(u128, RecordLoc)> = g.locs.iter().map(|(id, l)| (*id, *l)).collect();
             locs.sort_unstable_by_key(|e| e.0);
-            for (id, l) in locs {
+            for (id, l) in &locs {
                 let (b, len) = crate::codec::encode_locator(l);
                 wb.put_cf(h, id.to_be_bytes(), &b[..len]);
             }
