@@ -985,14 +985,16 @@ mod tests {
     /// generations of a few kilobytes are frozen and flushed behind it: point reads, batched
     /// reads, prefix scans from a start key with a limit, and whole-family iteration, after
     /// puts, overwrites and deletes of keys that are buffered, frozen or already in RocksDB,
-    /// appended postings (stored in chunks), and bulk writes that go past the buffer. A reader
+    /// appended postings (stored in chunks), command records (appended to a batch's history
+    /// chunks, the id holding a locator; or written whole, as stores did before), and bulk
+    /// writes that go past the buffer. A reader
     /// on another handle and a snapshot store see the same. The seed is printed by proptest on
     /// failure.
     #[test]
     fn write_behind_reads_equal_an_unbuffered_store() {
         use proptest::prelude::*;
         use proptest::test_runner::{Config, TestRunner};
-        let op = (0u8..10, 0u8..3, 0u16..400, 0usize..300);
+        let op = (0u8..10, 0u8..4, 0u16..400, 0usize..300);
         let mut runner = TestRunner::new(Config {
             cases: 24,
             ..Config::default()
@@ -1006,23 +1008,47 @@ mod tests {
                         .unwrap();
                 let reader = s.share();
                 let mut model = crate::MemStore::new();
-                let cfs = [Cf::Postings, Cf::FlowIndex, Cf::Accounts];
-                // Postings are append-only (each account's next sequence number); the other
-                // families take any key.
+                let cfs = [Cf::Postings, Cf::FlowIndex, Cf::Accounts, Cf::Commands];
+                // Postings are append-only (each account's next sequence number); command ids
+                // are 16 bytes; the other families take any key.
                 let mut next_seq = [1u64; 4];
                 let posting = |a: u16, seq: u64| crate::store::posting_key(&[a as u8; 16], seq);
                 let key = |cf: Cf, k: u16, next_seq: &[u64; 4]| {
                     if cf == Cf::Postings {
                         let a = k % 4;
                         posting(a, u64::from(k / 4) % (next_seq[a as usize] + 2))
+                    } else if cf == Cf::Commands {
+                        crate::store::id_key(crate::types::Id(u128::from(k % 64) << 120 | 7))
                     } else {
                         vec![(k % 4) as u8, (k >> 8) as u8, k as u8].into()
                     }
                 };
+                let record = |k: u16, len: usize| crate::codec::CommandRecord {
+                    fingerprint: [k as u8; 16],
+                    result: crate::result::CommandResult {
+                        code: crate::result::ResultCode::Ok,
+                        timestamp_ns: len as u64,
+                    },
+                    transfer: None,
+                };
+                // Each write is one applied batch: its history goes under the next index.
+                let mut index = 1u64;
                 let mut batch = WriteBatch::default();
                 for (kind, cf, k, len) in ops {
                     let cf = cfs[cf as usize];
                     match kind {
+                        0..=5 if cf == Cf::Commands => {
+                            let id = crate::types::Id(crate::writebehind::key_head(&key(
+                                cf, k, &next_seq,
+                            )));
+                            if k % 5 == 0 {
+                                // Stored whole, as before per-batch history.
+                                let v = crate::codec::encode_command_record(&record(k, len));
+                                batch.put(cf, crate::store::id_key(id), v);
+                            } else {
+                                batch.put_command(index, id, &record(k, len));
+                            }
+                        }
                         0..=5 if cf == Cf::Postings => {
                             let a = k % 4;
                             let seq = next_seq[a as usize];
@@ -1042,10 +1068,12 @@ mod tests {
                         8 if k % 5 == 0 => {
                             s.write_bulk(batch.clone()).unwrap();
                             model.write(std::mem::take(&mut batch)).unwrap();
+                            index += 1;
                         }
                         8 => {
                             s.write(batch.clone()).unwrap();
                             model.write(std::mem::take(&mut batch)).unwrap();
+                            index += 1;
                         }
                         _ => {
                             let snap = if k % 7 == 0 {
@@ -1095,6 +1123,22 @@ mod tests {
                                 let all = rows(store, cf);
                                 let want = rows(&model, cf);
                                 prop_assert_eq!(all, want);
+                                // Every record's part of its history chunk.
+                                for (k, v) in rows(&model, Cf::Commands) {
+                                    let Ok(crate::codec::StoredCommand::At(l)) =
+                                        crate::codec::decode_command_value(&v)
+                                    else {
+                                        continue;
+                                    };
+                                    let chunk = crate::store::history_key(l.index, l.chunk);
+                                    let (at, n) = (l.offset as usize, l.len as usize);
+                                    let got = store.get_part(Cf::History, &chunk, at, n).unwrap();
+                                    prop_assert!(got.is_some(), "{:?}: no chunk", k);
+                                    prop_assert_eq!(
+                                        got,
+                                        model.get_part(Cf::History, &chunk, at, n).unwrap()
+                                    );
+                                }
                             }
                         }
                     }
@@ -1104,7 +1148,7 @@ mod tests {
                 model.write(batch).unwrap();
                 drop((s, reader));
                 let reopened = RocksStore::open(dir.path()).unwrap();
-                for cf in cfs {
+                for cf in cfs.into_iter().chain([Cf::History]) {
                     let all = rows(&reopened, cf);
                     let want = rows(&model, cf);
                     prop_assert_eq!(all, want);
