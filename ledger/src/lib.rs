@@ -98,7 +98,7 @@ pub(crate) fn prefetch_lines<T>(p: &T) {
 }
 
 #[inline(always)]
-fn prefetch_ptr(p: *const u8) {
+pub(crate) fn prefetch_ptr(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint; it never faults, whatever the address.
     unsafe {
