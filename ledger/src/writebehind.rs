@@ -737,10 +737,9 @@ fn write_generation(db: &DB, g: &Generation) -> Result<(), StoreError> {
             crate::rocks::add_op(&mut wb, h, row_key(r, &mut buf), r.3);
         }
         if cf == Cf::Commands {
-            // In id order: UUIDv7 ids arrive nearly sorted, so this is cheap and RocksDB's
-            // memtable inserts sequential keys.
-            // Copied while the map is read in memory order (see [`Row`]): read through a
-            // reference after the sort, each locator missed the cache.
+            // In id order, so RocksDB's memtable inserts them in sequence. Copied out while the
+            // map is read in memory order (see [`Row`]): read through a reference after the
+            // sort, each locator missed the cache.
             let mut locs: Vec<(u128, RecordLoc)> = g.locs.iter().map(|(id, l)| (*id, *l)).collect();
             locs.sort_unstable_by_key(|e| e.0);
             for (id, l) in &locs {

@@ -252,7 +252,8 @@ fn flow_of(c: &Command) -> FlowKind {
 
 /// Commands whose accounts are warmed at a time ([`Ledger::warm_accounts`]): their accounts'
 /// cache lines (~3 per account, two accounts a transfer: ~100 KiB) stay within a core's L2 until
-/// the commands run.
+/// the commands run. Also the window of touched accounts warmed at the end of a batch
+/// ([`Ledger::warm_touched`]: ~7 lines each, ~110 KiB).
 const WARM_COMMANDS: usize = 256;
 
 fn fingerprint(scratch: &mut Enc, c: &Command) -> [u8; 16] {
