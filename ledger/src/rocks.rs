@@ -536,25 +536,21 @@ impl Store for RocksStore {
         offset: usize,
         len: usize,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        if !self.may_hold(cf, key) {
-            return Ok(None);
-        }
+        use crate::store::part_of;
         if cf == Cf::Postings {
             // Chunked postings are read as one record each (`get`).
-            return match self.get(cf, key)? {
-                Some(v) => Ok(Some(crate::store::part(cf, &v, offset, len)?.to_vec())),
-                None => Ok(None),
-            };
+            return part_of(cf, self.get(cf, key)?.as_deref(), offset, len);
+        }
+        if !self.may_hold(cf, key) {
+            return Ok(None);
         }
         if let Some(b) = &self.buffer {
             if let Some(v) = b.get_part(cf, key, offset, len)? {
                 return Ok(v);
             }
         }
-        match self.db.get_pinned_cf(self.handle(cf), key).map_err(io)? {
-            Some(v) => Ok(Some(crate::store::part(cf, &v, offset, len)?.to_vec())),
-            None => Ok(None),
-        }
+        let pinned = self.db.get_pinned_cf(self.handle(cf), key).map_err(io)?;
+        part_of(cf, pinned.as_deref(), offset, len)
     }
 
     /// Command ids the bounds rule out ([`KeyBounds`]) are absent; the rest are read from the

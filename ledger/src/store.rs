@@ -257,20 +257,9 @@ impl WriteBatch {
     /// store that writes records as bytes at once).
     pub fn into_ops(mut self) -> Vec<(Cf, Key, Option<Vec<u8>>)> {
         self.ops.extend(self.accounts.iter().map(account_op));
-        let History {
-            index,
-            chunks,
-            locs,
-        } = self.history;
-        for (n, c) in chunks.into_iter().enumerate() {
-            self.ops
-                .push((Cf::History, history_key(index, n as u32), Some(c)));
-        }
-        for (id, loc) in locs {
-            let (b, len) = crate::codec::encode_locator(&loc);
-            self.ops
-                .push((Cf::Commands, id_key(id), Some(b[..len].to_vec())));
-        }
+        let ops = &mut self.ops;
+        self.history
+            .for_each_op(|cf, k, v| ops.push((cf, k.into(), Some(v.to_vec()))));
         self.ops
     }
     #[inline]
@@ -300,6 +289,19 @@ pub(crate) fn part(cf: Cf, value: &[u8], offset: usize, len: usize) -> Result<&[
         })
 }
 
+/// [`part`] of a value read whole (`None`: the key is absent), copied: what every store's
+/// `get_part` returns.
+pub(crate) fn part_of(
+    cf: Cf,
+    value: Option<&[u8]>,
+    offset: usize,
+    len: usize,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    value
+        .map(|v| part(cf, v, offset, len).map(<[u8]>::to_vec))
+        .transpose()
+}
+
 /// An account's record as a put: the one writer of the accounts family's layout.
 pub(crate) fn account_op(a: &Account) -> (Cf, Key, Option<Vec<u8>>) {
     (
@@ -321,10 +323,7 @@ pub trait Store: Send {
         offset: usize,
         len: usize,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.get(cf, key)? {
-            Some(v) => part(cf, &v, offset, len).map(|p| Some(p.to_vec())),
-            None => Ok(None),
-        }
+        part_of(cf, self.get(cf, key)?.as_deref(), offset, len)
     }
     /// Several point reads at once (RocksDB batches them); results in key order.
     fn multi_get(&self, cf: Cf, keys: &[Key]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {

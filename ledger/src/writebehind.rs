@@ -206,8 +206,7 @@ impl Generation {
         }
         if cf == Cf::Commands && key.len() == 16 {
             if let Some(l) = self.locs.get(&key_head(key)) {
-                let (b, len) = crate::codec::encode_locator(l);
-                return Some(Some(b[..len].to_vec()));
+                return Some(Some(crate::codec::locator_value(l)));
             }
         }
         match chunks::split(key).filter(|_| cf == Cf::Postings) {
@@ -233,8 +232,7 @@ impl Generation {
             for (id, l) in &self.locs {
                 let key = id.to_be_bytes();
                 if key.starts_with(prefix) {
-                    let (b, len) = crate::codec::encode_locator(l);
-                    f(&key, &Some(b[..len].to_vec()));
+                    f(&key, &Some(crate::codec::locator_value(l)));
                 }
             }
         }
@@ -490,10 +488,9 @@ impl WriteBehind {
         offset: usize,
         len: usize,
     ) -> Result<Option<Option<Vec<u8>>>, StoreError> {
-        let cut = |v: Option<&Option<Vec<u8>>>| match v {
-            None => Ok(None),
-            Some(None) => Ok(Some(None)),
-            Some(Some(v)) => Ok(Some(Some(crate::store::part(cf, v, offset, len)?.to_vec()))),
+        let cut = |v: Option<&Option<Vec<u8>>>| {
+            v.map(|v| crate::store::part_of(cf, v.as_deref(), offset, len))
+                .transpose()
         };
         if matches!(cf, Cf::Accounts | Cf::Postings | Cf::Commands) {
             // Held apart from the maps (see [`Generation`]): read whole.

@@ -158,6 +158,12 @@ pub(crate) fn encode_locator(l: &RecordLoc) -> ([u8; LOCATOR_BYTES_MAX], usize) 
     (out, n)
 }
 
+/// `l` encoded, as an owned value (a store that hands out values).
+pub(crate) fn locator_value(l: &RecordLoc) -> Vec<u8> {
+    let (b, len) = encode_locator(l);
+    b[..len].to_vec()
+}
+
 pub(crate) fn decode_command_value(b: &[u8]) -> Result<StoredCommand, DecodeError> {
     if b.first() != Some(&COMMAND_LOCATOR_TAG) {
         return decode_command_record(b).map(StoredCommand::Record);
