@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -181,6 +182,41 @@ impl LossyFs {
 
     pub fn stats(&self) -> Stats {
         self.0.lock().unwrap().stats
+    }
+
+    /// Writes to `to` (an empty directory on another filesystem) what a power loss at this instant
+    /// would leave under `from` (a directory of this filesystem, relative to its root): every
+    /// name its directory last synced, with the contents each file last synced. The writers are
+    /// held off while it copies, so the image is of one instant; the filesystem itself forgets
+    /// nothing (the processes using it carry on).
+    pub fn synced_image(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        use std::io::{Error, ErrorKind};
+        fn copy(s: &State, ino: u64, to: &Path) -> std::io::Result<()> {
+            let dir = s.inodes.get(&ino).ok_or(ErrorKind::NotFound)?;
+            for (name, child) in &dir.synced_entries {
+                let Some(c) = s.inodes.get(child) else {
+                    continue;
+                };
+                let path = to.join(name);
+                if c.dir {
+                    std::fs::create_dir(&path)?;
+                    copy(s, *child, &path)?;
+                } else {
+                    std::fs::write(&path, &c.synced)?;
+                }
+            }
+            Ok(())
+        }
+        let s = self.0.lock().unwrap();
+        let mut ino = FUSE_ROOT_ID;
+        for part in from.components() {
+            let std::path::Component::Normal(name) = part else {
+                return Err(Error::new(ErrorKind::InvalidInput, "a plain relative path"));
+            };
+            let dir = s.inodes.get(&ino).ok_or(ErrorKind::NotFound)?;
+            ino = *dir.synced_entries.get(name).ok_or(ErrorKind::NotFound)?;
+        }
+        copy(&s, ino, to)
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
