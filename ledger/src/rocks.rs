@@ -500,6 +500,10 @@ impl RocksStore {
         batch
             .history
             .for_each_op(|cf, k, v| wb.put_cf(self.handle(cf), k, v));
+        let postings = self.handle(Cf::Postings);
+        for (a, seq, v) in batch.postings.iter() {
+            wb.put_cf(postings, crate::store::posting_key(a, seq), v);
+        }
         self.db.write_opt(wb, &self.write_opts()).map_err(io)
     }
 
@@ -981,7 +985,7 @@ mod tests {
     /// generations of a few kilobytes are frozen and flushed behind it: point reads, batched
     /// reads, prefix scans from a start key with a limit, and whole-family iteration, after
     /// puts, overwrites and deletes of keys that are buffered, frozen or already in RocksDB,
-    /// appended postings (stored in chunks), command records (appended to a batch's history
+    /// appended postings (stored in chunks; put as a batch's posting buffer or as bytes), command records (appended to a batch's history
     /// chunks, the id holding a locator; or written whole, as stores did before), and bulk
     /// writes that go past the buffer. A reader
     /// on another handle and a snapshot store see the same. The seed is printed by proptest on
@@ -1054,7 +1058,13 @@ mod tests {
                             if let Some(b) = v.first_mut() {
                                 *b = 1;
                             }
-                            batch.put(cf, posting(a, seq), v);
+                            if k % 3 == 0 {
+                                // As bytes among the other records (a snapshot's rows).
+                                batch.put(cf, posting(a, seq), v);
+                            } else {
+                                // As the ledger writes them: a batch's postings in one buffer.
+                                batch.postings.put_bytes([a as u8; 16], seq, &v);
+                            }
                         }
                         0..=5 => batch.put(cf, key(cf, k, &next_seq), vec![k as u8; len]),
                         6 | 7 if cf == Cf::Postings => {}

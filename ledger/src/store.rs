@@ -170,6 +170,56 @@ pub struct WriteBatch {
     pub accounts: Vec<Account>,
     /// The batch's command records, appended to its history chunks. Written after `accounts`.
     pub history: History,
+    /// The batch's postings to [`Cf::Postings`], encoded into one buffer. Written after
+    /// `history`.
+    pub postings: PostingBatch,
+}
+
+/// One batch's postings, their records side by side in one buffer. Postings are most of a
+/// batch's records (two or more per transfer); a value of its own was an allocation per posting
+/// on the applying thread, and a free per posting when the write-behind buffer emptied a
+/// generation (docs/performance.md, 3v).
+#[derive(Clone, Default, Debug)]
+pub struct PostingBatch {
+    /// Account id bytes, sequence number, and the record's range in `bytes`.
+    rows: Vec<([u8; 16], u64, std::ops::Range<usize>)>,
+    bytes: Vec<u8>,
+}
+
+impl PostingBatch {
+    /// Appends posting `p`'s record under its account and sequence number.
+    pub(crate) fn put(&mut self, p: &crate::types::Posting) {
+        self.put_with(p.account.to_bytes(), p.seq, |b| {
+            crate::codec::encode_posting_into(b, p)
+        });
+    }
+
+    /// Appends a record already encoded (tests of the stores).
+    #[cfg(test)]
+    pub(crate) fn put_bytes(&mut self, account: [u8; 16], seq: u64, v: &[u8]) {
+        self.put_with(account, seq, |b| b.extend_from_slice(v));
+    }
+
+    fn put_with(&mut self, account: [u8; 16], seq: u64, encode: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.bytes.len();
+        encode(&mut self.bytes);
+        self.rows.push((account, seq, start..self.bytes.len()));
+    }
+
+    /// Each posting's account id bytes, sequence number and record, in the order put.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8; 16], u64, &[u8])> {
+        self.rows
+            .iter()
+            .map(|(a, seq, r)| (a, *seq, &self.bytes[r.clone()]))
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
 }
 
 /// One batch's command records: the chunks of [`Cf::History`] under its index, and each
@@ -241,6 +291,7 @@ impl WriteBatch {
             ops: Vec::with_capacity(n),
             accounts: Vec::new(),
             history: History::default(),
+            postings: PostingBatch::default(),
         }
     }
     /// Writes `a` to [`Cf::Accounts`] under its id (encoded by the store).
@@ -253,13 +304,21 @@ impl WriteBatch {
     pub(crate) fn put_command(&mut self, index: u64, id: crate::types::Id, rec: &CommandRecord) {
         self.history.put(index, id, rec);
     }
-    /// The accounts' records and the history as ordinary puts, after the other operations (a
-    /// store that writes records as bytes at once).
+    /// Writes posting `p` to [`Cf::Postings`] under its account and sequence number.
+    #[inline]
+    pub(crate) fn put_posting(&mut self, p: &crate::types::Posting) {
+        self.postings.put(p);
+    }
+    /// The accounts' records, the history and the postings as ordinary puts, after the other
+    /// operations (a store that writes records as bytes at once).
     pub fn into_ops(mut self) -> Vec<(Cf, Key, Option<Vec<u8>>)> {
         self.ops.extend(self.accounts.iter().map(account_op));
         let ops = &mut self.ops;
         self.history
             .for_each_op(|cf, k, v| ops.push((cf, k.into(), Some(v.to_vec()))));
+        self.postings.iter().for_each(|(a, seq, v)| {
+            ops.push((Cf::Postings, posting_key(a, seq), Some(v.to_vec())))
+        });
         self.ops
     }
     #[inline]
@@ -271,10 +330,13 @@ impl WriteBatch {
         self.ops.push((cf, key.into(), None));
     }
     pub fn len(&self) -> usize {
-        self.ops.len() + self.accounts.len() + self.history.locs.len()
+        self.ops.len() + self.accounts.len() + self.history.locs.len() + self.postings.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.accounts.is_empty() && self.history.is_empty()
+        self.ops.is_empty()
+            && self.accounts.is_empty()
+            && self.history.is_empty()
+            && self.postings.is_empty()
     }
 }
 

@@ -63,6 +63,10 @@ const ACCOUNT_BYTES: usize = std::mem::size_of::<Account>() + 256;
 
 type Map = FxHashMap<Key, Option<Vec<u8>>>;
 
+/// Where a buffered posting's record is in its generation's [`Postings::bytes`] (`None`: the
+/// posting was deleted, which only a test does: postings are append-only).
+type Span = Option<std::ops::Range<usize>>;
+
 /// One account's buffered postings, in sequence order.
 #[derive(Default)]
 struct PostingList {
@@ -70,7 +74,7 @@ struct PostingList {
     /// reading it from the list's end missed the cache on nearly every posting (two thirds of
     /// `WriteBehind::write`'s own time), where appending only stores there.
     last_seq: u64,
-    entries: Vec<(u64, Option<Vec<u8>>)>,
+    entries: Vec<(u64, Span)>,
 }
 
 /// A generation's postings, by account. Postings are append-only (see [`crate::chunks`]), so an
@@ -78,29 +82,50 @@ struct PostingList {
 /// into the generation's largest map, and the flusher writes each list as it is, without sorting
 /// it (the postings were two thirds of a generation's records and most of the flusher's sort).
 /// A key written again still replaces its value, wherever it is in the list.
+///
+/// The records themselves are side by side in one buffer, which keeps its room when the
+/// generation is emptied for reuse: a vector per posting was an allocation on the applying
+/// thread and a free when the generation was emptied, two per transfer (docs/performance.md,
+/// 3v). A replaced record's bytes stay in the buffer until then.
 #[derive(Default)]
 struct Postings {
     by_account: FxHashMap<[u8; 16], PostingList>,
+    bytes: Vec<u8>,
 }
 
 impl Postings {
-    fn put(&mut self, account: [u8; 16], seq: u64, value: Option<Vec<u8>>) {
+    fn put(&mut self, account: [u8; 16], seq: u64, value: Option<&[u8]>) {
+        let span = value.map(|v| {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(v);
+            start..self.bytes.len()
+        });
         let list = self.by_account.entry(account).or_default();
         if !list.entries.is_empty() && list.last_seq >= seq {
             match list.entries.binary_search_by_key(&seq, |e| e.0) {
-                Ok(i) => list.entries[i].1 = value,
-                Err(i) => list.entries.insert(i, (seq, value)),
+                Ok(i) => list.entries[i].1 = span,
+                Err(i) => list.entries.insert(i, (seq, span)),
             }
         } else {
-            list.entries.push((seq, value));
+            list.entries.push((seq, span));
             list.last_seq = seq;
         }
     }
 
-    fn get(&self, account: &[u8; 16], seq: u64) -> Option<&Option<Vec<u8>>> {
+    /// The record a span names.
+    fn value(&self, span: &Span) -> Option<&[u8]> {
+        span.as_ref().map(|r| &self.bytes[r.clone()])
+    }
+
+    fn get(&self, account: &[u8; 16], seq: u64) -> Option<Option<&[u8]>> {
         let list = &self.by_account.get(account)?.entries;
         let i = list.binary_search_by_key(&seq, |e| e.0).ok()?;
-        Some(&list[i].1)
+        Some(self.value(&list[i].1))
+    }
+
+    fn clear(&mut self) {
+        self.by_account.clear();
+        self.bytes.clear();
     }
 }
 
@@ -136,7 +161,7 @@ impl Generation {
     /// Empties it, keeping the maps' capacity for the next generation.
     fn clear(&mut self) {
         self.maps.iter_mut().for_each(Map::clear);
-        self.postings.by_account.clear();
+        self.postings.clear();
         self.accounts.clear();
         self.locs.clear();
         self.bytes = 0;
@@ -154,7 +179,7 @@ impl Generation {
             self.locs.remove(&key_head(&k));
         }
         match chunks::split(&k).filter(|_| cf == Cf::Postings) {
-            Some((account, seq)) => self.postings.put(account, seq, v),
+            Some((account, seq)) => self.postings.put(account, seq, v.as_deref()),
             None => {
                 self.maps[cf as usize].insert(k, v);
             }
@@ -177,6 +202,13 @@ impl Generation {
             self.locs.insert(id.0, loc);
             self.bytes += LOC_BYTES;
         }
+    }
+
+    /// A posting from a batch's [`crate::store::PostingBatch`]: its record is copied into the
+    /// generation's buffer.
+    fn put_posting(&mut self, account: &[u8; 16], seq: u64, v: &[u8]) {
+        self.bytes += crate::store::KEY_INLINE_BYTES + v.len() + RECORD_OVERHEAD_BYTES;
+        self.postings.put(*account, seq, Some(v));
     }
 
     fn put_account(&mut self, a: Account) {
@@ -210,29 +242,26 @@ impl Generation {
             }
         }
         match chunks::split(key).filter(|_| cf == Cf::Postings) {
-            Some((account, seq)) => self.postings.get(&account, seq),
-            None => self.maps[cf as usize].get(key),
+            Some((account, seq)) => self
+                .postings
+                .get(&account, seq)
+                .map(|v| v.map(<[u8]>::to_vec)),
+            None => self.maps[cf as usize].get(key).cloned(),
         }
-        .cloned()
     }
 
     /// Calls `f` with each buffered record of `cf` whose key starts with `prefix`, in no order.
-    fn for_each_with_prefix(
-        &self,
-        cf: Cf,
-        prefix: &[u8],
-        mut f: impl FnMut(&[u8], &Option<Vec<u8>>),
-    ) {
+    fn for_each_with_prefix(&self, cf: Cf, prefix: &[u8], mut f: impl FnMut(&[u8], Option<&[u8]>)) {
         for (k, v) in &self.maps[cf as usize] {
             if k.starts_with(prefix) {
-                f(k, v);
+                f(k, v.as_deref());
             }
         }
         if cf == Cf::Commands {
             for (id, l) in &self.locs {
                 let key = id.to_be_bytes();
                 if key.starts_with(prefix) {
-                    f(&key, &Some(crate::codec::locator_value(l)));
+                    f(&key, Some(&crate::codec::locator_value(l)));
                 }
             }
         }
@@ -242,7 +271,7 @@ impl Generation {
                 let id = a.info.id.to_bytes();
                 if id.starts_with(prefix) && seen.insert(id) {
                     let (_, k, v) = crate::store::account_op(a);
-                    f(&k, &v);
+                    f(&k, v.as_deref());
                 }
             }
         }
@@ -253,7 +282,7 @@ impl Generation {
             for (seq, v) in &list.entries {
                 let k = crate::store::posting_key(account, *seq);
                 if k.starts_with(prefix) {
-                    f(&k, v);
+                    f(&k, self.postings.value(v));
                 }
             }
         };
@@ -355,6 +384,9 @@ impl WriteBehind {
                 b.active.put_account(a);
             }
             b.active.put_history(batch.history);
+            for (account, seq, v) in batch.postings.iter() {
+                b.active.put_posting(account, seq, v);
+            }
             let behind = if b.active.bytes < self.shared.bytes_max {
                 false
             } else if b.frozen.is_none() {
@@ -536,7 +568,7 @@ impl WriteBehind {
         for g in gens {
             g.for_each_with_prefix(cf, prefix, |k, v| {
                 if k >= start {
-                    out.insert(k.to_vec(), v.clone());
+                    out.insert(k.to_vec(), v.map(<[u8]>::to_vec));
                 }
             });
         }
@@ -667,36 +699,39 @@ fn write_posting_chunks(
     postings: &Postings,
 ) -> Result<(), StoreError> {
     // The list as a slice, taken while the map is read in memory order (see [`Row`]).
-    let mut accounts: Vec<(u128, &[u8; 16], &[(u64, Option<Vec<u8>>)])> = postings
+    let mut accounts: Vec<(u128, &[u8; 16], &[(u64, Span)])> = postings
         .by_account
         .iter()
         .map(|(a, l)| (u128::from_be_bytes(*a), a, l.entries.as_slice()))
         .collect();
     accounts.sort_unstable_by_key(|e| e.0);
+    let value = |span: &Span| {
+        // Chunks may only cover postings written once and kept (see `crate::chunks`).
+        postings
+            .value(span)
+            .ok_or_else(|| StoreError::Io("a posting was deleted: postings are append-only".into()))
+    };
     for (n, &(_, account, list)) in accounts.iter().enumerate() {
         if let Some(ahead) = accounts.get(n + 1) {
             crate::prefetch(ahead.2);
         }
-        for (_, v) in list.iter().take(PREFETCH_ROWS_AHEAD) {
-            if let Some(v) = v {
+        for (_, span) in list.iter().take(PREFETCH_ROWS_AHEAD) {
+            if let Some(v) = postings.value(span) {
                 crate::prefetch(v);
             }
         }
         let mut i = 0;
         while i < list.len() {
-            let Some(first) = &list[i].1 else {
-                // Chunks may only cover postings written once and kept (see `crate::chunks`).
-                return Err(StoreError::Io(
-                    "a posting was deleted: postings are append-only".into(),
-                ));
-            };
+            let first = value(&list[i].1)?;
             let mut end = i + 1;
             let mut bytes = first.len() + 4;
             while end < list.len()
                 && end - i < chunks::CHUNK_POSTINGS_MAX
                 && list[end - 1].0.checked_add(1) == Some(list[end].0)
             {
-                let Some(v) = &list[end].1 else { break };
+                let Some(v) = postings.value(&list[end].1) else {
+                    break;
+                };
                 bytes += v.len() + 4;
                 end += 1;
             }
@@ -704,7 +739,7 @@ fn write_posting_chunks(
             if end - i == 1 {
                 wb.put_cf(h, key, first);
             } else {
-                let values = list[i..end].iter().filter_map(|e| e.1.as_deref());
+                let values = list[i..end].iter().filter_map(|e| postings.value(&e.1));
                 wb.put_cf(h, key, chunks::encode(values, bytes));
             }
             i = end;
@@ -813,7 +848,11 @@ mod tests {
         g.put(Cf::Postings, key(8, 9), Some(vec![9]));
         // Not posting-shaped: kept in the family's ordinary map.
         g.put(Cf::Postings, vec![7; 16].into(), Some(vec![16]));
-        let list: Vec<(u64, Option<Vec<u8>>)> = g.postings.by_account[&[7; 16]].entries.clone();
+        let list: Vec<(u64, Option<Vec<u8>>)> = g.postings.by_account[&[7; 16]]
+            .entries
+            .iter()
+            .map(|(seq, span)| (*seq, g.postings.value(span).map(<[u8]>::to_vec)))
+            .collect();
         let want: Vec<(u64, Option<Vec<u8>>)> = vec![
             (0, None),
             (1, Some(vec![1])),
@@ -884,7 +923,9 @@ mod tests {
         // Another family's key of the same bytes is another record.
         assert_eq!(g.get(Cf::Commands, &key(5)), None);
         let mut seen = Vec::new();
-        g.for_each_with_prefix(Cf::Accounts, &[], |k, v| seen.push((k.to_vec(), v.clone())));
+        g.for_each_with_prefix(Cf::Accounts, &[], |k, v| {
+            seen.push((k.to_vec(), v.map(<[u8]>::to_vec)))
+        });
         seen.sort();
         let want = vec![
             (key(5).to_vec(), Some(enc(&account(5, 30)))),

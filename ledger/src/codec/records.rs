@@ -331,8 +331,19 @@ const POSTING_VERSION: u8 = 2;
 const POSTING_DEBIT: u8 = 1;
 const POSTING_COUNTERPARTY: u8 = 2;
 
+#[cfg(test)]
 pub(crate) fn encode_posting(p: &Posting) -> Vec<u8> {
-    let mut e = Enc::with_capacity(80);
+    let mut buf = Vec::with_capacity(80);
+    encode_posting_into(&mut buf, p);
+    buf
+}
+
+/// Appends the posting's record to `buf` (a batch's postings share one buffer: no allocation
+/// per posting).
+pub(crate) fn encode_posting_into(buf: &mut Vec<u8>, p: &Posting) {
+    let mut e = Enc {
+        buf: std::mem::take(buf),
+    };
     e.u8(POSTING_VERSION);
     e.id(p.transfer);
     e.u8(p.leg);
@@ -360,7 +371,7 @@ pub(crate) fn encode_posting(p: &Posting) -> Vec<u8> {
     if let Some(c) = p.counterparty {
         e.id(c);
     }
-    e.buf
+    *buf = e.buf;
 }
 
 pub(crate) fn decode_posting(account: Id, seq: u64, b: &[u8]) -> Result<Posting, DecodeError> {

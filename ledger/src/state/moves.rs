@@ -250,11 +250,7 @@ impl<S: Store> Ledger<S> {
             self.commit_state(ctx, w.id, w.state);
         }
         for p in &m.postings {
-            ctx.wb.put(
-                Cf::Postings,
-                posting_key(p.account, p.seq),
-                codec::encode_posting(p),
-            );
+            ctx.wb.put_posting(p);
         }
         m.legs
     }
@@ -350,11 +346,7 @@ impl<S: Store> Ledger<S> {
                     counterparty: Some(if debit { leg.credit } else { leg.debit }),
                     flow: ctx.flow,
                 };
-                ctx.wb.put(
-                    Cf::Postings,
-                    posting_key(acct, posting.seq),
-                    codec::encode_posting(&posting),
-                );
+                ctx.wb.put_posting(&posting);
                 self.commit_state(ctx, acct, st);
             }
         }
