@@ -63,9 +63,19 @@ const ACCOUNT_BYTES: usize = std::mem::size_of::<Account>() + 256;
 
 type Map = FxHashMap<Key, Option<Vec<u8>>>;
 
-/// Where a buffered posting's record is in its generation's [`Postings::bytes`] (`None`: the
-/// posting was deleted, which only a test does: postings are append-only).
-type Span = Option<std::ops::Range<usize>>;
+/// Where a buffered posting's record is: a block of its generation's [`Postings`] and a range
+/// in it (`None`: the posting was deleted, which only a test does: postings are append-only).
+type Span = Option<BlockRange>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct BlockRange {
+    block: u32,
+    start: u32,
+    len: u32,
+}
+
+/// Size of a block of posting records. A record longer than this gets a block of its own.
+const POSTING_BLOCK_BYTES: usize = 256 << 10;
 
 /// One account's buffered postings, in sequence order.
 #[derive(Default)]
@@ -83,23 +93,21 @@ struct PostingList {
 /// it (the postings were two thirds of a generation's records and most of the flusher's sort).
 /// A key written again still replaces its value, wherever it is in the list.
 ///
-/// The records themselves are side by side in one buffer, which keeps its room when the
-/// generation is emptied for reuse: a vector per posting was an allocation on the applying
-/// thread and a free when the generation was emptied, two per transfer (docs/performance.md,
-/// 3v). A replaced record's bytes stay in the buffer until then.
+/// The records themselves are side by side in blocks of [`POSTING_BLOCK_BYTES`]: a vector per
+/// posting was an allocation on the applying thread and a free when the generation was emptied,
+/// two per transfer (docs/performance.md, 3v). Blocks, not one growing buffer: no copy as it
+/// grows, no room beyond the last block, and nothing kept once the generation is emptied (one
+/// buffer kept for reuse stayed resident, ~35 MiB more at the memory run's peak). A replaced
+/// record's bytes stay in their block until then.
 #[derive(Default)]
 struct Postings {
     by_account: FxHashMap<[u8; 16], PostingList>,
-    bytes: Vec<u8>,
+    blocks: Vec<Vec<u8>>,
 }
 
 impl Postings {
     fn put(&mut self, account: [u8; 16], seq: u64, value: Option<&[u8]>) {
-        let span = value.map(|v| {
-            let start = self.bytes.len();
-            self.bytes.extend_from_slice(v);
-            start..self.bytes.len()
-        });
+        let span = value.map(|v| self.store(v));
         let list = self.by_account.entry(account).or_default();
         if !list.entries.is_empty() && list.last_seq >= seq {
             match list.entries.binary_search_by_key(&seq, |e| e.0) {
@@ -112,9 +120,33 @@ impl Postings {
         }
     }
 
+    /// Copies a record into the last block (a new one if it does not fit).
+    fn store(&mut self, v: &[u8]) -> BlockRange {
+        // Records are bounded far below 4 GiB: by the Raft entry's size (`max_entry_bytes`),
+        // or a snapshot's by its chunk.
+        let len = u32::try_from(v.len()).expect("a posting record is shorter than 4 GiB");
+        if self
+            .blocks
+            .last()
+            .is_none_or(|b| b.capacity() - b.len() < v.len())
+        {
+            self.blocks
+                .push(Vec::with_capacity(v.len().max(POSTING_BLOCK_BYTES)));
+        }
+        let block = self.blocks.len() - 1;
+        let b = &mut self.blocks[block];
+        let start = b.len() as u32;
+        b.extend_from_slice(v);
+        BlockRange {
+            block: block as u32,
+            start,
+            len,
+        }
+    }
+
     /// The record a span names.
     fn value(&self, span: &Span) -> Option<&[u8]> {
-        span.as_ref().map(|r| &self.bytes[r.clone()])
+        span.map(|r| &self.blocks[r.block as usize][r.start as usize..][..r.len as usize])
     }
 
     fn get(&self, account: &[u8; 16], seq: u64) -> Option<Option<&[u8]>> {
@@ -125,7 +157,7 @@ impl Postings {
 
     fn clear(&mut self) {
         self.by_account.clear();
-        self.bytes.clear();
+        self.blocks.clear();
     }
 }
 
