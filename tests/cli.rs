@@ -1129,9 +1129,10 @@ fn bench_payment_workload_runs_every_flow() {
     }
 }
 
-/// `scripts/bench --smoke` (the bench smoke CI runs): every standard end-to-end run on a 3-node
-/// cluster passes its final check, the report has each run's figures, and `--baseline` prints the
-/// ratio of each to an earlier report.
+/// `scripts/bench --smoke --restart` (the bench smoke CI runs): every standard end-to-end run on
+/// a 3-node cluster passes its final check, the report has each run's figures, `--baseline`
+/// prints the ratio of each to an earlier report, and the restart row replays a killed node's
+/// log and verifies the checkpoint signed before the kill.
 #[test]
 fn bench_script_smoke_checks_every_standard_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -1151,7 +1152,13 @@ fn bench_script_smoke_checks_every_standard_run() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench");
     let out = std::process::Command::new("python3")
         .arg(script)
-        .args(["--smoke", "--no-build", "--no-criterion", "--out"])
+        .args([
+            "--smoke",
+            "--no-build",
+            "--no-criterion",
+            "--restart",
+            "--out",
+        ])
         .arg(&out_path)
         .arg("--baseline")
         .arg(&base_path)
@@ -1167,7 +1174,18 @@ fn bench_script_smoke_checks_every_standard_run() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&out_path).unwrap()).unwrap();
     let runs = report["runs"].as_array().unwrap();
-    assert_eq!(runs.len(), names.len(), "{report}");
+    assert_eq!(runs.len(), names.len() + 1, "{report}");
+    // The restart row: a node killed after its ingest replays the log, and the checkpoint
+    // signed before the kill verifies after it.
+    let restart = &runs[names.len()];
+    assert_eq!(restart["name"], "restart_replay_1m_transfers", "{restart}");
+    assert_eq!(restart["ok"], true, "{restart}");
+    assert_eq!(restart["checkpoint_verified"], true, "{restart}");
+    assert!(
+        restart["replayed_entries"].as_u64().unwrap() > 0,
+        "{restart}"
+    );
+    assert!(restart["replay_ms"].as_u64().is_some(), "{restart}");
     for (r, n) in runs.iter().zip(names) {
         assert_eq!(r["name"], n);
         assert_eq!(r["ok"], true, "{r}");
