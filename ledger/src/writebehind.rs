@@ -237,7 +237,7 @@ impl Generation {
     }
 
     /// A posting from a batch's [`crate::store::PostingBatch`]: its record is copied into the
-    /// generation's buffer.
+    /// generation's posting blocks.
     fn put_posting(&mut self, account: &[u8; 16], seq: u64, v: &[u8]) {
         self.bytes += crate::store::KEY_INLINE_BYTES + v.len() + RECORD_OVERHEAD_BYTES;
         self.postings.put(*account, seq, Some(v));
