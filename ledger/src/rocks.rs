@@ -497,13 +497,7 @@ impl RocksStore {
             let (cf, k, v) = crate::store::account_op(a);
             add_op(&mut wb, self.handle(cf), &k, v.as_deref());
         }
-        batch
-            .history
-            .for_each_op(|cf, k, v| wb.put_cf(self.handle(cf), k, v));
-        let postings = self.handle(Cf::Postings);
-        for (a, seq, v) in batch.postings.iter() {
-            wb.put_cf(postings, crate::store::posting_key(a, seq), v);
-        }
+        batch.for_each_appended_op(|cf, k, v| wb.put_cf(self.handle(cf), k, v));
         self.db.write_opt(wb, &self.write_opts()).map_err(io)
     }
 
@@ -985,9 +979,9 @@ mod tests {
     /// generations of a few kilobytes are frozen and flushed behind it: point reads, batched
     /// reads, prefix scans from a start key with a limit, and whole-family iteration, after
     /// puts, overwrites and deletes of keys that are buffered, frozen or already in RocksDB,
-    /// appended postings (stored in chunks; put as a batch's posting buffer or as bytes), command records (appended to a batch's history
-    /// chunks, the id holding a locator; or written whole, as stores did before), and bulk
-    /// writes that go past the buffer. A reader
+    /// appended postings (stored in chunks; put as a batch's posting buffer or as bytes),
+    /// command records (appended to a batch's history chunks, the id holding a locator; or
+    /// written whole, as stores did before), and bulk writes that go past the buffer. A reader
     /// on another handle and a snapshot store see the same. The seed is printed by proptest on
     /// failure.
     #[test]

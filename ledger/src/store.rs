@@ -206,6 +206,13 @@ impl PostingBatch {
         self.rows.push((account, seq, start..self.bytes.len()));
     }
 
+    /// Every posting as an ordinary put, by reference (a store that writes bytes).
+    pub(crate) fn for_each_op(&self, mut f: impl FnMut(Cf, &[u8], &[u8])) {
+        for (a, seq, v) in self.iter() {
+            f(Cf::Postings, &posting_key(a, seq), v);
+        }
+    }
+
     /// Each posting's account id bytes, sequence number and record, in the order put.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8; 16], u64, &[u8])> {
         self.rows
@@ -313,13 +320,15 @@ impl WriteBatch {
     /// operations (a store that writes records as bytes at once).
     pub fn into_ops(mut self) -> Vec<(Cf, Key, Option<Vec<u8>>)> {
         self.ops.extend(self.accounts.iter().map(account_op));
-        let ops = &mut self.ops;
-        self.history
-            .for_each_op(|cf, k, v| ops.push((cf, k.into(), Some(v.to_vec()))));
-        self.postings.iter().for_each(|(a, seq, v)| {
-            ops.push((Cf::Postings, posting_key(a, seq), Some(v.to_vec())))
-        });
-        self.ops
+        let mut ops = std::mem::take(&mut self.ops);
+        self.for_each_appended_op(|cf, k, v| ops.push((cf, k.into(), Some(v.to_vec()))));
+        ops
+    }
+    /// The history and the postings as ordinary puts, by reference, in that order (written
+    /// after `ops` and `accounts`).
+    pub(crate) fn for_each_appended_op(&self, mut f: impl FnMut(Cf, &[u8], &[u8])) {
+        self.history.for_each_op(&mut f);
+        self.postings.for_each_op(f);
     }
     #[inline]
     pub fn put(&mut self, cf: Cf, key: impl Into<Key>, value: Vec<u8>) {
